@@ -1,0 +1,80 @@
+//! Newtypes for the identifiers and counters the spec names.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+macro_rules! string_id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(pub String);
+
+        impl $name {
+            pub fn new(s: impl Into<String>) -> Self {
+                $name(s.into())
+            }
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl From<&str> for $name {
+            fn from(s: &str) -> Self {
+                $name(s.to_owned())
+            }
+        }
+
+        impl From<String> for $name {
+            fn from(s: String) -> Self {
+                $name(s)
+            }
+        }
+    };
+}
+
+string_id!(
+    /// A stable identifier of one installation (spec §3). Lexicographic order breaks Solo ties.
+    DeviceId
+);
+string_id!(
+    /// The identifier of one active sync session (spec §3); `""` in Solo.
+    SessionId
+);
+string_id!(
+    /// A song: the SHA-256 (hex) of its file's bytes.
+    SongId
+);
+
+/// Monotonic counter the Master increments at each song change (spec §3).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
+#[serde(transparent)]
+pub struct SongEpoch(pub u64);
+
+/// Monotonic counter of page updates inside one song epoch (spec §3).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
+#[serde(transparent)]
+pub struct PageRevision(pub u64);
+
+impl SongEpoch {
+    pub fn next(self) -> Self {
+        SongEpoch(self.0.saturating_add(1))
+    }
+}
+
+impl PageRevision {
+    pub fn next(self) -> Self {
+        PageRevision(self.0.saturating_add(1))
+    }
+}

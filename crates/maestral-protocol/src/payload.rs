@@ -1,0 +1,206 @@
+//! The payloads of every message, field for field as `PROTOCOL_V1.md` lists them.
+
+use std::cmp::Ordering;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{DeviceId, PageRevision, SessionId, SongEpoch, SongId};
+
+/// The mode a device declares in `HELLO`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    Solo,
+    ChoirMaster,
+    ChoirFollower,
+}
+
+/// Follower control mode (spec §3, §11.4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FollowMode {
+    #[default]
+    Follow,
+    Free,
+}
+
+impl FollowMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FollowMode::Follow => "follow",
+            FollowMode::Free => "free",
+        }
+    }
+}
+
+/// Solo leader parity: which page of the spread `{2k, 2k+1}` the leader shows
+/// (`odd`: page 2k, the odd page counted from 1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Parity {
+    #[default]
+    Odd,
+    Even,
+}
+
+impl Parity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Parity::Odd => "odd",
+            Parity::Even => "even",
+        }
+    }
+}
+
+/// Why a Master refused a join (spec §8.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RejectReason {
+    InvalidToken,
+    SessionEnded,
+    VersionMismatch,
+}
+
+impl RejectReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RejectReason::InvalidToken => "invalid_token",
+            RejectReason::SessionEnded => "session_ended",
+            RejectReason::VersionMismatch => "version_mismatch",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    pub mode: Mode,
+    pub device_name: String,
+    pub app_version: String,
+    pub capabilities: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JoinRequest {
+    pub session_token: String,
+    pub follow_mode: FollowMode,
+    /// The Follower's last known epoch, 0 if none.
+    pub song_epoch: SongEpoch,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JoinAccept {
+    pub snapshot: ChoirSnapshot,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JoinReject {
+    pub reason: RejectReason,
+}
+
+/// The Master state of spec §9.2 without `session_token`, which never leaves the Master.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChoirSnapshot {
+    pub session_id: SessionId,
+    #[serde(deserialize_with = "nullable")]
+    pub song_id: Option<SongId>,
+    pub song_epoch: SongEpoch,
+    pub page_index: u32,
+    pub page_revision: PageRevision,
+}
+
+/// Solo layout: who leads and with which parity (spec §9.1).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Layout {
+    pub leader_device_id: DeviceId,
+    pub parity: Parity,
+}
+
+/// Metadata of the latest Solo change: ordered by `ts`, then by the lexicographically higher
+/// `sender_id` (PROTOCOL_V1 "Solo, latest change wins").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PageChangeStamp {
+    pub sender_id: DeviceId,
+    pub ts: u64,
+}
+
+impl Ord for PageChangeStamp {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.ts
+            .cmp(&other.ts)
+            .then_with(|| self.sender_id.cmp(&other.sender_id))
+    }
+}
+
+impl PartialOrd for PageChangeStamp {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// The Solo shared state of spec §9.1, whole.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SoloState {
+    #[serde(deserialize_with = "nullable")]
+    pub song_id: Option<SongId>,
+    pub page_index: u32,
+    pub layout: Layout,
+    pub last_page_change: PageChangeStamp,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChoirSetSong {
+    #[serde(deserialize_with = "nullable")]
+    pub song_id: Option<SongId>,
+    pub song_epoch: SongEpoch,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SoloSetSong {
+    #[serde(deserialize_with = "nullable")]
+    pub song_id: Option<SongId>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChoirSetPage {
+    pub song_epoch: SongEpoch,
+    pub page_revision: PageRevision,
+    pub page_index: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SoloSetPage {
+    #[serde(deserialize_with = "nullable")]
+    pub song_id: Option<SongId>,
+    pub page_index: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SetFollowMode {
+    pub mode: FollowMode,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamPrepare {
+    pub song_id: SongId,
+    pub song_epoch: SongEpoch,
+    pub size_bytes: u64,
+    pub sha256: String,
+    pub channel: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamClear {
+    /// `None`: clear everything streamed.
+    #[serde(deserialize_with = "nullable")]
+    pub song_id: Option<SongId>,
+}
+
+/// A `str|null` field that must be present: `null` is `None`, a missing field is an error (serde
+/// would otherwise read a missing `Option` as `None`).
+fn nullable<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d)
+}

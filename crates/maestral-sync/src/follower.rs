@@ -1,0 +1,416 @@
+//! Choir Follower (spec §9.3, §10.4, §11.2–§11.4, §12.3–§12.4, §13): follows the Master's
+//! position or browses freely, rejoins by itself with the stored token, never goes back to an
+//! older song epoch.
+
+use maestral_protocol::{
+    ChoirSetPage, ChoirSetSong, ChoirSnapshot, DeviceId, Envelope, FollowMode, JoinRequest, Message,
+    Mode, PageRevision, SessionId, SetFollowMode, SongEpoch, SongId,
+};
+use serde::Serialize;
+
+use crate::core::{Core, Retry, RetryDue};
+use crate::types::{ActionError, Event, LinkSignal, LinkState, LocalAction, Phase, TransportRequest, View};
+
+/// Spec §9.3 plus `page_revision` (the last Master revision applied), as the conformance driver
+/// prints it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FollowerState {
+    pub session_id: Option<SessionId>,
+    pub follow_mode: FollowMode,
+    pub song_id: Option<SongId>,
+    pub song_epoch: SongEpoch,
+    pub page_index: u32,
+    pub last_token: Option<String>,
+    pub page_revision: PageRevision,
+}
+
+#[derive(Debug, Clone)]
+struct Membership {
+    master: DeviceId,
+    id: SessionId,
+    token: String,
+    /// `JOIN_ACCEPT` received on the current link.
+    joined: bool,
+    /// Accepted at least once in this session: a later attempt is a rejoin.
+    ever_joined: bool,
+    /// Attempts and backoff while not joined.
+    retry: Option<Retry>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Follower {
+    session: Option<Membership>,
+    follow_mode: FollowMode,
+    /// The newest Master position seen (song epoch, revision, song, page).
+    song_epoch: SongEpoch,
+    page_revision: PageRevision,
+    master_song: Option<SongId>,
+    master_page: u32,
+    /// Whether a Master position has been seen in this session.
+    have_master: bool,
+    /// A `SET_PAGE` of a newer epoch than ours, held until that epoch's song arrives (messages
+    /// may be reordered); never applied to an older epoch.
+    pending: Option<ChoirSetPage>,
+    /// The session the epochs above belong to (kept after leaving, so rejoining the same
+    /// session keeps its context).
+    session_id_seen: Option<SessionId>,
+    /// What this device shows.
+    shown_song: Option<SongId>,
+    shown_page: u32,
+}
+
+impl Follower {
+    pub fn new() -> Self {
+        Follower {
+            session: None,
+            follow_mode: FollowMode::Follow,
+            song_epoch: SongEpoch(0),
+            page_revision: PageRevision(0),
+            master_song: None,
+            master_page: 0,
+            have_master: false,
+            pending: None,
+            session_id_seen: None,
+            shown_song: None,
+            shown_page: 0,
+        }
+    }
+
+    pub fn state(&self) -> FollowerState {
+        FollowerState {
+            session_id: self.session.as_ref().map(|s| s.id.clone()),
+            follow_mode: self.follow_mode,
+            song_id: self.shown_song.clone(),
+            song_epoch: self.song_epoch,
+            page_index: self.shown_page,
+            last_token: self.session.as_ref().map(|s| s.token.clone()),
+            page_revision: self.page_revision,
+        }
+    }
+
+    pub fn follow_mode(&self) -> FollowMode {
+        self.follow_mode
+    }
+
+    pub fn master(&self) -> Option<&DeviceId> {
+        self.session.as_ref().map(|s| &s.master)
+    }
+
+    /// The newest Master position seen: `(song, page, epoch, revision)`.
+    pub fn master_position(&self) -> (Option<&SongId>, u32, SongEpoch, PageRevision) {
+        (self.master_song.as_ref(), self.master_page, self.song_epoch, self.page_revision)
+    }
+
+    pub fn phase(&self, core: &Core) -> Phase {
+        let Some(s) = &self.session else {
+            return Phase::FollowerIdleLocal;
+        };
+        if s.joined && core.link(&s.master).is_up() {
+            return match self.follow_mode {
+                FollowMode::Follow => Phase::FollowerConnectedFollow,
+                FollowMode::Free => Phase::FollowerConnectedFree,
+            };
+        }
+        match (&s.retry, s.ever_joined) {
+            (Some(r), false) if r.is_running() => Phase::FollowerJoining,
+            (Some(r), true) if r.is_running() => Phase::FollowerRejoining,
+            _ => Phase::FollowerDisconnectedLocal,
+        }
+    }
+
+    pub fn view(&self) -> View {
+        View { song_id: self.shown_song.clone(), page_index: self.shown_page }
+    }
+
+    pub fn next_timeout(&self) -> Option<u64> {
+        self.session.as_ref().and_then(|s| s.retry.as_ref()).and_then(Retry::deadline)
+    }
+
+    // ---- inputs ------------------------------------------------------------------------------
+
+    pub fn on_link(&mut self, core: &mut Core, now: u64, peer: &DeviceId, signal: LinkSignal) {
+        let Some(s) = self.session.as_mut().filter(|s| s.master == *peer) else {
+            // Not our Master: nothing to do with it beyond reporting the link.
+            match signal {
+                LinkSignal::Up => core.set_link(now, peer, LinkState::Connected),
+                LinkSignal::Degraded => {}
+                LinkSignal::Down => core.forget_link(peer),
+            }
+            return;
+        };
+        match signal {
+            LinkSignal::Up => {
+                core.set_link(now, peer, LinkState::Connected);
+                s.joined = false;
+                // The attempt now waits for JOIN_ACCEPT, within the attempt timeout.
+                match &mut s.retry {
+                    Some(r) if r.is_running() => {}
+                    Some(r) => r.start(now, core),
+                    None => s.retry = Some(Retry::running(now, core)),
+                }
+                let hello = core.hello(Mode::ChoirFollower);
+                let req = Message::JoinRequest(JoinRequest {
+                    session_token: s.token.clone(),
+                    follow_mode: self.follow_mode,
+                    song_epoch: self.song_epoch,
+                });
+                core.send(now, &s.id, peer, hello);
+                core.send(now, &s.id, peer, req);
+            }
+            LinkSignal::Degraded => {
+                if core.link(peer).is_up() {
+                    core.set_link(now, peer, LinkState::Degraded);
+                }
+            }
+            LinkSignal::Down => {
+                s.joined = false;
+                let state =
+                    if s.ever_joined { LinkState::Reconnecting } else { LinkState::Connecting };
+                core.set_link(now, peer, state);
+                match &mut s.retry {
+                    Some(r) if r.is_running() => r.failed(now, core),
+                    Some(_) => {}
+                    None => s.retry = Some(Retry::after_loss(now, core)),
+                }
+            }
+        }
+    }
+
+    pub fn on_timeout(&mut self, core: &mut Core, now: u64) {
+        let Some(s) = self.session.as_mut() else { return };
+        let Some(r) = s.retry.as_mut() else { return };
+        match r.due(now) {
+            RetryDue::Nothing => {}
+            RetryDue::Start => {
+                r.start(now, core);
+                let state =
+                    if s.ever_joined { LinkState::Reconnecting } else { LinkState::Connecting };
+                core.set_link(now, &s.master, state);
+                core.request(TransportRequest::Connect { peer: s.master.clone() });
+            }
+            RetryDue::TimedOut => {
+                r.failed(now, core);
+                s.joined = false;
+                let state =
+                    if s.ever_joined { LinkState::Reconnecting } else { LinkState::Connecting };
+                core.set_link(now, &s.master, state);
+                core.request(TransportRequest::Disconnect { peer: s.master.clone() });
+            }
+        }
+    }
+
+    pub fn on_message(&mut self, core: &mut Core, now: u64, from: &DeviceId, env: Envelope) {
+        // Authority: only our Master, on an open link, for our session.
+        let Some(s) = self.session.as_mut() else { return };
+        if s.master != *from || !core.link(from).is_up() || env.session_id != s.id {
+            if let Message::Hello(hello) = env.message {
+                core.event(Event::PeerHello { peer: from.clone(), hello });
+            }
+            return;
+        }
+        let joined = s.joined;
+        match env.message {
+            Message::JoinAccept(accept) => {
+                if accept.snapshot.session_id != s.id {
+                    return;
+                }
+                s.joined = true;
+                s.ever_joined = true;
+                s.retry = None;
+                self.apply_snapshot(&accept.snapshot);
+            }
+            Message::JoinReject(reject) => {
+                if joined {
+                    return;
+                }
+                self.exit_to_local(core, now);
+                core.event(Event::JoinRejected { reason: reject.reason });
+            }
+            Message::SessionEnd if joined => {
+                self.exit_to_local(core, now);
+                core.event(Event::StreamClear { song_id: None });
+                core.event(Event::SessionEnded);
+            }
+            Message::ChoirSnapshot(snap) if joined => {
+                if snap.session_id == env.session_id {
+                    self.apply_snapshot(&snap);
+                }
+            }
+            Message::ChoirSetSong(ChoirSetSong { song_id, song_epoch }) if joined => {
+                if song_epoch > self.song_epoch {
+                    self.new_song_context(song_id, song_epoch, 0, PageRevision(0));
+                }
+            }
+            Message::ChoirSetPage(p) if joined => self.apply_set_page(p),
+            Message::StreamPrepare(p) if joined => core.event(Event::StreamPrepare(p)),
+            Message::StreamClear(c) if joined => {
+                core.event(Event::StreamClear { song_id: c.song_id })
+            }
+            Message::Hello(hello) => core.event(Event::PeerHello { peer: from.clone(), hello }),
+            _ => {}
+        }
+    }
+
+    /// §11.2: only the current epoch, only a strictly newer revision; a newer epoch's page waits
+    /// for its song.
+    fn apply_set_page(&mut self, p: ChoirSetPage) {
+        if p.song_epoch == self.song_epoch {
+            if p.page_revision > self.page_revision {
+                self.page_revision = p.page_revision;
+                self.master_page = p.page_index;
+                if self.follow_mode == FollowMode::Follow {
+                    self.shown_song = self.master_song.clone();
+                    self.shown_page = p.page_index;
+                }
+            }
+        } else if p.song_epoch > self.song_epoch
+            && self.pending.as_ref().is_none_or(|q| {
+                (p.song_epoch, p.page_revision) > (q.song_epoch, q.page_revision)
+            })
+        {
+            self.pending = Some(p);
+        }
+    }
+
+    /// `JOIN_ACCEPT` / `STATE_SNAPSHOT` (PROTOCOL_V1 "Choir revisions", "Follow / free").
+    fn apply_snapshot(&mut self, snap: &ChoirSnapshot) {
+        if snap.song_epoch > self.song_epoch {
+            self.new_song_context(
+                snap.song_id.clone(),
+                snap.song_epoch,
+                snap.page_index,
+                snap.page_revision,
+            );
+        } else if snap.song_epoch == self.song_epoch && snap.page_revision >= self.page_revision {
+            self.page_revision = snap.page_revision;
+            self.master_song = snap.song_id.clone();
+            self.master_page = snap.page_index;
+            self.have_master = true;
+            if self.follow_mode == FollowMode::Follow {
+                // Even a revision seen before: this device may have turned locally meanwhile.
+                self.shown_song = self.master_song.clone();
+                self.shown_page = snap.page_index;
+            }
+        }
+    }
+
+    /// §11.3: a newer epoch replaces the page context; free Followers take song changes too.
+    fn new_song_context(
+        &mut self,
+        song_id: Option<SongId>,
+        epoch: SongEpoch,
+        page: u32,
+        revision: PageRevision,
+    ) {
+        self.song_epoch = epoch;
+        self.page_revision = revision;
+        self.master_song = song_id;
+        self.master_page = page;
+        self.have_master = true;
+        self.shown_song = self.master_song.clone();
+        self.shown_page = page;
+        if let Some(p) = self.pending.take()
+            && p.song_epoch >= epoch
+        {
+            self.apply_set_page(p);
+        }
+    }
+
+    /// Rejected, ended or left: back to local mode, the session forgotten (§12.3, §13). The page
+    /// shown stays.
+    fn exit_to_local(&mut self, core: &mut Core, now: u64) {
+        if let Some(s) = self.session.take() {
+            core.set_link(now, &s.master, LinkState::Ended);
+            core.request(TransportRequest::Disconnect { peer: s.master });
+        }
+        self.pending = None;
+    }
+
+    pub fn on_local(
+        &mut self,
+        core: &mut Core,
+        now: u64,
+        action: LocalAction,
+    ) -> Result<(), ActionError> {
+        match action {
+            // Local navigation never waits for, nor tells, the Master (§12.1, §12.4).
+            LocalAction::SetPage { page } => self.shown_page = page,
+            LocalAction::NextPage => self.shown_page = self.shown_page.saturating_add(1),
+            LocalAction::PrevPage => self.shown_page = self.shown_page.saturating_sub(1),
+            // Opening another score locally (e.g. alone, or browsing while free).
+            LocalAction::SetSong { song_id } => {
+                self.shown_song = song_id;
+                self.shown_page = 0;
+            }
+            LocalAction::SetFollowMode { mode } => {
+                if mode == self.follow_mode {
+                    return Ok(());
+                }
+                self.follow_mode = mode;
+                if mode == FollowMode::Follow && self.have_master {
+                    self.shown_song = self.master_song.clone();
+                    self.shown_page = self.master_page;
+                }
+                if let Some(s) = &self.session
+                    && s.joined
+                    && core.link(&s.master).is_up()
+                {
+                    let msg = Message::SetFollowMode(SetFollowMode { mode });
+                    let (id, master) = (s.id.clone(), s.master.clone());
+                    core.send(now, &id, &master, msg);
+                }
+            }
+            LocalAction::Join { master, session_id, token } => {
+                if token.is_empty() {
+                    return Err(ActionError::EmptyToken);
+                }
+                if let Some(old) = self.session.take() {
+                    self.leave(core, now, old);
+                }
+                if self.session_id_seen.as_ref() != Some(&session_id) {
+                    // Another session: its epochs start from scratch.
+                    self.song_epoch = SongEpoch(0);
+                    self.page_revision = PageRevision(0);
+                    self.have_master = false;
+                    self.master_song = None;
+                    self.master_page = 0;
+                    self.pending = None;
+                }
+                self.session_id_seen = Some(session_id.clone());
+                let up = core.link(&master).is_up();
+                self.session = Some(Membership {
+                    master: master.clone(),
+                    id: session_id,
+                    token,
+                    joined: false,
+                    ever_joined: false,
+                    retry: Some(Retry::running(now, core)),
+                });
+                if up {
+                    // The link is already open: join on it at once.
+                    self.on_link(core, now, &master, LinkSignal::Up);
+                } else {
+                    core.set_link(now, &master, LinkState::Connecting);
+                    core.request(TransportRequest::Connect { peer: master });
+                }
+            }
+            LocalAction::Leave => {
+                let Some(s) = self.session.take() else {
+                    return Err(ActionError::NotInSession);
+                };
+                self.leave(core, now, s);
+            }
+            other => return Err(ActionError::NotForRole { action: other.kind(), role: "follower" }),
+        }
+        Ok(())
+    }
+
+    fn leave(&mut self, core: &mut Core, now: u64, s: Membership) {
+        if s.joined && core.link(&s.master).is_up() {
+            core.send(now, &s.id, &s.master, Message::LeaveSession);
+        }
+        core.set_link(now, &s.master, LinkState::Ended);
+        core.request(TransportRequest::Disconnect { peer: s.master });
+        self.pending = None;
+    }
+}

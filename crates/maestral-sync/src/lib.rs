@@ -1,0 +1,288 @@
+//! Maestral's sync engine: the behaviour of `SYNC_ENGINE_SPEC_V1.md` as pure, deterministic code.
+//!
+//! Like quinn-proto and str0m, this crate has no networking code and never reads a clock or the
+//! operating system's randomness: time is the `now` argument of every input (Unix milliseconds),
+//! randomness comes from the RNG passed to [`Engine::new`], and everything the engine wants done
+//! comes out of [`Engine::poll_output`]. The same inputs give the same outputs, which is what
+//! lets the simulation in [`sim`] replay any run from its seed. (clippy's `disallowed-methods`
+//! keeps clocks and thread RNGs out of this crate.)
+//!
+//! The shape: mutate with `handle_link` / `handle_message` / `handle_local` / `handle_timeout`,
+//! then drain `poll_output` until `None` and sleep until `poll_timeout`.
+
+mod core;
+mod follower;
+mod master;
+pub mod sim;
+mod solo;
+mod types;
+
+use maestral_protocol::{DecodeError, DeviceId, Envelope, Layout, SoloState, decode};
+use rand_core::CryptoRng;
+
+pub use crate::core::{EngineConfig, Timing, token_eq};
+pub use crate::follower::FollowerState;
+pub use crate::master::MasterState;
+pub use crate::types::*;
+
+use crate::core::Core;
+use crate::follower::Follower;
+use crate::master::Master;
+use crate::solo::Solo;
+
+/// Why a message from a peer was not applied. State is unchanged in every case.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RecvError {
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    #[error("message from {from} claims to be from {claimed}; ignored")]
+    SenderMismatch { from: DeviceId, claimed: DeviceId },
+}
+
+/// The role's state object (spec §9), as the conformance driver prints it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StateView {
+    Solo(SoloState),
+    Master(MasterState),
+    Follower(FollowerState),
+}
+
+#[derive(Debug, Clone)]
+enum RoleState {
+    Solo(Solo),
+    Master(Master),
+    Follower(Follower),
+}
+
+/// One device's sync engine, in one of the three roles.
+#[derive(Debug)]
+pub struct Engine {
+    core: Core,
+    role: RoleState,
+    shown_phase: Option<Phase>,
+    shown_view: Option<View>,
+    shown_layout: Option<Layout>,
+}
+
+impl Engine {
+    /// A new engine. `rng` supplies session ids, tokens and backoff jitter: pass the operating
+    /// system's CSPRNG (or a generator seeded from it) in production, a seeded one in tests.
+    pub fn new(config: EngineConfig, role: Role, rng: Box<dyn CryptoRng + Send>) -> Self {
+        let core = Core::new(config, rng);
+        let role = match role {
+            Role::Solo => RoleState::Solo(Solo::new(core.me())),
+            Role::Master => RoleState::Master(Master::new()),
+            Role::Follower => RoleState::Follower(Follower::new()),
+        };
+        let mut e =
+            Engine { core, role, shown_phase: None, shown_view: None, shown_layout: None };
+        e.settle();
+        e
+    }
+
+    // ---- getters -----------------------------------------------------------------------------
+
+    pub fn role(&self) -> Role {
+        match self.role {
+            RoleState::Solo(_) => Role::Solo,
+            RoleState::Master(_) => Role::Master,
+            RoleState::Follower(_) => Role::Follower,
+        }
+    }
+
+    pub fn device_id(&self) -> &DeviceId {
+        self.core.me()
+    }
+
+    pub fn phase(&self) -> Phase {
+        match &self.role {
+            RoleState::Solo(s) => s.phase(&self.core),
+            RoleState::Master(m) => m.phase(&self.core),
+            RoleState::Follower(f) => f.phase(&self.core),
+        }
+    }
+
+    /// The song and page this device shows now.
+    pub fn view(&self) -> View {
+        match &self.role {
+            RoleState::Solo(s) => s.view(self.core.me()),
+            RoleState::Master(m) => m.view(),
+            RoleState::Follower(f) => f.view(),
+        }
+    }
+
+    /// Every peer the engine knows, with its link state.
+    pub fn links(&self) -> impl Iterator<Item = (&DeviceId, LinkState)> {
+        self.core.links()
+    }
+
+    pub fn link(&self, peer: &DeviceId) -> LinkState {
+        self.core.link(peer)
+    }
+
+    pub fn state(&self) -> StateView {
+        match &self.role {
+            RoleState::Solo(s) => StateView::Solo(s.state.clone()),
+            RoleState::Master(m) => StateView::Master(m.state()),
+            RoleState::Follower(f) => StateView::Follower(f.state()),
+        }
+    }
+
+    /// Solo: the paired device, if any.
+    pub fn solo_partner(&self) -> Option<&DeviceId> {
+        match &self.role {
+            RoleState::Solo(s) => s.partner(),
+            _ => None,
+        }
+    }
+
+    /// Master: the joined Followers and their follow modes.
+    pub fn master_members(&self) -> Vec<(DeviceId, maestral_protocol::FollowMode)> {
+        match &self.role {
+            RoleState::Master(m) => m.members().map(|(d, f)| (d.clone(), f)).collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Follower: its Master, while in a session.
+    pub fn follower_master(&self) -> Option<&DeviceId> {
+        match &self.role {
+            RoleState::Follower(f) => f.master(),
+            _ => None,
+        }
+    }
+
+    /// Follower: the newest Master position seen, `(song, page, epoch, revision)`.
+    pub fn follower_master_position(
+        &self,
+    ) -> Option<(Option<&maestral_protocol::SongId>, u32, maestral_protocol::SongEpoch, maestral_protocol::PageRevision)>
+    {
+        match &self.role {
+            RoleState::Follower(f) => Some(f.master_position()),
+            _ => None,
+        }
+    }
+
+    /// Follower: the follow mode.
+    pub fn follow_mode(&self) -> Option<maestral_protocol::FollowMode> {
+        match &self.role {
+            RoleState::Follower(f) => Some(f.follow_mode()),
+            _ => None,
+        }
+    }
+
+    // ---- inputs ------------------------------------------------------------------------------
+
+    /// The transport reports the DataChannel to `peer` opened, is unhealthy, or closed.
+    pub fn handle_link(&mut self, now: u64, peer: &DeviceId, signal: LinkSignal) {
+        if peer == self.core.me() {
+            return;
+        }
+        match &mut self.role {
+            RoleState::Solo(s) => s.on_link(&mut self.core, now, peer, signal),
+            RoleState::Master(m) => m.on_link(&mut self.core, now, peer, signal),
+            RoleState::Follower(f) => f.on_link(&mut self.core, now, peer, signal),
+        }
+        self.settle();
+    }
+
+    /// Bytes from `peer` on the `maestral-sync` channel. A rejected message changes nothing.
+    pub fn handle_message(&mut self, now: u64, from: &DeviceId, bytes: &[u8]) -> Result<(), RecvError> {
+        match decode(bytes) {
+            Ok(env) => self.handle_envelope(now, from, env),
+            Err(err) => {
+                if let RoleState::Master(m) = &mut self.role {
+                    m.on_decode_error(&mut self.core, now, from, &err);
+                }
+                self.settle();
+                Err(err.into())
+            }
+        }
+    }
+
+    /// An already decoded message from `peer`. The link is bound to the peer's device id: an
+    /// envelope whose `sender_id` differs is ignored.
+    pub fn handle_envelope(&mut self, now: u64, from: &DeviceId, env: Envelope) -> Result<(), RecvError> {
+        if env.sender_id != *from {
+            return Err(RecvError::SenderMismatch { from: from.clone(), claimed: env.sender_id });
+        }
+        match &mut self.role {
+            RoleState::Solo(s) => s.on_message(&mut self.core, from, env),
+            RoleState::Master(m) => m.on_message(&mut self.core, now, from, env),
+            RoleState::Follower(f) => f.on_message(&mut self.core, now, from, env),
+        }
+        self.settle();
+        Ok(())
+    }
+
+    /// The local user did something. Local navigation applies at once, whatever the links do.
+    pub fn handle_local(&mut self, now: u64, action: LocalAction) -> Result<(), ActionError> {
+        let r = match &mut self.role {
+            RoleState::Solo(s) => s.on_local(&mut self.core, now, action),
+            RoleState::Master(m) => m.on_local(&mut self.core, now, action),
+            RoleState::Follower(f) => f.on_local(&mut self.core, now, action),
+        };
+        self.settle();
+        r
+    }
+
+    /// Time passed: timers due by `now` fire.
+    pub fn handle_timeout(&mut self, now: u64) {
+        // A link DEGRADED for too long is treated as lost, and the transport told to drop it.
+        for peer in self.core.expired_degraded(now) {
+            self.core.request(TransportRequest::Disconnect { peer: peer.clone() });
+            match &mut self.role {
+                RoleState::Solo(s) => s.on_link(&mut self.core, now, &peer, LinkSignal::Down),
+                RoleState::Master(m) => m.on_link(&mut self.core, now, &peer, LinkSignal::Down),
+                RoleState::Follower(f) => f.on_link(&mut self.core, now, &peer, LinkSignal::Down),
+            }
+        }
+        match &mut self.role {
+            RoleState::Solo(s) => s.on_timeout(&mut self.core, now),
+            RoleState::Master(m) => m.on_timeout(&mut self.core, now),
+            RoleState::Follower(f) => f.on_timeout(&mut self.core, now),
+        }
+        self.settle();
+    }
+
+    // ---- outputs -----------------------------------------------------------------------------
+
+    /// The next thing to do: a message to send, an event for the app, a request to the transport.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.core.pop()
+    }
+
+    /// When `handle_timeout` should be called next (Unix ms), if any timer runs.
+    pub fn poll_timeout(&self) -> Option<u64> {
+        let role = match &self.role {
+            RoleState::Solo(s) => s.next_timeout(),
+            RoleState::Master(m) => m.next_timeout(&self.core),
+            RoleState::Follower(f) => f.next_timeout(),
+        };
+        match (role, self.core.next_degraded_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// After every input: report what the app must show if it changed.
+    fn settle(&mut self) {
+        let phase = self.phase();
+        if self.shown_phase != Some(phase) {
+            self.shown_phase = Some(phase);
+            self.core.event(Event::Phase(phase));
+        }
+        if let RoleState::Solo(s) = &self.role
+            && self.shown_layout.as_ref() != Some(&s.state.layout)
+        {
+            let layout = s.state.layout.clone();
+            self.shown_layout = Some(layout.clone());
+            self.core.event(Event::Layout(layout));
+        }
+        let view = self.view();
+        if self.shown_view.as_ref() != Some(&view) {
+            self.shown_view = Some(view.clone());
+            self.core.event(Event::Show(view));
+        }
+    }
+}

@@ -1,0 +1,310 @@
+//! Choir Master (spec §5.2, §9.2, §10.3, §11.2–§11.3, §13): owns the session, the token and the
+//! authoritative position, and broadcasts it to joined Followers.
+
+use std::collections::BTreeMap;
+
+use maestral_protocol::{
+    ChoirSetPage, ChoirSetSong, ChoirSnapshot, DecodeError, DeviceId, Envelope, FollowMode,
+    JoinAccept, JoinReject, Message, Mode, PageRevision, RejectReason, SessionId, SongEpoch,
+    SongId,
+};
+use serde::Serialize;
+
+use crate::core::{Core, token_eq};
+use crate::types::{ActionError, Event, LinkSignal, LinkState, LocalAction, Phase, TransportRequest, View};
+
+/// Spec §9.2, as the conformance driver prints it (`session_id`/`session_token` null outside a
+/// session).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MasterState {
+    pub session_id: Option<SessionId>,
+    pub session_token: Option<String>,
+    pub song_id: Option<SongId>,
+    pub song_epoch: SongEpoch,
+    pub page_index: u32,
+    pub page_revision: PageRevision,
+}
+
+#[derive(Debug, Clone)]
+struct Session {
+    id: SessionId,
+    token: String,
+}
+
+#[derive(Debug, Clone)]
+struct Member {
+    follow_mode: FollowMode,
+    /// When its link was lost (it is expected to rejoin).
+    lost_at: Option<u64>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Master {
+    session: Option<Session>,
+    /// The last ended session: its joins are answered `session_ended`.
+    ended: Option<SessionId>,
+    song_id: Option<SongId>,
+    song_epoch: SongEpoch,
+    page_index: u32,
+    page_revision: PageRevision,
+    members: BTreeMap<DeviceId, Member>,
+}
+
+impl Master {
+    pub fn new() -> Self {
+        Master {
+            session: None,
+            ended: None,
+            song_id: None,
+            song_epoch: SongEpoch(0),
+            page_index: 0,
+            page_revision: PageRevision(0),
+            members: BTreeMap::new(),
+        }
+    }
+
+    pub fn state(&self) -> MasterState {
+        MasterState {
+            session_id: self.session.as_ref().map(|s| s.id.clone()),
+            session_token: self.session.as_ref().map(|s| s.token.clone()),
+            song_id: self.song_id.clone(),
+            song_epoch: self.song_epoch,
+            page_index: self.page_index,
+            page_revision: self.page_revision,
+        }
+    }
+
+    /// The joined Followers and their published follow mode.
+    pub fn members(&self) -> impl Iterator<Item = (&DeviceId, FollowMode)> {
+        self.members.iter().map(|(d, m)| (d, m.follow_mode))
+    }
+
+    pub fn phase(&self, core: &Core) -> Phase {
+        if self.session.is_some() {
+            if self.members.keys().any(|d| !core.link(d).is_up()) {
+                Phase::MasterReconnectingLinks
+            } else {
+                Phase::MasterSessionActive
+            }
+        } else if self.ended.is_some() {
+            Phase::MasterSessionEnded
+        } else {
+            Phase::MasterIdle
+        }
+    }
+
+    pub fn view(&self) -> View {
+        View { song_id: self.song_id.clone(), page_index: self.page_index }
+    }
+
+    fn session_id(&self) -> SessionId {
+        self.session.as_ref().map(|s| s.id.clone()).unwrap_or_default()
+    }
+
+    fn snapshot(&self) -> ChoirSnapshot {
+        ChoirSnapshot {
+            session_id: self.session_id(),
+            song_id: self.song_id.clone(),
+            song_epoch: self.song_epoch,
+            page_index: self.page_index,
+            page_revision: self.page_revision,
+        }
+    }
+
+    pub fn next_timeout(&self, core: &Core) -> Option<u64> {
+        let forget = core.timing().member_forget_ms;
+        self.members.values().filter_map(|m| m.lost_at.map(|t| t.saturating_add(forget))).min()
+    }
+
+    // ---- inputs ------------------------------------------------------------------------------
+
+    pub fn on_link(&mut self, core: &mut Core, now: u64, peer: &DeviceId, signal: LinkSignal) {
+        match signal {
+            LinkSignal::Up => {
+                core.set_link(now, peer, LinkState::Connected);
+                if let Some(m) = self.members.get_mut(peer) {
+                    m.lost_at = None;
+                }
+                let hello = core.hello(Mode::ChoirMaster);
+                core.send(now, &self.session_id(), peer, hello);
+            }
+            LinkSignal::Degraded => {
+                if core.link(peer).is_up() {
+                    core.set_link(now, peer, LinkState::Degraded);
+                }
+            }
+            LinkSignal::Down => match self.members.get_mut(peer) {
+                // A member that drops is expected back (spec §12.3): keep its place.
+                Some(m) => {
+                    m.lost_at.get_or_insert(now);
+                    core.set_link(now, peer, LinkState::Reconnecting);
+                }
+                None => core.forget_link(peer),
+            },
+        }
+    }
+
+    pub fn on_timeout(&mut self, core: &mut Core, now: u64) {
+        let forget = core.timing().member_forget_ms;
+        let gone: Vec<DeviceId> = self
+            .members
+            .iter()
+            .filter(|(_, m)| m.lost_at.is_some_and(|t| now >= t.saturating_add(forget)))
+            .map(|(d, _)| d.clone())
+            .collect();
+        for d in gone {
+            self.members.remove(&d);
+            core.forget_link(&d);
+        }
+    }
+
+    /// A `JOIN_REQUEST` in the wrong protocol version is answered so the Follower can tell its
+    /// user (PROTOCOL_V1 "Encoding").
+    pub fn on_decode_error(&mut self, core: &mut Core, now: u64, from: &DeviceId, err: &DecodeError) {
+        if let DecodeError::UnsupportedVersion { message_type: Some(t), session_id, .. } = err
+            && t == "JOIN_REQUEST"
+            && core.link(from).is_up()
+        {
+            let sid = SessionId(session_id.clone().unwrap_or_default());
+            let reject = Message::JoinReject(JoinReject { reason: RejectReason::VersionMismatch });
+            core.send(now, &sid, from, reject);
+        }
+    }
+
+    pub fn on_message(&mut self, core: &mut Core, now: u64, from: &DeviceId, env: Envelope) {
+        if !core.link(from).is_up() {
+            return;
+        }
+        match env.message {
+            Message::JoinRequest(req) => {
+                let verdict = match &self.session {
+                    Some(s) if env.session_id == s.id && token_eq(&req.session_token, &s.token) => {
+                        Ok(())
+                    }
+                    _ if self.ended.as_ref() == Some(&env.session_id) => {
+                        Err(RejectReason::SessionEnded)
+                    }
+                    _ => Err(RejectReason::InvalidToken),
+                };
+                match verdict {
+                    Ok(()) => {
+                        self.members.insert(
+                            from.clone(),
+                            Member { follow_mode: req.follow_mode, lost_at: None },
+                        );
+                        let accept = Message::JoinAccept(JoinAccept { snapshot: self.snapshot() });
+                        core.send(now, &self.session_id(), from, accept);
+                    }
+                    Err(reason) => {
+                        self.members.remove(from);
+                        let reject = Message::JoinReject(JoinReject { reason });
+                        core.send(now, &env.session_id, from, reject);
+                    }
+                }
+            }
+            Message::SetFollowMode(m) => {
+                if !self.is_member_message(from, &env.session_id) {
+                    return;
+                }
+                if let Some(member) = self.members.get_mut(from) {
+                    member.follow_mode = m.mode;
+                }
+                if m.mode == FollowMode::Follow {
+                    // The Follower switched back to follow: bring it to the current page.
+                    let snap = Message::ChoirSnapshot(self.snapshot());
+                    core.send(now, &self.session_id(), from, snap);
+                }
+            }
+            Message::LeaveSession => {
+                if !self.is_member_message(from, &env.session_id) {
+                    return;
+                }
+                self.members.remove(from);
+                core.set_link(now, from, LinkState::Ended);
+                core.request(TransportRequest::Disconnect { peer: from.clone() });
+            }
+            Message::Hello(hello) => core.event(Event::PeerHello { peer: from.clone(), hello }),
+            // Authority (PROTOCOL_V1): a Master ignores SET_SONG, SET_PAGE, STATE_SNAPSHOT and
+            // SESSION_END from Followers, and everything else it does not expect.
+            _ => {}
+        }
+    }
+
+    fn is_member_message(&self, from: &DeviceId, session_id: &SessionId) -> bool {
+        self.members.contains_key(from) && self.session.as_ref().is_some_and(|s| s.id == *session_id)
+    }
+
+    /// Joined Followers whose link is up: the recipients of a broadcast.
+    fn reachable<'a>(&'a self, core: &'a Core) -> Vec<DeviceId> {
+        self.members.keys().filter(|d| core.link(d).is_up()).cloned().collect()
+    }
+
+    pub fn on_local(
+        &mut self,
+        core: &mut Core,
+        now: u64,
+        action: LocalAction,
+    ) -> Result<(), ActionError> {
+        match action {
+            LocalAction::SetSong { song_id } => {
+                // Every song change is a new epoch, even to the song already shown (§11.3).
+                self.song_epoch = self.song_epoch.next();
+                self.song_id = song_id.clone();
+                self.page_index = 0;
+                self.page_revision = PageRevision(0);
+                let msg = Message::ChoirSetSong(ChoirSetSong { song_id, song_epoch: self.song_epoch });
+                let to = self.reachable(core);
+                core.broadcast(now, &self.session_id(), &to, msg);
+            }
+            LocalAction::SetPage { page } => self.set_page(core, now, page),
+            LocalAction::NextPage => self.set_page(core, now, self.page_index.saturating_add(1)),
+            LocalAction::PrevPage => self.set_page(core, now, self.page_index.saturating_sub(1)),
+            LocalAction::StartSession { session_id, token } => {
+                if self.session.is_some() {
+                    return Err(ActionError::SessionActive);
+                }
+                if token.as_deref() == Some("") {
+                    return Err(ActionError::EmptyToken);
+                }
+                let id = session_id.unwrap_or_else(|| core.new_session_id());
+                let token = token.unwrap_or_else(|| core.new_token());
+                self.ended = None;
+                self.members.clear();
+                self.session = Some(Session { id: id.clone(), token: token.clone() });
+                core.event(Event::SessionStarted { session_id: id, token });
+            }
+            LocalAction::EndSession => {
+                let Some(session) = self.session.take() else {
+                    return Err(ActionError::NoSession);
+                };
+                let to: Vec<DeviceId> = self.members.keys().filter(|d| core.link(d).is_up()).cloned().collect();
+                core.broadcast(now, &session.id, &to, Message::SessionEnd);
+                for d in std::mem::take(&mut self.members).into_keys() {
+                    core.set_link(now, &d, LinkState::Ended);
+                    core.request(TransportRequest::Disconnect { peer: d });
+                }
+                // The token dies with the session (§13): it is dropped here and only the id is
+                // kept, to answer `session_ended`.
+                self.ended = Some(session.id);
+                core.event(Event::SessionEnded);
+            }
+            other => return Err(ActionError::NotForRole { action: other.kind(), role: "master" }),
+        }
+        Ok(())
+    }
+
+    fn set_page(&mut self, core: &mut Core, now: u64, page: u32) {
+        if page == self.page_index {
+            return;
+        }
+        self.page_index = page;
+        self.page_revision = self.page_revision.next();
+        let msg = Message::ChoirSetPage(ChoirSetPage {
+            song_epoch: self.song_epoch,
+            page_revision: self.page_revision,
+            page_index: page,
+        });
+        let to = self.reachable(core);
+        core.broadcast(now, &self.session_id(), &to, msg);
+    }
+}

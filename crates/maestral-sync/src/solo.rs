@@ -1,0 +1,272 @@
+//! Solo mode (spec §5.1, §10.2, §11.1, §12.2): two devices, one open book, latest change wins.
+//!
+//! The whole shared state is one last-writer-wins register keyed by `last_page_change`
+//! (`ts`, then `sender_id`): page, song and layout changes all stamp it, so a snapshot exchanged
+//! on every new link settles every difference, whichever order the messages cross in.
+
+use maestral_protocol::{
+    DeviceId, Envelope, Layout, Message, Mode, PageChangeStamp, Parity, SessionId, SoloSetPage,
+    SoloSetSong, SoloState, SongId,
+};
+
+use crate::core::{Core, Retry, RetryDue};
+use crate::types::{ActionError, LinkSignal, LinkState, LocalAction, Phase, TransportRequest, View};
+
+#[derive(Debug, Clone)]
+pub(crate) struct Solo {
+    pub state: SoloState,
+    /// The paired device, once a link to it has opened.
+    partner: Option<DeviceId>,
+    /// Set while the link to the partner is lost and retries run.
+    retry: Option<Retry>,
+    /// Retries ran out (spec §10.2 "reconnect failure timeout"): local until the partner returns.
+    gave_up: bool,
+}
+
+/// Solo messages carry `session_id` `""`: no session id is agreed in Solo.
+fn no_session() -> SessionId {
+    SessionId::default()
+}
+
+impl Solo {
+    pub fn new(me: &DeviceId) -> Self {
+        Solo {
+            state: SoloState {
+                song_id: None,
+                page_index: 0,
+                layout: Layout { leader_device_id: me.clone(), parity: Parity::Odd },
+                // ts 0: any real change wins over the initial state; two fresh devices settle on
+                // the higher device id's (identical) defaults.
+                last_page_change: PageChangeStamp { sender_id: me.clone(), ts: 0 },
+            },
+            partner: None,
+            retry: None,
+            gave_up: false,
+        }
+    }
+
+    pub fn partner(&self) -> Option<&DeviceId> {
+        self.partner.as_ref()
+    }
+
+    /// Paired: page turns move the shared spread by two.
+    fn paired(&self) -> bool {
+        self.partner.is_some() && !self.gave_up
+    }
+
+    pub fn phase(&self, core: &Core) -> Phase {
+        match &self.partner {
+            Some(p) if !self.gave_up => match core.link(p) {
+                LinkState::Connected => Phase::SoloPairedConnected,
+                LinkState::Degraded => Phase::SoloPairedDegraded,
+                _ => Phase::SoloPairedReconnecting,
+            },
+            _ => Phase::SoloLocalOnly,
+        }
+    }
+
+    /// This device's page: its half of the spread when paired (PROTOCOL_V1 "Pages and parity").
+    pub fn view(&self, me: &DeviceId) -> View {
+        let page = self.state.page_index;
+        let page_index = if self.paired() {
+            let leader = self.state.layout.leader_device_id == *me;
+            let first = leader == (self.state.layout.parity == Parity::Odd);
+            (page & !1) + u32::from(!first)
+        } else {
+            page
+        };
+        View { song_id: self.state.song_id.clone(), page_index }
+    }
+
+    fn link_up_to_partner(&self, core: &Core) -> Option<DeviceId> {
+        self.partner.clone().filter(|p| core.link(p).is_up())
+    }
+
+    pub fn next_timeout(&self) -> Option<u64> {
+        self.retry.as_ref().and_then(Retry::deadline)
+    }
+
+    // ---- inputs ------------------------------------------------------------------------------
+
+    pub fn on_link(&mut self, core: &mut Core, now: u64, peer: &DeviceId, signal: LinkSignal) {
+        let is_partner = self.partner.as_ref() == Some(peer);
+        match signal {
+            LinkSignal::Up => {
+                // A second device while the partner is connected is not a new pair.
+                if !is_partner && self.link_up_to_partner(core).is_some() {
+                    core.set_link(now, peer, LinkState::Connected);
+                    return;
+                }
+                if !is_partner {
+                    if let Some(old) = self.partner.take() {
+                        core.forget_link(&old);
+                    }
+                    self.partner = Some(peer.clone());
+                }
+                self.gave_up = false;
+                self.retry = None;
+                self.state.page_index &= !1;
+                core.set_link(now, peer, LinkState::Connected);
+                // Every new link: HELLO, then the whole state; the peer keeps the newer one.
+                let hello = core.hello(Mode::Solo);
+                core.send(now, &no_session(), peer, hello);
+                core.send(now, &no_session(), peer, Message::SoloSnapshot(self.state.clone()));
+            }
+            LinkSignal::Degraded => {
+                if core.link(peer).is_up() {
+                    core.set_link(now, peer, LinkState::Degraded);
+                }
+            }
+            LinkSignal::Down => {
+                if !is_partner || self.gave_up {
+                    core.forget_link(peer);
+                    return;
+                }
+                core.set_link(now, peer, LinkState::Reconnecting);
+                match &mut self.retry {
+                    // A running attempt failed: back off and try again.
+                    Some(r) if r.is_running() => r.failed(now, core),
+                    Some(_) => {}
+                    None => self.retry = Some(Retry::after_loss(now, core)),
+                }
+            }
+        }
+    }
+
+    pub fn on_timeout(&mut self, core: &mut Core, now: u64) {
+        let (Some(partner), Some(retry)) = (self.partner.clone(), self.retry.as_mut()) else {
+            return;
+        };
+        if now.saturating_sub(retry.since) >= core.timing().solo_give_up_ms {
+            // Spec §10.2: reconnect failure timeout, remain local until manual action.
+            self.retry = None;
+            self.gave_up = true;
+            core.request(TransportRequest::Disconnect { peer: partner.clone() });
+            core.set_link(now, &partner, LinkState::Idle);
+            return;
+        }
+        match retry.due(now) {
+            RetryDue::Nothing => {}
+            RetryDue::Start => {
+                retry.start(now, core);
+                core.request(TransportRequest::Connect { peer: partner });
+            }
+            RetryDue::TimedOut => {
+                retry.failed(now, core);
+                core.request(TransportRequest::Disconnect { peer: partner });
+            }
+        }
+    }
+
+    pub fn on_message(&mut self, core: &mut Core, from: &DeviceId, env: Envelope) {
+        if self.partner.as_ref() != Some(from) || !core.link(from).is_up() {
+            return;
+        }
+        let stamp = PageChangeStamp { sender_id: env.sender_id.clone(), ts: env.ts };
+        match env.message {
+            Message::SoloSnapshot(theirs) => {
+                if theirs.last_page_change > self.state.last_page_change {
+                    let mut s = theirs;
+                    if self.paired() {
+                        s.page_index &= !1;
+                    }
+                    self.state = s;
+                }
+            }
+            Message::SoloSetSong(SoloSetSong { song_id }) => {
+                if stamp > self.state.last_page_change {
+                    self.state.song_id = song_id;
+                    self.state.page_index = 0;
+                    self.state.last_page_change = stamp;
+                }
+            }
+            Message::SoloSetPage(SoloSetPage { song_id, page_index }) => {
+                if stamp > self.state.last_page_change {
+                    self.state.song_id = song_id;
+                    self.state.page_index = page_index & !1;
+                    self.state.last_page_change = stamp;
+                }
+            }
+            Message::SetLayoutParity(layout) => {
+                if stamp > self.state.last_page_change {
+                    self.state.layout = layout;
+                    self.state.last_page_change = stamp;
+                }
+            }
+            Message::Hello(hello) => {
+                core.event(crate::types::Event::PeerHello { peer: from.clone(), hello });
+            }
+            // Choir messages, unknown types: not Solo's business.
+            _ => {}
+        }
+    }
+
+    pub fn on_local(
+        &mut self,
+        core: &mut Core,
+        now: u64,
+        action: LocalAction,
+    ) -> Result<(), ActionError> {
+        let step = if self.paired() { 2 } else { 1 };
+        let page = self.state.page_index;
+        match action {
+            LocalAction::SetSong { song_id } => self.change(core, now, Change::Song(song_id)),
+            LocalAction::SetPage { page } => {
+                let page = if self.paired() { page & !1 } else { page };
+                self.change(core, now, Change::Page(page));
+            }
+            LocalAction::NextPage => {
+                self.change(core, now, Change::Page(page.saturating_add(step) & !(step - 1)));
+            }
+            LocalAction::PrevPage => {
+                self.change(core, now, Change::Page(page.saturating_sub(step) & !(step - 1)));
+            }
+            LocalAction::SetParity { parity } => {
+                let layout = Layout { leader_device_id: core.me().clone(), parity };
+                self.change(core, now, Change::Layout(layout));
+            }
+            other => {
+                return Err(ActionError::NotForRole { action: other.kind(), role: "solo" });
+            }
+        }
+        Ok(())
+    }
+
+    /// A local change: applied at once, stamped, and sent to the partner if the link is up (a
+    /// lost link catches up through the snapshot of the next link).
+    fn change(&mut self, core: &mut Core, now: u64, change: Change) {
+        let message = match change {
+            Change::Page(p) if p == self.state.page_index => return,
+            Change::Layout(ref l) if *l == self.state.layout => return,
+            Change::Page(p) => {
+                self.state.page_index = p;
+                Message::SoloSetPage(SoloSetPage {
+                    song_id: self.state.song_id.clone(),
+                    page_index: p,
+                })
+            }
+            Change::Song(song_id) => {
+                self.state.song_id = song_id.clone();
+                self.state.page_index = 0;
+                Message::SoloSetSong(SoloSetSong { song_id })
+            }
+            Change::Layout(layout) => {
+                self.state.layout = layout.clone();
+                Message::SetLayoutParity(layout)
+            }
+        };
+        // A change made after seeing another is later than it, even if the other device's clock
+        // runs ahead of ours: the stamp never goes below what this device has already seen.
+        let ts = now.max(self.state.last_page_change.ts.saturating_add(1));
+        self.state.last_page_change = PageChangeStamp { sender_id: core.me().clone(), ts };
+        if let Some(partner) = self.link_up_to_partner(core) {
+            core.send(ts, &no_session(), &partner, message);
+        }
+    }
+}
+
+enum Change {
+    Page(u32),
+    Song(Option<SongId>),
+    Layout(Layout),
+}

@@ -1,0 +1,205 @@
+//! The engine's vocabulary: roles, phases, link states, inputs, outputs.
+
+use std::sync::Arc;
+
+use maestral_protocol::{
+    DeviceId, FollowMode, Hello, Layout, Parity, RejectReason, SessionId, SongId, StreamPrepare,
+};
+
+/// Which of the spec's three modes this engine plays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    Solo,
+    Master,
+    Follower,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Solo => "solo",
+            Role::Master => "master",
+            Role::Follower => "follower",
+        }
+    }
+}
+
+/// The role's state of spec §10.2–§10.4.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Phase {
+    SoloLocalOnly,
+    SoloPairedConnected,
+    SoloPairedDegraded,
+    SoloPairedReconnecting,
+    MasterIdle,
+    MasterSessionActive,
+    MasterReconnectingLinks,
+    MasterSessionEnded,
+    FollowerIdleLocal,
+    FollowerJoining,
+    FollowerConnectedFollow,
+    FollowerConnectedFree,
+    FollowerDisconnectedLocal,
+    FollowerRejoining,
+}
+
+impl Phase {
+    /// The spec's name, e.g. `SOLO_PAIRED_CONNECTED`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::SoloLocalOnly => "SOLO_LOCAL_ONLY",
+            Phase::SoloPairedConnected => "SOLO_PAIRED_CONNECTED",
+            Phase::SoloPairedDegraded => "SOLO_PAIRED_DEGRADED",
+            Phase::SoloPairedReconnecting => "SOLO_PAIRED_RECONNECTING",
+            Phase::MasterIdle => "MASTER_IDLE",
+            Phase::MasterSessionActive => "MASTER_SESSION_ACTIVE",
+            Phase::MasterReconnectingLinks => "MASTER_RECONNECTING_LINKS",
+            Phase::MasterSessionEnded => "MASTER_SESSION_ENDED",
+            Phase::FollowerIdleLocal => "FOLLOWER_IDLE_LOCAL",
+            Phase::FollowerJoining => "FOLLOWER_JOINING",
+            Phase::FollowerConnectedFollow => "FOLLOWER_CONNECTED_FOLLOW",
+            Phase::FollowerConnectedFree => "FOLLOWER_CONNECTED_FREE",
+            Phase::FollowerDisconnectedLocal => "FOLLOWER_DISCONNECTED_LOCAL",
+            Phase::FollowerRejoining => "FOLLOWER_REJOINING",
+        }
+    }
+}
+
+/// The generic link state of spec §10.1, one per peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LinkState {
+    Idle,
+    Connecting,
+    Connected,
+    Degraded,
+    Reconnecting,
+    Ended,
+}
+
+impl LinkState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LinkState::Idle => "IDLE",
+            LinkState::Connecting => "CONNECTING",
+            LinkState::Connected => "CONNECTED",
+            LinkState::Degraded => "DEGRADED",
+            LinkState::Reconnecting => "RECONNECTING",
+            LinkState::Ended => "ENDED",
+        }
+    }
+
+    /// Messages can flow: the DataChannel is open (maybe unhealthy).
+    pub fn is_up(self) -> bool {
+        matches!(self, LinkState::Connected | LinkState::Degraded)
+    }
+}
+
+/// What the transport reports about the DataChannel to one peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LinkSignal {
+    /// The channel opened (a new link) or recovered.
+    Up,
+    /// The channel is open but unhealthy (e.g. ICE `disconnected`).
+    Degraded,
+    /// The channel closed or the connection attempt failed.
+    Down,
+}
+
+/// Something the local user did (CONFORMANCE.md "Local actions").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LocalAction {
+    SetSong { song_id: Option<SongId> },
+    /// For Solo, the page the user turned to; the engine derives the spread.
+    SetPage { page: u32 },
+    NextPage,
+    PrevPage,
+    SetParity { parity: Parity },
+    StartSession { session_id: Option<SessionId>, token: Option<String> },
+    EndSession,
+    Join { master: DeviceId, session_id: SessionId, token: String },
+    Leave,
+    SetFollowMode { mode: FollowMode },
+}
+
+impl LocalAction {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            LocalAction::SetSong { .. } => "set_song",
+            LocalAction::SetPage { .. } => "set_page",
+            LocalAction::NextPage => "next_page",
+            LocalAction::PrevPage => "prev_page",
+            LocalAction::SetParity { .. } => "set_parity",
+            LocalAction::StartSession { .. } => "start_session",
+            LocalAction::EndSession => "end_session",
+            LocalAction::Join { .. } => "join",
+            LocalAction::Leave => "leave",
+            LocalAction::SetFollowMode { .. } => "set_follow_mode",
+        }
+    }
+}
+
+/// A local action the engine could not carry out; nothing changed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ActionError {
+    #[error("`{action}` is not an action for the {role} role")]
+    NotForRole { action: &'static str, role: &'static str },
+    #[error("a session is already active; end it before starting another")]
+    SessionActive,
+    #[error("there is no active session to end")]
+    NoSession,
+    #[error("this device is not in a Choir session")]
+    NotInSession,
+    #[error("a session token must not be empty")]
+    EmptyToken,
+}
+
+/// What the app sees: the song and page this device shows now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct View {
+    pub song_id: Option<SongId>,
+    pub page_index: u32,
+}
+
+/// Events for the app.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// Show this song and page now.
+    Show(View),
+    /// The role's phase changed.
+    Phase(Phase),
+    /// The link to one peer changed state.
+    Link { peer: DeviceId, state: LinkState },
+    /// Solo: the layout (leader and parity) changed; `View` already reflects it.
+    Layout(Layout),
+    /// Master: a session started; the transport builds the join code from these.
+    SessionStarted { session_id: SessionId, token: String },
+    /// The session ended (Master ended it, or a Follower received `SESSION_END`).
+    SessionEnded,
+    /// Follower: the Master refused the join; the Follower is back in local mode.
+    JoinRejected { reason: RejectReason },
+    /// Follower: a streamed score is available for the current song.
+    StreamPrepare(StreamPrepare),
+    /// Follower: clear streamed content (`None`: everything).
+    StreamClear { song_id: Option<SongId> },
+    /// A peer introduced itself.
+    PeerHello { peer: DeviceId, hello: Hello },
+}
+
+/// Requests to the transport.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TransportRequest {
+    /// Open (or re-open) the link to this peer: a Follower's (re)join, a Solo reconnect.
+    Connect { peer: DeviceId },
+    /// Close the link to this peer (left, ended, rejected, or an attempt that timed out).
+    Disconnect { peer: DeviceId },
+}
+
+/// Everything the engine asks of the world, drained with `Engine::poll_output`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// Send this text message on the `maestral-sync` channel to `to`. A broadcast shares one
+    /// encoding between all recipients.
+    Transmit { to: DeviceId, data: Arc<str> },
+    Event(Event),
+    Request(TransportRequest),
+}

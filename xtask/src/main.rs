@@ -1,0 +1,125 @@
+//! `cargo xtask …`: the project's set-up, test, run and benchmark commands.
+
+mod pdfium;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+const USAGE: &str = "\
+usage: cargo xtask <command>
+
+  run [ARGS…]            set up (PDFium) and start Maestral on the demo library
+  test                   set up and run every test (what CI runs)
+  sim [--seeds N] [--seed S] [--start S]
+                         run the sync-engine simulation for more seeds
+  bench engine|render    run a benchmark (release); results under target/bench/
+  setup                  fetch PDFium into .cache/pdfium if it is not there yet
+";
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some((cmd, rest)) = args.split_first() else {
+        eprint!("{USAGE}");
+        std::process::exit(2);
+    };
+    match cmd.as_str() {
+        "setup" => {
+            pdfium::ensure()?;
+        }
+        "run" => run(rest)?,
+        "test" => test()?,
+        "sim" => sim(rest)?,
+        "bench" => bench(rest)?,
+        "-h" | "--help" | "help" => print!("{USAGE}"),
+        other => {
+            eprint!("unknown command `{other}`\n\n{USAGE}");
+            std::process::exit(2);
+        }
+    }
+    Ok(())
+}
+
+/// The workspace root (the folder holding the top `Cargo.toml`).
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives one level below the workspace root")
+        .to_path_buf()
+}
+
+fn cargo() -> Command {
+    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    c.current_dir(root());
+    c
+}
+
+pub fn status(cmd: &mut Command) -> Result<()> {
+    eprintln!("xtask: running {cmd:?}");
+    let st = cmd.status().with_context(|| format!("could not start {cmd:?}"))?;
+    if !st.success() {
+        bail!("{cmd:?} failed with {st}");
+    }
+    Ok(())
+}
+
+fn run(rest: &[String]) -> Result<()> {
+    let lib = pdfium::ensure()?;
+    let mut c = cargo();
+    c.args(["run", "--package", "maestral", "--"]).args(rest);
+    c.env("MAESTRAL_PDFIUM", lib);
+    status(&mut c)
+}
+
+fn test() -> Result<()> {
+    let lib = pdfium::ensure()?;
+    // The engine crates must stay pure (no clock, no thread RNG): clippy's disallowed-methods checks it.
+    status(cargo().args([
+        "clippy",
+        "--quiet",
+        "--package",
+        "maestral-protocol",
+        "--package",
+        "maestral-sync",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    let mut c = cargo();
+    c.args(["test", "--workspace", "--no-fail-fast"]);
+    c.env("MAESTRAL_PDFIUM", lib);
+    status(&mut c)
+}
+
+fn sim(rest: &[String]) -> Result<()> {
+    let mut c = cargo();
+    c.args(["run", "--release", "--quiet", "--package", "maestral-sync", "--bin", "maestral-sim", "--"]);
+    c.args(rest);
+    status(&mut c)
+}
+
+fn bench(rest: &[String]) -> Result<()> {
+    let Some(which) = rest.first() else {
+        bail!("which benchmark? `cargo xtask bench engine` or `cargo xtask bench render`");
+    };
+    std::fs::create_dir_all(root().join("target/bench"))?;
+    match which.as_str() {
+        "engine" => status(cargo().args([
+            "bench",
+            "--package",
+            "maestral-sync",
+            "--bench",
+            "engine",
+        ])),
+        "render" => {
+            let lib = pdfium::ensure()?;
+            let mut c = cargo();
+            c.args(["bench", "--package", "maestral-score", "--bench", "render"]);
+            c.env("MAESTRAL_PDFIUM", lib);
+            status(&mut c)
+        }
+        other => bail!("unknown benchmark `{other}`: try `engine` or `render`"),
+    }
+}
