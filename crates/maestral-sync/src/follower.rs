@@ -200,7 +200,8 @@ impl Follower {
     }
 
     pub fn on_message(&mut self, core: &mut Core, now: u64, from: &DeviceId, env: Envelope) {
-        // Authority: only our Master, on an open link, for our session.
+        // Authority: only our Master, on an open link, for our session. State that arrives before
+        // JOIN_ACCEPT on that link is applied too (the Master only sends it to members).
         let Some(s) = self.session.as_mut() else { return };
         if s.master != *from || !core.link(from).is_up() || env.session_id != s.id {
             if let Message::Hello(hello) = env.message {
@@ -226,24 +227,24 @@ impl Follower {
                 self.exit_to_local(core, now);
                 core.event(Event::JoinRejected { reason: reject.reason });
             }
-            Message::SessionEnd if joined => {
+            Message::SessionEnd => {
                 self.exit_to_local(core, now);
                 core.event(Event::StreamClear { song_id: None });
                 core.event(Event::SessionEnded);
             }
-            Message::ChoirSnapshot(snap) if joined => {
+            Message::ChoirSnapshot(snap) => {
                 if snap.session_id == env.session_id {
                     self.apply_snapshot(&snap);
                 }
             }
-            Message::ChoirSetSong(ChoirSetSong { song_id, song_epoch }) if joined => {
+            Message::ChoirSetSong(ChoirSetSong { song_id, song_epoch }) => {
                 if song_epoch > self.song_epoch {
                     self.new_song_context(song_id, song_epoch, 0, PageRevision(0));
                 }
             }
-            Message::ChoirSetPage(p) if joined => self.apply_set_page(p),
-            Message::StreamPrepare(p) if joined => core.event(Event::StreamPrepare(p)),
-            Message::StreamClear(c) if joined => {
+            Message::ChoirSetPage(p) => self.apply_set_page(p),
+            Message::StreamPrepare(p) => core.event(Event::StreamPrepare(p)),
+            Message::StreamClear(c) => {
                 core.event(Event::StreamClear { song_id: c.song_id })
             }
             Message::Hello(hello) => core.event(Event::PeerHello { peer: from.clone(), hello }),

@@ -207,7 +207,7 @@ impl Engine {
             return Err(RecvError::SenderMismatch { from: from.clone(), claimed: env.sender_id });
         }
         match &mut self.role {
-            RoleState::Solo(s) => s.on_message(&mut self.core, from, env),
+            RoleState::Solo(s) => s.on_message(&mut self.core, now, from, env),
             RoleState::Master(m) => m.on_message(&mut self.core, now, from, env),
             RoleState::Follower(f) => f.on_message(&mut self.core, now, from, env),
         }

@@ -4,6 +4,8 @@
 //! (`ts`, then `sender_id`): page, song and layout changes all stamp it, so a snapshot exchanged
 //! on every new link settles every difference, whichever order the messages cross in.
 
+use std::cmp::Ordering;
+
 use maestral_protocol::{
     DeviceId, Envelope, Layout, Message, Mode, PageChangeStamp, Parity, SessionId, SoloSetPage,
     SoloSetSong, SoloState, SongId,
@@ -158,37 +160,46 @@ impl Solo {
         }
     }
 
-    pub fn on_message(&mut self, core: &mut Core, from: &DeviceId, env: Envelope) {
+    pub fn on_message(&mut self, core: &mut Core, now: u64, from: &DeviceId, env: Envelope) {
         if self.partner.as_ref() != Some(from) || !core.link(from).is_up() {
             return;
         }
         let stamp = PageChangeStamp { sender_id: env.sender_id.clone(), ts: env.ts };
+        let own = self.state.last_page_change.clone();
         match env.message {
-            Message::SoloSnapshot(theirs) => {
-                if theirs.last_page_change > self.state.last_page_change {
-                    let mut s = theirs;
-                    if self.paired() {
-                        s.page_index &= !1;
+            Message::SoloSnapshot(mut theirs) => {
+                if self.paired() {
+                    theirs.page_index &= !1;
+                }
+                match theirs.last_page_change.cmp(&own) {
+                    Ordering::Greater => self.state = theirs,
+                    // Same latest change, different content: concurrent partial changes crossed
+                    // (or one was lost with a link). Settle on the larger content, both sides.
+                    Ordering::Equal if content(&theirs) > content(&self.state) => self.state = theirs,
+                    Ordering::Equal if content(&theirs) < content(&self.state) => {
+                        self.send_snapshot(core, now, from)
                     }
-                    self.state = s;
+                    Ordering::Equal => {}
+                    // The peer is behind (e.g. a change of ours crossed its snapshot): tell it.
+                    Ordering::Less => self.send_snapshot(core, now, from),
                 }
             }
             Message::SoloSetSong(SoloSetSong { song_id }) => {
-                if stamp > self.state.last_page_change {
+                if self.newer(core, now, from, &stamp) {
                     self.state.song_id = song_id;
                     self.state.page_index = 0;
                     self.state.last_page_change = stamp;
                 }
             }
             Message::SoloSetPage(SoloSetPage { song_id, page_index }) => {
-                if stamp > self.state.last_page_change {
+                if self.newer(core, now, from, &stamp) {
                     self.state.song_id = song_id;
                     self.state.page_index = page_index & !1;
                     self.state.last_page_change = stamp;
                 }
             }
             Message::SetLayoutParity(layout) => {
-                if stamp > self.state.last_page_change {
+                if self.newer(core, now, from, &stamp) {
                     self.state.layout = layout;
                     self.state.last_page_change = stamp;
                 }
@@ -199,6 +210,24 @@ impl Solo {
             // Choir messages, unknown types: not Solo's business.
             _ => {}
         }
+    }
+
+    /// PROTOCOL_V1: an incoming change applies only if its stamp is greater than ours. One that
+    /// is older means the sender has not seen our latest change: answer with our whole state, so
+    /// both converge even when changes of different fields crossed on the wire.
+    fn newer(&self, core: &mut Core, now: u64, from: &DeviceId, stamp: &PageChangeStamp) -> bool {
+        match stamp.cmp(&self.state.last_page_change) {
+            Ordering::Greater => true,
+            Ordering::Equal => false,
+            Ordering::Less => {
+                self.send_snapshot(core, now, from);
+                false
+            }
+        }
+    }
+
+    fn send_snapshot(&self, core: &mut Core, now: u64, to: &DeviceId) {
+        core.send(now, &no_session(), to, Message::SoloSnapshot(self.state.clone()));
     }
 
     pub fn on_local(
@@ -263,6 +292,12 @@ impl Solo {
             core.send(ts, &no_session(), &partner, message);
         }
     }
+}
+
+/// A total order on the content of two states with the same stamp (any fixed order works: both
+/// devices apply the same one).
+fn content(s: &SoloState) -> (&Option<SongId>, u32, &DeviceId, bool) {
+    (&s.song_id, s.page_index, &s.layout.leader_device_id, s.layout.parity == Parity::Even)
 }
 
 enum Change {
