@@ -1,7 +1,7 @@
 //! Validating decoder: bytes from a peer in, an [`Envelope`] or a precise [`DecodeError`] out.
 
-use serde::Deserialize;
-use serde::de::DeserializeOwned;
+use serde::de::{DeserializeOwned, IgnoredAny};
+use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 
 use crate::ids::{DeviceId, SessionId};
@@ -34,17 +34,17 @@ pub enum DecodeError {
 
 #[derive(Deserialize)]
 struct RawEnvelope<'a> {
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "present")]
     v: Option<&'a RawValue>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "present")]
     session_id: Option<&'a RawValue>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "present")]
     sender_id: Option<&'a RawValue>,
-    #[serde(borrow, default, rename = "type")]
+    #[serde(borrow, default, deserialize_with = "present", rename = "type")]
     message_type: Option<&'a RawValue>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "present")]
     ts: Option<&'a RawValue>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "present")]
     payload: Option<&'a RawValue>,
 }
 
@@ -53,8 +53,21 @@ pub fn decode(bytes: &[u8]) -> Result<Envelope, DecodeError> {
     if bytes.len() > MAX_MESSAGE_BYTES {
         return Err(DecodeError::TooLarge { len: bytes.len() });
     }
+    // serde's derived structs also accept a JSON array (fields by position): only an object is an
+    // envelope.
+    let first = bytes.iter().find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'));
+    if first != Some(&b'{') {
+        return Err(match serde_json::from_slice::<IgnoredAny>(bytes) {
+            Ok(_) => DecodeError::NotAnObject,
+            Err(e) => DecodeError::NotJson { reason: e.to_string() },
+        });
+    }
     let raw: RawEnvelope<'_> = serde_json::from_slice(bytes).map_err(|e| match e.classify() {
-        serde_json::error::Category::Data => DecodeError::NotAnObject,
+        // On an object whose fields are all raw values, the only data error is a repeated field.
+        serde_json::error::Category::Data => DecodeError::WrongType {
+            field: duplicate_field_name(&e.to_string()),
+            reason: e.to_string(),
+        },
         _ => DecodeError::NotJson { reason: e.to_string() },
     })?;
 
@@ -73,12 +86,33 @@ pub fn decode(bytes: &[u8]) -> Result<Envelope, DecodeError> {
     let ts: u64 = required("ts", raw.ts)?;
     let payload = raw.payload.ok_or(DecodeError::MissingField { field: "payload" })?;
     let message = decode_message(message_type, payload)?;
-    Ok(Envelope {
-        session_id: SessionId(session_id),
-        sender_id: DeviceId(sender_id),
-        ts,
-        message,
-    })
+    Ok(Envelope { session_id: SessionId(session_id), sender_id: DeviceId(sender_id), ts, message })
+}
+
+/// A field that is present, `null` included (serde reads a `null` `Option` as `None`, which
+/// would make `"v": null` a missing field and `"song_epoch": null` pick the Solo form).
+fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
+    <&'de RawValue>::deserialize(d).map(Some)
+}
+
+fn duplicate_field_name(msg: &str) -> &'static str {
+    const NAMES: &[&str] = &["v", "session_id", "sender_id", "type", "ts", "payload"];
+    msg.strip_prefix("duplicate field `")
+        .and_then(|rest| rest.split('`').next())
+        .and_then(|name| NAMES.iter().find(|n| **n == name).copied())
+        .unwrap_or("envelope")
+}
+
+/// serde's derived structs also accept a JSON array (fields by position): every payload, and every
+/// object inside one, must be a JSON object.
+fn object(name: &'static str, raw: Option<&RawValue>) -> Result<(), DecodeError> {
+    match raw {
+        Some(r) if !r.get().starts_with('{') => Err(DecodeError::WrongType {
+            field: name,
+            reason: format!("expected an object, found `{}`", r.get()),
+        }),
+        _ => Ok(()),
+    }
 }
 
 fn required<T: DeserializeOwned>(
@@ -89,15 +123,14 @@ fn required<T: DeserializeOwned>(
 }
 
 fn field<T: DeserializeOwned>(name: &'static str, raw: &RawValue) -> Result<T, DecodeError> {
-    serde_json::from_str(raw.get()).map_err(|e| DecodeError::WrongType {
-        field: name,
-        reason: e.to_string(),
-    })
+    serde_json::from_str(raw.get())
+        .map_err(|e| DecodeError::WrongType { field: name, reason: e.to_string() })
 }
 
 /// A payload struct: missing fields surface as [`DecodeError::MissingField`] with the field's
 /// name, everything else as [`DecodeError::WrongType`].
 fn payload<T: DeserializeOwned>(raw: &RawValue) -> Result<T, DecodeError> {
+    object("payload", Some(raw))?;
     serde_json::from_str(raw.get()).map_err(|e| payload_error(&e))
 }
 
@@ -144,28 +177,32 @@ fn static_field_name(name: &str) -> &'static str {
 /// message has is decided by the fields present, then that form's fields are required.
 #[derive(Deserialize)]
 struct Shape<'a> {
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "present")]
     song_epoch: Option<&'a RawValue>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "present")]
     page_revision: Option<&'a RawValue>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "present")]
     layout: Option<&'a RawValue>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "present")]
     last_page_change: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    snapshot: Option<&'a RawValue>,
 }
 
 fn shape(raw: &RawValue) -> Result<Shape<'_>, DecodeError> {
-    serde_json::from_str(raw.get()).map_err(|e| DecodeError::WrongType {
-        field: "payload",
-        reason: e.to_string(),
-    })
+    object("payload", Some(raw))?;
+    serde_json::from_str(raw.get())
+        .map_err(|e| DecodeError::WrongType { field: "payload", reason: e.to_string() })
 }
 
 fn decode_message(message_type: String, raw: &RawValue) -> Result<Message, DecodeError> {
     Ok(match message_type.as_str() {
         "HELLO" => Message::Hello(payload(raw)?),
         "JOIN_REQUEST" => Message::JoinRequest(payload(raw)?),
-        "JOIN_ACCEPT" => Message::JoinAccept(payload(raw)?),
+        "JOIN_ACCEPT" => {
+            object("snapshot", shape(raw)?.snapshot)?;
+            Message::JoinAccept(payload(raw)?)
+        }
         "JOIN_REJECT" => Message::JoinReject(payload(raw)?),
         "LEAVE_SESSION" => {
             payload::<Empty>(raw)?;
@@ -178,6 +215,8 @@ fn decode_message(message_type: String, raw: &RawValue) -> Result<Message, Decod
         "STATE_SNAPSHOT" => {
             let s = shape(raw)?;
             if s.layout.is_some() || s.last_page_change.is_some() {
+                object("layout", s.layout)?;
+                object("last_page_change", s.last_page_change)?;
                 Message::SoloSnapshot(payload(raw)?)
             } else {
                 Message::ChoirSnapshot(payload(raw)?)

@@ -58,7 +58,9 @@ pub enum Message {
     StreamPrepare(StreamPrepare),
     StreamClear(StreamClear),
     /// A `type` this version does not know: receivers ignore it (spec §7, §14).
-    Unknown { message_type: String },
+    Unknown {
+        message_type: String,
+    },
 }
 
 impl Message {

@@ -125,9 +125,7 @@ pub struct PageChangeStamp {
 
 impl Ord for PageChangeStamp {
     fn cmp(&self, other: &Self) -> Ordering {
-        self.ts
-            .cmp(&other.ts)
-            .then_with(|| self.sender_id.cmp(&other.sender_id))
+        self.ts.cmp(&other.ts).then_with(|| self.sender_id.cmp(&other.sender_id))
     }
 }
 

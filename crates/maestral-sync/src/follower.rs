@@ -3,13 +3,15 @@
 //! older song epoch.
 
 use maestral_protocol::{
-    ChoirSetPage, ChoirSetSong, ChoirSnapshot, DeviceId, Envelope, FollowMode, JoinRequest, Message,
-    Mode, PageRevision, SessionId, SetFollowMode, SongEpoch, SongId,
+    ChoirSetPage, ChoirSetSong, ChoirSnapshot, DeviceId, Envelope, FollowMode, JoinRequest,
+    Message, Mode, PageRevision, SessionId, SetFollowMode, SongEpoch, SongId,
 };
 use serde::Serialize;
 
 use crate::core::{Core, Retry, RetryDue};
-use crate::types::{ActionError, Event, LinkSignal, LinkState, LocalAction, Phase, TransportRequest, View};
+use crate::types::{
+    ActionError, Event, LinkSignal, LinkState, LocalAction, Phase, TransportRequest, View,
+};
 
 /// Spec §9.3 plus `page_revision` (the last Master revision applied), as the conformance driver
 /// prints it.
@@ -232,21 +234,17 @@ impl Follower {
                 core.event(Event::StreamClear { song_id: None });
                 core.event(Event::SessionEnded);
             }
-            Message::ChoirSnapshot(snap) => {
-                if snap.session_id == env.session_id {
-                    self.apply_snapshot(&snap);
-                }
+            Message::ChoirSnapshot(snap) if snap.session_id == env.session_id => {
+                self.apply_snapshot(&snap);
             }
-            Message::ChoirSetSong(ChoirSetSong { song_id, song_epoch }) => {
-                if song_epoch > self.song_epoch {
-                    self.new_song_context(song_id, song_epoch, 0, PageRevision(0));
-                }
+            Message::ChoirSetSong(ChoirSetSong { song_id, song_epoch })
+                if song_epoch > self.song_epoch =>
+            {
+                self.new_song_context(song_id, song_epoch, 0, PageRevision(0));
             }
             Message::ChoirSetPage(p) => self.apply_set_page(p),
             Message::StreamPrepare(p) => core.event(Event::StreamPrepare(p)),
-            Message::StreamClear(c) => {
-                core.event(Event::StreamClear { song_id: c.song_id })
-            }
+            Message::StreamClear(c) => core.event(Event::StreamClear { song_id: c.song_id }),
             Message::Hello(hello) => core.event(Event::PeerHello { peer: from.clone(), hello }),
             _ => {}
         }
@@ -265,9 +263,10 @@ impl Follower {
                 }
             }
         } else if p.song_epoch > self.song_epoch
-            && self.pending.as_ref().is_none_or(|q| {
-                (p.song_epoch, p.page_revision) > (q.song_epoch, q.page_revision)
-            })
+            && self
+                .pending
+                .as_ref()
+                .is_none_or(|q| (p.song_epoch, p.page_revision) > (q.song_epoch, q.page_revision))
         {
             self.pending = Some(p);
         }
@@ -401,7 +400,9 @@ impl Follower {
                 };
                 self.leave(core, now, s);
             }
-            other => return Err(ActionError::NotForRole { action: other.kind(), role: "follower" }),
+            other => {
+                return Err(ActionError::NotForRole { action: other.kind(), role: "follower" });
+            }
         }
         Ok(())
     }

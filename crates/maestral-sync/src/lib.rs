@@ -74,8 +74,7 @@ impl Engine {
             Role::Master => RoleState::Master(Master::new()),
             Role::Follower => RoleState::Follower(Follower::new()),
         };
-        let mut e =
-            Engine { core, role, shown_phase: None, shown_view: None, shown_layout: None };
+        let mut e = Engine { core, role, shown_phase: None, shown_view: None, shown_layout: None };
         e.settle();
         e
     }
@@ -155,8 +154,12 @@ impl Engine {
     /// Follower: the newest Master position seen, `(song, page, epoch, revision)`.
     pub fn follower_master_position(
         &self,
-    ) -> Option<(Option<&maestral_protocol::SongId>, u32, maestral_protocol::SongEpoch, maestral_protocol::PageRevision)>
-    {
+    ) -> Option<(
+        Option<&maestral_protocol::SongId>,
+        u32,
+        maestral_protocol::SongEpoch,
+        maestral_protocol::PageRevision,
+    )> {
         match &self.role {
             RoleState::Follower(f) => Some(f.master_position()),
             _ => None,
@@ -187,7 +190,12 @@ impl Engine {
     }
 
     /// Bytes from `peer` on the `maestral-sync` channel. A rejected message changes nothing.
-    pub fn handle_message(&mut self, now: u64, from: &DeviceId, bytes: &[u8]) -> Result<(), RecvError> {
+    pub fn handle_message(
+        &mut self,
+        now: u64,
+        from: &DeviceId,
+        bytes: &[u8],
+    ) -> Result<(), RecvError> {
         match decode(bytes) {
             Ok(env) => self.handle_envelope(now, from, env),
             Err(err) => {
@@ -202,7 +210,12 @@ impl Engine {
 
     /// An already decoded message from `peer`. The link is bound to the peer's device id: an
     /// envelope whose `sender_id` differs is ignored.
-    pub fn handle_envelope(&mut self, now: u64, from: &DeviceId, env: Envelope) -> Result<(), RecvError> {
+    pub fn handle_envelope(
+        &mut self,
+        now: u64,
+        from: &DeviceId,
+        env: Envelope,
+    ) -> Result<(), RecvError> {
         if env.sender_id != *from {
             return Err(RecvError::SenderMismatch { from: from.clone(), claimed: env.sender_id });
         }

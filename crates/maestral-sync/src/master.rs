@@ -11,7 +11,9 @@ use maestral_protocol::{
 use serde::Serialize;
 
 use crate::core::{Core, token_eq};
-use crate::types::{ActionError, Event, LinkSignal, LinkState, LocalAction, Phase, TransportRequest, View};
+use crate::types::{
+    ActionError, Event, LinkSignal, LinkState, LocalAction, Phase, TransportRequest, View,
+};
 
 /// Spec §9.2, as the conformance driver prints it (`session_id`/`session_token` null outside a
 /// session).
@@ -160,7 +162,13 @@ impl Master {
 
     /// A `JOIN_REQUEST` in the wrong protocol version is answered so the Follower can tell its
     /// user (PROTOCOL_V1 "Encoding").
-    pub fn on_decode_error(&mut self, core: &mut Core, now: u64, from: &DeviceId, err: &DecodeError) {
+    pub fn on_decode_error(
+        &mut self,
+        core: &mut Core,
+        now: u64,
+        from: &DeviceId,
+        err: &DecodeError,
+    ) {
         if let DecodeError::UnsupportedVersion { message_type: Some(t), session_id, .. } = err
             && t == "JOIN_REQUEST"
             && core.link(from).is_up()
@@ -231,7 +239,8 @@ impl Master {
     }
 
     fn is_member_message(&self, from: &DeviceId, session_id: &SessionId) -> bool {
-        self.members.contains_key(from) && self.session.as_ref().is_some_and(|s| s.id == *session_id)
+        self.members.contains_key(from)
+            && self.session.as_ref().is_some_and(|s| s.id == *session_id)
     }
 
     /// Joined Followers whose link is up: the recipients of a broadcast.
@@ -252,7 +261,8 @@ impl Master {
                 self.song_id = song_id.clone();
                 self.page_index = 0;
                 self.page_revision = PageRevision(0);
-                let msg = Message::ChoirSetSong(ChoirSetSong { song_id, song_epoch: self.song_epoch });
+                let msg =
+                    Message::ChoirSetSong(ChoirSetSong { song_id, song_epoch: self.song_epoch });
                 let to = self.reachable(core);
                 core.broadcast(now, &self.session_id(), &to, msg);
             }
@@ -277,7 +287,8 @@ impl Master {
                 let Some(session) = self.session.take() else {
                     return Err(ActionError::NoSession);
                 };
-                let to: Vec<DeviceId> = self.members.keys().filter(|d| core.link(d).is_up()).cloned().collect();
+                let to: Vec<DeviceId> =
+                    self.members.keys().filter(|d| core.link(d).is_up()).cloned().collect();
                 core.broadcast(now, &session.id, &to, Message::SessionEnd);
                 for d in std::mem::take(&mut self.members).into_keys() {
                     core.set_link(now, &d, LinkState::Ended);

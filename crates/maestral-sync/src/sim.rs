@@ -24,7 +24,10 @@ use maestral_protocol::{
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::{Engine, EngineConfig, Event, LinkSignal, LocalAction, Output, Phase, Role, StateView, TransportRequest};
+use crate::{
+    Engine, EngineConfig, Event, LinkSignal, LocalAction, Output, Phase, Role, StateView,
+    TransportRequest,
+};
 
 /// A virtual Unix time to start from (2025-01-01), plus a per-seed offset.
 const EPOCH_MS: u64 = 1_735_689_600_000;
@@ -267,7 +270,15 @@ impl Sim {
         let engine = Engine::new(EngineConfig::new(id.clone()), role, Box::new(rng));
         let i = self.nodes.len();
         self.index.insert(id.clone(), i);
-        self.nodes.push(Node { id, kind, engine, last_epoch: None, expected_member: None, drifted: false, last_phase: None });
+        self.nodes.push(Node {
+            id,
+            kind,
+            engine,
+            last_epoch: None,
+            expected_member: None,
+            drifted: false,
+            last_phase: None,
+        });
         self.isolated_until.push(0);
         self.drain(i);
         i
@@ -385,7 +396,10 @@ impl Sim {
         if !self.tracing {
             return;
         }
-        let keep = std::env::var("MAESTRAL_SIM_TRACE").ok().and_then(|v| v.parse().ok()).unwrap_or(TRACE_LINES);
+        let keep = std::env::var("MAESTRAL_SIM_TRACE")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(TRACE_LINES);
         if self.trace.len() >= keep {
             self.trace.pop_front();
         }
@@ -417,7 +431,10 @@ impl Sim {
         loop {
             guard += 1;
             if guard > 5_000_000 {
-                self.violation("liveness", "the run did not quiesce (timer or message storm)".into());
+                self.violation(
+                    "liveness",
+                    "the run did not quiesce (timer or message storm)".into(),
+                );
                 break;
             }
             let next_event = self.queue.peek().map(|Reverse(s)| s.at);
@@ -488,7 +505,8 @@ impl Sim {
                 self.schedule(self.now + 10, What::Connect { from: i, to: j });
             }
         }
-        let pending: Vec<Scheduled> = std::mem::take(&mut self.queue).into_iter().map(|Reverse(s)| s).collect();
+        let pending: Vec<Scheduled> =
+            std::mem::take(&mut self.queue).into_iter().map(|Reverse(s)| s).collect();
         for s in pending {
             if !matches!(s.what, What::Act { .. }) {
                 self.queue.push(Reverse(s));
@@ -513,7 +531,9 @@ impl Sim {
                 if self.links.get(&key(node, peer)).is_none_or(|l| l.generation != generation) {
                     return;
                 }
-                self.trace(|s| format!("link {} -> {:?} at {}", s.name(peer), signal, s.name(node)));
+                self.trace(|s| {
+                    format!("link {} -> {:?} at {}", s.name(peer), signal, s.name(node))
+                });
                 let pid = self.nodes[peer].id.clone();
                 self.stats.inputs += 1;
                 self.nodes[node].engine.handle_link(self.now, &pid, signal);
@@ -538,7 +558,12 @@ impl Sim {
         if self.nodes[to].kind == Kind::Follower
             && matches!(
                 msg_type,
-                Some(Message::ChoirSetPage(_) | Message::ChoirSetSong(_) | Message::ChoirSnapshot(_) | Message::JoinAccept(_))
+                Some(
+                    Message::ChoirSetPage(_)
+                        | Message::ChoirSetSong(_)
+                        | Message::ChoirSnapshot(_)
+                        | Message::JoinAccept(_)
+                )
             )
             && let Some((_, page, _, _)) = self.nodes[to].engine.follower_master_position()
             && self.nodes[to].engine.view().page_index == page
@@ -571,7 +596,10 @@ impl Sim {
             // The attempt fails after a while.
             let g = self.links.entry(k).or_default().generation;
             let at = self.now + self.rng.random_range(100..1_500);
-            self.schedule(at, What::Link { node: from, peer: to, signal: LinkSignal::Down, generation: g });
+            self.schedule(
+                at,
+                What::Link { node: from, peer: to, signal: LinkSignal::Down, generation: g },
+            );
             return;
         }
         let l = self.links.entry(k).or_default();
@@ -581,8 +609,14 @@ impl Sim {
         let g = l.generation;
         self.trace(|s| format!("connected {} <-> {}", s.name(from), s.name(to)));
         // The transport's contract: a side hears `Up` before any message of that link.
-        self.schedule(self.now, What::Link { node: from, peer: to, signal: LinkSignal::Up, generation: g });
-        self.schedule(self.now, What::Link { node: to, peer: from, signal: LinkSignal::Up, generation: g });
+        self.schedule(
+            self.now,
+            What::Link { node: from, peer: to, signal: LinkSignal::Up, generation: g },
+        );
+        self.schedule(
+            self.now,
+            What::Link { node: to, peer: from, signal: LinkSignal::Up, generation: g },
+        );
     }
 
     /// The link breaks: in-flight messages are lost, both sides find out after a while (some
@@ -599,10 +633,16 @@ impl Sim {
         self.trace(|s| format!("cut {} <-> {}", s.name(a), s.name(b)));
         for (n, p) in [(a, b), (b, a)] {
             let degraded = self.now + self.rng.random_range(50..400);
-            self.schedule(degraded, What::Link { node: n, peer: p, signal: LinkSignal::Degraded, generation: g });
+            self.schedule(
+                degraded,
+                What::Link { node: n, peer: p, signal: LinkSignal::Degraded, generation: g },
+            );
             if !self.rng.random_ratio(1, 5) {
                 let down = degraded + self.rng.random_range(300..1_800);
-                self.schedule(down, What::Link { node: n, peer: p, signal: LinkSignal::Down, generation: g });
+                self.schedule(
+                    down,
+                    What::Link { node: n, peer: p, signal: LinkSignal::Down, generation: g },
+                );
             }
         }
     }
@@ -639,7 +679,10 @@ impl Sim {
                 && matches!(env.message, Message::JoinAccept(_))
                 && self.ended.contains(&env.session_id)
             {
-                self.violation("§13 no Follower accepted after SESSION_END", format!("JOIN_ACCEPT to {}", self.nodes[to].id));
+                self.violation(
+                    "§13 no Follower accepted after SESSION_END",
+                    format!("JOIN_ACCEPT to {}", self.nodes[to].id),
+                );
             }
         }
         let dir = usize::from(from > to);
@@ -682,7 +725,8 @@ impl Sim {
         let before = self.nodes[node].engine.state();
         let _ = self.nodes[node].engine.handle_local(self.now, action);
         if let Kind::Solo { pair } = self.nodes[node].kind
-            && let (StateView::Solo(b), StateView::Solo(s)) = (before, self.nodes[node].engine.state())
+            && let (StateView::Solo(b), StateView::Solo(s)) =
+                (before, self.nodes[node].engine.state())
             && s.last_page_change != b.last_page_change
         {
             let stamp = s.last_page_change.clone();
@@ -854,11 +898,7 @@ impl Sim {
             .filter(|((a, b), l)| l.up && (*a == node || *b == node))
             .map(|((a, b), _)| if *a == node { *b } else { *a })
             .collect();
-        if peers.is_empty() {
-            None
-        } else {
-            Some(peers[self.rng.random_range(0..peers.len())])
-        }
+        if peers.is_empty() { None } else { Some(peers[self.rng.random_range(0..peers.len())]) }
     }
 
     /// Garbage from a linked peer: must be rejected with no state change (§14).
@@ -896,32 +936,100 @@ impl Sim {
             StateView::Solo(_) => SessionId::default(),
         };
         let ts = self.now + 10_000_000;
-        let (sender, session, message) = match (self.nodes[node].kind, self.rng.random_range(0..4)) {
+        let (sender, session, message) = match (self.nodes[node].kind, self.rng.random_range(0..4))
+        {
             // A Follower cannot steer the Master (Authority).
-            (Kind::Master, 0) => (from.clone(), sid, Message::ChoirSetSong(ChoirSetSong { song_id: None, song_epoch: SongEpoch(u64::MAX) })),
-            (Kind::Master, 1) => (from.clone(), sid, Message::ChoirSetPage(ChoirSetPage { song_epoch: SongEpoch(1), page_revision: PageRevision(u64::MAX), page_index: 999 })),
-            (Kind::Master, 2) => (from.clone(), sid.clone(), Message::ChoirSnapshot(ChoirSnapshot { session_id: sid, song_id: None, song_epoch: SongEpoch(99), page_index: 7, page_revision: PageRevision(9) })),
+            (Kind::Master, 0) => (
+                from.clone(),
+                sid,
+                Message::ChoirSetSong(ChoirSetSong {
+                    song_id: None,
+                    song_epoch: SongEpoch(u64::MAX),
+                }),
+            ),
+            (Kind::Master, 1) => (
+                from.clone(),
+                sid,
+                Message::ChoirSetPage(ChoirSetPage {
+                    song_epoch: SongEpoch(1),
+                    page_revision: PageRevision(u64::MAX),
+                    page_index: 999,
+                }),
+            ),
+            (Kind::Master, 2) => (
+                from.clone(),
+                sid.clone(),
+                Message::ChoirSnapshot(ChoirSnapshot {
+                    session_id: sid,
+                    song_id: None,
+                    song_epoch: SongEpoch(99),
+                    page_index: 7,
+                    page_revision: PageRevision(9),
+                }),
+            ),
             (Kind::Master, _) => (from.clone(), sid, Message::SessionEnd),
             // Another session's state, or a forged sender, at a Follower.
-            (Kind::Follower, 0) => (from.clone(), SessionId::new("another-session"), Message::ChoirSetSong(ChoirSetSong { song_id: None, song_epoch: SongEpoch(u64::MAX) })),
+            (Kind::Follower, 0) => (
+                from.clone(),
+                SessionId::new("another-session"),
+                Message::ChoirSetSong(ChoirSetSong {
+                    song_id: None,
+                    song_epoch: SongEpoch(u64::MAX),
+                }),
+            ),
             (Kind::Follower, 1) => (DeviceId::new("M-impostor"), sid, Message::SessionEnd),
-            (Kind::Follower, 2) => (from.clone(), SessionId::new("another-session"), Message::SessionEnd),
-            (Kind::Solo { .. }, 0) => (DeviceId::new("zzz-impostor"), sid, Message::SoloSetPage(SoloSetPage { song_id: None, page_index: 77 })),
-            (Kind::Solo { .. }, 1) => (from.clone(), sid, Message::ChoirSetPage(ChoirSetPage { song_epoch: SongEpoch(1), page_revision: PageRevision(1), page_index: 5 })),
+            (Kind::Follower, 2) => {
+                (from.clone(), SessionId::new("another-session"), Message::SessionEnd)
+            }
+            (Kind::Solo { .. }, 0) => (
+                DeviceId::new("zzz-impostor"),
+                sid,
+                Message::SoloSetPage(SoloSetPage { song_id: None, page_index: 77 }),
+            ),
+            (Kind::Solo { .. }, 1) => (
+                from.clone(),
+                sid,
+                Message::ChoirSetPage(ChoirSetPage {
+                    song_epoch: SongEpoch(1),
+                    page_revision: PageRevision(1),
+                    page_index: 5,
+                }),
+            ),
             _ => (from.clone(), sid, Message::Unknown { message_type: "FUTURE_THING".into() }),
         };
         let data = Envelope::new(session, sender, ts, message).encode();
-        self.expect_unchanged(node, &from, data.as_bytes(), "§14/Authority ignored messages change nothing");
+        self.expect_unchanged(
+            node,
+            &from,
+            data.as_bytes(),
+            "§14/Authority ignored messages change nothing",
+        );
     }
 
     fn expect_unchanged(&mut self, node: usize, from: &DeviceId, bytes: &[u8], rule: &str) {
         let e = &self.nodes[node].engine;
-        let before = (e.state(), e.phase(), e.view(), e.links().map(|(p, s)| (p.clone(), s)).collect::<Vec<_>>());
-        self.trace(|s| format!("inject at {}: {}", s.name(node), short(&String::from_utf8_lossy(&bytes[..bytes.len().min(120)]))));
+        let before = (
+            e.state(),
+            e.phase(),
+            e.view(),
+            e.links().map(|(p, s)| (p.clone(), s)).collect::<Vec<_>>(),
+        );
+        self.trace(|s| {
+            format!(
+                "inject at {}: {}",
+                s.name(node),
+                short(&String::from_utf8_lossy(&bytes[..bytes.len().min(120)]))
+            )
+        });
         self.stats.inputs += 1;
         let _ = self.nodes[node].engine.handle_message(self.now, from, bytes);
         let e = &self.nodes[node].engine;
-        let after = (e.state(), e.phase(), e.view(), e.links().map(|(p, s)| (p.clone(), s)).collect::<Vec<_>>());
+        let after = (
+            e.state(),
+            e.phase(),
+            e.view(),
+            e.links().map(|(p, s)| (p.clone(), s)).collect::<Vec<_>>(),
+        );
         if before != after {
             let id = self.nodes[node].id.clone();
             self.violation(rule, format!("{id} changed: {before:?} -> {after:?}"));
@@ -967,7 +1075,10 @@ impl Sim {
                 if let Some(sid) = &f.session_id
                     && self.ended.contains(sid)
                 {
-                    self.violation("§13 Followers go local after SESSION_END", format!("{id} still holds ended session {sid} ({})", phase.as_str()));
+                    self.violation(
+                        "§13 Followers go local after SESSION_END",
+                        format!("{id} still holds ended session {sid} ({})", phase.as_str()),
+                    );
                     continue;
                 }
                 let expected = self.nodes[i].expected_member.clone();
@@ -976,35 +1087,67 @@ impl Sim {
                     continue;
                 }
                 if !matches!(phase, Phase::FollowerConnectedFollow | Phase::FollowerConnectedFree) {
-                    self.violation("§12.3 Followers rejoin by themselves after the network heals", format!("{id} is {}", phase.as_str()));
+                    self.violation(
+                        "§12.3 Followers rejoin by themselves after the network heals",
+                        format!("{id} is {}", phase.as_str()),
+                    );
                     continue;
                 }
                 if f.song_epoch != ms.song_epoch || view.song_id != ms.song_id {
-                    self.violation("§11.3 every Follower takes the Master's song", format!("{id} shows {:?} epoch {} / Master {:?} epoch {}", view.song_id, f.song_epoch.0, ms.song_id, ms.song_epoch.0));
+                    self.violation(
+                        "§11.3 every Follower takes the Master's song",
+                        format!(
+                            "{id} shows {:?} epoch {} / Master {:?} epoch {}",
+                            view.song_id, f.song_epoch.0, ms.song_id, ms.song_epoch.0
+                        ),
+                    );
                     continue;
                 }
                 if f.follow_mode == FollowMode::Follow
                     && (after_final_turn || !self.nodes[i].drifted)
                     && view.page_index != ms.page_index
                 {
-                    self.violation("§11.2/§12.4 follow-mode Followers show the Master's page after heal", format!("{id} shows page {} / Master page {}", view.page_index, ms.page_index));
+                    self.violation(
+                        "§11.2/§12.4 follow-mode Followers show the Master's page after heal",
+                        format!(
+                            "{id} shows page {} / Master page {}",
+                            view.page_index, ms.page_index
+                        ),
+                    );
                 }
             }
         }
-        let pairs: BTreeSet<usize> = self.nodes.iter().filter_map(|n| match n.kind { Kind::Solo { pair } => Some(pair), _ => None }).collect();
+        let pairs: BTreeSet<usize> = self
+            .nodes
+            .iter()
+            .filter_map(|n| match n.kind {
+                Kind::Solo { pair } => Some(pair),
+                _ => None,
+            })
+            .collect();
         for p in pairs {
-            let members: Vec<usize> = (0..self.nodes.len()).filter(|&j| self.nodes[j].kind == Kind::Solo { pair: p }).collect();
+            let members: Vec<usize> = (0..self.nodes.len())
+                .filter(|&j| self.nodes[j].kind == Kind::Solo { pair: p })
+                .collect();
             let [a, b] = members[..] else { continue };
             let (ea, eb) = (&self.nodes[a].engine, &self.nodes[b].engine);
-            let (StateView::Solo(sa), StateView::Solo(sb)) = (ea.state(), eb.state()) else { continue };
+            let (StateView::Solo(sa), StateView::Solo(sb)) = (ea.state(), eb.state()) else {
+                continue;
+            };
             let (pa, pb) = (ea.phase(), eb.phase());
             let (va, vb) = (ea.view(), eb.view());
             if pa != Phase::SoloPairedConnected || pb != Phase::SoloPairedConnected {
-                self.violation("§12.2 Solo pairs reconnect by themselves", format!("pair {p}: {} / {}", pa.as_str(), pb.as_str()));
+                self.violation(
+                    "§12.2 Solo pairs reconnect by themselves",
+                    format!("pair {p}: {} / {}", pa.as_str(), pb.as_str()),
+                );
                 continue;
             }
             if sa != sb {
-                self.violation("§11.1 Solo pairs agree after heal", format!("pair {p}: {sa:?} vs {sb:?}"));
+                self.violation(
+                    "§11.1 Solo pairs agree after heal",
+                    format!("pair {p}: {sa:?} vs {sb:?}"),
+                );
                 continue;
             }
             // The pair holds the stamp of the latest change. Its song and page are those of the
@@ -1014,17 +1157,26 @@ impl Sim {
                 && let Some((stamp, st)) = &l.any
             {
                 let page_ok = (sa.song_id == st.song_id && sa.page_index == st.page_index & !1)
-                    || l.page.as_ref().is_some_and(|(_, song, page)| sa.song_id == *song && sa.page_index == page & !1);
-                let layout_ok = sa.layout == st.layout || l.layout.as_ref().is_some_and(|(_, lay)| sa.layout == *lay);
+                    || l.page.as_ref().is_some_and(|(_, song, page)| {
+                        sa.song_id == *song && sa.page_index == page & !1
+                    });
+                let layout_ok = sa.layout == st.layout
+                    || l.layout.as_ref().is_some_and(|(_, lay)| sa.layout == *lay);
                 if sa.last_page_change != *stamp || !page_ok || !layout_ok {
-                    self.violation("§11.1 Solo: the latest page change wins", format!("pair {p}: have {sa:?}, latest change {stamp:?} made {st:?}"));
+                    self.violation(
+                        "§11.1 Solo: the latest page change wins",
+                        format!("pair {p}: have {sa:?}, latest change {stamp:?} made {st:?}"),
+                    );
                     continue;
                 }
             }
             let mut pages = [va.page_index, vb.page_index];
             pages.sort_unstable();
             if va.song_id != vb.song_id || pages[0] % 2 != 0 || pages[1] != pages[0] + 1 {
-                self.violation("PROTOCOL parity: a pair shows both halves of one spread", format!("pair {p}: {va:?} / {vb:?} layout {:?}", sa.layout));
+                self.violation(
+                    "PROTOCOL parity: a pair shows both halves of one spread",
+                    format!("pair {p}: {va:?} / {vb:?} layout {:?}", sa.layout),
+                );
             }
         }
     }

@@ -12,7 +12,9 @@ use maestral_protocol::{
 };
 
 use crate::core::{Core, Retry, RetryDue};
-use crate::types::{ActionError, LinkSignal, LinkState, LocalAction, Phase, TransportRequest, View};
+use crate::types::{
+    ActionError, LinkSignal, LinkState, LocalAction, Phase, TransportRequest, View,
+};
 
 #[derive(Debug, Clone)]
 pub(crate) struct Solo {
@@ -160,6 +162,8 @@ impl Solo {
         }
     }
 
+    // `newer` may answer the sender, so it stays out of match guards.
+    #[allow(clippy::collapsible_match)]
     pub fn on_message(&mut self, core: &mut Core, now: u64, from: &DeviceId, env: Envelope) {
         if self.partner.as_ref() != Some(from) || !core.link(from).is_up() {
             return;
@@ -175,7 +179,9 @@ impl Solo {
                     Ordering::Greater => self.state = theirs,
                     // Same latest change, different content: concurrent partial changes crossed
                     // (or one was lost with a link). Settle on the larger content, both sides.
-                    Ordering::Equal if content(&theirs) > content(&self.state) => self.state = theirs,
+                    Ordering::Equal if content(&theirs) > content(&self.state) => {
+                        self.state = theirs
+                    }
                     Ordering::Equal if content(&theirs) < content(&self.state) => {
                         self.send_snapshot(core, now, from)
                     }

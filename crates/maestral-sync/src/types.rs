@@ -108,17 +108,32 @@ pub enum LinkSignal {
 /// Something the local user did (CONFORMANCE.md "Local actions").
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LocalAction {
-    SetSong { song_id: Option<SongId> },
+    SetSong {
+        song_id: Option<SongId>,
+    },
     /// For Solo, the page the user turned to; the engine derives the spread.
-    SetPage { page: u32 },
+    SetPage {
+        page: u32,
+    },
     NextPage,
     PrevPage,
-    SetParity { parity: Parity },
-    StartSession { session_id: Option<SessionId>, token: Option<String> },
+    SetParity {
+        parity: Parity,
+    },
+    StartSession {
+        session_id: Option<SessionId>,
+        token: Option<String>,
+    },
     EndSession,
-    Join { master: DeviceId, session_id: SessionId, token: String },
+    Join {
+        master: DeviceId,
+        session_id: SessionId,
+        token: String,
+    },
     Leave,
-    SetFollowMode { mode: FollowMode },
+    SetFollowMode {
+        mode: FollowMode,
+    },
 }
 
 impl LocalAction {
@@ -199,7 +214,10 @@ pub enum TransportRequest {
 pub enum Output {
     /// Send this text message on the `maestral-sync` channel to `to`. A broadcast shares one
     /// encoding between all recipients.
-    Transmit { to: DeviceId, data: Arc<str> },
+    Transmit {
+        to: DeviceId,
+        data: Arc<str>,
+    },
     Event(Event),
     Request(TransportRequest),
 }

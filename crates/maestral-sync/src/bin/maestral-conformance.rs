@@ -64,7 +64,8 @@ fn drain(engine: &mut Engine) -> Vec<Value> {
     let mut sent = Vec::new();
     while let Some(o) = engine.poll_output() {
         if let Output::Transmit { to, data } = o {
-            let msg = serde_json::from_str::<Value>(&data).unwrap_or(Value::String(data.to_string()));
+            let msg =
+                serde_json::from_str::<Value>(&data).unwrap_or(Value::String(data.to_string()));
             sent.push(json!({ "to": to.as_str(), "msg": msg }));
         }
     }
@@ -74,7 +75,10 @@ fn drain(engine: &mut Engine) -> Vec<Value> {
 fn step(engine: &mut Engine, line: &str) -> Result<Vec<Value>, String> {
     let v: Value = serde_json::from_str(line).map_err(|e| format!("input is not JSON: {e}"))?;
     let obj = v.as_object().ok_or("input line must be a JSON object")?;
-    let t = obj.get("t").and_then(Value::as_u64).ok_or("`t` (Unix ms, unsigned integer) is required")?;
+    let t = obj
+        .get("t")
+        .and_then(Value::as_u64)
+        .ok_or("`t` (Unix ms, unsigned integer) is required")?;
     let what = str_field(obj, "do")?;
     match what {
         "link" => {
@@ -99,7 +103,10 @@ fn step(engine: &mut Engine, line: &str) -> Result<Vec<Value>, String> {
             let _ = engine.handle_message(t, &from, &bytes);
         }
         "local" => {
-            let action = obj.get("action").and_then(Value::as_object).ok_or("`action` object is required")?;
+            let action = obj
+                .get("action")
+                .and_then(Value::as_object)
+                .ok_or("`action` object is required")?;
             let action = parse_action(action)?;
             engine.handle_local(t, action).map_err(|e| e.to_string())?;
         }

@@ -26,7 +26,9 @@ fn main() {
                 seeds = 1;
             }
             other => {
-                eprintln!("maestral-sim: unknown argument `{other}` (--seeds N, --start S, --seed S)");
+                eprintln!(
+                    "maestral-sim: unknown argument `{other}` (--seeds N, --start S, --seed S)"
+                );
                 std::process::exit(2);
             }
         }
