@@ -95,7 +95,16 @@ fn test() -> Result<()> {
 
 fn sim(rest: &[String]) -> Result<()> {
     let mut c = cargo();
-    c.args(["run", "--release", "--quiet", "--package", "maestral-sync", "--bin", "maestral-sim", "--"]);
+    c.args([
+        "run",
+        "--release",
+        "--quiet",
+        "--package",
+        "maestral-sync",
+        "--bin",
+        "maestral-sim",
+        "--",
+    ]);
     c.args(rest);
     status(&mut c)
 }
@@ -106,13 +115,9 @@ fn bench(rest: &[String]) -> Result<()> {
     };
     std::fs::create_dir_all(root().join("target/bench"))?;
     match which.as_str() {
-        "engine" => status(cargo().args([
-            "bench",
-            "--package",
-            "maestral-sync",
-            "--bench",
-            "engine",
-        ])),
+        "engine" => {
+            status(cargo().args(["bench", "--package", "maestral-sync", "--bench", "engine"]))
+        }
         "render" => {
             let lib = pdfium::ensure()?;
             let mut c = cargo();

@@ -1,0 +1,205 @@
+//! Song identity (the SHA-256 of the file's bytes) and what a song is: title, pages, page sizes.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use sha2::{Digest, Sha256};
+
+use crate::error::ScoreError;
+use crate::pdfium;
+
+/// A song's id: the SHA-256 of its file's bytes, shown as 64 lowercase hex digits.
+///
+/// Two devices holding the same file under different names agree on it; one changed byte gives
+/// another song.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SongId([u8; 32]);
+
+impl SongId {
+    /// The id of a score whose whole file is `bytes`.
+    pub fn of_bytes(bytes: &[u8]) -> Self {
+        SongId(Sha256::digest(bytes).into())
+    }
+
+    /// The id of the score file at `path` (reads the whole file).
+    pub fn of_file(path: &Path) -> Result<Self, ScoreError> {
+        let bytes = std::fs::read(path).map_err(|e| ScoreError::io(path, e))?;
+        Ok(Self::of_bytes(&bytes))
+    }
+
+    /// Wraps a raw SHA-256 digest.
+    pub const fn from_digest(digest: [u8; 32]) -> Self {
+        SongId(digest)
+    }
+
+    /// The raw SHA-256 digest.
+    pub const fn digest(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// The 64-digit lowercase hex form (the form the protocol and the command line use).
+    pub fn to_hex(&self) -> String {
+        self.to_string()
+    }
+}
+
+impl fmt::Display for SongId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for b in self.0 {
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for SongId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The first 12 digits tell songs apart in logs.
+        let hex = self.to_string();
+        write!(f, "SongId({}…)", &hex[..12])
+    }
+}
+
+/// The text was not 64 hex digits.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("a song id is 64 hex digits (the SHA-256 of the score file), not {0:?}")]
+pub struct ParseSongIdError(pub String);
+
+impl FromStr for SongId {
+    type Err = ParseSongIdError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || ParseSongIdError(s.to_string());
+        if s.len() != 64 || !s.is_ascii() {
+            return Err(bad());
+        }
+        let mut out = [0u8; 32];
+        for (i, byte) in out.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
+        }
+        Ok(SongId(out))
+    }
+}
+
+/// A page's size in PDF points (1/72 inch), as displayed (after the page's own rotation).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PageSize {
+    pub width: f32,
+    pub height: f32,
+}
+
+impl PageSize {
+    pub fn is_portrait(&self) -> bool {
+        self.height >= self.width
+    }
+}
+
+/// A score that opened: who it is and what its pages look like.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Song {
+    pub id: SongId,
+    /// Where it was found (for a streamed song, a display name).
+    pub path: PathBuf,
+    /// The PDF's metadata title, else the file name without `.pdf`.
+    pub title: String,
+    pub page_count: u32,
+    /// One entry per page, in points.
+    pub page_sizes: Vec<PageSize>,
+}
+
+impl Song {
+    /// Reads, identifies and opens the score at `path` (binds PDFium if needed).
+    pub fn open(path: &Path) -> Result<Song, ScoreError> {
+        let bytes = std::fs::read(path).map_err(|e| ScoreError::io(path, e))?;
+        Song::from_bytes(path, &bytes)
+    }
+
+    /// Identifies and opens a score held in memory; `path` is only its name.
+    pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Song, ScoreError> {
+        let id = SongId::of_bytes(bytes);
+        let info = pdfium::inspect(path, bytes)?;
+        let title = info.title.unwrap_or_else(|| title_from_path(path));
+        Ok(Song {
+            id,
+            path: path.to_path_buf(),
+            title,
+            page_count: info.page_sizes.len() as u32,
+            page_sizes: info.page_sizes,
+        })
+    }
+}
+
+/// The file name without its `.pdf`, for scores whose metadata has no title.
+pub fn title_from_path(path: &Path) -> String {
+    path.file_stem()
+        .or_else(|| path.file_name())
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| path.display().to_string())
+}
+
+/// A score's source as the render thread opens it: a file, or bytes streamed into memory.
+#[derive(Clone)]
+pub enum SongSource {
+    File(PathBuf),
+    /// A score held in memory only (e.g. streamed from a Choir Master); `name` is for messages.
+    Bytes {
+        name: PathBuf,
+        bytes: std::sync::Arc<[u8]>,
+    },
+}
+
+impl SongSource {
+    /// The name to use in messages.
+    pub fn name(&self) -> &Path {
+        match self {
+            SongSource::File(path) => path,
+            SongSource::Bytes { name, .. } => name,
+        }
+    }
+}
+
+impl fmt::Debug for SongSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SongSource::File(path) => f.debug_tuple("File").field(path).finish(),
+            SongSource::Bytes { name, bytes } => f
+                .debug_struct("Bytes")
+                .field("name", name)
+                .field("len", &bytes.len())
+                .finish(),
+        }
+    }
+}
+
+impl From<&Song> for SongSource {
+    fn from(song: &Song) -> Self {
+        SongSource::File(song.path.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_round_trip() {
+        let id = SongId::of_bytes(b"abc");
+        // FIPS 180-2 test vector for "abc".
+        assert_eq!(
+            id.to_hex(),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(id.to_hex().parse::<SongId>(), Ok(id));
+        assert!("xyz".parse::<SongId>().is_err());
+        assert!("g".repeat(64).parse::<SongId>().is_err());
+    }
+
+    #[test]
+    fn title_falls_back_to_file_stem() {
+        assert_eq!(
+            title_from_path(Path::new("/a/b/Ave Verum.pdf")),
+            "Ave Verum"
+        );
+    }
+}
