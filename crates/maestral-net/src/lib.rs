@@ -1,0 +1,3 @@
+//! Maestral's sync thread: the sans-IO engine of `maestral-sync` driven by real WebRTC
+//! DataChannels on a tokio runtime in a background thread, the Choir signaling listener, join
+//! codes, Solo pairing codes and their QR images. The app talks to it only through channels.
