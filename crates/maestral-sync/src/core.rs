@@ -208,6 +208,24 @@ impl Core {
         }
     }
 
+    /// A broadcast to those of `peers` whose link is up (one encoding, as `broadcast`).
+    pub fn broadcast_up<'a>(
+        &mut self,
+        now: u64,
+        session_id: &SessionId,
+        peers: impl IntoIterator<Item = &'a DeviceId>,
+        message: Message,
+    ) {
+        let mut data: Option<Arc<str>> = None;
+        for peer in peers {
+            if !self.link(peer).is_up() {
+                continue;
+            }
+            let d = data.get_or_insert_with(|| self.encode(now, session_id, message.clone()));
+            self.out.push_back(Output::Transmit { to: peer.clone(), data: d.clone() });
+        }
+    }
+
     pub fn hello(&self, mode: Mode) -> Message {
         Message::Hello(Hello {
             mode,

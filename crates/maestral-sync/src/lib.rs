@@ -96,7 +96,7 @@ impl Engine {
     pub fn phase(&self) -> Phase {
         match &self.role {
             RoleState::Solo(s) => s.phase(&self.core),
-            RoleState::Master(m) => m.phase(&self.core),
+            RoleState::Master(m) => m.phase(),
             RoleState::Follower(f) => f.phase(&self.core),
         }
     }

@@ -50,6 +50,9 @@ pub(crate) struct Master {
     page_index: u32,
     page_revision: PageRevision,
     members: BTreeMap<DeviceId, Member>,
+    /// How many members have lost their link (kept in step with `Member::lost_at`, so the phase
+    /// is O(1) however many Followers there are).
+    away: usize,
 }
 
 impl Master {
@@ -62,6 +65,36 @@ impl Master {
             page_index: 0,
             page_revision: PageRevision(0),
             members: BTreeMap::new(),
+            away: 0,
+        }
+    }
+
+    fn add_member(&mut self, d: &DeviceId, follow_mode: FollowMode) {
+        self.remove_member(d);
+        self.members.insert(d.clone(), Member { follow_mode, lost_at: None });
+    }
+
+    fn remove_member(&mut self, d: &DeviceId) {
+        if let Some(m) = self.members.remove(d)
+            && m.lost_at.is_some()
+        {
+            self.away -= 1;
+        }
+    }
+
+    fn set_lost(&mut self, d: &DeviceId, lost: Option<u64>) {
+        if let Some(m) = self.members.get_mut(d) {
+            match (m.lost_at.is_some(), lost.is_some()) {
+                (false, true) => {
+                    self.away += 1;
+                    m.lost_at = lost;
+                }
+                (true, false) => {
+                    self.away -= 1;
+                    m.lost_at = None;
+                }
+                _ => {}
+            }
         }
     }
 
@@ -81,13 +114,9 @@ impl Master {
         self.members.iter().map(|(d, m)| (d, m.follow_mode))
     }
 
-    pub fn phase(&self, core: &Core) -> Phase {
+    pub fn phase(&self) -> Phase {
         if self.session.is_some() {
-            if self.members.keys().any(|d| !core.link(d).is_up()) {
-                Phase::MasterReconnectingLinks
-            } else {
-                Phase::MasterSessionActive
-            }
+            if self.away > 0 { Phase::MasterReconnectingLinks } else { Phase::MasterSessionActive }
         } else if self.ended.is_some() {
             Phase::MasterSessionEnded
         } else {
@@ -124,9 +153,7 @@ impl Master {
         match signal {
             LinkSignal::Up => {
                 core.set_link(now, peer, LinkState::Connected);
-                if let Some(m) = self.members.get_mut(peer) {
-                    m.lost_at = None;
-                }
+                self.set_lost(peer, None);
                 let hello = core.hello(Mode::ChoirMaster);
                 core.send(now, &self.session_id(), peer, hello);
             }
@@ -135,14 +162,15 @@ impl Master {
                     core.set_link(now, peer, LinkState::Degraded);
                 }
             }
-            LinkSignal::Down => match self.members.get_mut(peer) {
-                // A member that drops is expected back (spec §12.3): keep its place.
-                Some(m) => {
-                    m.lost_at.get_or_insert(now);
+            LinkSignal::Down => {
+                if self.members.contains_key(peer) {
+                    // A member that drops is expected back (spec §12.3): keep its place.
+                    self.set_lost(peer, Some(now));
                     core.set_link(now, peer, LinkState::Reconnecting);
+                } else {
+                    core.forget_link(peer);
                 }
-                None => core.forget_link(peer),
-            },
+            }
         }
     }
 
@@ -155,7 +183,7 @@ impl Master {
             .map(|(d, _)| d.clone())
             .collect();
         for d in gone {
-            self.members.remove(&d);
+            self.remove_member(&d);
             core.forget_link(&d);
         }
     }
@@ -196,15 +224,12 @@ impl Master {
                 };
                 match verdict {
                     Ok(()) => {
-                        self.members.insert(
-                            from.clone(),
-                            Member { follow_mode: req.follow_mode, lost_at: None },
-                        );
+                        self.add_member(from, req.follow_mode);
                         let accept = Message::JoinAccept(JoinAccept { snapshot: self.snapshot() });
                         core.send(now, &self.session_id(), from, accept);
                     }
                     Err(reason) => {
-                        self.members.remove(from);
+                        self.remove_member(from);
                         let reject = Message::JoinReject(JoinReject { reason });
                         core.send(now, &env.session_id, from, reject);
                     }
@@ -227,7 +252,7 @@ impl Master {
                 if !self.is_member_message(from, &env.session_id) {
                     return;
                 }
-                self.members.remove(from);
+                self.remove_member(from);
                 core.set_link(now, from, LinkState::Ended);
                 core.request(TransportRequest::Disconnect { peer: from.clone() });
             }
@@ -241,11 +266,6 @@ impl Master {
     fn is_member_message(&self, from: &DeviceId, session_id: &SessionId) -> bool {
         self.members.contains_key(from)
             && self.session.as_ref().is_some_and(|s| s.id == *session_id)
-    }
-
-    /// Joined Followers whose link is up: the recipients of a broadcast.
-    fn reachable<'a>(&'a self, core: &'a Core) -> Vec<DeviceId> {
-        self.members.keys().filter(|d| core.link(d).is_up()).cloned().collect()
     }
 
     pub fn on_local(
@@ -263,8 +283,7 @@ impl Master {
                 self.page_revision = PageRevision(0);
                 let msg =
                     Message::ChoirSetSong(ChoirSetSong { song_id, song_epoch: self.song_epoch });
-                let to = self.reachable(core);
-                core.broadcast(now, &self.session_id(), &to, msg);
+                core.broadcast_up(now, &self.session_id(), self.members.keys(), msg);
             }
             LocalAction::SetPage { page } => self.set_page(core, now, page),
             LocalAction::NextPage => self.set_page(core, now, self.page_index.saturating_add(1)),
@@ -280,6 +299,7 @@ impl Master {
                 let token = token.unwrap_or_else(|| core.new_token());
                 self.ended = None;
                 self.members.clear();
+                self.away = 0;
                 self.session = Some(Session { id: id.clone(), token: token.clone() });
                 core.event(Event::SessionStarted { session_id: id, token });
             }
@@ -290,6 +310,7 @@ impl Master {
                 let to: Vec<DeviceId> =
                     self.members.keys().filter(|d| core.link(d).is_up()).cloned().collect();
                 core.broadcast(now, &session.id, &to, Message::SessionEnd);
+                self.away = 0;
                 for d in std::mem::take(&mut self.members).into_keys() {
                     core.set_link(now, &d, LinkState::Ended);
                     core.request(TransportRequest::Disconnect { peer: d });
@@ -315,7 +336,6 @@ impl Master {
             page_revision: self.page_revision,
             page_index: page,
         });
-        let to = self.reachable(core);
-        core.broadcast(now, &self.session_id(), &to, msg);
+        core.broadcast_up(now, &self.session_id(), self.members.keys(), msg);
     }
 }
