@@ -87,9 +87,10 @@ fn list(root: &Path) -> Result<()> {
     for entry in &library.entries {
         match entry {
             LibraryEntry::Song(song) => {
-                let size = song.page_sizes.first().map_or_else(String::new, |s| {
-                    format!("{:.0}×{:.0} pt", s.width, s.height)
-                });
+                let size = song
+                    .page_sizes
+                    .first()
+                    .map_or_else(String::new, |s| format!("{:.0}×{:.0} pt", s.width, s.height));
                 println!(
                     "  {:<28} {:>3} page{}  {:<14} {}  {}",
                     song.title,
@@ -108,10 +109,7 @@ fn list(root: &Path) -> Result<()> {
 }
 
 fn relative<'a>(path: &'a Path, root: &Path) -> &'a Path {
-    path.strip_prefix(root)
-        .ok()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(path)
+    path.strip_prefix(root).ok().filter(|p| !p.as_os_str().is_empty()).unwrap_or(path)
 }
 
 struct RenderArgs {
@@ -128,13 +126,10 @@ fn parse_render_args(args: &[String]) -> Result<RenderArgs> {
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         let mut value = |name: &str| {
-            it.next()
-                .with_context(|| format!("{name} needs a value\n{USAGE}"))
-                .cloned()
+            it.next().with_context(|| format!("{name} needs a value\n{USAGE}")).cloned()
         };
         let number = |name: &str, v: String| -> Result<u32> {
-            v.parse()
-                .with_context(|| format!("{name} takes a whole number, not {v:?}"))
+            v.parse().with_context(|| format!("{name} takes a whole number, not {v:?}"))
         };
         match arg.as_str() {
             "--page" => page = Some(number("--page", value("--page")?)?),
@@ -159,11 +154,7 @@ fn parse_render_args(args: &[String]) -> Result<RenderArgs> {
 /// Rasterizes one page through the render thread, exactly as the app asks for its pages.
 fn render(args: &[String]) -> Result<()> {
     let args = parse_render_args(args)?;
-    if !args
-        .out
-        .extension()
-        .is_some_and(|x| x.eq_ignore_ascii_case("png"))
-    {
+    if !args.out.extension().is_some_and(|x| x.eq_ignore_ascii_case("png")) {
         bail!("--out must name a .png file, not {}", args.out.display());
     }
     let (renderer, events) = RenderThread::spawn(RenderConfig::default())?;
@@ -177,9 +168,9 @@ fn render(args: &[String]) -> Result<()> {
             .recv_timeout(Duration::from_secs(300))
             .map_err(|_| ScoreError::RenderThreadGone)?;
         match event {
-            RenderEvent::Rendered {
-                request: r, bitmap, ..
-            } if r.key() == request.key() => break bitmap,
+            RenderEvent::Rendered { request: r, bitmap, .. } if r.key() == request.key() => {
+                break bitmap;
+            }
             RenderEvent::Failed { request: r, error } if r.key() == request.key() => {
                 return Err(error.into());
             }

@@ -1,3 +1,9 @@
 //! Maestral's sync thread: the sans-IO engine of `maestral-sync` driven by real WebRTC
 //! DataChannels on a tokio runtime in a background thread, the Choir signaling listener, join
 //! codes, Solo pairing codes and their QR images. The app talks to it only through channels.
+
+pub mod joincode;
+pub mod pairing;
+pub mod qr;
+pub mod rtc;
+pub mod signaling;

@@ -59,6 +59,10 @@ pub enum RejectReason {
     InvalidToken,
     SessionEnded,
     VersionMismatch,
+    /// A reason a later version added: still a refusal (the Follower goes local rather than
+    /// retrying forever).
+    #[serde(other)]
+    Other,
 }
 
 impl RejectReason {
@@ -67,6 +71,7 @@ impl RejectReason {
             RejectReason::InvalidToken => "invalid_token",
             RejectReason::SessionEnded => "session_ended",
             RejectReason::VersionMismatch => "version_mismatch",
+            RejectReason::Other => "other",
         }
     }
 }

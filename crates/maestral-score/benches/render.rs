@@ -17,10 +17,8 @@ use maestral_score::{
 use pdfium_render::prelude::*;
 
 /// Screen boxes, portrait (a rotated monitor, as performers use for one page).
-const SIZES: [(&str, PixelSize); 2] = [
-    ("1080p-fit", PixelSize::new(1080, 1920)),
-    ("4K-fit", PixelSize::new(2160, 3840)),
-];
+const SIZES: [(&str, PixelSize); 2] =
+    [("1080p-fit", PixelSize::new(1080, 1920)), ("4K-fit", PixelSize::new(2160, 3840))];
 /// Passes over every page of a score, per method (more for short scores).
 const MIN_SAMPLES: usize = 30;
 const TOOL_RUNS: usize = 5;
@@ -111,10 +109,7 @@ struct Row {
 
 /// (a): request → bitmap out of the channel, every page, cache off so every request renders.
 fn maestral_path(song: &Song, target: PixelSize, passes: usize) -> Vec<f64> {
-    let config = RenderConfig {
-        cache_budget: 0,
-        ..RenderConfig::default()
-    };
+    let config = RenderConfig { cache_budget: 0, ..RenderConfig::default() };
     let (renderer, events) = RenderThread::spawn(config).expect("render thread starts");
     renderer.add_song(song);
     let mut samples = Vec::new();
@@ -125,13 +120,12 @@ fn maestral_path(song: &Song, target: PixelSize, passes: usize) -> Vec<f64> {
             let start = Instant::now();
             renderer.want(vec![request]);
             let bitmap = loop {
-                match events
-                    .recv_timeout(Duration::from_secs(60))
-                    .expect("render thread answers")
-                {
-                    RenderEvent::Rendered {
-                        request: r, bitmap, ..
-                    } if r.key() == request.key() => break bitmap,
+                match events.recv_timeout(Duration::from_secs(60)).expect("render thread answers") {
+                    RenderEvent::Rendered { request: r, bitmap, .. }
+                        if r.key() == request.key() =>
+                    {
+                        break bitmap;
+                    }
                     RenderEvent::Failed { error, .. } => panic!("render failed: {error}"),
                     _ => {}
                 }
@@ -149,9 +143,7 @@ fn maestral_path(song: &Song, target: PixelSize, passes: usize) -> Vec<f64> {
 /// (b) and (b'): pdfium-render directly on this thread (no render thread is running now).
 fn raw_loop(song: &Song, target: PixelSize, passes: usize) -> (Vec<f64>, Vec<f64>) {
     let pdfium = Pdfium::default(); // re-uses the binding made in main
-    let document = pdfium
-        .load_pdf_from_file(&song.path, None)
-        .expect("demo score opens");
+    let document = pdfium.load_pdf_from_file(&song.path, None).expect("demo score opens");
     let config_for = |size: PixelSize| {
         PdfRenderConfig::new().set_fixed_size(size.width as i32, size.height as i32)
     };
@@ -162,10 +154,7 @@ fn raw_loop(song: &Song, target: PixelSize, passes: usize) -> (Vec<f64>, Vec<f64
     for pass in 0..=passes {
         for index in 0..song.page_count {
             let start = Instant::now();
-            let page = document
-                .pages()
-                .get(index as PdfPageIndex)
-                .expect("page loads");
+            let page = document.pages().get(index as PdfPageIndex).expect("page loads");
             let size = fit_page(page_size(&page), target).expect("valid size");
             if reused.as_ref().is_none_or(|(s, _)| *s != size) {
                 let bitmap =
@@ -174,8 +163,7 @@ fn raw_loop(song: &Song, target: PixelSize, passes: usize) -> (Vec<f64>, Vec<f64
                 reused = Some((size, bitmap));
             }
             let (_, bitmap) = reused.as_mut().expect("set above");
-            page.render_into_bitmap_with_config(bitmap, &config_for(size))
-                .expect("renders");
+            page.render_into_bitmap_with_config(bitmap, &config_for(size)).expect("renders");
             if pass > 0 {
                 raw.push(ms(start.elapsed()));
             }
@@ -187,15 +175,9 @@ fn raw_loop(song: &Song, target: PixelSize, passes: usize) -> (Vec<f64>, Vec<f64
     for pass in 0..=passes {
         for index in 0..song.page_count {
             let start = Instant::now();
-            let page = document
-                .pages()
-                .get(index as PdfPageIndex)
-                .expect("page loads");
+            let page = document.pages().get(index as PdfPageIndex).expect("page loads");
             let size = fit_page(page_size(&page), target).expect("valid size");
-            let rgba = page
-                .render_with_config(&config_for(size))
-                .expect("renders")
-                .as_rgba_bytes();
+            let rgba = page.render_with_config(&config_for(size)).expect("renders").as_rgba_bytes();
             if pass > 0 {
                 naive.push(ms(start.elapsed()));
             }
@@ -206,10 +188,7 @@ fn raw_loop(song: &Song, target: PixelSize, passes: usize) -> (Vec<f64>, Vec<f64
 }
 
 fn page_size(page: &PdfPage) -> maestral_score::PageSize {
-    maestral_score::PageSize {
-        width: page.width().value,
-        height: page.height().value,
-    }
+    maestral_score::PageSize { width: page.width().value, height: page.height().value }
 }
 
 /// (c) and (d): one process per run over the whole score; ms per page = wall time / pages.
@@ -217,10 +196,7 @@ fn tool_runs(song: &Song, command: impl Fn() -> Command) -> Vec<f64> {
     (0..=TOOL_RUNS)
         .filter_map(|run| {
             let start = Instant::now();
-            let status = command()
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
+            let status = command().stdout(Stdio::null()).stderr(Stdio::null()).status();
             let elapsed = ms(start.elapsed());
             match status {
                 Ok(s) if s.success() => (run > 0).then_some(elapsed / f64::from(song.page_count)),
@@ -249,10 +225,7 @@ fn burst_runs(song: &Song, target: PixelSize) -> Vec<f64> {
             renderer.show_page(song.id, (first + turn).min(last), target);
         }
         loop {
-            match events
-                .recv_timeout(Duration::from_secs(60))
-                .expect("render thread answers")
-            {
+            match events.recv_timeout(Duration::from_secs(60)).expect("render thread answers") {
                 RenderEvent::Rendered { request, .. }
                     if request.page == last
                         && request.priority == maestral_score::Priority::Visible =>
@@ -285,9 +258,7 @@ fn tool_version(tool: &str, args: &[&str]) -> Option<String> {
     let out = Command::new(tool).args(args).output().ok()?;
     let text =
         String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-    text.lines()
-        .find(|l| l.contains("version"))
-        .map(|l| l.trim().to_string())
+    text.lines().find(|l| l.contains("version")).map(|l| l.trim().to_string())
 }
 
 fn ms(d: Duration) -> f64 {
@@ -300,11 +271,7 @@ fn median(mut v: Vec<f64>) -> f64 {
     }
     v.sort_by(f64::total_cmp);
     let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
+    if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
 }
 
 fn cell(v: Option<f64>) -> String {

@@ -19,12 +19,7 @@ pub struct PageBitmap {
 impl PageBitmap {
     pub(crate) fn new(width: u32, height: u32, pixels: Vec<u8>, pool: &Arc<BufferPool>) -> Self {
         debug_assert_eq!(pixels.len(), width as usize * height as usize * 4);
-        PageBitmap {
-            width,
-            height,
-            pixels,
-            pool: Arc::downgrade(pool),
-        }
+        PageBitmap { width, height, pixels, pool: Arc::downgrade(pool) }
     }
 
     pub fn width(&self) -> u32 {
@@ -99,10 +94,7 @@ pub(crate) enum BufferOrigin {
 
 impl BufferPool {
     pub(crate) fn new(max_spare: usize) -> Arc<Self> {
-        Arc::new(BufferPool {
-            spare: Mutex::new(Vec::new()),
-            max_spare,
-        })
+        Arc::new(BufferPool { spare: Mutex::new(Vec::new()), max_spare })
     }
 
     /// A buffer of exactly `len` bytes (contents unspecified: the renderer clears it).

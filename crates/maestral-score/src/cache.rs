@@ -98,12 +98,7 @@ impl PageCache {
 
     /// Forgets every page of `song`.
     pub fn remove_song(&mut self, song: SongId) {
-        let keys: Vec<PageKey> = self
-            .entries
-            .keys()
-            .filter(|k| k.song == song)
-            .copied()
-            .collect();
+        let keys: Vec<PageKey> = self.entries.keys().filter(|k| k.song == song).copied().collect();
         for key in keys {
             self.remove(&key);
         }
@@ -166,14 +161,7 @@ mod tests {
     }
 
     fn key(page: u32) -> PageKey {
-        PageKey {
-            song: SongId::of_bytes(b"s"),
-            page,
-            target: PixelSize {
-                width: 10,
-                height: 10,
-            },
-        }
+        PageKey { song: SongId::of_bytes(b"s"), page, target: PixelSize { width: 10, height: 10 } }
     }
 
     #[test]

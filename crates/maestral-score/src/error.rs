@@ -58,11 +58,7 @@ pub enum ScoreError {
 
     /// PDFium failed while rendering a page that opened fine.
     #[error("{}: page index {page} could not be rendered ({detail})", .path.display())]
-    RenderFailed {
-        path: PathBuf,
-        page: u32,
-        detail: String,
-    },
+    RenderFailed { path: PathBuf, page: u32, detail: String },
 
     /// Reading a file or a folder failed.
     #[error("{}: {source}", .path.display())]
@@ -79,9 +75,6 @@ pub enum ScoreError {
 
 impl ScoreError {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        ScoreError::Io {
-            path: path.into(),
-            source: Arc::new(source),
-        }
+        ScoreError::Io { path: path.into(), source: Arc::new(source) }
     }
 }

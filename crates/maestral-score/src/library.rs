@@ -45,29 +45,19 @@ impl Library {
         let cancel = Arc::new(AtomicBool::new(false));
         let thread_cancel = cancel.clone();
         let thread_root = root.clone();
-        let thread = std::thread::Builder::new()
-            .name("maestral-scan".into())
-            .spawn(move || {
-                run_scan(&thread_root, &thread_cancel, &mut |event| {
-                    // The caller may have stopped listening; the scan just finishes.
-                    let _ = tx.send(event);
-                })
-            });
+        let thread = std::thread::Builder::new().name("maestral-scan".into()).spawn(move || {
+            run_scan(&thread_root, &thread_cancel, &mut |event| {
+                // The caller may have stopped listening; the scan just finishes.
+                let _ = tx.send(event);
+            })
+        });
         match thread {
-            Ok(handle) => LibraryScan {
-                events: rx,
-                cancel,
-                thread: Some(handle),
-            },
+            Ok(handle) => LibraryScan { events: rx, cancel, thread: Some(handle) },
             Err(e) => {
                 // No thread: report the failure as the scan's one event.
                 let (tx, rx) = crossbeam_channel::bounded(1);
                 let _ = tx.send(ScanEvent::Failed(ScoreError::io(root, e)));
-                LibraryScan {
-                    events: rx,
-                    cancel,
-                    thread: None,
-                }
+                LibraryScan { events: rx, cancel, thread: None }
             }
         }
     }
@@ -82,10 +72,7 @@ impl Library {
             _ => {}
         });
         outcome.unwrap_or_else(|| {
-            Ok(Library {
-                root: root.as_ref().to_path_buf(),
-                entries: Vec::new(),
-            })
+            Ok(Library { root: root.as_ref().to_path_buf(), entries: Vec::new() })
         })
     }
 
@@ -198,10 +185,7 @@ fn run_scan(root: &Path, cancel: &AtomicBool, report: &mut dyn FnMut(ScanEvent))
         entries.push(entry);
         report(ScanEvent::Progress { done: i + 1, total });
     }
-    report(ScanEvent::Finished(Library {
-        root: root.to_path_buf(),
-        entries,
-    }));
+    report(ScanEvent::Finished(Library { root: root.to_path_buf(), entries }));
 }
 
 /// Every `.pdf` (any case) under `root`, sorted; `root` itself if it is a file.
@@ -238,6 +222,5 @@ fn find_pdfs(root: &Path) -> Result<Vec<PathBuf>, ScoreError> {
 }
 
 fn is_pdf_name(path: &Path) -> bool {
-    path.extension()
-        .is_some_and(|x| x.eq_ignore_ascii_case("pdf"))
+    path.extension().is_some_and(|x| x.eq_ignore_ascii_case("pdf"))
 }

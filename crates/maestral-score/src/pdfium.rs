@@ -66,10 +66,7 @@ pub fn bind() -> Result<&'static PdfiumInfo, ScoreError> {
 /// puts the library). Only meaningful for builds from a checkout.
 pub fn project_cache_dir() -> PathBuf {
     let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let root = crate_dir
-        .parent()
-        .and_then(Path::parent)
-        .unwrap_or(crate_dir);
+    let root = crate_dir.parent().and_then(Path::parent).unwrap_or(crate_dir);
     root.join(".cache").join("pdfium")
 }
 
@@ -82,25 +79,14 @@ fn candidates() -> Vec<(PdfiumSource, Option<PathBuf>)> {
     let mut out = Vec::new();
     if let Some(value) = std::env::var_os(PDFIUM_ENV).filter(|v| !v.is_empty()) {
         let path = PathBuf::from(value);
-        let path = if path.is_dir() {
-            path.join(library_file_name())
-        } else {
-            path
-        };
+        let path = if path.is_dir() { path.join(library_file_name()) } else { path };
         out.push((PdfiumSource::EnvVar, Some(path)));
     }
-    out.push((
-        PdfiumSource::ProjectCache,
-        Some(project_cache_dir().join(library_file_name())),
-    ));
-    if let Some(dir) = std::env::current_exe()
-        .ok()
-        .and_then(|exe| exe.parent().map(Path::to_path_buf))
+    out.push((PdfiumSource::ProjectCache, Some(project_cache_dir().join(library_file_name()))));
+    if let Some(dir) =
+        std::env::current_exe().ok().and_then(|exe| exe.parent().map(Path::to_path_buf))
     {
-        out.push((
-            PdfiumSource::BesideExecutable,
-            Some(dir.join(library_file_name())),
-        ));
+        out.push((PdfiumSource::BesideExecutable, Some(dir.join(library_file_name()))));
     }
     out.push((PdfiumSource::SystemPath, None));
     out
@@ -126,18 +112,12 @@ fn bind_first_found() -> Result<PdfiumInfo, ScoreError> {
             }
             Err(PdfiumError::PdfiumLibraryBindingsAlreadyInitialized) => {
                 // Someone bound pdfium-render in this process without us; use theirs.
-                return Ok(PdfiumInfo {
-                    source: PdfiumSource::SystemPath,
-                    path: None,
-                });
+                return Ok(PdfiumInfo { source: PdfiumSource::SystemPath, path: None });
             }
             Err(e) => {
                 let what = match &path {
                     Some(p) => p.display().to_string(),
-                    None => format!(
-                        "{} on the system library path",
-                        library_file_name().display()
-                    ),
+                    None => format!("{} on the system library path", library_file_name().display()),
                 };
                 let why = match e {
                     // libloading's own text is just "dlopen failed"; the reason is its source.
@@ -151,9 +131,7 @@ fn bind_first_found() -> Result<PdfiumInfo, ScoreError> {
             }
         }
     }
-    Err(ScoreError::PdfiumMissing {
-        tried: tried.join("; "),
-    })
+    Err(ScoreError::PdfiumMissing { tried: tried.join("; ") })
 }
 
 fn one_line(s: &str) -> String {
@@ -197,13 +175,10 @@ pub(crate) fn page_sizes(
     path: &Path,
     document: &PdfDocument<'_>,
 ) -> Result<Vec<PageSize>, ScoreError> {
-    let sizes = document
-        .pages()
-        .page_sizes()
-        .map_err(|e| ScoreError::Corrupt {
-            path: path.to_path_buf(),
-            detail: format!("page sizes unreadable: {e}"),
-        })?;
+    let sizes = document.pages().page_sizes().map_err(|e| ScoreError::Corrupt {
+        path: path.to_path_buf(),
+        detail: format!("page sizes unreadable: {e}"),
+    })?;
     if sizes.is_empty() {
         return Err(ScoreError::Corrupt {
             path: path.to_path_buf(),
@@ -212,10 +187,7 @@ pub(crate) fn page_sizes(
     }
     Ok(sizes
         .iter()
-        .map(|r| PageSize {
-            width: r.width().value,
-            height: r.height().value,
-        })
+        .map(|r| PageSize { width: r.width().value, height: r.height().value })
         .collect())
 }
 
@@ -226,23 +198,15 @@ const TAIL_WINDOW: usize = 1024;
 
 /// The checks that need no PDFium: empty, and not a PDF at all.
 pub(crate) fn check_bytes(path: &Path, bytes: &[u8]) -> Result<(), ScoreError> {
-    check_head(
-        path,
-        bytes.len() as u64,
-        &bytes[..bytes.len().min(HEADER_WINDOW)],
-    )
+    check_head(path, bytes.len() as u64, &bytes[..bytes.len().min(HEADER_WINDOW)])
 }
 
 fn check_head(path: &Path, len: u64, head: &[u8]) -> Result<(), ScoreError> {
     if len == 0 {
-        return Err(ScoreError::EmptyFile {
-            path: path.to_path_buf(),
-        });
+        return Err(ScoreError::EmptyFile { path: path.to_path_buf() });
     }
     if !contains(head, b"%PDF-") {
-        return Err(ScoreError::NotAPdf {
-            path: path.to_path_buf(),
-        });
+        return Err(ScoreError::NotAPdf { path: path.to_path_buf() });
     }
     Ok(())
 }
@@ -264,10 +228,7 @@ fn classify(path: &Path, has_eof: bool, len: u64, error: PdfiumError) -> ScoreEr
         ) => ScoreError::PasswordProtected { path },
         PdfiumError::IoError(e) => ScoreError::io(path, e),
         _ if !has_eof => ScoreError::Truncated { path, len },
-        other => ScoreError::Corrupt {
-            path,
-            detail: format!("PDFium: {other}"),
-        },
+        other => ScoreError::Corrupt { path, detail: format!("PDFium: {other}") },
     }
 }
 
@@ -290,9 +251,7 @@ pub(crate) fn open<'a>(
         SongSource::File(path) => {
             let (len, head, has_eof) = peek_file(path)?;
             check_head(path, len, &head)?;
-            pdfium
-                .load_pdf_from_file(path, None)
-                .map_err(|e| classify(path, has_eof, len, e))
+            pdfium.load_pdf_from_file(path, None).map_err(|e| classify(path, has_eof, len, e))
         }
     }
 }
@@ -304,16 +263,10 @@ fn peek_file(path: &Path) -> Result<(u64, Vec<u8>, bool), ScoreError> {
     let mut file = std::fs::File::open(path).map_err(io)?;
     let len = file.metadata().map_err(io)?.len();
     let mut head = Vec::with_capacity(HEADER_WINDOW);
-    (&mut file)
-        .take(HEADER_WINDOW as u64)
-        .read_to_end(&mut head)
-        .map_err(io)?;
+    (&mut file).take(HEADER_WINDOW as u64).read_to_end(&mut head).map_err(io)?;
     let mut tail = Vec::with_capacity(TAIL_WINDOW);
-    file.seek(SeekFrom::Start(len.saturating_sub(TAIL_WINDOW as u64)))
-        .map_err(io)?;
-    file.take(TAIL_WINDOW as u64)
-        .read_to_end(&mut tail)
-        .map_err(io)?;
+    file.seek(SeekFrom::Start(len.saturating_sub(TAIL_WINDOW as u64))).map_err(io)?;
+    file.take(TAIL_WINDOW as u64).read_to_end(&mut tail).map_err(io)?;
     Ok((len, head, contains(&tail, b"%%EOF")))
 }
 

@@ -45,10 +45,7 @@ impl PixelSize {
         if ok(self.width) && ok(self.height) {
             Ok(self)
         } else {
-            Err(ScoreError::BadSize {
-                width: self.width,
-                height: self.height,
-            })
+            Err(ScoreError::BadSize { width: self.width, height: self.height })
         }
     }
 }
@@ -74,10 +71,7 @@ pub fn fit_page(page: PageSize, target: PixelSize) -> Result<PixelSize, ScoreErr
     let side = |points: f64, limit: u32| ((points * scale).round() as u32).clamp(1, limit);
     let fitted = PixelSize::new(side(pw, target.width), side(ph, target.height));
     if u64::from(fitted.width) * u64::from(fitted.height) > MAX_PIXELS {
-        return Err(ScoreError::BadSize {
-            width: target.width,
-            height: target.height,
-        });
+        return Err(ScoreError::BadSize { width: target.width, height: target.height });
     }
     Ok(fitted)
 }
@@ -102,30 +96,16 @@ pub struct RenderRequest {
 
 impl RenderRequest {
     pub fn visible(song: SongId, page: u32, target: PixelSize) -> Self {
-        RenderRequest {
-            song,
-            page,
-            target,
-            priority: Priority::Visible,
-        }
+        RenderRequest { song, page, target, priority: Priority::Visible }
     }
 
     pub fn prefetch(song: SongId, page: u32, target: PixelSize) -> Self {
-        RenderRequest {
-            song,
-            page,
-            target,
-            priority: Priority::Prefetch,
-        }
+        RenderRequest { song, page, target, priority: Priority::Prefetch }
     }
 
     /// What identifies the result, whatever the priority.
     pub fn key(&self) -> PageKey {
-        PageKey {
-            song: self.song,
-            page: self.page,
-            target: self.target,
-        }
+        PageKey { song: self.song, page: self.page, target: self.target }
     }
 }
 
@@ -172,16 +152,9 @@ pub enum RenderCommand {
 #[derive(Debug, Clone)]
 pub enum RenderEvent {
     /// The page, fitted into the request's target box. Prefetched pages come this way too.
-    Rendered {
-        request: RenderRequest,
-        bitmap: Arc<PageBitmap>,
-        from_cache: bool,
-    },
+    Rendered { request: RenderRequest, bitmap: Arc<PageBitmap>, from_cache: bool },
     /// This request cannot be served. Other requests are not affected.
-    Failed {
-        request: RenderRequest,
-        error: ScoreError,
-    },
+    Failed { request: RenderRequest, error: ScoreError },
 }
 
 /// Settings for the render thread.
@@ -245,10 +218,7 @@ impl RenderClient {
     }
 
     pub fn add_song(&self, song: &Song) {
-        self.send(RenderCommand::AddSong {
-            song: song.id,
-            source: SongSource::from(song),
-        });
+        self.send(RenderCommand::AddSong { song: song.id, source: SongSource::from(song) });
     }
 
     pub fn add_source(&self, song: SongId, source: SongSource) {
@@ -320,17 +290,8 @@ impl RenderThread {
                 }
             })
             .map_err(|e| ScoreError::io("render thread", e))?;
-        let client = RenderClient {
-            commands: command_tx,
-            stats,
-        };
-        Ok((
-            RenderThread {
-                client,
-                thread: Some(thread),
-            },
-            event_rx,
-        ))
+        let client = RenderClient { commands: command_tx, stats };
+        Ok((RenderThread { client, thread: Some(thread) }, event_rx))
     }
 
     pub fn client(&self) -> &RenderClient {
@@ -449,10 +410,8 @@ impl<'p> Worker<'p> {
                 for request in requests {
                     merge(&mut wanted, request);
                 }
-                let stale = self
-                    .pending
-                    .iter()
-                    .filter(|p| !wanted.iter().any(|w| w.key() == p.key()));
+                let stale =
+                    self.pending.iter().filter(|p| !wanted.iter().any(|w| w.key() == p.key()));
                 self.stats.dropped_stale += stale.count() as u64;
                 self.pending = wanted;
             }
@@ -472,21 +431,13 @@ impl<'p> Worker<'p> {
             .pending
             .iter()
             .position(|r| r.priority == Priority::Visible)
-            .or(if self.pending.is_empty() {
-                None
-            } else {
-                Some(0)
-            })?;
+            .or(if self.pending.is_empty() { None } else { Some(0) })?;
         Some(self.pending.remove(index))
     }
 
     fn serve(&mut self, request: RenderRequest) {
         let event = match self.render(&request) {
-            Ok(Some((bitmap, from_cache))) => RenderEvent::Rendered {
-                request,
-                bitmap,
-                from_cache,
-            },
+            Ok(Some((bitmap, from_cache))) => RenderEvent::Rendered { request, bitmap, from_cache },
             // Prefetch past the end of the score: nothing to draw, nothing to report.
             Ok(None) => return,
             Err(error) => {
@@ -509,10 +460,8 @@ impl<'p> Worker<'p> {
             self.stats.cache_hits += 1;
             return Ok(Some((bitmap, true)));
         }
-        let source = self
-            .songs
-            .get(&request.song)
-            .ok_or(ScoreError::UnknownSong { song: request.song })?;
+        let source =
+            self.songs.get(&request.song).ok_or(ScoreError::UnknownSong { song: request.song })?;
         let name = source.name().to_path_buf();
 
         let _held = pdfium::lock();
@@ -528,10 +477,7 @@ impl<'p> Worker<'p> {
             if request.priority == Priority::Prefetch {
                 return Ok(None);
             }
-            return Err(ScoreError::PageOutOfRange {
-                page: request.page,
-                count,
-            });
+            return Err(ScoreError::PageOutOfRange { page: request.page, count });
         }
         let failed = |detail: String| ScoreError::RenderFailed {
             path: name.clone(),
@@ -539,15 +485,9 @@ impl<'p> Worker<'p> {
             detail,
         };
         let page_index = PdfPageIndex::try_from(request.page).map_err(|e| failed(e.to_string()))?;
-        let page = document
-            .pages()
-            .get(page_index)
-            .map_err(|e| failed(e.to_string()))?;
+        let page = document.pages().get(page_index).map_err(|e| failed(e.to_string()))?;
         let size = fit_page(
-            PageSize {
-                width: page.width().value,
-                height: page.height().value,
-            },
+            PageSize { width: page.width().value, height: page.height().value },
             request.target,
         )?;
         let len = size.width as usize * size.height as usize * 4;
@@ -631,11 +571,8 @@ fn open_document<'d, 'p>(
         }
         documents.push((song, document));
     }
-    documents
-        .last()
-        .map(|(_, d)| d)
-        .ok_or_else(|| ScoreError::Corrupt {
-            path: Path::new("render thread").to_path_buf(),
-            detail: "document list empty after opening".into(),
-        })
+    documents.last().map(|(_, d)| d).ok_or_else(|| ScoreError::Corrupt {
+        path: Path::new("render thread").to_path_buf(),
+        detail: "document list empty after opening".into(),
+    })
 }

@@ -163,11 +163,9 @@ impl fmt::Debug for SongSource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             SongSource::File(path) => f.debug_tuple("File").field(path).finish(),
-            SongSource::Bytes { name, bytes } => f
-                .debug_struct("Bytes")
-                .field("name", name)
-                .field("len", &bytes.len())
-                .finish(),
+            SongSource::Bytes { name, bytes } => {
+                f.debug_struct("Bytes").field("name", name).field("len", &bytes.len()).finish()
+            }
         }
     }
 }
@@ -186,10 +184,7 @@ mod tests {
     fn hex_round_trip() {
         let id = SongId::of_bytes(b"abc");
         // FIPS 180-2 test vector for "abc".
-        assert_eq!(
-            id.to_hex(),
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
+        assert_eq!(id.to_hex(), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
         assert_eq!(id.to_hex().parse::<SongId>(), Ok(id));
         assert!("xyz".parse::<SongId>().is_err());
         assert!("g".repeat(64).parse::<SongId>().is_err());
@@ -197,9 +192,6 @@ mod tests {
 
     #[test]
     fn title_falls_back_to_file_stem() {
-        assert_eq!(
-            title_from_path(Path::new("/a/b/Ave Verum.pdf")),
-            "Ave Verum"
-        );
+        assert_eq!(title_from_path(Path::new("/a/b/Ave Verum.pdf")), "Ave Verum");
     }
 }

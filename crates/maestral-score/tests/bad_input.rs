@@ -34,12 +34,7 @@ fn bad_files(test: &str) -> BadFiles {
     .expect("write");
     let locked = dir.join("locked.pdf");
     std::fs::copy(fixture("password-protected.pdf"), &locked).expect("copy the fixture");
-    BadFiles {
-        empty,
-        truncated,
-        not_a_pdf,
-        locked,
-    }
+    BadFiles { empty, truncated, not_a_pdf, locked }
 }
 
 fn assert_names_file(error: &ScoreError, path: &Path) {
@@ -77,10 +72,7 @@ fn a_password_protected_pdf_is_reported_as_such() {
     let files = bad_files("locked");
     let error =
         Song::open(&files.locked).expect_err("a locked PDF does not open without its password");
-    assert!(
-        matches!(error, ScoreError::PasswordProtected { .. }),
-        "{error:?}"
-    );
+    assert!(matches!(error, ScoreError::PasswordProtected { .. }), "{error:?}");
     assert_names_file(&error, &files.locked);
     assert!(error.to_string().contains("password"));
 }
@@ -121,15 +113,9 @@ fn the_render_thread_reports_bad_requests_and_keeps_serving() {
     type Expect = fn(&ScoreError) -> bool;
     let cases: [(&Path, Expect); 4] = [
         (&files.empty, |e| matches!(e, ScoreError::EmptyFile { .. })),
-        (&files.truncated, |e| {
-            matches!(e, ScoreError::Truncated { .. })
-        }),
-        (&files.not_a_pdf, |e| {
-            matches!(e, ScoreError::NotAPdf { .. })
-        }),
-        (&files.locked, |e| {
-            matches!(e, ScoreError::PasswordProtected { .. })
-        }),
+        (&files.truncated, |e| matches!(e, ScoreError::Truncated { .. })),
+        (&files.not_a_pdf, |e| matches!(e, ScoreError::NotAPdf { .. })),
+        (&files.locked, |e| matches!(e, ScoreError::PasswordProtected { .. })),
     ];
     for (i, (path, expected)) in cases.iter().enumerate() {
         let id = SongId::of_bytes(&[i as u8]);
@@ -145,16 +131,7 @@ fn the_render_thread_reports_bad_requests_and_keeps_serving() {
     let past_end = RenderRequest::visible(good.id, 11, target);
     renderer.request(past_end);
     let (_, error) = failure(event_for(&events, &past_end));
-    assert!(
-        matches!(
-            error,
-            ScoreError::PageOutOfRange {
-                page: 11,
-                count: 11
-            }
-        ),
-        "{error:?}"
-    );
+    assert!(matches!(error, ScoreError::PageOutOfRange { page: 11, count: 11 }), "{error:?}");
     assert!(error.to_string().contains("11 pages"), "{error}");
 
     // Target sizes of 0 and 100,000 pixels.
@@ -172,10 +149,7 @@ fn the_render_thread_reports_bad_requests_and_keeps_serving() {
     // A song never added.
     let stranger = RenderRequest::visible(SongId::of_bytes(b"never added"), 0, target);
     renderer.request(stranger);
-    assert!(matches!(
-        failure(event_for(&events, &stranger)).1,
-        ScoreError::UnknownSong { .. }
-    ));
+    assert!(matches!(failure(event_for(&events, &stranger)).1, ScoreError::UnknownSong { .. }));
 
     // And after all that, a good page still renders.
     let fine = RenderRequest::visible(good.id, 10, target);
@@ -196,30 +170,18 @@ fn bytes_that_are_not_a_pdf_fail_in_memory_too() {
     let id = SongId::of_bytes(b"junk");
     renderer.add_source(
         id,
-        SongSource::Bytes {
-            name: "streamed.pdf".into(),
-            bytes: b"junk".as_slice().into(),
-        },
+        SongSource::Bytes { name: "streamed.pdf".into(), bytes: b"junk".as_slice().into() },
     );
     let request = RenderRequest::visible(id, 0, PixelSize::new(100, 100));
     renderer.request(request);
-    assert!(matches!(
-        failure(event_for(&events, &request)).1,
-        ScoreError::NotAPdf { .. }
-    ));
+    assert!(matches!(failure(event_for(&events, &request)).1, ScoreError::NotAPdf { .. }));
 }
 
 #[test]
 fn sizes_are_checked_before_rendering() {
     use maestral_score::{PageSize, fit_page};
-    let a4 = PageSize {
-        width: 595.28,
-        height: 841.89,
-    };
-    assert!(matches!(
-        fit_page(a4, PixelSize::new(0, 0)),
-        Err(ScoreError::BadSize { .. })
-    ));
+    let a4 = PageSize { width: 595.28, height: 841.89 };
+    assert!(matches!(fit_page(a4, PixelSize::new(0, 0)), Err(ScoreError::BadSize { .. })));
     assert!(matches!(
         fit_page(a4, PixelSize::new(100_000, 100_000)),
         Err(ScoreError::BadSize { .. })
@@ -229,21 +191,9 @@ fn sizes_are_checked_before_rendering() {
         fit_page(a4, PixelSize::new(16_384, 16_384)),
         Err(ScoreError::BadSize { .. })
     ));
-    assert_eq!(
-        fit_page(a4, PixelSize::new(2160, 3840)).ok(),
-        Some(PixelSize::new(2160, 3055))
-    );
-    assert_eq!(
-        fit_page(a4, PixelSize::new(1, 1)).ok(),
-        Some(PixelSize::new(1, 1))
-    );
+    assert_eq!(fit_page(a4, PixelSize::new(2160, 3840)).ok(), Some(PixelSize::new(2160, 3055)));
+    assert_eq!(fit_page(a4, PixelSize::new(1, 1)).ok(), Some(PixelSize::new(1, 1)));
     // A page without a size is drawn as a square rather than refused.
-    let none = PageSize {
-        width: 0.0,
-        height: f32::NAN,
-    };
-    assert_eq!(
-        fit_page(none, PixelSize::new(300, 200)).ok(),
-        Some(PixelSize::new(200, 200))
-    );
+    let none = PageSize { width: 0.0, height: f32::NAN };
+    assert_eq!(fit_page(none, PixelSize::new(300, 200)).ok(), Some(PixelSize::new(200, 200)));
 }

@@ -10,10 +10,7 @@ use sha2::{Digest, Sha256};
 fn a_song_id_is_the_sha256_of_the_file_and_survives_a_rename() {
     require_pdfium();
     let bytes = std::fs::read(choir()).expect("read the demo score");
-    let expected: String = Sha256::digest(&bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let expected: String = Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
 
     let song = Song::open(&choir()).expect("the choir score opens");
     assert_eq!(song.id.to_hex(), expected);
@@ -24,10 +21,7 @@ fn a_song_id_is_the_sha256_of_the_file_and_survives_a_rename() {
     std::fs::copy(choir(), &copy).expect("copy");
     let other = Song::open(&copy).expect("the copy opens");
     assert_eq!(other.id, song.id, "same bytes, same song");
-    assert_eq!(
-        other.title, song.title,
-        "the title comes from the PDF, not the name"
-    );
+    assert_eq!(other.title, song.title, "the title comes from the PDF, not the name");
 
     let jig = Song::open(&jig()).expect("the jig opens");
     assert_ne!(jig.id, song.id);
@@ -52,10 +46,7 @@ fn demo_scores_have_their_titles_pages_and_sizes() {
     assert_eq!(jig.page_count, 2);
     let size = jig.page_sizes[0];
     assert!(!size.is_portrait(), "A5 landscape: {size:?}");
-    assert!(
-        (size.width - 595.28).abs() < 0.5 && (size.height - 419.53).abs() < 0.5,
-        "{size:?}"
-    );
+    assert!((size.width - 595.28).abs() < 0.5 && (size.height - 419.53).abs() < 0.5, "{size:?}");
 }
 
 #[test]
@@ -72,9 +63,7 @@ fn without_a_metadata_title_the_file_name_is_the_title() {
 #[test]
 fn the_demo_library_scans_to_two_songs() {
     require_pdfium();
-    let library = Library::scan(demo_dir())
-        .wait()
-        .expect("the demo folder scans");
+    let library = Library::scan(demo_dir()).wait().expect("the demo folder scans");
     let titles: Vec<&str> = library.songs().map(|s| s.title.as_str()).collect();
     assert_eq!(titles, vec!["Harbour Lights", "Lanterns on the Water"]);
     assert_eq!(library.unreadable().count(), 0);
@@ -114,13 +103,7 @@ fn a_scan_lists_broken_files_with_reasons_and_carries_on() {
         })
         .collect();
     assert_eq!(progress, (1..=6).map(|d| (d, 6)).collect::<Vec<_>>());
-    assert_eq!(
-        events
-            .iter()
-            .filter(|e| matches!(e, ScanEvent::Entry(_)))
-            .count(),
-        6
-    );
+    assert_eq!(events.iter().filter(|e| matches!(e, ScanEvent::Entry(_))).count(), 6);
 
     assert_eq!(library.entries.len(), 6);
     assert_eq!(library.songs().count(), 2);
@@ -131,19 +114,10 @@ fn a_scan_lists_broken_files_with_reasons_and_carries_on() {
             .map(|(_, r)| r)
             .unwrap_or_else(|| panic!("{name} should be listed as unreadable"))
     };
-    assert!(matches!(
-        reason("a-empty.pdf"),
-        ScoreError::EmptyFile { .. }
-    ));
+    assert!(matches!(reason("a-empty.pdf"), ScoreError::EmptyFile { .. }));
     assert!(matches!(reason("b-notes.pdf"), ScoreError::NotAPdf { .. }));
-    assert!(matches!(
-        reason("c-locked.pdf"),
-        ScoreError::PasswordProtected { .. }
-    ));
-    assert!(matches!(
-        reason("d-truncated.pdf"),
-        ScoreError::Truncated { .. }
-    ));
+    assert!(matches!(reason("c-locked.pdf"), ScoreError::PasswordProtected { .. }));
+    assert!(matches!(reason("d-truncated.pdf"), ScoreError::Truncated { .. }));
     let lanterns = library
         .entries
         .iter()
@@ -157,9 +131,7 @@ fn a_scan_lists_broken_files_with_reasons_and_carries_on() {
 
 #[test]
 fn scanning_a_missing_folder_fails_with_the_path() {
-    let error = Library::scan("/no/such/folder")
-        .wait()
-        .expect_err("nothing to scan");
+    let error = Library::scan("/no/such/folder").wait().expect_err("nothing to scan");
     assert!(matches!(error, ScoreError::Io { .. }), "{error:?}");
     assert!(error.to_string().contains("/no/such/folder"));
 }

@@ -13,11 +13,7 @@ use maestral_score::{
 
 fn rendered(event: RenderEvent) -> (RenderRequest, Arc<PageBitmap>, bool) {
     match event {
-        RenderEvent::Rendered {
-            request,
-            bitmap,
-            from_cache,
-        } => (request, bitmap, from_cache),
+        RenderEvent::Rendered { request, bitmap, from_cache } => (request, bitmap, from_cache),
         RenderEvent::Failed { request, error } => panic!("{request:?} failed: {error}"),
     }
 }
@@ -59,11 +55,7 @@ fn a_demo_page_has_staff_lines_on_white_paper() {
     renderer.request(request);
     let (_, bitmap, from_cache) = rendered(event_for(&events, &request));
     assert!(!from_cache);
-    assert_eq!(
-        (bitmap.width(), bitmap.height()),
-        (2160, 3055),
-        "A4 fitted into 2160×3840"
-    );
+    assert_eq!((bitmap.width(), bitmap.height()), (2160, 3055), "A4 fitted into 2160×3840");
     assert_eq!(bitmap.pixels().len(), 2160 * 3055 * 4);
 
     // Staff lines: dark rows across most of the page, 4 staves of 5 lines in each of 2 systems,
@@ -73,18 +65,12 @@ fn a_demo_page_has_staff_lines_on_white_paper() {
     for staff in lines.chunks(5) {
         let gaps: Vec<u32> = staff.windows(2).map(|w| w[1].0 - w[0].0).collect();
         let (min, max) = (gaps.iter().min(), gaps.iter().max());
-        assert!(
-            max.zip(min).is_some_and(|(a, b)| a - b <= 1),
-            "uneven staff {staff:?}"
-        );
+        assert!(max.zip(min).is_some_and(|(a, b)| a - b <= 1), "uneven staff {staff:?}");
     }
     // Where the PDF has a staff line, the middle of the page is ink ...
     let (y, _) = lines[0];
     let x_mid = bitmap.width() / 2;
-    assert!(
-        dark(&bitmap.pixel(x_mid, y).expect("in range")),
-        "no ink at ({x_mid}, {y})"
-    );
+    assert!(dark(&bitmap.pixel(x_mid, y).expect("in range")), "no ink at ({x_mid}, {y})");
     // ... and where it has none, paper: the strip above the title, the left and right edges,
     // and the rows between two lines of a staff.
     for y in 0..40 {
@@ -120,10 +106,7 @@ fn a_landscape_page_fits_by_height_and_keeps_its_aspect() {
     let (_, bitmap, _) = rendered(event_for(&events, &request));
     // 595.28 × 419.53 pt scaled by 1080 / 419.53.
     assert_eq!((bitmap.width(), bitmap.height()), (1532, 1080));
-    assert!(
-        !staff_line_rows(&bitmap).is_empty(),
-        "the lead sheet's second page has a staff"
-    );
+    assert!(!staff_line_rows(&bitmap).is_empty(), "the lead sheet's second page has a staff");
 }
 
 #[test]
@@ -131,13 +114,7 @@ fn the_rule_of_a_synthetic_page_lands_on_the_expected_rows() {
     let (renderer, events) = start();
     let bytes: Arc<[u8]> = synthetic_pdf(1, None).into();
     let id = maestral_score::SongId::of_bytes(&bytes);
-    renderer.add_source(
-        id,
-        SongSource::Bytes {
-            name: "synthetic.pdf".into(),
-            bytes,
-        },
-    );
+    renderer.add_source(id, SongSource::Bytes { name: "synthetic.pdf".into(), bytes });
     let request = RenderRequest::visible(id, 0, PixelSize::new(595, 842));
     renderer.request(request);
     let (_, bitmap, _) = rendered(event_for(&events, &request));
@@ -147,22 +124,14 @@ fn the_rule_of_a_synthetic_page_lands_on_the_expected_rows() {
     for dy in [-1i32, 0, 1] {
         let row = bitmap.row((rule_row as i32 + dy) as u32).expect("row");
         let run = longest_dark_run(row);
-        assert!(
-            (run as f32 - (x1 - x0)).abs() <= 2.0,
-            "row {rule_row}{dy:+}: dark run {run}"
-        );
+        assert!((run as f32 - (x1 - x0)).abs() <= 2.0, "row {rule_row}{dy:+}: dark run {run}");
     }
     for y_off in [(w as i32) + 3, -(w as i32) - 3, 200, -200] {
         let row = bitmap.row((rule_row as i32 + y_off) as u32).expect("row");
-        assert!(
-            row.chunks_exact(4).all(white),
-            "row {rule_row}{y_off:+} should be blank"
-        );
+        assert!(row.chunks_exact(4).all(white), "row {rule_row}{y_off:+} should be blank");
     }
     // Left of the rule's start, on its row: white paper.
-    assert!(white(
-        &bitmap.pixel(x0 as u32 - 4, rule_row).expect("in range")
-    ));
+    assert!(white(&bitmap.pixel(x0 as u32 - 4, rule_row).expect("in range")));
 }
 
 #[test]
@@ -184,14 +153,8 @@ fn a_burst_of_ten_turns_renders_only_the_final_page() {
     let (second, _, _) = rendered(next_event(&events));
     assert_eq!((second.page, second.priority), (9, Priority::Prefetch));
     let stats = renderer.stats();
-    assert_eq!(
-        stats.rendered, 2,
-        "only page 10 and its prefetched neighbour are drawn: {stats:?}"
-    );
-    assert!(
-        stats.dropped_stale >= 9,
-        "the nine superseded pages were dropped: {stats:?}"
-    );
+    assert_eq!(stats.rendered, 2, "only page 10 and its prefetched neighbour are drawn: {stats:?}");
+    assert!(stats.dropped_stale >= 9, "the nine superseded pages were dropped: {stats:?}");
 
     // A barrier: anything else the thread sent would arrive before this answer.
     let again = RenderRequest::visible(song.id, 10, target);
@@ -213,9 +176,7 @@ fn visible_pages_are_served_before_prefetch() {
     renderer.request(RenderRequest::prefetch(song.id, 4, target));
     renderer.request(RenderRequest::visible(song.id, 7, target));
     renderer.resume();
-    let order: Vec<u32> = (0..3)
-        .map(|_| rendered(next_event(&events)).0.page)
-        .collect();
+    let order: Vec<u32> = (0..3).map(|_| rendered(next_event(&events)).0.page).collect();
     assert_eq!(order, vec![7, 3, 4]);
 }
 
@@ -225,20 +186,11 @@ fn a_300_page_score_at_4k_stays_within_the_cache_budget() {
     // 4K portrait screen: a synthetic A4 page renders at 2160 × 3057 px, about 26 MB.
     let target = PixelSize::new(2160, 3840);
     let budget = 100 << 20;
-    let config = RenderConfig {
-        cache_budget: budget,
-        ..RenderConfig::default()
-    };
+    let config = RenderConfig { cache_budget: budget, ..RenderConfig::default() };
     let (renderer, events) = RenderThread::spawn(config).expect("the render thread starts");
     let bytes: Arc<[u8]> = synthetic_pdf(300, Some("Three hundred pages")).into();
     let id = maestral_score::SongId::of_bytes(&bytes);
-    renderer.add_source(
-        id,
-        SongSource::Bytes {
-            name: "300-pages.pdf".into(),
-            bytes,
-        },
-    );
+    renderer.add_source(id, SongSource::Bytes { name: "300-pages.pdf".into(), bytes });
 
     for page in 0..300 {
         let request = RenderRequest::visible(id, page, target);
@@ -249,34 +201,18 @@ fn a_300_page_score_at_4k_stays_within_the_cache_budget() {
         // nothing left over from the page before.
         let scale = 2160.0 / SYN_PAGE.0;
         let rule_row = ((SYN_PAGE.1 - SYN_RULE.2) * scale) as u32;
-        assert!(
-            dark(&bitmap.pixel(1080, rule_row).expect("in range")),
-            "page {page}: no rule"
-        );
-        assert!(
-            bitmap
-                .row(rule_row - 100)
-                .expect("row")
-                .chunks_exact(4)
-                .all(white),
-            "page {page}"
-        );
+        assert!(dark(&bitmap.pixel(1080, rule_row).expect("in range")), "page {page}: no rule");
+        assert!(bitmap.row(rule_row - 100).expect("row").chunks_exact(4).all(white), "page {page}");
         drop(bitmap);
         let stats = renderer.stats();
         assert!(stats.cache_bytes <= budget as u64, "page {page}: {stats:?}");
-        assert!(
-            stats.cache_peak_bytes <= budget as u64,
-            "page {page}: {stats:?}"
-        );
+        assert!(stats.cache_peak_bytes <= budget as u64, "page {page}: {stats:?}");
     }
     let stats = renderer.stats();
     assert_eq!(stats.rendered, 300);
     assert!(stats.cached_pages <= 3, "{stats:?}");
     // Evicted pages' buffers came back and were drawn into again.
-    assert!(
-        stats.buffers_reused >= 290,
-        "buffers were not reused: {stats:?}"
-    );
+    assert!(stats.buffers_reused >= 290, "buffers were not reused: {stats:?}");
     assert!(stats.buffers_allocated <= 10, "{stats:?}");
     // Beyond the budget, only a few spare buffers wait for reuse.
     let page_bytes = 2160 * 3057 * 4;
@@ -292,17 +228,11 @@ fn pages_come_back_from_the_cache_and_budget_zero_keeps_nothing() {
     renderer.request(request);
     assert!(!rendered(event_for(&events, &request)).2);
     renderer.request(request);
-    assert!(
-        rendered(event_for(&events, &request)).2,
-        "second time from the cache"
-    );
+    assert!(rendered(event_for(&events, &request)).2, "second time from the cache");
 
     renderer.set_cache_budget(0);
     renderer.request(request);
-    assert!(
-        !rendered(event_for(&events, &request)).2,
-        "nothing kept under a zero budget"
-    );
+    assert!(!rendered(event_for(&events, &request)).2, "nothing kept under a zero budget");
     assert_eq!(renderer.stats().cache_bytes, 0);
 }
 
@@ -318,8 +248,7 @@ fn removed_songs_are_forgotten() {
     renderer.request(request);
     match event_for(&events, &request) {
         RenderEvent::Failed {
-            error: maestral_score::ScoreError::UnknownSong { song: id },
-            ..
+            error: maestral_score::ScoreError::UnknownSong { song: id }, ..
         } => {
             assert_eq!(id, song.id)
         }
@@ -336,11 +265,7 @@ fn a_page_turned_by_its_rotate_entry_is_drawn_turned() {
     std::fs::write(&path, synthetic_pdf_rotated(1, None, 90)).expect("write");
     let song = Song::open(&path).expect("the rotated score opens");
     let size = song.page_sizes[0];
-    assert_eq!(
-        (size.width, size.height),
-        (SYN_PAGE.1, SYN_PAGE.0),
-        "width and height swap"
-    );
+    assert_eq!((size.width, size.height), (SYN_PAGE.1, SYN_PAGE.0), "width and height swap");
     renderer.add_song(&song);
     let request = RenderRequest::visible(song.id, 0, PixelSize::new(842, 842));
     renderer.request(request);
@@ -353,13 +278,8 @@ fn a_page_turned_by_its_rotate_entry_is_drawn_turned() {
         .unwrap_or(0);
     assert!(longest_row < 20, "a row holds {longest_row} dark pixels");
     let dark_in_column = |x: u32| {
-        (0..bitmap.height())
-            .filter(|&y| dark(&bitmap.pixel(x, y).expect("in range")))
-            .count()
+        (0..bitmap.height()).filter(|&y| dark(&bitmap.pixel(x, y).expect("in range"))).count()
     };
     let best = (0..bitmap.width()).map(dark_in_column).max().unwrap_or(0);
-    assert!(
-        (best as f32 - (SYN_RULE.1 - SYN_RULE.0)).abs() <= 2.0,
-        "longest dark column {best}"
-    );
+    assert!((best as f32 - (SYN_RULE.1 - SYN_RULE.0)).abs() <= 2.0, "longest dark column {best}");
 }

@@ -246,7 +246,7 @@ impl Core {
             .min(t.backoff_max_ms)
             .max(1);
         let half = d / 2;
-        half + self.rng.next_u64() % (d - half + 1)
+        (half + self.rng.next_u64() % (d - half + 1)).max(1)
     }
 
     /// A session token: 128 bits from the RNG, URL-safe base64 without padding.
@@ -292,7 +292,12 @@ pub(crate) enum RetryDue {
 impl Retry {
     /// Lost at `now`: the first attempt is one backoff away.
     pub fn after_loss(now: u64, core: &mut Core) -> Retry {
-        Retry { failures: 0, next_at: Some(now + core.backoff(0)), running_until: None, since: now }
+        Retry {
+            failures: 0,
+            next_at: Some(now.saturating_add(core.backoff(0))),
+            running_until: None,
+            since: now,
+        }
     }
 
     /// An attempt starts at `now` (the first join, or a timer).
@@ -300,7 +305,7 @@ impl Retry {
         Retry {
             failures: 0,
             next_at: None,
-            running_until: Some(now + core.timing().attempt_timeout_ms),
+            running_until: Some(now.saturating_add(core.timing().attempt_timeout_ms.max(1))),
             since: now,
         }
     }
@@ -321,7 +326,7 @@ impl Retry {
 
     pub fn start(&mut self, now: u64, core: &Core) {
         self.next_at = None;
-        self.running_until = Some(now + core.timing().attempt_timeout_ms);
+        self.running_until = Some(now.saturating_add(core.timing().attempt_timeout_ms.max(1)));
     }
 
     pub fn is_running(&self) -> bool {
@@ -332,6 +337,6 @@ impl Retry {
     pub fn failed(&mut self, now: u64, core: &mut Core) {
         self.failures = self.failures.saturating_add(1);
         self.running_until = None;
-        self.next_at = Some(now + core.backoff(self.failures));
+        self.next_at = Some(now.saturating_add(core.backoff(self.failures)));
     }
 }

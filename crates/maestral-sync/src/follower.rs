@@ -37,6 +37,8 @@ struct Membership {
     ever_joined: bool,
     /// Attempts and backoff while not joined.
     retry: Option<Retry>,
+    /// The follow mode the last `JOIN_REQUEST` carried.
+    requested_mode: FollowMode,
 }
 
 #[derive(Debug, Clone)]
@@ -150,6 +152,7 @@ impl Follower {
                     Some(r) => r.start(now, core),
                     None => s.retry = Some(Retry::running(now, core)),
                 }
+                s.requested_mode = self.follow_mode;
                 let hello = core.hello(Mode::ChoirFollower);
                 let req = Message::JoinRequest(JoinRequest {
                     session_token: s.token.clone(),
@@ -220,6 +223,13 @@ impl Follower {
                 s.joined = true;
                 s.ever_joined = true;
                 s.retry = None;
+                // The mode changed while the join was in flight: tell the Master now.
+                if s.requested_mode != self.follow_mode {
+                    s.requested_mode = self.follow_mode;
+                    let msg = Message::SetFollowMode(SetFollowMode { mode: self.follow_mode });
+                    let (id, master) = (s.id.clone(), s.master.clone());
+                    core.send(now, &id, &master, msg);
+                }
                 self.apply_snapshot(&accept.snapshot);
             }
             Message::JoinReject(reject) => {
@@ -385,6 +395,7 @@ impl Follower {
                     joined: false,
                     ever_joined: false,
                     retry: Some(Retry::running(now, core)),
+                    requested_mode: self.follow_mode,
                 });
                 if up {
                     // The link is already open: join on it at once.

@@ -127,6 +127,24 @@ impl Engine {
         }
     }
 
+    /// Master: take back a saved session and position after a restart (from the app's state
+    /// directory). Emits `SessionStarted` again so the transport can rebuild the join code.
+    ///
+    /// Where the session survived but the position did not, resume with `song_epoch` set to the
+    /// current Unix time in ms: past any epoch a Follower can hold (epochs count song changes),
+    /// so Followers take the Master's state instead of discarding it as stale (§11.3). A Master
+    /// that simply starts at epoch 0 again would collide with epochs its Followers have seen.
+    pub fn resume_master(&mut self, saved: &MasterState) {
+        if let RoleState::Master(m) = &mut self.role {
+            m.resume(saved);
+            if let (Some(session_id), Some(token)) = (&saved.session_id, &saved.session_token) {
+                let (session_id, token) = (session_id.clone(), token.clone());
+                self.core.event(Event::SessionStarted { session_id, token });
+            }
+        }
+        self.settle();
+    }
+
     /// Solo: the paired device, if any.
     pub fn solo_partner(&self) -> Option<&DeviceId> {
         match &self.role {

@@ -78,7 +78,7 @@ impl Master {
         if let Some(m) = self.members.remove(d)
             && m.lost_at.is_some()
         {
-            self.away -= 1;
+            self.away = self.away.saturating_sub(1);
         }
     }
 
@@ -90,12 +90,30 @@ impl Master {
                     m.lost_at = lost;
                 }
                 (true, false) => {
-                    self.away -= 1;
+                    self.away = self.away.saturating_sub(1);
                     m.lost_at = None;
                 }
                 _ => {}
             }
         }
+    }
+
+    /// A restarted Master takes back its saved session and position (PROTOCOL_V1: "a Master
+    /// that restarts resumes the same session, and stored codes still work").
+    pub fn resume(&mut self, saved: &MasterState) {
+        self.song_id = saved.song_id.clone();
+        self.song_epoch = saved.song_epoch;
+        self.page_index = saved.page_index;
+        self.page_revision = saved.page_revision;
+        self.members.clear();
+        self.away = 0;
+        self.session = match (&saved.session_id, &saved.session_token) {
+            (Some(id), Some(token)) => {
+                self.ended = None;
+                Some(Session { id: id.clone(), token: token.clone() })
+            }
+            _ => None,
+        };
     }
 
     pub fn state(&self) -> MasterState {
@@ -224,6 +242,19 @@ impl Master {
                 };
                 match verdict {
                     Ok(()) => {
+                        if req.song_epoch > self.song_epoch {
+                            // This Master restarted without its saved position: a Follower has
+                            // seen newer epochs. Move past them (same song, from the top) so no
+                            // Follower discards our state as stale (§11.3).
+                            self.song_epoch = SongEpoch(req.song_epoch.0.saturating_add(1));
+                            self.page_index = 0;
+                            self.page_revision = PageRevision(0);
+                            let msg = Message::ChoirSetSong(ChoirSetSong {
+                                song_id: self.song_id.clone(),
+                                song_epoch: self.song_epoch,
+                            });
+                            core.broadcast_up(now, &self.session_id(), self.members.keys(), msg);
+                        }
                         self.add_member(from, req.follow_mode);
                         let accept = Message::JoinAccept(JoinAccept { snapshot: self.snapshot() });
                         core.send(now, &self.session_id(), from, accept);

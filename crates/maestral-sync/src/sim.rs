@@ -25,8 +25,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::{
-    Engine, EngineConfig, Event, LinkSignal, LocalAction, Output, Phase, Role, StateView,
-    TransportRequest,
+    Engine, EngineConfig, Event, LinkSignal, LocalAction, MasterState, Output, Phase, Role,
+    StateView, TransportRequest,
 };
 
 /// A virtual Unix time to start from (2025-01-01), plus a per-seed offset.
@@ -71,6 +71,11 @@ impl fmt::Display for SimFailure {
 
 /// Runs one seed to the end and checks every rule.
 pub fn run_seed(seed: u64) -> Result<SimStats, SimFailure> {
+    run_seed_traced(seed, TRACE_LINES)
+}
+
+/// As [`run_seed`], keeping the last `trace_lines` events of a failing run.
+pub fn run_seed_traced(seed: u64, trace_lines: usize) -> Result<SimStats, SimFailure> {
     let mut sim = Sim::new(seed, false);
     sim.run();
     if sim.violations.is_empty() {
@@ -78,6 +83,7 @@ pub fn run_seed(seed: u64) -> Result<SimStats, SimFailure> {
     }
     // Runs are deterministic: replay the seed with the trace on to show how it got there.
     let mut traced = Sim::new(seed, true);
+    traced.trace_lines = trace_lines.max(1);
     traced.run();
     Err(SimFailure { seed, violations: sim.violations, trace: traced.trace.into_iter().collect() })
 }
@@ -125,6 +131,10 @@ enum Act {
     MasterPrev,
     MasterEnd,
     MasterRestart,
+    /// The Master's process dies and starts again, with its saved position or without it.
+    MasterCrash {
+        keep_position: bool,
+    },
     FollowerJoin,
     FollowerJoinWrongToken,
     FollowerLeave,
@@ -190,6 +200,7 @@ struct SoloLatest {
 
 struct Sim {
     tracing: bool,
+    trace_lines: usize,
     start: u64,
     rng: ChaCha8Rng,
     now: u64,
@@ -230,6 +241,7 @@ impl Sim {
         };
         let mut sim = Sim {
             tracing,
+            trace_lines: TRACE_LINES,
             start: now,
             rng,
             now,
@@ -315,6 +327,11 @@ impl Sim {
             };
             self.schedule(at, What::Act { node: master, act });
         }
+        if self.rng.random_ratio(1, 8) {
+            let at = self.now + self.rng.random_range(0..span);
+            let keep_position = self.rng.random();
+            self.schedule(at, What::Act { node: master, act: Act::MasterCrash { keep_position } });
+        }
         if self.rng.random_ratio(1, 6) {
             let at = self.now + self.rng.random_range(span / 2..span);
             self.schedule(at, What::Act { node: master, act: Act::MasterEnd });
@@ -396,11 +413,7 @@ impl Sim {
         if !self.tracing {
             return;
         }
-        let keep = std::env::var("MAESTRAL_SIM_TRACE")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(TRACE_LINES);
-        if self.trace.len() >= keep {
+        if self.trace.len() >= self.trace_lines {
             self.trace.pop_front();
         }
         let line = line(&*self);
@@ -802,6 +815,37 @@ impl Sim {
             }
             Act::MasterPrev => self.local(node, LocalAction::PrevPage),
             Act::MasterEnd => self.local(node, LocalAction::EndSession),
+            Act::MasterCrash { keep_position } => {
+                let StateView::Master(saved) = self.nodes[node].engine.state() else { return };
+                self.trace(|_| format!("master crashes (keeps position: {keep_position})"));
+                let peers: Vec<usize> = self
+                    .links
+                    .iter()
+                    .filter(|((a, b), l)| l.up && (*a == node || *b == node))
+                    .map(|((a, b), _)| if *a == node { *b } else { *a })
+                    .collect();
+                for p in peers {
+                    self.cut(node, p);
+                }
+                let rng = ChaCha8Rng::seed_from_u64(self.rng.random());
+                let id = self.nodes[node].id.clone();
+                let mut e = Engine::new(EngineConfig::new(id), Role::Master, Box::new(rng));
+                if keep_position {
+                    e.resume_master(&saved);
+                } else {
+                    // The position was lost (only the session survived): resume at an epoch
+                    // past anything a Follower can hold, as `resume_master` advises.
+                    e.resume_master(&MasterState {
+                        song_id: None,
+                        song_epoch: SongEpoch(self.now),
+                        page_index: 0,
+                        page_revision: PageRevision(0),
+                        ..saved
+                    });
+                }
+                self.nodes[node].engine = e;
+                self.drain(node);
+            }
             Act::MasterRestart => {
                 self.local(node, LocalAction::StartSession { session_id: None, token: None })
             }

@@ -73,7 +73,12 @@ impl Solo {
     pub fn view(&self, me: &DeviceId) -> View {
         let page = self.state.page_index;
         let page_index = if self.paired() {
-            let leader = self.state.layout.leader_device_id == *me;
+            let lead = &self.state.layout.leader_device_id;
+            // A layout naming a third device (an old partner) must still split the spread: then
+            // the higher of the two ids leads, which both devices compute alike.
+            let leader = lead == me
+                || (Some(lead) != self.partner.as_ref()
+                    && self.partner.as_ref().is_some_and(|p| me > p));
             let first = leader == (self.state.layout.parity == Parity::Odd);
             (page & !1) + u32::from(!first)
         } else {

@@ -52,6 +52,31 @@ fn assert_shape(o: &Value) {
 }
 
 #[test]
+fn a_line_that_is_not_utf8_is_answered_and_the_driver_goes_on() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_maestral-conformance"))
+        .args(["--role", "solo", "--device-id", "A"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("the driver starts");
+    {
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin.write_all(b"\xff\xfe{\n").expect("write");
+        stdin.write_all(b"{\"do\":\"tick\",\"t\":5}\n").expect("write");
+    }
+    let out = child.wait_with_output().expect("exits");
+    assert!(out.status.success());
+    let lines: Vec<Value> = String::from_utf8(out.stdout)
+        .expect("UTF-8 output")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON"))
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert!(lines[0]["error"].is_string());
+    assert_eq!(lines[1]["phase"], "SOLO_LOCAL_ONLY");
+}
+
+#[test]
 fn master_lines_follow_the_document() {
     let t = 1_735_689_600_000u64;
     let out = drive(
@@ -198,11 +223,12 @@ fn bad_lines_are_answered_with_an_error_and_the_driver_goes_on() {
                 json!({"do": "local", "t": 1, "action": {"kind": "join", "master": "M", "session_id": "S", "token": "t"}}),
             ),
             l(json!({"do": "recv", "t": 1, "from": "F"})),
+            String::new(),
             l(json!({"do": "local", "t": 2, "action": {"kind": "set_page", "page": 4}})),
         ],
     );
-    for o in &out[..7] {
+    for o in &out[..8] {
         assert!(o["error"].is_string(), "{o}");
     }
-    assert_eq!(out[7]["view"]["page_index"], 4, "still working after the errors");
+    assert_eq!(out[8]["view"]["page_index"], 4, "still working after the errors");
 }

@@ -957,3 +957,108 @@ fn s14_a_wrong_token_is_rejected_as_invalid_token() {
     );
     assert!(m.e.master_members().is_empty());
 }
+
+// ---- found in review: restarts, re-pairing, edges -------------------------------------------
+
+#[test]
+fn s11_3_a_restarted_master_that_resumes_its_saved_state_keeps_followers_in_step() {
+    let mut m = master();
+    let mut f = joined("F", &mut m);
+    for s in ["a", "b", "c"] {
+        m.local(LocalAction::SetSong { song_id: song(s) });
+    }
+    m.local(LocalAction::SetPage { page: 5 });
+    pump(&mut m, &mut f);
+    let saved = master_state(&m);
+    // The Master's process restarts from its state directory.
+    let mut m = Dev::new("M", Role::Master);
+    m.e.resume_master(&saved);
+    assert_eq!(m.phase(), Phase::MasterSessionActive);
+    f.link("M", Down);
+    f.tick(1_000);
+    connect(&mut f, &mut m);
+    assert_eq!(f.phase(), Phase::FollowerConnectedFollow);
+    assert_eq!((f.view().song_id, f.page()), (song("c"), 5));
+    m.local(LocalAction::NextPage);
+    pump(&mut m, &mut f);
+    assert_eq!(f.page(), 6, "turns after the restart are applied");
+}
+
+#[test]
+fn s11_3_a_master_that_lost_its_position_moves_past_the_followers_epoch() {
+    let mut m = master();
+    let mut f = joined("F", &mut m);
+    for s in ["a", "b", "c"] {
+        m.local(LocalAction::SetSong { song_id: song(s) });
+    }
+    pump(&mut m, &mut f);
+    // Restarted with the session but without the position: epoch 0 again.
+    let mut m = master();
+    m.local(LocalAction::SetSong { song_id: song("d") });
+    f.link("M", Down);
+    f.tick(1_000);
+    connect(&mut f, &mut m);
+    assert!(master_state(&m).song_epoch > SongEpoch(3), "past every epoch a Follower saw");
+    assert_eq!(f.view().song_id, song("d"), "the Follower takes the Master's current song");
+    m.local(LocalAction::NextPage);
+    pump(&mut m, &mut f);
+    assert_eq!(f.page(), 1);
+}
+
+#[test]
+fn pages_and_parity_a_layout_naming_an_old_partner_still_splits_the_spread() {
+    let (mut a, mut b) = solo_pair();
+    b.local(LocalAction::SetParity { parity: Parity::Even });
+    pump(&mut a, &mut b);
+    // B leaves for good; C pairs with A and adopts A's layout (leader: B, not in this pair).
+    a.link("B", Down);
+    let mut c = Dev::new("C", Role::Solo);
+    connect(&mut a, &mut c);
+    assert_eq!(solo_state(&a), solo_state(&c));
+    assert_eq!(solo_state(&c).layout.leader_device_id, id("B"));
+    let (pa, pc) = (a.page(), c.page());
+    assert_ne!(pa, pc, "the two devices show different halves");
+    assert_eq!(pa.min(pc) % 2, 0);
+}
+
+#[test]
+fn s11_4_a_mode_change_while_the_join_is_in_flight_reaches_the_master() {
+    let mut m = master();
+    let mut f = Dev::new("F", Role::Follower);
+    f.local(join_action());
+    f.link("M", Up);
+    m.link("F", Up);
+    // JOIN_REQUEST (follow) is on its way; the singer goes free before JOIN_ACCEPT.
+    f.local(LocalAction::SetFollowMode { mode: FollowMode::Free });
+    pump(&mut f, &mut m);
+    assert_eq!(f.phase(), Phase::FollowerConnectedFree);
+    assert_eq!(m.e.master_members(), [(id("F"), FollowMode::Free)]);
+}
+
+#[test]
+fn s14_times_near_the_end_of_u64_do_not_overflow() {
+    let mut f = Dev::new("F", Role::Follower);
+    f.now = u64::MAX - 10;
+    f.local(join_action());
+    f.link("M", Up);
+    f.link("M", Degraded);
+    f.link("M", Down);
+    f.tick(5);
+    let mut s = Dev::new("A", Role::Solo);
+    s.now = u64::MAX - 3;
+    s.link("B", Up);
+    s.local(LocalAction::NextPage);
+    s.link("B", Down);
+    s.tick(2);
+    assert_eq!(s.phase(), Phase::SoloPairedReconnecting);
+}
+
+#[test]
+fn s14_a_refusal_for_a_reason_this_version_does_not_know_still_sends_the_follower_local() {
+    let mut f = Dev::new("F", Role::Follower);
+    f.local(join_action());
+    f.link("M", Up);
+    let raw = br#"{"v":1,"session_id":"S","sender_id":"M","type":"JOIN_REJECT","ts":1,"payload":{"reason":"room_full"}}"#;
+    f.recv_bytes("M", raw).expect("decoded");
+    assert_eq!(f.phase(), Phase::FollowerIdleLocal);
+}

@@ -3,7 +3,7 @@
 //! `MAESTRAL_SEED=N` replays one seed; `MAESTRAL_SIM_SEEDS=N` changes how many run (default
 //! 20,000); `cargo xtask sim --seeds N` runs more in release.
 
-#![allow(clippy::disallowed_methods)] // wall-clock time of the run, for the summary line only
+#![allow(clippy::disallowed_methods)] // the summary's wall time and the env knobs: test tooling
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -23,9 +23,7 @@ pub fn jig() -> PathBuf {
 }
 
 pub fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
 }
 
 /// Binds PDFium or fails the test saying how to get it. Tests never skip for a missing PDFium.
@@ -64,10 +62,7 @@ pub fn synthetic_pdf_rotated(pages: usize, title: Option<&str>, rotate: u32) -> 
     // 1: catalog, 2: pages, 3: info, then a page and its content per page.
     let kids: Vec<String> = (0..pages).map(|i| format!("{} 0 R", 4 + 2 * i)).collect();
     objects.push("<< /Type /Catalog /Pages 2 0 R >>".into());
-    objects.push(format!(
-        "<< /Type /Pages /Kids [{}] /Count {pages} >>",
-        kids.join(" ")
-    ));
+    objects.push(format!("<< /Type /Pages /Kids [{}] /Count {pages} >>", kids.join(" ")));
     objects.push(match title {
         Some(t) => format!("<< /Title ({t}) >>"),
         None => "<< >>".into(),
@@ -79,10 +74,7 @@ pub fn synthetic_pdf_rotated(pages: usize, title: Option<&str>, rotate: u32) -> 
             SYN_PAGE.1,
             5 + 2 * i
         ));
-        objects.push(format!(
-            "<< /Length {} >>\nstream\n{content}endstream",
-            content.len()
-        ));
+        objects.push(format!("<< /Length {} >>\nstream\n{content}endstream", content.len()));
     }
     let mut out = b"%PDF-1.4\n".to_vec();
     let mut offsets = Vec::new();
@@ -110,9 +102,7 @@ pub fn synthetic_pdf_rotated(pages: usize, title: Option<&str>, rotate: u32) -> 
 /// Waits for the next event. The long limit only turns a hang into a failure; nothing here
 /// depends on how fast rendering is.
 pub fn next_event(events: &Receiver<RenderEvent>) -> RenderEvent {
-    events
-        .recv_timeout(Duration::from_secs(120))
-        .expect("the render thread answers")
+    events.recv_timeout(Duration::from_secs(120)).expect("the render thread answers")
 }
 
 /// Waits for the event answering `request` (same page, song and target), skipping others.

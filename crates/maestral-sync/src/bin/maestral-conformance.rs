@@ -19,20 +19,29 @@ fn main() {
             std::process::exit(2);
         }
     };
+    // CONFORMANCE.md: randomness comes from the OS unless an input fixes it.
+    #[allow(clippy::disallowed_methods)]
     let rng = rand::rngs::StdRng::from_os_rng();
     let mut engine = Engine::new(EngineConfig::new(device_id), role, Box::new(rng));
     drain(&mut engine);
 
-    let stdin = std::io::stdin();
+    let mut stdin = std::io::stdin().lock();
     let mut stdout = std::io::stdout().lock();
-    for line in stdin.lock().lines() {
-        let Ok(line) = line else { break };
-        if line.trim().is_empty() {
-            continue;
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        match stdin.read_until(b'\n', &mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
         }
-        let out = match step(&mut engine, &line) {
-            Ok(sent) => report(&engine, sent),
-            Err(e) => json!({ "error": e }),
+        // Every input line gets exactly one output line, even an empty or non-UTF-8 one.
+        let out = match std::str::from_utf8(&buf) {
+            Err(_) => json!({ "error": "input line is not UTF-8" }),
+            Ok(line) if line.trim().is_empty() => json!({ "error": "empty input line" }),
+            Ok(line) => match step(&mut engine, line.trim_end_matches(['\r', '\n'])) {
+                Ok(sent) => report(&engine, sent),
+                Err(e) => json!({ "error": e }),
+            },
         };
         if writeln!(stdout, "{out}").and_then(|()| stdout.flush()).is_err() {
             break;
@@ -53,6 +62,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<(Role, DeviceId)
                 })
             }
             "--device-id" => id = args.next().map(DeviceId::new),
+            "--help" | "-h" => return Err("help".into()),
             other => return Err(format!("unknown argument `{other}`")),
         }
     }

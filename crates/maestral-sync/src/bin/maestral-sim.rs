@@ -1,11 +1,12 @@
 //! `cargo xtask sim`: runs the deterministic simulation over many seeds, on every core.
 //!
-//! `--seeds N` (default 100,000) from `--start S` (default 0), or `--seed S` for one seed.
+//! `--seeds N` (default 100,000) from `--start S` (default 0), or `--seed S` for one seed;
+//! `MAESTRAL_SIM_TRACE=N` prints the last N events of a failing seed (default 60).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use maestral_sync::sim::{SimFailure, run_seed};
+use maestral_sync::sim::{SimFailure, run_seed_traced};
 
 fn main() {
     let mut seeds: u64 = 100_000;
@@ -33,6 +34,10 @@ fn main() {
             }
         }
     }
+    // `MAESTRAL_SIM_TRACE=N`: how many events of a failing run to print.
+    #[allow(clippy::disallowed_methods)] // the tool's own configuration, not the engine's
+    let trace_lines: usize =
+        std::env::var("MAESTRAL_SIM_TRACE").ok().and_then(|v| v.parse().ok()).unwrap_or(60);
     #[allow(clippy::disallowed_methods)] // wall-clock time of the whole run, for the report only
     let t0 = std::time::Instant::now();
     let next = Arc::new(AtomicU64::new(start));
@@ -49,7 +54,7 @@ fn main() {
                     if seed >= end {
                         break;
                     }
-                    match run_seed(seed) {
+                    match run_seed_traced(seed, trace_lines) {
                         Ok(st) => {
                             inputs.fetch_add(st.inputs, Ordering::Relaxed);
                         }

@@ -1,0 +1,804 @@
+//! One WebRTC peer connection on the LAN carrying the ordered, reliable `maestral-sync`
+//! DataChannel, as a [`Link`] that reports what happens on it as [`LinkEvent`]s.
+//!
+//! Built on `webrtc` 0.21 (the async layer over the sans-IO `rtc` core). Deliberately narrow:
+//!
+//! - host ICE candidates on one chosen address ([`RtcConfig::bind_ip`]), no STUN/TURN, mDNS off;
+//! - complete SDP: [`Link::offer`] and [`Link::answer`] return only once ICE gathering has
+//!   finished, so the SDP carries every candidate and nothing trickles;
+//! - one channel, labelled [`CHANNEL_LABEL`], created by the offerer;
+//! - ICE timers tuned for a LAN ([`RtcTiming`]);
+//! - an optional DTLS certificate ([`DtlsCert`]) reused across connections, so a Choir Master
+//!   keeps one fingerprint for a whole session, across restarts too.
+//!
+//! Event order on a link's receiver: `Open` first (once the channel can send), then `Text` /
+//! `Binary` in arrival order, with `Degraded` / `Recovered` in between, and `Closed` last, exactly
+//! once, after which the receiver ends. A link that never opens still ends with `Closed`.
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, SystemTime};
+
+use base64::Engine as _;
+use bytes::BytesMut;
+use rtc::crypto::SignatureScheme;
+use rtc::ice::mdns::MulticastDnsMode;
+use rtc::ice::network_type::NetworkType;
+use rtc::peer_connection::certificate::CertificateParams;
+use rtc::peer_connection::transport::RTCDtlsRole;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use webrtc::data_channel::{DataChannel, DataChannelEvent, RTCDataChannelMessage};
+use webrtc::peer_connection::{
+    PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCCertificate,
+    RTCConfigurationBuilder, RTCIceConnectionState, RTCIceGatheringState, RTCPeerConnectionState,
+    RTCSessionDescription, SettingEngineBuilder, crypto,
+};
+
+/// The label of the one protocol channel (`PROTOCOL_V1.md`, "Encoding").
+pub const CHANNEL_LABEL: &str = "maestral-sync";
+
+/// The largest message a link sends: 64 KiB, the SDP `max-message-size` both sides announce and
+/// the protocol's own limit.
+pub const MAX_MESSAGE_SIZE: usize = 64 * 1024;
+
+/// How long [`Link::offer`] / [`Link::answer`] wait for ICE gathering. Host candidates on one
+/// bound socket gather in well under a millisecond; this only bounds a broken stack.
+const GATHER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// While the offerer connects, how often and for how long it wakes webrtc's driver (see
+/// [`poke_while_connecting`]).
+const POKE_INTERVAL: Duration = Duration::from_millis(5);
+const POKE_WINDOW: Duration = Duration::from_secs(1);
+
+/// How long [`Link::close`] waits for the peer to acknowledge messages already sent.
+const FLUSH_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// How long a closing link waits for the channel's already-received messages to be handed out
+/// before it reports `Closed` anyway.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// ICE timers. The defaults are tuned for a LAN, where webrtc's own (made for the internet) take
+/// 5 s to call a silent peer disconnected and 30 s to give it up. Connection set-up time depends
+/// less on them than on waking webrtc's driver (see `poke_while_connecting`): ~35 ms from offer
+/// to open channel on loopback, ~430 ms without the wake-ups.
+///
+/// webrtc counts the failed timeout from the moment the link went disconnected, so a peer that
+/// vanishes shows as [`LinkEvent::Degraded`] after `ice_disconnected_timeout` and as
+/// [`LinkEvent::Closed`] after `ice_disconnected_timeout + ice_failed_timeout`. A connection
+/// attempt that never succeeds also fails after that sum.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RtcTiming {
+    /// Pause between ICE connectivity checks while connecting (webrtc default 200 ms).
+    pub ice_check_interval: Duration,
+    /// Checks sent on one candidate pair before giving it up (webrtc default 7). The default here
+    /// keeps the per-pair window at webrtc's ~1.4 s despite the shorter interval, so a peer slow
+    /// to answer (Wi-Fi power saving) is not given up too early.
+    pub ice_max_binding_requests: u16,
+    /// Consent keepalive interval once connected (webrtc default 2 s).
+    pub ice_keepalive_interval: Duration,
+    /// Silence after which the link counts as disconnected (webrtc default 5 s).
+    pub ice_disconnected_timeout: Duration,
+    /// Further silence after which it counts as failed (webrtc default 25 s).
+    pub ice_failed_timeout: Duration,
+}
+
+impl Default for RtcTiming {
+    fn default() -> Self {
+        Self {
+            ice_check_interval: Duration::from_millis(20),
+            ice_max_binding_requests: 70,
+            ice_keepalive_interval: Duration::from_millis(250),
+            ice_disconnected_timeout: Duration::from_secs(1),
+            ice_failed_timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+/// Where and how a [`Link`] connects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RtcConfig {
+    /// The one local address ICE binds and advertises as a host candidate (the LAN address, or
+    /// `127.0.0.1` in tests). Only remote candidates of the same IP family are used. (webrtc
+    /// expands an unspecified address, `0.0.0.0`, to every non-loopback interface.)
+    pub bind_ip: IpAddr,
+    /// ICE timers.
+    pub timing: RtcTiming,
+}
+
+impl RtcConfig {
+    /// A config binding `bind_ip` with the tuned default timers.
+    pub fn new(bind_ip: IpAddr) -> Self {
+        Self { bind_ip, timing: RtcTiming::default() }
+    }
+}
+
+/// What went wrong setting up or using a [`Link`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RtcError {
+    /// The SDP text could not be parsed, or the peer connection refused it.
+    #[error("the session description is not usable: {0}")]
+    InvalidSdp(String),
+    /// [`Link::answer`] was given an answer (its `a=setup` is not `actpass`).
+    #[error("expected an SDP offer but got an answer; pass the offer the other device created")]
+    NotAnOffer,
+    /// [`Link::accept_answer`] was given an offer (its `a=setup` is `actpass`).
+    #[error("expected an SDP answer but got an offer; pass the answer the other device created")]
+    NotAnAnswer,
+    /// The offer has no `m=application` section, so no DataChannel could ever open.
+    #[error("the offer carries no data channel (no m=application section)")]
+    NoDataChannel,
+    /// Gathering produced no candidate: the bind address is probably not one of this device's.
+    #[error(
+        "no ICE candidate could be gathered on {0}; check that it is one of this device's addresses"
+    )]
+    NoCandidates(IpAddr),
+    /// ICE gathering did not finish in time.
+    #[error("ICE gathering did not finish within {0:?}")]
+    GatheringTimeout(Duration),
+    /// The channel has not opened yet: wait for [`LinkEvent::Open`].
+    #[error("the data channel is not open yet; wait for LinkEvent::Open before sending")]
+    NotOpen,
+    /// The message is longer than [`MAX_MESSAGE_SIZE`] bytes.
+    #[error("a message of {0} bytes is over the {MAX_MESSAGE_SIZE}-byte limit")]
+    TooLarge(usize),
+    /// The link is closed or closing; a new link is needed.
+    #[error("the link is closed")]
+    Closed,
+    /// Generating or loading a DTLS certificate failed.
+    #[error("DTLS certificate: {0}")]
+    Certificate(String),
+    /// Any other error from the WebRTC stack, as text.
+    #[error("WebRTC: {0}")]
+    WebRtc(String),
+}
+
+fn webrtc_error(error: webrtc::error::Error) -> RtcError {
+    match error {
+        webrtc::error::Error::ErrDataChannelClosed | webrtc::error::Error::ErrConnectionClosed => {
+            RtcError::Closed
+        }
+        other => RtcError::WebRtc(other.to_string()),
+    }
+}
+
+/// A DTLS certificate (ECDSA P-256) with its private key: one per Choir session, shared by every
+/// peer connection of that session, and stored with it so a restarted Master keeps its
+/// fingerprint. Cheap to clone. `Debug` shows only the fingerprint.
+#[derive(Clone)]
+pub struct DtlsCert {
+    cert: RTCCertificate,
+    fingerprint: String,
+    pem: String,
+}
+
+impl fmt::Debug for DtlsCert {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DtlsCert").field("fingerprint", &self.fingerprint).finish_non_exhaustive()
+    }
+}
+
+impl DtlsCert {
+    /// Generates a fresh self-signed certificate.
+    pub fn generate() -> Result<Self, RtcError> {
+        let provider = crypto_provider()?;
+        let params = CertificateParams::new(vec!["maestral".to_owned()])
+            .map_err(|e| RtcError::Certificate(e.to_string()))?;
+        let cert =
+            RTCCertificate::generate(provider.crypto(), SignatureScheme::EcdsaP256Sha256, params)
+                .map_err(|e| RtcError::Certificate(e.to_string()))?;
+        Self::wrap(cert, provider.crypto())
+    }
+
+    /// The certificate's fingerprint as SDP writes it: `sha-256 AB:CD:…` (32 upper-case hex
+    /// pairs). Compare case-insensitively with fingerprints read elsewhere.
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
+    }
+
+    /// The certificate and its private key as text (webrtc's PEM layout: an `EXPIRES` block, then
+    /// `PRIVATE_KEY` and `CERTIFICATE`). Secret: store it like a password.
+    pub fn to_pem(&self) -> &str {
+        &self.pem
+    }
+
+    /// Loads a certificate written by [`to_pem`](Self::to_pem).
+    pub fn from_pem(pem: &str) -> Result<Self, RtcError> {
+        check_expires_block(pem)?;
+        let provider = crypto_provider()?;
+        let cert = RTCCertificate::from_pem(pem, provider.crypto()).map_err(|e| {
+            RtcError::Certificate(format!("cannot load the stored certificate: {e}"))
+        })?;
+        if cert.expires <= SystemTime::now() {
+            return Err(RtcError::Certificate(
+                "the stored certificate has expired; generate a new one".to_owned(),
+            ));
+        }
+        Self::wrap(cert, provider.crypto())
+    }
+
+    fn wrap(cert: RTCCertificate, crypto: &dyn crypto::RTCCrypto) -> Result<Self, RtcError> {
+        let fingerprints =
+            cert.get_fingerprints(crypto).map_err(|e| RtcError::Certificate(e.to_string()))?;
+        let first = fingerprints
+            .first()
+            .ok_or_else(|| RtcError::Certificate("the certificate chain is empty".to_owned()))?;
+        let fingerprint = format!(
+            "{} {}",
+            first.algorithm.to_ascii_lowercase(),
+            first.value.to_ascii_uppercase()
+        );
+        let pem = cert.serialize_pem().map_err(|e| RtcError::Certificate(e.to_string()))?;
+        Ok(Self { cert, fingerprint, pem })
+    }
+}
+
+fn crypto_provider() -> Result<Arc<dyn crypto::RTCCryptoProvider>, RtcError> {
+    crypto::default_provider().map_err(|e| RtcError::Certificate(e.to_string()))
+}
+
+/// `RTCCertificate::from_pem` slices the first 8 bytes of the `EXPIRES` block without checking
+/// its length; reject a short one here so damaged input is an error, not a panic.
+fn check_expires_block(pem: &str) -> Result<(), RtcError> {
+    const BEGIN: &str = "-----BEGIN EXPIRES-----";
+    const END: &str = "-----END EXPIRES-----";
+    let damaged = || RtcError::Certificate("the stored certificate text is damaged".to_owned());
+    let start = pem.find(BEGIN).ok_or_else(damaged)? + BEGIN.len();
+    let len = pem[start..].find(END).ok_or_else(damaged)?;
+    let body: String =
+        pem[start..start + len].chars().filter(|c| !c.is_ascii_whitespace()).collect();
+    let bytes = base64::engine::general_purpose::STANDARD.decode(body).map_err(|_| damaged())?;
+    if bytes.len() < 8 {
+        return Err(damaged());
+    }
+    Ok(())
+}
+
+/// Every `a=fingerprint` line of `sdp` (session- or media-level), as `(hash, value)` exactly as
+/// written, e.g. `("sha-256", "AB:CD:…")`.
+pub fn sdp_fingerprints(sdp: &str) -> Vec<(String, String)> {
+    sdp.lines()
+        .filter_map(|line| line.trim().strip_prefix("a=fingerprint:"))
+        .filter_map(|rest| {
+            let (hash, value) = rest.trim().split_once(char::is_whitespace)?;
+            Some((hash.to_owned(), value.trim().to_owned()))
+        })
+        .collect()
+}
+
+/// The SDP's `sha-256` fingerprint in the form of [`DtlsCert::fingerprint`] (`sha-256 AB:…`,
+/// hex upper-cased). `None` when there is none, or when its `sha-256` lines disagree: a second,
+/// different fingerprint could let another certificate through, so it is never trusted.
+pub fn sha256_fingerprint(sdp: &str) -> Option<String> {
+    let mut found: Option<String> = None;
+    for (hash, value) in sdp_fingerprints(sdp) {
+        if !hash.eq_ignore_ascii_case("sha-256") {
+            continue;
+        }
+        let value = value.to_ascii_uppercase();
+        match &found {
+            Some(seen) if *seen != value => return None,
+            Some(_) => {}
+            None => found = Some(value),
+        }
+    }
+    found.map(|value| format!("sha-256 {value}"))
+}
+
+/// The values of the SDP's `a=setup` lines.
+fn setup_roles(sdp: &str) -> impl Iterator<Item = &str> {
+    sdp.lines().filter_map(|line| line.trim().strip_prefix("a=setup:")).map(str::trim)
+}
+
+/// What happens on a [`Link`], in order (see the module docs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LinkEvent {
+    /// The channel is open and [`Link::send_text`] works. Comes once, before any message.
+    Open,
+    /// A text message (protocol JSON, unchecked).
+    Text(String),
+    /// A binary message, or a text message that is not UTF-8, of this many bytes: bad input on
+    /// `maestral-sync`, to be dropped.
+    Binary(usize),
+    /// The peer has gone quiet (ICE disconnected). Sends still queue.
+    Degraded,
+    /// Traffic flows again after [`LinkEvent::Degraded`].
+    Recovered,
+    /// The link is over: closed by either side, failed, or its channel closed. Last event, once.
+    Closed,
+}
+
+/// One peer connection and its `maestral-sync` channel. Clones share the link.
+///
+/// Created inside a tokio runtime, whose tasks then drive it. End it with
+/// [`close`](Self::close), which delivers what was sent first; dropping the last clone also
+/// closes it, in the background and without that wait. A link is never left running unclosed:
+/// webrtc keeps a dropped connection's task alive until it is closed.
+#[derive(Debug, Clone)]
+pub struct Link {
+    inner: Arc<LinkInner>,
+}
+
+/// Owned by the `Link` clones only (the webrtc handler and tasks hold `Shared`), so its drop
+/// means the application let go of the link.
+struct LinkInner {
+    shared: Arc<Shared>,
+}
+
+impl fmt::Debug for LinkInner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = self.shared.lock();
+        f.debug_struct("Link")
+            .field("opened", &state.opened)
+            .field("degraded", &state.degraded)
+            .field("closing", &state.closing)
+            .field("closed", &state.events.is_none())
+            .finish()
+    }
+}
+
+impl Drop for LinkInner {
+    fn drop(&mut self) {
+        if let Some(closing) = self.shared.begin_close() {
+            self.shared.finish();
+            if let Some(pc) = closing.pc {
+                // If the runtime is gone the task is dropped, and the connection with it.
+                drop(self.shared.runtime.spawn(async move {
+                    let _ = pc.close().await;
+                }));
+            }
+        }
+    }
+}
+
+/// State shared by the link, its webrtc event handler and its channel task.
+///
+/// Reference cycles (connection → handler → `Shared` → connection / channel) are broken by
+/// [`Shared::begin_close`] and [`Shared::finish`], which every path to `Closed` goes through.
+struct Shared {
+    state: Mutex<State>,
+    runtime: tokio::runtime::Handle,
+}
+
+struct State {
+    /// `None` once `Closed` has been sent.
+    events: Option<mpsc::UnboundedSender<LinkEvent>>,
+    opened: bool,
+    degraded: bool,
+    /// Set when closing starts: no more sends, no more link-state events.
+    closing: bool,
+    pc: Option<Arc<dyn PeerConnection>>,
+    dc: Option<Arc<dyn DataChannel>>,
+    /// The task reading the channel's events.
+    pump: Option<JoinHandle<()>>,
+}
+
+/// What [`Shared::begin_close`] hands to the one who closes.
+struct Closing {
+    pc: Option<Arc<dyn PeerConnection>>,
+    pump: Option<JoinHandle<()>>,
+    /// The channel, when the peer is reachable and may still be owed sent messages.
+    flush: Option<Arc<dyn DataChannel>>,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Sends under the lock, so events keep the order in which their causes were handled.
+    fn emit(state: &State, event: LinkEvent) {
+        if let Some(events) = &state.events {
+            // A dropped receiver means nobody listens; the link still runs until closed.
+            let _ = events.send(event);
+        }
+    }
+
+    fn opened(&self) {
+        let mut state = self.lock();
+        if !state.opened && !state.closing {
+            state.opened = true;
+            Self::emit(&state, LinkEvent::Open);
+        }
+    }
+
+    fn message(&self, message: RTCDataChannelMessage) {
+        let mut state = self.lock();
+        if !state.opened {
+            // webrtc delivers the open before any message; should it not, open first.
+            if state.closing {
+                return;
+            }
+            state.opened = true;
+            Self::emit(&state, LinkEvent::Open);
+        }
+        let len = message.data.len();
+        let event = if message.is_string {
+            match String::from_utf8(message.data.to_vec()) {
+                Ok(text) => LinkEvent::Text(text),
+                Err(_) => LinkEvent::Binary(len),
+            }
+        } else {
+            LinkEvent::Binary(len)
+        };
+        Self::emit(&state, event);
+    }
+
+    fn connection_state(self: &Arc<Self>, connection: RTCPeerConnectionState) {
+        match connection {
+            RTCPeerConnectionState::Disconnected => {
+                let mut state = self.lock();
+                if state.opened && !state.degraded && !state.closing {
+                    state.degraded = true;
+                    Self::emit(&state, LinkEvent::Degraded);
+                }
+            }
+            RTCPeerConnectionState::Connected => {
+                let mut state = self.lock();
+                if state.degraded && !state.closing {
+                    state.degraded = false;
+                    Self::emit(&state, LinkEvent::Recovered);
+                }
+            }
+            RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed => self.fail(),
+            _ => {}
+        }
+    }
+
+    /// The connection is beyond repair: close it, off the webrtc driver (whose callback this is,
+    /// and which must keep running for the close to complete).
+    fn fail(self: &Arc<Self>) {
+        if !self.lock().closing {
+            drop(self.runtime.spawn(close_link(Arc::clone(self), false)));
+        }
+    }
+
+    /// Starts closing: no more sends or link-state events. `None` if closing had already
+    /// started; otherwise what the caller must close, drain and flush.
+    fn begin_close(&self) -> Option<Closing> {
+        let mut state = self.lock();
+        if state.closing {
+            return None;
+        }
+        state.closing = true;
+        let flush = if state.opened && !state.degraded { state.dc.clone() } else { None };
+        Some(Closing { pc: state.pc.take(), pump: state.pump.take(), flush })
+    }
+
+    /// Sends `Closed` (once) and ends the event stream.
+    fn finish(&self) {
+        let mut state = self.lock();
+        state.closing = true;
+        state.dc = None;
+        if let Some(events) = state.events.take() {
+            let _ = events.send(LinkEvent::Closed);
+        }
+    }
+
+    /// Takes the channel and starts reading it, unless the link is closing or has one already.
+    fn attach_channel(self: &Arc<Self>, dc: Arc<dyn DataChannel>) -> bool {
+        let mut state = self.lock();
+        if state.closing || state.dc.is_some() {
+            return false;
+        }
+        state.dc = Some(Arc::clone(&dc));
+        state.pump = Some(self.runtime.spawn(pump(Arc::clone(self), dc)));
+        true
+    }
+
+    /// The channel, if sending is allowed now.
+    fn sendable_channel(&self) -> Result<Arc<dyn DataChannel>, RtcError> {
+        let state = self.lock();
+        if state.closing {
+            return Err(RtcError::Closed);
+        }
+        if !state.opened {
+            return Err(RtcError::NotOpen);
+        }
+        state.dc.clone().ok_or(RtcError::NotOpen)
+    }
+
+    fn peer_connection(&self) -> Result<Arc<dyn PeerConnection>, RtcError> {
+        let state = self.lock();
+        if state.closing {
+            return Err(RtcError::Closed);
+        }
+        state.pc.clone().ok_or(RtcError::Closed)
+    }
+}
+
+/// Closes the connection (first letting the peer acknowledge what was sent, if `flush` and the
+/// link is healthy), lets the channel task hand out what was already received, then sends
+/// `Closed`. Returns at once if another close is under way.
+async fn close_link(shared: Arc<Shared>, flush: bool) {
+    let Some(closing) = shared.begin_close() else {
+        return;
+    };
+    let Closing { pc, pump, flush: channel } = closing;
+    if let Some(dc) = channel.filter(|_| flush) {
+        // Closing the connection aborts the SCTP association, and a peer handling the ABORT
+        // in the same pass as our last DATA reports the close first and drops the data. So
+        // first let the peer acknowledge what was sent ("send, then close" must deliver).
+        let deadline = tokio::time::Instant::now() + FLUSH_TIMEOUT;
+        while matches!(dc.outstanding_bytes().await, Ok(n) if n > 0)
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+    if let Some(pc) = pc {
+        // Sends SCTP ABORT and DTLS close_notify before stopping, so the peer sees the close
+        // at once; then ends the channel's event stream, which ends `pump`.
+        let _ = pc.close().await;
+    }
+    if let Some(pump) = pump {
+        let _ = tokio::time::timeout(DRAIN_TIMEOUT, pump).await;
+    }
+    shared.finish();
+}
+
+/// Reads the channel's events until it closes, then closes the link.
+async fn pump(shared: Arc<Shared>, dc: Arc<dyn DataChannel>) {
+    while let Some(event) = dc.poll().await {
+        match event {
+            DataChannelEvent::OnOpen => shared.opened(),
+            DataChannelEvent::OnMessage(message) => shared.message(message),
+            DataChannelEvent::OnClose => break,
+            _ => {}
+        }
+    }
+    drop(dc);
+    // Closed by the peer, or the stream ended because the connection closed: in both cases
+    // every received message has been handed out.
+    let closing = shared.begin_close();
+    shared.finish();
+    // The peer is gone or has closed: nothing to flush. `closing.pump` is this very task.
+    if let Some(Closing { pc: Some(pc), .. }) = closing {
+        let _ = pc.close().await;
+    }
+}
+
+/// The webrtc callbacks. They run on the connection's driver task, so each only records and
+/// returns.
+struct Handler {
+    shared: Arc<Shared>,
+    gathered: watch::Sender<bool>,
+}
+
+#[async_trait::async_trait]
+impl PeerConnectionEventHandler for Handler {
+    async fn on_ice_gathering_state_change(&self, state: RTCIceGatheringState) {
+        if state == RTCIceGatheringState::Complete {
+            self.gathered.send_replace(true);
+        }
+    }
+
+    async fn on_ice_connection_state_change(&self, state: RTCIceConnectionState) {
+        // Degraded/Recovered follow the connection state; this only makes sure a failed ICE
+        // transport ends the link even if the aggregate state lags.
+        if matches!(state, RTCIceConnectionState::Failed | RTCIceConnectionState::Closed) {
+            self.shared.fail();
+        }
+    }
+
+    async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
+        self.shared.connection_state(state);
+    }
+
+    async fn on_data_channel(&self, dc: Arc<dyn DataChannel>) {
+        let label = dc.label().await.unwrap_or_default();
+        if label != CHANNEL_LABEL || !self.shared.attach_channel(Arc::clone(&dc)) {
+            // Not ours to carry: refuse it rather than let its events pile up.
+            let _ = dc.close().await;
+        }
+    }
+}
+
+impl Link {
+    /// Creates a connection with the `maestral-sync` channel and returns its complete offer SDP.
+    /// Pass the other side's answer to [`accept_answer`](Self::accept_answer).
+    ///
+    /// `cert` is the DTLS certificate to use; `None` generates one for this connection.
+    pub async fn offer(
+        cfg: &RtcConfig,
+        cert: Option<&DtlsCert>,
+    ) -> Result<(Link, String, mpsc::UnboundedReceiver<LinkEvent>), RtcError> {
+        let (link, events, gathered) = Self::build(cfg, cert, Role::Offerer).await?;
+        let pc = link.inner.shared.peer_connection()?;
+        let dc = pc.create_data_channel(CHANNEL_LABEL, None).await.map_err(webrtc_error)?;
+        if !link.inner.shared.attach_channel(dc) {
+            return Err(RtcError::Closed);
+        }
+        let offer = pc.create_offer(None).await.map_err(webrtc_error)?;
+        pc.set_local_description(offer).await.map_err(webrtc_error)?;
+        let sdp = complete_local_sdp(&*pc, gathered, cfg.bind_ip).await?;
+        Ok((link, sdp, events))
+    }
+
+    /// Answers `offer_sdp` (from [`Link::offer`] on the other device) and returns the complete
+    /// answer SDP. The channel arrives from the offerer; [`LinkEvent::Open`] says when.
+    ///
+    /// `cert` is the DTLS certificate to use (a Choir Master passes its session certificate);
+    /// `None` generates one for this connection.
+    pub async fn answer(
+        cfg: &RtcConfig,
+        cert: Option<&DtlsCert>,
+        offer_sdp: &str,
+    ) -> Result<(Link, String, mpsc::UnboundedReceiver<LinkEvent>), RtcError> {
+        // Check the input before any socket is bound.
+        if setup_roles(offer_sdp).any(|role| role != "actpass") {
+            return Err(RtcError::NotAnOffer);
+        }
+        let offer = RTCSessionDescription::offer(offer_sdp.to_owned())
+            .map_err(|e| RtcError::InvalidSdp(e.to_string()))?;
+        let parsed = offer.unmarshal().map_err(|e| RtcError::InvalidSdp(e.to_string()))?;
+        if !parsed.media_descriptions.iter().any(|media| media.media_name.media == "application") {
+            return Err(RtcError::NoDataChannel);
+        }
+
+        let (link, events, gathered) = Self::build(cfg, cert, Role::Answerer).await?;
+        let pc = link.inner.shared.peer_connection()?;
+        pc.set_remote_description(offer).await.map_err(|e| RtcError::InvalidSdp(e.to_string()))?;
+        let answer = pc.create_answer(None).await.map_err(webrtc_error)?;
+        pc.set_local_description(answer).await.map_err(webrtc_error)?;
+        let sdp = complete_local_sdp(&*pc, gathered, cfg.bind_ip).await?;
+        Ok((link, sdp, events))
+    }
+
+    /// Applies the answer to this link's offer (offerer side only, once). Check the answer's
+    /// fingerprint first where one is expected ([`sha256_fingerprint`]).
+    pub async fn accept_answer(&self, answer_sdp: &str) -> Result<(), RtcError> {
+        if setup_roles(answer_sdp).any(|role| role == "actpass") {
+            return Err(RtcError::NotAnAnswer);
+        }
+        let answer = RTCSessionDescription::answer(answer_sdp.to_owned())
+            .map_err(|e| RtcError::InvalidSdp(e.to_string()))?;
+        let pc = self.inner.shared.peer_connection()?;
+        pc.set_remote_description(answer).await.map_err(|e| RtcError::InvalidSdp(e.to_string()))?;
+        let shared = Arc::clone(&self.inner.shared);
+        drop(shared.runtime.spawn(poke_while_connecting(Arc::clone(&shared))));
+        Ok(())
+    }
+
+    /// Sends one text message. Errors before [`LinkEvent::Open`] and once closing has begun.
+    pub async fn send_text(&self, text: &str) -> Result<(), RtcError> {
+        if text.len() > MAX_MESSAGE_SIZE {
+            return Err(RtcError::TooLarge(text.len()));
+        }
+        let dc = self.inner.shared.sendable_channel()?;
+        dc.send_text(text).await.map_err(webrtc_error)
+    }
+
+    /// Sends one binary message. Nothing in protocol V1 sends binary on `maestral-sync` (the
+    /// receiver drops it as bad input); this exists for tests and tools that check exactly that.
+    pub async fn send_binary(&self, bytes: &[u8]) -> Result<(), RtcError> {
+        if bytes.len() > MAX_MESSAGE_SIZE {
+            return Err(RtcError::TooLarge(bytes.len()));
+        }
+        let dc = self.inner.shared.sendable_channel()?;
+        dc.send(BytesMut::from(bytes)).await.map_err(webrtc_error)
+    }
+
+    /// Closes the link: waits (up to 500 ms, and only while the link is healthy) for the peer to
+    /// acknowledge the messages already sent, closes the connection (the peer learns at once,
+    /// through SCTP ABORT and DTLS close_notify), then emits [`LinkEvent::Closed`] on this side's
+    /// receiver. Idempotent; returns at once if a close is already under way.
+    pub async fn close(&self) {
+        close_link(Arc::clone(&self.inner.shared), true).await;
+    }
+
+    /// A peer connection with the tuned settings, owned by a new link.
+    async fn build(
+        cfg: &RtcConfig,
+        cert: Option<&DtlsCert>,
+        role: Role,
+    ) -> Result<(Link, mpsc::UnboundedReceiver<LinkEvent>, watch::Receiver<bool>), RtcError> {
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
+            RtcError::WebRtc("a link must be created on a tokio runtime".to_owned())
+        })?;
+        let (events_tx, events) = mpsc::unbounded_channel();
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                events: Some(events_tx),
+                opened: false,
+                degraded: false,
+                closing: false,
+                pc: None,
+                dc: None,
+                pump: None,
+            }),
+            runtime,
+        });
+        let (gathered_tx, gathered) = watch::channel(false);
+        let handler = Arc::new(Handler { shared: Arc::clone(&shared), gathered: gathered_tx });
+
+        let timing = &cfg.timing;
+        let network = if cfg.bind_ip.is_ipv4() { NetworkType::Udp4 } else { NetworkType::Udp6 };
+        let mut settings = SettingEngineBuilder::new();
+        if role == Role::Answerer {
+            // Make the offerer the DTLS client, hence the SCTP client: then every step that
+            // stalls in webrtc's driver happens on the side that can wake it (see
+            // `poke_while_connecting`).
+            settings = settings.with_answering_dtls_role(RTCDtlsRole::Server);
+        }
+        let settings = settings
+            .with_ice_timeouts(
+                Some(timing.ice_disconnected_timeout),
+                Some(timing.ice_failed_timeout),
+                Some(timing.ice_keepalive_interval),
+            )
+            .with_ice_connection_attempts(
+                Some(timing.ice_check_interval),
+                Some(timing.ice_max_binding_requests),
+            )
+            .with_multicast_dns_mode(MulticastDnsMode::Disabled)
+            .with_network_types(vec![network])
+            .build();
+        let mut configuration = RTCConfigurationBuilder::new();
+        if let Some(cert) = cert {
+            configuration = configuration.with_certificates(vec![cert.cert.clone()]);
+        }
+        let pc = PeerConnectionBuilder::new()
+            .with_configuration(configuration.build())
+            .with_setting_engine(settings)
+            .with_handler(handler)
+            .with_udp_addrs(vec![SocketAddr::new(cfg.bind_ip, 0)])
+            .build()
+            .await
+            .map_err(webrtc_error)?;
+        let pc: Arc<dyn PeerConnection> = Arc::new(pc);
+        shared.lock().pc = Some(pc);
+        let link = Link { inner: Arc::new(LinkInner { shared }) };
+        Ok((link, events, gathered))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Offerer,
+    Answerer,
+}
+
+/// Wakes webrtc's driver every few milliseconds until the channel opens.
+///
+/// webrtc 0.21.1's driver sends what the SCTP layer queued while handling an event (the INIT
+/// after the DTLS handshake, the channel's DCEP OPEN after the association comes up) only on
+/// its next wake-up, and once ICE is connected it wakes every min(200 ms, keepalive interval).
+/// Left alone, that puts ~400 ms into every connection set-up on a LAN; a cheap call that
+/// wakes the driver (re-setting the channel's buffered-amount threshold to its default) removes
+/// it. Bounded by [`POKE_WINDOW`]: past that the driver's own ticks carry on.
+async fn poke_while_connecting(shared: Arc<Shared>) {
+    let started = tokio::time::Instant::now();
+    while started.elapsed() < POKE_WINDOW {
+        let dc = {
+            let state = shared.lock();
+            if state.opened || state.closing {
+                return;
+            }
+            state.dc.clone()
+        };
+        let Some(dc) = dc else { return };
+        let _ = dc.set_buffered_amount_low_threshold(0).await;
+        drop(dc);
+        tokio::time::sleep(POKE_INTERVAL).await;
+    }
+}
+
+/// Waits for ICE gathering, then reads the local description with every candidate in it.
+async fn complete_local_sdp(
+    pc: &dyn PeerConnection,
+    mut gathered: watch::Receiver<bool>,
+    bind_ip: IpAddr,
+) -> Result<String, RtcError> {
+    match tokio::time::timeout(GATHER_TIMEOUT, gathered.wait_for(|done| *done)).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(_)) => return Err(RtcError::Closed),
+        Err(_) => return Err(RtcError::GatheringTimeout(GATHER_TIMEOUT)),
+    }
+    let sdp = pc.local_description().await.ok_or(RtcError::Closed)?.sdp;
+    if !sdp.lines().any(|line| line.starts_with("a=candidate:")) {
+        return Err(RtcError::NoCandidates(bind_ip));
+    }
+    Ok(sdp)
+}
