@@ -7,3 +7,6 @@ pub mod pairing;
 pub mod qr;
 pub mod rtc;
 pub mod signaling;
+pub mod thread;
+
+pub use thread::{Fault, SyncCommand, SyncConfig, SyncEvent, SyncHandle};

@@ -260,6 +260,21 @@ impl Follower {
         }
     }
 
+    /// The Master's listener refused the (re)join before any link opened (`403`): as
+    /// `JOIN_REJECT`, back to local mode (§12.3).
+    pub fn on_join_refused(
+        &mut self,
+        core: &mut Core,
+        now: u64,
+        peer: &DeviceId,
+        reason: maestral_protocol::RejectReason,
+    ) {
+        if self.session.as_ref().is_some_and(|s| s.master == *peer && !s.joined) {
+            self.exit_to_local(core, now);
+            core.event(Event::JoinRejected { reason });
+        }
+    }
+
     /// §11.2: only the current epoch, only a strictly newer revision; a newer epoch's page waits
     /// for its song.
     fn apply_set_page(&mut self, p: ChoirSetPage) {

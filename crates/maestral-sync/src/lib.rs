@@ -246,6 +246,20 @@ impl Engine {
         Ok(())
     }
 
+    /// Follower: the Master's signaling listener refused the join with this reason before any
+    /// link opened (HTTP `403`). Handled like a `JOIN_REJECT`.
+    pub fn handle_join_refused(
+        &mut self,
+        now: u64,
+        master: &DeviceId,
+        reason: maestral_protocol::RejectReason,
+    ) {
+        if let RoleState::Follower(f) = &mut self.role {
+            f.on_join_refused(&mut self.core, now, master, reason);
+        }
+        self.settle();
+    }
+
     /// The local user did something. Local navigation applies at once, whatever the links do.
     pub fn handle_local(&mut self, now: u64, action: LocalAction) -> Result<(), ActionError> {
         let r = match &mut self.role {

@@ -1062,3 +1062,13 @@ fn s14_a_refusal_for_a_reason_this_version_does_not_know_still_sends_the_followe
     f.recv_bytes("M", raw).expect("decoded");
     assert_eq!(f.phase(), Phase::FollowerIdleLocal);
 }
+
+#[test]
+fn s12_3_a_refusal_from_the_listener_sends_a_rejoining_follower_local() {
+    let mut f = follower_with(snapshot("a", 1, 2, 2));
+    f.link("M", Down);
+    f.tick(1_000);
+    f.e.handle_join_refused(f.now, &id("M"), RejectReason::SessionEnded);
+    assert_eq!(f.phase(), Phase::FollowerIdleLocal);
+    assert_eq!(follower_state(&f).last_token, None);
+}

@@ -1,0 +1,991 @@
+//! The sync thread: one OS thread with a tokio runtime that owns the engine, the peer
+//! connections and the signaling listener, bridged to the app by crossbeam channels.
+//!
+//! The engine is sans-IO; this is its I/O. Each input (a command from the app, a link event, a
+//! join request, a timer) is fed to the engine, then its outputs are carried out: messages go
+//! to each peer's send queue, events go to the app (and wake it), transport requests open or
+//! close links. Nothing here blocks the app: the app only ever does a non-blocking channel send
+//! or receive.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crossbeam_channel::{Receiver, Sender};
+use maestral_protocol::{DeviceId, Envelope, Hello, Message, Mode, SessionId, decode};
+use maestral_sync::{
+    Engine, EngineConfig, Event, LinkSignal, LocalAction, Output, Phase, Role, Timing,
+    TransportRequest, token_eq,
+};
+use rand::SeedableRng;
+use tokio::sync::{Notify, mpsc};
+
+use crate::joincode::{JoinCode, fingerprints_match};
+use crate::pairing;
+use crate::rtc::{DtlsCert, Link, LinkEvent, RtcConfig, sha256_fingerprint};
+use crate::signaling::{
+    JoinError, JoinOutcome, JoinRequestBody, PendingJoin, RejectReason as HttpReject,
+    SignalingServer, channel_handler, post_join,
+};
+
+/// How the sync thread runs.
+#[derive(Debug, Clone)]
+pub struct SyncConfig {
+    pub device_id: DeviceId,
+    pub device_name: String,
+    /// WebRTC: the address host candidates are gathered on (the LAN address, or 127.0.0.1).
+    pub rtc: RtcConfig,
+    /// The engine's retry and supervision timing.
+    pub timing: Timing,
+    /// One join attempt (HTTP exchange and channel opening) gets this long.
+    pub join_timeout: Duration,
+    /// A peer sending more messages than this in one second is disconnected (a flood).
+    pub flood_limit: u32,
+}
+
+impl SyncConfig {
+    pub fn new(device_id: impl Into<DeviceId>, bind_ip: IpAddr) -> Self {
+        let device_id = device_id.into();
+        SyncConfig {
+            device_name: device_id.to_string(),
+            device_id,
+            rtc: RtcConfig::new(bind_ip),
+            timing: Timing::LAN,
+            join_timeout: Duration::from_secs(5),
+            flood_limit: 500,
+        }
+    }
+}
+
+/// What the app asks of the sync thread.
+#[derive(Debug, Clone)]
+pub enum SyncCommand {
+    /// A local action: page turns, song changes, follow/free, parity, leave, end the session.
+    Local(LocalAction),
+    /// Master: start a Choir session and its join listener on `listen` (port 0: any).
+    StartChoir { listen: SocketAddr },
+    /// Follower: join the session of this join code.
+    Join(JoinCode),
+    /// Solo: make an offer code to show (answered by `SoloAnswer` on the other device).
+    SoloOffer,
+    /// Solo: answer the other device's offer code (shows an answer code).
+    SoloAnswer(String),
+    /// Solo: take the other device's answer code, completing the pairing.
+    SoloAccept(String),
+    /// Fault injection for tests and the fault campaign.
+    Fault(Fault),
+    /// Close every link and stop the thread.
+    Shutdown,
+}
+
+/// Faults a test can inject into a running sync thread.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fault {
+    /// Close the connection to this peer abruptly, as a network failure would.
+    DropLink(DeviceId),
+    /// Master: `true` drops every link and refuses joins (as if unreachable); `false` returns.
+    Offline(bool),
+}
+
+/// What the sync thread tells the app.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SyncEvent {
+    /// An event of the engine: show a page, phase and link changes, session changes, streams.
+    Engine(Event),
+    /// Master: the join code to show (as QR and as text).
+    JoinCode(String),
+    /// Solo: the pairing code to show to the other device (offer or answer).
+    PairCode(String),
+    /// Something went wrong; one readable line for the user.
+    Error(String),
+}
+
+/// The app's end of the sync thread.
+#[derive(Debug)]
+pub struct SyncHandle {
+    commands: Sender<SyncCommand>,
+    events: Receiver<SyncEvent>,
+    notify: Arc<Notify>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl SyncHandle {
+    /// Starts the sync thread for `role`. `wake` is called after each event is queued, so a UI
+    /// sleeping in low-power mode wakes at once.
+    pub fn start(
+        role: Role,
+        config: SyncConfig,
+        wake: impl Fn() + Send + Sync + 'static,
+    ) -> std::io::Result<SyncHandle> {
+        let (cmd_tx, cmd_rx) = crossbeam_channel::unbounded();
+        let (ev_tx, ev_rx) = crossbeam_channel::unbounded();
+        let notify = Arc::new(Notify::new());
+        let n = notify.clone();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("maestral-sync-rt")
+            .enable_all()
+            .build()?;
+        let thread = std::thread::Builder::new().name("maestral-sync".into()).spawn(move || {
+            runtime.block_on(async move {
+                let worker = Worker::new(role, config, cmd_rx, n, ev_tx, Arc::new(wake));
+                worker.run().await;
+            });
+            // Tasks still closing links get a moment, then everything stops.
+            runtime.shutdown_timeout(Duration::from_secs(1));
+        })?;
+        Ok(SyncHandle { commands: cmd_tx, events: ev_rx, notify, thread: Some(thread) })
+    }
+
+    /// Sends a command; never blocks.
+    pub fn send(&self, command: SyncCommand) {
+        if self.commands.send(command).is_ok() {
+            self.notify.notify_one();
+        }
+    }
+
+    /// The events, to drain with `try_iter()` (or wait on with `recv_timeout` in tests).
+    pub fn events(&self) -> &Receiver<SyncEvent> {
+        &self.events
+    }
+
+    /// Closes every link cleanly and waits for the thread to end.
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        self.send(SyncCommand::Shutdown);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for SyncHandle {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// One open link: its connection, its send queue, and flood accounting.
+struct PeerLink {
+    link: Link,
+    generation: u64,
+    send: mpsc::UnboundedSender<Arc<str>>,
+    window_start: Instant,
+    in_window: u32,
+}
+
+/// How a link came to be ready.
+enum ReadyKind {
+    /// The Follower's first join: the Master's id was learned from its first message.
+    FirstJoin(JoinCode),
+    /// A rejoin, or a Follower accepted by this Master.
+    Known,
+    /// A Solo pairing: the partner's id was learned from its first message.
+    Solo,
+}
+
+/// Results of tasks the worker spawned.
+enum Internal {
+    Ready {
+        peer: DeviceId,
+        link: Link,
+        events: mpsc::UnboundedReceiver<LinkEvent>,
+        first: Option<String>,
+        kind: ReadyKind,
+    },
+    /// A join attempt failed; `peer` is the Master for a rejoin, `None` for a first join.
+    JoinFailed {
+        peer: Option<DeviceId>,
+        error: JoinFailure,
+    },
+    SoloOffer {
+        link: Link,
+        events: mpsc::UnboundedReceiver<LinkEvent>,
+        code: String,
+    },
+    PairCode(String),
+    Error(String),
+}
+
+#[derive(Debug)]
+enum JoinFailure {
+    Refused(HttpReject),
+    Other(String),
+}
+
+impl std::fmt::Display for JoinFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            JoinFailure::Refused(r) => write!(f, "{r}"),
+            JoinFailure::Other(s) => f.write_str(s),
+        }
+    }
+}
+
+struct Worker {
+    engine: Engine,
+    role: Role,
+    cfg: SyncConfig,
+    commands: Receiver<SyncCommand>,
+    notify: Arc<Notify>,
+    events: Sender<SyncEvent>,
+    wake: Arc<dyn Fn() + Send + Sync>,
+    links: HashMap<DeviceId, PeerLink>,
+    next_generation: u64,
+    link_tx: mpsc::UnboundedSender<(DeviceId, u64, LinkEvent)>,
+    link_rx: mpsc::UnboundedReceiver<(DeviceId, u64, LinkEvent)>,
+    internal_tx: mpsc::UnboundedSender<Internal>,
+    internal_rx: mpsc::UnboundedReceiver<Internal>,
+    // Master
+    cert: Option<DtlsCert>,
+    server: Option<SignalingServer>,
+    join_rx: Option<mpsc::Receiver<PendingJoin>>,
+    session: Option<(String, String)>,
+    ended_session: Option<String>,
+    offline: bool,
+    // Follower: the Master's id and the code to rejoin with.
+    master: Option<(DeviceId, JoinCode)>,
+    // Solo: an offer waiting for its answer code.
+    pending_offer: Option<(Link, mpsc::UnboundedReceiver<LinkEvent>)>,
+}
+
+impl Worker {
+    fn new(
+        role: Role,
+        cfg: SyncConfig,
+        commands: Receiver<SyncCommand>,
+        notify: Arc<Notify>,
+        events: Sender<SyncEvent>,
+        wake: Arc<dyn Fn() + Send + Sync>,
+    ) -> Worker {
+        let mut ec = EngineConfig::new(cfg.device_id.clone());
+        ec.device_name = cfg.device_name.clone();
+        ec.timing = cfg.timing;
+        ec.capabilities = vec!["webrtc".into()];
+        let engine = Engine::new(ec, role, Box::new(rand::rngs::StdRng::from_os_rng()));
+        let (link_tx, link_rx) = mpsc::unbounded_channel();
+        let (internal_tx, internal_rx) = mpsc::unbounded_channel();
+        Worker {
+            engine,
+            role,
+            cfg,
+            commands,
+            notify,
+            events,
+            wake,
+            links: HashMap::new(),
+            next_generation: 0,
+            link_tx,
+            link_rx,
+            internal_tx,
+            internal_rx,
+            cert: None,
+            server: None,
+            join_rx: None,
+            session: None,
+            ended_session: None,
+            offline: false,
+            master: None,
+            pending_offer: None,
+        }
+    }
+
+    async fn run(mut self) {
+        loop {
+            self.flush();
+            let sleep = match self.engine.poll_timeout() {
+                Some(t) => Duration::from_millis(t.saturating_sub(now_ms())),
+                None => Duration::from_secs(3600),
+            };
+            tokio::select! {
+                _ = self.notify.notified() => {
+                    while let Ok(cmd) = self.commands.try_recv() {
+                        if matches!(cmd, SyncCommand::Shutdown) {
+                            self.shutdown().await;
+                            return;
+                        }
+                        self.command(cmd).await;
+                        self.flush();
+                    }
+                }
+                Some((peer, generation, ev)) = self.link_rx.recv() => {
+                    self.link_event(peer, generation, ev);
+                }
+                Some(join) = recv_join(&mut self.join_rx) => self.master_join(join),
+                Some(i) = self.internal_rx.recv() => self.internal(i),
+                _ = tokio::time::sleep(sleep) => self.engine.handle_timeout(now_ms()),
+            }
+        }
+    }
+
+    fn emit(&self, e: SyncEvent) {
+        if self.events.send(e).is_ok() {
+            (self.wake)();
+        }
+    }
+
+    /// Carries out everything the engine asked for.
+    fn flush(&mut self) {
+        while let Some(o) = self.engine.poll_output() {
+            match o {
+                Output::Transmit { to, data } => {
+                    if let Some(pl) = self.links.get(&to) {
+                        let _ = pl.send.send(data);
+                    }
+                }
+                Output::Event(e) => self.engine_event(e),
+                Output::Request(TransportRequest::Connect { peer }) => self.connect(peer),
+                Output::Request(TransportRequest::Disconnect { peer }) => {
+                    if let Some(pl) = self.links.remove(&peer) {
+                        tokio::spawn(async move { pl.link.close().await });
+                    }
+                }
+            }
+        }
+    }
+
+    fn engine_event(&mut self, e: Event) {
+        match &e {
+            Event::SessionStarted { session_id, token } if self.role == Role::Master => {
+                self.session = Some((session_id.to_string(), token.clone()));
+                self.ended_session = None;
+                if let (Some(server), Some(cert)) = (&self.server, &self.cert) {
+                    let mut host = server.local_addr();
+                    if host.ip().is_unspecified() {
+                        host.set_ip(self.cfg.rtc.bind_ip);
+                    }
+                    match JoinCode::new(
+                        host,
+                        session_id.to_string(),
+                        token.clone(),
+                        cert.fingerprint(),
+                    ) {
+                        Ok(code) => self.emit(SyncEvent::JoinCode(code.to_string())),
+                        Err(err) => self.emit(SyncEvent::Error(err.to_string())),
+                    }
+                }
+            }
+            Event::SessionEnded if self.role == Role::Master => {
+                self.ended_session = self.session.take().map(|(id, _)| id);
+            }
+            Event::SessionEnded | Event::JoinRejected { .. } if self.role == Role::Follower => {
+                self.master = None;
+            }
+            _ => {}
+        }
+        self.emit(SyncEvent::Engine(e));
+    }
+
+    async fn command(&mut self, cmd: SyncCommand) {
+        let now = now_ms();
+        match cmd {
+            SyncCommand::Local(LocalAction::Leave) if self.role == Role::Follower => {
+                self.master = None;
+                self.local(now, LocalAction::Leave);
+            }
+            SyncCommand::Local(a) => self.local(now, a),
+            SyncCommand::StartChoir { listen } => self.start_choir(now, listen).await,
+            SyncCommand::Join(code) => self.first_join(code),
+            SyncCommand::SoloOffer => self.solo_offer(),
+            SyncCommand::SoloAnswer(code) => self.solo_answer(code),
+            SyncCommand::SoloAccept(code) => self.solo_accept(code),
+            SyncCommand::Fault(Fault::DropLink(peer)) => {
+                // Closed by "the network": the Closed event tells the engine, as a failure would.
+                if let Some(pl) = self.links.get(&peer) {
+                    let link = pl.link.clone();
+                    tokio::spawn(async move { link.close().await });
+                }
+            }
+            SyncCommand::Fault(Fault::Offline(off)) => {
+                self.offline = off;
+                if off {
+                    for pl in self.links.values() {
+                        let link = pl.link.clone();
+                        tokio::spawn(async move { link.close().await });
+                    }
+                }
+            }
+            SyncCommand::Shutdown => {}
+        }
+    }
+
+    fn local(&mut self, now: u64, action: LocalAction) {
+        if let Err(e) = self.engine.handle_local(now, action) {
+            self.emit(SyncEvent::Error(e.to_string()));
+        }
+    }
+
+    // ---- links -------------------------------------------------------------------------------
+
+    /// Binds an open link to `peer` (replacing an older one) and starts its reader and writer
+    /// tasks.
+    fn register(
+        &mut self,
+        peer: &DeviceId,
+        link: Link,
+        mut events: mpsc::UnboundedReceiver<LinkEvent>,
+    ) {
+        if let Some(old) = self.links.remove(peer) {
+            tokio::spawn(async move { old.link.close().await });
+        }
+        self.next_generation += 1;
+        let generation = self.next_generation;
+        let (send_tx, mut send_rx) = mpsc::unbounded_channel::<Arc<str>>();
+        let writer = link.clone();
+        // One writer per link keeps its messages in order without ever blocking the worker.
+        tokio::spawn(async move {
+            while let Some(text) = send_rx.recv().await {
+                if writer.send_text(&text).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let tx = self.link_tx.clone();
+        let p = peer.clone();
+        tokio::spawn(async move {
+            while let Some(ev) = events.recv().await {
+                if tx.send((p.clone(), generation, ev)).is_err() {
+                    break;
+                }
+            }
+        });
+        self.links.insert(
+            peer.clone(),
+            PeerLink {
+                link,
+                generation,
+                send: send_tx,
+                window_start: Instant::now(),
+                in_window: 0,
+            },
+        );
+    }
+
+    fn link_event(&mut self, peer: DeviceId, generation: u64, ev: LinkEvent) {
+        let Some(pl) = self.links.get_mut(&peer).filter(|pl| pl.generation == generation) else {
+            return;
+        };
+        let now = now_ms();
+        match ev {
+            LinkEvent::Text(_) | LinkEvent::Binary(_) => {
+                if pl.window_start.elapsed() >= Duration::from_secs(1) {
+                    pl.window_start = Instant::now();
+                    pl.in_window = 0;
+                }
+                pl.in_window += 1;
+                if pl.in_window > self.cfg.flood_limit {
+                    // A flooding peer is cut off; everyone else is untouched.
+                    if let Some(pl) = self.links.remove(&peer) {
+                        tokio::spawn(async move { pl.link.close().await });
+                    }
+                    self.engine.handle_link(now, &peer, LinkSignal::Down);
+                    self.emit(SyncEvent::Error(format!(
+                        "{peer} sent more than {} messages in a second and was disconnected",
+                        self.cfg.flood_limit
+                    )));
+                    return;
+                }
+                if let LinkEvent::Text(text) = ev {
+                    // A rejected message changes nothing; there is no one to tell but a log.
+                    let _ = self.engine.handle_message(now, &peer, text.as_bytes());
+                }
+                // A binary message on `maestral-sync` is bad input: dropped.
+            }
+            LinkEvent::Open | LinkEvent::Recovered => {
+                self.engine.handle_link(now, &peer, LinkSignal::Up)
+            }
+            LinkEvent::Degraded => self.engine.handle_link(now, &peer, LinkSignal::Degraded),
+            LinkEvent::Closed => {
+                self.links.remove(&peer);
+                self.engine.handle_link(now, &peer, LinkSignal::Down);
+            }
+        }
+    }
+
+    fn internal(&mut self, i: Internal) {
+        let now = now_ms();
+        match i {
+            Internal::Ready { peer, link, events, first, kind } => {
+                match kind {
+                    ReadyKind::FirstJoin(code) => {
+                        if self.role != Role::Follower {
+                            return;
+                        }
+                        self.register(&peer, link, events);
+                        self.engine.handle_link(now, &peer, LinkSignal::Up);
+                        let join = LocalAction::Join {
+                            master: peer.clone(),
+                            session_id: SessionId::new(code.session_id.clone()),
+                            token: code.token.clone(),
+                        };
+                        self.master = Some((peer.clone(), code));
+                        self.local(now, join);
+                    }
+                    ReadyKind::Known | ReadyKind::Solo => {
+                        self.register(&peer, link, events);
+                        self.engine.handle_link(now, &peer, LinkSignal::Up);
+                    }
+                }
+                if let Some(text) = first {
+                    let _ = self.engine.handle_message(now, &peer, text.as_bytes());
+                }
+            }
+            Internal::JoinFailed { peer: Some(master), error } => match error {
+                JoinFailure::Refused(r @ (HttpReject::InvalidToken | HttpReject::SessionEnded)) => {
+                    let reason = match r {
+                        HttpReject::SessionEnded => maestral_protocol::RejectReason::SessionEnded,
+                        _ => maestral_protocol::RejectReason::InvalidToken,
+                    };
+                    self.engine.handle_join_refused(now, &master, reason);
+                }
+                // Unreachable, busy, timed out: the engine backs off and tries again.
+                _ => self.engine.handle_link(now, &master, LinkSignal::Down),
+            },
+            Internal::JoinFailed { peer: None, error } => {
+                if let JoinFailure::Refused(r) = &error {
+                    let reason = match r {
+                        HttpReject::SessionEnded => {
+                            Some(maestral_protocol::RejectReason::SessionEnded)
+                        }
+                        HttpReject::InvalidToken => {
+                            Some(maestral_protocol::RejectReason::InvalidToken)
+                        }
+                        _ => None,
+                    };
+                    if let Some(reason) = reason {
+                        self.emit(SyncEvent::Engine(Event::JoinRejected { reason }));
+                    }
+                }
+                self.emit(SyncEvent::Engine(Event::Phase(Phase::FollowerIdleLocal)));
+                self.emit(SyncEvent::Error(error.to_string()));
+            }
+            Internal::SoloOffer { link, events, code } => {
+                self.pending_offer = Some((link, events));
+                self.emit(SyncEvent::PairCode(code));
+            }
+            Internal::PairCode(code) => self.emit(SyncEvent::PairCode(code)),
+            Internal::Error(e) => self.emit(SyncEvent::Error(e)),
+        }
+    }
+
+    // ---- Choir: Master -----------------------------------------------------------------------
+
+    async fn start_choir(&mut self, now: u64, listen: SocketAddr) {
+        if self.role != Role::Master {
+            self.emit(SyncEvent::Error("only a Master starts a Choir session".into()));
+            return;
+        }
+        if self.cert.is_none() {
+            match DtlsCert::generate() {
+                Ok(c) => self.cert = Some(c),
+                Err(e) => {
+                    self.emit(SyncEvent::Error(format!("could not create a certificate: {e}")));
+                    return;
+                }
+            }
+        }
+        if self.server.is_none() {
+            let (handler, rx) = channel_handler(256);
+            match SignalingServer::bind(listen, handler).await {
+                Ok(s) => {
+                    self.server = Some(s);
+                    self.join_rx = Some(rx);
+                }
+                Err(e) => {
+                    self.emit(SyncEvent::Error(format!(
+                        "could not listen for singers on {listen}: {e} — pick another address or port"
+                    )));
+                    return;
+                }
+            }
+        }
+        self.local(now, LocalAction::StartSession { session_id: None, token: None });
+    }
+
+    /// A `POST /v1/join`: the token is checked here (in constant time) and again by the engine
+    /// on `JOIN_REQUEST`; the answer is made on a task so joins never stall the engine.
+    fn master_join(&mut self, p: PendingJoin) {
+        let r = &p.request;
+        let refusal = if self.offline {
+            Some(JoinOutcome::Unavailable)
+        } else {
+            match &self.session {
+                Some((id, token)) if r.session_id == *id && token_eq(&r.token, token) => None,
+                _ if self.ended_session.as_deref() == Some(r.session_id.as_str()) => {
+                    Some(JoinOutcome::SessionEnded)
+                }
+                _ => Some(JoinOutcome::InvalidToken),
+            }
+        };
+        if let Some(o) = refusal {
+            let _ = p.reply.send(o);
+            return;
+        }
+        let (Some(cert), cfg, tx) = (self.cert.clone(), self.cfg.rtc, self.internal_tx.clone())
+        else {
+            let _ = p.reply.send(JoinOutcome::Unavailable);
+            return;
+        };
+        let timeout = self.cfg.join_timeout;
+        tokio::spawn(async move {
+            let PendingJoin { request, reply } = p;
+            let peer = DeviceId::new(request.device_id.clone());
+            match Link::answer(&cfg, Some(&cert), &request.offer).await {
+                Ok((link, answer, mut events)) => {
+                    if reply.send(JoinOutcome::Answer(answer)).is_err() {
+                        link.close().await;
+                        return;
+                    }
+                    if wait_open(&mut events, timeout).await {
+                        let _ = tx.send(Internal::Ready {
+                            peer,
+                            link,
+                            events,
+                            first: None,
+                            kind: ReadyKind::Known,
+                        });
+                    } else {
+                        link.close().await;
+                    }
+                }
+                Err(_) => {
+                    let _ = reply.send(JoinOutcome::BadRequest);
+                }
+            }
+        });
+    }
+
+    // ---- Choir: Follower ---------------------------------------------------------------------
+
+    fn first_join(&mut self, code: JoinCode) {
+        if self.role != Role::Follower {
+            self.emit(SyncEvent::Error("only a Follower joins a Choir session".into()));
+            return;
+        }
+        if let Some((master, _)) = self.master.take() {
+            let _ = self.engine.handle_local(now_ms(), LocalAction::Leave);
+            if let Some(pl) = self.links.remove(&master) {
+                tokio::spawn(async move { pl.link.close().await });
+            }
+        }
+        self.emit(SyncEvent::Engine(Event::Phase(Phase::FollowerJoining)));
+        let (cfg, me, timeout, tx) = (
+            self.cfg.rtc,
+            self.cfg.device_id.clone(),
+            self.cfg.join_timeout,
+            self.internal_tx.clone(),
+        );
+        tokio::spawn(async move {
+            let msg = match join_link(&cfg, &me, &code, timeout).await {
+                Ok((link, mut events)) => match first_text(&mut events, timeout).await {
+                    Some((sender, text)) => Internal::Ready {
+                        peer: sender,
+                        link,
+                        events,
+                        first: Some(text),
+                        kind: ReadyKind::FirstJoin(code),
+                    },
+                    None => {
+                        link.close().await;
+                        let e = "the conductor's device connected but never introduced itself";
+                        Internal::JoinFailed { peer: None, error: JoinFailure::Other(e.into()) }
+                    }
+                },
+                Err(error) => Internal::JoinFailed { peer: None, error },
+            };
+            let _ = tx.send(msg);
+        });
+    }
+
+    /// The engine wants a link: a Follower's rejoin with the stored code.
+    fn connect(&mut self, peer: DeviceId) {
+        let Some((master, code)) = self.master.clone().filter(|(m, _)| *m == peer) else {
+            // Solo reconnection without a new scan needs the partner's address and a pairing
+            // secret exchanged after pairing; until then, only a new pairing reconnects.
+            return;
+        };
+        let (cfg, me, timeout, tx) = (
+            self.cfg.rtc,
+            self.cfg.device_id.clone(),
+            self.cfg.join_timeout,
+            self.internal_tx.clone(),
+        );
+        tokio::spawn(async move {
+            let msg = match join_link(&cfg, &me, &code, timeout).await {
+                Ok((link, events)) => Internal::Ready {
+                    peer: master,
+                    link,
+                    events,
+                    first: None,
+                    kind: ReadyKind::Known,
+                },
+                Err(error) => Internal::JoinFailed { peer: Some(master), error },
+            };
+            let _ = tx.send(msg);
+        });
+    }
+
+    // ---- Solo --------------------------------------------------------------------------------
+
+    fn solo_offer(&mut self) {
+        if self.role != Role::Solo {
+            self.emit(SyncEvent::Error("pairing codes are for Solo mode".into()));
+            return;
+        }
+        let (cfg, tx) = (self.cfg.rtc, self.internal_tx.clone());
+        tokio::spawn(async move {
+            let msg = match Link::offer(&cfg, None).await {
+                Ok((link, sdp, events)) => match pairing::encode_offer(&sdp) {
+                    Ok(code) => Internal::SoloOffer { link, events, code },
+                    Err(e) => {
+                        link.close().await;
+                        Internal::Error(e.to_string())
+                    }
+                },
+                Err(e) => Internal::Error(format!("could not prepare a pairing offer: {e}")),
+            };
+            let _ = tx.send(msg);
+        });
+    }
+
+    fn solo_answer(&mut self, code: String) {
+        if self.role != Role::Solo {
+            self.emit(SyncEvent::Error("pairing codes are for Solo mode".into()));
+            return;
+        }
+        let (cfg, tx, hello, timeout) =
+            (self.cfg.rtc, self.internal_tx.clone(), self.intro(), self.cfg.join_timeout * 12);
+        tokio::spawn(async move {
+            let offer = match pairing::decode_offer(&code) {
+                Ok(o) => o,
+                Err(e) => {
+                    let _ = tx.send(Internal::Error(e.to_string()));
+                    return;
+                }
+            };
+            let (link, answer, events) = match Link::answer(&cfg, None, &offer).await {
+                Ok(x) => x,
+                Err(e) => {
+                    let _ =
+                        tx.send(Internal::Error(format!("this pairing code did not work: {e}")));
+                    return;
+                }
+            };
+            match pairing::encode_answer(&answer) {
+                Ok(c) => {
+                    let _ = tx.send(Internal::PairCode(c));
+                }
+                Err(e) => {
+                    link.close().await;
+                    let _ = tx.send(Internal::Error(e.to_string()));
+                    return;
+                }
+            }
+            // The other device may take a while to scan the answer.
+            solo_handshake(link, events, hello, timeout, tx).await;
+        });
+    }
+
+    fn solo_accept(&mut self, code: String) {
+        let Some((link, events)) = self.pending_offer.take() else {
+            self.emit(SyncEvent::Error("make an offer code first, then scan the answer".into()));
+            return;
+        };
+        let (tx, hello, timeout) = (self.internal_tx.clone(), self.intro(), self.cfg.join_timeout);
+        tokio::spawn(async move {
+            let answer = match pairing::decode_answer(&code) {
+                Ok(a) => a,
+                Err(e) => {
+                    link.close().await;
+                    let _ = tx.send(Internal::Error(e.to_string()));
+                    return;
+                }
+            };
+            if let Err(e) = link.accept_answer(&answer).await {
+                link.close().await;
+                let _ = tx.send(Internal::Error(format!("this answer code did not work: {e}")));
+                return;
+            }
+            solo_handshake(link, events, hello, timeout, tx).await;
+        });
+    }
+
+    /// The first message on a new Solo link: a HELLO, so the other device learns our id
+    /// before its engine hears of the link (the engine sends its own HELLO right after).
+    fn intro(&self) -> String {
+        Envelope::new(
+            SessionId::default(),
+            self.cfg.device_id.clone(),
+            now_ms(),
+            Message::Hello(Hello {
+                mode: Mode::Solo,
+                device_name: self.cfg.device_name.clone(),
+                app_version: env!("CARGO_PKG_VERSION").into(),
+                capabilities: vec!["webrtc".into()],
+            }),
+        )
+        .encode()
+    }
+
+    async fn shutdown(&mut self) {
+        if self.role == Role::Follower
+            && let Some((master, _)) = &self.master
+            && self.links.contains_key(master)
+        {
+            let _ = self.engine.handle_local(now_ms(), LocalAction::Leave);
+            self.flush();
+        }
+        // Every link closed in parallel (webrtc keeps an unclosed connection's task alive).
+        let mut closing = tokio::task::JoinSet::new();
+        for (_, pl) in self.links.drain() {
+            closing.spawn(async move { pl.link.close().await });
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(2), async {
+            while closing.join_next().await.is_some() {}
+        })
+        .await;
+        if let Some((link, _)) = self.pending_offer.take() {
+            link.close().await;
+        }
+        if let Some(s) = self.server.take() {
+            s.shutdown().await;
+        }
+    }
+}
+
+async fn recv_join(rx: &mut Option<mpsc::Receiver<PendingJoin>>) -> Option<PendingJoin> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Waits for the channel to open. Messages cannot come before `Open` (the link's contract).
+async fn wait_open(events: &mut mpsc::UnboundedReceiver<LinkEvent>, timeout: Duration) -> bool {
+    let r = tokio::time::timeout(timeout, async {
+        loop {
+            match events.recv().await {
+                Some(LinkEvent::Open) => return true,
+                Some(LinkEvent::Closed) | None => return false,
+                Some(_) => {}
+            }
+        }
+    })
+    .await;
+    r.unwrap_or(false)
+}
+
+/// The peer's first text message and the device id it claims (its HELLO).
+async fn first_text(
+    events: &mut mpsc::UnboundedReceiver<LinkEvent>,
+    timeout: Duration,
+) -> Option<(DeviceId, String)> {
+    let r = tokio::time::timeout(timeout, async {
+        loop {
+            match events.recv().await {
+                Some(LinkEvent::Text(t)) => {
+                    return decode(t.as_bytes()).ok().map(|e| (e.sender_id, t));
+                }
+                Some(LinkEvent::Closed) | None => return None,
+                Some(_) => {}
+            }
+        }
+    })
+    .await;
+    r.ok().flatten()
+}
+
+/// Offer → `POST /v1/join` → check the answer's fingerprint against the join code → open.
+async fn join_link(
+    cfg: &RtcConfig,
+    me: &DeviceId,
+    code: &JoinCode,
+    timeout: Duration,
+) -> Result<(Link, mpsc::UnboundedReceiver<LinkEvent>), JoinFailure> {
+    let (link, offer, mut events) = Link::offer(cfg, None)
+        .await
+        .map_err(|e| JoinFailure::Other(format!("could not prepare a connection: {e}")))?;
+    let body = JoinRequestBody {
+        session_id: code.session_id.clone(),
+        token: code.token.clone(),
+        device_id: me.to_string(),
+        offer,
+    };
+    let answer = match post_join(code.host, &body, timeout).await {
+        Ok(a) => a,
+        Err(e) => {
+            link.close().await;
+            return Err(match e {
+                JoinError::Rejected(r) => JoinFailure::Refused(r),
+                other => JoinFailure::Other(other.to_string()),
+            });
+        }
+    };
+    // The answer must come from the Master whose certificate the QR code names: no one else on
+    // the LAN can sit in the middle.
+    let genuine =
+        sha256_fingerprint(&answer).is_some_and(|fp| fingerprints_match(&fp, &code.fingerprint));
+    if !genuine {
+        link.close().await;
+        return Err(JoinFailure::Other(
+            "the device that answered is not the conductor's device named by this join code \
+             (certificate fingerprint mismatch) — refused; scan the QR code on the conductor's screen again"
+                .into(),
+        ));
+    }
+    if let Err(e) = link.accept_answer(&answer).await {
+        link.close().await;
+        return Err(JoinFailure::Other(format!("the conductor's answer did not work: {e}")));
+    }
+    if !wait_open(&mut events, timeout).await {
+        link.close().await;
+        return Err(JoinFailure::Other(
+            "the connection to the conductor's device did not open — check the network".into(),
+        ));
+    }
+    Ok((link, events))
+}
+
+/// Opens a Solo link, introduces this device, and learns the partner's id.
+async fn solo_handshake(
+    link: Link,
+    mut events: mpsc::UnboundedReceiver<LinkEvent>,
+    hello: String,
+    timeout: Duration,
+    tx: mpsc::UnboundedSender<Internal>,
+) {
+    if !wait_open(&mut events, timeout).await {
+        link.close().await;
+        let _ = tx.send(Internal::Error("the pairing did not connect — try again".into()));
+        return;
+    }
+    if link.send_text(&hello).await.is_err() {
+        link.close().await;
+        let _ =
+            tx.send(Internal::Error("the pairing connection closed at once — try again".into()));
+        return;
+    }
+    match first_text(&mut events, timeout).await {
+        Some((peer, text)) => {
+            let _ = tx.send(Internal::Ready {
+                peer,
+                link,
+                events,
+                first: Some(text),
+                kind: ReadyKind::Solo,
+            });
+        }
+        None => {
+            link.close().await;
+            let _ = tx.send(Internal::Error("the other device did not introduce itself".into()));
+        }
+    }
+}

@@ -1,0 +1,287 @@
+//! The sync thread end to end: real engines, real WebRTC between real peer connections on
+//! loopback, real HTTP signaling. Every wait is bounded (a hang is a failure) and nothing
+//! asserts on time.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use maestral_net::joincode::JoinCode;
+use maestral_net::rtc::DtlsCert;
+use maestral_net::{Fault, SyncCommand, SyncConfig, SyncEvent, SyncHandle};
+use maestral_protocol::{DeviceId, FollowMode, RejectReason, SongId};
+use maestral_sync::{Event, LinkState, LocalAction, Phase, Role, View};
+
+const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+const WAIT: Duration = Duration::from_secs(30);
+
+struct Peer {
+    name: String,
+    h: SyncHandle,
+    phase: Option<Phase>,
+    view: Option<View>,
+    links: HashMap<DeviceId, LinkState>,
+    join_code: Option<String>,
+    pair_code: Option<String>,
+    rejected: Option<RejectReason>,
+    errors: Vec<String>,
+    phases: Vec<Phase>,
+}
+
+impl Peer {
+    fn start(name: &str, role: Role) -> Peer {
+        let h =
+            SyncHandle::start(role, SyncConfig::new(name, LOCAL), || {}).expect("thread starts");
+        Peer {
+            name: name.into(),
+            h,
+            phase: None,
+            view: None,
+            links: HashMap::new(),
+            join_code: None,
+            pair_code: None,
+            rejected: None,
+            errors: Vec::new(),
+            phases: Vec::new(),
+        }
+    }
+
+    fn apply(&mut self, e: SyncEvent) {
+        match e {
+            SyncEvent::Engine(Event::Phase(p)) => {
+                self.phase = Some(p);
+                self.phases.push(p);
+            }
+            SyncEvent::Engine(Event::Show(v)) => self.view = Some(v),
+            SyncEvent::Engine(Event::Link { peer, state }) => {
+                self.links.insert(peer, state);
+            }
+            SyncEvent::Engine(Event::JoinRejected { reason }) => self.rejected = Some(reason),
+            SyncEvent::Engine(_) => {}
+            SyncEvent::JoinCode(c) => self.join_code = Some(c),
+            SyncEvent::PairCode(c) => self.pair_code = Some(c),
+            SyncEvent::Error(e) => self.errors.push(e),
+        }
+    }
+
+    fn wait(&mut self, what: &str, done: impl Fn(&Peer) -> bool) {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            while let Ok(e) = self.h.events().try_recv() {
+                self.apply(e);
+            }
+            if done(self) {
+                return;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(
+                !left.is_zero(),
+                "{}: no {what} within {WAIT:?}; phase {:?}, view {:?}, errors {:?}",
+                self.name,
+                self.phase,
+                self.view,
+                self.errors
+            );
+            if let Ok(e) = self.h.events().recv_timeout(left.min(Duration::from_millis(100))) {
+                self.apply(e);
+            }
+        }
+    }
+
+    fn wait_phase(&mut self, p: Phase) {
+        self.wait(p.as_str(), |s| s.phase == Some(p));
+    }
+
+    fn wait_view(&mut self, song: &str, page: u32) {
+        let want = View { song_id: Some(SongId::new(song)), page_index: page };
+        self.wait(&format!("{want:?}"), |s| s.view.as_ref() == Some(&want));
+    }
+
+    fn local(&self, a: LocalAction) {
+        self.h.send(SyncCommand::Local(a));
+    }
+
+    fn page(&self) -> u32 {
+        self.view.as_ref().map_or(0, |v| v.page_index)
+    }
+}
+
+fn song(s: &str) -> LocalAction {
+    LocalAction::SetSong { song_id: Some(SongId::new(s)) }
+}
+
+fn master() -> (Peer, JoinCode) {
+    let mut m = Peer::start("M", Role::Master);
+    m.h.send(SyncCommand::StartChoir { listen: SocketAddr::new(LOCAL, 0) });
+    m.wait("a join code", |s| s.join_code.is_some());
+    m.wait_phase(Phase::MasterSessionActive);
+    let code: JoinCode =
+        m.join_code.clone().expect("join code").parse().expect("our join code parses");
+    (m, code)
+}
+
+fn follower(name: &str, code: &JoinCode) -> Peer {
+    let mut f = Peer::start(name, Role::Follower);
+    f.h.send(SyncCommand::Join(code.clone()));
+    f.wait_phase(Phase::FollowerConnectedFollow);
+    f
+}
+
+#[test]
+fn choir_master_and_eight_followers_follow_songs_and_bursts() {
+    let (m, code) = master();
+    let mut fs: Vec<Peer> = (0..8).map(|i| follower(&format!("F{i}"), &code)).collect();
+    m.local(song("hymn"));
+    for _ in 0..10 {
+        m.local(LocalAction::NextPage);
+    }
+    for f in &mut fs {
+        f.wait_view("hymn", 10);
+    }
+    m.local(song("anthem"));
+    for f in &mut fs {
+        f.wait_view("anthem", 0);
+    }
+    m.local(LocalAction::SetPage { page: 4 });
+    for f in &mut fs {
+        f.wait_view("anthem", 4);
+    }
+}
+
+#[test]
+fn a_cut_follower_goes_local_and_rejoins_by_itself() {
+    let (m, code) = master();
+    let mut f1 = follower("F1", &code);
+    let mut f2 = follower("F2", &code);
+    m.local(song("a"));
+    f1.wait_view("a", 0);
+    // The Master's connection to F1 fails; F2 is not affected.
+    m.h.send(SyncCommand::Fault(Fault::DropLink(DeviceId::new("F1"))));
+    f1.wait("a rejoin", |s| s.phases.contains(&Phase::FollowerDisconnectedLocal));
+    f1.wait_phase(Phase::FollowerConnectedFollow);
+    m.local(LocalAction::SetPage { page: 3 });
+    f1.wait_view("a", 3);
+    f2.wait_view("a", 3);
+    assert!(!f2.phases.contains(&Phase::FollowerDisconnectedLocal));
+}
+
+#[test]
+fn when_the_master_is_away_followers_keep_their_page_and_resync_on_return() {
+    let (mut m, code) = master();
+    let mut ff = follower("FF", &code);
+    let mut fr = follower("FR", &code);
+    fr.local(LocalAction::SetFollowMode { mode: FollowMode::Free });
+    fr.wait_phase(Phase::FollowerConnectedFree);
+    m.local(song("a"));
+    m.local(LocalAction::SetPage { page: 2 });
+    ff.wait_view("a", 2);
+    fr.wait_view("a", 0);
+    fr.local(LocalAction::SetPage { page: 9 });
+    fr.wait_view("a", 9);
+
+    m.h.send(SyncCommand::Fault(Fault::Offline(true)));
+    ff.wait_phase(Phase::FollowerDisconnectedLocal);
+    fr.wait("disconnection", |s| s.phases.contains(&Phase::FollowerDisconnectedLocal));
+    assert_eq!(ff.page(), 2, "keeps the last page");
+    ff.local(LocalAction::NextPage);
+    ff.wait_view("a", 3);
+    m.local(LocalAction::SetPage { page: 6 });
+    m.wait("the Master's links down", |s| s.phase == Some(Phase::MasterReconnectingLinks));
+
+    m.h.send(SyncCommand::Fault(Fault::Offline(false)));
+    ff.wait_view("a", 6);
+    ff.wait_phase(Phase::FollowerConnectedFollow);
+    fr.wait_phase(Phase::FollowerConnectedFree);
+    assert_eq!(fr.page(), 9, "a free Follower stays where it was");
+}
+
+#[test]
+fn ending_the_session_sends_followers_local_and_kills_the_code() {
+    let (m, code) = master();
+    let mut fs: Vec<Peer> = (0..3).map(|i| follower(&format!("F{i}"), &code)).collect();
+    m.local(song("a"));
+    m.local(LocalAction::SetPage { page: 5 });
+    for f in &mut fs {
+        f.wait_view("a", 5);
+    }
+    m.local(LocalAction::EndSession);
+    for f in &mut fs {
+        f.wait_phase(Phase::FollowerIdleLocal);
+        assert_eq!(f.page(), 5, "the page stays");
+    }
+    let mut late = Peer::start("LATE", Role::Follower);
+    late.h.send(SyncCommand::Join(code));
+    late.wait("a refusal", |s| s.rejected.is_some());
+    assert_eq!(late.rejected, Some(RejectReason::SessionEnded));
+    assert_ne!(late.phase, Some(Phase::FollowerConnectedFollow));
+}
+
+#[test]
+fn a_wrong_token_gets_invalid_token() {
+    let (_m, mut code) = master();
+    code.token = "not-the-token".into();
+    let mut f = Peer::start("F", Role::Follower);
+    f.h.send(SyncCommand::Join(code));
+    f.wait("a refusal", |s| s.rejected.is_some());
+    assert_eq!(f.rejected, Some(RejectReason::InvalidToken));
+    f.wait_phase(Phase::FollowerIdleLocal);
+}
+
+#[test]
+fn an_answer_with_another_fingerprint_is_refused() {
+    let (mut m, mut code) = master();
+    // The join code names another certificate: whoever answers is not that Master.
+    code.fingerprint = DtlsCert::generate().expect("cert").fingerprint().to_owned();
+    let mut f = Peer::start("F", Role::Follower);
+    f.h.send(SyncCommand::Join(code));
+    f.wait("an error", |s| !s.errors.is_empty());
+    assert!(f.errors[0].contains("fingerprint"), "{:?}", f.errors);
+    assert_ne!(f.phase, Some(Phase::FollowerConnectedFollow));
+    std::thread::sleep(Duration::from_millis(200));
+    while let Ok(e) = m.h.events().try_recv() {
+        m.apply(e);
+    }
+    assert!(
+        !m.links.get(&DeviceId::new("F")).is_some_and(|s| s.is_up()),
+        "the refused Follower never has an open link at the Master"
+    );
+}
+
+#[test]
+fn solo_pairs_by_codes_and_turns_mirror_both_ways() {
+    let mut a = Peer::start("A", Role::Solo);
+    let mut b = Peer::start("B", Role::Solo);
+    a.h.send(SyncCommand::SoloOffer);
+    a.wait("an offer code", |s| s.pair_code.is_some());
+    let offer = a.pair_code.take().expect("offer");
+    assert!(offer.starts_with("M1O:"));
+    b.h.send(SyncCommand::SoloAnswer(offer));
+    b.wait("an answer code", |s| s.pair_code.is_some());
+    let answer = b.pair_code.take().expect("answer");
+    assert!(answer.starts_with("M1A:"));
+    a.h.send(SyncCommand::SoloAccept(answer));
+    a.wait_phase(Phase::SoloPairedConnected);
+    b.wait_phase(Phase::SoloPairedConnected);
+
+    a.local(song("duet"));
+    a.local(LocalAction::NextPage);
+    // Spread {2, 3}: one device shows 2, the other 3.
+    both_halves(&mut a, &mut b, 2);
+    b.local(LocalAction::NextPage);
+    both_halves(&mut a, &mut b, 4);
+    assert_eq!(a.view.as_ref().and_then(|v| v.song_id.clone()), Some(SongId::new("duet")));
+}
+
+/// Waits until the pair shows the two halves of the spread starting at `first`.
+fn both_halves(a: &mut Peer, b: &mut Peer, first: u32) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        a.wait("the spread", |s| s.page() / 2 == first / 2);
+        b.wait("the spread", |s| s.page() / 2 == first / 2);
+        if a.page() != b.page() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "both devices show page {}", a.page());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
