@@ -213,6 +213,8 @@ enum Internal {
     },
     PairCode(String),
     Error(String),
+    /// Solo: the reconnection listener is bound (it is in `pending_server`).
+    SoloListening,
 }
 
 #[derive(Debug)]
@@ -255,7 +257,26 @@ struct Worker {
     master: Option<(DeviceId, JoinCode)>,
     // Solo: an offer waiting for its answer code.
     pending_offer: Option<(Link, mpsc::UnboundedReceiver<LinkEvent>)>,
+    // Solo: the paired device, and how to reach each other again without a new scan.
+    solo_peer: Option<SoloPeer>,
+    pending_server: Option<std::sync::mpsc::Receiver<SignalingServer>>,
 }
+
+/// What two paired Solo devices know of each other to reconnect by themselves: each runs a
+/// small listener and gives the other its address and a secret over the channel (`PAIR_INFO`).
+#[derive(Debug, Clone)]
+struct SoloPeer {
+    id: DeviceId,
+    /// The secret this device accepts from the partner.
+    my_secret: String,
+    /// The partner's listener and the secret it accepts, once its `PAIR_INFO` arrived.
+    theirs: Option<(SocketAddr, String)>,
+}
+
+/// The message type paired Solo devices exchange after pairing. A V1 engine ignores it.
+const PAIR_INFO: &str = "PAIR_INFO";
+/// `session_id` of a Solo reconnection request on the listener.
+const SOLO_SESSION: &str = "solo";
 
 impl Worker {
     fn new(
@@ -295,6 +316,8 @@ impl Worker {
             offline: false,
             master: None,
             pending_offer: None,
+            solo_peer: None,
+            pending_server: None,
         }
     }
 
@@ -494,6 +517,9 @@ impl Worker {
                     return;
                 }
                 if let LinkEvent::Text(text) = ev {
+                    if self.role == Role::Solo && text.contains(PAIR_INFO) {
+                        self.pair_info(&peer, &text);
+                    }
                     // A rejected message changes nothing; there is no one to tell but a log.
                     let _ = self.engine.handle_message(now, &peer, text.as_bytes());
                 }
@@ -529,9 +555,17 @@ impl Worker {
                         self.master = Some((peer.clone(), code));
                         self.local(now, join);
                     }
-                    ReadyKind::Known | ReadyKind::Solo => {
+                    ReadyKind::Known => {
                         self.register(&peer, link, events);
                         self.engine.handle_link(now, &peer, LinkSignal::Up);
+                        if self.role == Role::Solo {
+                            self.send_pair_info(&peer);
+                        }
+                    }
+                    ReadyKind::Solo => {
+                        self.register(&peer, link, events);
+                        self.engine.handle_link(now, &peer, LinkSignal::Up);
+                        self.solo_paired(&peer);
                     }
                 }
                 if let Some(text) = first {
@@ -572,6 +606,14 @@ impl Worker {
                 self.emit(SyncEvent::PairCode(code));
             }
             Internal::PairCode(code) => self.emit(SyncEvent::PairCode(code)),
+            Internal::SoloListening => {
+                if let Some(server) = self.pending_server.take().and_then(|rx| rx.try_recv().ok()) {
+                    self.server = Some(server);
+                }
+                if let Some(peer) = self.solo_peer.as_ref().map(|sp| sp.id.clone()) {
+                    self.send_pair_info(&peer);
+                }
+            }
             Internal::Error(e) => self.emit(SyncEvent::Error(e)),
         }
     }
@@ -613,6 +655,10 @@ impl Worker {
     /// A `POST /v1/join`: the token is checked here (in constant time) and again by the engine
     /// on `JOIN_REQUEST`; the answer is made on a task so joins never stall the engine.
     fn master_join(&mut self, p: PendingJoin) {
+        if self.role == Role::Solo {
+            self.solo_join(p);
+            return;
+        }
         let r = &p.request;
         let refusal = if self.offline {
             Some(JoinOutcome::Unavailable)
@@ -707,9 +753,11 @@ impl Worker {
 
     /// The engine wants a link: a Follower's rejoin with the stored code.
     fn connect(&mut self, peer: DeviceId) {
+        if self.role == Role::Solo {
+            self.solo_reconnect(peer);
+            return;
+        }
         let Some((master, code)) = self.master.clone().filter(|(m, _)| *m == peer) else {
-            // Solo reconnection without a new scan needs the partner's address and a pairing
-            // secret exchanged after pairing; until then, only a new pairing reconnects.
             return;
         };
         let (cfg, me, timeout, tx) = (
@@ -815,6 +863,136 @@ impl Worker {
                 return;
             }
             solo_handshake(link, events, hello, timeout, tx).await;
+        });
+    }
+
+    /// A new pairing: start the listener the partner will call back on, and tell it how.
+    fn solo_paired(&mut self, peer: &DeviceId) {
+        let secret = new_secret();
+        self.solo_peer = Some(SoloPeer { id: peer.clone(), my_secret: secret, theirs: None });
+        if self.server.is_none() {
+            let (handler, rx) = channel_handler(16);
+            let addr = SocketAddr::new(self.cfg.rtc.bind_ip, 0);
+            let tx = self.internal_tx.clone();
+            let (server_tx, server_rx) = std::sync::mpsc::channel();
+            // Binding is async; the result comes back as an internal message.
+            tokio::spawn(async move {
+                match SignalingServer::bind(addr, handler).await {
+                    Ok(s) => {
+                        let _ = server_tx.send(s);
+                        let _ = tx.send(Internal::SoloListening);
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Internal::Error(format!(
+                            "could not listen for the paired device ({e}); it will need a new pairing after a drop-out"
+                        )));
+                    }
+                }
+            });
+            self.pending_server = Some(server_rx);
+            self.join_rx = Some(rx);
+        } else {
+            self.send_pair_info(peer);
+        }
+    }
+
+    /// Sends our listener's address and the secret we accept to the partner.
+    fn send_pair_info(&mut self, peer: &DeviceId) {
+        let (Some(server), Some(sp)) = (&self.server, &self.solo_peer) else { return };
+        if sp.id != *peer {
+            return;
+        }
+        let text = serde_json::json!({
+            "v": 1,
+            "session_id": "",
+            "sender_id": self.cfg.device_id.as_str(),
+            "type": PAIR_INFO,
+            "ts": now_ms(),
+            "payload": { "host": server.local_addr().to_string(), "secret": sp.my_secret },
+        })
+        .to_string();
+        if let Some(pl) = self.links.get(peer) {
+            let _ = pl.send.send(text.into());
+        }
+    }
+
+    /// The partner's `PAIR_INFO`: where and how to reach it again.
+    fn pair_info(&mut self, peer: &DeviceId, text: &str) {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(text) else { return };
+        if v["type"] != PAIR_INFO || v["sender_id"].as_str() != Some(peer.as_str()) {
+            return;
+        }
+        let host = v["payload"]["host"].as_str().and_then(|h| h.parse::<SocketAddr>().ok());
+        let secret = v["payload"]["secret"].as_str().filter(|s| !s.is_empty());
+        if let (Some(host), Some(secret), Some(sp)) = (host, secret, self.solo_peer.as_mut())
+            && sp.id == *peer
+        {
+            sp.theirs = Some((host, secret.to_owned()));
+        }
+    }
+
+    /// The engine wants the partner back: the lower device id calls, the other waits for the
+    /// call (both calling at once would open two links).
+    fn solo_reconnect(&mut self, peer: DeviceId) {
+        let Some(sp) = self.solo_peer.clone().filter(|sp| sp.id == peer) else { return };
+        if self.cfg.device_id > peer {
+            return;
+        }
+        let Some((host, secret)) = sp.theirs else { return };
+        let (cfg, me, timeout, tx) = (
+            self.cfg.rtc,
+            self.cfg.device_id.clone(),
+            self.cfg.join_timeout,
+            self.internal_tx.clone(),
+        );
+        tokio::spawn(async move {
+            let msg = match solo_call(&cfg, &me, host, &secret, timeout).await {
+                Ok((link, events)) => {
+                    Internal::Ready { peer, link, events, first: None, kind: ReadyKind::Known }
+                }
+                Err(error) => Internal::JoinFailed { peer: Some(peer), error },
+            };
+            let _ = tx.send(msg);
+        });
+    }
+
+    /// The partner calls back on our listener with our secret.
+    fn solo_join(&mut self, p: PendingJoin) {
+        let r = &p.request;
+        let Some(sp) = self.solo_peer.clone().filter(|sp| {
+            r.session_id == SOLO_SESSION
+                && r.device_id == sp.id.as_str()
+                && token_eq(&r.token, &sp.my_secret)
+        }) else {
+            let _ = p.reply.send(JoinOutcome::InvalidToken);
+            return;
+        };
+        let (cfg, tx, timeout) = (self.cfg.rtc, self.internal_tx.clone(), self.cfg.join_timeout);
+        tokio::spawn(async move {
+            let PendingJoin { request, reply } = p;
+            match Link::answer(&cfg, None, &request.offer).await {
+                Ok((link, answer, mut events)) => {
+                    if reply.send(JoinOutcome::Answer(answer)).is_err() {
+                        link.close().await;
+                        return;
+                    }
+                    if wait_open(&mut events, timeout).await {
+                        let peer = sp.id;
+                        let _ = tx.send(Internal::Ready {
+                            peer,
+                            link,
+                            events,
+                            first: None,
+                            kind: ReadyKind::Known,
+                        });
+                    } else {
+                        link.close().await;
+                    }
+                }
+                Err(_) => {
+                    let _ = reply.send(JoinOutcome::BadRequest);
+                }
+            }
         });
     }
 
@@ -950,6 +1128,48 @@ async fn join_link(
         return Err(JoinFailure::Other(
             "the connection to the conductor's device did not open — check the network".into(),
         ));
+    }
+    Ok((link, events))
+}
+
+/// A pairing secret: 128 bits, URL-safe base64.
+fn new_secret() -> String {
+    use base64::Engine as _;
+    let bytes: [u8; 16] = rand::random();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// Calls the paired device's listener with its secret and opens a new link.
+async fn solo_call(
+    cfg: &RtcConfig,
+    me: &DeviceId,
+    host: SocketAddr,
+    secret: &str,
+    timeout: Duration,
+) -> Result<(Link, mpsc::UnboundedReceiver<LinkEvent>), JoinFailure> {
+    let (link, offer, mut events) = Link::offer(cfg, None)
+        .await
+        .map_err(|e| JoinFailure::Other(format!("could not prepare a connection: {e}")))?;
+    let body = JoinRequestBody {
+        session_id: SOLO_SESSION.into(),
+        token: secret.into(),
+        device_id: me.to_string(),
+        offer,
+    };
+    let answer = match post_join(host, &body, timeout).await {
+        Ok(a) => a,
+        Err(e) => {
+            link.close().await;
+            return Err(JoinFailure::Other(e.to_string()));
+        }
+    };
+    if let Err(e) = link.accept_answer(&answer).await {
+        link.close().await;
+        return Err(JoinFailure::Other(format!("the paired device's answer did not work: {e}")));
+    }
+    if !wait_open(&mut events, timeout).await {
+        link.close().await;
+        return Err(JoinFailure::Other("the connection to the paired device did not open".into()));
     }
     Ok((link, events))
 }

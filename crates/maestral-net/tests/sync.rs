@@ -285,3 +285,94 @@ fn both_halves(a: &mut Peer, b: &mut Peer, first: u32) {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+#[test]
+fn solo_after_a_drop_out_both_navigate_then_reconnect_by_themselves_and_the_latest_change_wins() {
+    let (mut a, mut b) = pair("A", "B");
+    a.local(song("duet"));
+    both_halves(&mut a, &mut b, 0);
+    // The connection fails (closed abruptly on A's side).
+    a.h.send(SyncCommand::Fault(Fault::DropLink(DeviceId::new("B"))));
+    a.wait("the drop-out", |s| s.phases.contains(&Phase::SoloPairedReconnecting));
+    b.wait("the drop-out", |s| s.phases.contains(&Phase::SoloPairedReconnecting));
+    // Both keep turning alone; B turns last.
+    a.local(LocalAction::NextPage);
+    std::thread::sleep(Duration::from_millis(5));
+    b.local(LocalAction::NextPage);
+    b.local(LocalAction::NextPage);
+    // They find each other again without a new scan, and agree on B's page (spread 4).
+    a.wait_phase(Phase::SoloPairedConnected);
+    b.wait_phase(Phase::SoloPairedConnected);
+    both_halves(&mut a, &mut b, 4);
+}
+
+/// Two Solo devices paired by offer and answer codes.
+fn pair(x: &str, y: &str) -> (Peer, Peer) {
+    let mut a = Peer::start(x, Role::Solo);
+    let mut b = Peer::start(y, Role::Solo);
+    a.h.send(SyncCommand::SoloOffer);
+    a.wait("an offer code", |s| s.pair_code.is_some());
+    b.h.send(SyncCommand::SoloAnswer(a.pair_code.take().expect("offer")));
+    b.wait("an answer code", |s| s.pair_code.is_some());
+    a.h.send(SyncCommand::SoloAccept(b.pair_code.take().expect("answer")));
+    a.wait_phase(Phase::SoloPairedConnected);
+    b.wait_phase(Phase::SoloPairedConnected);
+    (a, b)
+}
+
+#[test]
+fn garbage_and_a_flood_from_one_peer_leave_everyone_else_alone() {
+    use maestral_net::rtc::{Link, LinkEvent, RtcConfig};
+    use maestral_net::signaling::{JoinRequestBody, post_join};
+
+    let (mut m, code) = master();
+    let mut f1 = follower("F1", &code);
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let cut_off = rt.block_on(async {
+        // A peer with a valid code that then misbehaves.
+        let (link, offer, mut events) =
+            Link::offer(&RtcConfig::new(LOCAL), None).await.expect("offer");
+        let body = JoinRequestBody {
+            session_id: code.session_id.clone(),
+            token: code.token.clone(),
+            device_id: "ROGUE".into(),
+            offer,
+        };
+        let answer = post_join(code.host, &body, WAIT).await.expect("the Master answers");
+        link.accept_answer(&answer).await.expect("answer applies");
+        let opened = tokio::time::timeout(WAIT, async {
+            loop {
+                match events.recv().await {
+                    Some(LinkEvent::Open) => return true,
+                    Some(LinkEvent::Closed) | None => return false,
+                    Some(_) => {}
+                }
+            }
+        });
+        assert_eq!(opened.await, Ok(true));
+        for garbage in ["not json", "{\"v\":1}", "[1,2]", "{\"v\":7,\"type\":\"JOIN_REQUEST\"}"] {
+            link.send_text(garbage).await.expect("sent");
+        }
+        link.send_binary(&[0, 1, 2, 3]).await.expect("sent");
+        for i in 0..3_000 {
+            if link.send_text(&format!("{{\"flood\":{i}}}")).await.is_err() {
+                break;
+            }
+        }
+        let closed = tokio::time::timeout(WAIT, async {
+            loop {
+                match events.recv().await {
+                    Some(LinkEvent::Closed) | None => return true,
+                    Some(_) => {}
+                }
+            }
+        });
+        closed.await.unwrap_or(false)
+    });
+    assert!(cut_off, "the flooding peer is disconnected");
+    m.wait("the flood report", |s| s.errors.iter().any(|e| e.contains("ROGUE")));
+    m.local(song("a"));
+    m.local(LocalAction::SetPage { page: 2 });
+    f1.wait_view("a", 2);
+    assert!(!f1.phases.contains(&Phase::FollowerDisconnectedLocal), "F1 never lost its link");
+}
