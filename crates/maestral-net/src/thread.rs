@@ -42,6 +42,9 @@ pub struct SyncConfig {
     pub join_timeout: Duration,
     /// A peer sending more messages than this in one second is disconnected (a flood).
     pub flood_limit: u32,
+    /// Where a Master keeps its session (certificate, id, token, address, position) so that
+    /// after a restart it resumes it and stored join codes still work. `None`: nothing kept.
+    pub state_dir: Option<std::path::PathBuf>,
 }
 
 impl SyncConfig {
@@ -54,6 +57,7 @@ impl SyncConfig {
             timing: Timing::LAN,
             join_timeout: Duration::from_secs(5),
             flood_limit: 500,
+            state_dir: None,
         }
     }
 }
@@ -260,6 +264,16 @@ struct Worker {
     // Solo: the paired device, and how to reach each other again without a new scan.
     solo_peer: Option<SoloPeer>,
     pending_server: Option<std::sync::mpsc::Receiver<SignalingServer>>,
+    /// Master: what was last written to the state directory.
+    saved: Option<SavedSession>,
+}
+
+/// A Master's session as kept in its state directory (`master-session.json`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct SavedSession {
+    listen: SocketAddr,
+    cert_pem: String,
+    state: maestral_sync::MasterState,
 }
 
 /// What two paired Solo devices know of each other to reconnect by themselves: each runs a
@@ -318,6 +332,7 @@ impl Worker {
             pending_offer: None,
             solo_peer: None,
             pending_server: None,
+            saved: None,
         }
     }
 
@@ -357,6 +372,13 @@ impl Worker {
 
     /// Carries out everything the engine asked for.
     fn flush(&mut self) {
+        self.flush_outputs();
+        if self.role == Role::Master {
+            self.save_session();
+        }
+    }
+
+    fn flush_outputs(&mut self) {
         while let Some(o) = self.engine.poll_output() {
             match o {
                 Output::Transmit { to, data } => {
@@ -625,6 +647,20 @@ impl Worker {
             self.emit(SyncEvent::Error("only a Master starts a Choir session".into()));
             return;
         }
+        // A session kept from before a restart is resumed: same certificate, id, token and
+        // address, so the join codes singers hold still work.
+        let resumed = self.load_session();
+        if let Some(saved) = &resumed
+            && self.cert.is_none()
+        {
+            match DtlsCert::from_pem(&saved.cert_pem) {
+                Ok(c) => self.cert = Some(c),
+                Err(e) => self.emit(SyncEvent::Error(format!(
+                    "the saved session's certificate is unreadable ({e}); starting a new session"
+                ))),
+            }
+        }
+        let resumed = resumed.filter(|_| self.cert.is_some());
         if self.cert.is_none() {
             match DtlsCert::generate() {
                 Ok(c) => self.cert = Some(c),
@@ -636,20 +672,106 @@ impl Worker {
         }
         if self.server.is_none() {
             let (handler, rx) = channel_handler(256);
-            match SignalingServer::bind(listen, handler).await {
-                Ok(s) => {
-                    self.server = Some(s);
-                    self.join_rx = Some(rx);
+            let mut bound = None;
+            if let Some(saved) = &resumed {
+                match SignalingServer::bind(saved.listen, handler.clone()).await {
+                    Ok(s) => bound = Some(s),
+                    Err(e) => self.emit(SyncEvent::Error(format!(
+                        "could not listen on the saved address {} ({e}); singers need the new code",
+                        saved.listen
+                    ))),
                 }
-                Err(e) => {
-                    self.emit(SyncEvent::Error(format!(
-                        "could not listen for singers on {listen}: {e} — pick another address or port"
-                    )));
-                    return;
+            }
+            let resumed_here = bound.is_some();
+            if bound.is_none() {
+                match SignalingServer::bind(listen, handler).await {
+                    Ok(s) => bound = Some(s),
+                    Err(e) => {
+                        self.emit(SyncEvent::Error(format!(
+                            "could not listen for singers on {listen}: {e} — pick another address or port"
+                        )));
+                        return;
+                    }
                 }
+            }
+            self.server = bound;
+            self.join_rx = Some(rx);
+            if let Some(saved) = resumed.filter(|_| resumed_here) {
+                self.engine.resume_master(&saved.state);
+                self.saved = Some(saved);
+                return;
             }
         }
         self.local(now, LocalAction::StartSession { session_id: None, token: None });
+    }
+
+    fn state_file(&self) -> Option<std::path::PathBuf> {
+        self.cfg.state_dir.as_ref().map(|d| d.join("master-session.json"))
+    }
+
+    /// The saved session, if there is a readable one. A broken file is set aside (never lost)
+    /// with one message.
+    fn load_session(&mut self) -> Option<SavedSession> {
+        let path = self.state_file()?;
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+            Err(e) => {
+                self.emit(SyncEvent::Error(format!("could not read {}: {e}", path.display())));
+                return None;
+            }
+        };
+        match serde_json::from_str::<SavedSession>(&text) {
+            Ok(s) if s.state.session_id.is_some() && s.state.session_token.is_some() => Some(s),
+            Ok(_) => None,
+            Err(e) => {
+                let aside = path.with_extension("json.broken");
+                let _ = std::fs::rename(&path, &aside);
+                self.emit(SyncEvent::Error(format!(
+                    "the saved session in {} is unreadable ({e}); it was kept as {} and a new session starts",
+                    path.display(),
+                    aside.display()
+                )));
+                None
+            }
+        }
+    }
+
+    /// Keeps the Master's session on disk whenever it changes (written aside, then renamed, so
+    /// a crash mid-write leaves the previous file whole). An ended session is removed.
+    fn save_session(&mut self) {
+        let Some(path) = self.state_file() else { return };
+        let maestral_sync::StateView::Master(state) = self.engine.state() else { return };
+        if state.session_id.is_none() {
+            if self.saved.take().is_some() {
+                let _ = std::fs::remove_file(&path);
+            }
+            return;
+        }
+        let (Some(server), Some(cert)) = (&self.server, &self.cert) else { return };
+        let session =
+            SavedSession { listen: server.local_addr(), cert_pem: cert.to_pem().to_owned(), state };
+        if self.saved.as_ref() == Some(&session) {
+            return;
+        }
+        let write = || -> std::io::Result<()> {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            let tmp = path.with_extension("json.tmp");
+            std::fs::write(&tmp, serde_json::to_vec_pretty(&session).unwrap_or_default())?;
+            std::fs::rename(&tmp, &path)
+        };
+        match write() {
+            Ok(()) => self.saved = Some(session),
+            Err(e) => {
+                self.saved = Some(session);
+                self.emit(SyncEvent::Error(format!(
+                    "could not save the session to {} ({e}); a restart will need a new code",
+                    path.display()
+                )));
+            }
+        }
     }
 
     /// A `POST /v1/join`: the token is checked here (in constant time) and again by the engine

@@ -376,3 +376,72 @@ fn garbage_and_a_flood_from_one_peer_leave_everyone_else_alone() {
     f1.wait_view("a", 2);
     assert!(!f1.phases.contains(&Phase::FollowerDisconnectedLocal), "F1 never lost its link");
 }
+
+fn temp_dir(name: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("maestral-test-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+fn master_in(dir: &std::path::Path) -> Peer {
+    let mut cfg = SyncConfig::new("M", LOCAL);
+    cfg.state_dir = Some(dir.to_path_buf());
+    let h = SyncHandle::start(Role::Master, cfg, || {}).expect("thread starts");
+    let mut m = Peer {
+        name: "M".into(),
+        h,
+        phase: None,
+        view: None,
+        links: HashMap::new(),
+        join_code: None,
+        pair_code: None,
+        rejected: None,
+        errors: Vec::new(),
+        phases: Vec::new(),
+    };
+    m.h.send(SyncCommand::StartChoir { listen: SocketAddr::new(LOCAL, 0) });
+    m.wait("a join code", |s| s.join_code.is_some());
+    m
+}
+
+#[test]
+fn a_restarted_master_resumes_its_session_and_followers_rejoin_by_themselves() {
+    let dir = temp_dir("restart");
+    let m = master_in(&dir);
+    let code_before = m.join_code.clone().expect("code");
+    let mut f = follower("F", &code_before.parse().expect("parses"));
+    m.local(song("a"));
+    m.local(LocalAction::SetPage { page: 4 });
+    f.wait_view("a", 4);
+    // The Master's app quits and starts again.
+    m.h.shutdown();
+    f.wait("the drop-out", |s| s.phases.contains(&Phase::FollowerDisconnectedLocal));
+    let mut m = master_in(&dir);
+    assert_eq!(m.join_code.as_deref(), Some(code_before.as_str()), "the same code still works");
+    m.wait_view("a", 4);
+    f.wait_phase(Phase::FollowerConnectedFollow);
+    m.local(LocalAction::NextPage);
+    f.wait_view("a", 5);
+    // Ending the session forgets it: the next start is a new session with a new code.
+    m.local(LocalAction::EndSession);
+    m.wait_phase(Phase::MasterSessionEnded);
+    m.h.shutdown();
+    let m = master_in(&dir);
+    assert_ne!(m.join_code.as_deref(), Some(code_before.as_str()));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_broken_state_file_is_set_aside_with_one_message_and_a_new_session_starts() {
+    let dir = temp_dir("broken");
+    std::fs::create_dir_all(&dir).expect("dir");
+    std::fs::write(dir.join("master-session.json"), b"{ this is not json").expect("write");
+    let mut m = master_in(&dir);
+    m.wait_phase(Phase::MasterSessionActive);
+    assert_eq!(m.errors.len(), 1, "{:?}", m.errors);
+    assert!(m.errors[0].contains("unreadable"), "{:?}", m.errors);
+    let kept =
+        std::fs::read(dir.join("master-session.json.broken")).expect("the broken file is kept");
+    assert_eq!(kept, b"{ this is not json");
+    let _ = std::fs::remove_dir_all(&dir);
+}

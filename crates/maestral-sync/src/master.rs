@@ -8,7 +8,7 @@ use maestral_protocol::{
     JoinAccept, JoinReject, Message, Mode, PageRevision, RejectReason, SessionId, SongEpoch,
     SongId,
 };
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::core::{Core, token_eq};
 use crate::types::{
@@ -17,7 +17,7 @@ use crate::types::{
 
 /// Spec §9.2, as the conformance driver prints it (`session_id`/`session_token` null outside a
 /// session).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MasterState {
     pub session_id: Option<SessionId>,
     pub session_token: Option<String>,
