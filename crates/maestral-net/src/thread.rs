@@ -177,11 +177,20 @@ fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
+/// What a link's writer task does, in order.
+enum Outgoing {
+    Text(Arc<str>),
+    /// Close after everything queued before it was sent (a last `SESSION_END` or
+    /// `LEAVE_SESSION` must not be cut off by the close that follows it).
+    Close,
+}
+
 /// One open link: its connection, its send queue, and flood accounting.
 struct PeerLink {
     link: Link,
     generation: u64,
-    send: mpsc::UnboundedSender<Arc<str>>,
+    send: mpsc::UnboundedSender<Outgoing>,
+    writer: tokio::task::JoinHandle<()>,
     window_start: Instant,
     in_window: u32,
 }
@@ -383,14 +392,14 @@ impl Worker {
             match o {
                 Output::Transmit { to, data } => {
                     if let Some(pl) = self.links.get(&to) {
-                        let _ = pl.send.send(data);
+                        let _ = pl.send.send(Outgoing::Text(data));
                     }
                 }
                 Output::Event(e) => self.engine_event(e),
                 Output::Request(TransportRequest::Connect { peer }) => self.connect(peer),
                 Output::Request(TransportRequest::Disconnect { peer }) => {
                     if let Some(pl) = self.links.remove(&peer) {
-                        tokio::spawn(async move { pl.link.close().await });
+                        let _ = pl.send.send(Outgoing::Close);
                     }
                 }
             }
@@ -479,19 +488,25 @@ impl Worker {
         mut events: mpsc::UnboundedReceiver<LinkEvent>,
     ) {
         if let Some(old) = self.links.remove(peer) {
-            tokio::spawn(async move { old.link.close().await });
+            let _ = old.send.send(Outgoing::Close);
         }
         self.next_generation += 1;
         let generation = self.next_generation;
-        let (send_tx, mut send_rx) = mpsc::unbounded_channel::<Arc<str>>();
-        let writer = link.clone();
+        let (send_tx, mut send_rx) = mpsc::unbounded_channel::<Outgoing>();
+        let l = link.clone();
         // One writer per link keeps its messages in order without ever blocking the worker.
-        tokio::spawn(async move {
-            while let Some(text) = send_rx.recv().await {
-                if writer.send_text(&text).await.is_err() {
-                    break;
+        let writer = tokio::spawn(async move {
+            while let Some(out) = send_rx.recv().await {
+                match out {
+                    Outgoing::Text(text) => {
+                        if l.send_text(&text).await.is_err() {
+                            break;
+                        }
+                    }
+                    Outgoing::Close => break,
                 }
             }
+            l.close().await;
         });
         let tx = self.link_tx.clone();
         let p = peer.clone();
@@ -508,6 +523,7 @@ impl Worker {
                 link,
                 generation,
                 send: send_tx,
+                writer,
                 window_start: Instant::now(),
                 in_window: 0,
             },
@@ -838,11 +854,10 @@ impl Worker {
             self.emit(SyncEvent::Error("only a Follower joins a Choir session".into()));
             return;
         }
-        if let Some((master, _)) = self.master.take() {
+        if self.master.take().is_some() {
+            // Leave the old session properly (LEAVE_SESSION, then the link closes).
             let _ = self.engine.handle_local(now_ms(), LocalAction::Leave);
-            if let Some(pl) = self.links.remove(&master) {
-                tokio::spawn(async move { pl.link.close().await });
-            }
+            self.flush();
         }
         self.emit(SyncEvent::Engine(Event::Phase(Phase::FollowerJoining)));
         let (cfg, me, timeout, tx) = (
@@ -1034,7 +1049,7 @@ impl Worker {
         })
         .to_string();
         if let Some(pl) = self.links.get(peer) {
-            let _ = pl.send.send(text.into());
+            let _ = pl.send.send(Outgoing::Text(text.into()));
         }
     }
 
@@ -1143,13 +1158,20 @@ impl Worker {
             let _ = self.engine.handle_local(now_ms(), LocalAction::Leave);
             self.flush();
         }
-        // Every link closed in parallel (webrtc keeps an unclosed connection's task alive).
-        let mut closing = tokio::task::JoinSet::new();
-        for (_, pl) in self.links.drain() {
-            closing.spawn(async move { pl.link.close().await });
-        }
+        // Every link closed in parallel, each after its last queued message (webrtc keeps an
+        // unclosed connection's task alive, so every one is closed).
+        let writers: Vec<_> = self
+            .links
+            .drain()
+            .map(|(_, pl)| {
+                let _ = pl.send.send(Outgoing::Close);
+                pl.writer
+            })
+            .collect();
         let _ = tokio::time::timeout(Duration::from_secs(2), async {
-            while closing.join_next().await.is_some() {}
+            for w in writers {
+                let _ = w.await;
+            }
         })
         .await;
         if let Some((link, _)) = self.pending_offer.take() {

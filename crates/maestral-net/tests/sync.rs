@@ -204,10 +204,15 @@ fn ending_the_session_sends_followers_local_and_kills_the_code() {
     for f in &mut fs {
         f.wait_view("a", 5);
     }
+    for f in &mut fs {
+        f.phases.clear();
+    }
     m.local(LocalAction::EndSession);
     for f in &mut fs {
         f.wait_phase(Phase::FollowerIdleLocal);
         assert_eq!(f.page(), 5, "the page stays");
+        // SESSION_END itself arrived (before the link closed): no rejoin was attempted.
+        assert_eq!(f.phases, [Phase::FollowerIdleLocal], "{}", f.name);
     }
     let mut late = Peer::start("LATE", Role::Follower);
     late.h.send(SyncCommand::Join(code));
