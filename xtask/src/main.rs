@@ -14,7 +14,8 @@ usage: cargo xtask <command>
   test                   set up and run every test (what CI runs)
   sim [--seeds N] [--seed S] [--start S]
                          run the sync-engine simulation for more seeds
-  bench engine|render    run a benchmark (release); results under target/bench/
+  bench engine|render|sync
+                         run a benchmark (release); results under target/bench/
   setup                  fetch PDFium into .cache/pdfium if it is not there yet
 ";
 
@@ -111,7 +112,7 @@ fn sim(rest: &[String]) -> Result<()> {
 
 fn bench(rest: &[String]) -> Result<()> {
     let Some(which) = rest.first() else {
-        bail!("which benchmark? `cargo xtask bench engine` or `cargo xtask bench render`");
+        bail!("which benchmark? `cargo xtask bench engine`, `render` or `sync`");
     };
     std::fs::create_dir_all(root().join("target/bench"))?;
     match which.as_str() {
@@ -125,6 +126,7 @@ fn bench(rest: &[String]) -> Result<()> {
             c.env("MAESTRAL_PDFIUM", lib);
             status(&mut c)
         }
-        other => bail!("unknown benchmark `{other}`: try `engine` or `render`"),
+        "sync" => status(cargo().args(["bench", "--package", "maestral-net", "--bench", "sync"])),
+        other => bail!("unknown benchmark `{other}`: try `engine`, `render` or `sync`"),
     }
 }

@@ -17,11 +17,9 @@
 //! a 2-worker tokio runtime, so the Choir rows measure this machine's scheduler as much as the
 //! network code. Every wait is bounded; a row that cannot finish says so instead of hanging.
 
-// Benchmarks measure wall time: `Instant::now` and sleeping are what this file is for.
-#![allow(clippy::disallowed_methods)]
-
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
@@ -47,7 +45,7 @@ const BROADCASTS: u32 = 200;
 const BROADCAST_GAP: Duration = Duration::from_millis(3);
 const FOLLOWER_COUNTS: [usize; 3] = [1, 32, 100];
 /// Pairs whose one side vanishes (half the offerer, half the answerer), all at once.
-const DEAD_PAIRS: usize = 8;
+const DEAD_PAIRS: usize = 16;
 const REJOINS: usize = 10;
 /// How long the Follower stays cut off before the Master returns.
 const OFFLINE_FOR: Duration = Duration::from_secs(3);
@@ -67,6 +65,130 @@ fn cfg() -> RtcConfig {
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
+}
+
+/// The whole process's CPU use, from `/proc/self/task/*/{schedstat,status}` (Linux): time on a
+/// CPU, time runnable but waiting for one, and context switches, summed over its threads.
+#[derive(Debug, Clone, Copy)]
+struct Load {
+    cpu_ns: u64,
+    wait_ns: u64,
+    switches: u64,
+    /// This process, threads that have ended included (`/proc/self/stat`): CPU ticks (USER_HZ).
+    process_ticks: u64,
+    /// The whole machine (`/proc/stat`, every process): busy ticks of all CPUs (USER_HZ).
+    machine_busy_ticks: u64,
+}
+
+/// User and system CPU ticks of this process (fields 14 and 15 of `/proc/self/stat`).
+fn process_ticks() -> u64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // After the command name in parentheses, the fields start at the 3rd (state).
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return 0;
+    };
+    let f: Vec<u64> = rest.split_whitespace().map(|v| v.parse().unwrap_or(0)).collect();
+    f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0)
+}
+
+/// Busy ticks of all CPUs together, from the first line of `/proc/stat` (all but idle and
+/// iowait).
+fn machine_busy_ticks() -> u64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let Some(cpu) = stat.lines().next().and_then(|l| l.strip_prefix("cpu ")) else {
+        return 0;
+    };
+    let f: Vec<u64> = cpu.split_whitespace().map(|v| v.parse().unwrap_or(0)).collect();
+    // user nice system idle iowait irq softirq steal (guest is already counted in user).
+    f.iter().take(8).enumerate().filter(|(i, _)| *i != 3 && *i != 4).map(|(_, v)| v).sum()
+}
+
+fn process_load() -> Option<Load> {
+    let mut load = Load {
+        cpu_ns: 0,
+        wait_ns: 0,
+        switches: 0,
+        process_ticks: process_ticks(),
+        machine_busy_ticks: machine_busy_ticks(),
+    };
+    for task in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
+        let dir = task.path();
+        if let Ok(stat) = std::fs::read_to_string(dir.join("schedstat")) {
+            let mut f = stat.split_whitespace().map(|v| v.parse::<u64>().unwrap_or(0));
+            load.cpu_ns += f.next().unwrap_or(0);
+            load.wait_ns += f.next().unwrap_or(0);
+        }
+        if let Ok(status) = std::fs::read_to_string(dir.join("status")) {
+            for line in status.lines() {
+                if let Some(v) = line
+                    .strip_prefix("voluntary_ctxt_switches:")
+                    .or_else(|| line.strip_prefix("nonvoluntary_ctxt_switches:"))
+                {
+                    load.switches += v.trim().parse::<u64>().unwrap_or(0);
+                }
+            }
+        }
+    }
+    Some(load)
+}
+
+/// What one broadcast cost the whole process (every simulated device together).
+#[derive(Debug, Clone)]
+struct LoadPer {
+    cpu_ms: f64,
+    wait_ms: f64,
+    switches: f64,
+    /// Busy fraction of all cores during the turns, from this process.
+    busy: f64,
+    /// Busy fraction of all cores during the turns, from everything else on the machine.
+    others: f64,
+}
+
+impl LoadPer {
+    fn json(&self) -> Value {
+        json!({ "cpu_ms_per_turn": self.cpu_ms, "runqueue_wait_ms_per_turn": self.wait_ms,
+                "context_switches_per_turn": self.switches, "cores_busy_fraction": self.busy,
+                "cores_busy_fraction_other_processes": self.others })
+    }
+
+    fn short(&self) -> String {
+        format!(
+            "\nwhole process per turn: CPU {:.2} ms, run-queue wait {:.2} ms, {:.0} context switches; \
+             cores {:.0}% busy with this, {:.0}% with other processes",
+            self.cpu_ms,
+            self.wait_ms,
+            self.switches,
+            self.busy * 100.0,
+            self.others * 100.0
+        )
+    }
+}
+
+fn load_per(
+    before: Option<Load>,
+    after: Option<Load>,
+    elapsed: Duration,
+    turns: usize,
+) -> Option<LoadPer> {
+    let (b, a) = (before?, after?);
+    if turns == 0 {
+        return None;
+    }
+    let t = turns as f64;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    let cpu = a.cpu_ns.saturating_sub(b.cpu_ns) as f64;
+    // USER_HZ is 100 on Linux. Per-thread counters (above) miss threads that have ended; the
+    // process's own ticks do not.
+    let machine_s = a.machine_busy_ticks.saturating_sub(b.machine_busy_ticks) as f64 / 100.0;
+    let process_s = a.process_ticks.saturating_sub(b.process_ticks) as f64 / 100.0;
+    let core_s = elapsed.as_secs_f64() * cores;
+    Some(LoadPer {
+        busy: process_s / core_s,
+        others: ((machine_s - process_s) / core_s).max(0.0),
+        cpu_ms: cpu / 1e6 / t,
+        wait_ms: a.wait_ns.saturating_sub(b.wait_ns) as f64 / 1e6 / t,
+        switches: a.switches.saturating_sub(b.switches) as f64 / t,
+    })
 }
 
 /// Summary of a sample of milliseconds.
@@ -203,17 +325,7 @@ fn offer_to_open(rt: &Runtime) -> Row {
 /// Row 2: ping-pong between two raw links on one 2-worker runtime.
 fn solo_round_trip(rt: &Runtime) -> Row {
     const NAME: &str = "Solo round trip (raw Link ping-pong)";
-    let text = Envelope::new(
-        SessionId::new("bench-session"),
-        "A".into(),
-        1_735_689_600_000,
-        Message::ChoirSetPage(ChoirSetPage {
-            song_epoch: SongEpoch(1),
-            page_revision: PageRevision(42),
-            page_index: 42,
-        }),
-    )
-    .encode();
+    let text = set_page_text(42);
     let r: Result<Vec<f64>, String> = rt.block_on(async {
         let (a, mut a_ev, b, mut b_ev, _) = connect().await?;
         let mut rtts = Vec::with_capacity(ROUND_TRIPS);
@@ -256,6 +368,176 @@ fn solo_round_trip(rt: &Runtime) -> Row {
         ),
         Ok(None) => not_measured(NAME, "no round trips".into(), "(reference)"),
         Err(e) => not_measured(NAME, e, "(reference)"),
+    }
+}
+
+/// Last-arrival and all-sent times (ms), and the load, of the raw fan-out.
+type FanOut = (Vec<f64>, Vec<f64>, Option<LoadPer>);
+/// Rejoin times, offline-to-disconnected times (ms), and errors seen.
+type Rejoins = (Vec<f64>, Vec<f64>, Vec<String>);
+
+fn set_page_text(k: u32) -> String {
+    Envelope::new(
+        SessionId::new("bench-session"),
+        "M".into(),
+        1_735_689_600_000 + u64::from(k),
+        Message::ChoirSetPage(ChoirSetPage {
+            song_epoch: SongEpoch(1),
+            page_revision: PageRevision(u64::from(k)),
+            page_index: k,
+        }),
+    )
+    .encode()
+}
+
+/// Reference for row 3: the same fan-out without the sync threads. `n` raw links, the sending
+/// ends on the bench's runtime with one writer task per link (as the sync thread has), the
+/// receiving ends all on one other 2-worker runtime. Paced like row 3; measures the time to the
+/// last arrival, and to the last `send_text` returning on the sending side.
+fn raw_fanout(rt: &Runtime, n: usize) -> Row {
+    let name = format!("raw Link fan-out x{n} (no sync threads)");
+    const GOAL: &str = "(reference for row 3)";
+    let far =
+        match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+            Ok(r) => r,
+            Err(e) => return not_measured(name, e.to_string(), GOAL),
+        };
+    let farh = far.handle().clone();
+    let r: Result<FanOut, String> = rt.block_on(async move {
+        let mut set = tokio::task::JoinSet::new();
+        for _ in 0..n {
+            let farh = farh.clone();
+            set.spawn(async move {
+                let (a, offer, mut a_ev) =
+                    Link::offer(&cfg(), None).await.map_err(|e| e.to_string())?;
+                let (b, answer, mut b_ev) = farh
+                    .spawn(async move { Link::answer(&cfg(), None, &offer).await })
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .map_err(|e| e.to_string())?;
+                a.accept_answer(&answer).await.map_err(|e| e.to_string())?;
+                expect_open(&mut a_ev).await?;
+                expect_open(&mut b_ev).await?;
+                Ok::<_, String>((a, a_ev, b, b_ev))
+            });
+        }
+        let mut pairs = Vec::with_capacity(n);
+        let mut failed = None;
+        while let Some(p) = set.join_next().await {
+            match p.map_err(|e| e.to_string()).and_then(|r| r) {
+                Ok(p) => pairs.push(p),
+                Err(e) => failed = Some(e),
+            }
+        }
+        let close_all = |pairs: Vec<(Link, Link)>| async move {
+            let mut closing = tokio::task::JoinSet::new();
+            for (a, b) in pairs {
+                closing.spawn(async move { close_pair(&a, &b).await });
+            }
+            while closing.join_next().await.is_some() {}
+        };
+        if let Some(e) = failed {
+            close_all(pairs.into_iter().map(|(a, _, b, _)| (a, b)).collect()).await;
+            return Err(format!("setting up the links: {e}"));
+        }
+        let (arrived_tx, mut arrived) = tokio::sync::mpsc::unbounded_channel();
+        let (sent_tx, mut sent) = tokio::sync::mpsc::unbounded_channel();
+        let mut writers = Vec::with_capacity(n);
+        let mut keep = Vec::with_capacity(n);
+        for (a, a_ev, b, b_ev) in pairs {
+            let mut b_ev = b_ev;
+            let arrived_tx = arrived_tx.clone();
+            farh.spawn(async move {
+                while let Some(ev) = b_ev.recv().await {
+                    if let LinkEvent::Text(t) = ev
+                        && arrived_tx.send((Instant::now(), t)).is_err()
+                    {
+                        break;
+                    }
+                }
+            });
+            let (w_tx, mut w_rx) = tokio::sync::mpsc::unbounded_channel::<Arc<str>>();
+            let (writer, sent_tx) = (a.clone(), sent_tx.clone());
+            tokio::spawn(async move {
+                while let Some(text) = w_rx.recv().await {
+                    if writer.send_text(&text).await.is_err() {
+                        break;
+                    }
+                    let _ = sent_tx.send(Instant::now());
+                }
+            });
+            writers.push(w_tx);
+            // Nothing more is read on the sending side.
+            drop(a_ev);
+            keep.push((a, b));
+        }
+        let (mut lat, mut sent_all) = (Vec::new(), Vec::new());
+        let mut result = Ok(());
+        let load_before = process_load();
+        let turns_start = Instant::now();
+        for k in 1..=BROADCASTS {
+            tokio::time::sleep(BROADCAST_GAP).await;
+            let text: Arc<str> = set_page_text(k).into();
+            let start = Instant::now();
+            for w in &writers {
+                let _ = w.send(Arc::clone(&text));
+            }
+            let (mut got, mut done) = (0, 0);
+            let (mut last_got, mut last_done) = (start, start);
+            let waited = tokio::time::timeout(Duration::from_secs(10), async {
+                while got < n || done < n {
+                    tokio::select! {
+                        Some((t, msg)) = arrived.recv(), if got < n => {
+                            if *msg == *text {
+                                got += 1;
+                                last_got = last_got.max(t);
+                            }
+                        }
+                        Some(t) = sent.recv(), if done < n => {
+                            done += 1;
+                            last_done = last_done.max(t);
+                        }
+                    }
+                }
+            })
+            .await;
+            if waited.is_err() {
+                result = Err(format!("page {k}: {got}/{n} arrived, {done}/{n} sent within 10 s"));
+                break;
+            }
+            lat.push(ms(last_got - start));
+            sent_all.push(ms(last_done - start));
+        }
+        let load = load_per(load_before, process_load(), turns_start.elapsed(), lat.len());
+        drop(writers);
+        close_all(keep).await;
+        result.map(|()| (lat, sent_all, load))
+    });
+    far.shutdown_timeout(Duration::from_secs(2));
+    match r {
+        Ok((lat, sent, load)) => match (Stats::of(&lat), Stats::of(&sent)) {
+            (Some(s), Some(w)) => {
+                let mut j = s.json();
+                j["sender_all_sent"] = w.json();
+                j["load"] = load.as_ref().map_or(Value::Null, LoadPer::json);
+                row(
+                    name,
+                    format!(
+                        "last arrival p50 {:.2} ms, p99 {:.2} ms; all {n} send_text done p50 {:.2} ms, p99 {:.2}{}",
+                        s.p50,
+                        s.p99,
+                        w.p50,
+                        w.p99,
+                        load.as_ref().map(LoadPer::short).unwrap_or_default()
+                    ),
+                    GOAL,
+                    None,
+                    j,
+                )
+            }
+            _ => not_measured(name, "no broadcasts".into(), GOAL),
+        },
+        Err(e) => not_measured(name, e, GOAL),
     }
 }
 
@@ -543,14 +825,14 @@ impl Choir {
         action: LocalAction,
         shown: impl Fn(&maestral_sync::View) -> bool,
         timeout: Duration,
-    ) -> Result<Duration, String> {
+    ) -> Result<(Duration, Duration), String> {
         let mut got = vec![false; self.n() + 1];
         got[0] = true;
         let mut left = self.n();
         let start = Instant::now();
         self.master.send(SyncCommand::Local(action));
         let deadline = start + timeout;
-        let mut last = start;
+        let (mut first, mut last) = (None, start);
         while left > 0 {
             let ev = self.events.recv_deadline(deadline).map_err(|_| {
                 format!("{left}/{} Followers did not show the page within {timeout:?}", self.n())
@@ -563,9 +845,10 @@ impl Choir {
                 got[*i] = true;
                 left -= 1;
                 last = last.max(*t);
+                first = Some(first.map_or(*t, |f: Instant| f.min(*t)));
             }
         }
-        Ok(last - start)
+        Ok((first.unwrap_or(start) - start, last - start))
     }
 
     /// Waits until Follower `i`'s next phase event is `want`; returns its timestamp.
@@ -658,15 +941,18 @@ fn choir(n: usize) -> (Option<Row>, Row, Value) {
         not_measured(name_b, format!("joining failed: {e}"), goal_b)
     } else {
         let mut lat = Vec::with_capacity(BROADCASTS as usize);
+        let mut first = Vec::with_capacity(BROADCASTS as usize);
         let mut failure = None;
         match c.broadcast(
             song(),
             |v| v.song_id.as_ref().is_some_and(|s| s.as_str() == "bench"),
             Duration::from_secs(10),
         ) {
-            Ok(took) => extra["set_song_ms"] = json!(ms(took)),
+            Ok((_, took)) => extra["set_song_ms"] = json!(ms(took)),
             Err(e) => failure = Some(format!("SetSong: {e}")),
         }
+        let load_before = process_load();
+        let turns_start = Instant::now();
         if failure.is_none() {
             for k in 1..=BROADCASTS {
                 std::thread::sleep(BROADCAST_GAP);
@@ -675,7 +961,10 @@ fn choir(n: usize) -> (Option<Row>, Row, Value) {
                     |v| v.page_index == k,
                     Duration::from_secs(10),
                 ) {
-                    Ok(took) => lat.push(ms(took)),
+                    Ok((f, took)) => {
+                        first.push(ms(f));
+                        lat.push(ms(took));
+                    }
                     Err(e) => {
                         failure = Some(format!("page {k}: {e}"));
                         break;
@@ -683,6 +972,7 @@ fn choir(n: usize) -> (Option<Row>, Row, Value) {
                 }
             }
         }
+        let load = load_per(load_before, process_load(), turns_start.elapsed(), lat.len());
         match (Stats::of(&lat), failure) {
             (Some(s), failure) => {
                 let met = n == 100 && failure.is_none() && s.p99 <= GOAL_BROADCAST_P99_MS;
@@ -690,14 +980,21 @@ fn choir(n: usize) -> (Option<Row>, Row, Value) {
                 if let Some(f) = &failure {
                     j["failure"] = json!(f);
                 }
+                let fs = Stats::of(&first);
+                if let Some(fs) = &fs {
+                    j["first_follower"] = fs.json();
+                }
+                j["load"] = load.as_ref().map_or(Value::Null, LoadPer::json);
                 row(
                     name_b,
                     format!(
-                        "p50 {:.2} ms, p99 {:.2} ms (max {:.2}; {} turns){}",
+                        "p50 {:.2} ms, p99 {:.2} ms (max {:.2}; {} turns; first F p50 {:.2}){}{}",
                         s.p50,
                         s.p99,
                         s.max,
                         s.n,
+                        fs.map_or(f64::NAN, |f| f.p50),
+                        load.as_ref().map(LoadPer::short).unwrap_or_default(),
                         failure.map(|f| format!("; STOPPED: {f}")).unwrap_or_default()
                     ),
                     goal_b,
@@ -721,7 +1018,7 @@ fn choir(n: usize) -> (Option<Row>, Row, Value) {
 fn rejoin() -> Row {
     const NAME: &str = "rejoin after the Master returns (N = 1)";
     const GOAL: &str = "≤ 1 s";
-    let r: Result<(Vec<f64>, Vec<f64>, Vec<String>), String> = (|| {
+    let r: Result<Rejoins, String> = (|| {
         let mut c = Choir::start(1)?;
         c.join_all()?;
         c.broadcast(song(), |v| v.song_id.is_some(), Duration::from_secs(10))?;
@@ -786,6 +1083,7 @@ fn main() {
         .build()
         .expect("bench runtime");
 
+    let load_start = process_load();
     let mut rows = Vec::new();
     let mut choirs = Vec::new();
     let step = |what: &str| eprintln!("[{:6.1} s] {what}", total.elapsed().as_secs_f64());
@@ -794,6 +1092,8 @@ fn main() {
     rows.push(offer_to_open(&rt));
     step("Solo round trip");
     rows.push(solo_round_trip(&rt));
+    step("raw fan-out");
+    rows.push(raw_fanout(&rt, 100));
     for n in FOLLOWER_COUNTS {
         step(&format!("Choir, {n} Followers"));
         let (join, broadcast, extra) = choir(n);
@@ -809,25 +1109,43 @@ fn main() {
     rows.push(rejoin());
     step("done");
     rt.shutdown_timeout(Duration::from_secs(2));
+    let run_load = load_per(load_start, process_load(), total.elapsed(), 1);
 
-    println!("\n{:<50} {:<70} {:<24} met?", "row", "value", "goal");
-    println!("{}", "-".repeat(152));
+    let width = rows.iter().filter_map(|r| r.value.lines().next()).map(|l| l.chars().count()).max();
+    let width = width.unwrap_or(0).max(40);
+    println!("\n{:<50} {:<width$} {:<24} met?", "row", "value", "goal");
+    println!("{}", "-".repeat(50 + width + 24 + 7));
     for r in &rows {
         let met = match r.met {
             Some(true) => "yes",
             Some(false) => "NO",
             None => "-",
         };
-        println!("{:<50} {:<70} {:<24} {met}", r.name, r.value, r.goal);
+        let mut lines = r.value.lines();
+        let first = lines.next().unwrap_or_default();
+        println!("{:<50} {first:<width$} {:<24} {met}", r.name, r.goal);
+        for more in lines {
+            println!("{:<50}   {more}", "");
+        }
     }
 
+    if let Some(l) = &run_load {
+        println!(
+            "\nwhole run: this benchmark kept {:.0}% of the cores busy, other processes {:.0}% \
+             (a loaded machine inflates the Choir rows)",
+            l.busy * 100.0,
+            l.others * 100.0
+        );
+    }
     let json = json!({
         "cores": cores,
+        "cores_busy_fraction": run_load.as_ref().map(|l| l.busy),
+        "cores_busy_fraction_other_processes": run_load.as_ref().map(|l| l.others),
         "profile": profile,
         "address": "127.0.0.1",
         "total_s": total.elapsed().as_secs_f64(),
         "rows": rows.iter().map(|r| json!({
-            "name": r.name, "value": r.value, "goal": r.goal, "meets_goal": r.met, "data": r.json,
+            "name": r.name, "value": r.value.replace('\n', "; "), "goal": r.goal, "meets_goal": r.met, "data": r.json,
         })).collect::<Vec<_>>(),
         "choirs": choirs,
     });
