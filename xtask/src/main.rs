@@ -11,11 +11,13 @@ const USAGE: &str = "\
 usage: cargo xtask <command>
 
   run [ARGS…]            set up (PDFium) and start Maestral on the demo library
+                         (ARGS go to the app: a score or folder, --headless, --layout …)
   test                   set up and run every test (what CI runs)
   sim [--seeds N] [--seed S] [--start S]
                          run the sync-engine simulation for more seeds
-  bench engine|render|sync
-                         run a benchmark (release); results under target/bench/
+  bench engine|render|sync|app [--dev]
+                         run a benchmark (release; `app --dev`: the dev build, which is
+                         much quicker to build); results under target/bench/
   setup                  fetch PDFium into .cache/pdfium if it is not there yet
 ";
 
@@ -112,7 +114,7 @@ fn sim(rest: &[String]) -> Result<()> {
 
 fn bench(rest: &[String]) -> Result<()> {
     let Some(which) = rest.first() else {
-        bail!("which benchmark? `cargo xtask bench engine`, `render` or `sync`");
+        bail!("which benchmark? `cargo xtask bench engine`, `render`, `sync` or `app`");
     };
     std::fs::create_dir_all(root().join("target/bench"))?;
     match which.as_str() {
@@ -127,6 +129,17 @@ fn bench(rest: &[String]) -> Result<()> {
             status(&mut c)
         }
         "sync" => status(cargo().args(["bench", "--package", "maestral-net", "--bench", "sync"])),
-        other => bail!("unknown benchmark `{other}`: try `engine`, `render` or `sync`"),
+        "app" => {
+            // A real window under Xvfb with Mesa's software Vulkan (see tests/window.rs).
+            let lib = pdfium::ensure()?;
+            let mut c = cargo();
+            c.args(["bench", "--package", "maestral", "--bench", "app"]);
+            if rest[1..].iter().any(|a| a == "--dev") {
+                c.args(["--profile", "dev"]);
+            }
+            c.env("MAESTRAL_PDFIUM", lib);
+            status(&mut c)
+        }
+        other => bail!("unknown benchmark `{other}`: try `engine`, `render`, `sync` or `app`"),
     }
 }

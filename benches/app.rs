@@ -1,0 +1,139 @@
+//! `cargo xtask bench app`: the app in a real window (Xvfb + Mesa lavapipe, as in the window
+//! test), measured from outside through its control interface.
+//!
+//! - start-up: process spawn → first page on screen (the frame with it presented);
+//! - page turn → presented frame, prefetched and cold (a jump to a page not drawn yet): wall
+//!   time from writing the key to the app's `frame_presented` line, and frames from the input
+//!   to the swap (0: the turn's own frame); cold: a jump to a page never drawn, a song change;
+//! - idle: frames drawn and CPU used over 10 s with a score open and nothing happening.
+//!
+//! Goals: prefetched turn ≤ 1 frame, idle CPU < 1 % of a core. Results: target/bench/app.json.
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use support::{App, TempDir, VirtualDisplay, demo_score};
+
+const MAESTRAL: &str = env!("CARGO_BIN_EXE_maestral");
+const IDLE: Duration = Duration::from_secs(10);
+
+/// User + system CPU time of a process, from /proc (Linux).
+fn cpu_time(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces) start after the last ')'.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // USER_HZ is 100 on every Linux the project targets.
+    Some(Duration::from_millis(ticks * 10))
+}
+
+fn stats(app: &mut App) -> Value {
+    app.send("stats");
+    app.wait("stats", |e| e["event"] == "stats")
+}
+
+/// Sends the lines, the last one timed; returns (ms to the presented frame, frames to the swap).
+fn timed_turn(app: &mut App, lines: &[String], page: u64) -> (f64, u64) {
+    let (last, first) = lines.split_last().expect("a line");
+    for line in first {
+        app.send(line);
+    }
+    let sent = Instant::now();
+    app.send(last);
+    let presented = app.wait_presented(&[(0, page)]);
+    let (_, at) = app.wait_at("frame_presented", |e| e["event"] == "frame_presented");
+    let frames = presented["since_turn_frames"].as_u64().unwrap_or(u64::MAX);
+    (at.duration_since(sent).as_secs_f64() * 1000.0, frames)
+}
+
+fn summary(samples: &[f64]) -> Value {
+    let mut s = samples.to_vec();
+    s.sort_by(f64::total_cmp);
+    let at = |q: f64| s[((s.len() - 1) as f64 * q).round() as usize];
+    json!({"n": s.len(), "min": s[0], "p50": at(0.5), "max": at(1.0)})
+}
+
+fn main() {
+    let display = VirtualDisplay::start();
+    let dir = TempDir::new("bench-app");
+    let score = demo_score("lanterns-on-the-water.pdf");
+
+    let started = Instant::now();
+    let mut command = display.command(Path::new(MAESTRAL));
+    command.args(["--control", "--window-size", "1280x800", "--state-dir"]).arg(&dir.0).arg(&score);
+    let mut app = App::spawn(command);
+    app.wait_presented(&[(0, 0)]);
+    let (_, shown) = app.wait_at("frame_presented", |e| e["event"] == "frame_presented");
+    let startup_ms = shown.duration_since(started).as_secs_f64() * 1000.0;
+
+    // Prefetched turns: forward through the score, pausing so each next page is drawn ahead.
+    let (mut prefetched, mut prefetched_frames) = (Vec::new(), Vec::new());
+    for page in 1..=6u64 {
+        std::thread::sleep(Duration::from_millis(600));
+        let (ms, frames) = timed_turn(&mut app, &["key PageDown".into()], page);
+        prefetched.push(ms);
+        prefetched_frames.push(frames);
+    }
+    // Cold: pages never drawn before: a jump by number entry ("10" Enter: page index 9), and
+    // a song change to the other demo score.
+    let (mut cold, mut cold_frames) = (Vec::new(), Vec::new());
+    let jump: Vec<String> = ["key 1", "key 0", "key Enter"].map(String::from).to_vec();
+    let song = vec![format!("song {}", demo_score("harbour-lights-jig.pdf").display())];
+    for (lines, page) in [(jump, 9u64), (song, 0)] {
+        std::thread::sleep(Duration::from_millis(600));
+        let (ms, frames) = timed_turn(&mut app, &lines, page);
+        cold.push(ms);
+        cold_frames.push(frames);
+    }
+
+    // Idle with the score open.
+    std::thread::sleep(Duration::from_secs(1));
+    let before = stats(&mut app);
+    let cpu_before = cpu_time(app.child.id());
+    let idle_start = Instant::now();
+    std::thread::sleep(IDLE);
+    let cpu_after = cpu_time(app.child.id());
+    let idle_wall = idle_start.elapsed();
+    let after = stats(&mut app);
+    // The second `stats` command itself wakes one frame.
+    let frames = after["frames"]
+        .as_u64()
+        .unwrap_or(0)
+        .saturating_sub(before["frames"].as_u64().unwrap_or(0))
+        .saturating_sub(1);
+    let cpu_percent = match (cpu_before, cpu_after) {
+        (Some(a), Some(b)) => Some(100.0 * (b - a).as_secs_f64() / idle_wall.as_secs_f64()),
+        _ => None,
+    };
+    let status = app.quit();
+    assert!(status.success());
+
+    let result = json!({
+        "profile": if cfg!(debug_assertions) { "dev" } else { "release" },
+        "renderer": "Mesa lavapipe (software Vulkan) under Xvfb",
+        "window": "1280x800",
+        "startup_to_first_page_ms": startup_ms,
+        "prefetched_turn_ms": summary(&prefetched),
+        "prefetched_turn_frames_to_swap": prefetched_frames,
+        "cold_turn_ms": summary(&cold),
+        "cold_turn_frames_to_swap": cold_frames,
+        "idle_seconds": idle_wall.as_secs_f64(),
+        "idle_frames": frames,
+        "idle_cpu_percent_of_a_core": cpu_percent,
+    });
+    println!("{}", serde_json::to_string_pretty(&result).unwrap_or_default());
+    let goals = [
+        ("prefetched turn ≤ 1 frame", prefetched_frames.iter().all(|&f| f <= 1)),
+        ("idle CPU < 1 % of a core", cpu_percent.is_some_and(|c| c < 1.0)),
+    ];
+    for (goal, met) in goals {
+        println!("{goal}: {}", if met { "met" } else { "NOT met" });
+    }
+    let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench");
+    let _ = std::fs::create_dir_all(&out);
+    let _ = std::fs::write(out.join("app.json"), format!("{result:#}\n"));
+}

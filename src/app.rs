@@ -1,0 +1,191 @@
+//! [`AppPlugin`]: the whole app, windowed or headless, assembled from one plugin per concern.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use bevy::app::PluginsState;
+use bevy::asset::RenderAssetUsages;
+use bevy::log::LogPlugin;
+use bevy::prelude::*;
+use bevy::render::RenderPlugin;
+use bevy::render::pipelined_rendering::PipelinedRenderingPlugin;
+use bevy::window::{MonitorSelection, WindowMode, WindowResolution};
+use bevy::winit::{EventLoopProxyWrapper, UpdateMode, WinitSettings, WinitUserEvent};
+use bevy_egui::EguiPlugin;
+use crossbeam_channel::Receiver;
+
+use crate::control::{self, ControlInput, ControlOutput};
+use crate::display::{self, WindowSetup};
+use crate::layout::{self, LayoutMode, Projector};
+use crate::score::{self, AppError, OpenScore, PageImageUsage, RenderBridge};
+use crate::sync::{self, SyncMode, SyncSettings};
+use crate::wake::Waker;
+use crate::{input, navigation, persistence, ui};
+
+/// Everything the command line decides.
+#[derive(Debug, Clone)]
+pub struct AppOptions {
+    /// A score or a folder of scores.
+    pub library: PathBuf,
+    pub frontend: Frontend,
+    pub layout: LayoutMode,
+    pub projector: Projector,
+    pub sync: SyncSettings,
+}
+
+#[derive(Debug, Clone)]
+pub enum Frontend {
+    /// No window: line commands in, JSON events out.
+    Headless,
+    Window(WindowOptions),
+}
+
+#[derive(Debug, Clone)]
+pub struct WindowOptions {
+    pub size: (u32, u32),
+    pub fullscreen: bool,
+    /// The dual layout as two windows side by side.
+    pub side_by_side: bool,
+    /// Also take line commands and write JSON events (tests, benchmarks).
+    pub control: bool,
+}
+
+/// The app: the score, navigation, sync bridge and control plugins everywhere; the window,
+/// layout, input and UI plugins when there is a window.
+#[derive(Debug)]
+pub struct AppPlugin {
+    pub options: AppOptions,
+}
+
+impl Plugin for AppPlugin {
+    fn build(&self, app: &mut App) {
+        let options = &self.options;
+        let control = match &options.frontend {
+            Frontend::Headless => {
+                build_headless(app);
+                true
+            }
+            Frontend::Window(window) => {
+                build_window(app, window);
+                window.control
+            }
+        };
+        app.insert_resource(options.layout)
+            .insert_resource(options.projector)
+            .insert_resource(options.sync.clone())
+            .add_plugins((score::plugin, navigation::plugin, sync::plugin));
+        // Solo in a window opens where the performer left off; scripts and sessions start
+        // from what they are told.
+        if matches!(options.frontend, Frontend::Window(_))
+            && matches!(options.sync.mode, SyncMode::Solo)
+        {
+            app.add_plugins(persistence::plugin);
+        }
+        if control {
+            let waker = app.world().resource::<Waker>().clone();
+            app.insert_resource(ControlInput::stdin(waker))
+                .insert_resource(ControlOutput::default())
+                .add_plugins(control::plugin);
+        }
+        // The library: opened at start; in the window, its first score is shown too (a Follower
+        // waits for its Master's song instead).
+        let show = matches!(options.frontend, Frontend::Window(_))
+            && !matches!(options.sync.mode, SyncMode::Join(_));
+        let open = OpenScore { path: options.library.clone(), show };
+        app.add_systems(Startup, move |mut opens: MessageWriter<OpenScore>| {
+            opens.write(open.clone());
+        });
+    }
+}
+
+fn build_headless(app: &mut App) {
+    app.add_plugins((MinimalPlugins, LogPlugin::default()));
+    let (waker, woken) = Waker::channel();
+    app.insert_resource(waker).set_runner(move |app| headless_runner(app, woken));
+}
+
+/// Runs frames when something arrives (a command, a sync event) and at least every 250 ms;
+/// sleeps in between.
+fn headless_runner(mut app: App, woken: Receiver<()>) -> AppExit {
+    if app.plugins_state() != PluginsState::Cleaned {
+        while app.plugins_state() == PluginsState::Adding {
+            bevy::tasks::tick_global_task_pools_on_main_thread();
+        }
+        app.finish();
+        app.cleanup();
+    }
+    loop {
+        app.update();
+        if let Some(exit) = app.should_exit() {
+            return exit;
+        }
+        let _ = woken.recv_timeout(Duration::from_millis(250));
+    }
+}
+
+fn build_window(app: &mut App, options: &WindowOptions) {
+    let (w, h) = options.size;
+    let mut window =
+        Window { title: "Maestral".into(), resolution: WindowResolution::new(w, h), ..default() };
+    if options.fullscreen {
+        window.mode = WindowMode::BorderlessFullscreen(MonitorSelection::Current);
+    }
+    if options.side_by_side {
+        window.position = bevy::window::WindowPosition::At(IVec2::ZERO);
+    }
+    app.add_plugins(
+        DefaultPlugins
+            .set(WindowPlugin { primary_window: Some(window), ..default() })
+            // A pipeline compiled in the background leaves its first frames without the page
+            // (a blank frame, the very thing a turn must never show): compile it before drawing.
+            .set(RenderPlugin { synchronous_pipeline_compilation: true, ..default() })
+            // One frame: input, update, render, present. Pipelining would add a frame of
+            // latency to every turn for throughput this app does not need.
+            .disable::<PipelinedRenderingPlugin>(),
+    );
+    // Reactive: no frames while nothing changes.
+    let idle = UpdateMode::reactive_low_power(Duration::from_secs(10));
+    app.insert_resource(WinitSettings { focused_mode: idle, unfocused_mode: idle });
+
+    // Other threads wake the event loop through winit's proxy.
+    let proxy = app.world().resource::<EventLoopProxyWrapper>();
+    let proxy = Mutex::new((**proxy).clone());
+    app.insert_resource(Waker::new(move || {
+        if let Ok(proxy) = proxy.lock() {
+            let _ = proxy.send_event(WinitUserEvent::WakeUp);
+        }
+    }));
+
+    app.insert_resource(WindowSetup { size: options.size, side_by_side: options.side_by_side })
+        // The GPU keeps the pages; the main world lets its copy go.
+        .insert_resource(PageImageUsage(RenderAssetUsages::RENDER_WORLD))
+        .add_plugins(EguiPlugin::default())
+        .add_plugins((display::plugin, layout::plugin, input::plugin, ui::plugin));
+    if options.control {
+        app.add_plugins(control::window::plugin);
+    }
+    let waker = app.world().resource::<Waker>().clone();
+    match RenderBridge::start(waker) {
+        Ok(bridge) => {
+            app.insert_resource(bridge);
+        }
+        Err(error) => {
+            // No pages without PDFium, but the app (and its sync) keep running, and say why.
+            let message = error.to_string();
+            error!("{message}");
+            app.add_systems(Startup, move |mut errors: MessageWriter<AppError>| {
+                errors.write(AppError(message.clone()));
+            });
+        }
+    }
+}
+
+/// Runs the app until it quits; the exit status follows the app's.
+pub fn run(options: AppOptions) -> ExitCode {
+    match App::new().add_plugins(AppPlugin { options }).run() {
+        AppExit::Success => ExitCode::SUCCESS,
+        AppExit::Error(code) => ExitCode::from(code.get()),
+    }
+}

@@ -1,0 +1,249 @@
+//! The command line (`spec/HEADLESS.md`): the app, headless mode, `render` and `list`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::str::FromStr;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::app::{AppOptions, Frontend, WindowOptions};
+use crate::layout::{LayoutMode, Projector, Rotation};
+use crate::persistence;
+use crate::sync::{SyncMode, SyncSettings};
+
+/// Sheet music on large screens, page turns kept in step across devices on the LAN.
+#[derive(Debug, Parser)]
+#[command(name = "maestral", version, args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    /// A score (PDF) or a folder of scores; without one, the bundled demo library.
+    #[arg(value_name = "SCORE_OR_FOLDER")]
+    pub library: Option<PathBuf>,
+
+    /// No window: read commands on standard input, write JSON events on standard output.
+    #[arg(long)]
+    pub headless: bool,
+
+    #[command(flatten)]
+    pub mode: ModeArgs,
+
+    /// Where the Choir Master listens for singers (default: the LAN address, any port).
+    #[arg(long, value_name = "ADDR", requires = "choir_master")]
+    pub listen: Option<SocketAddr>,
+
+    /// This device's id (default: the one stored in the state directory).
+    #[arg(long, value_name = "ID")]
+    pub device_id: Option<String>,
+
+    /// The name other devices show for this one (default: the host name).
+    #[arg(long, value_name = "NAME")]
+    pub device_name: Option<String>,
+
+    /// Where the device id, stored tokens and positions live.
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub window: WindowArgs,
+}
+
+/// How this device takes part in a session (at most one).
+#[derive(Debug, Args)]
+#[group(multiple = false)]
+pub struct ModeArgs {
+    /// Start a Choir session as its Master (conductor).
+    #[arg(long)]
+    pub choir_master: bool,
+
+    /// Join a Choir session as a Follower, with the join code the Master shows.
+    #[arg(long, value_name = "JOIN_CODE")]
+    pub join: Option<String>,
+
+    /// Solo: print a pairing offer code, then read the other device's answer code.
+    #[arg(long)]
+    pub solo_offer: bool,
+
+    /// Solo: print the answer code for the other device's offer code.
+    #[arg(long, value_name = "OFFER_CODE")]
+    pub solo_answer: Option<String>,
+}
+
+/// Window and projector options (ignored with `--headless`).
+#[derive(Debug, Args)]
+pub struct WindowArgs {
+    /// How pages are laid out.
+    #[arg(long, value_enum, default_value_t = LayoutArg::Single)]
+    pub layout: LayoutArg,
+
+    /// Two windows side by side, odd page left and even page right (for one monitor; with two
+    /// monitors `--layout dual` puts one window on each).
+    #[arg(long)]
+    pub dual_window: bool,
+
+    /// Turn the pages on screen by this many degrees clockwise (a projector on its side).
+    #[arg(long, value_name = "DEGREES", default_value_t = 0, value_parser = parse_rotation)]
+    pub rotate: u16,
+
+    /// Dark pages: light notes on black (inverted), for dim stages and projectors.
+    #[arg(long)]
+    pub dark: bool,
+
+    /// Start in fullscreen.
+    #[arg(long)]
+    pub fullscreen: bool,
+
+    /// The window's size in pixels.
+    #[arg(long, value_name = "WxH", default_value = "1280x800")]
+    pub window_size: WindowSize,
+
+    /// Also read line commands on standard input and write JSON events, as `--headless` does,
+    /// with the window's extras (`key`, `tap`, `screenshot`, `stats`). For tests and benchmarks.
+    #[arg(long, hide = true)]
+    pub control: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LayoutArg {
+    /// One page at a time.
+    Single,
+    /// Two pages side by side (a spread: odd page left, even page right).
+    TwoUp,
+    /// One window per monitor: odd page on the first, even page on the second.
+    Dual,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Rasterize one page exactly as the app shows it, to a PNG file.
+    Render(RenderArgs),
+    /// List the scores of a folder (default: the bundled demo library).
+    List {
+        #[arg(value_name = "SCORE_OR_FOLDER")]
+        folder: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct RenderArgs {
+    /// The score (PDF).
+    pub score: PathBuf,
+    /// The page, counted from 0 (like `page_index`).
+    #[arg(long, value_name = "N")]
+    pub page: u32,
+    /// The width of the box the page is fitted into, in pixels.
+    #[arg(long, value_name = "W")]
+    pub width: u32,
+    /// The height of the box the page is fitted into, in pixels.
+    #[arg(long, value_name = "H")]
+    pub height: u32,
+    /// The PNG file to write.
+    #[arg(long, value_name = "FILE.png")]
+    pub out: PathBuf,
+    /// Dark page (inverted), as `maestral --dark` shows it.
+    #[arg(long)]
+    pub dark: bool,
+}
+
+/// A window size, `WIDTHxHEIGHT` in pixels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WindowSize {
+    pub width: u32,
+    pub height: u32,
+}
+
+impl FromStr for WindowSize {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || format!("a window size is WIDTHxHEIGHT in pixels, e.g. 1280x800, not {s:?}");
+        let (w, h) = s.split_once(['x', 'X', '×']).ok_or_else(bad)?;
+        let side = |v: &str| v.trim().parse::<u32>().ok().filter(|&n| (1..=16_384).contains(&n));
+        Ok(WindowSize { width: side(w).ok_or_else(bad)?, height: side(h).ok_or_else(bad)? })
+    }
+}
+
+fn parse_rotation(s: &str) -> Result<u16, String> {
+    match s.trim() {
+        "0" => Ok(0),
+        "90" => Ok(90),
+        "180" => Ok(180),
+        "270" => Ok(270),
+        other => Err(format!("rotation is 0, 90, 180 or 270 degrees, not {other:?}")),
+    }
+}
+
+impl Cli {
+    /// The app's options, with the device id read from (or first written to) the state folder.
+    pub fn app_options(self) -> AppOptions {
+        let state_dir = self.state_dir.unwrap_or_else(persistence::default_state_dir);
+        let device_id = match self.device_id {
+            Some(id) => id,
+            None => persistence::stored_device_id(&state_dir),
+        };
+        let mode = if self.mode.choir_master {
+            SyncMode::ChoirMaster { listen: self.listen }
+        } else if let Some(code) = self.mode.join {
+            SyncMode::Join(code)
+        } else if self.mode.solo_offer {
+            SyncMode::SoloOffer
+        } else if let Some(code) = self.mode.solo_answer {
+            SyncMode::SoloAnswer(code)
+        } else {
+            SyncMode::Solo
+        };
+        let w = self.window;
+        let layout = match (w.layout, w.dual_window) {
+            (_, true) | (LayoutArg::Dual, _) => LayoutMode::DualWindow,
+            (LayoutArg::TwoUp, _) => LayoutMode::TwoUp,
+            (LayoutArg::Single, _) => LayoutMode::Single,
+        };
+        let frontend = if self.headless {
+            Frontend::Headless
+        } else {
+            Frontend::Window(WindowOptions {
+                size: (w.window_size.width, w.window_size.height),
+                fullscreen: w.fullscreen,
+                side_by_side: w.dual_window,
+                control: w.control,
+            })
+        };
+        AppOptions {
+            library: self.library.unwrap_or_else(crate::score::demo_library),
+            frontend,
+            layout,
+            projector: Projector { rotation: Rotation::from_degrees(w.rotate), dark: w.dark },
+            sync: SyncSettings {
+                mode,
+                device_name: self.device_name.unwrap_or_else(persistence::host_name),
+                device_id,
+                state_dir: Some(state_dir),
+            },
+        }
+    }
+}
+
+/// Parses the command line and runs what it asks for.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let outcome = match cli.command {
+        Some(Command::Render(args)) => crate::commands::render(&args),
+        Some(Command::List { folder }) => {
+            crate::commands::list(&folder.unwrap_or_else(crate::score::demo_library))
+        }
+        None => return crate::app::run(cli.app_options()),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            // One line, ending with what to do (the score library's messages say it).
+            match error.downcast_ref::<maestral_score::ScoreError>() {
+                Some(score_error) => eprintln!("maestral: {score_error}"),
+                None => eprintln!("maestral: {error:#}"),
+            }
+            ExitCode::FAILURE
+        }
+    }
+}

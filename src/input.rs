@@ -1,0 +1,276 @@
+//! Input: keys and page-turn pedals (a pedal is a keyboard sending PageDown/PageUp or arrows),
+//! tap and click zones, swipes, Home/End, number entry to jump, fullscreen, and the key that
+//! shows the panel. Every turn becomes a [`PageTurnRequested`].
+//!
+//! A pedal's key repeat or a bouncing switch never turns two pages: OS auto-repeat is ignored,
+//! and so is a second press of the same key within [`Debounce::window`].
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bevy::input::ButtonState;
+use bevy::input::keyboard::KeyboardInput;
+use bevy::input::mouse::MouseButtonInput;
+use bevy::input::touch::{TouchInput, TouchPhase};
+use bevy::prelude::*;
+use bevy::window::{MonitorSelection, WindowMode};
+use bevy_egui::input::EguiWantsInput;
+
+use crate::navigation::{NavigationSystems, PageTurnRequested, Turn};
+use crate::ui::UiVisible;
+
+pub fn plugin(app: &mut App) {
+    app.init_resource::<Debounce>()
+        .init_resource::<NumberEntry>()
+        .init_resource::<UiVisible>()
+        .add_message::<Gesture>()
+        .add_message::<PageTurnRequested>()
+        // Registered by Bevy's input plugin in the app; here too for tests without it.
+        .add_message::<KeyboardInput>()
+        .add_message::<MouseButtonInput>()
+        .add_message::<TouchInput>()
+        .add_systems(
+            Update,
+            (keyboard_turns, (mouse_gestures, touch_gestures), gesture_turns)
+                .chain()
+                .in_set(NavigationSystems::Input),
+        );
+}
+
+/// Ignores a second press of the same key within `window` (a bouncing pedal switch).
+#[derive(Resource, Debug, Clone)]
+pub struct Debounce {
+    pub window: Duration,
+    last: HashMap<KeyCode, Duration>,
+}
+
+impl Default for Debounce {
+    fn default() -> Self {
+        Debounce { window: Duration::from_millis(150), last: HashMap::new() }
+    }
+}
+
+impl Debounce {
+    /// True if a press of `key` at `now` counts.
+    pub fn accept(&mut self, key: KeyCode, now: Duration) -> bool {
+        if let Some(&last) = self.last.get(&key)
+            && now.saturating_sub(last) < self.window
+        {
+            return false;
+        }
+        self.last.insert(key, now);
+        true
+    }
+}
+
+/// Digits typed to jump to a page (as the performer counts: from 1), until Enter.
+#[derive(Resource, Debug, Clone, Default, PartialEq, Eq)]
+pub struct NumberEntry(pub String);
+
+/// A finished pointer or touch movement, in a window's logical pixels: a tap when it barely
+/// moved, a swipe when it moved far enough sideways.
+#[derive(Message, Debug, Clone, Copy, PartialEq)]
+pub struct Gesture {
+    pub window: Entity,
+    pub start: Vec2,
+    pub end: Vec2,
+}
+
+/// What a key does to the page, if anything.
+pub fn key_turn(key: KeyCode) -> Option<Turn> {
+    Some(match key {
+        KeyCode::PageDown | KeyCode::ArrowRight | KeyCode::ArrowDown | KeyCode::Space => Turn::Next,
+        KeyCode::PageUp | KeyCode::ArrowLeft | KeyCode::ArrowUp => Turn::Prev,
+        KeyCode::Home => Turn::First,
+        KeyCode::End => Turn::Last,
+        _ => return None,
+    })
+}
+
+fn digit(key: KeyCode) -> Option<char> {
+    use KeyCode::*;
+    let d = match key {
+        Digit0 | Numpad0 => '0',
+        Digit1 | Numpad1 => '1',
+        Digit2 | Numpad2 => '2',
+        Digit3 | Numpad3 => '3',
+        Digit4 | Numpad4 => '4',
+        Digit5 | Numpad5 => '5',
+        Digit6 | Numpad6 => '6',
+        Digit7 | Numpad7 => '7',
+        Digit8 | Numpad8 => '8',
+        Digit9 | Numpad9 => '9',
+        _ => return None,
+    };
+    Some(d)
+}
+
+fn keyboard_turns(
+    mut keys: MessageReader<KeyboardInput>,
+    mut turns: MessageWriter<PageTurnRequested>,
+    mut debounce: ResMut<Debounce>,
+    mut entry: ResMut<NumberEntry>,
+    mut ui: ResMut<UiVisible>,
+    mut windows: Query<&mut Window>,
+    egui: Option<Res<EguiWantsInput>>,
+    time: Res<Time<Real>>,
+) {
+    let typing = egui.is_some_and(|e| e.wants_any_keyboard_input());
+    for key in keys.read() {
+        // Releases and the OS's auto-repeat never turn a page.
+        if key.state != ButtonState::Pressed || key.repeat || typing {
+            continue;
+        }
+        let code = key.key_code;
+        if let Some(d) = digit(code) {
+            if entry.0.len() < 6 {
+                entry.0.push(d);
+            }
+            continue;
+        }
+        match code {
+            KeyCode::Enter | KeyCode::NumpadEnter if !entry.0.is_empty() => {
+                let typed: Option<u32> = entry.0.parse().ok();
+                entry.0.clear();
+                // The performer counts pages from 1.
+                if let Some(page) = typed.and_then(|n| n.checked_sub(1)) {
+                    turns.write(PageTurnRequested(Turn::To(page)));
+                }
+                continue;
+            }
+            KeyCode::Backspace if !entry.0.is_empty() => {
+                entry.0.pop();
+                continue;
+            }
+            KeyCode::Escape if !entry.0.is_empty() => {
+                entry.0.clear();
+                continue;
+            }
+            KeyCode::Escape | KeyCode::Tab => {
+                ui.0 = !ui.0;
+                continue;
+            }
+            KeyCode::F11 | KeyCode::KeyF => {
+                if let Ok(mut window) = windows.get_mut(key.window) {
+                    window.mode = match window.mode {
+                        WindowMode::Windowed => {
+                            WindowMode::BorderlessFullscreen(MonitorSelection::Current)
+                        }
+                        _ => WindowMode::Windowed,
+                    };
+                }
+                continue;
+            }
+            _ => {}
+        }
+        if let Some(turn) = key_turn(code)
+            && debounce.accept(code, time.elapsed())
+        {
+            turns.write(PageTurnRequested(turn));
+        }
+    }
+}
+
+/// Where a left-button press started, per window.
+#[derive(Default)]
+struct Presses(HashMap<Entity, Vec2>);
+
+fn mouse_gestures(
+    mut buttons: MessageReader<MouseButtonInput>,
+    windows: Query<&Window>,
+    mut presses: Local<Presses>,
+    mut gestures: MessageWriter<Gesture>,
+    egui: Option<Res<EguiWantsInput>>,
+) {
+    let over_ui = egui.is_some_and(|e| e.wants_any_pointer_input());
+    for input in buttons.read() {
+        if input.button != MouseButton::Left {
+            continue;
+        }
+        let Some(at) = windows.get(input.window).ok().and_then(Window::cursor_position) else {
+            continue;
+        };
+        match input.state {
+            ButtonState::Pressed if !over_ui => {
+                presses.0.insert(input.window, at);
+            }
+            ButtonState::Pressed => {}
+            ButtonState::Released => {
+                if let Some(start) = presses.0.remove(&input.window) {
+                    gestures.write(Gesture { window: input.window, start, end: at });
+                }
+            }
+        }
+    }
+}
+
+fn touch_gestures(
+    mut touches: MessageReader<TouchInput>,
+    mut starts: Local<HashMap<u64, Vec2>>,
+    mut gestures: MessageWriter<Gesture>,
+    egui: Option<Res<EguiWantsInput>>,
+) {
+    let over_ui = egui.is_some_and(|e| e.wants_any_pointer_input());
+    for touch in touches.read() {
+        match touch.phase {
+            TouchPhase::Started if !over_ui => {
+                starts.insert(touch.id, touch.position);
+            }
+            TouchPhase::Ended => {
+                if let Some(start) = starts.remove(&touch.id) {
+                    gestures.write(Gesture { window: touch.window, start, end: touch.position });
+                }
+            }
+            TouchPhase::Canceled => {
+                starts.remove(&touch.id);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// What a gesture means in a window of `size` (logical pixels).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GestureAction {
+    Turn(Turn),
+    ToggleUi,
+    Nothing,
+}
+
+/// Taps: the top strip shows or hides the panel, the left part turns back, the rest turns on.
+/// Swipes: right to left turns on, left to right turns back.
+pub fn gesture_action(size: Vec2, start: Vec2, end: Vec2) -> GestureAction {
+    let d = end - start;
+    let swipe = (size.x * 0.05).max(40.0);
+    if d.x.abs() >= swipe && d.x.abs() > 1.5 * d.y.abs() {
+        return GestureAction::Turn(if d.x < 0.0 { Turn::Next } else { Turn::Prev });
+    }
+    if d.length() > 12.0 {
+        return GestureAction::Nothing;
+    }
+    if end.y < size.y * 0.12 {
+        GestureAction::ToggleUi
+    } else if end.x < size.x * 0.4 {
+        GestureAction::Turn(Turn::Prev)
+    } else {
+        GestureAction::Turn(Turn::Next)
+    }
+}
+
+fn gesture_turns(
+    mut gestures: MessageReader<Gesture>,
+    windows: Query<&Window>,
+    mut turns: MessageWriter<PageTurnRequested>,
+    mut ui: ResMut<UiVisible>,
+) {
+    for g in gestures.read() {
+        let Ok(window) = windows.get(g.window) else { continue };
+        match gesture_action(window.size(), g.start, g.end) {
+            GestureAction::Turn(turn) => {
+                turns.write(PageTurnRequested(turn));
+            }
+            GestureAction::ToggleUi => ui.0 = !ui.0,
+            GestureAction::Nothing => {}
+        }
+    }
+}

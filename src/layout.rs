@@ -1,0 +1,566 @@
+//! Which page goes where, and the flicker-free swap.
+//!
+//! Each frame the [`Plan`] says, for every window, which pages are wanted in which box (in
+//! physical pixels, so the page is rasterized at the size it is shown at), and [`WantedPages`]
+//! asks the score plugin for those and for the likely next ones (prefetch). The slots on screen
+//! ([`PageSlot`] sprites) change only when *every* wanted page has a texture: the old pages stay
+//! until then and all slots swap in the same frame. After a resize the old texture is shown
+//! scaled into the new box until the page at the new size arrives.
+
+use std::time::Duration;
+
+use bevy::camera::visibility::RenderLayers;
+use bevy::diagnostic::FrameCount;
+use bevy::prelude::*;
+use maestral_score::{PageKey, PixelSize, SongId};
+
+use crate::navigation::{LastTurn, NavigationSystems, Position, turn_step};
+use crate::score::{AppError, PageTexture, PageTextures, SongLibrary, TextureKey, WantedPages};
+use crate::sync::LinkStatus;
+
+/// The smallest box, in pixels a side, a page is drawn into; smaller says "too small".
+pub const MIN_SIDE: u32 = 32;
+
+#[derive(SystemSet, Debug, Clone, PartialEq, Eq, Hash)]
+pub enum LayoutSystems {
+    /// Update, after navigation: the plan and the wanted pages.
+    Plan,
+    /// Update, after the plan: slots take their new textures, all together or not at all.
+    Present,
+}
+
+pub fn plugin(app: &mut App) {
+    app.init_resource::<LayoutMode>()
+        .init_resource::<Projector>()
+        .init_resource::<Plan>()
+        .init_resource::<WantedPages>()
+        .init_resource::<PageTextures>()
+        .init_resource::<SongLibrary>()
+        .init_resource::<LinkStatus>()
+        .init_resource::<LastTurn>()
+        .init_resource::<Position>()
+        .add_message::<PagesPresented>()
+        .add_message::<AppError>()
+        .configure_sets(
+            Update,
+            (LayoutSystems::Plan, LayoutSystems::Present).chain().after(NavigationSystems::Apply),
+        )
+        .add_systems(Update, plan_pages.in_set(LayoutSystems::Plan))
+        .add_systems(Update, present_pages.in_set(LayoutSystems::Present));
+}
+
+/// How pages are laid out.
+#[derive(Resource, Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LayoutMode {
+    /// One page (on a Solo pair: this device's half of the spread).
+    #[default]
+    Single,
+    /// A spread in one window: odd page left, even page right.
+    TwoUp,
+    /// One window per monitor (or two windows side by side): odd page in the first, even page
+    /// in the second.
+    DualWindow,
+}
+
+impl LayoutMode {
+    /// Two pages on show at once, so turns move by a spread.
+    pub fn shows_spread(self) -> bool {
+        !matches!(self, LayoutMode::Single)
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            LayoutMode::Single => "Single page",
+            LayoutMode::TwoUp => "Two pages",
+            LayoutMode::DualWindow => "Two windows",
+        }
+    }
+}
+
+/// Turning the picture for a projector or a screen on its side (clockwise).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Rotation {
+    #[default]
+    None,
+    Cw90,
+    Cw180,
+    Cw270,
+}
+
+impl Rotation {
+    pub fn from_degrees(degrees: u16) -> Self {
+        match degrees % 360 {
+            90 => Rotation::Cw90,
+            180 => Rotation::Cw180,
+            270 => Rotation::Cw270,
+            _ => Rotation::None,
+        }
+    }
+
+    pub fn degrees(self) -> u16 {
+        match self {
+            Rotation::None => 0,
+            Rotation::Cw90 => 90,
+            Rotation::Cw180 => 180,
+            Rotation::Cw270 => 270,
+        }
+    }
+
+    /// The page's width runs along the screen's height.
+    pub fn swaps_axes(self) -> bool {
+        matches!(self, Rotation::Cw90 | Rotation::Cw270)
+    }
+
+    /// A content-space offset (x right, y down) as seen on screen.
+    fn apply(self, x: f32, y: f32) -> (f32, f32) {
+        match self {
+            Rotation::None => (x, y),
+            Rotation::Cw90 => (-y, x),
+            Rotation::Cw180 => (-x, -y),
+            Rotation::Cw270 => (y, -x),
+        }
+    }
+}
+
+/// Projector options: rotation, and dark (inverted) pages. Pages always fit their box.
+#[derive(Resource, Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Projector {
+    pub rotation: Rotation,
+    pub dark: bool,
+}
+
+/// A window that shows pages: index 0 is the main one; in the dual layout it shows the odd page
+/// (counted from 1) and window 1 the even one.
+#[derive(Component, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageWindow {
+    pub index: u8,
+}
+
+/// A box in physical pixels, x right and y down from the top left.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PixelRect {
+    pub x: u32,
+    pub y: u32,
+    pub width: u32,
+    pub height: u32,
+}
+
+/// One wanted page in one window.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlotPlan {
+    pub window: Entity,
+    pub window_index: u8,
+    /// The slot within its window (0: left or only, 1: right).
+    pub slot: u8,
+    /// `None`: nothing here (past the end of the score, or a song this device does not have).
+    pub page: Option<u32>,
+    /// The slot's box in content space (before rotation), in physical pixels.
+    pub rect: PixelRect,
+    /// The content space's size (the window's, axes swapped by a quarter turn).
+    pub content: (u32, u32),
+    pub scale_factor_milli: u32,
+}
+
+impl SlotPlan {
+    /// The box a page is rasterized into; `None` if it is too small to draw a page.
+    pub fn target(&self) -> Option<PixelSize> {
+        (self.rect.width >= MIN_SIDE && self.rect.height >= MIN_SIDE)
+            .then(|| PixelSize::new(self.rect.width, self.rect.height))
+    }
+
+    fn scale_factor(&self) -> f32 {
+        self.scale_factor_milli as f32 / 1000.0
+    }
+}
+
+/// What should be on screen now.
+#[derive(Resource, Debug, Clone, Default, PartialEq, Eq)]
+pub struct Plan {
+    /// The song to draw (`None`: none, or one this device does not have).
+    pub song: Option<SongId>,
+    pub dark: bool,
+    pub rotation: Rotation,
+    pub slots: Vec<SlotPlan>,
+}
+
+impl Plan {
+    fn key(&self, slot: &SlotPlan) -> Option<TextureKey> {
+        let (song, page, target) = (self.song?, slot.page?, slot.target()?);
+        Some(TextureKey { page: PageKey { song, page, target }, dark: self.dark })
+    }
+}
+
+/// One page slot on screen: a sprite in one window.
+#[derive(Component, Debug, Clone, PartialEq, Eq)]
+pub struct PageSlot {
+    pub window: Entity,
+    pub window_index: u8,
+    pub slot: u8,
+    /// What it shows (`None`: nothing).
+    pub shown: Option<ShownPage>,
+}
+
+/// The texture a slot shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShownPage {
+    pub song: SongId,
+    pub page: u32,
+    pub dark: bool,
+    /// The texture's own size and the box it was drawn for.
+    pub size: PixelSize,
+    pub drawn_for: PixelSize,
+    pub image: Handle<Image>,
+}
+
+/// The slots swapped to new content this frame (for tests, the control output, benchmarks).
+#[derive(Message, Debug, Clone, PartialEq)]
+pub struct PagesPresented {
+    pub frame: u32,
+    pub pages: Vec<PresentedPage>,
+    /// Time and frames since the local turn (or song change) this swap answers, if any.
+    pub since_turn: Option<(Duration, u32)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PresentedPage {
+    pub window_index: u8,
+    pub slot: u8,
+    pub page: Option<u32>,
+    /// Where the page is drawn on screen (window pixels, after rotation).
+    pub rect: PixelRect,
+    /// The texture was drawn for exactly this box (not an older size shown scaled).
+    pub exact: bool,
+}
+
+fn plan_pages(
+    position: Res<Position>,
+    mode: Res<LayoutMode>,
+    projector: Res<Projector>,
+    library: Res<SongLibrary>,
+    link: Res<LinkStatus>,
+    windows: Query<(Entity, &Window, &PageWindow)>,
+    mut plan: ResMut<Plan>,
+    mut wanted: ResMut<WantedPages>,
+    mut errors: MessageWriter<AppError>,
+    mut was_too_small: Local<bool>,
+) {
+    let song = position.song.as_ref().and_then(|id| library.find(id));
+    let count = song.map(|s| s.page_count);
+    let spread = position.page - position.page % 2;
+    let mut windows: Vec<_> = windows.iter().collect();
+    windows.sort_by_key(|(_, _, w)| w.index);
+
+    let mut slots = Vec::new();
+    for (entity, window, page_window) in windows {
+        let (w, h) = (window.physical_width(), window.physical_height());
+        let content = if projector.rotation.swaps_axes() { (h, w) } else { (w, h) };
+        let scale_factor_milli = (window.scale_factor() * 1000.0).round().max(1.0) as u32;
+        let whole = PixelRect { x: 0, y: 0, width: content.0, height: content.1 };
+        let mut add = |slot: u8, page: u32, rect: PixelRect| {
+            let page = song.and(Some(page)).filter(|&p| count.is_none_or(|c| p < c));
+            slots.push(SlotPlan {
+                window: entity,
+                window_index: page_window.index,
+                slot,
+                page,
+                rect,
+                content,
+                scale_factor_milli,
+            });
+        };
+        match (*mode, page_window.index) {
+            (LayoutMode::Single, 0) => add(0, position.page, whole),
+            (LayoutMode::TwoUp, 0) => {
+                let left = content.0 / 2;
+                add(0, spread, PixelRect { width: left, ..whole });
+                add(1, spread + 1, PixelRect { x: left, width: content.0 - left, ..whole });
+            }
+            (LayoutMode::DualWindow, i @ (0 | 1)) => add(0, spread + u32::from(i), whole),
+            // Windows the layout does not use show nothing.
+            _ => {}
+        }
+    }
+
+    let too_small = slots.iter().any(|s| s.target().is_none());
+    if too_small && !*was_too_small {
+        let smallest = slots.iter().map(|s| s.rect.width.min(s.rect.height)).min().unwrap_or(0);
+        errors.write(AppError(format!(
+            "the window is too small to show a page ({smallest} px); make it at least {MIN_SIDE}×{MIN_SIDE} px"
+        )));
+    }
+    *was_too_small = too_small;
+
+    let next = Plan {
+        song: song.map(|s| s.id),
+        dark: projector.dark,
+        rotation: projector.rotation,
+        slots,
+    };
+
+    // Visible pages first, then the likely next: the following turns and the previous one.
+    let mut want = WantedPages { dark: next.dark, ..default() };
+    let step = turn_step(*mode, link.phase);
+    for slot in &next.slots {
+        if let Some(key) = next.key(slot) {
+            want.visible.push(key.page);
+        }
+    }
+    for offset in [step as i64, 2 * step as i64, -(step as i64)] {
+        for slot in &next.slots {
+            let Some(key) = next.key(slot) else { continue };
+            let Some(page) = u32::try_from(i64::from(key.page.page) + offset).ok() else {
+                continue;
+            };
+            if count.is_some_and(|c| page >= c) {
+                continue;
+            }
+            let page = PageKey { page, ..key.page };
+            if !want.visible.contains(&page) && !want.prefetch.contains(&page) {
+                want.prefetch.push(page);
+            }
+        }
+    }
+    plan.set_if_neq(next);
+    wanted.set_if_neq(want);
+}
+
+/// What a planned slot would show now: `Some(Some(texture))`, `Some(None)` for an empty slot
+/// (nothing there, or a page that cannot be drawn), `None` while its page is not ready.
+fn content_for<'a>(
+    plan: &Plan,
+    slot: &SlotPlan,
+    textures: &'a PageTextures,
+) -> Option<Option<(TextureKey, &'a PageTexture)>> {
+    let (Some(song), Some(page)) = (plan.song, slot.page) else { return Some(None) };
+    let target = slot.target()?;
+    let key = TextureKey { page: PageKey { song, page, target }, dark: plan.dark };
+    if let Some(texture) = textures.get(&key) {
+        return Some(Some((key, texture)));
+    }
+    if textures.failure(&key).is_some() {
+        return Some(None);
+    }
+    textures.any_size(song, page, plan.dark).map(|(old, t)| Some((*old, t)))
+}
+
+fn present_pages(
+    mut commands: Commands,
+    plan: Res<Plan>,
+    textures: Res<PageTextures>,
+    mut slots: Query<(Entity, &mut PageSlot, &mut Sprite, &mut Transform, &mut Visibility)>,
+    mut presented: MessageWriter<PagesPresented>,
+    frame: Option<Res<FrameCount>>,
+    mut last_turn: ResMut<LastTurn>,
+    time: Res<Time<Real>>,
+) {
+    // Every planned slot must be ready (or empty) before anything changes.
+    let mut contents = Vec::with_capacity(plan.slots.len());
+    for slot in &plan.slots {
+        if slot.target().is_none() {
+            // Too small to draw: leave whatever is there.
+            contents.push(None);
+            continue;
+        }
+        match content_for(&plan, slot, &textures) {
+            Some(content) => contents.push(Some(content)),
+            None => {
+                // Not ready: the old pages stay, refitted to the boxes (a resize in progress).
+                for (_, page_slot, mut sprite, mut transform, _) in &mut slots {
+                    if let (Some(shown), Some(planned)) =
+                        (&page_slot.shown, plan_for(&plan, &page_slot))
+                    {
+                        place(&plan, planned, shown.size, &mut sprite, &mut transform);
+                    }
+                }
+                return;
+            }
+        }
+    }
+
+    let mut changed = false;
+    let mut pages = Vec::new();
+    let mut kept = Vec::new();
+    for (planned, content) in plan.slots.iter().zip(contents) {
+        let Some(content) = content else { continue };
+        let shown = content.map(|(key, texture)| ShownPage {
+            song: key.page.song,
+            page: key.page.page,
+            dark: key.dark,
+            size: texture.size,
+            drawn_for: key.page.target,
+            image: texture.image.clone(),
+        });
+        let existing = slots
+            .iter_mut()
+            .find(|(_, s, ..)| s.window == planned.window && s.slot == planned.slot);
+        let entity = match existing {
+            Some((entity, mut page_slot, mut sprite, mut transform, mut visibility)) => {
+                if page_slot.shown != shown {
+                    changed = true;
+                    apply(
+                        &plan,
+                        planned,
+                        shown.as_ref(),
+                        &mut sprite,
+                        &mut transform,
+                        &mut visibility,
+                    );
+                    page_slot.shown = shown.clone();
+                } else if let Some(s) = &shown {
+                    place(&plan, planned, s.size, &mut sprite, &mut transform);
+                }
+                entity
+            }
+            None => {
+                changed = true;
+                let (mut sprite, mut transform, mut visibility) =
+                    (Sprite::default(), Transform::default(), Visibility::Hidden);
+                apply(&plan, planned, shown.as_ref(), &mut sprite, &mut transform, &mut visibility);
+                commands
+                    .spawn((
+                        PageSlot {
+                            window: planned.window,
+                            window_index: planned.window_index,
+                            slot: planned.slot,
+                            shown: shown.clone(),
+                        },
+                        sprite,
+                        transform,
+                        visibility,
+                        RenderLayers::layer(usize::from(planned.window_index)),
+                    ))
+                    .id()
+            }
+        };
+        kept.push(entity);
+        pages.push(PresentedPage {
+            window_index: planned.window_index,
+            slot: planned.slot,
+            page: shown.as_ref().map(|s| s.page),
+            rect: screen_rect(&plan, planned, shown.as_ref().map(|s| s.size)),
+            exact: shown.as_ref().is_none_or(|s| Some(s.drawn_for) == planned.target()),
+        });
+    }
+    // Slots the plan no longer has go in the same frame.
+    for (entity, page_slot, ..) in &slots {
+        if !kept.contains(&entity) && plan_for(&plan, page_slot).is_none() {
+            commands.entity(entity).despawn();
+            changed = true;
+        }
+    }
+    if changed {
+        let frame = frame.map_or(0, |f| f.0);
+        // The turn is answered by this swap; later swaps (a resize, a remote turn) are not its.
+        let since_turn = last_turn.at.take().map(|(at, turn_frame)| {
+            (time.elapsed().saturating_sub(at), frame.wrapping_sub(turn_frame))
+        });
+        presented.write(PagesPresented { frame, pages, since_turn });
+    }
+}
+
+/// The planned slot a slot on screen belongs to.
+fn plan_for<'a>(plan: &'a Plan, slot: &PageSlot) -> Option<&'a SlotPlan> {
+    plan.slots.iter().find(|p| p.window == slot.window && p.slot == slot.slot)
+}
+
+fn apply(
+    plan: &Plan,
+    planned: &SlotPlan,
+    shown: Option<&ShownPage>,
+    sprite: &mut Sprite,
+    transform: &mut Transform,
+    visibility: &mut Visibility,
+) {
+    match shown {
+        Some(shown) => {
+            sprite.image = shown.image.clone();
+            place(plan, planned, shown.size, sprite, transform);
+            *visibility = Visibility::Inherited;
+        }
+        None => *visibility = Visibility::Hidden,
+    }
+}
+
+/// The size a texture is drawn at in its box: its own size when it was drawn for this box,
+/// else scaled to fit (keeping its aspect ratio).
+fn fitted_size(planned: &SlotPlan, size: PixelSize) -> Option<PixelSize> {
+    let PixelRect { width: bw, height: bh, .. } = planned.rect;
+    if size.width == 0 || size.height == 0 || bw == 0 || bh == 0 {
+        return None;
+    }
+    let fits = size.width <= bw && size.height <= bh;
+    if fits && (size.width == bw || size.height == bh) {
+        return Some(size);
+    }
+    let scale = (f64::from(bw) / f64::from(size.width)).min(f64::from(bh) / f64::from(size.height));
+    let side = |v: u32, limit: u32| ((f64::from(v) * scale).round() as u32).clamp(1, limit);
+    Some(PixelSize::new(side(size.width, bw), side(size.height, bh)))
+}
+
+/// The drawn page's top-left corner and size in content space (whole pixels).
+fn content_rect(planned: &SlotPlan, size: PixelSize) -> Option<PixelRect> {
+    let fitted = fitted_size(planned, size)?;
+    let r = planned.rect;
+    Some(PixelRect {
+        x: r.x + (r.width - fitted.width) / 2,
+        y: r.y + (r.height - fitted.height) / 2,
+        width: fitted.width,
+        height: fitted.height,
+    })
+}
+
+/// Where a drawn page lands on screen (window pixels), rotation included.
+fn screen_rect(plan: &Plan, planned: &SlotPlan, size: Option<PixelSize>) -> PixelRect {
+    let Some(rect) = size.and_then(|s| content_rect(planned, s)) else {
+        return PixelRect::default();
+    };
+    let (cw, ch) = (planned.content.0 as f32, planned.content.1 as f32);
+    let (ox, oy) = (
+        rect.x as f32 + rect.width as f32 / 2.0 - cw / 2.0,
+        rect.y as f32 + rect.height as f32 / 2.0 - ch / 2.0,
+    );
+    let (sx, sy) = plan.rotation.apply(ox, oy);
+    let (ww, wh) = if plan.rotation.swaps_axes() { (ch, cw) } else { (cw, ch) };
+    let (dw, dh) = if plan.rotation.swaps_axes() {
+        (rect.height, rect.width)
+    } else {
+        (rect.width, rect.height)
+    };
+    PixelRect {
+        x: (ww / 2.0 + sx - dw as f32 / 2.0).round().max(0.0) as u32,
+        y: (wh / 2.0 + sy - dh as f32 / 2.0).round().max(0.0) as u32,
+        width: dw,
+        height: dh,
+    }
+}
+
+/// Puts a sprite showing a texture of `size` into its slot: centred, whole physical pixels
+/// (so a page drawn for its box is shown pixel for pixel), rotated for a projector.
+fn place(
+    plan: &Plan,
+    planned: &SlotPlan,
+    size: PixelSize,
+    sprite: &mut Sprite,
+    transform: &mut Transform,
+) {
+    let Some(rect) = content_rect(planned, size) else { return };
+    let s = planned.scale_factor();
+    let (cw, ch) = (planned.content.0 as f32, planned.content.1 as f32);
+    let (ox, oy) = (
+        rect.x as f32 + rect.width as f32 / 2.0 - cw / 2.0,
+        rect.y as f32 + rect.height as f32 / 2.0 - ch / 2.0,
+    );
+    let (sx, sy) = plan.rotation.apply(ox, oy);
+    let custom = Some(Vec2::new(rect.width as f32 / s, rect.height as f32 / s));
+    if sprite.custom_size != custom {
+        sprite.custom_size = custom;
+    }
+    let next = Transform {
+        translation: Vec3::new(sx / s, -sy / s, 0.0),
+        rotation: Quat::from_rotation_z(-f32::from(plan.rotation.degrees()).to_radians()),
+        scale: Vec3::ONE,
+    };
+    if *transform != next {
+        *transform = next;
+    }
+}

@@ -1,0 +1,32 @@
+//! Maestral, the app: a Bevy ECS app with one plugin per concern, plus the command line.
+//!
+//! - [`score`]: the library, the render thread bridge, page textures (request, upload, release).
+//! - [`layout`]: which page goes where (single, two-up, dual window, projector) and the
+//!   flicker-free swap of page textures.
+//! - [`navigation`]: the shown [`navigation::Position`] and page turns.
+//! - [`input`]: keys, pedals, taps, swipes, number entry, fullscreen.
+//! - [`sync`]: the bridge to the sync thread (`maestral-net`).
+//! - [`ui`]: the egui panels.
+//! - [`control`]: line commands in, JSON events out (headless mode, and tests of the window).
+//! - [`persistence`]: the state directory and the device id.
+//! - [`display`]: windows and cameras (windowed app only).
+//! - [`app`]: [`app::AppPlugin`], which assembles them.
+
+// Bevy systems take what they use as arguments; a system touching many resources is fine.
+#![allow(clippy::too_many_arguments, clippy::type_complexity)]
+
+pub mod app;
+pub mod cli;
+pub mod commands;
+pub mod control;
+pub mod display;
+pub mod input;
+pub mod layout;
+pub mod navigation;
+pub mod persistence;
+pub mod score;
+pub mod sync;
+pub mod ui;
+pub mod wake;
+
+pub use app::{AppOptions, AppPlugin};

@@ -1,0 +1,404 @@
+//! The sync bridge: the sync thread of `maestral-net` seen from the ECS. Its events come in over
+//! a crossbeam channel, drained in `PreUpdate` into Bevy messages and resources ([`LinkStatus`],
+//! [`SessionCodes`], [`ThisParity`]); local actions go out as `SyncCommand::Local`.
+//!
+//! The sync thread wakes the app (the [`Waker`]: winit's event-loop proxy in the window) after
+//! each event it queues, so a page turned on another device shows within one frame even while
+//! the app sleeps in reactive mode.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
+use std::path::PathBuf;
+
+use bevy::prelude::*;
+use crossbeam_channel::{Receiver, Sender};
+use maestral_net::joincode::JoinCode;
+use maestral_net::{SyncCommand, SyncConfig, SyncEvent, SyncHandle};
+use maestral_protocol::{DeviceId, Parity, SongId};
+use maestral_sync::{Event, LinkState, LocalAction, Phase, Role, View};
+
+use crate::score::AppError;
+use crate::wake::Waker;
+
+/// System sets of the sync bridge.
+#[derive(SystemSet, Debug, Clone, PartialEq, Eq, Hash)]
+pub enum SyncSystems {
+    /// PreUpdate: the sync thread's events become messages and resources.
+    Drain,
+}
+
+pub fn plugin(app: &mut App) {
+    app.init_resource::<LinkStatus>()
+        .init_resource::<SessionCodes>()
+        .init_resource::<ThisParity>()
+        .init_resource::<Waker>()
+        .add_message::<RemoteShow>()
+        .add_message::<PhaseChanged>()
+        .add_message::<LinkChanged>()
+        .add_message::<StreamChanged>()
+        .add_message::<AppError>()
+        .add_systems(Startup, start_sync_thread)
+        .add_systems(
+            PreUpdate,
+            drain_sync_events.run_if(resource_exists::<SyncBridge>).in_set(SyncSystems::Drain),
+        );
+}
+
+/// How this device takes part (from the command line).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SyncMode {
+    /// Solo, alone until paired.
+    Solo,
+    /// Solo: make a pairing offer code; the answer code comes later (a line on standard input).
+    SoloOffer,
+    /// Solo: answer this offer code.
+    SoloAnswer(String),
+    /// Start a Choir session; `None`: the LAN address, any port.
+    ChoirMaster { listen: Option<SocketAddr> },
+    /// Join the Choir session of this join code.
+    Join(String),
+}
+
+impl SyncMode {
+    pub fn role(&self) -> Role {
+        match self {
+            SyncMode::Solo | SyncMode::SoloOffer | SyncMode::SoloAnswer(_) => Role::Solo,
+            SyncMode::ChoirMaster { .. } => Role::Master,
+            SyncMode::Join(_) => Role::Follower,
+        }
+    }
+}
+
+/// Who this device is and how it syncs.
+#[derive(Resource, Debug, Clone)]
+pub struct SyncSettings {
+    pub mode: SyncMode,
+    pub device_id: String,
+    pub device_name: String,
+    pub state_dir: Option<PathBuf>,
+}
+
+/// The app's end of the sync thread (or, in tests, of a plain channel pair).
+#[derive(Resource, Debug)]
+pub struct SyncBridge {
+    commands: CommandSink,
+    events: Receiver<SyncEvent>,
+    role: Role,
+    device_id: DeviceId,
+}
+
+#[derive(Debug)]
+enum CommandSink {
+    Thread(SyncHandle),
+    Channel(Sender<SyncCommand>),
+}
+
+impl SyncBridge {
+    /// Starts the sync thread for `settings` and sends it the mode's first command.
+    pub fn start(settings: &SyncSettings, waker: Waker) -> Result<Self, String> {
+        let role = settings.mode.role();
+        let first = first_command(&settings.mode)?;
+        let mut config = SyncConfig::new(settings.device_id.as_str(), bind_ip(&settings.mode));
+        config.device_name.clone_from(&settings.device_name);
+        config.state_dir.clone_from(&settings.state_dir);
+        let handle = SyncHandle::start(role, config, move || waker.wake())
+            .map_err(|e| format!("could not start the sync thread: {e}"))?;
+        if let Some(command) = first {
+            handle.send(command);
+        }
+        Ok(SyncBridge {
+            events: handle.events().clone(),
+            commands: CommandSink::Thread(handle),
+            role,
+            device_id: DeviceId::new(settings.device_id.as_str()),
+        })
+    }
+
+    /// A bridge over a plain channel pair, for tests: what the app sends comes out of the
+    /// returned receiver, and events sent into the returned sender reach the app.
+    pub fn channel_pair(
+        role: Role,
+        device_id: &str,
+    ) -> (Self, Sender<SyncEvent>, Receiver<SyncCommand>) {
+        let (cmd_tx, cmd_rx) = crossbeam_channel::unbounded();
+        let (ev_tx, ev_rx) = crossbeam_channel::unbounded();
+        let bridge = SyncBridge {
+            commands: CommandSink::Channel(cmd_tx),
+            events: ev_rx,
+            role,
+            device_id: DeviceId::new(device_id),
+        };
+        (bridge, ev_tx, cmd_rx)
+    }
+
+    pub fn send(&self, command: SyncCommand) {
+        match &self.commands {
+            CommandSink::Thread(handle) => handle.send(command),
+            CommandSink::Channel(tx) => drop(tx.send(command)),
+        }
+    }
+
+    pub fn local(&self, action: LocalAction) {
+        self.send(SyncCommand::Local(action));
+    }
+
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    pub fn device_id(&self) -> &DeviceId {
+        &self.device_id
+    }
+}
+
+/// The first command for a mode, or why the mode's argument is unusable.
+fn first_command(mode: &SyncMode) -> Result<Option<SyncCommand>, String> {
+    Ok(match mode {
+        SyncMode::Solo => None,
+        SyncMode::SoloOffer => Some(SyncCommand::SoloOffer),
+        SyncMode::SoloAnswer(code) => Some(SyncCommand::SoloAnswer(code.trim().to_owned())),
+        SyncMode::ChoirMaster { listen } => Some(SyncCommand::StartChoir {
+            listen: listen.unwrap_or_else(|| SocketAddr::new(lan_ip(None), 0)),
+        }),
+        SyncMode::Join(code) => {
+            Some(SyncCommand::Join(code.parse::<JoinCode>().map_err(|e| e.to_string())?))
+        }
+    })
+}
+
+/// The address WebRTC gathers candidates on: the one the Master listens on; for a Follower the
+/// one that routes to its Master; else the LAN address.
+fn bind_ip(mode: &SyncMode) -> IpAddr {
+    match mode {
+        SyncMode::ChoirMaster { listen: Some(addr) } if !addr.ip().is_unspecified() => addr.ip(),
+        SyncMode::Join(code) => lan_ip(code.parse::<JoinCode>().ok().map(|c| c.host)),
+        _ => lan_ip(None),
+    }
+}
+
+/// This machine's address on the way to `towards` (default: the LAN's way out). Asks the OS
+/// which interface a UDP socket would use; nothing is sent. Falls back to 127.0.0.1.
+pub fn lan_ip(towards: Option<SocketAddr>) -> IpAddr {
+    let towards = towards.unwrap_or_else(|| SocketAddr::from(([192, 0, 2, 1], 9)));
+    let local = if towards.is_ipv4() {
+        IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+    } else {
+        IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED)
+    };
+    UdpSocket::bind(SocketAddr::new(local, 0))
+        .and_then(|s| s.connect(towards).and_then(|()| s.local_addr()))
+        .map(|a| a.ip())
+        .ok()
+        .filter(|ip| !ip.is_unspecified())
+        .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))
+}
+
+/// The sync thread says: show this view (a remote turn, a song change, a snapshot, or the echo
+/// of a local turn).
+#[derive(Message, Debug, Clone, PartialEq, Eq)]
+pub struct RemoteShow(pub View);
+
+/// The role's phase changed (spec §10.2–10.4).
+#[derive(Message, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PhaseChanged(pub Phase);
+
+/// The link to one peer changed (spec §10.1).
+#[derive(Message, Debug, Clone, PartialEq, Eq)]
+pub struct LinkChanged {
+    pub peer: DeviceId,
+    pub state: LinkState,
+}
+
+/// A streamed score's state (Choir Followers).
+#[derive(Message, Debug, Clone, PartialEq, Eq)]
+pub struct StreamChanged {
+    /// `None`: every streamed score.
+    pub song: Option<SongId>,
+    pub state: StreamState,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamState {
+    Receiving,
+    Ready,
+    Cleared,
+}
+
+impl StreamState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StreamState::Receiving => "receiving",
+            StreamState::Ready => "ready",
+            StreamState::Cleared => "cleared",
+        }
+    }
+}
+
+/// The role's phase and every link's state, as the link indicator shows them.
+#[derive(Resource, Debug, Clone, Default, PartialEq, Eq)]
+pub struct LinkStatus {
+    pub phase: Option<Phase>,
+    pub links: BTreeMap<DeviceId, LinkState>,
+}
+
+/// What the subtle link indicator shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkIndicator {
+    /// No session and no partner: nothing to show.
+    Alone,
+    Connecting,
+    Connected,
+    /// Up but unhealthy, or some links down while others are up.
+    Degraded,
+    Reconnecting,
+    Ended,
+}
+
+impl LinkStatus {
+    pub fn indicator(&self) -> LinkIndicator {
+        use LinkState as L;
+        let states: Vec<LinkState> =
+            self.links.values().copied().filter(|s| *s != L::Idle).collect();
+        let any = |s: LinkState| states.contains(&s);
+        match self.phase {
+            Some(Phase::MasterSessionEnded) => return LinkIndicator::Ended,
+            Some(Phase::FollowerJoining) => return LinkIndicator::Connecting,
+            Some(Phase::FollowerRejoining | Phase::SoloPairedReconnecting) => {
+                return LinkIndicator::Reconnecting;
+            }
+            Some(Phase::SoloPairedDegraded | Phase::MasterReconnectingLinks) => {
+                return LinkIndicator::Degraded;
+            }
+            _ => {}
+        }
+        if states.is_empty() {
+            return match self.phase {
+                Some(Phase::MasterSessionActive) => LinkIndicator::Connected,
+                _ => LinkIndicator::Alone,
+            };
+        }
+        if any(L::Degraded) || (any(L::Connected) && (any(L::Reconnecting) || any(L::Connecting))) {
+            LinkIndicator::Degraded
+        } else if any(L::Connected) {
+            LinkIndicator::Connected
+        } else if any(L::Reconnecting) {
+            LinkIndicator::Reconnecting
+        } else if any(L::Connecting) {
+            LinkIndicator::Connecting
+        } else {
+            LinkIndicator::Ended
+        }
+    }
+}
+
+/// Codes to show the other devices: the Choir join code, the Solo pairing code.
+#[derive(Resource, Debug, Clone, Default, PartialEq, Eq)]
+pub struct SessionCodes {
+    pub join_code: Option<String>,
+    pub pair_code: Option<String>,
+    /// The sync thread could not start, or its mode's argument was unusable.
+    pub failed: Option<String>,
+}
+
+/// Solo: which page of each spread this device shows when paired (PROTOCOL_V1 "Pages and
+/// parity"): `Odd` is the spread's first page (odd counted from 1), `Even` its second.
+#[derive(Resource, Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ThisParity(pub Option<Parity>);
+
+fn start_sync_thread(
+    mut commands: Commands,
+    settings: Option<Res<SyncSettings>>,
+    existing: Option<Res<SyncBridge>>,
+    waker: Res<Waker>,
+    mut codes: ResMut<SessionCodes>,
+    mut errors: MessageWriter<AppError>,
+) {
+    // Tests insert their own bridge; an app without settings has no sync at all.
+    let (None, Some(settings)) = (existing, settings) else { return };
+    match SyncBridge::start(&settings, waker.clone()) {
+        Ok(bridge) => {
+            info!(
+                "sync: {} as {} ({})",
+                settings.device_id,
+                bridge.role().as_str(),
+                settings.device_name
+            );
+            commands.insert_resource(bridge);
+        }
+        Err(message) => {
+            error!("{message}");
+            codes.failed = Some(message.clone());
+            errors.write(AppError(message));
+        }
+    }
+}
+
+/// Drains the sync thread's events into messages and resources.
+pub fn drain_sync_events(
+    bridge: Res<SyncBridge>,
+    mut shows: MessageWriter<RemoteShow>,
+    mut phases: MessageWriter<PhaseChanged>,
+    mut links: MessageWriter<LinkChanged>,
+    mut streams: MessageWriter<StreamChanged>,
+    mut errors: MessageWriter<AppError>,
+    mut status: ResMut<LinkStatus>,
+    mut codes: ResMut<SessionCodes>,
+    mut parity: ResMut<ThisParity>,
+) {
+    for event in bridge.events.try_iter() {
+        match event {
+            SyncEvent::Engine(Event::Show(view)) => {
+                shows.write(RemoteShow(view));
+            }
+            SyncEvent::Engine(Event::Phase(phase)) => {
+                // The sync thread may repeat a phase (e.g. its own and the engine's "joining").
+                if status.phase != Some(phase) {
+                    status.phase = Some(phase);
+                    phases.write(PhaseChanged(phase));
+                }
+            }
+            SyncEvent::Engine(Event::Link { peer, state }) => {
+                status.links.insert(peer.clone(), state);
+                links.write(LinkChanged { peer, state });
+            }
+            SyncEvent::Engine(Event::Layout(layout)) => {
+                let mine = layout.leader_device_id == *bridge.device_id();
+                let other = match layout.parity {
+                    Parity::Odd => Parity::Even,
+                    Parity::Even => Parity::Odd,
+                };
+                parity.0 = Some(if mine { layout.parity } else { other });
+            }
+            SyncEvent::Engine(Event::JoinRejected { reason }) => {
+                errors.write(AppError(format!(
+                    "the conductor's device refused to let this one join ({}); ask for a new join code",
+                    reason.as_str()
+                )));
+            }
+            SyncEvent::Engine(Event::StreamPrepare(prepare)) => {
+                streams.write(StreamChanged {
+                    song: Some(prepare.song_id),
+                    state: StreamState::Receiving,
+                });
+            }
+            SyncEvent::Engine(Event::StreamClear { song_id }) => {
+                streams.write(StreamChanged { song: song_id, state: StreamState::Cleared });
+            }
+            SyncEvent::Engine(Event::SessionEnded) => {
+                codes.join_code = None;
+            }
+            SyncEvent::Engine(_) => {}
+            SyncEvent::JoinCode(code) => codes.join_code = Some(code),
+            SyncEvent::PairCode(code) => codes.pair_code = Some(code),
+            SyncEvent::Error(message) => {
+                warn!("sync: {message}");
+                // Before any code arrived, an error means the session could not start.
+                if codes.join_code.is_none() && codes.pair_code.is_none() && codes.failed.is_none()
+                {
+                    codes.failed = Some(message.clone());
+                }
+                errors.write(AppError(message));
+            }
+        }
+    }
+}

@@ -1,0 +1,702 @@
+//! Headless ECS tests of the app's plugins: `MinimalPlugins`, `app.update()`, manual time, and
+//! the sync bridge over a plain channel pair. Those marked "PDFium" draw real pages through the
+//! render thread (the library is found as `maestral-score` finds it: `MAESTRAL_PDFIUM` or the
+//! project's `.cache/pdfium`, set up by `cargo xtask setup`).
+//!
+//! Every wait is bounded; nothing asserts on time.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use bevy::input::ButtonState;
+use bevy::input::keyboard::{Key, KeyboardInput, NativeKey};
+use bevy::prelude::*;
+use bevy::time::TimeUpdateStrategy;
+use bevy::window::WindowResolution;
+use crossbeam_channel::{Receiver, Sender};
+use maestral::control::{self, ControlCommand, ControlInput, ControlLine, ControlOutput};
+use maestral::input::{self, GestureAction, gesture_action};
+use maestral::layout::{self, LayoutMode, PageSlot, PageWindow, PagesPresented, Plan, Projector};
+use maestral::navigation::{self, PageTurnRequested, Position, SongChangeRequested, Turn};
+use maestral::score::{
+    self, IntoProtocol, OpenScore, PageTextures, RenderBridge, SongLibrary, WantedPages,
+};
+use maestral::sync::{self, LinkIndicator, LinkStatus, SessionCodes, SyncBridge, ThisParity};
+use maestral::wake::Waker;
+use maestral_net::{SyncCommand, SyncEvent};
+use maestral_protocol::{DeviceId, Layout, Parity};
+use maestral_score::{PageSize, Song, SongId};
+use maestral_sync::{Event, LinkState, LocalAction, Phase, Role, View};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// Messages of one kind seen so far (collected in `Last`).
+#[derive(Resource)]
+struct Seen<M: Send + Sync + 'static>(Vec<M>);
+
+fn collect<M: Message + Clone>(mut reader: MessageReader<M>, mut seen: ResMut<Seen<M>>) {
+    seen.0.extend(reader.read().cloned());
+}
+
+fn watch<M: Message + Clone>(app: &mut App) {
+    app.insert_resource(Seen::<M>(Vec::new())).add_systems(Last, collect::<M>);
+}
+
+struct TestApp {
+    app: App,
+    events: Sender<SyncEvent>,
+    commands: Receiver<SyncCommand>,
+}
+
+impl TestApp {
+    fn new(layout: LayoutMode, role: Role) -> Self {
+        Self::new_with(layout, role, |_| {})
+    }
+
+    /// With more set up before the first update (which runs `Startup`).
+    fn new_with(layout: LayoutMode, role: Role, setup: impl FnOnce(&mut App)) -> Self {
+        let mut app = App::new();
+        app.add_plugins((MinimalPlugins, AssetPlugin::default()));
+        app.init_asset::<Image>();
+        app.insert_resource(TimeUpdateStrategy::ManualDuration(Duration::from_millis(20)));
+        let (bridge, events, commands) = SyncBridge::channel_pair(role, "me");
+        app.insert_resource(bridge).insert_resource(layout);
+        app.add_plugins((
+            score::plugin,
+            navigation::plugin,
+            sync::plugin,
+            layout::plugin,
+            input::plugin,
+        ));
+        watch::<PagesPresented>(&mut app);
+        setup(&mut app);
+        let mut t = TestApp { app, events, commands };
+        t.app.update();
+        t
+    }
+
+    /// A song this device has, without PDFium: `pages` A4 pages.
+    fn fake_song(&mut self, name: &str, pages: u32) -> maestral_protocol::SongId {
+        let song = Song {
+            id: SongId::of_bytes(name.as_bytes()),
+            path: PathBuf::from(format!("{name}.pdf")),
+            title: name.into(),
+            page_count: pages,
+            page_sizes: vec![PageSize { width: 595.0, height: 842.0 }; pages as usize],
+        };
+        let id = song.id.into_protocol();
+        self.app.world_mut().resource_mut::<SongLibrary>().insert(song);
+        id
+    }
+
+    fn window(&mut self, index: u8, width: u32, height: u32) -> Entity {
+        let window = Window { resolution: WindowResolution::new(width, height), ..default() };
+        self.app.world_mut().spawn((window, PageWindow { index })).id()
+    }
+
+    fn send(&mut self, message: impl Message) {
+        self.app.world_mut().write_message(message);
+    }
+
+    fn turn(&mut self, turn: Turn) {
+        self.send(PageTurnRequested(turn));
+        self.app.update();
+    }
+
+    fn engine(&self, event: Event) {
+        self.events.send(SyncEvent::Engine(event)).expect("the app holds the receiver");
+    }
+
+    fn position(&self) -> Position {
+        self.app.world().resource::<Position>().clone()
+    }
+
+    fn page(&self) -> u32 {
+        self.position().page
+    }
+
+    /// Every command the app sent to the sync thread since the last call.
+    fn sent(&self) -> Vec<SyncCommand> {
+        self.commands.try_iter().collect()
+    }
+
+    fn set_pages(&self) -> Vec<u32> {
+        self.sent()
+            .into_iter()
+            .filter_map(|c| match c {
+                SyncCommand::Local(LocalAction::SetPage { page }) => Some(page),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn slots(&mut self) -> Vec<PageSlot> {
+        let world = self.app.world_mut();
+        let mut slots: Vec<PageSlot> = world.query::<&PageSlot>().iter(world).cloned().collect();
+        slots.sort_by_key(|s| (s.window_index, s.slot));
+        slots
+    }
+
+    fn shown_pages(&mut self) -> Vec<Option<u32>> {
+        self.slots().iter().map(|s| s.shown.as_ref().map(|p| p.page)).collect()
+    }
+
+    fn presented(&mut self) -> Vec<PagesPresented> {
+        std::mem::take(&mut self.app.world_mut().resource_mut::<Seen<PagesPresented>>().0)
+    }
+
+    /// Updates until `done`, sleeping a little between frames (the render thread works
+    /// meanwhile); fails after [`WAIT`].
+    fn update_until(&mut self, what: &str, mut done: impl FnMut(&mut Self) -> bool) {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            self.app.update();
+            if done(self) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "no {what} within {WAIT:?}");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+fn demo(name: &str) -> PathBuf {
+    score::demo_library().join(name)
+}
+
+// ---- pure rules ---------------------------------------------------------------------------------
+
+#[test]
+fn turns_move_a_page_or_a_spread_and_stop_at_the_ends() {
+    use navigation::turned_page;
+    // One page at a time.
+    assert_eq!(turned_page(0, Turn::Next, 1, Some(3)), Some(1));
+    assert_eq!(turned_page(2, Turn::Next, 1, Some(3)), None, "no page after the last");
+    assert_eq!(turned_page(0, Turn::Prev, 1, Some(3)), None, "no page before the first");
+    assert_eq!(turned_page(1, Turn::Last, 1, Some(11)), Some(10));
+    assert_eq!(turned_page(5, Turn::First, 1, Some(11)), Some(0));
+    assert_eq!(turned_page(0, Turn::To(99), 1, Some(11)), Some(10), "a jump is clamped");
+    assert_eq!(turned_page(3, Turn::To(3), 1, Some(11)), None, "already there");
+    assert_eq!(turned_page(7, Turn::Next, 1, None), Some(8), "unknown length: no end");
+    // Spreads: the first page of the spread moves by two.
+    assert_eq!(turned_page(0, Turn::Next, 2, Some(11)), Some(2));
+    assert_eq!(turned_page(8, Turn::Next, 2, Some(11)), Some(10), "the last spread is {{10}}");
+    assert_eq!(turned_page(10, Turn::Next, 2, Some(11)), None);
+    assert_eq!(turned_page(4, Turn::Last, 2, Some(11)), Some(10));
+    assert_eq!(turned_page(0, Turn::To(7), 2, Some(11)), Some(6), "a jump lands on its spread");
+    // A Solo device keeps its half of the spread (odd counted from 1 = even index).
+    assert_eq!(turned_page(1, Turn::Next, 2, Some(11)), Some(3));
+    assert_eq!(turned_page(3, Turn::Prev, 2, Some(11)), Some(1));
+    assert_eq!(turned_page(5, Turn::First, 2, Some(11)), Some(1));
+    assert_eq!(turned_page(9, Turn::Next, 2, Some(11)), Some(11), "its partner has page 10");
+    assert_eq!(turned_page(1, Turn::Prev, 2, Some(11)), None);
+}
+
+#[test]
+fn taps_turn_by_zone_and_swipes_by_direction() {
+    let size = Vec2::new(1000.0, 800.0);
+    let tap = |x: f32, y: f32| gesture_action(size, Vec2::new(x, y), Vec2::new(x, y));
+    assert_eq!(tap(900.0, 400.0), GestureAction::Turn(Turn::Next));
+    assert_eq!(tap(600.0, 700.0), GestureAction::Turn(Turn::Next));
+    assert_eq!(tap(100.0, 400.0), GestureAction::Turn(Turn::Prev));
+    assert_eq!(tap(500.0, 20.0), GestureAction::ToggleUi, "the top strip shows the panel");
+    let swipe = |dx: f32, dy: f32| {
+        gesture_action(size, Vec2::new(500.0, 400.0), Vec2::new(500.0 + dx, 400.0 + dy))
+    };
+    assert_eq!(swipe(-200.0, 10.0), GestureAction::Turn(Turn::Next), "right to left");
+    assert_eq!(swipe(200.0, -30.0), GestureAction::Turn(Turn::Prev), "left to right");
+    assert_eq!(swipe(30.0, 200.0), GestureAction::Nothing, "a vertical drag turns nothing");
+    assert_eq!(swipe(25.0, 5.0), GestureAction::Nothing, "a wobble is neither tap nor swipe");
+}
+
+#[test]
+fn headless_lines_parse_into_commands() {
+    use control::parse_command as p;
+    assert_eq!(p("next"), Ok(ControlCommand::Next));
+    assert_eq!(p("  prev  "), Ok(ControlCommand::Prev));
+    assert_eq!(p("page 3"), Ok(ControlCommand::Page(3)));
+    assert_eq!(p("song /tmp/a b.pdf"), Ok(ControlCommand::Song("/tmp/a b.pdf".into())));
+    assert_eq!(p("quit"), Ok(ControlCommand::Quit));
+    assert_eq!(p("M1A:ABC"), Ok(ControlCommand::Answer("M1A:ABC".into())));
+    for bad in ["page", "page -1", "page x", "song", "next 2", "flip", "PAGE 1", "key Nope"] {
+        let error = p(bad).expect_err(bad);
+        assert!(!error.is_empty());
+    }
+}
+
+// ---- navigation and the sync bridge -------------------------------------------------------------
+
+#[test]
+fn a_turn_changes_the_page_at_once_and_tells_the_sync_thread() {
+    let mut t = TestApp::new(LayoutMode::Single, Role::Master);
+    let song = t.fake_song("five", 5);
+    t.send(SongChangeRequested(Some(song.clone())));
+    t.app.update();
+    assert_eq!(t.position(), Position { song: Some(song.clone()), page: 0 });
+    let sent = t.sent();
+    assert!(
+        sent.iter().any(|c| matches!(c,
+            SyncCommand::Local(LocalAction::SetSong { song_id: Some(s) }) if *s == song)),
+        "{sent:?}"
+    );
+
+    // Two turns in one frame: both count, in order.
+    t.send(PageTurnRequested(Turn::Next));
+    t.send(PageTurnRequested(Turn::Next));
+    t.app.update();
+    assert_eq!(t.page(), 2);
+    assert_eq!(t.set_pages(), vec![1, 2]);
+
+    t.turn(Turn::Last);
+    assert_eq!(t.page(), 4);
+    t.turn(Turn::Next);
+    assert_eq!(t.page(), 4, "no page after the last");
+    t.turn(Turn::To(1));
+    assert_eq!(t.page(), 1);
+    assert_eq!(t.set_pages(), vec![4, 1], "a turn that goes nowhere is not sent");
+}
+
+#[test]
+fn late_echoes_of_local_turns_never_move_the_page_back() {
+    let mut t = TestApp::new(LayoutMode::Single, Role::Master);
+    let song = t.fake_song("ten", 10);
+    t.send(SongChangeRequested(Some(song.clone())));
+    t.app.update();
+    for _ in 0..3 {
+        t.send(PageTurnRequested(Turn::Next));
+    }
+    t.app.update();
+    assert_eq!(t.page(), 3);
+    let view = |page| View { song_id: Some(song.clone()), page_index: page };
+    // The engine echoes each local change, later than the app made them.
+    t.engine(Event::Show(view(0)));
+    t.engine(Event::Show(view(1)));
+    t.app.update();
+    assert_eq!(t.page(), 3, "an echo of an older local turn is not a turn");
+    t.engine(Event::Show(view(2)));
+    t.engine(Event::Show(view(3)));
+    t.app.update();
+    assert_eq!(t.page(), 3);
+    // A change from elsewhere is applied.
+    t.engine(Event::Show(view(7)));
+    t.app.update();
+    assert_eq!(t.page(), 7);
+}
+
+#[test]
+fn the_sync_bridge_turns_events_into_messages_and_resources() {
+    let mut t = TestApp::new(LayoutMode::Single, Role::Follower);
+    t.engine(Event::Phase(Phase::FollowerJoining));
+    t.engine(Event::Phase(Phase::FollowerJoining));
+    t.app.update();
+    let status = t.app.world().resource::<LinkStatus>().clone();
+    assert_eq!(status.phase, Some(Phase::FollowerJoining));
+    assert_eq!(status.indicator(), LinkIndicator::Connecting);
+
+    t.engine(Event::Phase(Phase::FollowerConnectedFollow));
+    t.engine(Event::Link { peer: DeviceId::new("M"), state: LinkState::Connected });
+    t.events.send(SyncEvent::JoinCode("maestral://join?x".into())).expect("open");
+    t.app.update();
+    let status = t.app.world().resource::<LinkStatus>().clone();
+    assert_eq!(status.links.get(&DeviceId::new("M")), Some(&LinkState::Connected));
+    assert_eq!(status.indicator(), LinkIndicator::Connected);
+    assert_eq!(
+        t.app.world().resource::<SessionCodes>().join_code.as_deref(),
+        Some("maestral://join?x")
+    );
+
+    t.engine(Event::Link { peer: DeviceId::new("M"), state: LinkState::Degraded });
+    t.app.update();
+    assert_eq!(t.app.world().resource::<LinkStatus>().indicator(), LinkIndicator::Degraded);
+
+    // A song this device does not have: shown as unknown, never a crash.
+    let stranger = maestral_protocol::SongId::new("ab".repeat(32));
+    t.engine(Event::Show(View { song_id: Some(stranger.clone()), page_index: 4 }));
+    t.app.update();
+    assert_eq!(t.position(), Position { song: Some(stranger), page: 4 });
+    // A local turn on a Follower goes to the engine too (it decides what follow mode means).
+    t.turn(Turn::Next);
+    assert_eq!(t.page(), 5);
+    assert_eq!(t.set_pages(), vec![5]);
+}
+
+#[test]
+fn a_solo_pair_turns_by_spreads_and_each_device_keeps_its_half() {
+    let mut t = TestApp::new(LayoutMode::Single, Role::Solo);
+    let song = t.fake_song("eleven", 11);
+    t.engine(Event::Phase(Phase::SoloPairedConnected));
+    // The partner leads with odd: this device shows the even pages (odd indexes).
+    t.engine(Event::Layout(Layout {
+        leader_device_id: DeviceId::new("partner"),
+        parity: Parity::Odd,
+    }));
+    t.engine(Event::Show(View { song_id: Some(song.clone()), page_index: 1 }));
+    t.app.update();
+    assert_eq!(t.app.world().resource::<ThisParity>().0, Some(Parity::Even));
+    assert_eq!(t.page(), 1);
+    t.turn(Turn::Next);
+    assert_eq!(t.page(), 3, "a turn moves the shared spread: this half is 3");
+    t.turn(Turn::Prev);
+    t.turn(Turn::Prev);
+    assert_eq!(t.page(), 1);
+    assert_eq!(t.set_pages(), vec![3, 1]);
+
+    // This device leads with even parity: it shows the spread's second page.
+    t.engine(Event::Layout(Layout { leader_device_id: DeviceId::new("me"), parity: Parity::Even }));
+    t.app.update();
+    assert_eq!(t.app.world().resource::<ThisParity>().0, Some(Parity::Even));
+
+    // Alone again, it turns one page at a time.
+    t.engine(Event::Phase(Phase::SoloLocalOnly));
+    t.app.update();
+    t.turn(Turn::Next);
+    assert_eq!(t.page(), 2);
+}
+
+// ---- layouts ------------------------------------------------------------------------------------
+
+fn plan_pages(t: &TestApp) -> Vec<(u8, u8, Option<u32>, u32, u32)> {
+    t.app
+        .world()
+        .resource::<Plan>()
+        .slots
+        .iter()
+        .map(|s| (s.window_index, s.slot, s.page, s.rect.width, s.rect.height))
+        .collect()
+}
+
+#[test]
+fn two_up_shows_the_spread_side_by_side_and_prefetches_the_next() {
+    let mut t = TestApp::new(LayoutMode::TwoUp, Role::Solo);
+    t.window(0, 800, 600);
+    let song = t.fake_song("five", 5);
+    t.send(SongChangeRequested(Some(song)));
+    t.app.update();
+    assert_eq!(plan_pages(&t), vec![(0, 0, Some(0), 400, 600), (0, 1, Some(1), 400, 600)]);
+    t.turn(Turn::Next);
+    assert_eq!(t.page(), 2);
+    assert_eq!(plan_pages(&t), vec![(0, 0, Some(2), 400, 600), (0, 1, Some(3), 400, 600)]);
+    let wanted = t.app.world().resource::<WantedPages>().clone();
+    let pages = |keys: &[maestral_score::PageKey]| keys.iter().map(|k| k.page).collect::<Vec<_>>();
+    assert_eq!(pages(&wanted.visible), vec![2, 3]);
+    assert_eq!(pages(&wanted.prefetch), vec![4, 0, 1], "the next spread, then the previous");
+    // The last spread of an odd count has an empty right half.
+    t.turn(Turn::Next);
+    assert_eq!(plan_pages(&t), vec![(0, 0, Some(4), 400, 600), (0, 1, None, 400, 600)]);
+}
+
+#[test]
+fn the_dual_layout_puts_the_odd_page_in_one_window_and_the_even_in_the_other() {
+    let mut t = TestApp::new(LayoutMode::DualWindow, Role::Solo);
+    t.window(0, 640, 480);
+    t.window(1, 500, 700);
+    let song = t.fake_song("six", 6);
+    t.send(SongChangeRequested(Some(song)));
+    t.app.update();
+    t.turn(Turn::Next);
+    assert_eq!(plan_pages(&t), vec![(0, 0, Some(2), 640, 480), (1, 0, Some(3), 500, 700)]);
+}
+
+#[test]
+fn a_quarter_turned_projector_draws_pages_for_the_turned_screen() {
+    let mut t = TestApp::new(LayoutMode::Single, Role::Solo);
+    t.app.insert_resource(Projector { rotation: layout::Rotation::Cw90, dark: true });
+    t.window(0, 800, 600);
+    let song = t.fake_song("two", 2);
+    t.send(SongChangeRequested(Some(song)));
+    t.app.update();
+    assert_eq!(plan_pages(&t), vec![(0, 0, Some(0), 600, 800)]);
+    assert!(t.app.world().resource::<WantedPages>().dark);
+}
+
+// ---- input --------------------------------------------------------------------------------------
+
+fn key(t: &mut TestApp, window: Entity, code: KeyCode, repeat: bool) {
+    for state in [ButtonState::Pressed, ButtonState::Released] {
+        t.send(KeyboardInput {
+            key_code: code,
+            logical_key: Key::Unidentified(NativeKey::Unidentified),
+            state,
+            text: None,
+            repeat: repeat && state == ButtonState::Pressed,
+            window,
+        });
+    }
+}
+
+#[test]
+fn key_repeat_and_a_bouncing_pedal_never_turn_two_pages() {
+    let mut t = TestApp::new(LayoutMode::Single, Role::Solo);
+    let window = t.window(0, 400, 300);
+    let song = t.fake_song("twelve", 12);
+    t.send(SongChangeRequested(Some(song)));
+    t.app.update();
+
+    key(&mut t, window, KeyCode::PageDown, false);
+    t.app.update();
+    assert_eq!(t.page(), 1);
+    // The OS repeats a held key: ignored.
+    key(&mut t, window, KeyCode::PageDown, true);
+    t.app.update();
+    assert_eq!(t.page(), 1);
+    // A bounce 20 ms later: ignored.
+    key(&mut t, window, KeyCode::PageDown, false);
+    t.app.update();
+    assert_eq!(t.page(), 1, "a second press within 150 ms is a bounce");
+    // Two presses in one frame: one turn.
+    for _ in 0..10 {
+        t.app.update();
+    }
+    key(&mut t, window, KeyCode::PageDown, false);
+    key(&mut t, window, KeyCode::PageDown, false);
+    t.app.update();
+    assert_eq!(t.page(), 2);
+    // The other pedal is another key: not held back by the first one's debounce.
+    key(&mut t, window, KeyCode::PageUp, false);
+    t.app.update();
+    assert_eq!(t.page(), 1);
+
+    // Arrows, space, Home and End.
+    for _ in 0..10 {
+        t.app.update();
+    }
+    key(&mut t, window, KeyCode::End, false);
+    t.app.update();
+    assert_eq!(t.page(), 11);
+    key(&mut t, window, KeyCode::Home, false);
+    t.app.update();
+    assert_eq!(t.page(), 0);
+    key(&mut t, window, KeyCode::Space, false);
+    t.app.update();
+    assert_eq!(t.page(), 1);
+
+    // Number entry, counted from 1 as printed: "10" Enter shows page index 9.
+    key(&mut t, window, KeyCode::Digit1, false);
+    key(&mut t, window, KeyCode::Digit0, false);
+    t.app.update();
+    assert_eq!(t.page(), 1, "digits alone do not turn");
+    key(&mut t, window, KeyCode::Enter, false);
+    t.app.update();
+    assert_eq!(t.page(), 9);
+}
+
+// ---- page textures (PDFium) ---------------------------------------------------------------------
+
+/// An app drawing the 11-page demo score into a 400×300 window, with page 0 on screen.
+fn drawing_app(layout: LayoutMode) -> (TestApp, Entity) {
+    let mut t = TestApp::new(layout, Role::Solo);
+    let bridge = RenderBridge::start(Waker::none()).expect("PDFium: run `cargo xtask setup`");
+    t.app.insert_resource(bridge);
+    let window = t.window(0, 400, 300);
+    t.send(OpenScore { path: demo("lanterns-on-the-water.pdf"), show: true });
+    t.update_until("page 0 on screen", |t| t.shown_pages() == vec![Some(0)]);
+    (t, window)
+}
+
+fn has_texture(t: &TestApp, page: u32) -> bool {
+    t.app.world().resource::<PageTextures>().keys().any(|k| k.page.page == page)
+}
+
+#[test]
+fn a_cold_turn_keeps_the_old_page_until_the_new_one_is_ready_then_swaps_in_one_frame() {
+    let (mut t, _) = drawing_app(LayoutMode::Single);
+    let old = t.slots()[0].shown.clone().expect("page 0 shown");
+    t.presented();
+    // Hold the render thread so the new page cannot arrive yet.
+    t.app.world().resource::<RenderBridge>().client().pause();
+    t.turn(Turn::To(7));
+    assert_eq!(t.page(), 7, "the position changes at once");
+    for _ in 0..20 {
+        t.app.update();
+        std::thread::sleep(Duration::from_millis(5));
+        let slot = &t.slots()[0];
+        assert_eq!(
+            slot.shown.as_ref(),
+            Some(&old),
+            "the old page stays, whole, until the new one is ready"
+        );
+    }
+    assert!(t.presented().is_empty(), "nothing was swapped meanwhile");
+    t.app.world().resource::<RenderBridge>().client().resume();
+    let mut frames_shown = Vec::new();
+    t.update_until("page 7 on screen", |t| {
+        let shown = t.shown_pages();
+        frames_shown.push(shown.clone());
+        shown == vec![Some(7)]
+    });
+    assert!(
+        frames_shown.iter().all(|s| s == &vec![Some(0)] || s == &vec![Some(7)]),
+        "never blank: {frames_shown:?}"
+    );
+    let presented = t.presented();
+    assert_eq!(presented.len(), 1, "one swap: {presented:?}");
+    assert!(presented[0].pages[0].exact);
+}
+
+#[test]
+fn a_prefetched_page_is_on_screen_in_the_frame_of_the_turn() {
+    let (mut t, _) = drawing_app(LayoutMode::Single);
+    t.update_until("page 1 prefetched", |t| has_texture(t, 1));
+    t.presented();
+    t.turn(Turn::Next);
+    assert_eq!(t.shown_pages(), vec![Some(1)], "swapped in the same update as the turn");
+    let presented = t.presented();
+    assert_eq!(presented.len(), 1);
+    assert_eq!(presented[0].since_turn.map(|(_, frames)| frames), Some(0));
+}
+
+#[test]
+fn both_halves_of_a_spread_swap_in_the_same_frame() {
+    let mut t = TestApp::new(LayoutMode::TwoUp, Role::Solo);
+    t.app.insert_resource(RenderBridge::start(Waker::none()).expect("PDFium"));
+    t.window(0, 600, 300);
+    t.send(OpenScore { path: demo("lanterns-on-the-water.pdf"), show: true });
+    t.update_until("pages 0 and 1 on screen", |t| t.shown_pages() == vec![Some(0), Some(1)]);
+    t.presented();
+    t.turn(Turn::To(6));
+    t.update_until("pages 6 and 7 on screen", |t| {
+        let shown = t.shown_pages();
+        assert!(
+            shown == vec![Some(0), Some(1)] || shown == vec![Some(6), Some(7)],
+            "a half-turned spread: {shown:?}"
+        );
+        shown == vec![Some(6), Some(7)]
+    });
+    assert_eq!(t.presented().len(), 1);
+}
+
+#[test]
+fn textures_of_pages_turned_away_from_are_released() {
+    let (mut t, _) = drawing_app(LayoutMode::Single);
+    t.update_until("neighbours prefetched", |t| has_texture(t, 1) && has_texture(t, 2));
+    t.turn(Turn::To(8));
+    t.update_until("page 8 on screen", |t| t.shown_pages() == vec![Some(8)]);
+    t.update_until("page 9 prefetched", |t| has_texture(t, 9));
+    for _ in 0..3 {
+        t.app.update();
+    }
+    let held: Vec<u32> =
+        t.app.world().resource::<PageTextures>().keys().map(|k| k.page.page).collect();
+    assert!(
+        held.iter().all(|p| [7, 8, 9, 10].contains(p)),
+        "only the shown page and its neighbours: {held:?}"
+    );
+    let images = t.app.world().resource::<Assets<Image>>().len();
+    assert!(images <= 4, "the old pages' images are freed ({images} left)");
+}
+
+#[test]
+fn a_resized_window_shows_the_old_page_scaled_until_the_page_at_the_new_size_arrives() {
+    let (mut t, window) = drawing_app(LayoutMode::Single);
+    t.presented();
+    t.app.world().resource::<RenderBridge>().client().pause();
+    t.app
+        .world_mut()
+        .get_mut::<Window>(window)
+        .expect("window")
+        .resolution
+        .set_physical_resolution(800, 600);
+    t.app.update();
+    let slot = t.slots()[0].clone();
+    let shown = slot.shown.expect("still shown");
+    assert_eq!(shown.page, 0);
+    assert_eq!(
+        shown.drawn_for,
+        maestral_score::PixelSize::new(400, 300),
+        "the old texture, scaled"
+    );
+    t.app.world().resource::<RenderBridge>().client().resume();
+    t.update_until("page 0 at 800×600", |t| {
+        t.slots()[0]
+            .shown
+            .as_ref()
+            .is_some_and(|s| s.drawn_for == maestral_score::PixelSize::new(800, 600))
+    });
+    assert_eq!(t.shown_pages(), vec![Some(0)]);
+}
+
+// ---- headless control, in process ---------------------------------------------------------------
+
+#[test]
+fn headless_commands_drive_the_app_and_events_come_out_as_json_lines() {
+    let mut app = App::new();
+    app.add_plugins(MinimalPlugins);
+    let (input, lines) = ControlInput::channel();
+    let (output, buffer) = ControlOutput::buffer();
+    app.insert_resource(input).insert_resource(output);
+    app.add_plugins((score::plugin, navigation::plugin, sync::plugin, control::plugin));
+    let send = |l: &str| lines.send(ControlLine::Line(l.into())).expect("open");
+    send(&format!("song {}", demo("harbour-lights-jig.pdf").display()));
+    send("next");
+    send("page 9");
+    send("dance");
+    send("key PageDown");
+    lines.send(ControlLine::Closed).expect("open");
+    let deadline = Instant::now() + WAIT;
+    while app.should_exit().is_none() {
+        assert!(Instant::now() < deadline, "the app did not quit: {:?}", buffer.events());
+        app.update();
+    }
+    let events = buffer.events();
+    let kinds: Vec<&str> = events.iter().filter_map(|e| e["event"].as_str()).collect();
+    assert_eq!(kinds, vec!["ready", "show", "show", "error", "error", "error"], "{events:#?}");
+    assert_eq!(events[1]["page_index"], 0);
+    assert_eq!(events[1]["page_count"], 2);
+    assert_eq!(events[2]["page_index"], 1);
+    assert!(events[3]["message"].as_str().is_some_and(|m| m.contains("past the end")));
+    assert!(events[4]["message"].as_str().is_some_and(|m| m.contains("unknown command")));
+    assert!(events[5]["message"].as_str().is_some_and(|m| m.contains("needs a window")));
+}
+
+// ---- persistence (PDFium) -----------------------------------------------------------------------
+
+fn app_with_state(state: &std::path::Path) -> TestApp {
+    TestApp::new_with(LayoutMode::Single, Role::Solo, |app| {
+        app.insert_resource(maestral::sync::SyncSettings {
+            mode: maestral::sync::SyncMode::Solo,
+            device_id: "me".into(),
+            device_name: "me".into(),
+            state_dir: Some(state.to_path_buf()),
+        });
+        app.add_plugins(maestral::persistence::plugin);
+    })
+}
+
+#[test]
+fn the_app_opens_where_the_performer_left_off() {
+    let state = std::env::temp_dir().join(format!("maestral-positions-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&state);
+    {
+        let mut first = app_with_state(&state);
+        first.send(OpenScore { path: demo("lanterns-on-the-water.pdf"), show: true });
+        first.update_until("the score shown", |t| t.position().song.is_some());
+        assert_eq!(first.page(), 0);
+        first.turn(Turn::To(5));
+        first.app.update();
+    }
+    assert!(state.join("positions.json").is_file(), "the position is kept");
+    let mut again = app_with_state(&state);
+    again.send(OpenScore { path: demo("lanterns-on-the-water.pdf"), show: true });
+    again.update_until("the score shown", |t| t.position().song.is_some());
+    assert_eq!(again.page(), 5, "it opens on the page it was left at");
+    // Only the first score resumes; a song opened later starts at its beginning.
+    again.send(OpenScore { path: demo("harbour-lights-jig.pdf"), show: true });
+    again.app.update();
+    again.send(OpenScore { path: demo("lanterns-on-the-water.pdf"), show: true });
+    again.app.update();
+    assert_eq!(again.page(), 0);
+    let _ = std::fs::remove_dir_all(&state);
+}
+
+#[test]
+fn dark_pages_replace_the_light_ones_in_one_swap() {
+    let (mut t, _) = drawing_app(LayoutMode::Single);
+    t.presented();
+    t.app.world_mut().resource_mut::<Projector>().dark = true;
+    t.update_until("the dark page", |t| {
+        let shown = t.slots()[0].shown.clone().expect("never blank");
+        assert_eq!(shown.page, 0);
+        shown.dark
+    });
+    assert_eq!(t.presented().len(), 1);
+}

@@ -1,0 +1,301 @@
+//! `maestral --headless` end to end: real processes, line commands on standard input, JSON
+//! events on standard output (`spec/HEADLESS.md`), a Choir Master and a Follower over real
+//! WebRTC on loopback. Every wait is bounded; nothing asserts on time.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Receiver;
+use serde_json::Value;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// One `maestral --headless` process.
+struct Peer {
+    name: &'static str,
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: Receiver<String>,
+    seen: Vec<Value>,
+    _state: TempDir,
+}
+
+impl Peer {
+    fn start(name: &'static str, args: &[&str]) -> Peer {
+        let state = TempDir::new(name);
+        let mut child = Command::new(env!("CARGO_BIN_EXE_maestral"))
+            .arg("--headless")
+            .arg(demo_library())
+            .args(args)
+            .args(["--device-id", name, "--state-dir"])
+            .arg(&state.0)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("maestral starts");
+        let stdout = child.stdout.take().expect("piped");
+        let (tx, lines) = crossbeam_channel::unbounded();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let stdin = child.stdin.take();
+        Peer { name, child, stdin, lines, seen: Vec::new(), _state: state }
+    }
+
+    fn send(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin open");
+        writeln!(stdin, "{line}").expect("the process reads its input");
+        stdin.flush().expect("flush");
+    }
+
+    /// Waits for an event matching `want`; every line must be JSON.
+    fn wait(&mut self, what: &str, want: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = self.lines.recv_timeout(left).unwrap_or_else(|e| {
+                let why = match e {
+                    crossbeam_channel::RecvTimeoutError::Timeout => format!("within {WAIT:?}"),
+                    crossbeam_channel::RecvTimeoutError::Disconnected => {
+                        "before its output ended (it exited)".into()
+                    }
+                };
+                panic!("{}: no {what} {why}; saw {:#?}", self.name, self.seen)
+            });
+            let event: Value = serde_json::from_str(&line)
+                .unwrap_or_else(|e| panic!("{}: not a JSON line ({e}): {line:?}", self.name));
+            assert!(event["event"].is_string(), "{}: no event name: {line}", self.name);
+            self.seen.push(event.clone());
+            if want(&event) {
+                return event;
+            }
+        }
+    }
+
+    /// Like [`Peer::wait_show`], but done at once if the last `show` seen already is that.
+    fn showing(&mut self, song: &str, page: u64) {
+        let last = self.seen.iter().rev().find(|e| e["event"] == "show");
+        if last.is_some_and(|e| e["song_id"] == song && e["page_index"] == page) {
+            return;
+        }
+        self.wait_show(song, page);
+    }
+
+    fn wait_show(&mut self, song: &str, page: u64) -> Value {
+        self.wait(&format!("show {page}"), |e| {
+            e["event"] == "show" && e["song_id"] == song && e["page_index"] == page
+        })
+    }
+
+    /// Sends `quit` and waits for the exit status.
+    fn quit(mut self) -> std::process::ExitStatus {
+        self.send("quit");
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "{} did not quit", self.name);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// A fresh state folder, removed afterwards.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!(
+            "maestral-headless-{}-{name}-{}",
+            std::process::id(),
+            rand_suffix()
+        ));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn rand_suffix() -> u128 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos())
+}
+
+fn demo_library() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/scores")
+}
+
+fn score(name: &str) -> PathBuf {
+    demo_library().join(name)
+}
+
+#[test]
+fn a_follower_in_another_process_follows_the_masters_song_and_pages() {
+    let mut master = Peer::start("M", &["--choir-master", "--listen", "127.0.0.1:0"]);
+    let ready = master.wait("ready", |e| e["event"] == "ready");
+    assert_eq!(ready["mode"], "choir_master");
+    assert_eq!(ready["device_id"], "M");
+    let code = ready["join_code"].as_str().expect("a Master's ready event has its join code");
+    assert!(code.starts_with("maestral://join?"), "{code}");
+
+    let mut follower = Peer::start("F", &["--join", code]);
+    let ready = follower.wait("ready", |e| e["event"] == "ready");
+    assert_eq!(ready["mode"], "choir_follower");
+    assert!(ready["join_code"].is_null());
+    follower.wait("FOLLOWER_CONNECTED_FOLLOW", |e| {
+        e["event"] == "phase" && e["phase"] == "FOLLOWER_CONNECTED_FOLLOW"
+    });
+    master.wait("the Follower's link", |e| {
+        e["event"] == "link" && e["peer"] == "F" && e["state"] == "CONNECTED"
+    });
+
+    master.send(&format!("song {}", score("lanterns-on-the-water.pdf").display()));
+    let shown = master.wait("show", |e| e["event"] == "show");
+    let song = shown["song_id"].as_str().expect("a song id").to_owned();
+    assert_eq!(song.len(), 64);
+    assert_eq!(shown["page_index"], 0);
+    assert_eq!(shown["page_count"], 11);
+    let on_follower = follower.wait_show(&song, 0);
+    assert_eq!(on_follower["page_count"], 11, "the Follower has the score in its library");
+
+    master.send("next");
+    master.wait_show(&song, 1);
+    follower.wait_show(&song, 1);
+
+    master.send("page 3");
+    master.wait_show(&song, 3);
+    follower.wait_show(&song, 3);
+
+    // A Follower gone free ignores page turns, then catches up when it follows again.
+    follower.send("free");
+    follower.wait("FOLLOWER_CONNECTED_FREE", |e| e["phase"] == "FOLLOWER_CONNECTED_FREE");
+    master.send("page 6");
+    master.wait_show(&song, 6);
+    follower.send("follow");
+    follower.wait_show(&song, 6);
+
+    // Bad input: an error line, and the process carries on.
+    master.send("flip the page");
+    let error = master.wait("error", |e| e["event"] == "error");
+    assert!(error["message"].as_str().is_some_and(|m| m.contains("unknown command")), "{error}");
+    master.send("song /no/such/score.pdf");
+    master.wait("error", |e| e["event"] == "error");
+    master.send("prev");
+    master.wait_show(&song, 5);
+    follower.wait_show(&song, 5);
+
+    assert!(follower.quit().success());
+    master.wait("the Follower leaving", |e| {
+        e["event"] == "link" && e["peer"] == "F" && e["state"] != "CONNECTED"
+    });
+    assert!(master.quit().success());
+}
+
+#[test]
+fn a_solo_device_alone_turns_pages_and_quits_cleanly() {
+    let mut solo = Peer::start("S", &[]);
+    let ready = solo.wait("ready", |e| e["event"] == "ready");
+    assert_eq!(ready["mode"], "solo");
+    assert!(ready["join_code"].is_null() && ready["pair_code"].is_null());
+    solo.send(&format!("song {}", score("harbour-lights-jig.pdf").display()));
+    let shown = solo.wait("show", |e| e["event"] == "show");
+    let song = shown["song_id"].as_str().expect("song").to_owned();
+    assert_eq!(shown["page_count"], 2);
+    solo.send("next");
+    solo.wait_show(&song, 1);
+    solo.send("next");
+    solo.send("page 2");
+    let error = solo.wait("error", |e| e["event"] == "error");
+    assert!(error["message"].as_str().is_some_and(|m| m.contains("past the end")), "{error}");
+    // A song id works as well as a path.
+    solo.send(&format!("song {song}"));
+    solo.wait_show(&song, 0);
+    solo.send("");
+    solo.send("leave");
+    solo.wait("error", |e| e["event"] == "error");
+    assert!(solo.quit().success(), "quit exits 0");
+}
+
+#[test]
+fn a_broken_join_code_says_so_and_the_app_keeps_running() {
+    let mut follower = Peer::start("F2", &["--join", "maestral://join?host=nowhere"]);
+    follower.wait("ready", |e| e["event"] == "ready");
+    let error = follower.wait("error", |e| e["event"] == "error");
+    assert!(error["message"].as_str().is_some_and(|m| m.contains("join code")), "{error}");
+    follower.send(&format!("song {}", score("harbour-lights-jig.pdf").display()));
+    follower.wait("show", |e| e["event"] == "show");
+    assert!(follower.quit().success());
+}
+
+#[test]
+fn closing_standard_input_ends_the_process() {
+    let mut solo = Peer::start("S2", &[]);
+    solo.wait("ready", |e| e["event"] == "ready");
+    solo.stdin = None;
+    let deadline = Instant::now() + WAIT;
+    let status = loop {
+        if let Some(status) = solo.child.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "still running after its input closed");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success());
+}
+
+#[test]
+fn two_solo_devices_pair_by_codes_and_show_the_two_halves_of_each_spread() {
+    let mut a = Peer::start("A", &["--solo-offer"]);
+    let ready = a.wait("ready", |e| e["event"] == "ready");
+    let offer = ready["pair_code"].as_str().expect("an offer code").to_owned();
+    assert!(offer.starts_with("M1O:"), "{offer}");
+    let mut b = Peer::start("B", &["--solo-answer", &offer]);
+    let ready = b.wait("ready", |e| e["event"] == "ready");
+    let answer = ready["pair_code"].as_str().expect("an answer code").to_owned();
+    assert!(answer.starts_with("M1A:"), "{answer}");
+    // The offering device reads the answer code as a line.
+    a.send(&answer);
+    a.wait("paired", |e| e["event"] == "phase" && e["phase"] == "SOLO_PAIRED_CONNECTED");
+    b.wait("paired", |e| e["event"] == "phase" && e["phase"] == "SOLO_PAIRED_CONNECTED");
+
+    a.send(&format!("song {}", score("lanterns-on-the-water.pdf").display()));
+    let on_a = a.wait("show", |e| e["event"] == "show");
+    let song = on_a["song_id"].as_str().expect("song").to_owned();
+    // B learns the song from A: its page is its half of the first spread; A has the other.
+    let on_b = b.wait("show", |e| e["event"] == "show" && e["song_id"] == song.as_str());
+    let hb = on_b["page_index"].as_u64().expect("page");
+    assert!(hb <= 1, "{on_b}");
+    let ha = 1 - hb;
+    a.showing(&song, ha);
+    // Either device turns the spread; each keeps its half.
+    b.send("next");
+    a.wait_show(&song, 2 + ha);
+    b.wait_show(&song, 2 + hb);
+    a.send("next");
+    a.wait_show(&song, 4 + ha);
+    b.wait_show(&song, 4 + hb);
+    assert!(a.quit().success());
+    assert!(b.quit().success());
+}
