@@ -22,7 +22,7 @@ use serde_json::{Value, json};
 
 use crate::input::Gesture;
 use crate::navigation::{PageTurnRequested, Position, SongChangeRequested, Turn};
-use crate::score::{AppError, OpenScore, ScoreSystems, SongLibrary};
+use crate::score::{AppError, OpenScore, PendingOpens, ScoreSystems, SongLibrary};
 use crate::sync::{
     LinkChanged, PhaseChanged, SessionCodes, StreamChanged, SyncBridge, SyncMode, SyncSettings,
     SyncSystems,
@@ -58,6 +58,9 @@ pub fn plugin(app: &mut App) {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ControlLine {
     Line(String),
+    /// A line that could not be taken as a command (it is not UTF-8 text): one `error` event,
+    /// and reading goes on.
+    Unreadable(String),
     Closed,
 }
 
@@ -71,15 +74,11 @@ impl ControlInput {
         let (tx, rx) = crossbeam_channel::unbounded();
         let spawned = std::thread::Builder::new().name("maestral-stdin".into()).spawn(move || {
             let stdin = std::io::stdin();
-            for line in stdin.lock().lines() {
-                let Ok(line) = line else { break };
-                if tx.send(ControlLine::Line(line)).is_err() {
-                    return;
-                }
+            read_lines(stdin.lock(), |line| {
+                let sent = tx.send(line).is_ok();
                 waker.wake();
-            }
-            let _ = tx.send(ControlLine::Closed);
-            waker.wake();
+                sent
+            });
         });
         if let Err(error) = spawned {
             error!("could not read standard input ({error}); no commands will be taken");
@@ -94,13 +93,102 @@ impl ControlInput {
     }
 }
 
-/// Where event lines go: standard output, or a buffer a test reads.
+/// Reads `input` line by line into `send` (which says whether anyone still listens). A line
+/// that is not UTF-8 becomes [`ControlLine::Unreadable`] and reading goes on; the end of the
+/// input or an I/O error sends [`ControlLine::Closed`].
+pub fn read_lines(mut input: impl BufRead, mut send: impl FnMut(ControlLine) -> bool) {
+    let mut buf = Vec::new();
+    let mut number = 0u64;
+    loop {
+        buf.clear();
+        match input.read_until(b'\n', &mut buf) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(error) => {
+                warn!("could not read standard input ({error}); no more commands will be taken");
+                break;
+            }
+        }
+        number += 1;
+        if buf.last() == Some(&b'\n') {
+            buf.pop();
+            if buf.last() == Some(&b'\r') {
+                buf.pop();
+            }
+        }
+        let line = match std::str::from_utf8(&buf) {
+            Ok(text) => ControlLine::Line(text.to_owned()),
+            Err(error) => ControlLine::Unreadable(format!(
+                "input line {number} is not UTF-8 text (bad byte at {}); it was ignored — send commands as UTF-8 lines: {COMMANDS}",
+                error.valid_up_to()
+            )),
+        };
+        if !send(line) {
+            return;
+        }
+    }
+    send(ControlLine::Closed);
+}
+
+/// Where event lines go: standard output (written by a thread of its own, so a slow reader
+/// never holds up a frame), or a buffer a test reads.
 #[derive(Resource, Clone)]
-pub struct ControlOutput(Arc<Mutex<dyn Write + Send>>);
+pub struct ControlOutput(Sink);
+
+#[derive(Clone)]
+enum Sink {
+    Writer(Arc<LineWriter>),
+    Memory(Arc<Mutex<Vec<u8>>>),
+}
+
+/// A thread writing lines to standard output, in order. Dropped with the app: the lines still
+/// queued are written before it goes.
+struct LineWriter {
+    lines: Option<Sender<String>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl LineWriter {
+    fn stdout() -> Self {
+        let (tx, rx) = crossbeam_channel::unbounded::<String>();
+        let spawned = std::thread::Builder::new().name("maestral-stdout".into()).spawn(move || {
+            let stdout = std::io::stdout();
+            let mut out = stdout.lock();
+            for line in rx.iter() {
+                // A closed standard output (the controller went away) is not worth a crash.
+                let _ = writeln!(out, "{line}");
+                // A reader waits on whole lines: flush once nothing more is queued.
+                if rx.is_empty() {
+                    let _ = out.flush();
+                }
+            }
+            let _ = out.flush();
+        });
+        match spawned {
+            Ok(thread) => LineWriter { lines: Some(tx), thread: Some(thread) },
+            Err(error) => {
+                error!(
+                    "could not start the standard output thread ({error}); no events will be written"
+                );
+                LineWriter { lines: None, thread: None }
+            }
+        }
+    }
+}
+
+impl Drop for LineWriter {
+    fn drop(&mut self) {
+        self.lines = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
 
 impl Default for ControlOutput {
     fn default() -> Self {
-        ControlOutput(Arc::new(Mutex::new(std::io::stdout())))
+        ControlOutput(Sink::Writer(Arc::new(LineWriter::stdout())))
     }
 }
 
@@ -125,32 +213,26 @@ impl OutputBuffer {
     }
 }
 
-struct SharedWriter(Arc<Mutex<Vec<u8>>>);
-
-impl Write for SharedWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().map_err(|_| std::io::Error::other("poisoned"))?.extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 impl ControlOutput {
     /// Output into memory, for tests.
     pub fn buffer() -> (Self, OutputBuffer) {
         let shared = Arc::new(Mutex::new(Vec::new()));
-        (ControlOutput(Arc::new(Mutex::new(SharedWriter(shared.clone())))), OutputBuffer(shared))
+        (ControlOutput(Sink::Memory(shared.clone())), OutputBuffer(shared))
     }
 
-    /// Writes one event line and flushes it (a reader waits on whole lines).
+    /// Queues one event line; never waits for the reader.
     pub fn write(&self, event: &Value) {
-        if let Ok(mut out) = self.0.lock() {
-            // A closed standard output (the controller went away) is not worth a crash.
-            let _ = writeln!(out, "{event}");
-            let _ = out.flush();
+        match &self.0 {
+            Sink::Writer(writer) => {
+                if let Some(lines) = &writer.lines {
+                    let _ = lines.send(event.to_string());
+                }
+            }
+            Sink::Memory(buffer) => {
+                if let Ok(mut buffer) = buffer.lock() {
+                    let _ = writeln!(buffer, "{event}");
+                }
+            }
         }
     }
 }
@@ -306,9 +388,15 @@ fn run_commands(
     library: Res<SongLibrary>,
     bridge: Option<Res<SyncBridge>>,
     window_control: Option<Res<WindowControl>>,
+    opens: Option<Res<PendingOpens>>,
     waker: Res<Waker>,
 ) {
     pending.0.extend(input.0.try_iter());
+    // A score file still opening (on its thread): the commands after its `song PATH` wait for
+    // it, so they apply to that song. Its end wakes the app.
+    if opens.is_some_and(|o| !o.is_empty()) {
+        return;
+    }
     // Blank lines are skipped at once; the first real command is carried out this frame.
     while pending
         .0
@@ -325,6 +413,10 @@ fn run_commands(
     {
         let line = match line {
             ControlLine::Line(line) => line,
+            ControlLine::Unreadable(message) => {
+                actions.errors.write(AppError(message));
+                return;
+            }
             // The controller is gone: nobody is left to tell us to quit.
             ControlLine::Closed => {
                 info!("standard input closed; quitting");
@@ -545,9 +637,14 @@ pub mod window {
         app.insert_resource(WindowControl)
             .init_resource::<PendingScreenshots>()
             .init_resource::<AwaitingPresent>()
+            .init_resource::<SavedScreenshots>()
             .add_systems(First, report_frame_presented)
             .add_systems(PreUpdate, window_commands.after(super::run_commands))
-            .add_systems(Last, (report_presented, take_screenshots).before(super::write_events));
+            .add_systems(
+                Last,
+                (report_presented, take_screenshots, report_screenshots)
+                    .before(super::write_events),
+            );
     }
 
     #[derive(Resource, Debug, Default)]
@@ -704,32 +801,66 @@ pub mod window {
         }
     }
 
+    /// Screenshots saved (or not) by their threads: the `screenshot` event, or the error.
+    #[derive(Resource, Debug)]
+    struct SavedScreenshots {
+        tx: Sender<Result<Value, String>>,
+        rx: Receiver<Result<Value, String>>,
+    }
+
+    impl Default for SavedScreenshots {
+        fn default() -> Self {
+            let (tx, rx) = crossbeam_channel::unbounded();
+            SavedScreenshots { tx, rx }
+        }
+    }
+
+    /// The capture arrives on the main thread; encoding and writing the PNG happen on a thread
+    /// of their own, and the `screenshot` event comes when the file is there.
     fn save_screenshot(
         path: PathBuf,
-    ) -> impl FnMut(On<ScreenshotCaptured>, MessageWriter<ControlEvent>, MessageWriter<AppError>)
-    {
-        move |captured, mut events, mut errors| {
-            let saved =
-                captured.image.clone().try_into_dynamic().map_err(|e| e.to_string()).and_then(
-                    |img| {
-                        let rgba = img.to_rgba8();
-                        rgba.save(&path).map_err(|e| e.to_string()).map(|()| rgba.dimensions())
-                    },
-                );
-            match saved {
-                Ok((width, height)) => {
-                    events.write(ControlEvent(json!({
+    ) -> impl FnMut(On<ScreenshotCaptured>, Res<SavedScreenshots>, Res<Waker>) {
+        move |captured, saved, waker| {
+            let image = captured.image.clone();
+            let (path, tx, waker) = (path.clone(), saved.tx.clone(), waker.clone());
+            let save = move || {
+                let result = image.try_into_dynamic().map_err(|e| e.to_string()).and_then(|img| {
+                    let rgba = img.to_rgba8();
+                    rgba.save(&path).map_err(|e| e.to_string()).map(|()| rgba.dimensions())
+                });
+                let _ = tx.send(match result {
+                    Ok((width, height)) => Ok(json!({
                         "event": "screenshot",
                         "path": path.display().to_string(),
                         "width": width,
                         "height": height,
-                    })));
+                    })),
+                    Err(error) => {
+                        Err(format!("could not save the screenshot {}: {error}", path.display()))
+                    }
+                });
+                waker.wake();
+            };
+            if let Err(error) =
+                std::thread::Builder::new().name("maestral-screenshot".into()).spawn(save)
+            {
+                let _ = saved.tx.send(Err(format!("could not save the screenshot: {error}")));
+            }
+        }
+    }
+
+    fn report_screenshots(
+        saved: Res<SavedScreenshots>,
+        mut events: MessageWriter<ControlEvent>,
+        mut errors: MessageWriter<AppError>,
+    ) {
+        for result in saved.rx.try_iter() {
+            match result {
+                Ok(event) => {
+                    events.write(ControlEvent(event));
                 }
-                Err(error) => {
-                    errors.write(AppError(format!(
-                        "could not save the screenshot {}: {error}",
-                        path.display()
-                    )));
+                Err(message) => {
+                    errors.write(AppError(message));
                 }
             }
         }

@@ -3,13 +3,14 @@
 //! shows the panel. Every turn becomes a [`PageTurnRequested`].
 //!
 //! A pedal's key repeat or a bouncing switch never turns two pages: OS auto-repeat is ignored,
-//! and so is a second press of the same key within [`Debounce::window`].
+//! and so is a second press of the same key without a release in between, or within
+//! [`Debounce::window`] of the first.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use bevy::input::ButtonState;
-use bevy::input::keyboard::KeyboardInput;
+use bevy::input::keyboard::{KeyboardFocusLost, KeyboardInput};
 use bevy::input::mouse::MouseButtonInput;
 use bevy::input::touch::{TouchInput, TouchPhase};
 use bevy::prelude::*;
@@ -29,37 +30,121 @@ pub fn plugin(app: &mut App) {
         .add_message::<KeyboardInput>()
         .add_message::<MouseButtonInput>()
         .add_message::<TouchInput>()
+        .add_message::<KeyboardFocusLost>()
         .add_systems(
             Update,
-            (keyboard_turns, (mouse_gestures, touch_gestures), gesture_turns)
+            (focus_lost, keyboard_turns, (mouse_gestures, touch_gestures), gesture_turns)
                 .chain()
                 .in_set(NavigationSystems::Input),
-        );
+        )
+        .add_systems(Last, debounce_frame_end);
 }
 
-/// Ignores a second press of the same key within `window` (a bouncing pedal switch).
+/// Keeps a pedal's bouncing switch from turning two pages: a press of a key counts only if
+/// that key was released since its last counted press, and `window` has passed.
+///
+/// Bevy's key events carry no time of their own, and all those that came during a frame are
+/// read at the start of the next one. So a press that counts is taken to have happened as late
+/// as the end of the frame that read it ([`Debounce::frame_ended`]): a bounce that comes in
+/// during a long frame is read in the frame right after it, well within `window` of that end.
 #[derive(Resource, Debug, Clone)]
 pub struct Debounce {
     pub window: Duration,
-    last: HashMap<KeyCode, Duration>,
+    keys: HashMap<KeyCode, KeyState>,
 }
+
+#[derive(Debug, Clone, Copy, Default)]
+struct KeyState {
+    /// When the last press that counted happened, at the latest.
+    counted_at: Option<Duration>,
+    /// Counted in this frame: `counted_at` moves to the frame's end.
+    this_frame: bool,
+    /// Pressed and not released since.
+    down: bool,
+    /// When it went down (a release lost, e.g. to another window, is given up on after
+    /// [`RELEASE_LOST_AFTER`]).
+    down_at: Duration,
+}
+
+/// A key seen held down this long without a release is taken as released (the release went
+/// to another window, or the device sends none).
+pub const RELEASE_LOST_AFTER: Duration = Duration::from_secs(2);
 
 impl Default for Debounce {
     fn default() -> Self {
-        Debounce { window: Duration::from_millis(150), last: HashMap::new() }
+        Debounce { window: Duration::from_millis(150), keys: HashMap::new() }
     }
 }
 
 impl Debounce {
-    /// True if a press of `key` at `now` counts.
-    pub fn accept(&mut self, key: KeyCode, now: Duration) -> bool {
-        if let Some(&last) = self.last.get(&key)
-            && now.saturating_sub(last) < self.window
-        {
+    /// A press of `key` read at `now` (the frame's time): true if it counts.
+    pub fn press(&mut self, key: KeyCode, now: Duration) -> bool {
+        let window = self.window;
+        let state = self.keys.entry(key).or_default();
+        let released = !state.down || now.saturating_sub(state.down_at) >= RELEASE_LOST_AFTER;
+        let later = match state.counted_at {
+            None => true,
+            Some(_) if state.this_frame => false,
+            Some(at) => now.saturating_sub(at) >= window,
+        };
+        if !state.down {
+            state.down = true;
+            state.down_at = now;
+        }
+        if !(released && later) {
             return false;
         }
-        self.last.insert(key, now);
+        state.down_at = now;
+        state.counted_at = Some(now);
+        state.this_frame = true;
         true
+    }
+
+    /// A release of `key`: its next press may count.
+    pub fn release(&mut self, key: KeyCode) {
+        if let Some(state) = self.keys.get_mut(&key) {
+            state.down = false;
+        }
+    }
+
+    /// Every key counts as released (the window lost the keyboard: releases go elsewhere).
+    pub fn release_all(&mut self) {
+        for state in self.keys.values_mut() {
+            state.down = false;
+        }
+    }
+
+    /// The frame that counted presses ended at `end`: their time is that, at the latest.
+    pub fn frame_ended(&mut self, end: Duration) {
+        for state in self.keys.values_mut().filter(|s| s.this_frame) {
+            state.this_frame = false;
+            state.counted_at = state.counted_at.max(Some(end));
+        }
+    }
+}
+
+/// The end of this frame, on `Time<Real>`'s clock: its time plus the real time the frame's
+/// work took. A test's manual clock moves only between frames.
+fn debounce_frame_end(
+    mut debounce: ResMut<Debounce>,
+    time: Res<Time<Real>>,
+    strategy: Option<Res<bevy::time::TimeUpdateStrategy>>,
+) {
+    if !debounce.keys.values().any(|s| s.this_frame) {
+        return;
+    }
+    let automatic =
+        strategy.is_none_or(|s| matches!(*s, bevy::time::TimeUpdateStrategy::Automatic));
+    let work = match time.last_update() {
+        Some(start) if automatic => start.elapsed(),
+        _ => Duration::ZERO,
+    };
+    debounce.frame_ended(time.elapsed() + work);
+}
+
+fn focus_lost(mut lost: MessageReader<KeyboardFocusLost>, mut debounce: ResMut<Debounce>) {
+    if lost.read().count() > 0 {
+        debounce.release_all();
     }
 }
 
@@ -118,7 +203,11 @@ fn keyboard_turns(
     let typing = egui.is_some_and(|e| e.wants_any_keyboard_input());
     for key in keys.read() {
         // Releases and the OS's auto-repeat never turn a page.
-        if key.state != ButtonState::Pressed || key.repeat || typing {
+        if key.state == ButtonState::Released {
+            debounce.release(key.key_code);
+            continue;
+        }
+        if key.repeat || typing {
             continue;
         }
         let code = key.key_code;
@@ -164,7 +253,7 @@ fn keyboard_turns(
             _ => {}
         }
         if let Some(turn) = key_turn(code)
-            && debounce.accept(code, time.elapsed())
+            && debounce.press(code, time.elapsed())
         {
             turns.write(PageTurnRequested(turn));
         }

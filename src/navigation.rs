@@ -35,6 +35,7 @@ pub fn plugin(app: &mut App) {
         .add_message::<PageTurnRequested>()
         .add_message::<SongChangeRequested>()
         .add_message::<RemoteShow>()
+        .add_message::<FollowedRemote>()
         .configure_sets(Update, (NavigationSystems::Input, NavigationSystems::Apply).chain())
         .add_systems(
             Update,
@@ -207,18 +208,30 @@ fn apply_song_changes(
     }
 }
 
+/// The position moved because another device said so (the Master, the Solo partner), not
+/// because of a local turn.
+#[derive(Message, Debug, Clone, PartialEq, Eq)]
+pub struct FollowedRemote(pub Position);
+
 fn apply_remote_views(
     mut shows: MessageReader<RemoteShow>,
     mut position: ResMut<Position>,
     mut pending: ResMut<PendingViews>,
+    mut followed: MessageWriter<FollowedRemote>,
+    library: Res<SongLibrary>,
 ) {
     for RemoteShow(view) in shows.read() {
         if pending.confirm(view) {
             continue;
         }
-        let next = Position { song: view.song_id.clone(), page: view.page_index };
+        // A peer's page past this score's end shows its last page (a song this device does not
+        // have keeps the page as given: its length is unknown here).
+        let count = library.page_count(view.song_id.as_ref());
+        let page = count.map_or(view.page_index, |c| view.page_index.min(c.saturating_sub(1)));
+        let next = Position { song: view.song_id.clone(), page };
         if *position != next {
-            *position = next;
+            *position = next.clone();
+            followed.write(FollowedRemote(next));
         }
     }
 }

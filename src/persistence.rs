@@ -5,10 +5,13 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use std::io::Write;
+
 use bevy::prelude::*;
+use crossbeam_channel::{Receiver, Sender};
 
 use crate::navigation::Position;
-use crate::score::SongLibrary;
+use crate::score::{AppError, SongLibrary};
 use crate::sync::SyncSettings;
 
 const DEVICE_ID_FILE: &str = "device-id";
@@ -70,33 +73,74 @@ pub fn host_name() -> String {
 }
 
 /// The last song and page per song, kept in `positions.json` in the state directory, so the
-/// app (Solo) opens where the performer left off.
+/// app (Solo) opens where the performer left off. The file is read once as the app is built
+/// (before any frame) and written by a thread of its own.
 pub fn plugin(app: &mut App) {
-    app.add_systems(Startup, load_positions)
-        .add_systems(Last, save_positions.run_if(resource_exists::<SavedPositions>));
+    app.add_message::<AppError>();
+    let dir = app.world().get_resource::<SyncSettings>().and_then(|s| s.state_dir.clone());
+    if let Some(dir) = dir {
+        let (positions, problem) = SavedPositions::load(&dir);
+        app.insert_resource(positions);
+        if let Some(message) = problem {
+            warn!("{message}");
+            app.add_systems(Startup, move |mut errors: MessageWriter<AppError>| {
+                errors.write(AppError(message.clone()));
+            });
+        }
+    }
+    app.add_systems(
+        Last,
+        (note_positions, report_write_errors).run_if(resource_exists::<SavedPositions>),
+    );
 }
 
 const POSITIONS_FILE: &str = "positions.json";
 
 /// Where each song was left, and the song shown last.
-#[derive(Resource, Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Resource, Debug)]
 pub struct SavedPositions {
     path: PathBuf,
     pub last_song: Option<String>,
     pub pages: BTreeMap<String, u32>,
-    /// Written to disk up to here.
-    saved: Option<(Option<String>, BTreeMap<String, u32>)>,
+    /// Changed since it was last handed to the writer.
+    dirty: bool,
     /// The start position was offered already (only the first score shown resumes).
     resumed: bool,
+    /// Started at the first change.
+    writer: Option<PositionsWriter>,
 }
 
 impl SavedPositions {
-    /// Reads `positions.json` in `state_dir`; a missing or unreadable file is an empty record.
-    pub fn load(state_dir: &Path) -> Self {
+    /// Reads `positions.json` in `state_dir`. A missing file is an empty record; an unreadable
+    /// one is set aside as `positions.json.broken` (never overwritten) and the returned message
+    /// says so.
+    pub fn load(state_dir: &Path) -> (Self, Option<String>) {
         let path = state_dir.join(POSITIONS_FILE);
-        let mut positions = SavedPositions { path, ..default() };
-        let Ok(text) = std::fs::read_to_string(&positions.path) else { return positions };
-        match serde_json::from_str::<serde_json::Value>(&text) {
+        let mut positions = SavedPositions {
+            path,
+            last_song: None,
+            pages: BTreeMap::new(),
+            dirty: false,
+            resumed: false,
+            writer: None,
+        };
+        let text = match std::fs::read_to_string(&positions.path) {
+            Ok(text) => text,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return (positions, None),
+            Err(error) => {
+                let message = format!(
+                    "could not read {} ({error}); starting from the first page",
+                    positions.path.display()
+                );
+                return (positions, Some(message));
+            }
+        };
+        let parsed = serde_json::from_str::<serde_json::Value>(&text)
+            .map_err(|e| e.to_string())
+            .and_then(|value| {
+                value.is_object().then_some(value).ok_or_else(|| "not a JSON object".to_owned())
+            });
+        match parsed {
             Ok(value) => {
                 positions.last_song = value["last_song"].as_str().map(str::to_owned);
                 if let Some(pages) = value["pages"].as_object() {
@@ -106,14 +150,25 @@ impl SavedPositions {
                         }
                     }
                 }
-                positions.saved = Some((positions.last_song.clone(), positions.pages.clone()));
+                (positions, None)
             }
-            Err(error) => warn!(
-                "{} is unreadable ({error}); starting from the first page",
-                positions.path.display()
-            ),
+            Err(error) => {
+                let aside = broken_path(&positions.path);
+                let message = match std::fs::rename(&positions.path, &aside) {
+                    Ok(()) => format!(
+                        "{} is unreadable ({error}); it was kept as {} and the app starts from the first page",
+                        positions.path.display(),
+                        aside.display()
+                    ),
+                    Err(rename) => format!(
+                        "{} is unreadable ({error}) and could not be moved to {} ({rename}); the app starts from the first page",
+                        positions.path.display(),
+                        aside.display()
+                    ),
+                };
+                (positions, Some(message))
+            }
         }
-        positions
     }
 
     /// Where to start, once: the song shown last and its page.
@@ -125,17 +180,101 @@ impl SavedPositions {
         let page = self.pages.get(&song).copied().unwrap_or(0);
         Some((song, page))
     }
-}
 
-fn load_positions(mut commands: Commands, settings: Option<Res<SyncSettings>>) {
-    if let Some(dir) = settings.and_then(|s| s.state_dir.clone()) {
-        commands.insert_resource(SavedPositions::load(&dir));
+    /// Hands the record to the writer thread, if it changed.
+    fn flush(&mut self) {
+        if !std::mem::take(&mut self.dirty) {
+            return;
+        }
+        let text =
+            serde_json::json!({"last_song": self.last_song, "pages": self.pages}).to_string();
+        let path = self.path.clone();
+        self.writer.get_or_insert_with(|| PositionsWriter::start(path)).send(text);
     }
 }
 
-/// Notes every change of song or page and writes the file when it changed (written aside,
-/// then renamed, so a crash never leaves half a file).
-fn save_positions(
+fn broken_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".broken");
+    PathBuf::from(name)
+}
+
+/// The thread that writes `positions.json`: only the newest record is written (older ones
+/// still queued are skipped), aside first, synced, then renamed over the file, so a crash
+/// leaves the old file or the new one, never half of one. Dropped with the app, it writes what
+/// is queued before it goes.
+#[derive(Debug)]
+struct PositionsWriter {
+    records: Option<Sender<String>>,
+    failures: Receiver<String>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl PositionsWriter {
+    fn start(path: PathBuf) -> Self {
+        let (tx, rx) = crossbeam_channel::unbounded::<String>();
+        let (fail_tx, failures) = crossbeam_channel::unbounded();
+        let thread = std::thread::Builder::new()
+            .name("maestral-positions".into())
+            .spawn(move || {
+                let mut failing = false;
+                while let Ok(mut text) = rx.recv() {
+                    // Only the newest matters.
+                    while let Ok(newer) = rx.try_recv() {
+                        text = newer;
+                    }
+                    match write_atomically(&path, text.as_bytes()) {
+                        Ok(()) => failing = false,
+                        // Said once until a write works again.
+                        Err(error) if !failing => {
+                            failing = true;
+                            let _ = fail_tx.send(format!(
+                                "could not keep the position in {} ({error}); the app will not open there next time",
+                                path.display()
+                            ));
+                        }
+                        Err(_) => {}
+                    }
+                }
+            })
+            .map_err(|error| warn!("could not start the thread that keeps positions ({error})"))
+            .ok();
+        PositionsWriter { records: thread.is_some().then_some(tx), failures, thread }
+    }
+
+    fn send(&self, text: String) {
+        if let Some(records) = &self.records {
+            let _ = records.send(text);
+        }
+    }
+}
+
+impl Drop for PositionsWriter {
+    fn drop(&mut self) {
+        self.records = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut aside = path.as_os_str().to_owned();
+    aside.push(".new");
+    let aside = PathBuf::from(aside);
+    let mut file = std::fs::File::create(&aside)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    drop(file);
+    std::fs::rename(&aside, path)
+}
+
+/// Notes a change of song or page (a song of this device's library) and hands the record to
+/// the writer thread; nothing is sent while nothing changes.
+fn note_positions(
     position: Res<Position>,
     library: Res<SongLibrary>,
     mut positions: ResMut<SavedPositions>,
@@ -143,30 +282,25 @@ fn save_positions(
     if position.is_changed()
         && let Some(song) = position.song.as_ref().filter(|s| library.find(s).is_some())
     {
-        let song = song.as_str().to_owned();
-        if positions.pages.get(&song) != Some(&position.page)
-            || positions.last_song.as_deref() != Some(&song)
+        let song = song.as_str();
+        if positions.pages.get(song) != Some(&position.page)
+            || positions.last_song.as_deref() != Some(song)
         {
-            positions.pages.insert(song.clone(), position.page);
-            positions.last_song = Some(song);
+            positions.pages.insert(song.to_owned(), position.page);
+            positions.last_song = Some(song.to_owned());
+            positions.dirty = true;
         }
     }
-    let current = (positions.last_song.clone(), positions.pages.clone());
-    if positions.saved.as_ref() == Some(&current) {
-        return;
+    if positions.dirty {
+        positions.flush();
     }
-    let text = serde_json::json!({"last_song": current.0, "pages": current.1}).to_string();
-    let write = || -> std::io::Result<()> {
-        if let Some(dir) = positions.path.parent() {
-            std::fs::create_dir_all(dir)?;
+}
+
+fn report_write_errors(positions: Res<SavedPositions>, mut errors: MessageWriter<AppError>) {
+    if let Some(writer) = &positions.writer {
+        for message in writer.failures.try_iter() {
+            warn!("{message}");
+            errors.write(AppError(message));
         }
-        let aside = positions.path.with_extension("json.new");
-        std::fs::write(&aside, text)?;
-        std::fs::rename(&aside, &positions.path)
-    };
-    if let Err(error) = write() {
-        warn!("could not keep the position in {} ({error})", positions.path.display());
     }
-    // Written or not, not tried again until the next change.
-    positions.saved = Some(current);
 }

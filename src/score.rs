@@ -2,7 +2,7 @@
 //! page textures (requested for what is shown and prefetched, uploaded as `Image` assets, and
 //! released when no longer shown or prefetched).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
 
 use bevy::asset::RenderAssetUsages;
@@ -30,6 +30,7 @@ pub enum ScoreSystems {
 pub fn plugin(app: &mut App) {
     app.init_resource::<SongLibrary>()
         .init_resource::<LibraryScans>()
+        .init_resource::<PendingOpens>()
         .init_resource::<PageTextures>()
         .init_resource::<WantedPages>()
         .init_resource::<PageImageUsage>()
@@ -41,7 +42,7 @@ pub fn plugin(app: &mut App) {
         .add_systems(
             PreUpdate,
             (
-                (open_scores, receive_scans).chain(),
+                (open_scores, receive_opens, receive_scans).chain(),
                 receive_pages.run_if(resource_exists::<RenderBridge>),
             )
                 .in_set(ScoreSystems::Receive),
@@ -259,17 +260,64 @@ pub fn page_image(bitmap: &PageBitmap, dark: bool, usage: RenderAssetUsages) -> 
     )
 }
 
+/// Score files being opened on worker threads (reading a whole PDF, hashing it and asking
+/// PDFium for its pages takes a while, and PDFium's lock may be held by the render thread): the
+/// frame never waits for one. Results are applied in the order the opens were asked for.
+#[derive(Resource, Debug, Default)]
+pub struct PendingOpens(VecDeque<PendingOpen>);
+
+#[derive(Debug)]
+struct PendingOpen {
+    path: PathBuf,
+    show: bool,
+    result: Receiver<Result<Song, String>>,
+    /// Taken from `result` while an older open is still running.
+    done: Option<Result<Song, String>>,
+}
+
+impl PendingOpens {
+    /// Score files still being opened.
+    pub fn in_flight(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// Opens `path` on a thread of its own; the result comes back on the returned channel, and
+/// the app is woken.
+fn open_in_background(path: PathBuf, waker: Waker) -> Receiver<Result<Song, String>> {
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    let worker = {
+        let (tx, path, waker) = (tx.clone(), path.clone(), waker.clone());
+        move || {
+            let _ = tx.send(Song::open(&path).map_err(|e| e.to_string()));
+            waker.wake();
+        }
+    };
+    if let Err(error) = std::thread::Builder::new().name("maestral-open".into()).spawn(worker) {
+        let _ = tx.send(Err(format!(
+            "{}: could not start a thread to open it ({error})",
+            path.display()
+        )));
+        waker.wake();
+    }
+    rx
+}
+
 fn open_scores(
     mut requests: MessageReader<OpenScore>,
     mut library: ResMut<SongLibrary>,
     mut scans: ResMut<LibraryScans>,
+    mut opens: ResMut<PendingOpens>,
     waker: Res<Waker>,
     mut errors: MessageWriter<AppError>,
-    mut show: MessageWriter<SongChangeRequested>,
-    mut turns: MessageWriter<PageTurnRequested>,
-    mut saved: Option<ResMut<SavedPositions>>,
 ) {
     for OpenScore { path, show: show_it } in requests.read() {
+        // Two quick looks at the file system (no reading): the answer for a wrong path comes
+        // in this frame.
         if !path.exists() {
             errors.write(AppError(format!(
                 "{}: there is no such file or folder; give the path of a PDF score or of a folder of scores",
@@ -289,14 +337,43 @@ fn open_scores(
             });
             continue;
         }
-        // One file: a few milliseconds (hash and page sizes), done here so that a `song PATH`
-        // command takes effect in this very frame.
-        match Song::open(path) {
+        let result = open_in_background(path.clone(), waker.clone());
+        opens.0.push_back(PendingOpen { path: path.clone(), show: *show_it, result, done: None });
+    }
+}
+
+/// Applies opened score files, oldest request first (a later open that finished sooner waits
+/// for the ones before it, so `song A` then `song B` shows B).
+fn receive_opens(
+    mut opens: ResMut<PendingOpens>,
+    mut library: ResMut<SongLibrary>,
+    mut errors: MessageWriter<AppError>,
+    mut show: MessageWriter<SongChangeRequested>,
+    mut turns: MessageWriter<PageTurnRequested>,
+    mut saved: Option<ResMut<SavedPositions>>,
+) {
+    for open in opens.0.iter_mut().filter(|o| o.done.is_none()) {
+        match open.result.try_recv() {
+            Ok(result) => open.done = Some(result),
+            Err(crossbeam_channel::TryRecvError::Empty) => {}
+            Err(crossbeam_channel::TryRecvError::Disconnected) => {
+                open.done =
+                    Some(Err(format!("{}: the thread opening it stopped", open.path.display())));
+            }
+        }
+    }
+    while opens.0.front().is_some_and(|o| o.done.is_some()) {
+        let Some(PendingOpen { path, show: show_it, done: Some(result), .. }) = opens.0.pop_front()
+        else {
+            break;
+        };
+        match result {
             Ok(song) => {
                 info!("opened {} ({} pages)", song.title, song.page_count);
                 let (id, pages) = (song.id, song.page_count);
                 library.insert(song);
-                if *show_it {
+                library.unreadable.retain(|(p, _)| *p != path);
+                if show_it {
                     show.write(SongChangeRequested(Some(id.into_protocol())));
                     let resume = saved.as_mut().and_then(|s| s.take_resume());
                     if let Some(page) =
@@ -306,11 +383,10 @@ fn open_scores(
                     }
                 }
             }
-            Err(error) => {
-                let message = error.to_string();
+            Err(message) => {
                 warn!("{message}");
-                if !library.unreadable.iter().any(|(p, _)| p == path) {
-                    library.unreadable.push((path.clone(), message.clone()));
+                if !library.unreadable.iter().any(|(p, _)| *p == path) {
+                    library.unreadable.push((path, message.clone()));
                 }
                 errors.write(AppError(message));
             }

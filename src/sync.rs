@@ -85,6 +85,8 @@ pub struct SyncBridge {
     events: Receiver<SyncEvent>,
     role: Role,
     device_id: DeviceId,
+    /// Started to answer a Solo pairing offer (`--solo-answer`).
+    answering: bool,
 }
 
 #[derive(Debug)]
@@ -111,6 +113,7 @@ impl SyncBridge {
             commands: CommandSink::Thread(handle),
             role,
             device_id: DeviceId::new(settings.device_id.as_str()),
+            answering: matches!(settings.mode, SyncMode::SoloAnswer(_)),
         })
     }
 
@@ -127,6 +130,7 @@ impl SyncBridge {
             events: ev_rx,
             role,
             device_id: DeviceId::new(device_id),
+            answering: false,
         };
         (bridge, ev_tx, cmd_rx)
     }
@@ -390,12 +394,17 @@ pub fn drain_sync_events(
             SyncEvent::Engine(_) => {}
             SyncEvent::JoinCode(code) => codes.join_code = Some(code),
             SyncEvent::PairCode(code) => codes.pair_code = Some(code),
+            SyncEvent::StartFailed(message) => {
+                error!("sync: {message}");
+                codes.failed.get_or_insert_with(|| message.clone());
+                errors.write(AppError(message));
+            }
             SyncEvent::Error(message) => {
                 warn!("sync: {message}");
-                // Before any code arrived, an error means the session could not start.
-                if codes.join_code.is_none() && codes.pair_code.is_none() && codes.failed.is_none()
-                {
-                    codes.failed = Some(message.clone());
+                // The sync thread carries on: a code may still come. Only an answer to a pairing
+                // offer has nothing else to do, so its error ends the wait for a code.
+                if bridge.answering && codes.pair_code.is_none() {
+                    codes.failed.get_or_insert_with(|| message.clone());
                 }
                 errors.write(AppError(message));
             }

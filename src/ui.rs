@@ -13,7 +13,9 @@ use maestral_sync::{LocalAction, Role};
 
 use crate::input::NumberEntry;
 use crate::layout::{LayoutMode, Projector, Rotation};
-use crate::navigation::{PageTurnRequested, Position, SongChangeRequested};
+use crate::navigation::{
+    FollowedRemote, NavigationSystems, PageTurnRequested, Position, SongChangeRequested,
+};
 use crate::score::{AppError, IntoProtocol, OpenScore, SongLibrary};
 use crate::sync::{LinkIndicator, LinkStatus, SessionCodes, SyncBridge, ThisParity};
 
@@ -23,7 +25,13 @@ pub fn plugin(app: &mut App) {
         .init_resource::<OpenPath>()
         .init_resource::<PastedCode>()
         .init_resource::<CodeQr>()
-        .add_systems(Update, (hide_while_performing, collect_problems))
+        .add_message::<PageTurnRequested>()
+        .add_message::<FollowedRemote>()
+        .add_message::<AppError>()
+        .add_systems(
+            Update,
+            (hide_while_performing.after(NavigationSystems::Apply), collect_problems),
+        )
         .add_systems(PreUpdate, drop_unchanged_modifiers.after(EguiInputSet::WriteEguiEvents))
         .add_systems(EguiPrimaryContextPass, (indicators, panel).chain());
 }
@@ -96,8 +104,16 @@ fn drop_unchanged_modifiers(
     }
 }
 
-fn hide_while_performing(mut turns: MessageReader<PageTurnRequested>, mut ui: ResMut<UiVisible>) {
-    if turns.read().count() > 0 && ui.0 {
+/// The panel goes when the music moves on: a local turn, or the page or song following the
+/// Master or the Solo partner.
+pub fn hide_while_performing(
+    mut turns: MessageReader<PageTurnRequested>,
+    mut followed: MessageReader<FollowedRemote>,
+    mut ui: ResMut<UiVisible>,
+) {
+    let turned = turns.read().count() > 0;
+    let moved = followed.read().count() > 0;
+    if (turned || moved) && ui.0 {
         ui.0 = false;
     }
 }
@@ -152,8 +168,8 @@ fn indicators(
     let count = library.page_count(position.song.as_ref());
     let text = match (&position.song, count) {
         (None, _) => String::new(),
-        (Some(_), Some(count)) => format!("{} / {count}", position.page + 1),
-        (Some(_), None) => format!("{} / ?", position.page + 1),
+        (Some(_), Some(count)) => format!("{} / {count}", position.page.saturating_add(1)),
+        (Some(_), None) => format!("{} / ?", position.page.saturating_add(1)),
     };
     let text = if entry.0.is_empty() { text } else { format!("go to page {}_", entry.0) };
     if !text.is_empty() {

@@ -19,9 +19,13 @@ use maestral::input::{self, GestureAction, gesture_action};
 use maestral::layout::{self, LayoutMode, PageSlot, PageWindow, PagesPresented, Plan, Projector};
 use maestral::navigation::{self, PageTurnRequested, Position, SongChangeRequested, Turn};
 use maestral::score::{
-    self, IntoProtocol, OpenScore, PageTextures, RenderBridge, SongLibrary, WantedPages,
+    self, AppError, IntoProtocol, OpenScore, PageTextures, PendingOpens, RenderBridge, SongLibrary,
+    WantedPages,
 };
-use maestral::sync::{self, LinkIndicator, LinkStatus, SessionCodes, SyncBridge, ThisParity};
+use maestral::sync::{
+    self, LinkIndicator, LinkStatus, PhaseChanged, SessionCodes, SyncBridge, ThisParity,
+};
+use maestral::ui::UiVisible;
 use maestral::wake::Waker;
 use maestral_net::{SyncCommand, SyncEvent};
 use maestral_protocol::{DeviceId, Layout, Parity};
@@ -285,10 +289,16 @@ fn late_echoes_of_local_turns_never_move_the_page_back() {
 
 #[test]
 fn the_sync_bridge_turns_events_into_messages_and_resources() {
-    let mut t = TestApp::new(LayoutMode::Single, Role::Follower);
+    let mut t = TestApp::new_with(LayoutMode::Single, Role::Follower, watch::<PhaseChanged>);
     t.engine(Event::Phase(Phase::FollowerJoining));
     t.engine(Event::Phase(Phase::FollowerJoining));
     t.app.update();
+    let phases = std::mem::take(&mut t.app.world_mut().resource_mut::<Seen<PhaseChanged>>().0);
+    assert_eq!(
+        phases,
+        vec![PhaseChanged(Phase::FollowerJoining)],
+        "a repeated phase is one change"
+    );
     let status = t.app.world().resource::<LinkStatus>().clone();
     assert_eq!(status.phase, Some(Phase::FollowerJoining));
     assert_eq!(status.indicator(), LinkIndicator::Connecting);
@@ -341,16 +351,139 @@ fn a_solo_pair_turns_by_spreads_and_each_device_keeps_its_half() {
     assert_eq!(t.page(), 1);
     assert_eq!(t.set_pages(), vec![3, 1]);
 
-    // This device leads with even parity: it shows the spread's second page.
-    t.engine(Event::Layout(Layout { leader_device_id: DeviceId::new("me"), parity: Parity::Even }));
+    // This device leads with odd parity: it shows the spread's first page.
+    t.engine(Event::Layout(Layout { leader_device_id: DeviceId::new("me"), parity: Parity::Odd }));
     t.app.update();
-    assert_eq!(t.app.world().resource::<ThisParity>().0, Some(Parity::Even));
+    assert_eq!(t.app.world().resource::<ThisParity>().0, Some(Parity::Odd));
 
     // Alone again, it turns one page at a time.
     t.engine(Event::Phase(Phase::SoloLocalOnly));
     t.app.update();
     t.turn(Turn::Next);
     assert_eq!(t.page(), 2);
+}
+
+#[test]
+fn a_peers_page_past_the_end_shows_the_last_page() {
+    let mut t = TestApp::new(LayoutMode::Single, Role::Follower);
+    let song = t.fake_song("eight", 8);
+    t.engine(Event::Show(View { song_id: Some(song.clone()), page_index: 99 }));
+    t.app.update();
+    assert_eq!(t.position(), Position { song: Some(song), page: 7 });
+    // A song this device does not have: the page as given, whatever it is.
+    let stranger = maestral_protocol::SongId::new("cd".repeat(32));
+    t.engine(Event::Show(View { song_id: Some(stranger.clone()), page_index: u32::MAX }));
+    t.app.update();
+    assert_eq!(t.position(), Position { song: Some(stranger), page: u32::MAX });
+    t.turn(Turn::Next);
+    assert_eq!(t.page(), u32::MAX, "no page after the last number there is");
+}
+
+#[test]
+fn the_panel_hides_when_the_page_follows_another_device() {
+    let mut t = TestApp::new_with(LayoutMode::Single, Role::Follower, |app| {
+        app.add_plugins(maestral::ui::plugin);
+    });
+    let song = t.fake_song("eight", 8);
+    let show = |page| Event::Show(View { song_id: Some(song.clone()), page_index: page });
+    t.engine(show(0));
+    t.app.update();
+    assert_eq!(t.page(), 0);
+    t.app.world_mut().resource_mut::<UiVisible>().0 = true;
+    // The same view again moves nothing: the panel stays.
+    t.engine(show(0));
+    t.app.update();
+    t.app.update();
+    assert!(t.app.world().resource::<UiVisible>().0, "nothing moved");
+    // The Master turns: the performer is playing, the panel goes.
+    t.engine(show(3));
+    t.app.update();
+    assert_eq!(t.page(), 3);
+    assert!(!t.app.world().resource::<UiVisible>().0, "the page followed the Master");
+    // A song change from the Master too.
+    t.app.world_mut().resource_mut::<UiVisible>().0 = true;
+    let other = t.fake_song("four", 4);
+    t.engine(Event::Show(View { song_id: Some(other), page_index: 0 }));
+    t.app.update();
+    assert!(!t.app.world().resource::<UiVisible>().0, "the song followed the Master");
+}
+
+// ---- opening scores -----------------------------------------------------------------------------
+
+/// A score file that arrives only when the test writes it (a named pipe): opening it takes as
+/// long as the test wants.
+#[cfg(unix)]
+#[test]
+fn opening_a_score_never_holds_up_a_frame() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let dir = std::env::temp_dir().join(format!(
+        "maestral-slow-open-{}-{:?}",
+        std::process::id(),
+        Instant::now()
+    ));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let fifo = dir.join("slow.pdf");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status().expect("mkfifo runs");
+    assert!(made.success(), "mkfifo {}", fifo.display());
+    let bytes = std::fs::read(demo("harbour-lights-jig.pdf")).expect("the demo score");
+    let feed = {
+        let (fifo, bytes) = (fifo.clone(), bytes.clone());
+        move || {
+            use std::io::Write;
+            let mut pipe =
+                std::fs::OpenOptions::new().write(true).open(&fifo).expect("the pipe opens");
+            pipe.write_all(&bytes).expect("the score goes through the pipe");
+        }
+    };
+    // Should a frame wait for the file, this feeds it after a while, so the test ends (and
+    // fails) instead of hanging.
+    let rescued = Arc::new(AtomicBool::new(false));
+    let (frames_done, watch) = crossbeam_channel::bounded::<()>(1);
+    let watchdog = {
+        let (rescued, feed) = (rescued.clone(), feed.clone());
+        std::thread::spawn(move || {
+            if watch.recv_timeout(WAIT) == Err(crossbeam_channel::RecvTimeoutError::Timeout) {
+                rescued.store(true, Ordering::SeqCst);
+                feed();
+            }
+        })
+    };
+
+    let mut t = TestApp::new(LayoutMode::Single, Role::Solo);
+    t.send(OpenScore { path: fifo.clone(), show: true });
+    for _ in 0..5 {
+        t.app.update();
+    }
+    let _ = frames_done.send(());
+    watchdog.join().expect("watchdog");
+    assert!(!rescued.load(Ordering::SeqCst), "a frame waited for the score file");
+    assert_eq!(t.position().song, None, "nothing to show before the file is read");
+    assert_eq!(t.app.world().resource::<PendingOpens>().in_flight(), 1);
+
+    // The file's bytes come: the score opens over the next frames and is shown.
+    let feeder = std::thread::spawn(feed);
+    t.update_until("the score shown", |t| t.position().song.is_some());
+    feeder.join().expect("feeder");
+    let id = SongId::of_bytes(&bytes).into_protocol();
+    assert_eq!(t.position(), Position { song: Some(id.clone()), page: 0 });
+    assert_eq!(t.app.world().resource::<SongLibrary>().page_count(Some(&id)), Some(2));
+    assert!(t.app.world().resource::<PendingOpens>().is_empty());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn scores_opened_one_after_the_other_are_shown_in_that_order() {
+    let mut t = TestApp::new(LayoutMode::Single, Role::Solo);
+    t.send(OpenScore { path: demo("lanterns-on-the-water.pdf"), show: true });
+    t.send(OpenScore { path: demo("harbour-lights-jig.pdf"), show: true });
+    t.update_until("both opened", |t| {
+        t.app.world().resource::<PendingOpens>().is_empty()
+            && t.app.world().resource::<SongLibrary>().songs().len() == 2
+    });
+    let jig = std::fs::read(demo("harbour-lights-jig.pdf")).expect("the demo score");
+    assert_eq!(t.position().song, Some(SongId::of_bytes(&jig).into_protocol()), "the last asked");
 }
 
 // ---- layouts ------------------------------------------------------------------------------------
@@ -412,16 +545,19 @@ fn a_quarter_turned_projector_draws_pages_for_the_turned_screen() {
 // ---- input --------------------------------------------------------------------------------------
 
 fn key(t: &mut TestApp, window: Entity, code: KeyCode, repeat: bool) {
-    for state in [ButtonState::Pressed, ButtonState::Released] {
-        t.send(KeyboardInput {
-            key_code: code,
-            logical_key: Key::Unidentified(NativeKey::Unidentified),
-            state,
-            text: None,
-            repeat: repeat && state == ButtonState::Pressed,
-            window,
-        });
-    }
+    key_state(t, window, code, ButtonState::Pressed, repeat);
+    key_state(t, window, code, ButtonState::Released, false);
+}
+
+fn key_state(t: &mut TestApp, window: Entity, code: KeyCode, state: ButtonState, repeat: bool) {
+    t.send(KeyboardInput {
+        key_code: code,
+        logical_key: Key::Unidentified(NativeKey::Unidentified),
+        state,
+        text: None,
+        repeat,
+        window,
+    });
 }
 
 #[test]
@@ -456,6 +592,30 @@ fn key_repeat_and_a_bouncing_pedal_never_turn_two_pages() {
     t.app.update();
     assert_eq!(t.page(), 1);
 
+    // A press, then (no release) another press 200 ms later: the switch never opened, so one
+    // turn. Once released, the next press turns again.
+    for _ in 0..10 {
+        t.app.update();
+    }
+    key_state(&mut t, window, KeyCode::PageDown, ButtonState::Pressed, false);
+    t.app.update();
+    assert_eq!(t.page(), 2);
+    for _ in 0..10 {
+        t.app.update();
+    }
+    key_state(&mut t, window, KeyCode::PageDown, ButtonState::Pressed, false);
+    t.app.update();
+    assert_eq!(t.page(), 2, "a second press with no release in between is not a turn");
+    key_state(&mut t, window, KeyCode::PageDown, ButtonState::Released, false);
+    t.app.update();
+    key(&mut t, window, KeyCode::PageDown, false);
+    t.app.update();
+    assert_eq!(t.page(), 3, "released, the pedal turns again");
+    key(&mut t, window, KeyCode::PageUp, false);
+    key(&mut t, window, KeyCode::PageUp, false);
+    t.app.update();
+    assert_eq!(t.page(), 2);
+
     // Arrows, space, Home and End.
     for _ in 0..10 {
         t.app.update();
@@ -478,6 +638,29 @@ fn key_repeat_and_a_bouncing_pedal_never_turn_two_pages() {
     key(&mut t, window, KeyCode::Enter, false);
     t.app.update();
     assert_eq!(t.page(), 9);
+}
+
+#[test]
+fn a_bounce_read_after_a_long_frame_is_still_a_bounce() {
+    use input::Debounce;
+    let ms = Duration::from_millis;
+    let mut d = Debounce::default();
+    // Read at the start of a frame at 1 s; that frame's work takes 300 ms.
+    assert!(d.press(KeyCode::PageDown, ms(1000)));
+    d.frame_ended(ms(1300));
+    // The switch bounces (release, press) while the frame works; the next frame reads both
+    // at 1.3 s: 300 ms after the first press was read, yet no more than the bounce after it.
+    d.release(KeyCode::PageDown);
+    assert!(!d.press(KeyCode::PageDown, ms(1301)), "a bounce during a long frame");
+    d.release(KeyCode::PageDown);
+    // A real second press, well after the frame's end.
+    assert!(d.press(KeyCode::PageDown, ms(1300 + 150)));
+    d.frame_ended(ms(1460));
+    // Held down (no release): another press is not a second turn.
+    assert!(!d.press(KeyCode::PageDown, ms(1700)));
+    // A release lost to another window: the keyboard focus moving away releases every key.
+    d.release_all();
+    assert!(d.press(KeyCode::PageDown, ms(1900)));
 }
 
 // ---- page textures (PDFium) ---------------------------------------------------------------------
@@ -680,11 +863,71 @@ fn the_app_opens_where_the_performer_left_off() {
     again.update_until("the score shown", |t| t.position().song.is_some());
     assert_eq!(again.page(), 5, "it opens on the page it was left at");
     // Only the first score resumes; a song opened later starts at its beginning.
+    let lanterns = again.position().song;
     again.send(OpenScore { path: demo("harbour-lights-jig.pdf"), show: true });
-    again.app.update();
+    again.update_until("the jig shown", |t| {
+        t.position().song.is_some_and(|s| Some(&s) != lanterns.as_ref())
+    });
     again.send(OpenScore { path: demo("lanterns-on-the-water.pdf"), show: true });
-    again.app.update();
+    again.update_until("the first score shown again", |t| t.position().song == lanterns);
     assert_eq!(again.page(), 0);
+    let _ = std::fs::remove_dir_all(&state);
+}
+
+#[test]
+fn a_corrupt_positions_file_is_set_aside_with_one_message_and_the_app_runs() {
+    let state = std::env::temp_dir().join(format!("maestral-broken-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&state);
+    std::fs::create_dir_all(&state).expect("state dir");
+    let file = state.join("positions.json");
+    let broken = state.join("positions.json.broken");
+    std::fs::write(&file, "{\"last_song\": \"ab").expect("write");
+    let mut t = TestApp::new_with(LayoutMode::Single, Role::Solo, |app| {
+        watch::<AppError>(app);
+        app.insert_resource(maestral::sync::SyncSettings {
+            mode: maestral::sync::SyncMode::Solo,
+            device_id: "me".into(),
+            device_name: "me".into(),
+            state_dir: Some(state.clone()),
+        });
+        app.add_plugins(maestral::persistence::plugin);
+    });
+    for _ in 0..5 {
+        t.app.update();
+    }
+    let errors = std::mem::take(&mut t.app.world_mut().resource_mut::<Seen<AppError>>().0);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    let message = &errors[0].0;
+    assert!(
+        message.contains(&file.display().to_string())
+            && message.contains(&broken.display().to_string()),
+        "the message names both files: {message}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&broken).expect("set aside"),
+        "{\"last_song\": \"ab",
+        "kept as it was"
+    );
+    assert!(!file.exists(), "nothing written while nothing changed");
+
+    // The app runs on, and the first real change is kept.
+    let song = t.fake_song("three", 3);
+    t.send(SongChangeRequested(Some(song.clone())));
+    t.app.update();
+    t.turn(Turn::Next);
+    let deadline = Instant::now() + WAIT;
+    let kept = loop {
+        let text = std::fs::read_to_string(&file).unwrap_or_default();
+        if text.contains("\"pages\"") && text.contains(&format!("\"{}\":1", song.as_str())) {
+            break text;
+        }
+        assert!(Instant::now() < deadline, "the position was not kept: {text:?}");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let kept: serde_json::Value = serde_json::from_str(&kept).expect("JSON");
+    assert_eq!(kept["last_song"], song.as_str());
+    t.app.update();
+    assert!(t.app.world().resource::<Seen<AppError>>().0.is_empty(), "no further message");
     let _ = std::fs::remove_dir_all(&state);
 }
 

@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Receiver;
 use serde_json::Value;
 
-const WAIT: Duration = Duration::from_secs(60);
+/// Generous: two processes set up WebRTC over loopback on what may be a loaded 2-core machine.
+const WAIT: Duration = Duration::from_secs(90);
 
 /// One `maestral --headless` process.
 struct Peer {
@@ -24,7 +25,11 @@ struct Peer {
 
 impl Peer {
     fn start(name: &'static str, args: &[&str]) -> Peer {
-        let state = TempDir::new(name);
+        Peer::start_in(name, args, TempDir::new(name))
+    }
+
+    /// With a state folder prepared by the test.
+    fn start_in(name: &'static str, args: &[&str], state: TempDir) -> Peer {
         let mut child = Command::new(env!("CARGO_BIN_EXE_maestral"))
             .arg("--headless")
             .arg(demo_library())
@@ -53,6 +58,13 @@ impl Peer {
     fn send(&mut self, line: &str) {
         let stdin = self.stdin.as_mut().expect("stdin open");
         writeln!(stdin, "{line}").expect("the process reads its input");
+        stdin.flush().expect("flush");
+    }
+
+    /// Sends raw bytes (which need not be UTF-8).
+    fn send_bytes(&mut self, bytes: &[u8]) {
+        let stdin = self.stdin.as_mut().expect("stdin open");
+        stdin.write_all(bytes).expect("the process reads its input");
         stdin.flush().expect("flush");
     }
 
@@ -191,10 +203,20 @@ fn a_follower_in_another_process_follows_the_masters_song_and_pages() {
     // A Follower gone free ignores page turns, then catches up when it follows again.
     follower.send("free");
     follower.wait("FOLLOWER_CONNECTED_FREE", |e| e["phase"] == "FOLLOWER_CONNECTED_FREE");
+    let free_from = follower.seen.len();
     master.send("page 6");
     master.wait_show(&song, 6);
+    // It turns on its own: from its page 3, not from the Master's 6.
+    follower.send("next");
+    follower.wait_show(&song, 4);
     follower.send("follow");
     follower.wait_show(&song, 6);
+    let pages: Vec<&Value> = follower.seen[free_from..]
+        .iter()
+        .filter(|e| e["event"] == "show")
+        .map(|e| &e["page_index"])
+        .collect();
+    assert_eq!(pages, [4, 6], "while free, only its own turn moved it: {pages:?}");
 
     // Bad input: an error line, and the process carries on.
     master.send("flip the page");
@@ -234,7 +256,11 @@ fn a_solo_device_alone_turns_pages_and_quits_cleanly() {
     solo.wait_show(&song, 0);
     solo.send("");
     solo.send("leave");
-    solo.wait("error", |e| e["event"] == "error");
+    let error = solo.wait("error", |e| e["event"] == "error");
+    assert!(
+        error["message"].as_str().is_some_and(|m| m.contains("`leave`") && m.contains("solo")),
+        "leaving is for Choir Followers: {error}"
+    );
     assert!(solo.quit().success(), "quit exits 0");
 }
 
@@ -298,4 +324,45 @@ fn two_solo_devices_pair_by_codes_and_show_the_two_halves_of_each_spread() {
     b.wait_show(&song, 4 + hb);
     assert!(a.quit().success());
     assert!(b.quit().success());
+}
+
+#[test]
+fn a_line_that_is_not_utf8_gets_one_error_and_the_next_line_still_works() {
+    let mut solo = Peer::start("S3", &[]);
+    solo.wait("ready", |e| e["event"] == "ready");
+    solo.send_bytes(b"page \xff\xfe\n");
+    let error = solo.wait("error", |e| e["event"] == "error");
+    assert!(
+        error["message"].as_str().is_some_and(|m| m.contains("not UTF-8")),
+        "one readable message: {error}"
+    );
+    solo.send(&format!("song {}", score("harbour-lights-jig.pdf").display()));
+    let shown = solo.wait("show", |e| e["event"] == "show");
+    let song = shown["song_id"].as_str().expect("song").to_owned();
+    solo.send("next");
+    solo.wait_show(&song, 1);
+    let errors = solo.seen.iter().filter(|e| e["event"] == "error").count();
+    assert_eq!(errors, 1, "{:#?}", solo.seen);
+    assert!(solo.quit().success(), "still running, and quits cleanly");
+}
+
+#[test]
+fn a_master_with_an_unreadable_saved_session_still_starts_with_a_join_code() {
+    let state = TempDir::new("M-broken");
+    std::fs::write(state.0.join("master-session.json"), "{ not a session").expect("write");
+    let mut master = Peer::start_in("M3", &["--choir-master", "--listen", "127.0.0.1:0"], state);
+    let ready = master.wait("ready", |e| e["event"] == "ready");
+    let code = ready["join_code"].as_str().unwrap_or_else(|| panic!("a join code: {ready}"));
+    assert!(code.starts_with("maestral://join?"), "{code}");
+    let error = master.wait("error", |e| e["event"] == "error");
+    assert!(
+        error["message"].as_str().is_some_and(|m| m.contains("master-session.json")),
+        "{error}"
+    );
+    // It runs on; by the time a later command is answered, every earlier line is out.
+    master.send(&format!("song {}", score("harbour-lights-jig.pdf").display()));
+    master.wait("show", |e| e["event"] == "show");
+    let errors = master.seen.iter().filter(|e| e["event"] == "error").count();
+    assert_eq!(errors, 1, "{:#?}", master.seen);
+    assert!(master.quit().success());
 }

@@ -10,6 +10,7 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{Receiver, Sender};
@@ -101,8 +102,11 @@ pub enum SyncEvent {
     JoinCode(String),
     /// Solo: the pairing code to show to the other device (offer or answer).
     PairCode(String),
-    /// Something went wrong; one readable line for the user.
+    /// Something went wrong; one readable line for the user. The sync thread carries on.
     Error(String),
+    /// Starting what was asked failed for good (a Master could not listen or make its
+    /// certificate, a Solo offer could not be prepared): no code will come.
+    StartFailed(String),
 }
 
 /// The app's end of the sync thread.
@@ -213,11 +217,14 @@ enum Internal {
         events: mpsc::UnboundedReceiver<LinkEvent>,
         first: Option<String>,
         kind: ReadyKind,
+        /// The Follower join attempt this comes from (0: not a Follower join).
+        attempt: u64,
     },
     /// A join attempt failed; `peer` is the Master for a rejoin, `None` for a first join.
     JoinFailed {
         peer: Option<DeviceId>,
         error: JoinFailure,
+        attempt: u64,
     },
     SoloOffer {
         link: Link,
@@ -226,6 +233,9 @@ enum Internal {
     },
     PairCode(String),
     Error(String),
+    StartFailed(String),
+    /// A session file write finished: `None` on success, else the error.
+    Saved(Option<String>),
     /// Solo: the reconnection listener is bound (it is in `pending_server`).
     SoloListening,
 }
@@ -233,14 +243,23 @@ enum Internal {
 #[derive(Debug)]
 enum JoinFailure {
     Refused(HttpReject),
+    /// The answer's certificate is not the one the join code names.
+    Forged(String),
     Other(String),
+}
+
+impl JoinFailure {
+    /// Failures a retry cannot fix (a forged answer is refused, not retried).
+    fn is_fatal(&self) -> bool {
+        matches!(self, JoinFailure::Forged(_))
+    }
 }
 
 impl std::fmt::Display for JoinFailure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             JoinFailure::Refused(r) => write!(f, "{r}"),
-            JoinFailure::Other(s) => f.write_str(s),
+            JoinFailure::Forged(s) | JoinFailure::Other(s) => f.write_str(s),
         }
     }
 }
@@ -268,6 +287,13 @@ struct Worker {
     offline: bool,
     // Follower: the Master's id and the code to rejoin with.
     master: Option<(DeviceId, JoinCode)>,
+    /// Follower: the join attempt whose result is still wanted. A result of any other attempt
+    /// (finished after `leave`, an end, a refusal or a newer attempt) is closed and dropped.
+    join_attempt: Arc<std::sync::atomic::AtomicU64>,
+    /// Master: the last session write failed (reported once until one succeeds).
+    save_failed: bool,
+    /// Master: the session file writer (a thread: fsync must not stall the engine).
+    save_tx: Option<(SessionWrites, std::thread::JoinHandle<()>)>,
     // Solo: an offer waiting for its answer code.
     pending_offer: Option<(Link, mpsc::UnboundedReceiver<LinkEvent>)>,
     // Solo: the paired device, and how to reach each other again without a new scan.
@@ -338,6 +364,9 @@ impl Worker {
             ended_session: None,
             offline: false,
             master: None,
+            join_attempt: Arc::new(std::sync::atomic::AtomicU64::new(0)),
+            save_failed: false,
+            save_tx: None,
             pending_offer: None,
             solo_peer: None,
             pending_server: None,
@@ -401,6 +430,10 @@ impl Worker {
                     if let Some(pl) = self.links.remove(&peer) {
                         let _ = pl.send.send(Outgoing::Close);
                     }
+                    // An attempt the engine gave up on (timed out) must not land later.
+                    if self.master.as_ref().is_some_and(|(m, _)| *m == peer) {
+                        self.join_attempt.fetch_add(1, Ordering::SeqCst);
+                    }
                 }
             }
         }
@@ -432,6 +465,7 @@ impl Worker {
             }
             Event::SessionEnded | Event::JoinRejected { .. } if self.role == Role::Follower => {
                 self.master = None;
+                self.join_attempt.fetch_add(1, Ordering::SeqCst);
             }
             _ => {}
         }
@@ -443,6 +477,7 @@ impl Worker {
         match cmd {
             SyncCommand::Local(LocalAction::Leave) if self.role == Role::Follower => {
                 self.master = None;
+                self.join_attempt.fetch_add(1, Ordering::SeqCst);
                 self.local(now, LocalAction::Leave);
             }
             SyncCommand::Local(a) => self.local(now, a),
@@ -577,7 +612,12 @@ impl Worker {
     fn internal(&mut self, i: Internal) {
         let now = now_ms();
         match i {
-            Internal::Ready { peer, link, events, first, kind } => {
+            Internal::Ready { peer, link, events, first, kind, attempt } => {
+                if attempt != 0 && attempt != self.join_attempt.load(Ordering::SeqCst) {
+                    // Finished after `leave`, an end, a refusal or a newer attempt: not wanted.
+                    tokio::spawn(async move { link.close().await });
+                    return;
+                }
                 match kind {
                     ReadyKind::FirstJoin(code) => {
                         if self.role != Role::Follower {
@@ -610,7 +650,9 @@ impl Worker {
                     let _ = self.engine.handle_message(now, &peer, text.as_bytes());
                 }
             }
-            Internal::JoinFailed { peer: Some(master), error } => match error {
+            Internal::JoinFailed { attempt, .. }
+                if attempt != 0 && attempt != self.join_attempt.load(Ordering::SeqCst) => {}
+            Internal::JoinFailed { peer: Some(master), error, .. } => match error {
                 JoinFailure::Refused(r @ (HttpReject::InvalidToken | HttpReject::SessionEnded)) => {
                     let reason = match r {
                         HttpReject::SessionEnded => maestral_protocol::RejectReason::SessionEnded,
@@ -621,26 +663,29 @@ impl Worker {
                 // Unreachable, busy, timed out: the engine backs off and tries again.
                 _ => self.engine.handle_link(now, &master, LinkSignal::Down),
             },
-            Internal::JoinFailed { peer: None, error } => {
-                if let JoinFailure::Refused(r) = &error {
-                    let reason = match r {
-                        HttpReject::SessionEnded => {
-                            Some(maestral_protocol::RejectReason::SessionEnded)
-                        }
-                        HttpReject::InvalidToken => {
-                            Some(maestral_protocol::RejectReason::InvalidToken)
-                        }
-                        _ => None,
-                    };
-                    if let Some(reason) = reason {
-                        self.emit(SyncEvent::Engine(Event::JoinRejected { reason }));
+            Internal::JoinFailed { peer: None, error, .. } => {
+                // A first join only ends here when refused for good (other failures are
+                // retried by the join task): one message, the refusal itself.
+                self.join_attempt.fetch_add(1, Ordering::SeqCst);
+                let reason = match &error {
+                    JoinFailure::Refused(HttpReject::SessionEnded) => {
+                        Some(maestral_protocol::RejectReason::SessionEnded)
                     }
+                    JoinFailure::Refused(HttpReject::InvalidToken) => {
+                        Some(maestral_protocol::RejectReason::InvalidToken)
+                    }
+                    _ => None,
+                };
+                match reason {
+                    Some(reason) => self.emit(SyncEvent::Engine(Event::JoinRejected { reason })),
+                    None => self.emit(SyncEvent::Error(error.to_string())),
                 }
                 self.emit(SyncEvent::Engine(Event::Phase(Phase::FollowerIdleLocal)));
-                self.emit(SyncEvent::Error(error.to_string()));
             }
             Internal::SoloOffer { link, events, code } => {
-                self.pending_offer = Some((link, events));
+                if let Some((old, _)) = self.pending_offer.replace((link, events)) {
+                    tokio::spawn(async move { old.close().await });
+                }
                 self.emit(SyncEvent::PairCode(code));
             }
             Internal::PairCode(code) => self.emit(SyncEvent::PairCode(code)),
@@ -653,6 +698,15 @@ impl Worker {
                 }
             }
             Internal::Error(e) => self.emit(SyncEvent::Error(e)),
+            Internal::StartFailed(e) => self.emit(SyncEvent::StartFailed(e)),
+            Internal::Saved(None) => self.save_failed = false,
+            Internal::Saved(Some(e)) => {
+                // One message per failure streak, not one per page turn.
+                if !self.save_failed {
+                    self.save_failed = true;
+                    self.emit(SyncEvent::Error(e));
+                }
+            }
         }
     }
 
@@ -681,7 +735,9 @@ impl Worker {
             match DtlsCert::generate() {
                 Ok(c) => self.cert = Some(c),
                 Err(e) => {
-                    self.emit(SyncEvent::Error(format!("could not create a certificate: {e}")));
+                    self.emit(SyncEvent::StartFailed(format!(
+                        "could not create a certificate: {e}"
+                    )));
                     return;
                 }
             }
@@ -703,7 +759,7 @@ impl Worker {
                 match SignalingServer::bind(listen, handler).await {
                     Ok(s) => bound = Some(s),
                     Err(e) => {
-                        self.emit(SyncEvent::Error(format!(
+                        self.emit(SyncEvent::StartFailed(format!(
                             "could not listen for singers on {listen}: {e} — pick another address or port"
                         )));
                         return;
@@ -760,7 +816,8 @@ impl Worker {
         let maestral_sync::StateView::Master(state) = self.engine.state() else { return };
         if state.session_id.is_none() {
             if self.saved.take().is_some() {
-                let _ = std::fs::remove_file(&path);
+                // Removed by the writer too, so a write still queued cannot bring it back.
+                self.session_writer().0.send((path, None)).ok();
             }
             return;
         }
@@ -770,24 +827,16 @@ impl Worker {
         if self.saved.as_ref() == Some(&session) {
             return;
         }
-        let write = || -> std::io::Result<()> {
-            if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir)?;
-            }
-            let tmp = path.with_extension("json.tmp");
-            std::fs::write(&tmp, serde_json::to_vec_pretty(&session).unwrap_or_default())?;
-            std::fs::rename(&tmp, &path)
-        };
-        match write() {
-            Ok(()) => self.saved = Some(session),
-            Err(e) => {
-                self.saved = Some(session);
-                self.emit(SyncEvent::Error(format!(
-                    "could not save the session to {} ({e}); a restart will need a new code",
-                    path.display()
-                )));
-            }
-        }
+        // The file holds the certificate's private key and the token: written by a thread
+        // (fsync must not stall the engine), owner-only, aside then renamed.
+        let bytes = serde_json::to_vec_pretty(&session).unwrap_or_default();
+        self.saved = Some(session);
+        self.session_writer().0.send((path, Some(bytes))).ok();
+    }
+
+    fn session_writer(&mut self) -> &(SessionWrites, std::thread::JoinHandle<()>) {
+        let done = self.internal_tx.clone();
+        self.save_tx.get_or_insert_with(|| spawn_session_writer(done))
     }
 
     /// A `POST /v1/join`: the token is checked here (in constant time) and again by the engine
@@ -835,6 +884,7 @@ impl Worker {
                             events,
                             first: None,
                             kind: ReadyKind::Known,
+                            attempt: 0,
                         });
                     } else {
                         link.close().await;
@@ -860,31 +910,68 @@ impl Worker {
             self.flush();
         }
         self.emit(SyncEvent::Engine(Event::Phase(Phase::FollowerJoining)));
-        let (cfg, me, timeout, tx) = (
+        let attempt = self.join_attempt.fetch_add(1, Ordering::SeqCst) + 1;
+        let current = self.join_attempt.clone();
+        let (cfg, me, timeout, tx, timing) = (
             self.cfg.rtc,
             self.cfg.device_id.clone(),
             self.cfg.join_timeout,
             self.internal_tx.clone(),
+            self.cfg.timing,
         );
         tokio::spawn(async move {
-            let msg = match join_link(&cfg, &me, &code, timeout).await {
-                Ok((link, mut events)) => match first_text(&mut events, timeout).await {
-                    Some((sender, text)) => Internal::Ready {
-                        peer: sender,
-                        link,
-                        events,
-                        first: Some(text),
-                        kind: ReadyKind::FirstJoin(code),
+            // Until the Master answers or refuses for good: a Wi-Fi glitch or a busy Master
+            // must not make a singer scan again. Backoff as the engine's.
+            let mut delay = timing.backoff_initial_ms.max(1);
+            let mut told = false;
+            loop {
+                if current.load(Ordering::SeqCst) != attempt {
+                    return;
+                }
+                let failure = match join_link(&cfg, &me, &code, timeout).await {
+                    Ok((link, mut events)) => match first_text(&mut events, timeout).await {
+                        Some((sender, text)) => {
+                            let _ = tx.send(Internal::Ready {
+                                peer: sender,
+                                link,
+                                events,
+                                first: Some(text),
+                                kind: ReadyKind::FirstJoin(code),
+                                attempt,
+                            });
+                            return;
+                        }
+                        None => {
+                            link.close().await;
+                            JoinFailure::Other(
+                                "the conductor's device connected but never introduced itself"
+                                    .into(),
+                            )
+                        }
                     },
-                    None => {
-                        link.close().await;
-                        let e = "the conductor's device connected but never introduced itself";
-                        Internal::JoinFailed { peer: None, error: JoinFailure::Other(e.into()) }
-                    }
-                },
-                Err(error) => Internal::JoinFailed { peer: None, error },
-            };
-            let _ = tx.send(msg);
+                    Err(e) => e,
+                };
+                if matches!(
+                    failure,
+                    JoinFailure::Refused(
+                        HttpReject::InvalidToken
+                            | HttpReject::SessionEnded
+                            | HttpReject::BadRequest
+                            | HttpReject::TooLarge
+                    )
+                ) || failure.is_fatal()
+                {
+                    let _ = tx.send(Internal::JoinFailed { peer: None, error: failure, attempt });
+                    return;
+                }
+                if !told {
+                    // Once: the app shows it; the retries stay quiet.
+                    told = true;
+                    let _ = tx.send(Internal::Error(format!("{failure} — trying again")));
+                }
+                tokio::time::sleep(Duration::from_millis(delay)).await;
+                delay = (delay * 2).min(timing.backoff_max_ms.max(1));
+            }
         });
     }
 
@@ -897,6 +984,7 @@ impl Worker {
         let Some((master, code)) = self.master.clone().filter(|(m, _)| *m == peer) else {
             return;
         };
+        let attempt = self.join_attempt.fetch_add(1, Ordering::SeqCst) + 1;
         let (cfg, me, timeout, tx) = (
             self.cfg.rtc,
             self.cfg.device_id.clone(),
@@ -911,8 +999,9 @@ impl Worker {
                     events,
                     first: None,
                     kind: ReadyKind::Known,
+                    attempt,
                 },
-                Err(error) => Internal::JoinFailed { peer: Some(master), error },
+                Err(error) => Internal::JoinFailed { peer: Some(master), error, attempt },
             };
             let _ = tx.send(msg);
         });
@@ -932,10 +1021,10 @@ impl Worker {
                     Ok(code) => Internal::SoloOffer { link, events, code },
                     Err(e) => {
                         link.close().await;
-                        Internal::Error(e.to_string())
+                        Internal::StartFailed(e.to_string())
                     }
                 },
-                Err(e) => Internal::Error(format!("could not prepare a pairing offer: {e}")),
+                Err(e) => Internal::StartFailed(format!("could not prepare a pairing offer: {e}")),
             };
             let _ = tx.send(msg);
         });
@@ -1084,10 +1173,15 @@ impl Worker {
         );
         tokio::spawn(async move {
             let msg = match solo_call(&cfg, &me, host, &secret, timeout).await {
-                Ok((link, events)) => {
-                    Internal::Ready { peer, link, events, first: None, kind: ReadyKind::Known }
-                }
-                Err(error) => Internal::JoinFailed { peer: Some(peer), error },
+                Ok((link, events)) => Internal::Ready {
+                    peer,
+                    link,
+                    events,
+                    first: None,
+                    kind: ReadyKind::Known,
+                    attempt: 0,
+                },
+                Err(error) => Internal::JoinFailed { peer: Some(peer), error, attempt: 0 },
             };
             let _ = tx.send(msg);
         });
@@ -1121,6 +1215,7 @@ impl Worker {
                             events,
                             first: None,
                             kind: ReadyKind::Known,
+                            attempt: 0,
                         });
                     } else {
                         link.close().await;
@@ -1179,6 +1274,11 @@ impl Worker {
         }
         if let Some(s) = self.server.take() {
             s.shutdown().await;
+        }
+        // The last session write lands before the thread ends (a restart reads it).
+        if let Some((tx, writer)) = self.save_tx.take() {
+            drop(tx);
+            let _ = tokio::task::spawn_blocking(move || writer.join()).await;
         }
     }
 }
@@ -1257,7 +1357,7 @@ async fn join_link(
         sha256_fingerprint(&answer).is_some_and(|fp| fingerprints_match(&fp, &code.fingerprint));
     if !genuine {
         link.close().await;
-        return Err(JoinFailure::Other(
+        return Err(JoinFailure::Forged(
             "the device that answered is not the conductor's device named by this join code \
              (certificate fingerprint mismatch) — refused; scan the QR code on the conductor's screen again"
                 .into(),
@@ -1274,6 +1374,60 @@ async fn join_link(
         ));
     }
     Ok((link, events))
+}
+
+/// The thread that writes a Master's session file: newest content wins, each write is
+/// `tmp` + fsync + rename, mode 0600 where the platform has modes.
+/// Jobs for the session writer: new content, or `None` to remove the file.
+type SessionWrites = crossbeam_channel::Sender<(std::path::PathBuf, Option<Vec<u8>>)>;
+
+fn spawn_session_writer(
+    done: mpsc::UnboundedSender<Internal>,
+) -> (SessionWrites, std::thread::JoinHandle<()>) {
+    let (tx, rx) = crossbeam_channel::unbounded::<(std::path::PathBuf, Option<Vec<u8>>)>();
+    let handle = std::thread::spawn(move || {
+        while let Ok(mut job) = rx.recv() {
+            while let Ok(newer) = rx.try_recv() {
+                job = newer;
+            }
+            let (path, bytes) = job;
+            let r = match bytes {
+                Some(b) => write_private_atomically(&path, &b),
+                None => match std::fs::remove_file(&path) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+                    _ => Ok(()),
+                },
+            };
+            let r = r.map_err(|e| {
+                format!(
+                    "could not save the session to {} ({e}); a restart will need a new code",
+                    path.display()
+                )
+            });
+            let _ = done.send(Internal::Saved(r.err()));
+        }
+    });
+    (tx, handle)
+}
+
+fn write_private_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension("json.tmp");
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    drop(f);
+    std::fs::rename(&tmp, path)
 }
 
 /// A pairing secret: 128 bits, URL-safe base64.
@@ -1345,6 +1499,7 @@ async fn solo_handshake(
                 events,
                 first: Some(text),
                 kind: ReadyKind::Solo,
+                attempt: 0,
             });
         }
         None => {
