@@ -868,33 +868,8 @@ impl Worker {
             return;
         };
         let timeout = self.cfg.join_timeout;
-        tokio::spawn(async move {
-            let PendingJoin { request, reply } = p;
-            let peer = DeviceId::new(request.device_id.clone());
-            match Link::answer(&cfg, Some(&cert), &request.offer).await {
-                Ok((link, answer, mut events)) => {
-                    if reply.send(JoinOutcome::Answer(answer)).is_err() {
-                        link.close().await;
-                        return;
-                    }
-                    if wait_open(&mut events, timeout).await {
-                        let _ = tx.send(Internal::Ready {
-                            peer,
-                            link,
-                            events,
-                            first: None,
-                            kind: ReadyKind::Known,
-                            attempt: 0,
-                        });
-                    } else {
-                        link.close().await;
-                    }
-                }
-                Err(_) => {
-                    let _ = reply.send(JoinOutcome::BadRequest);
-                }
-            }
-        });
+        let peer = DeviceId::new(p.request.device_id.clone());
+        tokio::spawn(answer_join(p, cfg, Some(cert), peer, timeout, tx));
     }
 
     // ---- Choir: Follower ---------------------------------------------------------------------
@@ -1199,33 +1174,7 @@ impl Worker {
             return;
         };
         let (cfg, tx, timeout) = (self.cfg.rtc, self.internal_tx.clone(), self.cfg.join_timeout);
-        tokio::spawn(async move {
-            let PendingJoin { request, reply } = p;
-            match Link::answer(&cfg, None, &request.offer).await {
-                Ok((link, answer, mut events)) => {
-                    if reply.send(JoinOutcome::Answer(answer)).is_err() {
-                        link.close().await;
-                        return;
-                    }
-                    if wait_open(&mut events, timeout).await {
-                        let peer = sp.id;
-                        let _ = tx.send(Internal::Ready {
-                            peer,
-                            link,
-                            events,
-                            first: None,
-                            kind: ReadyKind::Known,
-                            attempt: 0,
-                        });
-                    } else {
-                        link.close().await;
-                    }
-                }
-                Err(_) => {
-                    let _ = reply.send(JoinOutcome::BadRequest);
-                }
-            }
-        });
+        tokio::spawn(answer_join(p, cfg, None, sp.id, timeout, tx));
     }
 
     /// The first message on a new Solo link: a HELLO, so the other device learns our id
@@ -1288,6 +1237,30 @@ async fn recv_join(rx: &mut Option<mpsc::Receiver<PendingJoin>>) -> Option<Pendi
         Some(rx) => rx.recv().await,
         None => std::future::pending().await,
     }
+}
+
+/// Answers a join (a Follower's, or the paired Solo device calling back): the SDP answer goes
+/// back over HTTP, and once the channel is open the link is handed to the worker for `peer`.
+async fn answer_join(
+    p: PendingJoin,
+    cfg: RtcConfig,
+    cert: Option<DtlsCert>,
+    peer: DeviceId,
+    timeout: Duration,
+    tx: mpsc::UnboundedSender<Internal>,
+) {
+    let PendingJoin { request, reply } = p;
+    let Ok((link, answer, mut events)) = Link::answer(&cfg, cert.as_ref(), &request.offer).await
+    else {
+        let _ = reply.send(JoinOutcome::BadRequest);
+        return;
+    };
+    if reply.send(JoinOutcome::Answer(answer)).is_err() || !wait_open(&mut events, timeout).await {
+        link.close().await;
+        return;
+    }
+    let ready = ReadyKind::Known;
+    let _ = tx.send(Internal::Ready { peer, link, events, first: None, kind: ready, attempt: 0 });
 }
 
 /// Waits for the channel to open. Messages cannot come before `Open` (the link's contract).

@@ -818,12 +818,7 @@ impl Sim {
             Act::MasterCrash { keep_position } => {
                 let StateView::Master(saved) = self.nodes[node].engine.state() else { return };
                 self.trace(|_| format!("master crashes (keeps position: {keep_position})"));
-                let peers: Vec<usize> = self
-                    .links
-                    .iter()
-                    .filter(|((a, b), l)| l.up && (*a == node || *b == node))
-                    .map(|((a, b), _)| if *a == node { *b } else { *a })
-                    .collect();
+                let peers = self.linked_peers(node);
                 for p in peers {
                     self.cut(node, p);
                 }
@@ -918,12 +913,7 @@ impl Sim {
             Act::Isolate(ms) => {
                 self.isolated_until[node] = self.now + ms;
                 self.trace(|s| format!("isolate {} for {ms} ms", s.name(node)));
-                let peers: Vec<usize> = self
-                    .links
-                    .iter()
-                    .filter(|((a, b), l)| l.up && (*a == node || *b == node))
-                    .map(|((a, b), _)| if *a == node { *b } else { *a })
-                    .collect();
+                let peers = self.linked_peers(node);
                 for p in peers {
                     self.cut(node, p);
                 }
@@ -935,13 +925,17 @@ impl Sim {
         (0..self.nodes.len()).find(|&j| j != node && self.nodes[j].kind == (Kind::Solo { pair }))
     }
 
-    fn some_linked_peer(&mut self, node: usize) -> Option<usize> {
-        let peers: Vec<usize> = self
-            .links
+    /// The nodes `node` has an open link to.
+    fn linked_peers(&self, node: usize) -> Vec<usize> {
+        self.links
             .iter()
             .filter(|((a, b), l)| l.up && (*a == node || *b == node))
             .map(|((a, b), _)| if *a == node { *b } else { *a })
-            .collect();
+            .collect()
+    }
+
+    fn some_linked_peer(&mut self, node: usize) -> Option<usize> {
+        let peers = self.linked_peers(node);
         if peers.is_empty() { None } else { Some(peers[self.rng.random_range(0..peers.len())]) }
     }
 
