@@ -40,6 +40,24 @@ fn snapshot(s: &str, epoch: u64, page: u32, rev: u64) -> ChoirSnapshot {
     }
 }
 
+/// A `JOIN_REQUEST` in follow mode from a Follower that has seen no epoch.
+fn join_request(token: &str) -> Message {
+    Message::JoinRequest(JoinRequest {
+        session_token: token.into(),
+        follow_mode: FollowMode::Follow,
+        song_epoch: SongEpoch(0),
+    })
+}
+
+/// The Master answered with exactly one `JOIN_REJECT` for `reason`.
+fn assert_only_rejection(m: &mut Dev, reason: RejectReason) {
+    let sent = m.take_sent();
+    assert!(
+        matches!(&sent[..], [(_, e, _)] if e.message == Message::JoinReject(JoinReject { reason })),
+        "{sent:?}"
+    );
+}
+
 fn join_action() -> LocalAction {
     LocalAction::Join { master: id("M"), session_id: SessionId::new("S"), token: "tok".into() }
 }
@@ -678,15 +696,7 @@ fn s13_the_token_dies_with_the_session() {
     f.link("M", Up);
     m.link("F", Up);
     m.take_sent();
-    m.recv(
-        "F",
-        "S",
-        Message::JoinRequest(JoinRequest {
-            session_token: "tok".into(),
-            follow_mode: FollowMode::Follow,
-            song_epoch: SongEpoch(0),
-        }),
-    );
+    m.recv("F", "S", join_request("tok"));
     let sent = m.take_sent();
     assert!(
         matches!(&sent[..], [(_, e, _)] if e.message == Message::JoinReject(JoinReject { reason: RejectReason::SessionEnded }))
@@ -702,18 +712,8 @@ fn s13_a_new_session_rejects_the_old_token_as_invalid() {
     m.local(LocalAction::StartSession { session_id: None, token: None });
     m.link("F", Up);
     m.take_sent();
-    m.recv(
-        "F",
-        "S",
-        Message::JoinRequest(JoinRequest {
-            session_token: "tok".into(),
-            follow_mode: FollowMode::Follow,
-            song_epoch: SongEpoch(0),
-        }),
-    );
-    assert!(
-        matches!(&m.take_sent()[..], [(_, e, _)] if e.message == Message::JoinReject(JoinReject { reason: RejectReason::InvalidToken }))
-    );
+    m.recv("F", "S", join_request("tok"));
+    assert_only_rejection(&mut m, RejectReason::InvalidToken);
 }
 
 #[test]
@@ -943,18 +943,8 @@ fn s14_a_wrong_token_is_rejected_as_invalid_token() {
     let mut m = master();
     m.link("F", Up);
     m.take_sent();
-    m.recv(
-        "F",
-        "S",
-        Message::JoinRequest(JoinRequest {
-            session_token: "tok2".into(),
-            follow_mode: FollowMode::Follow,
-            song_epoch: SongEpoch(0),
-        }),
-    );
-    assert!(
-        matches!(&m.take_sent()[..], [(_, e, _)] if e.message == Message::JoinReject(JoinReject { reason: RejectReason::InvalidToken }))
-    );
+    m.recv("F", "S", join_request("tok2"));
+    assert_only_rejection(&mut m, RejectReason::InvalidToken);
     assert!(m.e.master_members().is_empty());
 }
 
