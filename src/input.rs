@@ -133,13 +133,21 @@ fn debounce_frame_end(
     if !debounce.keys.values().any(|s| s.this_frame) {
         return;
     }
-    let automatic =
-        strategy.is_none_or(|s| matches!(*s, bevy::time::TimeUpdateStrategy::Automatic));
-    let work = match time.last_update() {
-        Some(start) if automatic => start.elapsed(),
-        _ => Duration::ZERO,
-    };
-    debounce.frame_ended(time.elapsed() + work);
+    debounce.frame_ended(debounce_now(&time, strategy.as_deref()));
+}
+
+/// "Now" for the debounce: one monotonic clock read when it is asked, in a real run.
+/// (`Time<Real>` is stamped when the previous frame was rendered: after an idle spell it is
+/// seconds old, which would make a press look as early as the last frame's end.) Under a
+/// test's manual clock, that clock.
+fn debounce_now(time: &Time<Real>, strategy: Option<&bevy::time::TimeUpdateStrategy>) -> Duration {
+    static ORIGIN: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    match strategy {
+        None | Some(bevy::time::TimeUpdateStrategy::Automatic) => {
+            ORIGIN.get_or_init(std::time::Instant::now).elapsed()
+        }
+        Some(_) => time.elapsed(),
+    }
 }
 
 fn focus_lost(mut lost: MessageReader<KeyboardFocusLost>, mut debounce: ResMut<Debounce>) {
@@ -199,6 +207,7 @@ fn keyboard_turns(
     mut windows: Query<&mut Window>,
     egui: Option<Res<EguiWantsInput>>,
     time: Res<Time<Real>>,
+    strategy: Option<Res<bevy::time::TimeUpdateStrategy>>,
 ) {
     let typing = egui.is_some_and(|e| e.wants_any_keyboard_input());
     for key in keys.read() {
@@ -253,7 +262,7 @@ fn keyboard_turns(
             _ => {}
         }
         if let Some(turn) = key_turn(code)
-            && debounce.press(code, time.elapsed())
+            && debounce.press(code, debounce_now(&time, strategy.as_deref()))
         {
             turns.write(PageTurnRequested(turn));
         }
