@@ -93,7 +93,35 @@ fn test() -> Result<()> {
     let mut c = cargo();
     c.args(["test", "--workspace", "--no-fail-fast"]);
     c.env("MAESTRAL_PDFIUM", lib);
-    status(&mut c)
+    c.stdout(std::process::Stdio::piped());
+    eprintln!("xtask: running {c:?}");
+    let mut child = c.spawn().with_context(|| format!("could not start {c:?}"))?;
+    // Pass the output through, adding up every test binary's result line, so the run ends on
+    // one line that counts them all (doc-test binaries with 0 tests come last otherwise).
+    let (mut passed, mut failed) = (0u64, 0u64);
+    if let Some(out) = child.stdout.take() {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(out).lines() {
+            let line = line.unwrap_or_default();
+            println!("{line}");
+            if let Some(rest) = line.strip_prefix("test result: ") {
+                let count = |what: &str| -> u64 {
+                    rest.split(';')
+                        .find_map(|part| part.trim().strip_suffix(what))
+                        .and_then(|n| n.trim().rsplit(' ').next().and_then(|n| n.parse().ok()))
+                        .unwrap_or(0)
+                };
+                passed += count(" passed");
+                failed += count(" failed");
+            }
+        }
+    }
+    let st = child.wait()?;
+    println!("summary: {passed} passed, {failed} failed");
+    if !st.success() {
+        bail!("cargo test failed with {st}");
+    }
+    Ok(())
 }
 
 fn sim(rest: &[String]) -> Result<()> {
