@@ -2,25 +2,32 @@
 //! events on standard output (`spec/HEADLESS.md`), a Choir Master and a Follower over real
 //! WebRTC on loopback. Every wait is bounded; nothing asserts on time.
 
-use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
+mod support;
+
+use std::ops::{Deref, DerefMut};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::Receiver;
 use serde_json::Value;
+use support::{App, TempDir, WAIT, demo_library, demo_score as score};
 
-/// Generous: two processes set up WebRTC over loopback on what may be a loaded 2-core machine.
-const WAIT: Duration = Duration::from_secs(90);
-
-/// One `maestral --headless` process.
+/// One `maestral --headless` process, with its own state folder.
 struct Peer {
-    name: &'static str,
-    child: Child,
-    stdin: Option<ChildStdin>,
-    lines: Receiver<String>,
-    seen: Vec<Value>,
+    app: App,
     _state: TempDir,
+}
+
+impl Deref for Peer {
+    type Target = App;
+    fn deref(&self) -> &App {
+        &self.app
+    }
+}
+
+impl DerefMut for Peer {
+    fn deref_mut(&mut self) -> &mut App {
+        &mut self.app
+    }
 }
 
 impl Peer {
@@ -30,66 +37,16 @@ impl Peer {
 
     /// With a state folder prepared by the test.
     fn start_in(name: &'static str, args: &[&str], state: TempDir) -> Peer {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_maestral"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_maestral"));
+        command
             .arg("--headless")
             .arg(demo_library())
             .args(args)
             .args(["--device-id", name, "--state-dir"])
-            .arg(&state.0)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("maestral starts");
-        let stdout = child.stdout.take().expect("piped");
-        let (tx, lines) = crossbeam_channel::unbounded();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let stdin = child.stdin.take();
-        Peer { name, child, stdin, lines, seen: Vec::new(), _state: state }
-    }
-
-    fn send(&mut self, line: &str) {
-        let stdin = self.stdin.as_mut().expect("stdin open");
-        writeln!(stdin, "{line}").expect("the process reads its input");
-        stdin.flush().expect("flush");
-    }
-
-    /// Sends raw bytes (which need not be UTF-8).
-    fn send_bytes(&mut self, bytes: &[u8]) {
-        let stdin = self.stdin.as_mut().expect("stdin open");
-        stdin.write_all(bytes).expect("the process reads its input");
-        stdin.flush().expect("flush");
-    }
-
-    /// Waits for an event matching `want`; every line must be JSON.
-    fn wait(&mut self, what: &str, want: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let line = self.lines.recv_timeout(left).unwrap_or_else(|e| {
-                let why = match e {
-                    crossbeam_channel::RecvTimeoutError::Timeout => format!("within {WAIT:?}"),
-                    crossbeam_channel::RecvTimeoutError::Disconnected => {
-                        "before its output ended (it exited)".into()
-                    }
-                };
-                panic!("{}: no {what} {why}; saw {:#?}", self.name, self.seen)
-            });
-            let event: Value = serde_json::from_str(&line)
-                .unwrap_or_else(|e| panic!("{}: not a JSON line ({e}): {line:?}", self.name));
-            assert!(event["event"].is_string(), "{}: no event name: {line}", self.name);
-            self.seen.push(event.clone());
-            if want(&event) {
-                return event;
-            }
-        }
+            .arg(&state.0);
+        let mut app = App::spawn(command);
+        app.name = name.into();
+        Peer { app, _state: state }
     }
 
     /// Like [`Peer::wait_show`], but done at once if the last `show` seen already is that.
@@ -108,59 +65,9 @@ impl Peer {
     }
 
     /// Sends `quit` and waits for the exit status.
-    fn quit(mut self) -> std::process::ExitStatus {
-        self.send("quit");
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "{} did not quit", self.name);
-            std::thread::sleep(Duration::from_millis(20));
-        }
+    fn quit(self) -> std::process::ExitStatus {
+        self.app.quit()
     }
-}
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        if self.child.try_wait().ok().flatten().is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-/// A fresh state folder, removed afterwards.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!(
-            "maestral-headless-{}-{name}-{}",
-            std::process::id(),
-            rand_suffix()
-        ));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn rand_suffix() -> u128 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos())
-}
-
-fn demo_library() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/scores")
-}
-
-fn score(name: &str) -> PathBuf {
-    demo_library().join(name)
 }
 
 #[test]
@@ -279,7 +186,7 @@ fn a_broken_join_code_says_so_and_the_app_keeps_running() {
 fn closing_standard_input_ends_the_process() {
     let mut solo = Peer::start("S2", &[]);
     solo.wait("ready", |e| e["event"] == "ready");
-    solo.stdin = None;
+    solo.close_stdin();
     let deadline = Instant::now() + WAIT;
     let status = loop {
         if let Some(status) = solo.child.try_wait().expect("wait") {

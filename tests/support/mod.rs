@@ -109,6 +109,8 @@ fn lavapipe_icd() -> Option<PathBuf> {
 
 /// A `maestral` process: commands in, JSON event lines out.
 pub struct App {
+    /// Names the process in failure messages.
+    pub name: String,
     pub child: Child,
     stdin: Option<ChildStdin>,
     lines: Receiver<(Instant, String)>,
@@ -134,13 +136,23 @@ impl App {
             }
         });
         let stdin = child.stdin.take();
-        App { child, stdin, lines, seen: Vec::new() }
+        App { name: "the app".into(), child, stdin, lines, seen: Vec::new() }
     }
 
     pub fn send(&mut self, line: &str) {
+        self.send_bytes(format!("{line}\n").as_bytes());
+    }
+
+    /// Sends raw bytes (which need not be UTF-8).
+    pub fn send_bytes(&mut self, bytes: &[u8]) {
         let stdin = self.stdin.as_mut().expect("stdin open");
-        writeln!(stdin, "{line}").expect("the app reads its input");
+        stdin.write_all(bytes).expect("the app reads its input");
         stdin.flush().expect("flush");
+    }
+
+    /// Closes the app's standard input (end of input).
+    pub fn close_stdin(&mut self) {
+        self.stdin = None;
     }
 
     /// Waits for an event matching `want`, returning it with the time its line was read.
@@ -151,16 +163,17 @@ impl App {
             let (at, line) = match self.lines.recv_timeout(left) {
                 Ok(got) => got,
                 Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
-                    panic!("no {what} within {WAIT:?}; saw {:#?}", self.seen)
+                    panic!("{}: no {what} within {WAIT:?}; saw {:#?}", self.name, self.seen)
                 }
                 Err(crossbeam_channel::RecvTimeoutError::Disconnected) => panic!(
-                    "the app's output ended before {what} (it exited: run with \
+                    "{}: output ended before {what} (it exited: run with \
                      MAESTRAL_TEST_VERBOSE=1 for its log); saw {:#?}",
-                    self.seen
+                    self.name, self.seen
                 ),
             };
             let event: Value = serde_json::from_str(&line)
-                .unwrap_or_else(|e| panic!("not a JSON line ({e}): {line:?}"));
+                .unwrap_or_else(|e| panic!("{}: not a JSON line ({e}): {line:?}", self.name));
+            assert!(event["event"].is_string(), "{}: no event name: {line}", self.name);
             self.seen.push(event.clone());
             if event["event"] == "error" {
                 eprintln!("app error: {}", event["message"]);
@@ -196,7 +209,7 @@ impl App {
             if let Some(status) = self.child.try_wait().expect("wait") {
                 return status;
             }
-            assert!(Instant::now() < deadline, "the app did not quit");
+            assert!(Instant::now() < deadline, "{} did not quit", self.name);
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -241,6 +254,10 @@ impl Drop for TempDir {
     }
 }
 
+pub fn demo_library() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/scores")
+}
+
 pub fn demo_score(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/scores").join(name)
+    demo_library().join(name)
 }
