@@ -91,6 +91,8 @@ pub(crate) struct Core {
     rng: Box<dyn CryptoRng + Send>,
     out: VecDeque<Output>,
     links: BTreeMap<DeviceId, Link>,
+    /// How far the wall clock is ahead of the `now` of the inputs (see `Engine::set_wall_offset`).
+    wall_offset_ms: i64,
 }
 
 impl std::fmt::Debug for Core {
@@ -104,7 +106,7 @@ impl std::fmt::Debug for Core {
 
 impl Core {
     pub fn new(config: EngineConfig, rng: Box<dyn CryptoRng + Send>) -> Self {
-        Core { config, rng, out: VecDeque::new(), links: BTreeMap::new() }
+        Core { config, rng, out: VecDeque::new(), links: BTreeMap::new(), wall_offset_ms: 0 }
     }
 
     pub fn me(&self) -> &DeviceId {
@@ -113,6 +115,15 @@ impl Core {
 
     pub fn timing(&self) -> Timing {
         self.config.timing
+    }
+
+    pub fn set_wall_offset(&mut self, offset_ms: i64) {
+        self.wall_offset_ms = offset_ms;
+    }
+
+    /// The wall-clock time (Unix ms) at the input time `now`: what `ts` stamps carry.
+    pub fn wall(&self, now: u64) -> u64 {
+        now.saturating_add_signed(self.wall_offset_ms)
     }
 
     // ---- links -------------------------------------------------------------------------------
@@ -179,14 +190,31 @@ impl Core {
         self.out.pop_front()
     }
 
+    /// One envelope, stamped with the wall clock at `now`.
     pub fn encode(&self, now: u64, session_id: &SessionId, message: Message) -> Arc<str> {
-        Envelope::new(session_id.clone(), self.config.device_id.clone(), now, message)
+        self.encode_stamped(self.wall(now), session_id, message)
+    }
+
+    fn encode_stamped(&self, ts: u64, session_id: &SessionId, message: Message) -> Arc<str> {
+        Envelope::new(session_id.clone(), self.config.device_id.clone(), ts, message)
             .encode()
             .into()
     }
 
     pub fn send(&mut self, now: u64, session_id: &SessionId, to: &DeviceId, message: Message) {
         let data = self.encode(now, session_id, message);
+        self.out.push_back(Output::Transmit { to: to.clone(), data });
+    }
+
+    /// A message whose `ts` is given (a Solo change carries its own stamp as `ts`).
+    pub fn send_stamped(
+        &mut self,
+        ts: u64,
+        session_id: &SessionId,
+        to: &DeviceId,
+        message: Message,
+    ) {
+        let data = self.encode_stamped(ts, session_id, message);
         self.out.push_back(Output::Transmit { to: to.clone(), data });
     }
 

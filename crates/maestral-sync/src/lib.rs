@@ -194,6 +194,14 @@ impl Engine {
 
     // ---- inputs ------------------------------------------------------------------------------
 
+    /// The clocks. Every input's `now` drives the timers, so a transport passes a monotonic
+    /// clock there (an NTP step must not delay a rejoin); message stamps (`ts`, Solo's
+    /// latest-change-wins) are wall-clock time, `now + offset_ms`. The transport sets the offset
+    /// (wall − monotonic) before its inputs; tests and the simulation leave it at 0.
+    pub fn set_wall_offset(&mut self, offset_ms: i64) {
+        self.core.set_wall_offset(offset_ms);
+    }
+
     /// The transport reports the DataChannel to `peer` opened, is unhealthy, or closed.
     pub fn handle_link(&mut self, now: u64, peer: &DeviceId, signal: LinkSignal) {
         if peer == self.core.me() {

@@ -297,10 +297,10 @@ impl Solo {
         };
         // A change made after seeing another is later than it, even if the other device's clock
         // runs ahead of ours: the stamp never goes below what this device has already seen.
-        let ts = now.max(self.state.last_page_change.ts.saturating_add(1));
+        let ts = core.wall(now).max(self.state.last_page_change.ts.saturating_add(1));
         self.state.last_page_change = PageChangeStamp { sender_id: core.me().clone(), ts };
         if let Some(partner) = self.link_up_to_partner(core) {
-            core.send(ts, &no_session(), &partner, message);
+            core.send_stamped(ts, &no_session(), &partner, message);
         }
     }
 }
