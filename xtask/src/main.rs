@@ -132,6 +132,8 @@ fn sim(rest: &[String]) -> Result<()> {
         "--quiet",
         "--package",
         "maestral-sync",
+        "--features",
+        "test-support",
         "--bin",
         "maestral-sim",
         "--",

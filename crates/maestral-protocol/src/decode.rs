@@ -194,6 +194,7 @@ fn static_field_name(name: &str) -> &'static str {
         "leader_device_id",
         "parity",
         "last_page_change",
+        "last_layout_change",
         "sender_id",
         "ts",
         "size_bytes",
@@ -215,6 +216,8 @@ struct Shape<'a> {
     layout: Option<&'a RawValue>,
     #[serde(borrow, default, deserialize_with = "present")]
     last_page_change: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    last_layout_change: Option<&'a RawValue>,
     #[serde(borrow, default, deserialize_with = "present")]
     snapshot: Option<&'a RawValue>,
 }
@@ -247,6 +250,7 @@ fn decode_message(message_type: String, raw: &RawValue) -> Result<Message, Decod
             if s.layout.is_some() || s.last_page_change.is_some() {
                 object("layout", s.layout)?;
                 object("last_page_change", s.last_page_change)?;
+                object("last_layout_change", s.last_layout_change)?;
                 Message::SoloSnapshot(payload(raw)?)
             } else {
                 Message::ChoirSnapshot(payload(raw)?)

@@ -120,9 +120,10 @@ pub struct Layout {
     pub parity: Parity,
 }
 
-/// Metadata of the latest Solo change: ordered by `ts`, then by the lexicographically higher
-/// `sender_id` (PROTOCOL_V1 "Solo, latest change wins").
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// Metadata of the latest Solo change of one register (the page and song, or the layout):
+/// ordered by `ts`, then by the lexicographically higher `sender_id` (PROTOCOL_V1 "Solo, latest
+/// change wins"). The default, `{"sender_id": "", "ts": 0}`, is older than any real change.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct PageChangeStamp {
     pub sender_id: DeviceId,
     pub ts: u64,
@@ -147,7 +148,12 @@ pub struct SoloState {
     pub song_id: Option<SongId>,
     pub page_index: u32,
     pub layout: Layout,
+    /// The latest song or page change: it alone judges `song_id` and `page_index`.
     pub last_page_change: PageChangeStamp,
+    /// The latest layout change: it alone judges `layout` (PROTOCOL_V1 "the layout is a
+    /// register of its own"). Absent from a peer that predates it: the default stamp.
+    #[serde(default)]
+    pub last_layout_change: PageChangeStamp,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

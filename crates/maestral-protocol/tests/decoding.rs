@@ -4,8 +4,8 @@
 
 use maestral_protocol::{
     ChoirSetPage, ChoirSetSong, ChoirSnapshot, DecodeError, DeviceId, Envelope, FollowMode,
-    JoinReject, JoinRequest, MAX_MESSAGE_BYTES, Message, PageRevision, RejectReason, SessionId,
-    SoloSetPage, SoloSetSong, SongEpoch, SongId, decode,
+    JoinReject, JoinRequest, MAX_MESSAGE_BYTES, Message, PageChangeStamp, PageRevision,
+    RejectReason, SessionId, SoloSetPage, SoloSetSong, SongEpoch, SongId, decode,
 };
 
 fn dec(text: &str) -> Result<Envelope, DecodeError> {
@@ -518,6 +518,32 @@ fn nested_objects_that_are_not_objects_are_wrong_type() {
         ),
         "last_page_change",
     );
+    assert_wrong_type(
+        &wire(
+            "STATE_SNAPSHOT",
+            r#"{"song_id":null,"page_index":0,"layout":{"leader_device_id":"A","parity":"odd"},"last_page_change":{"sender_id":"A","ts":1},"last_layout_change":["A",1]}"#,
+        ),
+        "last_layout_change",
+    );
+}
+
+#[test]
+fn solo_snapshot_layout_stamp_is_optional_but_never_null() {
+    let base = r#""song_id":null,"page_index":0,"layout":{"leader_device_id":"A","parity":"odd"},"last_page_change":{"sender_id":"A","ts":1}"#;
+    // A peer that predates the layout register: its layout is older than any change.
+    match message(&wire("STATE_SNAPSHOT", &format!("{{{base}}}"))) {
+        Message::SoloSnapshot(s) => assert_eq!(s.last_layout_change, PageChangeStamp::default()),
+        other => panic!("expected SoloSnapshot, got {other:?}"),
+    }
+    let with = format!(r#"{{{base},"last_layout_change":{{"sender_id":"B","ts":7}}}}"#);
+    match message(&wire("STATE_SNAPSHOT", &with)) {
+        Message::SoloSnapshot(s) => {
+            assert_eq!(s.last_layout_change, PageChangeStamp { sender_id: "B".into(), ts: 7 })
+        }
+        other => panic!("expected SoloSnapshot, got {other:?}"),
+    }
+    let null = format!(r#"{{{base},"last_layout_change":null}}"#);
+    assert!(dec(&wire("STATE_SNAPSHOT", &null)).is_err(), "null is not absent");
 }
 
 #[test]

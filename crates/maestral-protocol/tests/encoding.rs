@@ -173,20 +173,22 @@ fn solo_state_snapshot_encodes_exactly_as_documented() {
         page_index: 4,
         layout: Layout { leader_device_id: DeviceId::from("A"), parity: Parity::Even },
         last_page_change: PageChangeStamp { sender_id: DeviceId::from("B"), ts: 42 },
+        last_layout_change: PageChangeStamp { sender_id: DeviceId::from("A"), ts: 40 },
     };
     assert_wire(
         &env("", "A", Message::SoloSnapshot(state)),
-        r#"{"v":1,"session_id":"","sender_id":"A","type":"STATE_SNAPSHOT","ts":1735689600000,"payload":{"song_id":"s","page_index":4,"layout":{"leader_device_id":"A","parity":"even"},"last_page_change":{"sender_id":"B","ts":42}}}"#,
+        r#"{"v":1,"session_id":"","sender_id":"A","type":"STATE_SNAPSHOT","ts":1735689600000,"payload":{"song_id":"s","page_index":4,"layout":{"leader_device_id":"A","parity":"even"},"last_page_change":{"sender_id":"B","ts":42},"last_layout_change":{"sender_id":"A","ts":40}}}"#,
     );
     let state = SoloState {
         song_id: None,
         page_index: 0,
         layout: Layout { leader_device_id: DeviceId::from("A"), parity: Parity::Odd },
         last_page_change: PageChangeStamp { sender_id: DeviceId::from(""), ts: 0 },
+        last_layout_change: PageChangeStamp::default(),
     };
     assert_wire(
         &env("", "A", Message::SoloSnapshot(state)),
-        r#"{"v":1,"session_id":"","sender_id":"A","type":"STATE_SNAPSHOT","ts":1735689600000,"payload":{"song_id":null,"page_index":0,"layout":{"leader_device_id":"A","parity":"odd"},"last_page_change":{"sender_id":"","ts":0}}}"#,
+        r#"{"v":1,"session_id":"","sender_id":"A","type":"STATE_SNAPSHOT","ts":1735689600000,"payload":{"song_id":null,"page_index":0,"layout":{"leader_device_id":"A","parity":"odd"},"last_page_change":{"sender_id":"","ts":0},"last_layout_change":{"sender_id":"","ts":0}}}"#,
     );
 }
 

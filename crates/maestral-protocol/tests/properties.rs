@@ -115,11 +115,15 @@ fn message() -> impl Strategy<Value = Message> {
         Just(Message::LeaveSession),
         Just(Message::SessionEnd),
         choir_snapshot().prop_map(Message::ChoirSnapshot),
-        (song_id(), u32_edge(), layout(), text(), u64_edge()).prop_map(
-            |(song_id, page_index, layout, sender, ts)| {
+        (song_id(), u32_edge(), layout(), text(), u64_edge(), u64_edge()).prop_map(
+            |(song_id, page_index, layout, sender, ts, layout_ts)| {
                 Message::SoloSnapshot(SoloState {
                     song_id,
                     page_index,
+                    last_layout_change: PageChangeStamp {
+                        sender_id: layout.leader_device_id.clone(),
+                        ts: layout_ts,
+                    },
                     layout,
                     last_page_change: PageChangeStamp { sender_id: DeviceId(sender), ts },
                 })

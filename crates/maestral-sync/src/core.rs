@@ -65,6 +65,23 @@ pub struct EngineConfig {
     pub app_version: String,
     pub capabilities: Vec<String>,
     pub timing: Timing,
+    /// A rule broken on purpose, to show that the simulation's checkers catch it.
+    #[cfg(feature = "test-support")]
+    pub planted: Option<PlantedBreak>,
+}
+
+/// Rules the simulation's checkers must catch when broken (`test-support` only: a production
+/// engine has no way to turn one on).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlantedBreak {
+    /// A Follower applies a `SET_PAGE` whose revision equals the last one (`>=`, not `>`).
+    RevisionAtLeast,
+    /// A free Follower is moved by the Master's `SET_PAGE`.
+    FreeFollowsSetPage,
+    /// Solo: at equal `ts` the lower `sender_id` wins.
+    SoloTieBreakReversed,
+    /// Solo: a layout change also stamps the page register (the old single register).
+    LayoutStampsPage,
 }
 
 impl EngineConfig {
@@ -76,6 +93,8 @@ impl EngineConfig {
             app_version: env!("CARGO_PKG_VERSION").to_owned(),
             capabilities: Vec::new(),
             timing: Timing::LAN,
+            #[cfg(feature = "test-support")]
+            planted: None,
         }
     }
 }
@@ -115,6 +134,18 @@ impl Core {
 
     pub fn timing(&self) -> Timing {
         self.config.timing
+    }
+
+    /// Whether this rule is broken on purpose (always false without `test-support`).
+    #[inline]
+    pub fn planted(&self, rule: PlantedBreak) -> bool {
+        #[cfg(feature = "test-support")]
+        return self.config.planted == Some(rule);
+        #[cfg(not(feature = "test-support"))]
+        {
+            let _ = rule;
+            false
+        }
     }
 
     pub fn set_wall_offset(&mut self, offset_ms: i64) {

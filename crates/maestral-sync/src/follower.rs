@@ -8,7 +8,7 @@ use maestral_protocol::{
 };
 use serde::Serialize;
 
-use crate::core::{Core, Retry, RetryDue};
+use crate::core::{Core, PlantedBreak, Retry, RetryDue};
 use crate::types::{
     ActionError, Event, LinkSignal, LinkState, LocalAction, Phase, TransportRequest, View,
 };
@@ -230,7 +230,7 @@ impl Follower {
                     let (id, master) = (s.id.clone(), s.master.clone());
                     core.send(now, &id, &master, msg);
                 }
-                self.apply_snapshot(&accept.snapshot);
+                self.apply_snapshot(core, &accept.snapshot);
             }
             Message::JoinReject(reject) => {
                 if joined {
@@ -245,14 +245,14 @@ impl Follower {
                 core.event(Event::SessionEnded);
             }
             Message::ChoirSnapshot(snap) if snap.session_id == env.session_id => {
-                self.apply_snapshot(&snap);
+                self.apply_snapshot(core, &snap);
             }
             Message::ChoirSetSong(ChoirSetSong { song_id, song_epoch })
                 if song_epoch > self.song_epoch =>
             {
-                self.new_song_context(song_id, song_epoch, 0, PageRevision(0));
+                self.new_song_context(core, song_id, song_epoch, 0, PageRevision(0));
             }
-            Message::ChoirSetPage(p) => self.apply_set_page(p),
+            Message::ChoirSetPage(p) => self.apply_set_page(core, p),
             Message::StreamPrepare(p) => core.event(Event::StreamPrepare(p)),
             Message::StreamClear(c) => core.event(Event::StreamClear { song_id: c.song_id }),
             Message::Hello(hello) => core.event(Event::PeerHello { peer: from.clone(), hello }),
@@ -277,12 +277,17 @@ impl Follower {
 
     /// §11.2: only the current epoch, only a strictly newer revision; a newer epoch's page waits
     /// for its song.
-    fn apply_set_page(&mut self, p: ChoirSetPage) {
+    fn apply_set_page(&mut self, core: &Core, p: ChoirSetPage) {
         if p.song_epoch == self.song_epoch {
-            if p.page_revision > self.page_revision {
+            let newer = p.page_revision > self.page_revision
+                || (core.planted(PlantedBreak::RevisionAtLeast)
+                    && p.page_revision == self.page_revision);
+            if newer {
                 self.page_revision = p.page_revision;
                 self.master_page = p.page_index;
-                if self.follow_mode == FollowMode::Follow {
+                if self.follow_mode == FollowMode::Follow
+                    || core.planted(PlantedBreak::FreeFollowsSetPage)
+                {
                     self.shown_song = self.master_song.clone();
                     self.shown_page = p.page_index;
                 }
@@ -298,9 +303,10 @@ impl Follower {
     }
 
     /// `JOIN_ACCEPT` / `STATE_SNAPSHOT` (PROTOCOL_V1 "Choir revisions", "Follow / free").
-    fn apply_snapshot(&mut self, snap: &ChoirSnapshot) {
+    fn apply_snapshot(&mut self, core: &Core, snap: &ChoirSnapshot) {
         if snap.song_epoch > self.song_epoch {
             self.new_song_context(
+                core,
                 snap.song_id.clone(),
                 snap.song_epoch,
                 snap.page_index,
@@ -322,6 +328,7 @@ impl Follower {
     /// §11.3: a newer epoch replaces the page context; free Followers take song changes too.
     fn new_song_context(
         &mut self,
+        core: &Core,
         song_id: Option<SongId>,
         epoch: SongEpoch,
         page: u32,
@@ -337,7 +344,7 @@ impl Follower {
         if let Some(p) = self.pending.take()
             && p.song_epoch >= epoch
         {
-            self.apply_set_page(p);
+            self.apply_set_page(core, p);
         }
     }
 

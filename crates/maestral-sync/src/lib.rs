@@ -13,6 +13,7 @@
 mod core;
 mod follower;
 mod master;
+#[cfg(feature = "test-support")]
 pub mod sim;
 mod solo;
 mod types;
@@ -20,6 +21,8 @@ mod types;
 use maestral_protocol::{DecodeError, DeviceId, Envelope, Layout, SoloState, decode};
 use rand_core::CryptoRng;
 
+#[cfg(feature = "test-support")]
+pub use crate::core::PlantedBreak;
 pub use crate::core::{EngineConfig, Timing, token_eq};
 pub use crate::follower::FollowerState;
 pub use crate::master::MasterState;

@@ -18,15 +18,14 @@ use std::sync::Arc;
 
 use maestral_protocol::{
     ChoirSetPage, ChoirSetSong, ChoirSnapshot, DeviceId, Envelope, FollowMode, Message,
-    PageChangeStamp, PageRevision, Parity, SessionId, SoloSetPage, SoloState, SongEpoch, SongId,
-    decode,
+    PageChangeStamp, PageRevision, Parity, SessionId, SoloSetPage, SongEpoch, SongId, decode,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::{
-    Engine, EngineConfig, Event, LinkSignal, LocalAction, MasterState, Output, Phase, Role,
-    StateView, TransportRequest,
+    Engine, EngineConfig, Event, LinkSignal, LocalAction, MasterState, Output, Phase, PlantedBreak,
+    Role, StateView, TransportRequest,
 };
 
 /// A virtual Unix time to start from (2025-01-01), plus a per-seed offset.
@@ -76,13 +75,23 @@ pub fn run_seed(seed: u64) -> Result<SimStats, SimFailure> {
 
 /// As [`run_seed`], keeping the last `trace_lines` events of a failing run.
 pub fn run_seed_traced(seed: u64, trace_lines: usize) -> Result<SimStats, SimFailure> {
-    let mut sim = Sim::new(seed, false);
+    run_seed_with(seed, trace_lines, None)
+}
+
+/// As [`run_seed_traced`], with every engine breaking one rule on purpose: the checkers must
+/// then fail the run.
+pub fn run_seed_with(
+    seed: u64,
+    trace_lines: usize,
+    planted: Option<PlantedBreak>,
+) -> Result<SimStats, SimFailure> {
+    let mut sim = Sim::new(seed, false, planted);
     sim.run();
     if sim.violations.is_empty() {
         return Ok(sim.stats);
     }
     // Runs are deterministic: replay the seed with the trace on to show how it got there.
-    let mut traced = Sim::new(seed, true);
+    let mut traced = Sim::new(seed, true, planted);
     traced.trace_lines = trace_lines.max(1);
     traced.run();
     Err(SimFailure { seed, violations: sim.violations, trace: traced.trace.into_iter().collect() })
@@ -190,10 +199,9 @@ struct Faults {
     spike_ms: u64,
 }
 
-/// Per Solo pair: the latest change of all, and the latest of each kind, with what they made.
+/// Per Solo pair: the latest change of each register, with what it made.
 #[derive(Default)]
 struct SoloLatest {
-    any: Option<(PageChangeStamp, SoloState)>,
     page: Option<(PageChangeStamp, Option<SongId>, u32)>,
     layout: Option<(PageChangeStamp, maestral_protocol::Layout)>,
 }
@@ -219,6 +227,8 @@ struct Sim {
     ended: BTreeSet<SessionId>,
     /// Solo: per pair, the latest local change and the state it made.
     solo_latest: BTreeMap<usize, SoloLatest>,
+    /// The rule every engine breaks on purpose, if any.
+    planted: Option<PlantedBreak>,
     violations: Vec<String>,
     trace: VecDeque<String>,
     stats: SimStats,
@@ -229,7 +239,7 @@ fn key(a: usize, b: usize) -> (usize, usize) {
 }
 
 impl Sim {
-    fn new(seed: u64, tracing: bool) -> Sim {
+    fn new(seed: u64, tracing: bool, planted: Option<PlantedBreak>) -> Sim {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let now = EPOCH_MS + rng.random_range(0..86_400_000);
         let chaos_ms = rng.random_range(10_000..60_000);
@@ -258,6 +268,7 @@ impl Sim {
             session: None,
             ended: BTreeSet::new(),
             solo_latest: BTreeMap::new(),
+            planted,
             violations: Vec::new(),
             trace: VecDeque::new(),
             stats: SimStats::default(),
@@ -271,6 +282,10 @@ impl Sim {
         sim
     }
 
+    fn config(&self, id: &DeviceId) -> EngineConfig {
+        EngineConfig { planted: self.planted, ..EngineConfig::new(id.clone()) }
+    }
+
     fn add_node(&mut self, id: String, kind: Kind) -> usize {
         let role = match kind {
             Kind::Master => Role::Master,
@@ -279,7 +294,7 @@ impl Sim {
         };
         let id = DeviceId::new(id);
         let rng = ChaCha8Rng::seed_from_u64(self.rng.random());
-        let engine = Engine::new(EngineConfig::new(id.clone()), role, Box::new(rng));
+        let engine = Engine::new(self.config(&id), role, Box::new(rng));
         let i = self.nodes.len();
         self.index.insert(id.clone(), i);
         self.nodes.push(Node {
@@ -564,9 +579,27 @@ impl Sim {
         let phase_before = self.nodes[to].engine.phase();
         let msg_type = decode(data.as_bytes()).ok().map(|e| e.message);
         let fid = self.nodes[from].id.clone();
+        // §11.2: a SET_PAGE of the current epoch that is not strictly newer changes nothing.
+        let stale_before = match (&msg_type, self.nodes[to].engine.follower_master_position()) {
+            (Some(Message::ChoirSetPage(p)), Some((_, _, epoch, revision)))
+                if p.song_epoch == epoch && p.page_revision <= revision =>
+            {
+                Some((self.nodes[to].engine.state(), view_before.clone()))
+            }
+            _ => None,
+        };
         self.trace(|s| format!("{} -> {}: {}", s.name(from), s.name(to), short(data)));
         self.stats.inputs += 1;
         let _ = self.nodes[to].engine.handle_message(self.now, &fid, data.as_bytes());
+        if let Some(before) = stale_before
+            && before != (self.nodes[to].engine.state(), self.nodes[to].engine.view())
+        {
+            let id = self.nodes[to].id.clone();
+            self.violation(
+                "§11.2 a stale or duplicate SET_PAGE changes nothing",
+                format!("{id} changed on {}", short(data)),
+            );
+        }
         // Spec §11.4: free Followers are never moved by SET_PAGE.
         if self.nodes[to].kind == Kind::Follower
             && matches!(
@@ -736,24 +769,28 @@ impl Sim {
             self.ended.insert(id);
         }
         let before = self.nodes[node].engine.state();
+        let is_layout = matches!(action, LocalAction::SetParity { .. });
         let _ = self.nodes[node].engine.handle_local(self.now, action);
         if let Kind::Solo { pair } = self.nodes[node].kind
             && let (StateView::Solo(b), StateView::Solo(s)) =
                 (before, self.nodes[node].engine.state())
-            && s.last_page_change != b.last_page_change
         {
-            let stamp = s.last_page_change.clone();
             let l = self.solo_latest.entry(pair).or_default();
-            let newer = |old: Option<&PageChangeStamp>| old.is_none_or(|o| stamp > *o);
-            if s.layout != b.layout {
-                if newer(l.layout.as_ref().map(|x| &x.0)) {
-                    l.layout = Some((stamp.clone(), s.layout.clone()));
-                }
-            } else if newer(l.page.as_ref().map(|x| &x.0)) {
-                l.page = Some((stamp.clone(), s.song_id.clone(), s.page_index));
+            let newer = |old: Option<&PageChangeStamp>, stamp: &PageChangeStamp| {
+                old.is_none_or(|o| stamp > o)
+            };
+            // Recorded by what the performer did, not by which stamp the engine moved.
+            if !is_layout
+                && s.last_page_change != b.last_page_change
+                && newer(l.page.as_ref().map(|x| &x.0), &s.last_page_change)
+            {
+                l.page = Some((s.last_page_change.clone(), s.song_id.clone(), s.page_index));
             }
-            if newer(l.any.as_ref().map(|x| &x.0)) {
-                l.any = Some((stamp, s));
+            if is_layout
+                && s.last_layout_change != b.last_layout_change
+                && newer(l.layout.as_ref().map(|x| &x.0), &s.last_layout_change)
+            {
+                l.layout = Some((s.last_layout_change.clone(), s.layout.clone()));
             }
         }
         self.after_input(node);
@@ -824,7 +861,7 @@ impl Sim {
                 }
                 let rng = ChaCha8Rng::seed_from_u64(self.rng.random());
                 let id = self.nodes[node].id.clone();
-                let mut e = Engine::new(EngineConfig::new(id), Role::Master, Box::new(rng));
+                let mut e = Engine::new(self.config(&id), Role::Master, Box::new(rng));
                 if keep_position {
                     e.resume_master(&saved);
                 } else {
@@ -1188,25 +1225,32 @@ impl Sim {
                 );
                 continue;
             }
-            // The pair holds the stamp of the latest change. Its song and page are those of the
-            // latest page change, or of the latest change's whole state (a layout change made
-            // without having seen a concurrent turn); likewise its layout.
-            if let Some(l) = self.solo_latest.get(&p)
-                && let Some((stamp, st)) = &l.any
+            // Each register holds its latest change and what that change made: the song and
+            // page of the latest page change, the layout of the latest layout change (a layout
+            // change never undoes a later turn, nor a turn a later layout change).
+            let latest = self.solo_latest.get(&p);
+            if let Some((stamp, song, page)) = latest.and_then(|l| l.page.as_ref())
+                && (sa.last_page_change != *stamp
+                    || sa.song_id != *song
+                    || sa.page_index != page & !1)
             {
-                let page_ok = (sa.song_id == st.song_id && sa.page_index == st.page_index & !1)
-                    || l.page.as_ref().is_some_and(|(_, song, page)| {
-                        sa.song_id == *song && sa.page_index == page & !1
-                    });
-                let layout_ok = sa.layout == st.layout
-                    || l.layout.as_ref().is_some_and(|(_, lay)| sa.layout == *lay);
-                if sa.last_page_change != *stamp || !page_ok || !layout_ok {
-                    self.violation(
-                        "§11.1 Solo: the latest page change wins",
-                        format!("pair {p}: have {sa:?}, latest change {stamp:?} made {st:?}"),
-                    );
-                    continue;
-                }
+                let want = format!("{stamp:?} made {song:?} page {page}");
+                self.violation(
+                    "§11.1 Solo: the latest page change wins",
+                    format!("pair {p}: have {sa:?}, latest page change {want}"),
+                );
+                continue;
+            }
+            if let Some((stamp, layout)) = latest.and_then(|l| l.layout.as_ref())
+                && (sa.last_layout_change != *stamp || sa.layout != *layout)
+            {
+                self.violation(
+                    "PROTOCOL Solo: the latest layout change wins",
+                    format!(
+                        "pair {p}: have {sa:?}, latest layout change {stamp:?} made {layout:?}"
+                    ),
+                );
+                continue;
             }
             let mut pages = [va.page_index, vb.page_index];
             pages.sort_unstable();

@@ -1,8 +1,9 @@
 //! Solo mode (spec §5.1, §10.2, §11.1, §12.2): two devices, one open book, latest change wins.
 //!
-//! The whole shared state is one last-writer-wins register keyed by `last_page_change`
-//! (`ts`, then `sender_id`): page, song and layout changes all stamp it, so a snapshot exchanged
-//! on every new link settles every difference, whichever order the messages cross in.
+//! The shared state holds two last-writer-wins registers, each with its own stamp (`ts`, then
+//! `sender_id`): the song and page (`last_page_change`) and the layout (`last_layout_change`).
+//! A layout change never undoes a later page turn, nor a page turn a later layout change. A
+//! snapshot exchanged on every new link settles both, whichever order the messages cross in.
 
 use std::cmp::Ordering;
 
@@ -11,7 +12,7 @@ use maestral_protocol::{
     SoloSetSong, SoloState, SongId,
 };
 
-use crate::core::{Core, Retry, RetryDue};
+use crate::core::{Core, PlantedBreak, Retry, RetryDue};
 use crate::types::{
     ActionError, LinkSignal, LinkState, LocalAction, Phase, TransportRequest, View,
 };
@@ -42,6 +43,7 @@ impl Solo {
                 // ts 0: any real change wins over the initial state; two fresh devices settle on
                 // the higher device id's (identical) defaults.
                 last_page_change: PageChangeStamp { sender_id: me.clone(), ts: 0 },
+                last_layout_change: PageChangeStamp { sender_id: me.clone(), ts: 0 },
             },
             partner: None,
             retry: None,
@@ -167,73 +169,95 @@ impl Solo {
         }
     }
 
-    // `newer` may answer the sender, so it stays out of match guards.
-    #[allow(clippy::collapsible_match)]
     pub fn on_message(&mut self, core: &mut Core, now: u64, from: &DeviceId, env: Envelope) {
         if self.partner.as_ref() != Some(from) || !core.link(from).is_up() {
             return;
         }
         let stamp = PageChangeStamp { sender_id: env.sender_id.clone(), ts: env.ts };
-        let own = self.state.last_page_change.clone();
-        match env.message {
+        let later = |a: &PageChangeStamp, b: &PageChangeStamp| order(core, a, b);
+        let behind = match env.message {
             Message::SoloSnapshot(mut theirs) => {
                 if self.paired() {
                     theirs.page_index &= !1;
                 }
-                match theirs.last_page_change.cmp(&own) {
-                    Ordering::Greater => self.state = theirs,
-                    // Same latest change, different content: concurrent partial changes crossed
-                    // (or one was lost with a link). Settle on the larger content, both sides.
-                    Ordering::Equal if content(&theirs) > content(&self.state) => {
-                        self.state = theirs
-                    }
-                    Ordering::Equal if content(&theirs) < content(&self.state) => {
-                        self.send_snapshot(core, now, from)
-                    }
-                    Ordering::Equal => {}
-                    // The peer is behind (e.g. a change of ours crossed its snapshot): tell it.
-                    Ordering::Less => self.send_snapshot(core, now, from),
-                }
+                let page = self.merge_page(core, &theirs);
+                let layout = self.merge_layout(core, &theirs);
+                page == Merge::TheyAreBehind || layout == Merge::TheyAreBehind
             }
             Message::SoloSetSong(SoloSetSong { song_id }) => {
-                if self.newer(core, now, from, &stamp) {
+                if later(&stamp, &self.state.last_page_change).is_gt() {
                     self.state.song_id = song_id;
                     self.state.page_index = 0;
-                    self.state.last_page_change = stamp;
+                    self.state.last_page_change = stamp.clone();
                 }
+                later(&stamp, &self.state.last_page_change).is_lt()
             }
             Message::SoloSetPage(SoloSetPage { song_id, page_index }) => {
-                if self.newer(core, now, from, &stamp) {
+                if later(&stamp, &self.state.last_page_change).is_gt() {
                     self.state.song_id = song_id;
                     self.state.page_index = page_index & !1;
-                    self.state.last_page_change = stamp;
+                    self.state.last_page_change = stamp.clone();
                 }
+                later(&stamp, &self.state.last_page_change).is_lt()
             }
             Message::SetLayoutParity(layout) => {
-                if self.newer(core, now, from, &stamp) {
+                if later(&stamp, &self.state.last_layout_change).is_gt() {
                     self.state.layout = layout;
-                    self.state.last_page_change = stamp;
+                    self.state.last_layout_change = stamp.clone();
                 }
+                later(&stamp, &self.state.last_layout_change).is_lt()
             }
             Message::Hello(hello) => {
                 core.event(crate::types::Event::PeerHello { peer: from.clone(), hello });
+                false
             }
             // Choir messages, unknown types: not Solo's business.
-            _ => {}
+            _ => false,
+        };
+        // PROTOCOL_V1: an incoming change applies only if its stamp is greater than ours. One
+        // that is older means the sender has not seen our latest change of that register: answer
+        // with our whole state, so both converge even when changes crossed on the wire.
+        if behind {
+            self.send_snapshot(core, now, from);
         }
     }
 
-    /// PROTOCOL_V1: an incoming change applies only if its stamp is greater than ours. One that
-    /// is older means the sender has not seen our latest change: answer with our whole state, so
-    /// both converge even when changes of different fields crossed on the wire.
-    fn newer(&self, core: &mut Core, now: u64, from: &DeviceId, stamp: &PageChangeStamp) -> bool {
-        match stamp.cmp(&self.state.last_page_change) {
-            Ordering::Greater => true,
-            Ordering::Equal => false,
-            Ordering::Less => {
-                self.send_snapshot(core, now, from);
-                false
+    /// The song and page of a snapshot, judged by `last_page_change` alone.
+    fn merge_page(&mut self, core: &Core, theirs: &SoloState) -> Merge {
+        let ours = &mut self.state;
+        let order = order(core, &theirs.last_page_change, &ours.last_page_change).then_with(|| {
+            // Same latest change, different content: concurrent changes crossed (or one was
+            // lost with a link). Settle on the larger content, both sides alike.
+            (&theirs.song_id, theirs.page_index).cmp(&(&ours.song_id, ours.page_index))
+        });
+        match order {
+            Ordering::Greater => {
+                ours.song_id = theirs.song_id.clone();
+                ours.page_index = theirs.page_index;
+                ours.last_page_change = theirs.last_page_change.clone();
+                Merge::Took
             }
+            Ordering::Equal => Merge::Same,
+            Ordering::Less => Merge::TheyAreBehind,
+        }
+    }
+
+    /// The layout of a snapshot, judged by `last_layout_change` alone.
+    fn merge_layout(&mut self, core: &Core, theirs: &SoloState) -> Merge {
+        let ours = &mut self.state;
+        fn key(s: &SoloState) -> (&DeviceId, bool) {
+            (&s.layout.leader_device_id, s.layout.parity == Parity::Even)
+        }
+        let order = order(core, &theirs.last_layout_change, &ours.last_layout_change)
+            .then_with(|| key(theirs).cmp(&key(ours)));
+        match order {
+            Ordering::Greater => {
+                ours.layout = theirs.layout.clone();
+                ours.last_layout_change = theirs.last_layout_change.clone();
+                Merge::Took
+            }
+            Ordering::Equal => Merge::Same,
+            Ordering::Less => Merge::TheyAreBehind,
         }
     }
 
@@ -272,43 +296,61 @@ impl Solo {
         Ok(())
     }
 
-    /// A local change: applied at once, stamped, and sent to the partner if the link is up (a
-    /// lost link catches up through the snapshot of the next link).
+    /// A local change: applied at once, stamped in its register, and sent to the partner if
+    /// the link is up (a lost link catches up through the snapshot of the next link).
     fn change(&mut self, core: &mut Core, now: u64, change: Change) {
-        let message = match change {
+        // A change made after seeing another is later than it, even if the other device's clock
+        // runs ahead of ours: a register's stamp never goes below what this device has seen.
+        let me = core.me().clone();
+        let stamp = |last: &PageChangeStamp| PageChangeStamp {
+            sender_id: me.clone(),
+            ts: core.wall(now).max(last.ts.saturating_add(1)),
+        };
+        let (ts, message) = match change {
             Change::Page(p) if p == self.state.page_index => return,
             Change::Layout(ref l) if *l == self.state.layout => return,
             Change::Page(p) => {
                 self.state.page_index = p;
-                Message::SoloSetPage(SoloSetPage {
-                    song_id: self.state.song_id.clone(),
-                    page_index: p,
-                })
+                self.state.last_page_change = stamp(&self.state.last_page_change);
+                let msg = SoloSetPage { song_id: self.state.song_id.clone(), page_index: p };
+                (self.state.last_page_change.ts, Message::SoloSetPage(msg))
             }
             Change::Song(song_id) => {
                 self.state.song_id = song_id.clone();
                 self.state.page_index = 0;
-                Message::SoloSetSong(SoloSetSong { song_id })
+                self.state.last_page_change = stamp(&self.state.last_page_change);
+                (self.state.last_page_change.ts, Message::SoloSetSong(SoloSetSong { song_id }))
             }
             Change::Layout(layout) => {
                 self.state.layout = layout.clone();
-                Message::SetLayoutParity(layout)
+                self.state.last_layout_change = stamp(&self.state.last_layout_change);
+                if core.planted(PlantedBreak::LayoutStampsPage) {
+                    self.state.last_page_change = self.state.last_layout_change.clone();
+                }
+                (self.state.last_layout_change.ts, Message::SetLayoutParity(layout))
             }
         };
-        // A change made after seeing another is later than it, even if the other device's clock
-        // runs ahead of ours: the stamp never goes below what this device has already seen.
-        let ts = core.wall(now).max(self.state.last_page_change.ts.saturating_add(1));
-        self.state.last_page_change = PageChangeStamp { sender_id: core.me().clone(), ts };
         if let Some(partner) = self.link_up_to_partner(core) {
             core.send_stamped(ts, &no_session(), &partner, message);
         }
     }
 }
 
-/// A total order on the content of two states with the same stamp (any fixed order works: both
-/// devices apply the same one).
-fn content(s: &SoloState) -> (&Option<SongId>, u32, &DeviceId, bool) {
-    (&s.song_id, s.page_index, &s.layout.leader_device_id, s.layout.parity == Parity::Even)
+/// PROTOCOL_V1's order of two changes of one register: `ts`, then the higher `sender_id`.
+fn order(core: &Core, a: &PageChangeStamp, b: &PageChangeStamp) -> Ordering {
+    if core.planted(PlantedBreak::SoloTieBreakReversed) {
+        return a.ts.cmp(&b.ts).then_with(|| b.sender_id.cmp(&a.sender_id));
+    }
+    a.cmp(b)
+}
+
+/// What merging one register of a peer's snapshot did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Merge {
+    Took,
+    Same,
+    /// Ours is newer: the peer has not seen it.
+    TheyAreBehind,
 }
 
 enum Change {

@@ -90,7 +90,8 @@ fn message() -> impl Strategy<Value = Message> {
                 song_id: s,
                 page_index: p,
                 layout: Layout { leader_device_id: DeviceId::new(PEERS[l]), parity: Parity::Odd },
-                last_page_change: PageChangeStamp { sender_id: DeviceId::new(PEERS[l]), ts }
+                last_page_change: PageChangeStamp { sender_id: DeviceId::new(PEERS[l]), ts },
+                last_layout_change: PageChangeStamp { sender_id: DeviceId::new(PEERS[l]), ts },
             }
         )),
         Just(Message::Unknown { message_type: "X".into() }),

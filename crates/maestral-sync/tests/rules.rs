@@ -385,6 +385,50 @@ fn s11_1_crossed_changes_of_different_fields_converge() {
     b.at(7).local(LocalAction::NextPage);
     pump(&mut a, &mut b);
     assert_eq!(solo_state(&a), solo_state(&b), "both hold one state");
+    assert_eq!(solo_state(&a).page_index, 2, "B's turn stands");
+    assert_eq!(solo_state(&a).layout.parity, Parity::Even, "A's layout stands");
+}
+
+#[test]
+fn s11_1_a_layout_change_never_undoes_a_later_page_turn() {
+    // Apart, B turns to page 6 at t=100 and then A changes the parity at t=200: the layout is a
+    // register of its own (PROTOCOL_V1), so on reconnect B's turn is still the latest page change.
+    let (mut a, mut b) = solo_pair();
+    a.link("B", Down);
+    b.link("A", Down);
+    b.at(100).local(LocalAction::SetPage { page: 6 });
+    a.at(200).local(LocalAction::SetParity { parity: Parity::Even });
+    a.take_sent();
+    b.take_sent();
+    connect(&mut a, &mut b);
+    for d in [&a, &b] {
+        let s = solo_state(d);
+        assert_eq!(s.page_index, 6, "B's page turn is not lost to A's later layout change");
+        assert_eq!(s.layout.leader_device_id, id("A"), "A's layout change stands");
+        assert_eq!(s.layout.parity, Parity::Even);
+    }
+    assert_eq!(solo_state(&a), solo_state(&b));
+    // A leads with `even`: A shows 7, B shows 6.
+    assert_eq!((a.page(), b.page()), (7, 6));
+}
+
+#[test]
+fn s11_1_a_page_turn_never_undoes_a_later_layout_change() {
+    let (mut a, mut b) = solo_pair();
+    a.link("B", Down);
+    b.link("A", Down);
+    a.at(100).local(LocalAction::SetParity { parity: Parity::Even });
+    b.at(200).local(LocalAction::SetPage { page: 4 });
+    b.at(300).local(LocalAction::SetParity { parity: Parity::Even });
+    a.at(400).local(LocalAction::SetPage { page: 8 });
+    a.take_sent();
+    b.take_sent();
+    connect(&mut a, &mut b);
+    for d in [&a, &b] {
+        let s = solo_state(d);
+        assert_eq!(s.page_index, 8, "A turned last");
+        assert_eq!((s.layout.leader_device_id.as_str(), s.layout.parity), ("B", Parity::Even));
+    }
 }
 
 #[test]

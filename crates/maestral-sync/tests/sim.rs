@@ -8,7 +8,8 @@
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use maestral_sync::sim::{SimFailure, run_seed};
+use maestral_sync::PlantedBreak;
+use maestral_sync::sim::{SimFailure, run_seed, run_seed_with};
 
 const DEFAULT_SEEDS: u64 = 20_000;
 
@@ -70,5 +71,30 @@ fn simulation_is_deterministic_per_seed() {
         let b = run_seed(seed).expect("seed passes");
         assert_eq!(a, b, "seed {seed} must replay identically");
         assert!(a.inputs > 0 && a.nodes >= 2);
+    }
+}
+
+/// The checkers can fail: each rule broken on purpose in every engine is caught, by the checker
+/// named after that rule, within the seeds CI runs.
+#[test]
+fn planted_rule_breaks_are_caught_by_their_checkers() {
+    let planted = [
+        (PlantedBreak::RevisionAtLeast, "§11.2 a stale or duplicate SET_PAGE changes nothing"),
+        (PlantedBreak::FreeFollowsSetPage, "§11.4 free Followers ignore SET_PAGE"),
+        (PlantedBreak::SoloTieBreakReversed, "§11.1 Solo: the latest page change wins"),
+        (PlantedBreak::LayoutStampsPage, "§11.1 Solo: the latest page change wins"),
+    ];
+    for (rule, checker) in planted {
+        let caught = (0..DEFAULT_SEEDS).find_map(|seed| run_seed_with(seed, 1, Some(rule)).err());
+        let Some(failure) = caught else {
+            panic!("{rule:?} went unnoticed through {DEFAULT_SEEDS} seeds");
+        };
+        println!("{rule:?}: seed {} — {}", failure.seed, failure.violations[0]);
+        assert!(
+            failure.violations.iter().any(|v| v.starts_with(checker)),
+            "{rule:?} (seed {}) should be caught by `{checker}`, got {:?}",
+            failure.seed,
+            failure.violations
+        );
     }
 }
