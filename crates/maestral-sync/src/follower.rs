@@ -28,7 +28,8 @@ pub struct FollowerState {
 
 #[derive(Debug, Clone)]
 struct Membership {
-    master: DeviceId,
+    /// `None` while a first join by the join code has not reached the Master yet.
+    master: Option<DeviceId>,
     id: SessionId,
     token: String,
     /// `JOIN_ACCEPT` received on the current link.
@@ -97,7 +98,7 @@ impl Follower {
     }
 
     pub fn master(&self) -> Option<&DeviceId> {
-        self.session.as_ref().map(|s| &s.master)
+        self.session.as_ref().and_then(|s| s.master.as_ref())
     }
 
     /// The newest Master position seen: `(song, page, epoch, revision)`.
@@ -109,7 +110,7 @@ impl Follower {
         let Some(s) = &self.session else {
             return Phase::FollowerIdleLocal;
         };
-        if s.joined && core.link(&s.master).is_up() {
+        if s.joined && s.master.as_ref().is_some_and(|m| core.link(m).is_up()) {
             return match self.follow_mode {
                 FollowMode::Follow => Phase::FollowerConnectedFollow,
                 FollowMode::Free => Phase::FollowerConnectedFree,
@@ -133,7 +134,13 @@ impl Follower {
     // ---- inputs ------------------------------------------------------------------------------
 
     pub fn on_link(&mut self, core: &mut Core, now: u64, peer: &DeviceId, signal: LinkSignal) {
-        let Some(s) = self.session.as_mut().filter(|s| s.master == *peer) else {
+        // The first link of a join by code is the Master's: it names the Master.
+        if signal == LinkSignal::Up
+            && let Some(s) = self.session.as_mut().filter(|s| s.master.is_none())
+        {
+            s.master = Some(peer.clone());
+        }
+        let Some(s) = self.session.as_mut().filter(|s| s.master.as_ref() == Some(peer)) else {
             // Not our Master: nothing to do with it beyond reporting the link.
             match signal {
                 LinkSignal::Up => core.set_link(now, peer, LinkState::Connected),
@@ -184,22 +191,27 @@ impl Follower {
     pub fn on_timeout(&mut self, core: &mut Core, now: u64) {
         let Some(s) = self.session.as_mut() else { return };
         let Some(r) = s.retry.as_mut() else { return };
-        match r.due(now) {
-            RetryDue::Nothing => {}
-            RetryDue::Start => {
+        let state = if s.ever_joined { LinkState::Reconnecting } else { LinkState::Connecting };
+        match (r.due(now), &s.master) {
+            (RetryDue::Nothing, _) => {}
+            (RetryDue::Start, Some(master)) => {
                 r.start(now, core);
-                let state =
-                    if s.ever_joined { LinkState::Reconnecting } else { LinkState::Connecting };
-                core.set_link(now, &s.master, state);
-                core.request(TransportRequest::Connect { peer: s.master.clone() });
+                core.set_link(now, master, state);
+                core.request(TransportRequest::Connect { peer: master.clone() });
             }
-            RetryDue::TimedOut => {
+            (RetryDue::Start, None) => {
+                r.start(now, core);
+                core.request(TransportRequest::JoinByCode);
+            }
+            (RetryDue::TimedOut, master) => {
                 r.failed(now, core);
                 s.joined = false;
-                let state =
-                    if s.ever_joined { LinkState::Reconnecting } else { LinkState::Connecting };
-                core.set_link(now, &s.master, state);
-                core.request(TransportRequest::Disconnect { peer: s.master.clone() });
+                if let Some(master) = master {
+                    core.set_link(now, master, state);
+                    core.request(TransportRequest::Disconnect { peer: master.clone() });
+                }
+                // A first join that timed out is simply started again (`JoinByCode` abandons
+                // it); one that answers late is still welcome.
             }
         }
     }
@@ -208,7 +220,7 @@ impl Follower {
         // Authority: only our Master, on an open link, for our session. State that arrives before
         // JOIN_ACCEPT on that link is applied too (the Master only sends it to members).
         let Some(s) = self.session.as_mut() else { return };
-        if s.master != *from || !core.link(from).is_up() || env.session_id != s.id {
+        if s.master.as_ref() != Some(from) || !core.link(from).is_up() || env.session_id != s.id {
             if let Message::Hello(hello) = env.message {
                 core.event(Event::PeerHello { peer: from.clone(), hello });
             }
@@ -227,8 +239,8 @@ impl Follower {
                 if s.requested_mode != self.follow_mode {
                     s.requested_mode = self.follow_mode;
                     let msg = Message::SetFollowMode(SetFollowMode { mode: self.follow_mode });
-                    let (id, master) = (s.id.clone(), s.master.clone());
-                    core.send(now, &id, &master, msg);
+                    let id = s.id.clone();
+                    core.send(now, &id, from, msg);
                 }
                 self.apply_snapshot(core, &accept.snapshot);
             }
@@ -266,12 +278,22 @@ impl Follower {
         &mut self,
         core: &mut Core,
         now: u64,
-        peer: &DeviceId,
         reason: maestral_protocol::RejectReason,
     ) {
-        if self.session.as_ref().is_some_and(|s| s.master == *peer && !s.joined) {
+        if self.session.as_ref().is_some_and(|s| !s.joined) {
             self.exit_to_local(core, now);
             core.event(Event::JoinRejected { reason });
+        }
+    }
+
+    /// A first join by the join code failed before any link opened: retried on the backoff,
+    /// or, `for_good` (the code cannot work), back to local mode (§12.3).
+    pub fn on_join_failed(&mut self, core: &mut Core, now: u64, for_good: bool) {
+        let Some(s) = self.session.as_mut().filter(|s| s.master.is_none()) else { return };
+        if for_good {
+            self.exit_to_local(core, now);
+        } else if let Some(r) = s.retry.as_mut().filter(|r| r.is_running()) {
+            r.failed(now, core);
         }
     }
 
@@ -352,8 +374,7 @@ impl Follower {
     /// shown stays.
     fn exit_to_local(&mut self, core: &mut Core, now: u64) {
         if let Some(s) = self.session.take() {
-            core.set_link(now, &s.master, LinkState::Ended);
-            core.request(TransportRequest::Disconnect { peer: s.master });
+            Self::close(core, now, s.master);
         }
         self.pending = None;
     }
@@ -385,47 +406,17 @@ impl Follower {
                 }
                 if let Some(s) = &self.session
                     && s.joined
-                    && core.link(&s.master).is_up()
+                    && let Some(master) = s.master.clone().filter(|m| core.link(m).is_up())
                 {
                     let msg = Message::SetFollowMode(SetFollowMode { mode });
-                    let (id, master) = (s.id.clone(), s.master.clone());
-                    core.send(now, &id, &master, msg);
+                    core.send(now, &s.id.clone(), &master, msg);
                 }
             }
             LocalAction::Join { master, session_id, token } => {
-                if token.is_empty() {
-                    return Err(ActionError::EmptyToken);
-                }
-                if let Some(old) = self.session.take() {
-                    self.leave(core, now, old);
-                }
-                if self.session_id_seen.as_ref() != Some(&session_id) {
-                    // Another session: its epochs start from scratch.
-                    self.song_epoch = SongEpoch(0);
-                    self.page_revision = PageRevision(0);
-                    self.have_master = false;
-                    self.master_song = None;
-                    self.master_page = 0;
-                    self.pending = None;
-                }
-                self.session_id_seen = Some(session_id.clone());
-                let up = core.link(&master).is_up();
-                self.session = Some(Membership {
-                    master: master.clone(),
-                    id: session_id,
-                    token,
-                    joined: false,
-                    ever_joined: false,
-                    retry: Some(Retry::running(now, core)),
-                    requested_mode: self.follow_mode,
-                });
-                if up {
-                    // The link is already open: join on it at once.
-                    self.on_link(core, now, &master, LinkSignal::Up);
-                } else {
-                    core.set_link(now, &master, LinkState::Connecting);
-                    core.request(TransportRequest::Connect { peer: master });
-                }
+                self.join(core, now, Some(master), session_id, token)?;
+            }
+            LocalAction::JoinByCode { session_id, token } => {
+                self.join(core, now, None, session_id, token)?;
             }
             LocalAction::Leave => {
                 let Some(s) = self.session.take() else {
@@ -440,12 +431,73 @@ impl Follower {
         Ok(())
     }
 
-    fn leave(&mut self, core: &mut Core, now: u64, s: Membership) {
-        if s.joined && core.link(&s.master).is_up() {
-            core.send(now, &s.id, &s.master, Message::LeaveSession);
+    /// A new session (`master` `None`: by the join code, the Master's id still unknown).
+    fn join(
+        &mut self,
+        core: &mut Core,
+        now: u64,
+        master: Option<DeviceId>,
+        session_id: SessionId,
+        token: String,
+    ) -> Result<(), ActionError> {
+        if token.is_empty() {
+            return Err(ActionError::EmptyToken);
         }
-        core.set_link(now, &s.master, LinkState::Ended);
-        core.request(TransportRequest::Disconnect { peer: s.master });
+        if let Some(old) = self.session.take() {
+            self.leave(core, now, old);
+        }
+        if self.session_id_seen.as_ref() != Some(&session_id) {
+            // Another session: its epochs start from scratch.
+            self.song_epoch = SongEpoch(0);
+            self.page_revision = PageRevision(0);
+            self.have_master = false;
+            self.master_song = None;
+            self.master_page = 0;
+            self.pending = None;
+        }
+        self.session_id_seen = Some(session_id.clone());
+        self.session = Some(Membership {
+            master: master.clone(),
+            id: session_id,
+            token,
+            joined: false,
+            ever_joined: false,
+            retry: Some(Retry::running(now, core)),
+            requested_mode: self.follow_mode,
+        });
+        match master {
+            // The link is already open: join on it at once.
+            Some(master) if core.link(&master).is_up() => {
+                self.on_link(core, now, &master, LinkSignal::Up)
+            }
+            Some(master) => {
+                core.set_link(now, &master, LinkState::Connecting);
+                core.request(TransportRequest::Connect { peer: master });
+            }
+            None => core.request(TransportRequest::JoinByCode),
+        }
+        Ok(())
+    }
+
+    fn leave(&mut self, core: &mut Core, now: u64, s: Membership) {
+        if s.joined
+            && let Some(master) = s.master.as_ref().filter(|m| core.link(m).is_up())
+        {
+            core.send(now, &s.id, master, Message::LeaveSession);
+        }
+        Self::close(core, now, s.master);
         self.pending = None;
+    }
+
+    /// The session's link is over: ended, and the transport told to close it (or to abandon
+    /// a first join that has not reached the Master).
+    fn close(core: &mut Core, now: u64, master: Option<DeviceId>) {
+        match master {
+            Some(master) => {
+                core.set_link(now, &master, LinkState::Ended);
+                core.request(TransportRequest::Disconnect { peer: master });
+            }
+            None => core.request(TransportRequest::CancelJoin),
+        }
     }
 }

@@ -13,12 +13,13 @@
 mod core;
 mod follower;
 mod master;
+mod pager;
 #[cfg(feature = "test-support")]
 pub mod sim;
 mod solo;
 mod types;
 
-use maestral_protocol::{DecodeError, DeviceId, Envelope, Layout, SoloState, decode};
+use maestral_protocol::{DecodeError, DeviceId, Envelope, SoloState, decode};
 use rand_core::CryptoRng;
 
 #[cfg(feature = "test-support")]
@@ -26,6 +27,7 @@ pub use crate::core::PlantedBreak;
 pub use crate::core::{EngineConfig, Timing, token_eq};
 pub use crate::follower::FollowerState;
 pub use crate::master::MasterState;
+pub use crate::pager::{Pager, Turn};
 pub use crate::types::*;
 
 use crate::core::Core;
@@ -64,7 +66,9 @@ pub struct Engine {
     role: RoleState,
     shown_phase: Option<Phase>,
     shown_view: Option<View>,
-    shown_layout: Option<Layout>,
+    shown_pager: Option<Pager>,
+    /// Navigations handled so far (`handle_navigation` and navigating `handle_local`s).
+    navigations: u64,
 }
 
 impl Engine {
@@ -77,7 +81,14 @@ impl Engine {
             Role::Master => RoleState::Master(Master::new()),
             Role::Follower => RoleState::Follower(Follower::new()),
         };
-        let mut e = Engine { core, role, shown_phase: None, shown_view: None, shown_layout: None };
+        let mut e = Engine {
+            core,
+            role,
+            shown_phase: None,
+            shown_view: None,
+            shown_pager: None,
+            navigations: 0,
+        };
         e.settle();
         e
     }
@@ -110,6 +121,14 @@ impl Engine {
             RoleState::Solo(s) => s.view(self.core.me()),
             RoleState::Master(m) => m.view(),
             RoleState::Follower(f) => f.view(),
+        }
+    }
+
+    /// How this device's page follows the position: the rule the app predicts its turns with.
+    pub fn pager(&self) -> Pager {
+        match &self.role {
+            RoleState::Solo(s) => s.pager(self.core.me()),
+            RoleState::Master(_) | RoleState::Follower(_) => Pager::SINGLE,
         }
     }
 
@@ -258,28 +277,57 @@ impl Engine {
     }
 
     /// Follower: the Master's signaling listener refused the join with this reason before any
-    /// link opened (HTTP `403`). Handled like a `JOIN_REJECT`.
-    pub fn handle_join_refused(
-        &mut self,
-        now: u64,
-        master: &DeviceId,
-        reason: maestral_protocol::RejectReason,
-    ) {
+    /// link opened (HTTP `403`). Handled like a `JOIN_REJECT`: back to local mode.
+    pub fn handle_join_refused(&mut self, now: u64, reason: maestral_protocol::RejectReason) {
         if let RoleState::Follower(f) = &mut self.role {
-            f.on_join_refused(&mut self.core, now, master, reason);
+            f.on_join_refused(&mut self.core, now, reason);
+        }
+        self.settle();
+    }
+
+    /// Follower: a first join by the join code (`TransportRequest::JoinByCode`) failed before
+    /// any link opened. Retried on the backoff, or, `for_good` (e.g. the answer's fingerprint
+    /// does not match the code), back to local mode.
+    pub fn handle_join_failed(&mut self, now: u64, for_good: bool) {
+        if let RoleState::Follower(f) = &mut self.role {
+            f.on_join_failed(&mut self.core, now, for_good);
         }
         self.settle();
     }
 
     /// The local user did something. Local navigation applies at once, whatever the links do.
+    /// A change of view is reported as `Event::Show`.
     pub fn handle_local(&mut self, now: u64, action: LocalAction) -> Result<(), ActionError> {
-        let r = match &mut self.role {
+        let r = self.apply_local(now, action);
+        self.settle();
+        r
+    }
+
+    /// The app navigated (`action.is_navigation()`) and already shows `shown`, worked out with
+    /// [`Pager`] from what it showed. The engine applies the same action; its view is reported
+    /// only where it differs from `shown` (a correction), so the app never filters echoes of its
+    /// own turns.
+    pub fn handle_navigation(
+        &mut self,
+        now: u64,
+        action: LocalAction,
+        shown: View,
+    ) -> Result<(), ActionError> {
+        let r = self.apply_local(now, action);
+        self.shown_view = Some(shown);
+        self.settle();
+        r
+    }
+
+    fn apply_local(&mut self, now: u64, action: LocalAction) -> Result<(), ActionError> {
+        if action.is_navigation() {
+            self.navigations += 1;
+        }
+        match &mut self.role {
             RoleState::Solo(s) => s.on_local(&mut self.core, now, action),
             RoleState::Master(m) => m.on_local(&mut self.core, now, action),
             RoleState::Follower(f) => f.on_local(&mut self.core, now, action),
-        };
-        self.settle();
-        r
+        }
     }
 
     /// Time passed: timers due by `now` fire.
@@ -328,17 +376,15 @@ impl Engine {
             self.shown_phase = Some(phase);
             self.core.event(Event::Phase(phase));
         }
-        if let RoleState::Solo(s) = &self.role
-            && self.shown_layout.as_ref() != Some(&s.state.layout)
-        {
-            let layout = s.state.layout.clone();
-            self.shown_layout = Some(layout.clone());
-            self.core.event(Event::Layout(layout));
+        let pager = self.pager();
+        if self.shown_pager != Some(pager) {
+            self.shown_pager = Some(pager);
+            self.core.event(Event::Pager(pager));
         }
         let view = self.view();
         if self.shown_view.as_ref() != Some(&view) {
             self.shown_view = Some(view.clone());
-            self.core.event(Event::Show(view));
+            self.core.event(Event::Show { view, navigations: self.navigations });
         }
     }
 }

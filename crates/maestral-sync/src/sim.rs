@@ -821,6 +821,14 @@ impl Sim {
                         self.close(i, j);
                     }
                 }
+                // A join code leads to the Master's listener; the link that opens names it.
+                Output::Request(TransportRequest::JoinByCode) => {
+                    if let Some(j) = self.nodes.iter().position(|n| n.kind == Kind::Master) {
+                        let at = self.now + self.rng.random_range(5..80);
+                        self.schedule(at, What::Connect { from: i, to: j });
+                    }
+                }
+                Output::Request(TransportRequest::CancelJoin) => {}
                 Output::Event(Event::SessionStarted { session_id, token }) => {
                     self.tokens.push(token.clone());
                     self.session = Some((session_id, token));
@@ -888,7 +896,13 @@ impl Sim {
                 }
                 self.nodes[node].expected_member = Some(sid.clone());
                 let master = self.nodes[0].id.clone();
-                self.local(node, LocalAction::Join { master, session_id: sid, token });
+                // A scanned join code does not name the Master; a stored one may.
+                let action = if self.rng.random_ratio(1, 2) {
+                    LocalAction::JoinByCode { session_id: sid, token }
+                } else {
+                    LocalAction::Join { master, session_id: sid, token }
+                };
+                self.local(node, action);
             }
             Act::FollowerJoinWrongToken => {
                 if self.nodes[node].engine.follower_master().is_some() {

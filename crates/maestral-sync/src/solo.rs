@@ -13,6 +13,7 @@ use maestral_protocol::{
 };
 
 use crate::core::{Core, PlantedBreak, Retry, RetryDue};
+use crate::pager::Pager;
 use crate::types::{
     ActionError, LinkSignal, LinkState, LocalAction, Phase, TransportRequest, View,
 };
@@ -71,21 +72,18 @@ impl Solo {
         }
     }
 
-    /// This device's page: its half of the spread when paired (PROTOCOL_V1 "Pages and parity").
+    /// How this device's page follows the shared position: its half of each spread when paired
+    /// (PROTOCOL_V1 "Pages and parity"), one page at a time alone.
+    pub fn pager(&self, me: &DeviceId) -> Pager {
+        match &self.partner {
+            Some(partner) if self.paired() => Pager::solo(&self.state.layout, me, partner),
+            _ => Pager::SINGLE,
+        }
+    }
+
+    /// This device's page.
     pub fn view(&self, me: &DeviceId) -> View {
-        let page = self.state.page_index;
-        let page_index = if self.paired() {
-            let lead = &self.state.layout.leader_device_id;
-            // A layout naming a third device (an old partner) must still split the spread: then
-            // the higher of the two ids leads, which both devices compute alike.
-            let leader = lead == me
-                || (Some(lead) != self.partner.as_ref()
-                    && self.partner.as_ref().is_some_and(|p| me > p));
-            let first = leader == (self.state.layout.parity == Parity::Odd);
-            (page & !1) + u32::from(!first)
-        } else {
-            page
-        };
+        let page_index = self.pager(me).page(self.state.page_index);
         View { song_id: self.state.song_id.clone(), page_index }
     }
 
@@ -271,19 +269,19 @@ impl Solo {
         now: u64,
         action: LocalAction,
     ) -> Result<(), ActionError> {
-        let step = if self.paired() { 2 } else { 1 };
-        let page = self.state.page_index;
+        // The shared position is a spread's first page when paired (the pager's rule).
+        let pager = self.pager(core.me());
+        let (page, step) = (self.state.page_index, pager.step());
         match action {
             LocalAction::SetSong { song_id } => self.change(core, now, Change::Song(song_id)),
             LocalAction::SetPage { page } => {
-                let page = if self.paired() { page & !1 } else { page };
-                self.change(core, now, Change::Page(page));
+                self.change(core, now, Change::Page(pager.position(page)));
             }
             LocalAction::NextPage => {
-                self.change(core, now, Change::Page(page.saturating_add(step) & !(step - 1)));
+                self.change(core, now, Change::Page(pager.position(page).saturating_add(step)));
             }
             LocalAction::PrevPage => {
-                self.change(core, now, Change::Page(page.saturating_sub(step) & !(step - 1)));
+                self.change(core, now, Change::Page(pager.position(page.saturating_sub(step))));
             }
             LocalAction::SetParity { parity } => {
                 let layout = Layout { leader_device_id: core.me().clone(), parity };

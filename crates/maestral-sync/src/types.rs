@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use maestral_protocol::{
-    DeviceId, FollowMode, Hello, Layout, Parity, RejectReason, SessionId, SongId, StreamPrepare,
+    DeviceId, FollowMode, Hello, Parity, RejectReason, SessionId, SongId, StreamPrepare,
 };
 
 /// Which of the spec's three modes this engine plays.
@@ -130,6 +130,13 @@ pub enum LocalAction {
         session_id: SessionId,
         token: String,
     },
+    /// Join by a join code, which names the session but not the Master's device id: the engine
+    /// asks the transport for the first link (`TransportRequest::JoinByCode`) and takes the
+    /// Master's id from the link that opens (`handle_link` … `Up`).
+    JoinByCode {
+        session_id: SessionId,
+        token: String,
+    },
     Leave,
     SetFollowMode {
         mode: FollowMode,
@@ -137,6 +144,18 @@ pub enum LocalAction {
 }
 
 impl LocalAction {
+    /// A change of song or page: what the app applies itself, by the rule of [`crate::Pager`],
+    /// before the engine hears of it.
+    pub fn is_navigation(&self) -> bool {
+        matches!(
+            self,
+            LocalAction::SetSong { .. }
+                | LocalAction::SetPage { .. }
+                | LocalAction::NextPage
+                | LocalAction::PrevPage
+        )
+    }
+
     pub fn kind(&self) -> &'static str {
         match self {
             LocalAction::SetSong { .. } => "set_song",
@@ -147,6 +166,7 @@ impl LocalAction {
             LocalAction::StartSession { .. } => "start_session",
             LocalAction::EndSession => "end_session",
             LocalAction::Join { .. } => "join",
+            LocalAction::JoinByCode { .. } => "join_by_code",
             LocalAction::Leave => "leave",
             LocalAction::SetFollowMode { .. } => "set_follow_mode",
         }
@@ -178,14 +198,19 @@ pub struct View {
 /// Events for the app.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
-    /// Show this song and page now.
-    Show(View),
+    /// Show this song and page now: a change the app did not make itself (a peer's, a follow
+    /// mode toggle, a correction of a local prediction). The app's own navigation is never
+    /// echoed (see `Engine::handle_navigation`). `navigations` counts the navigations the engine
+    /// had handled when it chose this view: a view chosen before the app's latest navigation is
+    /// stale, since that navigation (already on screen) came after it.
+    Show { view: View, navigations: u64 },
     /// The role's phase changed.
     Phase(Phase),
     /// The link to one peer changed state.
     Link { peer: DeviceId, state: LinkState },
-    /// Solo: the layout (leader and parity) changed; `View` already reflects it.
-    Layout(Layout),
+    /// How this device's page follows the position changed (Solo pairing, unpairing, a layout
+    /// change): the app predicts its next turns with it.
+    Pager(crate::Pager),
     /// Master: a session started; the transport builds the join code from these.
     SessionStarted { session_id: SessionId, token: String },
     /// The session ended (Master ended it, or a Follower received `SESSION_END`).
@@ -207,6 +232,12 @@ pub enum TransportRequest {
     Connect { peer: DeviceId },
     /// Close the link to this peer (left, ended, rejected, or an attempt that timed out).
     Disconnect { peer: DeviceId },
+    /// Follower: start a first join by the join code (the Master's id is not known yet),
+    /// abandoning any attempt still running. Report the outcome with `handle_link` (`Up`, with
+    /// the Master's id), `Engine::handle_join_failed` or `Engine::handle_join_refused`.
+    JoinByCode,
+    /// Follower: abandon the first join by the join code (left before it was answered).
+    CancelJoin,
 }
 
 /// Everything the engine asks of the world, drained with `Engine::poll_output`.

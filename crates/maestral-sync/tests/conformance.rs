@@ -173,6 +173,42 @@ fn follower_lines_follow_the_document_and_tick_fires_timers() {
 }
 
 #[test]
+fn a_join_by_code_is_driven_through_joining_refusal_and_retry() {
+    let t = 1_735_689_600_000u64;
+    let join = json!({"do": "local", "t": t, "action": {"kind": "join", "session_id": "S", "token": "tok"}});
+    let out = drive(
+        "follower",
+        "F",
+        &[
+            l(join.clone()),
+            l(json!({"do": "join_failed", "t": t + 10})),
+            l(json!({"do": "tick", "t": t + 1_000})),
+            l(json!({"do": "link", "t": t + 1_010, "peer": "M", "state": "up"})),
+            l(json!({"do": "join_refused", "t": t + 1_020, "reason": "invalid_token"})),
+            l(join),
+            l(json!({"do": "join_failed", "t": t + 1_030, "for_good": true})),
+        ],
+    );
+    for o in &out {
+        assert_shape(o);
+    }
+    assert_eq!(out[0]["phase"], "FOLLOWER_JOINING");
+    assert_eq!(out[1]["phase"], "FOLLOWER_DISCONNECTED_LOCAL", "waiting to try again");
+    assert_eq!(out[2]["phase"], "FOLLOWER_JOINING", "the retry timer fired");
+    let sent: Vec<&str> = out[3]["sent"]
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|s| s["msg"]["type"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(sent, ["HELLO", "JOIN_REQUEST"], "the first link names the Master");
+    assert_eq!(out[4]["phase"], "FOLLOWER_IDLE_LOCAL", "refused by the listener");
+    assert_eq!(out[4]["state"]["last_token"], Value::Null);
+    assert_eq!(out[5]["phase"], "FOLLOWER_JOINING");
+    assert_eq!(out[6]["phase"], "FOLLOWER_IDLE_LOCAL", "a code that cannot work");
+}
+
+#[test]
 fn solo_lines_show_the_spread_and_own_half() {
     let t = 1_735_689_600_000u64;
     let out = drive(

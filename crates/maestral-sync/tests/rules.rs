@@ -10,8 +10,8 @@ use maestral_protocol::{
     SoloSetPage, SongEpoch, SongId, StreamClear, StreamPrepare,
 };
 use maestral_sync::{
-    Event, LinkSignal::*, LinkState, LocalAction, Phase, Role, StateView, Timing, TransportRequest,
-    token_eq,
+    Event, LinkSignal::*, LinkState, LocalAction, Pager, Phase, Role, StateView, Timing,
+    TransportRequest, Turn, View, token_eq,
 };
 
 fn song(s: &str) -> Option<SongId> {
@@ -312,6 +312,149 @@ fn s10_4_invalid_token_or_ended_session_returns_to_idle_local() {
         assert_eq!(f.phase(), Phase::FollowerIdleLocal);
         assert!(f.take_events().contains(&Event::JoinRejected { reason }));
     }
+}
+
+fn join_by_code() -> LocalAction {
+    LocalAction::JoinByCode { session_id: SessionId::new("S"), token: "tok".into() }
+}
+
+#[test]
+fn s10_4_a_join_by_code_is_joining_until_the_master_names_itself_on_the_link() {
+    let mut m = master();
+    let mut f = Dev::new("F", Role::Follower);
+    f.local(join_by_code());
+    assert_eq!(f.phase(), Phase::FollowerJoining);
+    assert_eq!(f.take_requests(), [TransportRequest::JoinByCode]);
+    assert_eq!(f.e.follower_master(), None, "the code does not name the Master");
+    connect(&mut f, &mut m);
+    assert_eq!(f.e.follower_master(), Some(&id("M")), "the link that opened is the Master's");
+    assert_eq!(f.phase(), Phase::FollowerConnectedFollow);
+}
+
+#[test]
+fn s10_4_a_first_join_that_fails_is_retried_on_the_backoff() {
+    let mut f = Dev::new("F", Role::Follower);
+    f.local(join_by_code());
+    f.take_requests();
+    f.e.handle_join_failed(f.now, false);
+    f.drain_now();
+    assert_eq!(f.phase(), Phase::FollowerDisconnectedLocal, "waiting for the next attempt");
+    f.tick(1_000);
+    assert_eq!(f.take_requests(), [TransportRequest::JoinByCode], "tried again");
+    assert_eq!(f.phase(), Phase::FollowerJoining);
+    // A code that cannot work (say, a forged answer) ends the join for good.
+    f.e.handle_join_failed(f.now, true);
+    f.drain_now();
+    assert_eq!(f.phase(), Phase::FollowerIdleLocal);
+    assert_eq!(f.take_requests(), [TransportRequest::CancelJoin]);
+    assert_eq!(follower_state(&f).last_token, None);
+}
+
+#[test]
+fn s10_4_a_first_join_refused_by_the_listener_returns_to_idle_local() {
+    for reason in [RejectReason::InvalidToken, RejectReason::SessionEnded] {
+        let mut f = Dev::new("F", Role::Follower);
+        f.local(join_by_code());
+        f.take_events();
+        f.take_requests();
+        f.e.handle_join_refused(f.now, reason);
+        f.drain_now();
+        assert_eq!(f.phase(), Phase::FollowerIdleLocal);
+        let events = f.take_events();
+        assert!(events.contains(&Event::JoinRejected { reason }), "{events:?}");
+        assert!(events.contains(&Event::Phase(Phase::FollowerIdleLocal)));
+        f.tick(10_000);
+        assert!(f.take_requests().iter().all(|r| *r != TransportRequest::JoinByCode));
+    }
+}
+
+#[test]
+fn s10_4_leaving_before_the_first_join_is_answered_abandons_it() {
+    let mut f = Dev::new("F", Role::Follower);
+    f.local(join_by_code());
+    f.take_requests();
+    f.local(LocalAction::Leave);
+    assert_eq!(f.take_requests(), [TransportRequest::CancelJoin]);
+    assert_eq!(f.phase(), Phase::FollowerIdleLocal);
+}
+
+// ---- Navigation: the app predicts with the Pager, the engine never echoes it -----------------
+
+fn shows(d: &mut Dev) -> Vec<(View, u64)> {
+    d.take_events()
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Show { view, navigations } => Some((view, navigations)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_navigation_the_app_predicted_is_not_echoed() {
+    let (mut a, mut b) = solo_pair();
+    a.take_events();
+    b.take_events();
+    let pager = a.e.pager();
+    assert_eq!(pager.step(), 2, "paired: a turn moves the spread");
+    let page = pager.turn(a.view().page_index, Turn::Next, None).expect("a next page");
+    let shown = View { song_id: None, page_index: page };
+    a.e.handle_navigation(a.now, LocalAction::SetPage { page }, shown.clone()).expect("valid");
+    a.drain_now();
+    assert_eq!(a.view(), shown, "the engine's rule is the app's");
+    assert!(shows(&mut a).is_empty(), "no echo of the app's own turn");
+    pump(&mut a, &mut b);
+    assert_eq!(shows(&mut b), [(View { song_id: None, page_index: b.view().page_index }, 0)]);
+}
+
+#[test]
+fn a_navigation_the_engine_sees_differently_is_corrected_and_counted() {
+    let (mut a, mut b) = solo_pair();
+    a.take_events();
+    // B changed the song; A has not heard yet and turns on in the old song.
+    b.at(10).local(LocalAction::SetSong { song_id: song("new") });
+    let from_b = b.take_sent_to("A");
+    for (_, env, _) in from_b {
+        a.recv_env("B", env);
+    }
+    let stale = shows(&mut a);
+    assert_eq!(stale.len(), 1, "B's song change shows on A");
+    assert_eq!(stale[0].1, 0, "chosen before A's navigation");
+    a.at(20);
+    let predicted = View { song_id: None, page_index: 2 };
+    a.e.handle_navigation(a.now, LocalAction::SetPage { page: 2 }, predicted).expect("valid");
+    a.drain_now();
+    let corrected = shows(&mut a);
+    assert_eq!(corrected.len(), 1, "a correction: {corrected:?}");
+    assert_eq!(corrected[0].0.song_id, song("new"));
+    assert_eq!(corrected[0].1, 1, "after A's first navigation");
+}
+
+#[test]
+fn the_pager_follows_pairing_and_layout() {
+    let mut a = Dev::new("A", Role::Solo);
+    assert_eq!(a.e.pager(), Pager::SINGLE);
+    let mut b = Dev::new("B", Role::Solo);
+    connect(&mut a, &mut b);
+    let pagers: Vec<Pager> = a
+        .take_events()
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Pager(p) => Some(p),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(pagers.last(), Some(&a.e.pager()));
+    assert_eq!(a.e.pager().step(), 2);
+    assert_ne!(a.e.pager().shows_second(), b.e.pager().shows_second(), "complementary halves");
+    // B leads with `odd` (the higher id's defaults), so A shows the second page; leading with
+    // `odd` itself, A shows the first.
+    assert!(a.e.pager().shows_second());
+    a.local(LocalAction::SetParity { parity: Parity::Odd });
+    assert!(!a.e.pager().shows_second(), "the leader with `odd` shows the first page");
+    assert!(a.take_events().contains(&Event::Pager(a.e.pager())));
+    a.local(LocalAction::SetParity { parity: Parity::Even });
+    assert!(a.e.pager().shows_second(), "the leader with `even` shows the second page");
 }
 
 // ---- §11.1 Solo: latest change wins -----------------------------------------------------------
@@ -1102,7 +1245,7 @@ fn s12_3_a_refusal_from_the_listener_sends_a_rejoining_follower_local() {
     let mut f = follower_with(snapshot("a", 1, 2, 2));
     f.link("M", Down);
     f.tick(1_000);
-    f.e.handle_join_refused(f.now, &id("M"), RejectReason::SessionEnded);
+    f.e.handle_join_refused(f.now, RejectReason::SessionEnded);
     assert_eq!(f.phase(), Phase::FollowerIdleLocal);
     assert_eq!(follower_state(&f).last_token, None);
 }

@@ -2,7 +2,7 @@
 
 use std::io::{BufRead, Write};
 
-use maestral_protocol::{DeviceId, FollowMode, Parity, SessionId, SongId};
+use maestral_protocol::{DeviceId, FollowMode, Parity, RejectReason, SessionId, SongId};
 use maestral_sync::{Engine, EngineConfig, LinkSignal, LocalAction, Output, Role, StateView};
 use rand::SeedableRng;
 use serde_json::{Map, Value, json};
@@ -131,7 +131,24 @@ fn step(engine: &mut Engine, line: &str) -> Result<Vec<Value>, String> {
             }
             engine.handle_timeout(t);
         }
-        other => return Err(format!("unknown `do`: `{other}` (link, recv, local, tick)")),
+        // Extensions: how a first join by the join code ended before any link opened.
+        "join_refused" => {
+            let reason = match str_field(obj, "reason")? {
+                "invalid_token" => RejectReason::InvalidToken,
+                "session_ended" => RejectReason::SessionEnded,
+                other => return Err(format!("unknown reason `{other}`")),
+            };
+            engine.handle_join_refused(t, reason);
+        }
+        "join_failed" => {
+            let for_good = obj.get("for_good").and_then(Value::as_bool).unwrap_or(false);
+            engine.handle_join_failed(t, for_good);
+        }
+        other => {
+            return Err(format!(
+                "unknown `do`: `{other}` (link, recv, local, tick, join_refused, join_failed)"
+            ));
+        }
     }
     Ok(drain(engine))
 }
@@ -170,11 +187,18 @@ fn parse_action(a: &Map<String, Value>) -> Result<LocalAction, String> {
             token: opt_str(a, "token")?,
         },
         "end_session" => LocalAction::EndSession,
-        "join" => LocalAction::Join {
-            master: DeviceId::new(str_field(a, "master")?),
-            session_id: SessionId::new(str_field(a, "session_id")?),
-            token: str_field(a, "token")?.to_owned(),
-        },
+        // Without `master` (an extension): a join by the join code, which does not name the
+        // Master; the first link that opens (`link … up`) does.
+        "join" => {
+            let session_id = SessionId::new(str_field(a, "session_id")?);
+            let token = str_field(a, "token")?.to_owned();
+            match opt_str(a, "master")? {
+                Some(master) => {
+                    LocalAction::Join { master: DeviceId::new(master), session_id, token }
+                }
+                None => LocalAction::JoinByCode { session_id, token },
+            }
+        }
         "leave" => LocalAction::Leave,
         "set_follow_mode" => LocalAction::SetFollowMode {
             mode: match str_field(a, "mode")? {

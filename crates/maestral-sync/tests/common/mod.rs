@@ -66,6 +66,11 @@ impl Dev {
         self.drain();
     }
 
+    /// Collects what the engine put out after a direct call on `e`.
+    pub fn drain_now(&mut self) {
+        self.drain();
+    }
+
     pub fn try_local(&mut self, a: LocalAction) -> Result<(), maestral_sync::ActionError> {
         let r = self.e.handle_local(self.now, a);
         self.drain();
