@@ -49,9 +49,23 @@ string_id!(
     SessionId
 );
 string_id!(
-    /// A song: the SHA-256 (hex) of its file's bytes.
+    /// A song: the SHA-256 of its file's bytes, as 64 lowercase hex digits (`maestral-score`
+    /// computes it). Two devices holding the same file under different names agree on it.
     SongId
 );
+
+impl SongId {
+    /// The id of the file whose SHA-256 is `digest`.
+    pub fn from_digest(digest: &[u8; 32]) -> SongId {
+        use std::fmt::Write as _;
+        let mut hex = String::with_capacity(64);
+        for b in digest {
+            // Writing to a String cannot fail.
+            let _ = write!(hex, "{b:02x}");
+        }
+        SongId(hex)
+    }
+}
 
 /// Monotonic counter the Master increments at each song change (spec §3).
 #[derive(

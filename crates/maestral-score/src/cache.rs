@@ -8,7 +8,7 @@ use crate::render::PixelSize;
 use crate::song::SongId;
 
 /// What a cached page is: a song's page rendered to fit a target box.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct PageKey {
     pub song: SongId,
     pub page: u32,
@@ -52,7 +52,7 @@ impl PageCache {
         let (bitmap, used) = self.entries.get_mut(key)?;
         self.by_age.remove(used);
         *used = now;
-        self.by_age.insert(now, *key);
+        self.by_age.insert(now, key.clone());
         Some(bitmap.clone())
     }
 
@@ -84,8 +84,8 @@ impl PageCache {
         let now = self.tick();
         self.bytes += size;
         self.peak_bytes = self.peak_bytes.max(self.bytes);
+        self.by_age.insert(now, key.clone());
         self.entries.insert(key, (bitmap, now));
-        self.by_age.insert(now, key);
         true
     }
 
@@ -97,8 +97,8 @@ impl PageCache {
     }
 
     /// Forgets every page of `song`.
-    pub fn remove_song(&mut self, song: SongId) {
-        let keys: Vec<PageKey> = self.entries.keys().filter(|k| k.song == song).copied().collect();
+    pub fn remove_song(&mut self, song: &SongId) {
+        let keys: Vec<PageKey> = self.entries.keys().filter(|k| k.song == *song).cloned().collect();
         for key in keys {
             self.remove(&key);
         }
@@ -161,7 +161,11 @@ mod tests {
     }
 
     fn key(page: u32) -> PageKey {
-        PageKey { song: SongId::of_bytes(b"s"), page, target: PixelSize { width: 10, height: 10 } }
+        PageKey {
+            song: crate::song::song_id(b"s"),
+            page,
+            target: PixelSize { width: 10, height: 10 },
+        }
     }
 
     #[test]

@@ -91,8 +91,8 @@ impl Library {
     }
 
     /// The song with this id, if the library holds it.
-    pub fn song(&self, id: SongId) -> Option<&Song> {
-        self.songs().find(|s| s.id == id)
+    pub fn song(&self, id: &SongId) -> Option<&Song> {
+        self.songs().find(|s| s.id == *id)
     }
 }
 

@@ -86,7 +86,7 @@ pub enum Priority {
 }
 
 /// One page wanted: `song`'s page `page` (0-based) fitted into `target`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct RenderRequest {
     pub song: SongId,
     pub page: u32,
@@ -105,19 +105,19 @@ impl RenderRequest {
 
     /// What identifies the result, whatever the priority.
     pub fn key(&self) -> PageKey {
-        PageKey { song: self.song, page: self.page, target: self.target }
+        PageKey { song: self.song.clone(), page: self.page, target: self.target }
     }
 }
 
 /// The requests for showing `page`: it, visible; then the next two and the previous one.
-pub fn wanted_around(song: SongId, page: u32, target: PixelSize) -> Vec<RenderRequest> {
+pub fn wanted_around(song: &SongId, page: u32, target: PixelSize) -> Vec<RenderRequest> {
     let mut wanted = vec![
-        RenderRequest::visible(song, page, target),
-        RenderRequest::prefetch(song, page.saturating_add(1), target),
-        RenderRequest::prefetch(song, page.saturating_add(2), target),
+        RenderRequest::visible(song.clone(), page, target),
+        RenderRequest::prefetch(song.clone(), page.saturating_add(1), target),
+        RenderRequest::prefetch(song.clone(), page.saturating_add(2), target),
     ];
     if let Some(previous) = page.checked_sub(1) {
-        wanted.push(RenderRequest::prefetch(song, previous, target));
+        wanted.push(RenderRequest::prefetch(song.clone(), previous, target));
     }
     wanted
 }
@@ -218,15 +218,15 @@ impl RenderClient {
     }
 
     pub fn add_song(&self, song: &Song) {
-        self.send(RenderCommand::AddSong { song: song.id, source: SongSource::from(song) });
+        self.send(RenderCommand::AddSong { song: song.id.clone(), source: SongSource::from(song) });
     }
 
     pub fn add_source(&self, song: SongId, source: SongSource) {
         self.send(RenderCommand::AddSong { song, source });
     }
 
-    pub fn remove_song(&self, song: SongId) {
-        self.send(RenderCommand::RemoveSong(song));
+    pub fn remove_song(&self, song: &SongId) {
+        self.send(RenderCommand::RemoveSong(song.clone()));
     }
 
     /// Replaces what is wanted (see [`RenderCommand::Want`]).
@@ -240,7 +240,7 @@ impl RenderClient {
 
     /// A page turn: `page` visible, the next two and the previous one prefetched, anything else
     /// pending dropped. Prefetch past the end of the score is skipped quietly.
-    pub fn show_page(&self, song: SongId, page: u32, target: PixelSize) {
+    pub fn show_page(&self, song: &SongId, page: u32, target: PixelSize) {
         self.want(wanted_around(song, page, target));
     }
 
@@ -395,13 +395,13 @@ impl<'p> Worker<'p> {
     fn apply(&mut self, command: RenderCommand) -> Flow {
         match command {
             RenderCommand::AddSong { song, source } => {
-                self.close_document(song);
-                self.cache.remove_song(song);
+                self.close_document(&song);
+                self.cache.remove_song(&song);
                 self.songs.insert(song, source);
             }
             RenderCommand::RemoveSong(song) => {
-                self.close_document(song);
-                self.cache.remove_song(song);
+                self.close_document(&song);
+                self.cache.remove_song(&song);
                 self.songs.remove(&song);
                 self.pending.retain(|r| r.song != song);
             }
@@ -460,8 +460,10 @@ impl<'p> Worker<'p> {
             self.stats.cache_hits += 1;
             return Ok(Some((bitmap, true)));
         }
-        let source =
-            self.songs.get(&request.song).ok_or(ScoreError::UnknownSong { song: request.song })?;
+        let source = self
+            .songs
+            .get(&request.song)
+            .ok_or_else(|| ScoreError::UnknownSong { song: request.song.clone() })?;
         let name = source.name().to_path_buf();
 
         let _held = pdfium::lock();
@@ -469,7 +471,7 @@ impl<'p> Worker<'p> {
             self.pdfium,
             &mut self.documents,
             self.max_open_documents,
-            request.song,
+            &request.song,
             source,
         )?;
         let count = u32::try_from(document.pages().len()).unwrap_or(0);
@@ -520,8 +522,8 @@ impl<'p> Worker<'p> {
         Ok(Some((bitmap, false)))
     }
 
-    fn close_document(&mut self, song: SongId) {
-        if let Some(i) = self.documents.iter().position(|(id, _)| *id == song) {
+    fn close_document(&mut self, song: &SongId) {
+        if let Some(i) = self.documents.iter().position(|(id, _)| id == song) {
             let _held = pdfium::lock();
             self.documents.remove(i);
         }
@@ -558,10 +560,10 @@ fn open_document<'d, 'p>(
     pdfium: &'p Pdfium,
     documents: &'d mut Vec<(SongId, PdfDocument<'p>)>,
     max_open: usize,
-    song: SongId,
+    song: &SongId,
     source: &SongSource,
 ) -> Result<&'d PdfDocument<'p>, ScoreError> {
-    if let Some(i) = documents.iter().position(|(id, _)| *id == song) {
+    if let Some(i) = documents.iter().position(|(id, _)| id == song) {
         let entry = documents.remove(i);
         documents.push(entry);
     } else {
@@ -569,7 +571,7 @@ fn open_document<'d, 'p>(
         if documents.len() >= max_open {
             documents.remove(0);
         }
-        documents.push((song, document));
+        documents.push((song.clone(), document));
     }
     documents.last().map(|(_, d)| d).ok_or_else(|| ScoreError::Corrupt {
         path: Path::new("render thread").to_path_buf(),

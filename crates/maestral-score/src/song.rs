@@ -2,84 +2,24 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 
 use sha2::{Digest, Sha256};
 
 use crate::error::ScoreError;
 use crate::pdfium;
 
-/// A song's id: the SHA-256 of its file's bytes, shown as 64 lowercase hex digits.
-///
-/// Two devices holding the same file under different names agree on it; one changed byte gives
-/// another song.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct SongId([u8; 32]);
+/// A song's id: the protocol's one type for it.
+pub use maestral_protocol::SongId;
 
-impl SongId {
-    /// The id of a score whose whole file is `bytes`.
-    pub fn of_bytes(bytes: &[u8]) -> Self {
-        SongId(Sha256::digest(bytes).into())
-    }
-
-    /// The id of the score file at `path` (reads the whole file).
-    pub fn of_file(path: &Path) -> Result<Self, ScoreError> {
-        let bytes = std::fs::read(path).map_err(|e| ScoreError::io(path, e))?;
-        Ok(Self::of_bytes(&bytes))
-    }
-
-    /// Wraps a raw SHA-256 digest.
-    pub const fn from_digest(digest: [u8; 32]) -> Self {
-        SongId(digest)
-    }
-
-    /// The raw SHA-256 digest.
-    pub const fn digest(&self) -> &[u8; 32] {
-        &self.0
-    }
-
-    /// The 64-digit lowercase hex form (the form the protocol and the command line use).
-    pub fn to_hex(&self) -> String {
-        self.to_string()
-    }
+/// The id of a score whose whole file is `bytes`: its SHA-256.
+pub fn song_id(bytes: &[u8]) -> SongId {
+    SongId::from_digest(&Sha256::digest(bytes).into())
 }
 
-impl fmt::Display for SongId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for b in self.0 {
-            write!(f, "{b:02x}")?;
-        }
-        Ok(())
-    }
-}
-
-impl fmt::Debug for SongId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // The first 12 digits tell songs apart in logs.
-        let hex = self.to_string();
-        write!(f, "SongId({}…)", &hex[..12])
-    }
-}
-
-/// The text was not 64 hex digits.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("a song id is 64 hex digits (the SHA-256 of the score file), not {0:?}")]
-pub struct ParseSongIdError(pub String);
-
-impl FromStr for SongId {
-    type Err = ParseSongIdError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bad = || ParseSongIdError(s.to_string());
-        if s.len() != 64 || !s.is_ascii() {
-            return Err(bad());
-        }
-        let mut out = [0u8; 32];
-        for (i, byte) in out.iter_mut().enumerate() {
-            *byte = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
-        }
-        Ok(SongId(out))
-    }
+/// The id of the score file at `path` (reads the whole file).
+pub fn song_id_of_file(path: &Path) -> Result<SongId, ScoreError> {
+    let bytes = std::fs::read(path).map_err(|e| ScoreError::io(path, e))?;
+    Ok(song_id(&bytes))
 }
 
 /// A page's size in PDF points (1/72 inch), as displayed (after the page's own rotation).
@@ -117,7 +57,7 @@ impl Song {
 
     /// Identifies and opens a score held in memory; `path` is only its name.
     pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Song, ScoreError> {
-        let id = SongId::of_bytes(bytes);
+        let id = song_id(bytes);
         let info = pdfium::inspect(path, bytes)?;
         let title = info.title.unwrap_or_else(|| title_from_path(path));
         Ok(Song {
@@ -181,13 +121,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn hex_round_trip() {
-        let id = SongId::of_bytes(b"abc");
+    fn a_song_id_is_the_sha256_in_lowercase_hex() {
         // FIPS 180-2 test vector for "abc".
-        assert_eq!(id.to_hex(), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
-        assert_eq!(id.to_hex().parse::<SongId>(), Ok(id));
-        assert!("xyz".parse::<SongId>().is_err());
-        assert!("g".repeat(64).parse::<SongId>().is_err());
+        let want = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+        assert_eq!(song_id(b"abc").as_str(), want);
     }
 
     #[test]

@@ -7,8 +7,7 @@ use std::path::Path;
 
 use common::*;
 use maestral_score::{
-    PixelSize, RenderConfig, RenderEvent, RenderRequest, RenderThread, ScoreError, Song, SongId,
-    SongSource,
+    PixelSize, RenderConfig, RenderEvent, RenderRequest, RenderThread, ScoreError, Song, SongSource,
 };
 
 /// The bad files, made fresh in a temporary folder (the password-protected one is a fixture).
@@ -118,26 +117,26 @@ fn the_render_thread_reports_bad_requests_and_keeps_serving() {
         (&files.locked, |e| matches!(e, ScoreError::PasswordProtected { .. })),
     ];
     for (i, (path, expected)) in cases.iter().enumerate() {
-        let id = SongId::of_bytes(&[i as u8]);
-        renderer.add_source(id, SongSource::File(path.to_path_buf()));
-        let request = RenderRequest::visible(id, 0, target);
-        renderer.request(request);
+        let id = maestral_score::song_id(&[i as u8]);
+        renderer.add_source(id.clone(), SongSource::File(path.to_path_buf()));
+        let request = RenderRequest::visible(id.clone(), 0, target);
+        renderer.request(request.clone());
         let (_, error) = failure(event_for(&events, &request));
         assert!(expected(&error), "{}: unexpected {error:?}", path.display());
         assert_names_file(&error, path);
     }
 
     // A page index past the end.
-    let past_end = RenderRequest::visible(good.id, 11, target);
-    renderer.request(past_end);
+    let past_end = RenderRequest::visible(good.id.clone(), 11, target);
+    renderer.request(past_end.clone());
     let (_, error) = failure(event_for(&events, &past_end));
     assert!(matches!(error, ScoreError::PageOutOfRange { page: 11, count: 11 }), "{error:?}");
     assert!(error.to_string().contains("11 pages"), "{error}");
 
     // Target sizes of 0 and 100,000 pixels.
     for (w, h) in [(0, 800), (600, 0), (100_000, 800), (600, 100_000)] {
-        let request = RenderRequest::visible(good.id, 0, PixelSize::new(w, h));
-        renderer.request(request);
+        let request = RenderRequest::visible(good.id.clone(), 0, PixelSize::new(w, h));
+        renderer.request(request.clone());
         let (_, error) = failure(event_for(&events, &request));
         assert!(
             matches!(error, ScoreError::BadSize { width, height } if width == w && height == h),
@@ -147,13 +146,13 @@ fn the_render_thread_reports_bad_requests_and_keeps_serving() {
     }
 
     // A song never added.
-    let stranger = RenderRequest::visible(SongId::of_bytes(b"never added"), 0, target);
-    renderer.request(stranger);
+    let stranger = RenderRequest::visible(maestral_score::song_id(b"never added"), 0, target);
+    renderer.request(stranger.clone());
     assert!(matches!(failure(event_for(&events, &stranger)).1, ScoreError::UnknownSong { .. }));
 
     // And after all that, a good page still renders.
-    let fine = RenderRequest::visible(good.id, 10, target);
-    renderer.request(fine);
+    let fine = RenderRequest::visible(good.id.clone(), 10, target);
+    renderer.request(fine.clone());
     match event_for(&events, &fine) {
         RenderEvent::Rendered { bitmap, .. } => assert!(bitmap.width() > 0),
         RenderEvent::Failed { error, .. } => panic!("the good page failed: {error}"),
@@ -167,13 +166,13 @@ fn bytes_that_are_not_a_pdf_fail_in_memory_too() {
     require_pdfium();
     let (renderer, events) =
         RenderThread::spawn(RenderConfig::default()).expect("the render thread starts");
-    let id = SongId::of_bytes(b"junk");
+    let id = maestral_score::song_id(b"junk");
     renderer.add_source(
-        id,
+        id.clone(),
         SongSource::Bytes { name: "streamed.pdf".into(), bytes: b"junk".as_slice().into() },
     );
-    let request = RenderRequest::visible(id, 0, PixelSize::new(100, 100));
-    renderer.request(request);
+    let request = RenderRequest::visible(id.clone(), 0, PixelSize::new(100, 100));
+    renderer.request(request.clone());
     assert!(matches!(failure(event_for(&events, &request)).1, ScoreError::NotAPdf { .. }));
 }
 

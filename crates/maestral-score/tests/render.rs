@@ -51,8 +51,8 @@ fn a_demo_page_has_staff_lines_on_white_paper() {
     let song = Song::open(&choir()).expect("the choir score opens");
     renderer.add_song(&song);
     // A 4K portrait screen: an A4 page fills the width, staff lines are 2 px or so.
-    let request = RenderRequest::visible(song.id, 0, PixelSize::new(2160, 3840));
-    renderer.request(request);
+    let request = RenderRequest::visible(song.id.clone(), 0, PixelSize::new(2160, 3840));
+    renderer.request(request.clone());
     let (_, bitmap, from_cache) = rendered(event_for(&events, &request));
     assert!(!from_cache);
     assert_eq!((bitmap.width(), bitmap.height()), (2160, 3055), "A4 fitted into 2160×3840");
@@ -101,8 +101,8 @@ fn a_landscape_page_fits_by_height_and_keeps_its_aspect() {
     let (renderer, events) = start();
     let song = Song::open(&jig()).expect("the jig opens");
     renderer.add_song(&song);
-    let request = RenderRequest::visible(song.id, 1, PixelSize::new(1920, 1080));
-    renderer.request(request);
+    let request = RenderRequest::visible(song.id.clone(), 1, PixelSize::new(1920, 1080));
+    renderer.request(request.clone());
     let (_, bitmap, _) = rendered(event_for(&events, &request));
     // 595.28 × 419.53 pt scaled by 1080 / 419.53.
     assert_eq!((bitmap.width(), bitmap.height()), (1532, 1080));
@@ -113,10 +113,10 @@ fn a_landscape_page_fits_by_height_and_keeps_its_aspect() {
 fn the_rule_of_a_synthetic_page_lands_on_the_expected_rows() {
     let (renderer, events) = start();
     let bytes: Arc<[u8]> = synthetic_pdf(1, None).into();
-    let id = maestral_score::SongId::of_bytes(&bytes);
-    renderer.add_source(id, SongSource::Bytes { name: "synthetic.pdf".into(), bytes });
-    let request = RenderRequest::visible(id, 0, PixelSize::new(595, 842));
-    renderer.request(request);
+    let id = maestral_score::song_id(&bytes);
+    renderer.add_source(id.clone(), SongSource::Bytes { name: "synthetic.pdf".into(), bytes });
+    let request = RenderRequest::visible(id.clone(), 0, PixelSize::new(595, 842));
+    renderer.request(request.clone());
     let (_, bitmap, _) = rendered(event_for(&events, &request));
     assert_eq!((bitmap.width(), bitmap.height()), (595, 842)); // 1 px per point
     let (x0, x1, y, w) = SYN_RULE;
@@ -143,7 +143,7 @@ fn a_burst_of_ten_turns_renders_only_the_final_page() {
     // Hold rendering so all ten turns are queued before anything is drawn, whatever the timing.
     renderer.pause();
     for page in 1..=10 {
-        renderer.show_page(song.id, page, target);
+        renderer.show_page(&song.id, page, target);
     }
     renderer.resume();
 
@@ -157,8 +157,8 @@ fn a_burst_of_ten_turns_renders_only_the_final_page() {
     assert!(stats.dropped_stale >= 9, "the nine superseded pages were dropped: {stats:?}");
 
     // A barrier: anything else the thread sent would arrive before this answer.
-    let again = RenderRequest::visible(song.id, 10, target);
-    renderer.request(again);
+    let again = RenderRequest::visible(song.id.clone(), 10, target);
+    renderer.request(again.clone());
     let (request, _, from_cache) = rendered(next_event(&events));
     assert_eq!(request.key(), again.key());
     assert!(from_cache, "page 10 is answered from the cache");
@@ -172,9 +172,9 @@ fn visible_pages_are_served_before_prefetch() {
     renderer.add_song(&song);
     let target = PixelSize::new(540, 960);
     renderer.pause();
-    renderer.request(RenderRequest::prefetch(song.id, 3, target));
-    renderer.request(RenderRequest::prefetch(song.id, 4, target));
-    renderer.request(RenderRequest::visible(song.id, 7, target));
+    renderer.request(RenderRequest::prefetch(song.id.clone(), 3, target));
+    renderer.request(RenderRequest::prefetch(song.id.clone(), 4, target));
+    renderer.request(RenderRequest::visible(song.id.clone(), 7, target));
     renderer.resume();
     let order: Vec<u32> = (0..3).map(|_| rendered(next_event(&events)).0.page).collect();
     assert_eq!(order, vec![7, 3, 4]);
@@ -189,12 +189,12 @@ fn a_300_page_score_at_4k_stays_within_the_cache_budget() {
     let config = RenderConfig { cache_budget: budget, ..RenderConfig::default() };
     let (renderer, events) = RenderThread::spawn(config).expect("the render thread starts");
     let bytes: Arc<[u8]> = synthetic_pdf(300, Some("Three hundred pages")).into();
-    let id = maestral_score::SongId::of_bytes(&bytes);
-    renderer.add_source(id, SongSource::Bytes { name: "300-pages.pdf".into(), bytes });
+    let id = maestral_score::song_id(&bytes);
+    renderer.add_source(id.clone(), SongSource::Bytes { name: "300-pages.pdf".into(), bytes });
 
     for page in 0..300 {
-        let request = RenderRequest::visible(id, page, target);
-        renderer.want(vec![request]);
+        let request = RenderRequest::visible(id.clone(), page, target);
+        renderer.want(vec![request.clone()]);
         let (_, bitmap, _) = rendered(event_for(&events, &request));
         assert_eq!((bitmap.width(), bitmap.height()), (2160, 3057));
         // Every page, drawn into a recycled buffer, is whole: the rule where it belongs and
@@ -224,14 +224,14 @@ fn pages_come_back_from_the_cache_and_budget_zero_keeps_nothing() {
     let (renderer, events) = start();
     let song = Song::open(&jig()).expect("the jig opens");
     renderer.add_song(&song);
-    let request = RenderRequest::visible(song.id, 0, PixelSize::new(800, 600));
-    renderer.request(request);
+    let request = RenderRequest::visible(song.id.clone(), 0, PixelSize::new(800, 600));
+    renderer.request(request.clone());
     assert!(!rendered(event_for(&events, &request)).2);
-    renderer.request(request);
+    renderer.request(request.clone());
     assert!(rendered(event_for(&events, &request)).2, "second time from the cache");
 
     renderer.set_cache_budget(0);
-    renderer.request(request);
+    renderer.request(request.clone());
     assert!(!rendered(event_for(&events, &request)).2, "nothing kept under a zero budget");
     assert_eq!(renderer.stats().cache_bytes, 0);
 }
@@ -241,11 +241,11 @@ fn removed_songs_are_forgotten() {
     let (renderer, events) = start();
     let song = Song::open(&jig()).expect("the jig opens");
     renderer.add_song(&song);
-    let request = RenderRequest::visible(song.id, 0, PixelSize::new(400, 300));
-    renderer.request(request);
+    let request = RenderRequest::visible(song.id.clone(), 0, PixelSize::new(400, 300));
+    renderer.request(request.clone());
     rendered(event_for(&events, &request));
-    renderer.remove_song(song.id);
-    renderer.request(request);
+    renderer.remove_song(&song.id);
+    renderer.request(request.clone());
     match event_for(&events, &request) {
         RenderEvent::Failed {
             error: maestral_score::ScoreError::UnknownSong { song: id }, ..
@@ -267,8 +267,8 @@ fn a_page_turned_by_its_rotate_entry_is_drawn_turned() {
     let size = song.page_sizes[0];
     assert_eq!((size.width, size.height), (SYN_PAGE.1, SYN_PAGE.0), "width and height swap");
     renderer.add_song(&song);
-    let request = RenderRequest::visible(song.id, 0, PixelSize::new(842, 842));
-    renderer.request(request);
+    let request = RenderRequest::visible(song.id.clone(), 0, PixelSize::new(842, 842));
+    renderer.request(request.clone());
     let (_, bitmap, _) = rendered(event_for(&events, &request));
     assert_eq!((bitmap.width(), bitmap.height()), (842, 595));
     // The horizontal rule is now a vertical one: a dark column, no long dark row.
