@@ -92,3 +92,53 @@ impl PageRevision {
         PageRevision(self.0.saturating_add(1))
     }
 }
+
+/// A session token (spec §3): the secret of a Choir session's join code. Compared in constant
+/// time, never shown in `Debug` output or logs; [`SessionToken::expose`] gives the text where it
+/// must travel (the join code, the join request).
+#[derive(Clone, Default, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct SessionToken(String);
+
+impl SessionToken {
+    pub fn new(s: impl Into<String>) -> Self {
+        SessionToken(s.into())
+    }
+
+    /// The token's text, for the join code and the join request only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl PartialEq for SessionToken {
+    /// Constant time for equal lengths (the length itself is not secret).
+    fn eq(&self, other: &Self) -> bool {
+        use subtle::ConstantTimeEq;
+        self.0.as_bytes().ct_eq(other.0.as_bytes()).into()
+    }
+}
+
+impl Eq for SessionToken {}
+
+impl fmt::Debug for SessionToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SessionToken(<{} characters, redacted>)", self.0.len())
+    }
+}
+
+impl From<&str> for SessionToken {
+    fn from(s: &str) -> Self {
+        SessionToken(s.to_owned())
+    }
+}
+
+impl From<String> for SessionToken {
+    fn from(s: String) -> Self {
+        SessionToken(s)
+    }
+}

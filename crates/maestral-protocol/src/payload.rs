@@ -4,7 +4,7 @@ use std::cmp::Ordering;
 
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{DeviceId, PageRevision, SessionId, SongEpoch, SongId};
+use crate::ids::{DeviceId, PageRevision, SessionId, SessionToken, SongEpoch, SongId};
 
 /// The mode a device declares in `HELLO`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -86,7 +86,7 @@ pub struct Hello {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JoinRequest {
-    pub session_token: String,
+    pub session_token: SessionToken,
     pub follow_mode: FollowMode,
     /// The Follower's last known epoch, 0 if none.
     pub song_epoch: SongEpoch,

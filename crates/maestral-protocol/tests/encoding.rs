@@ -397,3 +397,21 @@ fn envelope_type_matches_type_name() {
         assert!(text.contains(&format!(r#""type":"{name}""#)), "{text}");
     }
 }
+
+#[test]
+fn a_session_token_travels_as_text_but_never_shows_in_debug_output() {
+    let token = maestral_protocol::SessionToken::new("s3cr3t-token");
+    let request = JoinRequest {
+        session_token: token.clone(),
+        follow_mode: FollowMode::Follow,
+        song_epoch: SongEpoch(0),
+    };
+    let debug = format!("{request:?}");
+    assert!(!debug.contains("s3cr3t"), "{debug}");
+    assert!(debug.contains("redacted"), "{debug}");
+    assert_eq!(token.expose(), "s3cr3t-token");
+    assert_eq!(serde_json::to_string(&token).expect("serialises"), r#""s3cr3t-token""#);
+    assert_eq!(token, "s3cr3t-token".into());
+    assert_ne!(token, "s3cr3t-tokeN".into());
+    assert_ne!(token, "s3cr3t".into());
+}

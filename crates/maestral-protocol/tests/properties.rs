@@ -100,7 +100,7 @@ fn message() -> impl Strategy<Value = Message> {
             }),
         (text(), follow_mode(), u64_edge()).prop_map(|(token, follow_mode, epoch)| {
             Message::JoinRequest(JoinRequest {
-                session_token: token,
+                session_token: token.into(),
                 follow_mode,
                 song_epoch: SongEpoch(epoch),
             })

@@ -4,9 +4,8 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 use base64::Engine as _;
-use maestral_protocol::{DeviceId, Envelope, Hello, Message, Mode, SessionId};
+use maestral_protocol::{DeviceId, Envelope, Hello, Message, Mode, SessionId, SessionToken};
 use rand_core::CryptoRng;
-use subtle::ConstantTimeEq;
 
 use crate::types::{Event, LinkState, Output, TransportRequest};
 
@@ -309,21 +308,16 @@ impl Core {
     }
 
     /// A session token: 128 bits from the RNG, URL-safe base64 without padding.
-    pub fn new_token(&mut self) -> String {
+    pub fn new_token(&mut self) -> SessionToken {
         let mut b = [0u8; 16];
         self.rng.fill_bytes(&mut b);
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
+        SessionToken::new(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b))
     }
 
     /// A session id: 64 random bits in hex (not a secret; it names the session).
     pub fn new_session_id(&mut self) -> SessionId {
         SessionId(format!("{:016x}", self.rng.next_u64()))
     }
-}
-
-/// Compares two tokens in constant time (for equal lengths; the length itself is not secret).
-pub fn token_eq(a: &str, b: &str) -> bool {
-    a.as_bytes().ct_eq(b.as_bytes()).into()
 }
 
 /// Retry bookkeeping after a link is lost: when the next attempt starts, and when a running

@@ -4,7 +4,7 @@
 
 use maestral_protocol::{
     ChoirSetPage, ChoirSetSong, ChoirSnapshot, DeviceId, Envelope, FollowMode, JoinRequest,
-    Message, Mode, PageRevision, SessionId, SetFollowMode, SongEpoch, SongId,
+    Message, Mode, PageRevision, SessionId, SessionToken, SetFollowMode, SongEpoch, SongId,
 };
 use serde::Serialize;
 
@@ -22,7 +22,7 @@ pub struct FollowerState {
     pub song_id: Option<SongId>,
     pub song_epoch: SongEpoch,
     pub page_index: u32,
-    pub last_token: Option<String>,
+    pub last_token: Option<SessionToken>,
     pub page_revision: PageRevision,
 }
 
@@ -31,7 +31,7 @@ struct Membership {
     /// `None` while a first join by the join code has not reached the Master yet.
     master: Option<DeviceId>,
     id: SessionId,
-    token: String,
+    token: SessionToken,
     /// `JOIN_ACCEPT` received on the current link.
     joined: bool,
     /// Accepted at least once in this session: a later attempt is a rejoin.
@@ -438,7 +438,7 @@ impl Follower {
         now: u64,
         master: Option<DeviceId>,
         session_id: SessionId,
-        token: String,
+        token: SessionToken,
     ) -> Result<(), ActionError> {
         if token.is_empty() {
             return Err(ActionError::EmptyToken);

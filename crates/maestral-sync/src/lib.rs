@@ -24,7 +24,7 @@ use rand_core::CryptoRng;
 
 #[cfg(feature = "test-support")]
 pub use crate::core::PlantedBreak;
-pub use crate::core::{EngineConfig, Timing, token_eq};
+pub use crate::core::{EngineConfig, Timing};
 pub use crate::follower::FollowerState;
 pub use crate::master::MasterState;
 pub use crate::pager::{Pager, Turn};

@@ -5,12 +5,12 @@ use std::collections::BTreeMap;
 
 use maestral_protocol::{
     ChoirSetPage, ChoirSetSong, ChoirSnapshot, DecodeError, DeviceId, Envelope, FollowMode,
-    JoinAccept, JoinReject, Message, Mode, PageRevision, RejectReason, SessionId, SongEpoch,
-    SongId,
+    JoinAccept, JoinReject, Message, Mode, PageRevision, RejectReason, SessionId, SessionToken,
+    SongEpoch, SongId,
 };
 use serde::{Deserialize, Serialize};
 
-use crate::core::{Core, token_eq};
+use crate::core::Core;
 use crate::types::{
     ActionError, Event, LinkSignal, LinkState, LocalAction, Phase, TransportRequest, View,
 };
@@ -20,7 +20,7 @@ use crate::types::{
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MasterState {
     pub session_id: Option<SessionId>,
-    pub session_token: Option<String>,
+    pub session_token: Option<SessionToken>,
     pub song_id: Option<SongId>,
     pub song_epoch: SongEpoch,
     pub page_index: u32,
@@ -30,7 +30,7 @@ pub struct MasterState {
 #[derive(Debug, Clone)]
 struct Session {
     id: SessionId,
-    token: String,
+    token: SessionToken,
 }
 
 #[derive(Debug, Clone)]
@@ -232,9 +232,7 @@ impl Master {
         match env.message {
             Message::JoinRequest(req) => {
                 let verdict = match &self.session {
-                    Some(s) if env.session_id == s.id && token_eq(&req.session_token, &s.token) => {
-                        Ok(())
-                    }
+                    Some(s) if env.session_id == s.id && req.session_token == s.token => Ok(()),
                     _ if self.ended.as_ref() == Some(&env.session_id) => {
                         Err(RejectReason::SessionEnded)
                     }
@@ -323,7 +321,7 @@ impl Master {
                 if self.session.is_some() {
                     return Err(ActionError::SessionActive);
                 }
-                if token.as_deref() == Some("") {
+                if token.as_ref().is_some_and(SessionToken::is_empty) {
                     return Err(ActionError::EmptyToken);
                 }
                 let id = session_id.unwrap_or_else(|| core.new_session_id());

@@ -18,7 +18,8 @@ use std::sync::Arc;
 
 use maestral_protocol::{
     ChoirSetPage, ChoirSetSong, ChoirSnapshot, DeviceId, Envelope, FollowMode, Message,
-    PageChangeStamp, PageRevision, Parity, SessionId, SoloSetPage, SongEpoch, SongId, decode,
+    PageChangeStamp, PageRevision, Parity, SessionId, SessionToken, SoloSetPage, SongEpoch, SongId,
+    decode,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -222,8 +223,8 @@ struct Sim {
     chaos: bool,
     faults: Faults,
     /// Every token the Master ever issued: none may appear in what it sends.
-    tokens: Vec<String>,
-    session: Option<(SessionId, String)>,
+    tokens: Vec<SessionToken>,
+    session: Option<(SessionId, SessionToken)>,
     ended: BTreeSet<SessionId>,
     /// Solo: per pair, the latest local change and the state it made.
     solo_latest: BTreeMap<usize, SoloLatest>,
@@ -715,7 +716,7 @@ impl Sim {
         }
         if matches!(self.nodes[from].kind, Kind::Master) {
             for t in &self.tokens {
-                if data.contains(t.as_str()) {
+                if data.contains(t.expose()) {
                     let d = short(&data);
                     self.violation("§8/PROTOCOL tokens never leave the Master", d);
                     break;
@@ -910,7 +911,7 @@ impl Sim {
                 }
                 let sid = self.session.as_ref().map(|s| s.0.clone()).unwrap_or_default();
                 let master = self.nodes[0].id.clone();
-                let token = format!("forged-{}", self.rng.random::<u32>());
+                let token = SessionToken::new(format!("forged-{}", self.rng.random::<u32>()));
                 self.nodes[node].expected_member = None;
                 self.local(node, LocalAction::Join { master, session_id: sid, token });
             }

@@ -3,7 +3,8 @@
 use std::sync::Arc;
 
 use maestral_protocol::{
-    DeviceId, FollowMode, Hello, Parity, RejectReason, SessionId, SongId, StreamPrepare,
+    DeviceId, FollowMode, Hello, Parity, RejectReason, SessionId, SessionToken, SongId,
+    StreamPrepare,
 };
 
 /// Which of the spec's three modes this engine plays.
@@ -122,20 +123,20 @@ pub enum LocalAction {
     },
     StartSession {
         session_id: Option<SessionId>,
-        token: Option<String>,
+        token: Option<SessionToken>,
     },
     EndSession,
     Join {
         master: DeviceId,
         session_id: SessionId,
-        token: String,
+        token: SessionToken,
     },
     /// Join by a join code, which names the session but not the Master's device id: the engine
     /// asks the transport for the first link (`TransportRequest::JoinByCode`) and takes the
     /// Master's id from the link that opens (`handle_link` … `Up`).
     JoinByCode {
         session_id: SessionId,
-        token: String,
+        token: SessionToken,
     },
     Leave,
     SetFollowMode {
@@ -212,7 +213,7 @@ pub enum Event {
     /// change): the app predicts its next turns with it.
     Pager(crate::Pager),
     /// Master: a session started; the transport builds the join code from these.
-    SessionStarted { session_id: SessionId, token: String },
+    SessionStarted { session_id: SessionId, token: SessionToken },
     /// The session ended (Master ended it, or a Follower received `SESSION_END`).
     SessionEnded,
     /// Follower: the Master refused the join; the Follower is back in local mode.

@@ -6,12 +6,12 @@ mod common;
 use common::*;
 use maestral_protocol::{
     ChoirSetPage, ChoirSetSong, ChoirSnapshot, Envelope, FollowMode, JoinAccept, JoinReject,
-    JoinRequest, Message, PageRevision, Parity, RejectReason, SessionId, SetFollowMode,
-    SoloSetPage, SongEpoch, SongId, StreamClear, StreamPrepare,
+    JoinRequest, Message, PageRevision, Parity, RejectReason, SessionId, SessionToken,
+    SetFollowMode, SoloSetPage, SongEpoch, SongId, StreamClear, StreamPrepare,
 };
 use maestral_sync::{
     Event, LinkSignal::*, LinkState, LocalAction, Pager, Phase, Role, StateView, Timing,
-    TransportRequest, Turn, View, token_eq,
+    TransportRequest, Turn, View,
 };
 
 fn song(s: &str) -> Option<SongId> {
@@ -942,7 +942,7 @@ fn s13_the_master_never_sends_the_token() {
         m.take_sent().into_iter().chain(m2.take_sent()).map(|(_, _, raw)| raw).collect();
     assert!(all.len() >= 5);
     for raw in all {
-        assert!(!raw.contains(&token), "token leaked in {raw}");
+        assert!(!raw.contains(token.expose()), "token leaked in {raw}");
     }
 }
 
@@ -1114,15 +1114,18 @@ fn s14_tokens_have_128_bits_are_url_safe_and_compare_in_constant_time() {
     for i in 0..50 {
         let mut m = Dev::new(&"M".repeat(i + 1), Role::Master);
         m.local(LocalAction::StartSession { session_id: None, token: None });
-        let t = master_state(&m).session_token.expect("token");
+        let token = master_state(&m).session_token.expect("token");
+        let t = token.expose().to_owned();
         assert_eq!(t.len(), 22, "16 bytes, base64 without padding");
         assert!(t.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'), "{t}");
+        assert!(!format!("{token:?}").contains(&t), "Debug output hides the token");
         assert!(seen.insert(t));
     }
-    assert!(token_eq("abc", "abc"));
-    assert!(!token_eq("abc", "abd"));
-    assert!(!token_eq("abc", "abcd"));
-    assert!(!token_eq("", "a"));
+    let tok = |s: &str| SessionToken::new(s);
+    assert_eq!(tok("abc"), tok("abc"));
+    assert_ne!(tok("abc"), tok("abd"));
+    assert_ne!(tok("abc"), tok("abcd"));
+    assert_ne!(tok(""), tok("a"));
 }
 
 #[test]

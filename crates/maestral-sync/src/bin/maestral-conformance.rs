@@ -2,7 +2,9 @@
 
 use std::io::{BufRead, Write};
 
-use maestral_protocol::{DeviceId, FollowMode, Parity, RejectReason, SessionId, SongId};
+use maestral_protocol::{
+    DeviceId, FollowMode, Parity, RejectReason, SessionId, SessionToken, SongId,
+};
 use maestral_sync::{Engine, EngineConfig, LinkSignal, LocalAction, Output, Role, StateView};
 use rand::SeedableRng;
 use serde_json::{Map, Value, json};
@@ -184,14 +186,14 @@ fn parse_action(a: &Map<String, Value>) -> Result<LocalAction, String> {
         },
         "start_session" => LocalAction::StartSession {
             session_id: opt_str(a, "session_id")?.map(SessionId::new),
-            token: opt_str(a, "token")?,
+            token: opt_str(a, "token")?.map(SessionToken::new),
         },
         "end_session" => LocalAction::EndSession,
         // Without `master` (an extension): a join by the join code, which does not name the
         // Master; the first link that opens (`link … up`) does.
         "join" => {
             let session_id = SessionId::new(str_field(a, "session_id")?);
-            let token = str_field(a, "token")?.to_owned();
+            let token = SessionToken::new(str_field(a, "token")?);
             match opt_str(a, "master")? {
                 Some(master) => {
                     LocalAction::Join { master: DeviceId::new(master), session_id, token }
