@@ -17,12 +17,11 @@ use bevy::prelude::*;
 use bevy::window::{MonitorSelection, WindowMode};
 use bevy_egui::input::EguiWantsInput;
 
-use crate::model::{Gesture, NavigationSystems, PageTurnRequested, Turn, UiVisible};
+use crate::model::{Gesture, NavigationSystems, NumberEntry, PageTurnRequested, Turn, UiVisible};
 
 /// Needs Bevy's `InputPlugin` (part of `DefaultPlugins`) for the key, mouse and touch messages.
 pub fn plugin(app: &mut App) {
     app.init_resource::<Debounce>()
-        .init_resource::<NumberEntry>()
         .add_systems(
             Update,
             (focus_lost, keyboard_turns, (mouse_gestures, touch_gestures), gesture_turns)
@@ -147,10 +146,6 @@ fn focus_lost(mut lost: MessageReader<KeyboardFocusLost>, mut debounce: ResMut<D
         debounce.release_all();
     }
 }
-
-/// Digits typed to jump to a page (as the performer counts: from 1), until Enter.
-#[derive(Resource, Debug, Clone, Default, PartialEq, Eq)]
-pub struct NumberEntry(pub String);
 
 /// What a key does to the page, if anything.
 pub fn key_turn(key: KeyCode) -> Option<Turn> {

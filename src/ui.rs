@@ -11,11 +11,10 @@ use maestral_net::SyncCommand;
 use maestral_protocol::Parity;
 use maestral_sync::{LocalAction, Role};
 
-use crate::input::NumberEntry;
 use crate::model::{
-    AppError, FollowedRemote, LayoutMode, LinkIndicator, LinkStatus, NavigationSystems, OpenScore,
-    PageTurnRequested, Position, Projector, Rotation, SessionCodes, SongChangeRequested,
-    SongLibrary, ThisParity, UiVisible,
+    AppError, FollowedRemote, LayoutMode, LinkIndicator, LinkStatus, NavigationSystems,
+    NumberEntry, OpenScore, PageTurnRequested, Position, Projector, Rotation, SessionCodes,
+    SongChangeRequested, SongLibrary, ThisParity, UiVisible,
 };
 use crate::score::IntoProtocol;
 use crate::sync::SyncBridge;

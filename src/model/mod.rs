@@ -2,10 +2,10 @@
 //! the `*Systems` sets, ordered once here. Every plugin depends on the model, none on another
 //! plugin's registrations: a test adds [`ModelPlugin`] and the plugin under test.
 //!
-//! - [`position`]: what is shown ([`Position`]) and the requests that change it.
-//! - [`library`]: the songs this device has and the page textures drawn for them.
-//! - [`link`]: how this device syncs, and the sync thread's news as the app sees it.
-//! - [`screen`]: layout and projector settings, page windows, what was presented.
+//! - `position`: what is shown ([`Position`]) and the requests that change it.
+//! - `library`: the songs this device has and the page textures drawn for them.
+//! - `link`: how this device syncs, and the sync thread's news as the app sees it.
+//! - `screen`: layout and projector settings, page windows, what was presented.
 
 use bevy::prelude::*;
 
@@ -25,8 +25,8 @@ pub use position::{
     FollowedRemote, LastTurn, PageTurnRequested, Position, SongChangeRequested, Turn,
 };
 pub use screen::{
-    Gesture, LayoutMode, PageWindow, PagesPresented, PixelRect, PresentedPage, Projector, Rotation,
-    UiVisible,
+    Gesture, LayoutMode, NumberEntry, PageWindow, PagesPresented, PixelRect, PresentedPage,
+    Projector, Rotation, UiVisible,
 };
 
 /// The model. It holds the app's [`Waker`], so an app cannot be built without one: a page
@@ -50,6 +50,7 @@ impl Plugin for ModelPlugin {
             .init_resource::<LayoutMode>()
             .init_resource::<Projector>()
             .init_resource::<UiVisible>()
+            .init_resource::<NumberEntry>()
             .add_message::<AppError>()
             .add_message::<OpenScore>()
             .add_message::<PageTurnRequested>()

@@ -1,5 +1,6 @@
 //! The screen as the plugins share it: layout and projector settings, the page windows, what
-//! each swap put on screen, gestures, and whether the panel is shown.
+//! each swap put on screen, gestures, the page number being typed, and whether the panel is
+//! shown.
 
 use std::time::Duration;
 
@@ -129,6 +130,10 @@ pub struct Gesture {
     pub start: Vec2,
     pub end: Vec2,
 }
+
+/// Digits typed to jump to a page (as the performer counts: from 1), until Enter.
+#[derive(Resource, Debug, Clone, Default, PartialEq, Eq)]
+pub struct NumberEntry(pub String);
 
 /// Whether the panel is shown.
 #[derive(Resource, Debug, Clone, Copy, Default, PartialEq, Eq)]
