@@ -1,10 +1,11 @@
 //! Line commands in, JSON events out (`spec/HEADLESS.md`): headless mode's whole interface, and
 //! with `--control` a scripting interface to the window (for its tests and benchmarks).
 //!
-//! Standard input is [`read`] on its own thread into a crossbeam channel (waking the app);
-//! each line is [`parse`]d and [`run`] by a system in `PreUpdate`, one command a frame; the
-//! frame's news is [`write`]n as event lines in `Last`. Standard output carries nothing but
-//! the event lines; logs go to standard error. [`window`]: the extras of `--control`.
+//! Standard input is read on its own thread into a crossbeam channel, waking the app (`read`);
+//! each line is parsed (`parse`) and carried out by a system in `PreUpdate`, one command a
+//! frame (`run`); the frame's news becomes event lines in `Last` (`write`). Standard output
+//! carries nothing but the event lines; logs go to standard error. [`window`]: the extras of
+//! `--control`.
 
 use bevy::prelude::*;
 
