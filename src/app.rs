@@ -16,13 +16,14 @@ use bevy::winit::{EventLoopProxyWrapper, UpdateMode, WinitSettings, WinitUserEve
 use bevy_egui::EguiPlugin;
 use crossbeam_channel::Receiver;
 
-use crate::control::{self, ControlInput, ControlOutput};
+use crate::control::{self, ControlInput};
 use crate::display::{self, WindowSetup};
-use crate::layout::{self, LayoutMode, Projector};
-use crate::score::{self, AppError, OpenScore, PageImageUsage, RenderBridge};
-use crate::sync::{self, SyncMode, SyncSettings};
+use crate::model::{
+    AppError, LayoutMode, ModelPlugin, OpenScore, Projector, SyncMode, SyncSettings,
+};
+use crate::score::{self, PageImageUsage, RenderBridge};
 use crate::wake::Waker;
-use crate::{input, navigation, persistence, ui};
+use crate::{input, layout, navigation, persistence, sync, ui};
 
 /// Everything the command line decides.
 #[derive(Debug, Clone)]
@@ -52,8 +53,8 @@ pub struct WindowOptions {
     pub control: bool,
 }
 
-/// The app: the score, navigation, sync bridge and control plugins everywhere; the window,
-/// layout, input and UI plugins when there is a window.
+/// The app: the model, the score, navigation, sync bridge and control plugins everywhere; the
+/// window, layout, input and UI plugins when there is a window.
 #[derive(Debug)]
 pub struct AppPlugin {
     pub options: AppOptions,
@@ -62,20 +63,23 @@ pub struct AppPlugin {
 impl Plugin for AppPlugin {
     fn build(&self, app: &mut App) {
         let options = &self.options;
-        let control = match &options.frontend {
-            Frontend::Headless => {
-                build_headless(app);
-                true
-            }
-            Frontend::Window(window) => {
-                build_window(app, window);
-                window.control
-            }
+        // The frontend comes first: the window's waker is winit's event-loop proxy.
+        let waker = match &options.frontend {
+            Frontend::Headless => build_headless(app),
+            Frontend::Window(window) => build_window(app, window),
         };
-        app.insert_resource(options.layout)
+        app.add_plugins(ModelPlugin { waker: waker.clone() })
+            .insert_resource(options.layout)
             .insert_resource(options.projector)
             .insert_resource(options.sync.clone())
             .add_plugins((score::plugin, navigation::plugin, sync::plugin));
+        let control = match &options.frontend {
+            Frontend::Headless => true,
+            Frontend::Window(window) => {
+                add_window_plugins(app, window, &waker);
+                window.control
+            }
+        };
         // Solo in a window opens where the performer left off; scripts and sessions start
         // from what they are told.
         if matches!(options.frontend, Frontend::Window(_))
@@ -84,10 +88,7 @@ impl Plugin for AppPlugin {
             app.add_plugins(persistence::plugin);
         }
         if control {
-            let waker = app.world().resource::<Waker>().clone();
-            app.insert_resource(ControlInput::stdin(waker))
-                .insert_resource(ControlOutput::default())
-                .add_plugins(control::plugin);
+            app.insert_resource(ControlInput::stdin(waker)).add_plugins(control::plugin);
         }
         // The library: opened at start; in the window, its first score is shown too (a Follower
         // waits for its Master's song instead).
@@ -100,10 +101,12 @@ impl Plugin for AppPlugin {
     }
 }
 
-fn build_headless(app: &mut App) {
+/// No window: a runner that sleeps until woken; returns the waker that wakes it.
+fn build_headless(app: &mut App) -> Waker {
     app.add_plugins((MinimalPlugins, LogPlugin::default()));
     let (waker, woken) = Waker::channel();
-    app.insert_resource(waker).set_runner(move |app| headless_runner(app, woken));
+    app.set_runner(move |app| headless_runner(app, woken));
+    waker
 }
 
 /// Runs frames when something arrives (a command, a sync event) and at least every 250 ms;
@@ -125,7 +128,9 @@ fn headless_runner(mut app: App, woken: Receiver<()>) -> AppExit {
     }
 }
 
-fn build_window(app: &mut App, options: &WindowOptions) {
+/// Bevy's window, render and input plugins, reactive; returns the waker: winit's event-loop
+/// proxy.
+fn build_window(app: &mut App, options: &WindowOptions) -> Waker {
     let (w, h) = options.size;
     let mut window =
         Window { title: "Maestral".into(), resolution: WindowResolution::new(w, h), ..default() };
@@ -152,12 +157,15 @@ fn build_window(app: &mut App, options: &WindowOptions) {
     // Other threads wake the event loop through winit's proxy.
     let proxy = app.world().resource::<EventLoopProxyWrapper>();
     let proxy = Mutex::new((**proxy).clone());
-    app.insert_resource(Waker::new(move || {
+    Waker::new(move || {
         if let Ok(proxy) = proxy.lock() {
             let _ = proxy.send_event(WinitUserEvent::WakeUp);
         }
-    }));
+    })
+}
 
+/// The window's own plugins (display, layout, input, panel) and the render thread.
+fn add_window_plugins(app: &mut App, options: &WindowOptions, waker: &Waker) {
     app.insert_resource(WindowSetup { size: options.size, side_by_side: options.side_by_side })
         // The GPU keeps the pages; the main world lets its copy go.
         .insert_resource(PageImageUsage(RenderAssetUsages::RENDER_WORLD))
@@ -166,8 +174,7 @@ fn build_window(app: &mut App, options: &WindowOptions) {
     if options.control {
         app.add_plugins(control::window::plugin);
     }
-    let waker = app.world().resource::<Waker>().clone();
-    match RenderBridge::start(waker) {
+    match RenderBridge::start(waker.clone()) {
         Ok(bridge) => {
             app.insert_resource(bridge);
         }

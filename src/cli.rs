@@ -8,9 +8,8 @@ use std::str::FromStr;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::app::{AppOptions, Frontend, WindowOptions};
-use crate::layout::{LayoutMode, Projector, Rotation};
+use crate::model::{LayoutMode, Projector, Rotation, SyncMode, SyncSettings};
 use crate::persistence;
-use crate::sync::{SyncMode, SyncSettings};
 
 /// Sheet music on large screens, page turns kept in step across devices on the LAN.
 #[derive(Debug, Parser)]

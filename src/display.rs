@@ -10,7 +10,7 @@ use bevy::window::{
     WindowResolution,
 };
 
-use crate::layout::{LayoutMode, PageWindow, Projector};
+use crate::model::{LayoutMode, PageWindow, Projector};
 
 pub fn plugin(app: &mut App) {
     app.add_systems(Startup, setup_primary).add_systems(Update, (second_window, background));

@@ -17,20 +17,11 @@ use bevy::prelude::*;
 use bevy::window::{MonitorSelection, WindowMode};
 use bevy_egui::input::EguiWantsInput;
 
-use crate::navigation::{NavigationSystems, PageTurnRequested, Turn};
-use crate::ui::UiVisible;
+use crate::model::{Gesture, NavigationSystems, NumberEntry, PageTurnRequested, Turn, UiVisible};
 
+/// Needs Bevy's `InputPlugin` (part of `DefaultPlugins`) for the key, mouse and touch messages.
 pub fn plugin(app: &mut App) {
     app.init_resource::<Debounce>()
-        .init_resource::<NumberEntry>()
-        .init_resource::<UiVisible>()
-        .add_message::<Gesture>()
-        .add_message::<PageTurnRequested>()
-        // Registered by Bevy's input plugin in the app; here too for tests without it.
-        .add_message::<KeyboardInput>()
-        .add_message::<MouseButtonInput>()
-        .add_message::<TouchInput>()
-        .add_message::<KeyboardFocusLost>()
         .add_systems(
             Update,
             (focus_lost, keyboard_turns, (mouse_gestures, touch_gestures), gesture_turns)
@@ -154,19 +145,6 @@ fn focus_lost(mut lost: MessageReader<KeyboardFocusLost>, mut debounce: ResMut<D
     if lost.read().count() > 0 {
         debounce.release_all();
     }
-}
-
-/// Digits typed to jump to a page (as the performer counts: from 1), until Enter.
-#[derive(Resource, Debug, Clone, Default, PartialEq, Eq)]
-pub struct NumberEntry(pub String);
-
-/// A finished pointer or touch movement, in a window's logical pixels: a tap when it barely
-/// moved, a swipe when it moved far enough sideways.
-#[derive(Message, Debug, Clone, Copy, PartialEq)]
-pub struct Gesture {
-    pub window: Entity,
-    pub start: Vec2,
-    pub end: Vec2,
 }
 
 /// What a key does to the page, if anything.

@@ -7,142 +7,25 @@
 //! until then and all slots swap in the same frame. After a resize the old texture is shown
 //! scaled into the new box until the page at the new size arrives.
 
-use std::time::Duration;
-
 use bevy::camera::visibility::RenderLayers;
 use bevy::diagnostic::FrameCount;
 use bevy::prelude::*;
 use maestral_score::{PageKey, PixelSize, SongId};
 
-use crate::navigation::{LastTurn, NavigationSystems, Position, turn_step};
-use crate::score::{AppError, PageTexture, PageTextures, SongLibrary, TextureKey, WantedPages};
-use crate::sync::LinkStatus;
+use crate::model::{
+    AppError, LastTurn, LayoutMode, LayoutSystems, LinkStatus, PageTexture, PageTextures,
+    PageWindow, PagesPresented, PixelRect, Position, PresentedPage, Projector, Rotation,
+    SongLibrary, TextureKey, WantedPages,
+};
+use crate::navigation::turn_step;
 
 /// The smallest box, in pixels a side, a page is drawn into; smaller says "too small".
 pub const MIN_SIDE: u32 = 32;
 
-#[derive(SystemSet, Debug, Clone, PartialEq, Eq, Hash)]
-pub enum LayoutSystems {
-    /// Update, after navigation: the plan and the wanted pages.
-    Plan,
-    /// Update, after the plan: slots take their new textures, all together or not at all.
-    Present,
-}
-
 pub fn plugin(app: &mut App) {
-    app.init_resource::<LayoutMode>()
-        .init_resource::<Projector>()
-        .init_resource::<Plan>()
-        .init_resource::<WantedPages>()
-        .init_resource::<PageTextures>()
-        .init_resource::<SongLibrary>()
-        .init_resource::<LinkStatus>()
-        .init_resource::<LastTurn>()
-        .init_resource::<Position>()
-        .add_message::<PagesPresented>()
-        .add_message::<AppError>()
-        .configure_sets(
-            Update,
-            (LayoutSystems::Plan, LayoutSystems::Present).chain().after(NavigationSystems::Apply),
-        )
+    app.init_resource::<Plan>()
         .add_systems(Update, plan_pages.in_set(LayoutSystems::Plan))
         .add_systems(Update, present_pages.in_set(LayoutSystems::Present));
-}
-
-/// How pages are laid out.
-#[derive(Resource, Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum LayoutMode {
-    /// One page (on a Solo pair: this device's half of the spread).
-    #[default]
-    Single,
-    /// A spread in one window: odd page left, even page right.
-    TwoUp,
-    /// One window per monitor (or two windows side by side): odd page in the first, even page
-    /// in the second.
-    DualWindow,
-}
-
-impl LayoutMode {
-    /// Two pages on show at once, so turns move by a spread.
-    pub fn shows_spread(self) -> bool {
-        !matches!(self, LayoutMode::Single)
-    }
-
-    pub fn label(self) -> &'static str {
-        match self {
-            LayoutMode::Single => "Single page",
-            LayoutMode::TwoUp => "Two pages",
-            LayoutMode::DualWindow => "Two windows",
-        }
-    }
-}
-
-/// Turning the picture for a projector or a screen on its side (clockwise).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum Rotation {
-    #[default]
-    None,
-    Cw90,
-    Cw180,
-    Cw270,
-}
-
-impl Rotation {
-    pub fn from_degrees(degrees: u16) -> Self {
-        match degrees % 360 {
-            90 => Rotation::Cw90,
-            180 => Rotation::Cw180,
-            270 => Rotation::Cw270,
-            _ => Rotation::None,
-        }
-    }
-
-    pub fn degrees(self) -> u16 {
-        match self {
-            Rotation::None => 0,
-            Rotation::Cw90 => 90,
-            Rotation::Cw180 => 180,
-            Rotation::Cw270 => 270,
-        }
-    }
-
-    /// The page's width runs along the screen's height.
-    pub fn swaps_axes(self) -> bool {
-        matches!(self, Rotation::Cw90 | Rotation::Cw270)
-    }
-
-    /// A content-space offset (x right, y down) as seen on screen.
-    fn apply(self, x: f32, y: f32) -> (f32, f32) {
-        match self {
-            Rotation::None => (x, y),
-            Rotation::Cw90 => (-y, x),
-            Rotation::Cw180 => (-x, -y),
-            Rotation::Cw270 => (y, -x),
-        }
-    }
-}
-
-/// Projector options: rotation, and dark (inverted) pages. Pages always fit their box.
-#[derive(Resource, Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Projector {
-    pub rotation: Rotation,
-    pub dark: bool,
-}
-
-/// A window that shows pages: index 0 is the main one; in the dual layout it shows the odd page
-/// (counted from 1) and window 1 the even one.
-#[derive(Component, Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PageWindow {
-    pub index: u8,
-}
-
-/// A box in physical pixels, x right and y down from the top left.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct PixelRect {
-    pub x: u32,
-    pub y: u32,
-    pub width: u32,
-    pub height: u32,
 }
 
 /// One wanted page in one window.
@@ -188,6 +71,26 @@ impl Plan {
         let (song, page, target) = (self.song?, slot.page?, slot.target()?);
         Some(TextureKey { page: PageKey { song, page, target }, dark: self.dark })
     }
+
+    /// True when every slot of window `index` shows the page this plan wants, drawn for its
+    /// box (a screenshot taken now shows the final pages).
+    pub fn settled(&self, index: u8, slots: &[&PageSlot]) -> bool {
+        let mut planned = self.slots.iter().filter(|s| s.window_index == index).peekable();
+        planned.peek().is_some()
+            && planned.all(|p| {
+                slots.iter().any(|s| {
+                    s.window == p.window
+                        && s.slot == p.slot
+                        && match (&s.shown, p.page) {
+                            (Some(shown), Some(page)) => {
+                                shown.page == page && Some(shown.drawn_for) == p.target()
+                            }
+                            (None, None) => true,
+                            _ => false,
+                        }
+                })
+            })
+    }
 }
 
 /// One page slot on screen: a sprite in one window.
@@ -210,26 +113,6 @@ pub struct ShownPage {
     pub size: PixelSize,
     pub drawn_for: PixelSize,
     pub image: Handle<Image>,
-}
-
-/// The slots swapped to new content this frame (for tests, the control output, benchmarks).
-#[derive(Message, Debug, Clone, PartialEq)]
-pub struct PagesPresented {
-    pub frame: u32,
-    pub pages: Vec<PresentedPage>,
-    /// Time and frames since the local turn (or song change) this swap answers, if any.
-    pub since_turn: Option<(Duration, u32)>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PresentedPage {
-    pub window_index: u8,
-    pub slot: u8,
-    pub page: Option<u32>,
-    /// Where the page is drawn on screen (window pixels, after rotation).
-    pub rect: PixelRect,
-    /// The texture was drawn for exactly this box (not an older size shown scaled).
-    pub exact: bool,
 }
 
 fn plan_pages(

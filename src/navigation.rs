@@ -6,84 +6,24 @@
 //! recognised, so a burst of turns never jumps back to an intermediate page.
 
 use std::collections::VecDeque;
-use std::time::Duration;
 
 use bevy::prelude::*;
-use maestral_protocol::{Parity, SongId};
+use maestral_protocol::Parity;
 use maestral_sync::{LocalAction, Phase, View};
 
-use crate::layout::LayoutMode;
-use crate::score::SongLibrary;
-use crate::sync::{LinkStatus, RemoteShow, SyncBridge, SyncSystems, ThisParity};
-
-/// System sets of navigation, in frame order (in `Update`).
-#[derive(SystemSet, Debug, Clone, PartialEq, Eq, Hash)]
-pub enum NavigationSystems {
-    /// Input systems write [`PageTurnRequested`] / [`SongChangeRequested`] here.
-    Input,
-    /// Turns and remote views are applied to [`Position`].
-    Apply,
-}
+use crate::model::{
+    FollowedRemote, LastTurn, LayoutMode, LinkStatus, NavigationSystems, PageTurnRequested,
+    Position, RemoteShow, SongChangeRequested, SongLibrary, ThisParity, Turn,
+};
+use crate::sync::SyncBridge;
 
 pub fn plugin(app: &mut App) {
-    app.init_resource::<Position>()
-        .init_resource::<PendingViews>()
-        .init_resource::<LayoutMode>()
-        .init_resource::<LinkStatus>()
-        .init_resource::<ThisParity>()
-        .init_resource::<LastTurn>()
-        .add_message::<PageTurnRequested>()
-        .add_message::<SongChangeRequested>()
-        .add_message::<RemoteShow>()
-        .add_message::<FollowedRemote>()
-        .configure_sets(Update, (NavigationSystems::Input, NavigationSystems::Apply).chain())
-        .add_systems(
-            Update,
-            (apply_song_changes, apply_turns, apply_remote_views)
-                .chain()
-                .in_set(NavigationSystems::Apply)
-                .after(SyncSystems::Drain),
-        );
-}
-
-/// The song and page this device shows now (the spec's view: `song_id`, `page_index`). In a
-/// two-page layout, `page` is the spread's first page.
-#[derive(Resource, Debug, Clone, Default, PartialEq, Eq)]
-pub struct Position {
-    pub song: Option<SongId>,
-    pub page: u32,
-}
-
-impl Position {
-    pub fn view(&self) -> View {
-        View { song_id: self.song.clone(), page_index: self.page }
-    }
-}
-
-/// A page turn asked for by the performer (or a script).
-#[derive(Message, Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PageTurnRequested(pub Turn);
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Turn {
-    Next,
-    Prev,
-    First,
-    Last,
-    /// A page index, counted from 0.
-    To(u32),
-}
-
-/// A song change asked for locally: the song (`None`: none) is shown from its first page.
-#[derive(Message, Debug, Clone, PartialEq, Eq)]
-pub struct SongChangeRequested(pub Option<SongId>);
-
-/// When the last local turn or song change was applied (for the turn-to-frame latency the
-/// window reports).
-#[derive(Resource, Debug, Default, Clone, Copy)]
-pub struct LastTurn {
-    /// `Time<Real>` elapsed at the turn, and the frame it happened in.
-    pub at: Option<(Duration, u32)>,
+    app.init_resource::<PendingViews>().add_systems(
+        Update,
+        (apply_song_changes, apply_turns, apply_remote_views)
+            .chain()
+            .in_set(NavigationSystems::Apply),
+    );
 }
 
 /// Views this device set locally that the sync thread has not echoed yet, oldest first.
@@ -207,11 +147,6 @@ fn apply_song_changes(
         }
     }
 }
-
-/// The position moved because another device said so (the Master, the Solo partner), not
-/// because of a local turn.
-#[derive(Message, Debug, Clone, PartialEq, Eq)]
-pub struct FollowedRemote(pub Position);
 
 fn apply_remote_views(
     mut shows: MessageReader<RemoteShow>,

@@ -3,16 +3,14 @@
 //! session.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-
 use std::io::Write;
+use std::path::{Path, PathBuf};
 
 use bevy::prelude::*;
 use crossbeam_channel::{Receiver, Sender};
+use maestral_score::{Song, SongId};
 
-use crate::navigation::Position;
-use crate::score::{AppError, SongLibrary};
-use crate::sync::SyncSettings;
+use crate::model::{AppError, Position, SongLibrary, SyncSettings};
 
 const DEVICE_ID_FILE: &str = "device-id";
 
@@ -76,7 +74,6 @@ pub fn host_name() -> String {
 /// app (Solo) opens where the performer left off. The file is read once as the app is built
 /// (before any frame) and written by a thread of its own.
 pub fn plugin(app: &mut App) {
-    app.add_message::<AppError>();
     let dir = app.world().get_resource::<SyncSettings>().and_then(|s| s.state_dir.clone());
     if let Some(dir) = dir {
         let (positions, problem) = SavedPositions::load(&dir);
@@ -95,6 +92,14 @@ pub fn plugin(app: &mut App) {
 }
 
 const POSITIONS_FILE: &str = "positions.json";
+
+/// Where the app opens: the song the performer left off in, and the page to turn to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Resume {
+    pub song: SongId,
+    /// `None`: its first page.
+    pub page: Option<u32>,
+}
 
 /// Where each song was left, and the song shown last.
 #[derive(Resource, Debug)]
@@ -171,14 +176,21 @@ impl SavedPositions {
         }
     }
 
-    /// Where to start, once: the song shown last and its page.
-    pub fn take_resume(&mut self) -> Option<(String, u32)> {
+    /// Where to open, offered once (only the first score shown resumes): the song shown last,
+    /// if it is one of `songs`, and its page (`None`: the first page; a page past the score's
+    /// end is its last page).
+    pub fn take_resume<'a>(&mut self, songs: impl IntoIterator<Item = &'a Song>) -> Option<Resume> {
         if std::mem::replace(&mut self.resumed, true) {
             return None;
         }
-        let song = self.last_song.clone()?;
-        let page = self.pages.get(&song).copied().unwrap_or(0);
-        Some((song, page))
+        let saved = self.last_song.as_deref()?;
+        let id = saved.parse::<SongId>().ok()?;
+        let song = songs.into_iter().find(|s| s.id == id)?;
+        let page = self.pages.get(saved).copied().unwrap_or(0);
+        Some(Resume {
+            song: id,
+            page: (page > 0).then(|| page.min(song.page_count.saturating_sub(1))),
+        })
     }
 
     /// Hands the record to the writer thread, if it changed.

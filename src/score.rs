@@ -2,7 +2,7 @@
 //! page textures (requested for what is shown and prefetched, uploaded as `Image` assets, and
 //! released when no longer shown or prefetched).
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashSet, VecDeque};
 use std::path::{Path, PathBuf};
 
 use bevy::asset::RenderAssetUsages;
@@ -10,35 +10,21 @@ use bevy::prelude::*;
 use bevy::render::render_resource::{Extent3d, TextureDimension, TextureFormat};
 use crossbeam_channel::Receiver;
 use maestral_score::{
-    Library, LibraryEntry, LibraryScan, PageBitmap, PageKey, PixelSize, RenderClient, RenderConfig,
+    Library, LibraryEntry, LibraryScan, PageBitmap, PixelSize, RenderClient, RenderConfig,
     RenderEvent, RenderRequest, RenderThread, ScanEvent, ScoreError, Song, SongId,
 };
 
-use crate::navigation::{PageTurnRequested, SongChangeRequested, Turn};
-use crate::persistence::SavedPositions;
+use crate::model::{
+    AppError, OpenScore, PageTexture, PageTextures, PageTurnRequested, ScoreSystems,
+    SongChangeRequested, SongLibrary, TextureKey, Turn, WantedPages,
+};
+use crate::persistence::{Resume, SavedPositions};
 use crate::wake::{Waker, relay};
 
-/// System sets of the score plugin, in frame order.
-#[derive(SystemSet, Debug, Clone, PartialEq, Eq, Hash)]
-pub enum ScoreSystems {
-    /// PreUpdate: library scans and rendered pages come in.
-    Receive,
-    /// PostUpdate: pages are requested for what the layout wants, the rest released.
-    Request,
-}
-
 pub fn plugin(app: &mut App) {
-    app.init_resource::<SongLibrary>()
-        .init_resource::<LibraryScans>()
+    app.init_resource::<LibraryScans>()
         .init_resource::<PendingOpens>()
-        .init_resource::<PageTextures>()
-        .init_resource::<WantedPages>()
         .init_resource::<PageImageUsage>()
-        .init_resource::<Waker>()
-        .add_message::<OpenScore>()
-        .add_message::<AppError>()
-        .add_message::<SongChangeRequested>()
-        .add_message::<PageTurnRequested>()
         .add_systems(
             PreUpdate,
             (
@@ -63,57 +49,6 @@ pub fn demo_library() -> PathBuf {
         return here.to_path_buf();
     }
     Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/scores")
-}
-
-/// Something went wrong that the user should hear about; the app carries on.
-#[derive(Message, Debug, Clone, PartialEq, Eq)]
-pub struct AppError(pub String);
-
-/// Open a score file or a folder of scores into the library. With `show`, the score (for a
-/// folder: its first score) becomes the current song.
-#[derive(Message, Debug, Clone, PartialEq, Eq)]
-pub struct OpenScore {
-    pub path: PathBuf,
-    pub show: bool,
-}
-
-/// The songs this device has, in the order found.
-#[derive(Resource, Debug, Default)]
-pub struct SongLibrary {
-    songs: Vec<Song>,
-    /// Files that did not open, with the reason (which names the file).
-    pub unreadable: Vec<(PathBuf, String)>,
-    /// Folders being scanned now.
-    pub scanning: usize,
-}
-
-impl SongLibrary {
-    pub fn songs(&self) -> &[Song] {
-        &self.songs
-    }
-
-    pub fn get(&self, id: SongId) -> Option<&Song> {
-        self.songs.iter().find(|s| s.id == id)
-    }
-
-    /// The song of a protocol song id (64 hex digits), if this device has it.
-    pub fn find(&self, id: &maestral_protocol::SongId) -> Option<&Song> {
-        id.as_str().parse::<SongId>().ok().and_then(|id| self.get(id))
-    }
-
-    /// Adds a song, replacing one with the same id.
-    pub fn insert(&mut self, song: Song) -> SongId {
-        let id = song.id;
-        match self.songs.iter_mut().find(|s| s.id == id) {
-            Some(old) => *old = song,
-            None => self.songs.push(song),
-        }
-        id
-    }
-
-    pub fn page_count(&self, id: Option<&maestral_protocol::SongId>) -> Option<u32> {
-        id.and_then(|id| self.find(id)).map(|s| s.page_count)
-    }
 }
 
 /// Library scans running on their own threads.
@@ -154,87 +89,6 @@ impl RenderBridge {
 /// tests without a renderer keep it.
 #[derive(Resource, Debug, Clone, Copy, Default)]
 pub struct PageImageUsage(pub RenderAssetUsages);
-
-/// A page texture's identity: the page and size the render thread drew, and whether it is
-/// the dark (inverted) version.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct TextureKey {
-    pub page: PageKey,
-    pub dark: bool,
-}
-
-/// One page uploaded as an image.
-#[derive(Debug, Clone)]
-pub struct PageTexture {
-    pub image: Handle<Image>,
-    /// The bitmap's size in pixels (the page fitted into the requested box).
-    pub size: PixelSize,
-}
-
-/// The page textures held for what is shown and prefetched.
-#[derive(Resource, Debug, Default)]
-pub struct PageTextures {
-    ready: HashMap<TextureKey, PageTexture>,
-    /// Pages that cannot be drawn, with the reason: shown as an empty page, never waited for.
-    failed: HashMap<TextureKey, String>,
-    /// The last list of requests sent to the render thread.
-    requested: Vec<RenderRequest>,
-}
-
-impl PageTextures {
-    pub fn get(&self, key: &TextureKey) -> Option<&PageTexture> {
-        self.ready.get(key)
-    }
-
-    /// The page at any size (the old size after a resize, shown scaled until the new one comes).
-    pub fn any_size(
-        &self,
-        song: SongId,
-        page: u32,
-        dark: bool,
-    ) -> Option<(&TextureKey, &PageTexture)> {
-        self.ready
-            .iter()
-            .find(|(k, _)| k.page.song == song && k.page.page == page && k.dark == dark)
-    }
-
-    pub fn failure(&self, key: &TextureKey) -> Option<&str> {
-        self.failed.get(key).map(String::as_str)
-    }
-
-    /// How many textures are held (shown ones are also held by their sprites).
-    pub fn len(&self) -> usize {
-        self.ready.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.ready.is_empty()
-    }
-
-    pub fn keys(&self) -> impl Iterator<Item = &TextureKey> {
-        self.ready.keys()
-    }
-}
-
-/// What the layout wants drawn: the visible pages first, then the likely next ones.
-#[derive(Resource, Debug, Default, Clone, PartialEq, Eq)]
-pub struct WantedPages {
-    pub dark: bool,
-    pub visible: Vec<PageKey>,
-    pub prefetch: Vec<PageKey>,
-}
-
-impl WantedPages {
-    pub fn contains(&self, key: &TextureKey) -> bool {
-        key.dark == self.dark
-            && (self.visible.contains(&key.page) || self.prefetch.contains(&key.page))
-    }
-
-    fn keys(&self) -> impl Iterator<Item = TextureKey> + '_ {
-        let dark = self.dark;
-        self.visible.iter().chain(&self.prefetch).map(move |&page| TextureKey { page, dark })
-    }
-}
 
 /// Inverts the colour channels of RGBA8 pixels (dark pages: light notes on black).
 pub fn invert_rgb(pixels: &mut [u8]) {
@@ -370,15 +224,13 @@ fn receive_opens(
         match result {
             Ok(song) => {
                 info!("opened {} ({} pages)", song.title, song.page_count);
-                let (id, pages) = (song.id, song.page_count);
-                library.insert(song);
+                let id = library.insert(song);
                 library.unreadable.retain(|(p, _)| *p != path);
                 if show_it {
                     show.write(SongChangeRequested(Some(id.into_protocol())));
-                    let resume = saved.as_mut().and_then(|s| s.take_resume());
-                    if let Some(page) =
-                        resume.and_then(|(song, page)| resume_page(&song, page, id, pages))
-                    {
+                    // Where the performer left off, if that was this song.
+                    let resume = saved.as_mut().and_then(|s| s.take_resume(library.get(id)));
+                    if let Some(Resume { page: Some(page), .. }) = resume {
                         turns.write(PageTurnRequested(Turn::To(page)));
                     }
                 }
@@ -421,19 +273,14 @@ fn receive_scans(
                             }
                         }
                     }
-                    info!("{}: {} songs", scan.root.display(), library.songs.len());
+                    info!("{}: {} songs", scan.root.display(), library.songs().len());
                     if scan.show_first {
                         // Where the performer left off, if this folder has that song; else
                         // its first song.
-                        let resume = saved.as_mut().and_then(|s| s.take_resume()).and_then(
-                            |(song, page)| {
-                                let found = library.find(&maestral_protocol::SongId::new(song))?;
-                                Some((found.id, found.page_count, page))
-                            },
-                        );
-                        if let Some((id, pages, page)) = resume {
-                            show.write(SongChangeRequested(Some(id.into_protocol())));
-                            if let Some(page) = resume_page(&id.to_hex(), page, id, pages) {
+                        let resume = saved.as_mut().and_then(|s| s.take_resume(library.songs()));
+                        if let Some(Resume { song, page }) = resume {
+                            show.write(SongChangeRequested(Some(song.into_protocol())));
+                            if let Some(page) = page {
                                 turns.write(PageTurnRequested(Turn::To(page)));
                             }
                         } else if let Some(id) = first {
@@ -454,11 +301,6 @@ fn receive_scans(
         scans.0.remove(i);
         library.scanning = library.scanning.saturating_sub(1);
     }
-}
-
-/// The page to resume `id` at, if the saved song is this one and the page is not the first.
-fn resume_page(saved_song: &str, page: u32, id: SongId, pages: u32) -> Option<u32> {
-    (saved_song == id.to_hex() && page > 0).then(|| page.min(pages.saturating_sub(1)))
 }
 
 fn receive_pages(

@@ -6,79 +6,30 @@
 //! each event it queues, so a page turned on another device shows within one frame even while
 //! the app sleeps in reactive mode.
 
-use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
-use std::path::PathBuf;
 
 use bevy::prelude::*;
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::Receiver;
 use maestral_net::joincode::JoinCode;
 use maestral_net::{SyncCommand, SyncConfig, SyncEvent, SyncHandle};
-use maestral_protocol::{DeviceId, Parity, SongId};
-use maestral_sync::{Event, LinkState, LocalAction, Phase, Role, View};
+use maestral_protocol::{DeviceId, Parity};
+use maestral_sync::{Event, LocalAction, Role};
 
-use crate::score::AppError;
+use crate::model::{
+    AppError, LinkChanged, LinkStatus, PhaseChanged, RemoteShow, SessionCodes, StreamChanged,
+    StreamState, SyncMode, SyncSettings, SyncSystems, ThisParity,
+};
 use crate::wake::Waker;
 
-/// System sets of the sync bridge.
-#[derive(SystemSet, Debug, Clone, PartialEq, Eq, Hash)]
-pub enum SyncSystems {
-    /// PreUpdate: the sync thread's events become messages and resources.
-    Drain,
-}
-
 pub fn plugin(app: &mut App) {
-    app.init_resource::<LinkStatus>()
-        .init_resource::<SessionCodes>()
-        .init_resource::<ThisParity>()
-        .init_resource::<Waker>()
-        .add_message::<RemoteShow>()
-        .add_message::<PhaseChanged>()
-        .add_message::<LinkChanged>()
-        .add_message::<StreamChanged>()
-        .add_message::<AppError>()
-        .add_systems(Startup, start_sync_thread)
-        .add_systems(
-            PreUpdate,
-            drain_sync_events.run_if(resource_exists::<SyncBridge>).in_set(SyncSystems::Drain),
-        );
+    app.add_systems(Startup, start_sync_thread).add_systems(
+        PreUpdate,
+        drain_sync_events.run_if(resource_exists::<SyncBridge>).in_set(SyncSystems::Drain),
+    );
 }
 
-/// How this device takes part (from the command line).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SyncMode {
-    /// Solo, alone until paired.
-    Solo,
-    /// Solo: make a pairing offer code; the answer code comes later (a line on standard input).
-    SoloOffer,
-    /// Solo: answer this offer code.
-    SoloAnswer(String),
-    /// Start a Choir session; `None`: the LAN address, any port.
-    ChoirMaster { listen: Option<SocketAddr> },
-    /// Join the Choir session of this join code.
-    Join(String),
-}
-
-impl SyncMode {
-    pub fn role(&self) -> Role {
-        match self {
-            SyncMode::Solo | SyncMode::SoloOffer | SyncMode::SoloAnswer(_) => Role::Solo,
-            SyncMode::ChoirMaster { .. } => Role::Master,
-            SyncMode::Join(_) => Role::Follower,
-        }
-    }
-}
-
-/// Who this device is and how it syncs.
-#[derive(Resource, Debug, Clone)]
-pub struct SyncSettings {
-    pub mode: SyncMode,
-    pub device_id: String,
-    pub device_name: String,
-    pub state_dir: Option<PathBuf>,
-}
-
-/// The app's end of the sync thread (or, in tests, of a plain channel pair).
+/// The app's end of the sync thread (or, with the `test-support` feature, of a plain channel
+/// pair).
 #[derive(Resource, Debug)]
 pub struct SyncBridge {
     commands: CommandSink,
@@ -92,7 +43,8 @@ pub struct SyncBridge {
 #[derive(Debug)]
 enum CommandSink {
     Thread(SyncHandle),
-    Channel(Sender<SyncCommand>),
+    #[cfg(feature = "test-support")]
+    Channel(crossbeam_channel::Sender<SyncCommand>),
 }
 
 impl SyncBridge {
@@ -119,10 +71,11 @@ impl SyncBridge {
 
     /// A bridge over a plain channel pair, for tests: what the app sends comes out of the
     /// returned receiver, and events sent into the returned sender reach the app.
+    #[cfg(feature = "test-support")]
     pub fn channel_pair(
         role: Role,
         device_id: &str,
-    ) -> (Self, Sender<SyncEvent>, Receiver<SyncCommand>) {
+    ) -> (Self, crossbeam_channel::Sender<SyncEvent>, Receiver<SyncCommand>) {
         let (cmd_tx, cmd_rx) = crossbeam_channel::unbounded();
         let (ev_tx, ev_rx) = crossbeam_channel::unbounded();
         let bridge = SyncBridge {
@@ -138,6 +91,7 @@ impl SyncBridge {
     pub fn send(&self, command: SyncCommand) {
         match &self.commands {
             CommandSink::Thread(handle) => handle.send(command),
+            #[cfg(feature = "test-support")]
             CommandSink::Channel(tx) => drop(tx.send(command)),
         }
     }
@@ -196,118 +150,6 @@ pub fn lan_ip(towards: Option<SocketAddr>) -> IpAddr {
         .filter(|ip| !ip.is_unspecified())
         .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))
 }
-
-/// The sync thread says: show this view (a remote turn, a song change, a snapshot, or the echo
-/// of a local turn).
-#[derive(Message, Debug, Clone, PartialEq, Eq)]
-pub struct RemoteShow(pub View);
-
-/// The role's phase changed (spec §10.2–10.4).
-#[derive(Message, Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PhaseChanged(pub Phase);
-
-/// The link to one peer changed (spec §10.1).
-#[derive(Message, Debug, Clone, PartialEq, Eq)]
-pub struct LinkChanged {
-    pub peer: DeviceId,
-    pub state: LinkState,
-}
-
-/// A streamed score's state (Choir Followers).
-#[derive(Message, Debug, Clone, PartialEq, Eq)]
-pub struct StreamChanged {
-    /// `None`: every streamed score.
-    pub song: Option<SongId>,
-    pub state: StreamState,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StreamState {
-    Receiving,
-    Ready,
-    Cleared,
-}
-
-impl StreamState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            StreamState::Receiving => "receiving",
-            StreamState::Ready => "ready",
-            StreamState::Cleared => "cleared",
-        }
-    }
-}
-
-/// The role's phase and every link's state, as the link indicator shows them.
-#[derive(Resource, Debug, Clone, Default, PartialEq, Eq)]
-pub struct LinkStatus {
-    pub phase: Option<Phase>,
-    pub links: BTreeMap<DeviceId, LinkState>,
-}
-
-/// What the subtle link indicator shows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LinkIndicator {
-    /// No session and no partner: nothing to show.
-    Alone,
-    Connecting,
-    Connected,
-    /// Up but unhealthy, or some links down while others are up.
-    Degraded,
-    Reconnecting,
-    Ended,
-}
-
-impl LinkStatus {
-    pub fn indicator(&self) -> LinkIndicator {
-        use LinkState as L;
-        let states: Vec<LinkState> =
-            self.links.values().copied().filter(|s| *s != L::Idle).collect();
-        let any = |s: LinkState| states.contains(&s);
-        match self.phase {
-            Some(Phase::MasterSessionEnded) => return LinkIndicator::Ended,
-            Some(Phase::FollowerJoining) => return LinkIndicator::Connecting,
-            Some(Phase::FollowerRejoining | Phase::SoloPairedReconnecting) => {
-                return LinkIndicator::Reconnecting;
-            }
-            Some(Phase::SoloPairedDegraded | Phase::MasterReconnectingLinks) => {
-                return LinkIndicator::Degraded;
-            }
-            _ => {}
-        }
-        if states.is_empty() {
-            return match self.phase {
-                Some(Phase::MasterSessionActive) => LinkIndicator::Connected,
-                _ => LinkIndicator::Alone,
-            };
-        }
-        if any(L::Degraded) || (any(L::Connected) && (any(L::Reconnecting) || any(L::Connecting))) {
-            LinkIndicator::Degraded
-        } else if any(L::Connected) {
-            LinkIndicator::Connected
-        } else if any(L::Reconnecting) {
-            LinkIndicator::Reconnecting
-        } else if any(L::Connecting) {
-            LinkIndicator::Connecting
-        } else {
-            LinkIndicator::Ended
-        }
-    }
-}
-
-/// Codes to show the other devices: the Choir join code, the Solo pairing code.
-#[derive(Resource, Debug, Clone, Default, PartialEq, Eq)]
-pub struct SessionCodes {
-    pub join_code: Option<String>,
-    pub pair_code: Option<String>,
-    /// The sync thread could not start, or its mode's argument was unusable.
-    pub failed: Option<String>,
-}
-
-/// Solo: which page of each spread this device shows when paired (PROTOCOL_V1 "Pages and
-/// parity"): `Odd` is the spread's first page (odd counted from 1), `Even` its second.
-#[derive(Resource, Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ThisParity(pub Option<Parity>);
 
 fn start_sync_thread(
     mut commands: Commands,

@@ -11,23 +11,19 @@ use maestral_net::SyncCommand;
 use maestral_protocol::Parity;
 use maestral_sync::{LocalAction, Role};
 
-use crate::input::NumberEntry;
-use crate::layout::{LayoutMode, Projector, Rotation};
-use crate::navigation::{
-    FollowedRemote, NavigationSystems, PageTurnRequested, Position, SongChangeRequested,
+use crate::model::{
+    AppError, FollowedRemote, LayoutMode, LinkIndicator, LinkStatus, NavigationSystems,
+    NumberEntry, OpenScore, PageTurnRequested, Position, Projector, Rotation, SessionCodes,
+    SongChangeRequested, SongLibrary, ThisParity, UiVisible,
 };
-use crate::score::{AppError, IntoProtocol, OpenScore, SongLibrary};
-use crate::sync::{LinkIndicator, LinkStatus, SessionCodes, SyncBridge, ThisParity};
+use crate::score::IntoProtocol;
+use crate::sync::SyncBridge;
 
 pub fn plugin(app: &mut App) {
-    app.init_resource::<UiVisible>()
-        .init_resource::<Problems>()
+    app.init_resource::<Problems>()
         .init_resource::<OpenPath>()
         .init_resource::<PastedCode>()
         .init_resource::<CodeQr>()
-        .add_message::<PageTurnRequested>()
-        .add_message::<FollowedRemote>()
-        .add_message::<AppError>()
         .add_systems(
             Update,
             (hide_while_performing.after(NavigationSystems::Apply), collect_problems),
@@ -35,10 +31,6 @@ pub fn plugin(app: &mut App) {
         .add_systems(PreUpdate, drop_unchanged_modifiers.after(EguiInputSet::WriteEguiEvents))
         .add_systems(EguiPrimaryContextPass, (indicators, panel).chain());
 }
-
-/// Whether the panel is shown.
-#[derive(Resource, Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct UiVisible(pub bool);
 
 /// The last few problems, newest last, with when each came (`Time<Real>` elapsed).
 #[derive(Resource, Debug, Default)]

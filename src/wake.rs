@@ -8,7 +8,9 @@ use bevy::prelude::*;
 use crossbeam_channel::{Receiver, Sender};
 
 /// Wakes the app's loop: winit's event-loop proxy in the window, a channel in headless mode,
-/// nothing in tests (which call `app.update()` themselves).
+/// nothing in tests (which call `app.update()` themselves). There is no default: the app is
+/// built with one ([`crate::model::ModelPlugin`] takes it), so a remote turn never waits for
+/// the next idle frame because a plugin forgot to wake the app.
 #[derive(Resource, Clone)]
 pub struct Waker(Arc<dyn Fn() + Send + Sync>);
 
@@ -17,7 +19,9 @@ impl Waker {
         Waker(Arc::new(wake))
     }
 
-    /// A waker that does nothing (for tests that step the app by hand).
+    /// A waker that does nothing, for tests that step the app by hand (`test-support` only:
+    /// the app itself always has a real one).
+    #[cfg(feature = "test-support")]
     pub fn none() -> Self {
         Waker::new(|| {})
     }
@@ -35,12 +39,6 @@ impl Waker {
 
     pub fn wake(&self) {
         (self.0)()
-    }
-}
-
-impl Default for Waker {
-    fn default() -> Self {
-        Waker::none()
     }
 }
 

@@ -16,16 +16,15 @@ use bevy::window::WindowResolution;
 use crossbeam_channel::{Receiver, Sender};
 use maestral::control::{self, ControlCommand, ControlInput, ControlLine, ControlOutput};
 use maestral::input::{self, GestureAction, gesture_action};
-use maestral::layout::{self, LayoutMode, PageSlot, PageWindow, PagesPresented, Plan, Projector};
-use maestral::navigation::{self, PageTurnRequested, Position, SongChangeRequested, Turn};
-use maestral::score::{
-    self, AppError, IntoProtocol, OpenScore, PageTextures, PendingOpens, RenderBridge, SongLibrary,
-    WantedPages,
+use maestral::layout::{self, PageSlot, Plan};
+use maestral::model::{
+    AppError, LayoutMode, LinkIndicator, LinkStatus, ModelPlugin, OpenScore, PageTextures,
+    PageTurnRequested, PageWindow, PagesPresented, PhaseChanged, Position, Projector, SessionCodes,
+    SongChangeRequested, SongLibrary, ThisParity, Turn, UiVisible, WantedPages,
 };
-use maestral::sync::{
-    self, LinkIndicator, LinkStatus, PhaseChanged, SessionCodes, SyncBridge, ThisParity,
-};
-use maestral::ui::UiVisible;
+use maestral::navigation;
+use maestral::score::{self, IntoProtocol, PendingOpens, RenderBridge};
+use maestral::sync::{self, SyncBridge};
 use maestral::wake::Waker;
 use maestral_net::{SyncCommand, SyncEvent};
 use maestral_protocol::{DeviceId, Layout, Parity};
@@ -60,7 +59,8 @@ impl TestApp {
     /// With more set up before the first update (which runs `Startup`).
     fn new_with(layout: LayoutMode, role: Role, setup: impl FnOnce(&mut App)) -> Self {
         let mut app = App::new();
-        app.add_plugins((MinimalPlugins, AssetPlugin::default()));
+        app.add_plugins((MinimalPlugins, AssetPlugin::default(), bevy::input::InputPlugin));
+        app.add_plugins(ModelPlugin { waker: Waker::none() });
         app.init_asset::<Image>();
         app.insert_resource(TimeUpdateStrategy::ManualDuration(Duration::from_millis(20)));
         let (bridge, events, commands) = SyncBridge::channel_pair(role, "me");
@@ -533,7 +533,7 @@ fn the_dual_layout_puts_the_odd_page_in_one_window_and_the_even_in_the_other() {
 #[test]
 fn a_quarter_turned_projector_draws_pages_for_the_turned_screen() {
     let mut t = TestApp::new(LayoutMode::Single, Role::Solo);
-    t.app.insert_resource(Projector { rotation: layout::Rotation::Cw90, dark: true });
+    t.app.insert_resource(Projector { rotation: maestral::model::Rotation::Cw90, dark: true });
     t.window(0, 800, 600);
     let song = t.fake_song("two", 2);
     t.send(SongChangeRequested(Some(song)));
@@ -803,7 +803,7 @@ fn a_resized_window_shows_the_old_page_scaled_until_the_page_at_the_new_size_arr
 #[test]
 fn headless_commands_drive_the_app_and_events_come_out_as_json_lines() {
     let mut app = App::new();
-    app.add_plugins(MinimalPlugins);
+    app.add_plugins((MinimalPlugins, ModelPlugin { waker: Waker::none() }));
     let (input, lines) = ControlInput::channel();
     let (output, buffer) = ControlOutput::buffer();
     app.insert_resource(input).insert_resource(output);
@@ -835,8 +835,8 @@ fn headless_commands_drive_the_app_and_events_come_out_as_json_lines() {
 
 fn app_with_state(state: &std::path::Path) -> TestApp {
     TestApp::new_with(LayoutMode::Single, Role::Solo, |app| {
-        app.insert_resource(maestral::sync::SyncSettings {
-            mode: maestral::sync::SyncMode::Solo,
+        app.insert_resource(maestral::model::SyncSettings {
+            mode: maestral::model::SyncMode::Solo,
             device_id: "me".into(),
             device_name: "me".into(),
             state_dir: Some(state.to_path_buf()),
@@ -884,8 +884,8 @@ fn a_corrupt_positions_file_is_set_aside_with_one_message_and_the_app_runs() {
     std::fs::write(&file, "{\"last_song\": \"ab").expect("write");
     let mut t = TestApp::new_with(LayoutMode::Single, Role::Solo, |app| {
         watch::<AppError>(app);
-        app.insert_resource(maestral::sync::SyncSettings {
-            mode: maestral::sync::SyncMode::Solo,
+        app.insert_resource(maestral::model::SyncSettings {
+            mode: maestral::model::SyncMode::Solo,
             device_id: "me".into(),
             device_name: "me".into(),
             state_dir: Some(state.clone()),

@@ -1,0 +1,135 @@
+//! The songs this device has, and the page textures drawn for them.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use bevy::prelude::*;
+use maestral_score::{PageKey, PixelSize, RenderRequest, Song, SongId};
+
+/// Open a score file or a folder of scores into the library. With `show`, the score (for a
+/// folder: its first score) becomes the current song.
+#[derive(Message, Debug, Clone, PartialEq, Eq)]
+pub struct OpenScore {
+    pub path: PathBuf,
+    pub show: bool,
+}
+
+/// The songs this device has, in the order found.
+#[derive(Resource, Debug, Default)]
+pub struct SongLibrary {
+    songs: Vec<Song>,
+    /// Files that did not open, with the reason (which names the file).
+    pub unreadable: Vec<(PathBuf, String)>,
+    /// Folders being scanned now.
+    pub scanning: usize,
+}
+
+impl SongLibrary {
+    pub fn songs(&self) -> &[Song] {
+        &self.songs
+    }
+
+    pub fn get(&self, id: SongId) -> Option<&Song> {
+        self.songs.iter().find(|s| s.id == id)
+    }
+
+    /// The song of a protocol song id (64 hex digits), if this device has it.
+    pub fn find(&self, id: &maestral_protocol::SongId) -> Option<&Song> {
+        id.as_str().parse::<SongId>().ok().and_then(|id| self.get(id))
+    }
+
+    /// Adds a song, replacing one with the same id.
+    pub fn insert(&mut self, song: Song) -> SongId {
+        let id = song.id;
+        match self.songs.iter_mut().find(|s| s.id == id) {
+            Some(old) => *old = song,
+            None => self.songs.push(song),
+        }
+        id
+    }
+
+    pub fn page_count(&self, id: Option<&maestral_protocol::SongId>) -> Option<u32> {
+        id.and_then(|id| self.find(id)).map(|s| s.page_count)
+    }
+}
+
+/// A page texture's identity: the page and size the render thread drew, and whether it is
+/// the dark (inverted) version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TextureKey {
+    pub page: PageKey,
+    pub dark: bool,
+}
+
+/// One page uploaded as an image.
+#[derive(Debug, Clone)]
+pub struct PageTexture {
+    pub image: Handle<Image>,
+    /// The bitmap's size in pixels (the page fitted into the requested box).
+    pub size: PixelSize,
+}
+
+/// The page textures held for what is shown and prefetched (kept by the score plugin).
+#[derive(Resource, Debug, Default)]
+pub struct PageTextures {
+    pub(crate) ready: HashMap<TextureKey, PageTexture>,
+    /// Pages that cannot be drawn, with the reason: shown as an empty page, never waited for.
+    pub(crate) failed: HashMap<TextureKey, String>,
+    /// The last list of requests sent to the render thread.
+    pub(crate) requested: Vec<RenderRequest>,
+}
+
+impl PageTextures {
+    pub fn get(&self, key: &TextureKey) -> Option<&PageTexture> {
+        self.ready.get(key)
+    }
+
+    /// The page at any size (the old size after a resize, shown scaled until the new one comes).
+    pub fn any_size(
+        &self,
+        song: SongId,
+        page: u32,
+        dark: bool,
+    ) -> Option<(&TextureKey, &PageTexture)> {
+        self.ready
+            .iter()
+            .find(|(k, _)| k.page.song == song && k.page.page == page && k.dark == dark)
+    }
+
+    pub fn failure(&self, key: &TextureKey) -> Option<&str> {
+        self.failed.get(key).map(String::as_str)
+    }
+
+    /// How many textures are held (shown ones are also held by their sprites).
+    pub fn len(&self) -> usize {
+        self.ready.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ready.is_empty()
+    }
+
+    pub fn keys(&self) -> impl Iterator<Item = &TextureKey> {
+        self.ready.keys()
+    }
+}
+
+/// What the layout wants drawn: the visible pages first, then the likely next ones.
+#[derive(Resource, Debug, Default, Clone, PartialEq, Eq)]
+pub struct WantedPages {
+    pub dark: bool,
+    pub visible: Vec<PageKey>,
+    pub prefetch: Vec<PageKey>,
+}
+
+impl WantedPages {
+    pub fn contains(&self, key: &TextureKey) -> bool {
+        key.dark == self.dark
+            && (self.visible.contains(&key.page) || self.prefetch.contains(&key.page))
+    }
+
+    pub(crate) fn keys(&self) -> impl Iterator<Item = TextureKey> + '_ {
+        let dark = self.dark;
+        self.visible.iter().chain(&self.prefetch).map(move |&page| TextureKey { page, dark })
+    }
+}

@@ -1,0 +1,156 @@
+//! How this device syncs (from the command line), and the sync thread's news as the app sees
+//! it: messages drained by the sync bridge and the state they leave.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use bevy::prelude::*;
+use maestral_protocol::{DeviceId, Parity, SongId};
+use maestral_sync::{LinkState, Phase, Role, View};
+
+/// How this device takes part (from the command line).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SyncMode {
+    /// Solo, alone until paired.
+    Solo,
+    /// Solo: make a pairing offer code; the answer code comes later (a line on standard input).
+    SoloOffer,
+    /// Solo: answer this offer code.
+    SoloAnswer(String),
+    /// Start a Choir session; `None`: the LAN address, any port.
+    ChoirMaster { listen: Option<SocketAddr> },
+    /// Join the Choir session of this join code.
+    Join(String),
+}
+
+impl SyncMode {
+    pub fn role(&self) -> Role {
+        match self {
+            SyncMode::Solo | SyncMode::SoloOffer | SyncMode::SoloAnswer(_) => Role::Solo,
+            SyncMode::ChoirMaster { .. } => Role::Master,
+            SyncMode::Join(_) => Role::Follower,
+        }
+    }
+}
+
+/// Who this device is and how it syncs.
+#[derive(Resource, Debug, Clone)]
+pub struct SyncSettings {
+    pub mode: SyncMode,
+    pub device_id: String,
+    pub device_name: String,
+    pub state_dir: Option<PathBuf>,
+}
+
+/// The sync thread says: show this view (a remote turn, a song change, a snapshot, or the echo
+/// of a local turn).
+#[derive(Message, Debug, Clone, PartialEq, Eq)]
+pub struct RemoteShow(pub View);
+
+/// The role's phase changed (spec §10.2–10.4).
+#[derive(Message, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PhaseChanged(pub Phase);
+
+/// The link to one peer changed (spec §10.1).
+#[derive(Message, Debug, Clone, PartialEq, Eq)]
+pub struct LinkChanged {
+    pub peer: DeviceId,
+    pub state: LinkState,
+}
+
+/// A streamed score's state (Choir Followers).
+#[derive(Message, Debug, Clone, PartialEq, Eq)]
+pub struct StreamChanged {
+    /// `None`: every streamed score.
+    pub song: Option<SongId>,
+    pub state: StreamState,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamState {
+    Receiving,
+    Ready,
+    Cleared,
+}
+
+impl StreamState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StreamState::Receiving => "receiving",
+            StreamState::Ready => "ready",
+            StreamState::Cleared => "cleared",
+        }
+    }
+}
+
+/// The role's phase and every link's state, as the link indicator shows them.
+#[derive(Resource, Debug, Clone, Default, PartialEq, Eq)]
+pub struct LinkStatus {
+    pub phase: Option<Phase>,
+    pub links: BTreeMap<DeviceId, LinkState>,
+}
+
+/// What the subtle link indicator shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkIndicator {
+    /// No session and no partner: nothing to show.
+    Alone,
+    Connecting,
+    Connected,
+    /// Up but unhealthy, or some links down while others are up.
+    Degraded,
+    Reconnecting,
+    Ended,
+}
+
+impl LinkStatus {
+    pub fn indicator(&self) -> LinkIndicator {
+        use LinkState as L;
+        let states: Vec<LinkState> =
+            self.links.values().copied().filter(|s| *s != L::Idle).collect();
+        let any = |s: LinkState| states.contains(&s);
+        match self.phase {
+            Some(Phase::MasterSessionEnded) => return LinkIndicator::Ended,
+            Some(Phase::FollowerJoining) => return LinkIndicator::Connecting,
+            Some(Phase::FollowerRejoining | Phase::SoloPairedReconnecting) => {
+                return LinkIndicator::Reconnecting;
+            }
+            Some(Phase::SoloPairedDegraded | Phase::MasterReconnectingLinks) => {
+                return LinkIndicator::Degraded;
+            }
+            _ => {}
+        }
+        if states.is_empty() {
+            return match self.phase {
+                Some(Phase::MasterSessionActive) => LinkIndicator::Connected,
+                _ => LinkIndicator::Alone,
+            };
+        }
+        if any(L::Degraded) || (any(L::Connected) && (any(L::Reconnecting) || any(L::Connecting))) {
+            LinkIndicator::Degraded
+        } else if any(L::Connected) {
+            LinkIndicator::Connected
+        } else if any(L::Reconnecting) {
+            LinkIndicator::Reconnecting
+        } else if any(L::Connecting) {
+            LinkIndicator::Connecting
+        } else {
+            LinkIndicator::Ended
+        }
+    }
+}
+
+/// Codes to show the other devices: the Choir join code, the Solo pairing code.
+#[derive(Resource, Debug, Clone, Default, PartialEq, Eq)]
+pub struct SessionCodes {
+    pub join_code: Option<String>,
+    pub pair_code: Option<String>,
+    /// The sync thread could not start, or its mode's argument was unusable.
+    pub failed: Option<String>,
+}
+
+/// Solo: which page of each spread this device shows when paired (PROTOCOL_V1 "Pages and
+/// parity"): `Odd` is the spread's first page (odd counted from 1), `Even` its second.
+#[derive(Resource, Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ThisParity(pub Option<Parity>);

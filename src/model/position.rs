@@ -1,0 +1,52 @@
+//! What this device shows, and the requests that change it.
+
+use std::time::Duration;
+
+use bevy::prelude::*;
+use maestral_protocol::SongId;
+use maestral_sync::View;
+
+/// The song and page this device shows now (the spec's view: `song_id`, `page_index`). In a
+/// two-page layout, `page` is the spread's first page.
+#[derive(Resource, Debug, Clone, Default, PartialEq, Eq)]
+pub struct Position {
+    pub song: Option<SongId>,
+    pub page: u32,
+}
+
+impl Position {
+    pub fn view(&self) -> View {
+        View { song_id: self.song.clone(), page_index: self.page }
+    }
+}
+
+/// A page turn asked for by the performer (or a script).
+#[derive(Message, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageTurnRequested(pub Turn);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Turn {
+    Next,
+    Prev,
+    First,
+    Last,
+    /// A page index, counted from 0.
+    To(u32),
+}
+
+/// A song change asked for locally: the song (`None`: none) is shown from its first page.
+#[derive(Message, Debug, Clone, PartialEq, Eq)]
+pub struct SongChangeRequested(pub Option<SongId>);
+
+/// The position moved because another device said so (the Master, the Solo partner), not
+/// because of a local turn.
+#[derive(Message, Debug, Clone, PartialEq, Eq)]
+pub struct FollowedRemote(pub Position);
+
+/// When the last local turn or song change was applied (for the turn-to-frame latency the
+/// window reports).
+#[derive(Resource, Debug, Default, Clone, Copy)]
+pub struct LastTurn {
+    /// `Time<Real>` elapsed at the turn, and the frame it happened in.
+    pub at: Option<(Duration, u32)>,
+}
