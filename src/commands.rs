@@ -52,7 +52,7 @@ pub fn list(root: &Path) -> Result<()> {
                     song.page_count,
                     if song.page_count == 1 { " " } else { "s" },
                     size,
-                    &song.id.to_hex()[..12],
+                    short_id(&song.id),
                     relative(&song.path, root).display()
                 );
             }
@@ -61,6 +61,11 @@ pub fn list(root: &Path) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The first 12 digits of a song id: enough to tell songs apart in a listing.
+fn short_id(id: &maestral_score::SongId) -> &str {
+    id.as_str().get(..12).unwrap_or(id.as_str())
 }
 
 fn relative<'a>(path: &'a Path, root: &Path) -> &'a Path {
@@ -109,7 +114,7 @@ pub fn render(args: &RenderArgs) -> Result<()> {
         song.title,
         args.page,
         song.page_count,
-        &song.id.to_hex()[..12],
+        short_id(&song.id),
         bitmap.width(),
         bitmap.height(),
         args.out.display()

@@ -13,11 +13,11 @@ use bevy::prelude::*;
 use maestral_score::{PageKey, PixelSize, SongId};
 
 use crate::model::{
-    AppError, LastTurn, LayoutMode, LayoutSystems, LinkStatus, PageTexture, PageTextures,
+    AppError, EnginePager, LastTurn, LayoutMode, LayoutSystems, PageTexture, PageTextures,
     PageWindow, PagesPresented, PixelRect, Position, PresentedPage, Projector, Rotation,
     SongLibrary, TextureKey, WantedPages,
 };
-use crate::navigation::turn_step;
+use crate::navigation;
 
 /// The smallest box, in pixels a side, a page is drawn into; smaller says "too small".
 pub const MIN_SIDE: u32 = 32;
@@ -120,14 +120,14 @@ fn plan_pages(
     mode: Res<LayoutMode>,
     projector: Res<Projector>,
     library: Res<SongLibrary>,
-    link: Res<LinkStatus>,
+    engine: Res<EnginePager>,
     windows: Query<(Entity, &Window, &PageWindow)>,
     mut plan: ResMut<Plan>,
     mut wanted: ResMut<WantedPages>,
     mut errors: MessageWriter<AppError>,
     mut was_too_small: Local<bool>,
 ) {
-    let song = position.song.as_ref().and_then(|id| library.find(id));
+    let song = position.song.as_ref().and_then(|id| library.get(id));
     let count = song.map(|s| s.page_count);
     let spread = position.page - position.page % 2;
     let mut windows: Vec<_> = windows.iter().collect();
@@ -174,7 +174,7 @@ fn plan_pages(
     *was_too_small = too_small;
 
     let next = Plan {
-        song: song.map(|s| s.id),
+        song: song.map(|s| s.id.clone()),
         dark: projector.dark,
         rotation: projector.rotation,
         slots,
@@ -182,7 +182,7 @@ fn plan_pages(
 
     // Visible pages first, then the likely next: the following turns and the previous one.
     let mut want = WantedPages { dark: next.dark, ..default() };
-    let step = turn_step(*mode, link.phase);
+    let step = navigation::pager(*mode, *engine).step();
     for slot in &next.slots {
         if let Some(key) = next.key(slot) {
             want.visible.push(key.page);

@@ -1,24 +1,23 @@
 //! Where the performer is: the shown song and page ([`Position`]), and page turns.
 //!
 //! A turn from any source (key, pedal, tap, swipe, a headless command) changes [`Position`]
-//! in the frame it arrives (never waiting for the network) and tells the sync thread. The sync
-//! thread's own `Show` events come back later; those that merely confirm a local turn are
-//! recognised, so a burst of turns never jumps back to an intermediate page.
-
-use std::collections::VecDeque;
+//! in the frame it arrives, by the engine's own rule ([`Pager`]), never waiting for the network,
+//! and goes to the sync thread as a navigation together with what is now shown. The engine
+//! applies the same rule and reports only views this device did not make itself (a peer's turn,
+//! a correction), each stamped with the navigations it follows: a view chosen before this
+//! device's latest turn is stale and dropped, so a burst of turns never jumps back.
 
 use bevy::prelude::*;
-use maestral_protocol::Parity;
-use maestral_sync::{LocalAction, Phase, View};
+use maestral_sync::{LocalAction, Pager};
 
 use crate::model::{
-    FollowedRemote, LastTurn, LayoutMode, LinkStatus, NavigationSystems, PageTurnRequested,
-    Position, RemoteShow, SongChangeRequested, SongLibrary, ThisParity, Turn,
+    EnginePager, FollowedRemote, LastTurn, LayoutMode, NavigationSystems, PageTurnRequested,
+    Position, RemoteShow, SongChangeRequested, SongLibrary,
 };
 use crate::sync::SyncBridge;
 
 pub fn plugin(app: &mut App) {
-    app.init_resource::<PendingViews>().add_systems(
+    app.add_systems(
         Update,
         (apply_song_changes, apply_turns, apply_remote_views)
             .chain()
@@ -26,83 +25,18 @@ pub fn plugin(app: &mut App) {
     );
 }
 
-/// Views this device set locally that the sync thread has not echoed yet, oldest first.
-#[derive(Resource, Debug, Default)]
-pub struct PendingViews(VecDeque<View>);
-
-/// More local views than this unconfirmed means the engine is not echoing: start afresh.
-const MAX_PENDING: usize = 32;
-
-impl PendingViews {
-    fn push(&mut self, view: View) {
-        if self.0.len() >= MAX_PENDING {
-            self.0.pop_front();
-        }
-        self.0.push_back(view);
-    }
-
-    /// True if `view` is the echo of a local change (dropping it and anything older).
-    fn confirm(&mut self, view: &View) -> bool {
-        match self.0.iter().position(|v| v == view) {
-            Some(i) => {
-                self.0.drain(..=i);
-                true
-            }
-            None => {
-                self.0.clear();
-                false
-            }
-        }
-    }
-}
-
-/// How far one turn moves: a spread (two pages) when two pages are on show at once here or
-/// across a Solo pair, else one page.
-pub fn turn_step(layout: LayoutMode, phase: Option<Phase>) -> u32 {
-    let paired = matches!(
-        phase,
-        Some(
-            Phase::SoloPairedConnected | Phase::SoloPairedDegraded | Phase::SoloPairedReconnecting
-        )
-    );
-    if paired || layout.shows_spread() { 2 } else { 1 }
-}
-
-/// The page a turn leads to from `page`, or `None` if it goes nowhere (already there, or past
-/// the end). With a step of 2 the page keeps its place in the spread (a Solo device shows its
-/// half; a two-page layout keeps the spread's first page).
-pub fn turned_page(page: u32, turn: Turn, step: u32, count: Option<u32>) -> Option<u32> {
-    let half = if step == 2 { page % 2 } else { 0 };
-    let spread = page - half;
-    // The first page of the last spread (or the last page), when the count is known.
-    let last_start = count.map(|c| c.saturating_sub(1) / step * step);
-    let target_start = match turn {
-        Turn::Next => {
-            let next = spread.checked_add(step)?;
-            if last_start.is_some_and(|last| next > last) {
-                return None;
-            }
-            next
-        }
-        Turn::Prev => spread.checked_sub(step)?,
-        Turn::First => 0,
-        Turn::Last => last_start?,
-        Turn::To(p) => {
-            let p = count.map_or(p, |c| p.min(c.saturating_sub(1)));
-            p / step * step
-        }
-    };
-    let target = target_start + half;
-    (target != page).then_some(target)
+/// The pager this device turns with: the engine's (a paired Solo device shows its half of each
+/// spread), or both pages of a spread when a two-page layout shows them here.
+pub fn pager(layout: LayoutMode, engine: EnginePager) -> Pager {
+    if engine.0.step() == 1 && layout.shows_spread() { Pager::SPREAD } else { engine.0 }
 }
 
 fn apply_turns(
     mut turns: MessageReader<PageTurnRequested>,
     mut position: ResMut<Position>,
-    mut pending: ResMut<PendingViews>,
     mut last_turn: ResMut<LastTurn>,
     layout: Res<LayoutMode>,
-    link: Res<LinkStatus>,
+    engine: Res<EnginePager>,
     library: Res<SongLibrary>,
     bridge: Option<Res<SyncBridge>>,
     time: Res<Time<Real>>,
@@ -110,15 +44,13 @@ fn apply_turns(
 ) {
     for PageTurnRequested(turn) in turns.read() {
         let count = library.page_count(position.song.as_ref());
-        let step = turn_step(*layout, link.phase);
-        let Some(page) = turned_page(position.page, *turn, step, count) else {
+        let Some(page) = pager(*layout, *engine).turn(position.page, *turn, count) else {
             continue;
         };
         position.page = page;
         last_turn.at = Some((time.elapsed(), frame.0));
-        pending.push(position.view());
         if let Some(bridge) = &bridge {
-            bridge.local(LocalAction::SetPage { page });
+            bridge.navigate(LocalAction::SetPage { page }, position.view());
         }
     }
 }
@@ -126,10 +58,9 @@ fn apply_turns(
 fn apply_song_changes(
     mut changes: MessageReader<SongChangeRequested>,
     mut position: ResMut<Position>,
-    mut pending: ResMut<PendingViews>,
     mut last_turn: ResMut<LastTurn>,
-    link: Res<LinkStatus>,
-    parity: Res<ThisParity>,
+    layout: Res<LayoutMode>,
+    engine: Res<EnginePager>,
     bridge: Option<Res<SyncBridge>>,
     time: Res<Time<Real>>,
     frame: Res<bevy::diagnostic::FrameCount>,
@@ -138,12 +69,10 @@ fn apply_song_changes(
         last_turn.at = Some((time.elapsed(), frame.0));
         // Every song change counts, even to the song already shown (a Master's epoch moves on).
         // A paired Solo device starts on its half of the first spread.
-        let paired = turn_step(LayoutMode::Single, link.phase) == 2;
-        let page = u32::from(paired && parity.0 == Some(Parity::Even));
+        let page = pager(*layout, *engine).page(0);
         *position = Position { song: song.clone(), page };
-        pending.push(position.view());
         if let Some(bridge) = &bridge {
-            bridge.local(LocalAction::SetSong { song_id: song.clone() });
+            bridge.navigate(LocalAction::SetSong { song_id: song.clone() }, position.view());
         }
     }
 }
@@ -151,12 +80,13 @@ fn apply_song_changes(
 fn apply_remote_views(
     mut shows: MessageReader<RemoteShow>,
     mut position: ResMut<Position>,
-    mut pending: ResMut<PendingViews>,
     mut followed: MessageWriter<FollowedRemote>,
     library: Res<SongLibrary>,
+    bridge: Option<Res<SyncBridge>>,
 ) {
-    for RemoteShow(view) in shows.read() {
-        if pending.confirm(view) {
+    for RemoteShow { view, navigations } in shows.read() {
+        // Chosen before this device's latest turn, which is on screen and came after it.
+        if bridge.as_ref().is_some_and(|b| *navigations < b.navigations()) {
             continue;
         }
         // A peer's page past this score's end shows its last page (a song this device does not

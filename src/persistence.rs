@@ -184,8 +184,8 @@ impl SavedPositions {
             return None;
         }
         let saved = self.last_song.as_deref()?;
-        let id = saved.parse::<SongId>().ok()?;
-        let song = songs.into_iter().find(|s| s.id == id)?;
+        let song = songs.into_iter().find(|s| s.id.as_str() == saved)?;
+        let id = song.id.clone();
         let page = self.pages.get(saved).copied().unwrap_or(0);
         Some(Resume {
             song: id,
@@ -292,7 +292,7 @@ fn note_positions(
     mut positions: ResMut<SavedPositions>,
 ) {
     if position.is_changed()
-        && let Some(song) = position.song.as_ref().filter(|s| library.find(s).is_some())
+        && let Some(song) = position.song.as_ref().filter(|s| library.get(s).is_some())
     {
         let song = song.as_str();
         if positions.pages.get(song) != Some(&position.page)

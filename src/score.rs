@@ -227,7 +227,7 @@ fn receive_opens(
                 let id = library.insert(song);
                 library.unreadable.retain(|(p, _)| *p != path);
                 if show_it {
-                    show.write(SongChangeRequested(Some(id.into_protocol())));
+                    show.write(SongChangeRequested(Some(id.clone())));
                     // Where the performer left off, if that was this song.
                     let resume = saved.as_mut().and_then(|s| s.take_resume(library.get(id)));
                     if let Some(Resume { page: Some(page), .. }) = resume {
@@ -279,12 +279,12 @@ fn receive_scans(
                         // its first song.
                         let resume = saved.as_mut().and_then(|s| s.take_resume(library.songs()));
                         if let Some(Resume { song, page }) = resume {
-                            show.write(SongChangeRequested(Some(song.into_protocol())));
+                            show.write(SongChangeRequested(Some(song.clone())));
                             if let Some(page) = page {
                                 turns.write(PageTurnRequested(Turn::To(page)));
                             }
                         } else if let Some(id) = first {
-                            show.write(SongChangeRequested(Some(id.into_protocol())));
+                            show.write(SongChangeRequested(Some(id.clone())));
                         }
                     }
                     finished.push(i);
@@ -378,15 +378,4 @@ fn release_textures(wanted: Res<WantedPages>, mut textures: ResMut<PageTextures>
     // Shown pages keep their image through their sprite's handle; the rest go now.
     textures.ready.retain(|key, _| wanted.contains(key));
     textures.failed.retain(|key, _| wanted.contains(key));
-}
-
-/// Score ids and protocol ids are the same 64 hex digits.
-pub trait IntoProtocol {
-    fn into_protocol(self) -> maestral_protocol::SongId;
-}
-
-impl IntoProtocol for SongId {
-    fn into_protocol(self) -> maestral_protocol::SongId {
-        maestral_protocol::SongId::new(self.to_hex())
-    }
 }

@@ -1,23 +1,25 @@
 //! The sync bridge: the sync thread of `maestral-net` seen from the ECS. Its events come in over
 //! a crossbeam channel, drained in `PreUpdate` into Bevy messages and resources ([`LinkStatus`],
-//! [`SessionCodes`], [`ThisParity`]); local actions go out as `SyncCommand::Local`.
+//! [`SessionCodes`], [`EnginePager`]); local actions go out as `SyncCommand::Local`, the
+//! performer's turns as `SyncCommand::Navigate` (counted, so stale views can be told apart).
 //!
 //! The sync thread wakes the app (the [`Waker`]: winit's event-loop proxy in the window) after
 //! each event it queues, so a page turned on another device shows within one frame even while
 //! the app sleeps in reactive mode.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use bevy::prelude::*;
 use crossbeam_channel::Receiver;
 use maestral_net::joincode::JoinCode;
 use maestral_net::{SyncCommand, SyncConfig, SyncEvent, SyncHandle};
-use maestral_protocol::{DeviceId, Parity};
-use maestral_sync::{Event, LocalAction, Role};
+use maestral_protocol::DeviceId;
+use maestral_sync::{Event, LocalAction, Role, View};
 
 use crate::model::{
-    AppError, LinkChanged, LinkStatus, PhaseChanged, RemoteShow, SessionCodes, StreamChanged,
-    StreamState, SyncMode, SyncSettings, SyncSystems, ThisParity,
+    AppError, EnginePager, LinkChanged, LinkStatus, PhaseChanged, RemoteShow, SessionCodes,
+    StreamChanged, StreamState, SyncMode, SyncSettings, SyncSystems,
 };
 use crate::wake::Waker;
 
@@ -38,6 +40,8 @@ pub struct SyncBridge {
     device_id: DeviceId,
     /// Started to answer a Solo pairing offer (`--solo-answer`).
     answering: bool,
+    /// Navigations sent so far (the engine counts the same ones).
+    navigations: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -66,6 +70,7 @@ impl SyncBridge {
             role,
             device_id: DeviceId::new(settings.device_id.as_str()),
             answering: matches!(settings.mode, SyncMode::SoloAnswer(_)),
+            navigations: AtomicU64::new(0),
         })
     }
 
@@ -84,6 +89,7 @@ impl SyncBridge {
             role,
             device_id: DeviceId::new(device_id),
             answering: false,
+            navigations: AtomicU64::new(0),
         };
         (bridge, ev_tx, cmd_rx)
     }
@@ -98,6 +104,17 @@ impl SyncBridge {
 
     pub fn local(&self, action: LocalAction) {
         self.send(SyncCommand::Local(action));
+    }
+
+    /// The performer navigated (`action.is_navigation()`) and this device now shows `shown`.
+    pub fn navigate(&self, action: LocalAction, shown: View) {
+        self.navigations.fetch_add(1, Ordering::Relaxed);
+        self.send(SyncCommand::Navigate { action, shown });
+    }
+
+    /// Navigations sent so far: a view the engine chose after fewer is stale.
+    pub fn navigations(&self) -> u64 {
+        self.navigations.load(Ordering::Relaxed)
     }
 
     pub fn role(&self) -> Role {
@@ -189,12 +206,12 @@ pub fn drain_sync_events(
     mut errors: MessageWriter<AppError>,
     mut status: ResMut<LinkStatus>,
     mut codes: ResMut<SessionCodes>,
-    mut parity: ResMut<ThisParity>,
+    mut pager: ResMut<EnginePager>,
 ) {
     for event in bridge.events.try_iter() {
         match event {
-            SyncEvent::Engine(Event::Show(view)) => {
-                shows.write(RemoteShow(view));
+            SyncEvent::Engine(Event::Show { view, navigations }) => {
+                shows.write(RemoteShow { view, navigations });
             }
             SyncEvent::Engine(Event::Phase(phase)) => {
                 // The sync thread may repeat a phase (e.g. its own and the engine's "joining").
@@ -207,14 +224,7 @@ pub fn drain_sync_events(
                 status.links.insert(peer.clone(), state);
                 links.write(LinkChanged { peer, state });
             }
-            SyncEvent::Engine(Event::Layout(layout)) => {
-                let mine = layout.leader_device_id == *bridge.device_id();
-                let other = match layout.parity {
-                    Parity::Odd => Parity::Even,
-                    Parity::Even => Parity::Odd,
-                };
-                parity.0 = Some(if mine { layout.parity } else { other });
-            }
+            SyncEvent::Engine(Event::Pager(p)) => pager.0 = p,
             SyncEvent::Engine(Event::JoinRejected { reason }) => {
                 errors.write(AppError(format!(
                     "the conductor's device refused to let this one join ({}); ask for a new join code",

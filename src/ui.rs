@@ -12,11 +12,10 @@ use maestral_protocol::Parity;
 use maestral_sync::{LocalAction, Role};
 
 use crate::model::{
-    AppError, FollowedRemote, LayoutMode, LinkIndicator, LinkStatus, NavigationSystems,
-    NumberEntry, OpenScore, PageTurnRequested, Position, Projector, Rotation, SessionCodes,
-    SongChangeRequested, SongLibrary, ThisParity, UiVisible,
+    AppError, EnginePager, FollowedRemote, LayoutMode, LinkIndicator, LinkStatus,
+    NavigationSystems, NumberEntry, OpenScore, PageTurnRequested, Position, Projector, Rotation,
+    SessionCodes, SongChangeRequested, SongLibrary, UiVisible,
 };
-use crate::score::IntoProtocol;
 use crate::sync::SyncBridge;
 
 pub fn plugin(app: &mut App) {
@@ -200,7 +199,7 @@ struct Shown<'w> {
     library: Res<'w, SongLibrary>,
     link: Res<'w, LinkStatus>,
     codes: Res<'w, SessionCodes>,
-    parity: Res<'w, ThisParity>,
+    pager: Res<'w, EnginePager>,
     problems: Res<'w, Problems>,
     bridge: Option<Res<'w, SyncBridge>>,
 }
@@ -227,7 +226,7 @@ fn panel(
     if !visible.0 {
         return Ok(());
     }
-    let Shown { position, library, link, codes, parity, problems, bridge } = shown;
+    let Shown { position, library, link, codes, pager, problems, bridge } = shown;
     let Edits {
         mut layout,
         mut projector,
@@ -251,7 +250,7 @@ fn panel(
             }
             egui::ScrollArea::vertical().max_height(260.0).show(ui, |ui| {
                 for song in library.songs() {
-                    let id = song.id.into_protocol();
+                    let id = song.id.clone();
                     let current = position.song.as_ref() == Some(&id);
                     let label = format!("{}  ({} p.)", song.title, song.page_count);
                     if ui.selectable_label(current, label).clicked() {
@@ -302,7 +301,9 @@ fn panel(
                     ui.horizontal(|ui| {
                         ui.label("This device shows the");
                         for (p, words) in [(Parity::Odd, "odd"), (Parity::Even, "even")] {
-                            let chosen = parity.0 == Some(p);
+                            // Paired, this device shows one half of each spread.
+                            let chosen = pager.0.step() == 2
+                                && pager.0.shows_second() == (p == Parity::Even);
                             if ui.selectable_label(chosen, words).clicked() {
                                 bridge.local(LocalAction::SetParity { parity: p });
                             }

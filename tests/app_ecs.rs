@@ -20,15 +20,16 @@ use maestral::layout::{self, PageSlot, Plan};
 use maestral::model::{
     AppError, LayoutMode, LinkIndicator, LinkStatus, ModelPlugin, OpenScore, PageTextures,
     PageTurnRequested, PageWindow, PagesPresented, PhaseChanged, Position, Projector, SessionCodes,
-    SongChangeRequested, SongLibrary, ThisParity, Turn, UiVisible, WantedPages,
+    SongChangeRequested, SongLibrary, EnginePager, Turn, UiVisible, WantedPages,
 };
 use maestral::navigation;
-use maestral::score::{self, IntoProtocol, PendingOpens, RenderBridge};
+use maestral::score::{self, PendingOpens, RenderBridge};
 use maestral::sync::{self, SyncBridge};
 use maestral::wake::Waker;
 use maestral_net::{SyncCommand, SyncEvent};
 use maestral_protocol::{DeviceId, Layout, Parity};
-use maestral_score::{PageSize, Song, SongId};
+use maestral_sync::Pager;
+use maestral_score::{PageSize, Song};
 use maestral_sync::{Event, LinkState, LocalAction, Phase, Role, View};
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -82,13 +83,13 @@ impl TestApp {
     /// A song this device has, without PDFium: `pages` A4 pages.
     fn fake_song(&mut self, name: &str, pages: u32) -> maestral_protocol::SongId {
         let song = Song {
-            id: SongId::of_bytes(name.as_bytes()),
+            id: maestral_score::song_id(name.as_bytes()),
             path: PathBuf::from(format!("{name}.pdf")),
             title: name.into(),
             page_count: pages,
             page_sizes: vec![PageSize { width: 595.0, height: 842.0 }; pages as usize],
         };
-        let id = song.id.into_protocol();
+        let id = song.id.clone();
         self.app.world_mut().resource_mut::<SongLibrary>().insert(song);
         id
     }
@@ -105,6 +106,11 @@ impl TestApp {
     fn turn(&mut self, turn: Turn) {
         self.send(PageTurnRequested(turn));
         self.app.update();
+    }
+
+    /// A view from the engine, chosen after `navigations` of this device's navigations.
+    fn show(&self, view: View, navigations: u64) {
+        self.engine(Event::Show { view, navigations });
     }
 
     fn engine(&self, event: Event) {
@@ -128,7 +134,10 @@ impl TestApp {
         self.sent()
             .into_iter()
             .filter_map(|c| match c {
-                SyncCommand::Local(LocalAction::SetPage { page }) => Some(page),
+                SyncCommand::Navigate { action: LocalAction::SetPage { page }, shown } => {
+                    assert_eq!(shown.page_index, page, "the app shows what it sends");
+                    Some(page)
+                }
                 _ => None,
             })
             .collect()
@@ -171,29 +180,20 @@ fn demo(name: &str) -> PathBuf {
 // ---- pure rules ---------------------------------------------------------------------------------
 
 #[test]
-fn turns_move_a_page_or_a_spread_and_stop_at_the_ends() {
-    use navigation::turned_page;
-    // One page at a time.
-    assert_eq!(turned_page(0, Turn::Next, 1, Some(3)), Some(1));
-    assert_eq!(turned_page(2, Turn::Next, 1, Some(3)), None, "no page after the last");
-    assert_eq!(turned_page(0, Turn::Prev, 1, Some(3)), None, "no page before the first");
-    assert_eq!(turned_page(1, Turn::Last, 1, Some(11)), Some(10));
-    assert_eq!(turned_page(5, Turn::First, 1, Some(11)), Some(0));
-    assert_eq!(turned_page(0, Turn::To(99), 1, Some(11)), Some(10), "a jump is clamped");
-    assert_eq!(turned_page(3, Turn::To(3), 1, Some(11)), None, "already there");
-    assert_eq!(turned_page(7, Turn::Next, 1, None), Some(8), "unknown length: no end");
-    // Spreads: the first page of the spread moves by two.
-    assert_eq!(turned_page(0, Turn::Next, 2, Some(11)), Some(2));
-    assert_eq!(turned_page(8, Turn::Next, 2, Some(11)), Some(10), "the last spread is {{10}}");
-    assert_eq!(turned_page(10, Turn::Next, 2, Some(11)), None);
-    assert_eq!(turned_page(4, Turn::Last, 2, Some(11)), Some(10));
-    assert_eq!(turned_page(0, Turn::To(7), 2, Some(11)), Some(6), "a jump lands on its spread");
-    // A Solo device keeps its half of the spread (odd counted from 1 = even index).
-    assert_eq!(turned_page(1, Turn::Next, 2, Some(11)), Some(3));
-    assert_eq!(turned_page(3, Turn::Prev, 2, Some(11)), Some(1));
-    assert_eq!(turned_page(5, Turn::First, 2, Some(11)), Some(1));
-    assert_eq!(turned_page(9, Turn::Next, 2, Some(11)), Some(11), "its partner has page 10");
-    assert_eq!(turned_page(1, Turn::Prev, 2, Some(11)), None);
+fn the_app_turns_with_the_engines_pager_or_a_spread_of_its_own() {
+    use navigation::pager;
+    // Alone, a two-page layout turns by spreads; one page otherwise.
+    assert_eq!(pager(LayoutMode::Single, EnginePager(Pager::SINGLE)), Pager::SINGLE);
+    assert_eq!(pager(LayoutMode::TwoUp, EnginePager(Pager::SINGLE)), Pager::SPREAD);
+    // Paired in Solo, the engine's pager (this device's half) rules whatever the layout.
+    let layout = Layout { leader_device_id: DeviceId::new("partner"), parity: Parity::Odd };
+    let half = Pager::solo(&layout, &DeviceId::new("me"), &DeviceId::new("partner"));
+    assert_eq!(pager(LayoutMode::Single, EnginePager(half)), half);
+    assert_eq!(pager(LayoutMode::TwoUp, EnginePager(half)), half);
+    // The rule itself is the engine's (maestral-sync's pager tests): a spread keeps the half.
+    assert_eq!(half.turn(1, Turn::Next, Some(11)), Some(3));
+    assert_eq!(Pager::SPREAD.turn(8, Turn::Next, Some(11)), Some(10));
+    assert_eq!(Pager::SINGLE.turn(2, Turn::Next, Some(3)), None, "no page after the last");
 }
 
 #[test]
@@ -240,7 +240,8 @@ fn a_turn_changes_the_page_at_once_and_tells_the_sync_thread() {
     let sent = t.sent();
     assert!(
         sent.iter().any(|c| matches!(c,
-            SyncCommand::Local(LocalAction::SetSong { song_id: Some(s) }) if *s == song)),
+            SyncCommand::Navigate { action: LocalAction::SetSong { song_id: Some(s) }, .. }
+                if *s == song)),
         "{sent:?}"
     );
 
@@ -261,7 +262,7 @@ fn a_turn_changes_the_page_at_once_and_tells_the_sync_thread() {
 }
 
 #[test]
-fn late_echoes_of_local_turns_never_move_the_page_back() {
+fn a_view_chosen_before_the_latest_local_turn_never_moves_the_page_back() {
     let mut t = TestApp::new(LayoutMode::Single, Role::Master);
     let song = t.fake_song("ten", 10);
     t.send(SongChangeRequested(Some(song.clone())));
@@ -271,20 +272,19 @@ fn late_echoes_of_local_turns_never_move_the_page_back() {
     }
     t.app.update();
     assert_eq!(t.page(), 3);
+    let navigations = t.app.world().resource::<SyncBridge>().navigations();
+    assert_eq!(navigations, 4, "a song change and three turns");
     let view = |page| View { song_id: Some(song.clone()), page_index: page };
-    // The engine echoes each local change, later than the app made them.
-    t.engine(Event::Show(view(0)));
-    t.engine(Event::Show(view(1)));
+    // Views the engine chose before it had this device's last turns: stale.
+    t.show(view(0), 0);
+    t.show(view(2), 3);
     t.app.update();
-    assert_eq!(t.page(), 3, "an echo of an older local turn is not a turn");
-    t.engine(Event::Show(view(2)));
-    t.engine(Event::Show(view(3)));
-    t.app.update();
-    assert_eq!(t.page(), 3);
-    // A change from elsewhere is applied.
-    t.engine(Event::Show(view(7)));
+    assert_eq!(t.page(), 3, "a view older than the latest turn is not a turn");
+    // One chosen after them (a peer's change, or a correction) is applied.
+    t.show(view(7), 4);
     t.app.update();
     assert_eq!(t.page(), 7);
+    assert!(t.set_pages().iter().all(|p| *p <= 3), "nothing sent back for a remote view");
 }
 
 #[test]
@@ -321,7 +321,7 @@ fn the_sync_bridge_turns_events_into_messages_and_resources() {
 
     // A song this device does not have: shown as unknown, never a crash.
     let stranger = maestral_protocol::SongId::new("ab".repeat(32));
-    t.engine(Event::Show(View { song_id: Some(stranger.clone()), page_index: 4 }));
+    t.show(View { song_id: Some(stranger.clone()), page_index: 4 }, 0);
     t.app.update();
     assert_eq!(t.position(), Position { song: Some(stranger), page: 4 });
     // A local turn on a Follower goes to the engine too (it decides what follow mode means).
@@ -336,13 +336,12 @@ fn a_solo_pair_turns_by_spreads_and_each_device_keeps_its_half() {
     let song = t.fake_song("eleven", 11);
     t.engine(Event::Phase(Phase::SoloPairedConnected));
     // The partner leads with odd: this device shows the even pages (odd indexes).
-    t.engine(Event::Layout(Layout {
-        leader_device_id: DeviceId::new("partner"),
-        parity: Parity::Odd,
-    }));
-    t.engine(Event::Show(View { song_id: Some(song.clone()), page_index: 1 }));
+    let (me, partner) = (DeviceId::new("me"), DeviceId::new("partner"));
+    let layout = Layout { leader_device_id: partner.clone(), parity: Parity::Odd };
+    t.engine(Event::Pager(Pager::solo(&layout, &me, &partner)));
+    t.show(View { song_id: Some(song.clone()), page_index: 1 }, 0);
     t.app.update();
-    assert_eq!(t.app.world().resource::<ThisParity>().0, Some(Parity::Even));
+    assert!(t.app.world().resource::<EnginePager>().0.shows_second());
     assert_eq!(t.page(), 1);
     t.turn(Turn::Next);
     assert_eq!(t.page(), 3, "a turn moves the shared spread: this half is 3");
@@ -352,12 +351,14 @@ fn a_solo_pair_turns_by_spreads_and_each_device_keeps_its_half() {
     assert_eq!(t.set_pages(), vec![3, 1]);
 
     // This device leads with odd parity: it shows the spread's first page.
-    t.engine(Event::Layout(Layout { leader_device_id: DeviceId::new("me"), parity: Parity::Odd }));
+    let layout = Layout { leader_device_id: me.clone(), parity: Parity::Odd };
+    t.engine(Event::Pager(Pager::solo(&layout, &me, &partner)));
     t.app.update();
-    assert_eq!(t.app.world().resource::<ThisParity>().0, Some(Parity::Odd));
+    assert!(!t.app.world().resource::<EnginePager>().0.shows_second());
 
     // Alone again, it turns one page at a time.
     t.engine(Event::Phase(Phase::SoloLocalOnly));
+    t.engine(Event::Pager(Pager::SINGLE));
     t.app.update();
     t.turn(Turn::Next);
     assert_eq!(t.page(), 2);
@@ -367,12 +368,12 @@ fn a_solo_pair_turns_by_spreads_and_each_device_keeps_its_half() {
 fn a_peers_page_past_the_end_shows_the_last_page() {
     let mut t = TestApp::new(LayoutMode::Single, Role::Follower);
     let song = t.fake_song("eight", 8);
-    t.engine(Event::Show(View { song_id: Some(song.clone()), page_index: 99 }));
+    t.show(View { song_id: Some(song.clone()), page_index: 99 }, 0);
     t.app.update();
     assert_eq!(t.position(), Position { song: Some(song), page: 7 });
     // A song this device does not have: the page as given, whatever it is.
     let stranger = maestral_protocol::SongId::new("cd".repeat(32));
-    t.engine(Event::Show(View { song_id: Some(stranger.clone()), page_index: u32::MAX }));
+    t.show(View { song_id: Some(stranger.clone()), page_index: u32::MAX }, 0);
     t.app.update();
     assert_eq!(t.position(), Position { song: Some(stranger), page: u32::MAX });
     t.turn(Turn::Next);
@@ -385,7 +386,10 @@ fn the_panel_hides_when_the_page_follows_another_device() {
         app.add_plugins(maestral::ui::plugin);
     });
     let song = t.fake_song("eight", 8);
-    let show = |page| Event::Show(View { song_id: Some(song.clone()), page_index: page });
+    let show = |page| Event::Show {
+        view: View { song_id: Some(song.clone()), page_index: page },
+        navigations: 0,
+    };
     t.engine(show(0));
     t.app.update();
     assert_eq!(t.page(), 0);
@@ -403,7 +407,7 @@ fn the_panel_hides_when_the_page_follows_another_device() {
     // A song change from the Master too.
     t.app.world_mut().resource_mut::<UiVisible>().0 = true;
     let other = t.fake_song("four", 4);
-    t.engine(Event::Show(View { song_id: Some(other), page_index: 0 }));
+    t.show(View { song_id: Some(other), page_index: 0 }, 0);
     t.app.update();
     assert!(!t.app.world().resource::<UiVisible>().0, "the song followed the Master");
 }
@@ -466,7 +470,7 @@ fn opening_a_score_never_holds_up_a_frame() {
     let feeder = std::thread::spawn(feed);
     t.update_until("the score shown", |t| t.position().song.is_some());
     feeder.join().expect("feeder");
-    let id = SongId::of_bytes(&bytes).into_protocol();
+    let id = maestral_score::song_id(&bytes);
     assert_eq!(t.position(), Position { song: Some(id.clone()), page: 0 });
     assert_eq!(t.app.world().resource::<SongLibrary>().page_count(Some(&id)), Some(2));
     assert!(t.app.world().resource::<PendingOpens>().is_empty());
@@ -483,7 +487,7 @@ fn scores_opened_one_after_the_other_are_shown_in_that_order() {
             && t.app.world().resource::<SongLibrary>().songs().len() == 2
     });
     let jig = std::fs::read(demo("harbour-lights-jig.pdf")).expect("the demo score");
-    assert_eq!(t.position().song, Some(SongId::of_bytes(&jig).into_protocol()), "the last asked");
+    assert_eq!(t.position().song, Some(maestral_score::song_id(&jig)), "the last asked");
 }
 
 // ---- layouts ------------------------------------------------------------------------------------

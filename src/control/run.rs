@@ -170,12 +170,13 @@ enum SongTarget {
 
 /// A `song` argument: a song id (64 hex digits) or a score file's path.
 fn song_target(what: &str, library: &SongLibrary) -> Result<SongTarget, String> {
-    if let Ok(id) = what.parse::<maestral_score::SongId>() {
-        if library.get(id).is_none() {
+    if what.len() == 64 && what.bytes().all(|b| b.is_ascii_hexdigit()) {
+        let id = SongId::new(what.to_ascii_lowercase());
+        if library.get(&id).is_none() {
             // Other devices may have it; this one shows its page count as unknown.
             warn!("song {what} is not in this device's library");
         }
-        return Ok(SongTarget::Known(SongId::new(id.to_hex())));
+        return Ok(SongTarget::Known(id));
     }
     let path = Path::new(what);
     if path.is_file() {

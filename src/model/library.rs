@@ -29,18 +29,14 @@ impl SongLibrary {
         &self.songs
     }
 
-    pub fn get(&self, id: SongId) -> Option<&Song> {
-        self.songs.iter().find(|s| s.id == id)
-    }
-
-    /// The song of a protocol song id (64 hex digits), if this device has it.
-    pub fn find(&self, id: &maestral_protocol::SongId) -> Option<&Song> {
-        id.as_str().parse::<SongId>().ok().and_then(|id| self.get(id))
+    /// The song with this id, if this device has it.
+    pub fn get(&self, id: &SongId) -> Option<&Song> {
+        self.songs.iter().find(|s| s.id == *id)
     }
 
     /// Adds a song, replacing one with the same id.
     pub fn insert(&mut self, song: Song) -> SongId {
-        let id = song.id;
+        let id = song.id.clone();
         match self.songs.iter_mut().find(|s| s.id == id) {
             Some(old) => *old = song,
             None => self.songs.push(song),
@@ -48,14 +44,14 @@ impl SongLibrary {
         id
     }
 
-    pub fn page_count(&self, id: Option<&maestral_protocol::SongId>) -> Option<u32> {
-        id.and_then(|id| self.find(id)).map(|s| s.page_count)
+    pub fn page_count(&self, id: Option<&SongId>) -> Option<u32> {
+        id.and_then(|id| self.get(id)).map(|s| s.page_count)
     }
 }
 
 /// A page texture's identity: the page and size the render thread drew, and whether it is
 /// the dark (inverted) version.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct TextureKey {
     pub page: PageKey,
     pub dark: bool,

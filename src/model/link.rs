@@ -6,8 +6,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use bevy::prelude::*;
-use maestral_protocol::{DeviceId, Parity, SongId};
-use maestral_sync::{LinkState, Phase, Role, View};
+use maestral_protocol::{DeviceId, SongId};
+use maestral_sync::{LinkState, Pager, Phase, Role, View};
 
 /// How this device takes part (from the command line).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,10 +43,14 @@ pub struct SyncSettings {
     pub state_dir: Option<PathBuf>,
 }
 
-/// The sync thread says: show this view (a remote turn, a song change, a snapshot, or the echo
-/// of a local turn).
+/// The sync thread says: show this view (a peer's turn or song change, a snapshot, a follow
+/// mode toggle, or a correction of a local turn; never the echo of one). `navigations`: how
+/// many of this device's navigations the engine had applied when it chose the view.
 #[derive(Message, Debug, Clone, PartialEq, Eq)]
-pub struct RemoteShow(pub View);
+pub struct RemoteShow {
+    pub view: View,
+    pub navigations: u64,
+}
 
 /// The role's phase changed (spec §10.2–10.4).
 #[derive(Message, Debug, Clone, Copy, PartialEq, Eq)]
@@ -150,7 +154,8 @@ pub struct SessionCodes {
     pub failed: Option<String>,
 }
 
-/// Solo: which page of each spread this device shows when paired (PROTOCOL_V1 "Pages and
-/// parity"): `Odd` is the spread's first page (odd counted from 1), `Even` its second.
+/// How this device's page follows the position, as the engine says (a paired Solo device
+/// turns the spread and shows its half; otherwise one page at a time). The app predicts its
+/// turns with it (see `navigation::pager`).
 #[derive(Resource, Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ThisParity(pub Option<Parity>);
+pub struct EnginePager(pub Pager);

@@ -18,8 +18,8 @@ mod screen;
 
 pub use library::{OpenScore, PageTexture, PageTextures, SongLibrary, TextureKey, WantedPages};
 pub use link::{
-    LinkChanged, LinkIndicator, LinkStatus, PhaseChanged, RemoteShow, SessionCodes, StreamChanged,
-    StreamState, SyncMode, SyncSettings, ThisParity,
+    EnginePager, LinkChanged, LinkIndicator, LinkStatus, PhaseChanged, RemoteShow, SessionCodes,
+    StreamChanged, StreamState, SyncMode, SyncSettings,
 };
 pub use position::{
     FollowedRemote, LastTurn, PageTurnRequested, Position, SongChangeRequested, Turn,
@@ -46,7 +46,7 @@ impl Plugin for ModelPlugin {
             .init_resource::<WantedPages>()
             .init_resource::<LinkStatus>()
             .init_resource::<SessionCodes>()
-            .init_resource::<ThisParity>()
+            .init_resource::<EnginePager>()
             .init_resource::<LayoutMode>()
             .init_resource::<Projector>()
             .init_resource::<UiVisible>()

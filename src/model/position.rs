@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use bevy::prelude::*;
 use maestral_protocol::SongId;
+pub use maestral_sync::Turn;
 use maestral_sync::View;
 
 /// The song and page this device shows now (the spec's view: `song_id`, `page_index`). In a
@@ -23,16 +24,6 @@ impl Position {
 /// A page turn asked for by the performer (or a script).
 #[derive(Message, Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PageTurnRequested(pub Turn);
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Turn {
-    Next,
-    Prev,
-    First,
-    Last,
-    /// A page index, counted from 0.
-    To(u32),
-}
 
 /// A song change asked for locally: the song (`None`: none) is shown from its first page.
 #[derive(Message, Debug, Clone, PartialEq, Eq)]

@@ -838,7 +838,7 @@ impl Choir {
                 format!("{left}/{} Followers did not show the page within {timeout:?}", self.n())
             })?;
             self.note(&ev);
-            if let (i, t, SyncEvent::Engine(Event::Show(v))) = &ev
+            if let (i, t, SyncEvent::Engine(Event::Show { view: v, .. })) = &ev
                 && !got[*i]
                 && shown(v)
             {

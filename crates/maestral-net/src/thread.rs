@@ -17,7 +17,7 @@ use crossbeam_channel::{Receiver, Sender};
 use maestral_protocol::{DeviceId, Envelope, Hello, Message, Mode, SessionId, decode};
 use maestral_sync::{
     Engine, EngineConfig, Event, LinkSignal, LocalAction, Output, Phase, Role, Timing,
-    TransportRequest, token_eq,
+    TransportRequest,
 };
 use rand::SeedableRng;
 use tokio::sync::{Notify, mpsc};
@@ -66,8 +66,12 @@ impl SyncConfig {
 /// What the app asks of the sync thread.
 #[derive(Debug, Clone)]
 pub enum SyncCommand {
-    /// A local action: page turns, song changes, follow/free, parity, leave, end the session.
+    /// A local action: follow/free, parity, leave, end the session (and, from tests and tools,
+    /// page turns and song changes).
     Local(LocalAction),
+    /// The performer navigated (`action.is_navigation()`) and the app already shows `shown`,
+    /// worked out with `maestral_sync::Pager`: the engine reports only a differing view.
+    Navigate { action: LocalAction, shown: maestral_sync::View },
     /// Master: start a Choir session and its join listener on `listen` (port 0: any).
     StartChoir { listen: SocketAddr },
     /// Follower: join the session of this join code.
@@ -282,7 +286,7 @@ struct Worker {
     cert: Option<DtlsCert>,
     server: Option<SignalingServer>,
     join_rx: Option<mpsc::Receiver<PendingJoin>>,
-    session: Option<(String, String)>,
+    session: Option<(String, maestral_protocol::SessionToken)>,
     ended_session: Option<String>,
     offline: bool,
     // Follower: the Master's id and the code to rejoin with.
@@ -426,6 +430,8 @@ impl Worker {
                 }
                 Output::Event(e) => self.engine_event(e),
                 Output::Request(TransportRequest::Connect { peer }) => self.connect(peer),
+                // First joins by code are still run by `first_join` here.
+                Output::Request(TransportRequest::JoinByCode | TransportRequest::CancelJoin) => {}
                 Output::Request(TransportRequest::Disconnect { peer }) => {
                     if let Some(pl) = self.links.remove(&peer) {
                         let _ = pl.send.send(Outgoing::Close);
@@ -452,7 +458,7 @@ impl Worker {
                     match JoinCode::new(
                         host,
                         session_id.to_string(),
-                        token.clone(),
+                        token.expose().to_owned(),
                         cert.fingerprint(),
                     ) {
                         Ok(code) => self.emit(SyncEvent::JoinCode(code.to_string())),
@@ -481,6 +487,12 @@ impl Worker {
                 self.local(now, LocalAction::Leave);
             }
             SyncCommand::Local(a) => self.local(now, a),
+            SyncCommand::Navigate { action, shown } => {
+                if let Err(e) = self.engine.handle_navigation(now, action, shown) {
+                    self.emit(SyncEvent::Error(e.to_string()));
+                }
+                self.flush();
+            }
             SyncCommand::StartChoir { listen } => self.start_choir(now, listen).await,
             SyncCommand::Join(code) => self.first_join(code),
             SyncCommand::SoloOffer => self.solo_offer(),
@@ -628,7 +640,7 @@ impl Worker {
                         let join = LocalAction::Join {
                             master: peer.clone(),
                             session_id: SessionId::new(code.session_id.clone()),
-                            token: code.token.clone(),
+                            token: code.token.clone().into(),
                         };
                         self.master = Some((peer.clone(), code));
                         self.local(now, join);
@@ -658,7 +670,7 @@ impl Worker {
                         HttpReject::SessionEnded => maestral_protocol::RejectReason::SessionEnded,
                         _ => maestral_protocol::RejectReason::InvalidToken,
                     };
-                    self.engine.handle_join_refused(now, &master, reason);
+                    self.engine.handle_join_refused(now, reason);
                 }
                 // Unreachable, busy, timed out: the engine backs off and tries again.
                 _ => self.engine.handle_link(now, &master, LinkSignal::Down),
@@ -851,7 +863,12 @@ impl Worker {
             Some(JoinOutcome::Unavailable)
         } else {
             match &self.session {
-                Some((id, token)) if r.session_id == *id && token_eq(&r.token, token) => None,
+                Some((id, token))
+                    if r.session_id == *id
+                        && maestral_protocol::SessionToken::new(r.token.clone()) == *token =>
+                {
+                    None
+                }
                 _ if self.ended_session.as_deref() == Some(r.session_id.as_str()) => {
                     Some(JoinOutcome::SessionEnded)
                 }
@@ -1168,7 +1185,8 @@ impl Worker {
         let Some(sp) = self.solo_peer.clone().filter(|sp| {
             r.session_id == SOLO_SESSION
                 && r.device_id == sp.id.as_str()
-                && token_eq(&r.token, &sp.my_secret)
+                && maestral_protocol::SessionToken::new(r.token.clone())
+                    == maestral_protocol::SessionToken::new(sp.my_secret.clone())
         }) else {
             let _ = p.reply.send(JoinOutcome::InvalidToken);
             return;

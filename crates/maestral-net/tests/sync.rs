@@ -63,7 +63,7 @@ impl Peer {
                 self.phase = Some(p);
                 self.phases.push(p);
             }
-            SyncEvent::Engine(Event::Show(v)) => self.view = Some(v),
+            SyncEvent::Engine(Event::Show { view: v, .. }) => self.view = Some(v),
             SyncEvent::Engine(Event::Link { peer, state }) => {
                 self.links.insert(peer, state);
             }
