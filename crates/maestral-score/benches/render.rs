@@ -11,6 +11,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use maestral_bench::{ms, percentile, write_report};
 use maestral_score::{
     PixelSize, RenderConfig, RenderEvent, RenderRequest, RenderThread, Song, fit_page,
 };
@@ -86,12 +87,7 @@ fn main() {
     }
 
     print_table(&rows, mutool.as_deref(), pdftoppm.as_deref());
-    let out_dir = root.join("target/bench");
-    std::fs::create_dir_all(&out_dir).expect("create target/bench");
-    let out = out_dir.join("render.json");
-    std::fs::write(&out, json(&rows, mutool.as_deref(), pdftoppm.as_deref()))
-        .expect("write render.json");
-    println!("\nwritten: {}", out.canonicalize().unwrap_or(out).display());
+    write_report("render", &json(&rows, mutool.as_deref(), pdftoppm.as_deref()));
 }
 
 struct Row {
@@ -261,17 +257,9 @@ fn tool_version(tool: &str, args: &[&str]) -> Option<String> {
     text.lines().find(|l| l.contains("version")).map(|l| l.trim().to_string())
 }
 
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
+/// The median (nearest rank); NaN (shown as such) when a method gave no sample.
+fn median(v: Vec<f64>) -> f64 {
+    percentile(&v, 0.5).unwrap_or(f64::NAN)
 }
 
 fn cell(v: Option<f64>) -> String {
@@ -320,7 +308,7 @@ fn print_table(rows: &[Row], mutool: Option<&str>, pdftoppm: Option<&str>) {
     );
 }
 
-fn json(rows: &[Row], mutool: Option<&str>, pdftoppm: Option<&str>) -> String {
+fn json(rows: &[Row], mutool: Option<&str>, pdftoppm: Option<&str>) -> serde_json::Value {
     let rows: Vec<serde_json::Value> = rows
         .iter()
         .map(|r| {
@@ -341,12 +329,11 @@ fn json(rows: &[Row], mutool: Option<&str>, pdftoppm: Option<&str>) -> String {
             })
         })
         .collect();
-    let doc = serde_json::json!({
+    serde_json::json!({
         "benchmark": "render",
         "unit": "median milliseconds per page",
         "goal": "maestral_ms <= 1.1 * raw_pdfium_render_ms",
         "tools": { "mutool": mutool, "pdftoppm": pdftoppm },
         "rows": rows,
-    });
-    serde_json::to_string_pretty(&doc).unwrap_or_default()
+    })
 }
