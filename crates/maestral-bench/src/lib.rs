@@ -81,6 +81,15 @@ pub fn profile() -> &'static str {
     if cfg!(debug_assertions) { "debug (unoptimised!)" } else { "release (bench)" }
 }
 
+/// Prints a benchmark's first line (`title`, the machine's cores, the profile); returns the
+/// cores and the profile for its report.
+pub fn header(title: &str) -> (usize, &'static str) {
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let profile = profile();
+    println!("{title}; machine has {cores} cores; profile {profile}");
+    (cores, profile)
+}
+
 /// `<workspace>/target/bench/`, where every benchmark writes its report.
 pub fn report_dir() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../..")).join("target/bench")

@@ -480,56 +480,33 @@ fn dead_link(rt: &Runtime) -> (Row, Row) {
     let name_d = "dead link → Degraded (raw Link, runtime killed)";
     let name_c = "dead link → Closed (same links)";
     match r {
-        Ok((degraded, closed)) => {
-            let missing_d = degraded.iter().filter(|x| x.is_nan()).count();
-            let missing_c = closed.iter().filter(|x| x.is_nan()).count();
-            let d: Vec<f64> = degraded.iter().copied().filter(|x| !x.is_nan()).collect();
-            let c: Vec<f64> = closed.iter().copied().filter(|x| !x.is_nan()).collect();
-            let rd = match Summary::of(&d) {
-                Some(s) => row(
-                    name_d,
-                    format!(
-                        "p50 {:.0} ms, max {:.0} ms (min {:.0}; {} links{})",
-                        s.p50,
-                        s.max,
-                        s.min,
-                        s.n,
-                        if missing_d > 0 {
-                            format!(", {missing_d} never Degraded")
-                        } else {
-                            String::new()
-                        }
-                    ),
-                    GOAL,
-                    Some(missing_d == 0 && s.max <= GOAL_DEAD_MS),
-                    json!({ "stats": s.json_ms(), "never_degraded": missing_d, "samples_ms": degraded }),
-                ),
-                None => not_measured(name_d, "no link reported Degraded".into(), GOAL),
-            };
-            let rc = match Summary::of(&c) {
-                Some(s) => row(
-                    name_c,
-                    format!(
-                        "p50 {:.0} ms, max {:.0} ms ({} links{})",
-                        s.p50,
-                        s.max,
-                        s.n,
-                        if missing_c > 0 {
-                            format!(", {missing_c} never Closed")
-                        } else {
-                            String::new()
-                        }
-                    ),
-                    "(reference)",
-                    None,
-                    json!({ "stats": s.json_ms(), "never_closed": missing_c, "samples_ms": closed }),
-                ),
-                None => not_measured(name_c, "no link reported Closed".into(), "(reference)"),
-            };
-            (rd, rc)
-        }
+        Ok((degraded, closed)) => (
+            dead_row(name_d, &degraded, "Degraded", GOAL, Some(GOAL_DEAD_MS)),
+            dead_row(name_c, &closed, "Closed", "(reference)", None),
+        ),
         Err(e) => (not_measured(name_d, e.clone(), GOAL), not_measured(name_c, e, "(reference)")),
     }
+}
+
+/// A row of the dead-link times (NaN: the link never reported `state`); with a goal, every
+/// link must report it within `goal_ms`.
+fn dead_row(name: &str, samples: &[f64], state: &str, goal: &str, goal_ms: Option<f64>) -> Row {
+    let missing = samples.iter().filter(|x| x.is_nan()).count();
+    let seen: Vec<f64> = samples.iter().copied().filter(|x| !x.is_nan()).collect();
+    let Some(s) = Summary::of(&seen) else {
+        return not_measured(name, format!("no link reported {state}"), goal);
+    };
+    let never = if missing > 0 { format!(", {missing} never {state}") } else { String::new() };
+    row(
+        name,
+        format!(
+            "p50 {:.0} ms, max {:.0} ms (min {:.0}; {} links{never})",
+            s.p50, s.max, s.min, s.n
+        ),
+        goal,
+        goal_ms.map(|g| missing == 0 && s.max <= g),
+        json!({ "stats": s.json_ms(), "never": missing, "samples_ms": samples }),
+    )
 }
 
 // ---- sync threads ----------------------------------------------------------------------------
@@ -1050,7 +1027,7 @@ impl FollowersProcess {
 /// The Master's own CPU per turn with `n` Followers in another process: what a conductor's
 /// laptop pays, without the Followers' threads competing for its cores.
 fn master_cpu(n: usize) -> Row {
-    let name = format!("Master's own CPU per turn, N = {n} (Followers in another process)");
+    let name = format!("Master-only CPU per turn, N = {n} (2 processes)");
     const GOAL: &str = "(reference)";
     let r: Result<(Vec<f64>, Option<LoadPer>, Duration, f64), String> = (|| {
         let mut c = Choir::start(0)?;
@@ -1121,11 +1098,8 @@ fn main() {
         return followers_process(n);
     }
     let total = Instant::now();
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let profile = maestral_bench::profile();
-    println!(
-        "maestral-net sync benchmark: loopback 127.0.0.1; machine has {cores} cores; profile {profile}"
-    );
+    let (cores, profile) =
+        maestral_bench::header("maestral-net sync benchmark: loopback 127.0.0.1");
     println!("raw-Link rows run on one 2-worker tokio runtime; Choir rows use real SyncHandles\n");
 
     let rt = tokio::runtime::Builder::new_multi_thread()

@@ -407,11 +407,7 @@ fn encode_set_page(n: usize) -> Row {
 
 fn main() {
     let total = Instant::now();
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let profile = maestral_bench::profile();
-    println!(
-        "maestral-sync engine benchmark: one thread; machine has {cores} cores; profile {profile}"
-    );
+    let (cores, profile) = maestral_bench::header("maestral-sync engine benchmark: one thread");
     println!("each row: 1 warm-up run + median of {RUNS} runs; goal {GOAL_MSGS_PER_S:.0} msgs/s\n");
 
     let rows = vec![
