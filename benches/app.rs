@@ -15,21 +15,12 @@ mod support;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use maestral_bench::{Summary, cpu_time, ms, write_report};
 use serde_json::{Value, json};
 use support::{App, TempDir, VirtualDisplay, demo_score};
 
 const MAESTRAL: &str = env!("CARGO_BIN_EXE_maestral");
 const IDLE: Duration = Duration::from_secs(10);
-
-/// User + system CPU time of a process, from /proc (Linux).
-fn cpu_time(pid: u32) -> Option<Duration> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the command name (which may hold spaces) start after the last ')'.
-    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-    // USER_HZ is 100 on every Linux the project targets.
-    Some(Duration::from_millis(ticks * 10))
-}
 
 fn stats(app: &mut App) -> Value {
     app.send("stats");
@@ -47,14 +38,12 @@ fn timed_turn(app: &mut App, lines: &[String], page: u64) -> (f64, u64) {
     let presented = app.wait_presented(&[(0, page)]);
     let (_, at) = app.wait_at("frame_presented", |e| e["event"] == "frame_presented");
     let frames = presented["since_turn_frames"].as_u64().unwrap_or(u64::MAX);
-    (at.duration_since(sent).as_secs_f64() * 1000.0, frames)
+    (ms(at.duration_since(sent)), frames)
 }
 
+/// The summary of a sample of milliseconds (null if there is none).
 fn summary(samples: &[f64]) -> Value {
-    let mut s = samples.to_vec();
-    s.sort_by(f64::total_cmp);
-    let at = |q: f64| s[((s.len() - 1) as f64 * q).round() as usize];
-    json!({"n": s.len(), "min": s[0], "p50": at(0.5), "max": at(1.0)})
+    Summary::of(samples).map_or(Value::Null, |s| s.json_ms())
 }
 
 fn main() {
@@ -68,7 +57,7 @@ fn main() {
     let mut app = App::spawn(command);
     app.wait_presented(&[(0, 0)]);
     let (_, shown) = app.wait_at("frame_presented", |e| e["event"] == "frame_presented");
-    let startup_ms = shown.duration_since(started).as_secs_f64() * 1000.0;
+    let startup_ms = ms(shown.duration_since(started));
 
     // Prefetched turns: forward through the score, pausing so each next page is drawn ahead.
     let (mut prefetched, mut prefetched_frames) = (Vec::new(), Vec::new());
@@ -133,7 +122,5 @@ fn main() {
     for (goal, met) in goals {
         println!("{goal}: {}", if met { "met" } else { "NOT met" });
     }
-    let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench");
-    let _ = std::fs::create_dir_all(&out);
-    let _ = std::fs::write(out.join("app.json"), format!("{result:#}\n"));
+    write_report("app", &result);
 }

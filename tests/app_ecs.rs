@@ -18,9 +18,9 @@ use maestral::control::{self, ControlCommand, ControlInput, ControlLine, Control
 use maestral::input::{self, GestureAction, gesture_action};
 use maestral::layout::{self, PageSlot, Plan};
 use maestral::model::{
-    AppError, LayoutMode, LinkIndicator, LinkStatus, ModelPlugin, OpenScore, PageTextures,
-    PageTurnRequested, PageWindow, PagesPresented, PhaseChanged, Position, Projector, SessionCodes,
-    SongChangeRequested, SongLibrary, EnginePager, Turn, UiVisible, WantedPages,
+    AppError, EnginePager, LayoutMode, LinkIndicator, LinkStatus, ModelPlugin, OpenScore,
+    PageTextures, PageTurnRequested, PageWindow, PagesPresented, PhaseChanged, Position, Projector,
+    SessionCodes, SongChangeRequested, SongLibrary, Turn, UiVisible, WantedPages,
 };
 use maestral::navigation;
 use maestral::score::{self, PendingOpens, RenderBridge};
@@ -28,8 +28,8 @@ use maestral::sync::{self, SyncBridge};
 use maestral::wake::Waker;
 use maestral_net::{SyncCommand, SyncEvent};
 use maestral_protocol::{DeviceId, Layout, Parity};
-use maestral_sync::Pager;
 use maestral_score::{PageSize, Song};
+use maestral_sync::Pager;
 use maestral_sync::{Event, LinkState, LocalAction, Phase, Role, View};
 
 const WAIT: Duration = Duration::from_secs(60);

@@ -1,5 +1,6 @@
 //! `cargo xtask …`: the project's set-up, test, run and benchmark commands.
 
+mod features;
 mod pdfium;
 
 use std::path::{Path, PathBuf};
@@ -18,6 +19,8 @@ usage: cargo xtask <command>
   bench engine|render|sync|app [--dev]
                          run a benchmark (release; `app --dev`: the dev build, which is
                          much quicker to build); results under target/bench/
+  features               check that `run` and `test` build shared crates with the same
+                         features (so either command reuses the other's build)
   setup                  fetch PDFium into .cache/pdfium if it is not there yet
 ";
 
@@ -33,6 +36,7 @@ fn main() -> Result<()> {
         }
         "run" => run(rest)?,
         "test" => test()?,
+        "features" => features::check()?,
         "sim" => sim(rest)?,
         "bench" => bench(rest)?,
         "-h" | "--help" | "help" => print!("{USAGE}"),
@@ -52,7 +56,7 @@ pub fn root() -> PathBuf {
         .to_path_buf()
 }
 
-fn cargo() -> Command {
+pub fn cargo() -> Command {
     let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     c.current_dir(root());
     c
@@ -77,6 +81,8 @@ fn run(rest: &[String]) -> Result<()> {
 
 fn test() -> Result<()> {
     let lib = pdfium::ensure()?;
+    // Before anything is built: a feature drift would make `cargo xtask run` build it all again.
+    features::check()?;
     // The engine crates must stay pure (no clock, no thread RNG): clippy's disallowed-methods checks it.
     status(cargo().args([
         "clippy",

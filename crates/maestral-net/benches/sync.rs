@@ -12,17 +12,21 @@
 //!    until the other side's link reports `Degraded`, then `Closed`.
 //! 6. rejoin: Master `Offline(true)`, the Follower disconnected for 3 s (backoff at its cap),
 //!    `Offline(false)`, until the Follower is `FOLLOWER_CONNECTED_FOLLOW` again.
+//! 7. the Master's own CPU per turn, N = 100 and 250: the bench runs itself again as a second
+//!    process (`MAESTRAL_BENCH_FOLLOWERS=N`) hosting the Followers, which says on stdout when
+//!    all show each page; this process, the Master alone, samples its own CPU around the turns.
+//!    Rows 3 and 4 also run at N = 250.
 //!
 //! Every device here shares one machine: with 100 Followers that is 101 sync threads, each with
 //! a 2-worker tokio runtime, so the Choir rows measure this machine's scheduler as much as the
 //! network code. Every wait is bounded; a row that cannot finish says so instead of hanging.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use maestral_bench::{Load, LoadPer, Summary, ms, write_report};
 use maestral_net::joincode::JoinCode;
 use maestral_net::rtc::{Link, LinkEvent, RtcConfig};
 use maestral_net::{Fault, SyncCommand, SyncConfig, SyncEvent, SyncHandle};
@@ -43,7 +47,11 @@ const ROUND_TRIPS: usize = 1000;
 const BROADCASTS: u32 = 200;
 /// Pause after every Follower has shown a page, before the next broadcast.
 const BROADCAST_GAP: Duration = Duration::from_millis(3);
-const FOLLOWER_COUNTS: [usize; 3] = [1, 32, 100];
+const FOLLOWER_COUNTS: [usize; 4] = [1, 32, 100, 250];
+/// Followers of the Master-CPU rows, each run in a second process.
+const MASTER_CPU_COUNTS: [usize; 2] = [100, 250];
+/// Set in the second process of the Master-CPU rows: how many Followers it hosts.
+const FOLLOWERS_PROCESS: &str = "MAESTRAL_BENCH_FOLLOWERS";
 /// Pairs whose one side vanishes (half the offerer, half the answerer), all at once.
 const DEAD_PAIRS: usize = 16;
 const REJOINS: usize = 10;
@@ -61,163 +69,6 @@ type Events = UnboundedReceiver<LinkEvent>;
 
 fn cfg() -> RtcConfig {
     RtcConfig::new(LOCAL)
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
-}
-
-/// The whole process's CPU use, from `/proc/self/task/*/{schedstat,status}` (Linux): time on a
-/// CPU, time runnable but waiting for one, and context switches, summed over its threads.
-#[derive(Debug, Clone, Copy)]
-struct Load {
-    cpu_ns: u64,
-    wait_ns: u64,
-    switches: u64,
-    /// This process, threads that have ended included (`/proc/self/stat`): CPU ticks (USER_HZ).
-    process_ticks: u64,
-    /// The whole machine (`/proc/stat`, every process): busy ticks of all CPUs (USER_HZ).
-    machine_busy_ticks: u64,
-}
-
-/// User and system CPU ticks of this process (fields 14 and 15 of `/proc/self/stat`).
-fn process_ticks() -> u64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // After the command name in parentheses, the fields start at the 3rd (state).
-    let Some((_, rest)) = stat.rsplit_once(')') else {
-        return 0;
-    };
-    let f: Vec<u64> = rest.split_whitespace().map(|v| v.parse().unwrap_or(0)).collect();
-    f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0)
-}
-
-/// Busy ticks of all CPUs together, from the first line of `/proc/stat` (all but idle and
-/// iowait).
-fn machine_busy_ticks() -> u64 {
-    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-    let Some(cpu) = stat.lines().next().and_then(|l| l.strip_prefix("cpu ")) else {
-        return 0;
-    };
-    let f: Vec<u64> = cpu.split_whitespace().map(|v| v.parse().unwrap_or(0)).collect();
-    // user nice system idle iowait irq softirq steal (guest is already counted in user).
-    f.iter().take(8).enumerate().filter(|(i, _)| *i != 3 && *i != 4).map(|(_, v)| v).sum()
-}
-
-fn process_load() -> Option<Load> {
-    let mut load = Load {
-        cpu_ns: 0,
-        wait_ns: 0,
-        switches: 0,
-        process_ticks: process_ticks(),
-        machine_busy_ticks: machine_busy_ticks(),
-    };
-    for task in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
-        let dir = task.path();
-        if let Ok(stat) = std::fs::read_to_string(dir.join("schedstat")) {
-            let mut f = stat.split_whitespace().map(|v| v.parse::<u64>().unwrap_or(0));
-            load.cpu_ns += f.next().unwrap_or(0);
-            load.wait_ns += f.next().unwrap_or(0);
-        }
-        if let Ok(status) = std::fs::read_to_string(dir.join("status")) {
-            for line in status.lines() {
-                if let Some(v) = line
-                    .strip_prefix("voluntary_ctxt_switches:")
-                    .or_else(|| line.strip_prefix("nonvoluntary_ctxt_switches:"))
-                {
-                    load.switches += v.trim().parse::<u64>().unwrap_or(0);
-                }
-            }
-        }
-    }
-    Some(load)
-}
-
-/// What one broadcast cost the whole process (every simulated device together).
-#[derive(Debug, Clone)]
-struct LoadPer {
-    cpu_ms: f64,
-    wait_ms: f64,
-    switches: f64,
-    /// Busy fraction of all cores during the turns, from this process.
-    busy: f64,
-    /// Busy fraction of all cores during the turns, from everything else on the machine.
-    others: f64,
-}
-
-impl LoadPer {
-    fn json(&self) -> Value {
-        json!({ "cpu_ms_per_turn": self.cpu_ms, "runqueue_wait_ms_per_turn": self.wait_ms,
-                "context_switches_per_turn": self.switches, "cores_busy_fraction": self.busy,
-                "cores_busy_fraction_other_processes": self.others })
-    }
-
-    fn short(&self) -> String {
-        format!(
-            "\nwhole process per turn: CPU {:.2} ms, run-queue wait {:.2} ms, {:.0} context switches; \
-             cores {:.0}% busy with this, {:.0}% with other processes",
-            self.cpu_ms,
-            self.wait_ms,
-            self.switches,
-            self.busy * 100.0,
-            self.others * 100.0
-        )
-    }
-}
-
-fn load_per(
-    before: Option<Load>,
-    after: Option<Load>,
-    elapsed: Duration,
-    turns: usize,
-) -> Option<LoadPer> {
-    let (b, a) = (before?, after?);
-    if turns == 0 {
-        return None;
-    }
-    let t = turns as f64;
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
-    let cpu = a.cpu_ns.saturating_sub(b.cpu_ns) as f64;
-    // USER_HZ is 100 on Linux. Per-thread counters (above) miss threads that have ended; the
-    // process's own ticks do not.
-    let machine_s = a.machine_busy_ticks.saturating_sub(b.machine_busy_ticks) as f64 / 100.0;
-    let process_s = a.process_ticks.saturating_sub(b.process_ticks) as f64 / 100.0;
-    let core_s = elapsed.as_secs_f64() * cores;
-    Some(LoadPer {
-        busy: process_s / core_s,
-        others: ((machine_s - process_s) / core_s).max(0.0),
-        cpu_ms: cpu / 1e6 / t,
-        wait_ms: a.wait_ns.saturating_sub(b.wait_ns) as f64 / 1e6 / t,
-        switches: a.switches.saturating_sub(b.switches) as f64 / t,
-    })
-}
-
-/// Summary of a sample of milliseconds.
-#[derive(Debug, Clone)]
-struct Stats {
-    n: usize,
-    p50: f64,
-    p99: f64,
-    min: f64,
-    max: f64,
-}
-
-impl Stats {
-    fn of(samples: &[f64]) -> Option<Stats> {
-        if samples.is_empty() {
-            return None;
-        }
-        let mut s = samples.to_vec();
-        s.sort_by(f64::total_cmp);
-        // Nearest rank: the smallest value with at least p of the sample at or below it.
-        let rank = |p: f64| s[((p * s.len() as f64).ceil() as usize).clamp(1, s.len()) - 1];
-        Some(Stats { n: s.len(), p50: rank(0.50), p99: rank(0.99), min: s[0], max: s[s.len() - 1] })
-    }
-
-    fn json(&self) -> Value {
-        let r = |x: f64| (x * 1000.0).round() / 1000.0;
-        json!({ "n": self.n, "p50_ms": r(self.p50), "p99_ms": r(self.p99),
-                "min_ms": r(self.min), "max_ms": r(self.max) })
-    }
 }
 
 /// One line of the table.
@@ -306,7 +157,7 @@ fn offer_to_open(rt: &Runtime) -> Row {
         }
         Ok(times)
     });
-    match r.map(|t| Stats::of(&t)) {
+    match r.map(|t| Summary::of(&t)) {
         Ok(Some(s)) => row(
             NAME,
             format!(
@@ -315,7 +166,7 @@ fn offer_to_open(rt: &Runtime) -> Row {
             ),
             GOAL,
             Some(s.p50 <= GOAL_OPEN_MS),
-            s.json(),
+            s.json_ms(),
         ),
         Ok(None) => not_measured(NAME, "no runs".into(), GOAL),
         Err(e) => not_measured(NAME, e, GOAL),
@@ -351,7 +202,7 @@ fn solo_round_trip(rt: &Runtime) -> Row {
         close_pair(&a, &b).await;
         Ok(rtts)
     });
-    match r.map(|t| Stats::of(&t)) {
+    match r.map(|t| Summary::of(&t)) {
         Ok(Some(s)) => row(
             NAME,
             format!(
@@ -364,7 +215,7 @@ fn solo_round_trip(rt: &Runtime) -> Row {
             ),
             "(reference)",
             None,
-            s.json(),
+            s.json_ms(),
         ),
         Ok(None) => not_measured(NAME, "no round trips".into(), "(reference)"),
         Err(e) => not_measured(NAME, e, "(reference)"),
@@ -473,7 +324,7 @@ fn raw_fanout(rt: &Runtime, n: usize) -> Row {
         }
         let (mut lat, mut sent_all) = (Vec::new(), Vec::new());
         let mut result = Ok(());
-        let load_before = process_load();
+        let load_before = Load::sample();
         let turns_start = Instant::now();
         for k in 1..=BROADCASTS {
             tokio::time::sleep(BROADCAST_GAP).await;
@@ -508,17 +359,17 @@ fn raw_fanout(rt: &Runtime, n: usize) -> Row {
             lat.push(ms(last_got - start));
             sent_all.push(ms(last_done - start));
         }
-        let load = load_per(load_before, process_load(), turns_start.elapsed(), lat.len());
+        let load = Load::per(load_before, Load::sample(), turns_start.elapsed(), lat.len());
         drop(writers);
         close_all(keep).await;
         result.map(|()| (lat, sent_all, load))
     });
     far.shutdown_timeout(Duration::from_secs(2));
     match r {
-        Ok((lat, sent, load)) => match (Stats::of(&lat), Stats::of(&sent)) {
+        Ok((lat, sent, load)) => match (Summary::of(&lat), Summary::of(&sent)) {
             (Some(s), Some(w)) => {
-                let mut j = s.json();
-                j["sender_all_sent"] = w.json();
+                let mut j = s.json_ms();
+                j["sender_all_sent"] = w.json_ms();
                 j["load"] = load.as_ref().map_or(Value::Null, LoadPer::json);
                 row(
                     name,
@@ -629,56 +480,33 @@ fn dead_link(rt: &Runtime) -> (Row, Row) {
     let name_d = "dead link → Degraded (raw Link, runtime killed)";
     let name_c = "dead link → Closed (same links)";
     match r {
-        Ok((degraded, closed)) => {
-            let missing_d = degraded.iter().filter(|x| x.is_nan()).count();
-            let missing_c = closed.iter().filter(|x| x.is_nan()).count();
-            let d: Vec<f64> = degraded.iter().copied().filter(|x| !x.is_nan()).collect();
-            let c: Vec<f64> = closed.iter().copied().filter(|x| !x.is_nan()).collect();
-            let rd = match Stats::of(&d) {
-                Some(s) => row(
-                    name_d,
-                    format!(
-                        "p50 {:.0} ms, max {:.0} ms (min {:.0}; {} links{})",
-                        s.p50,
-                        s.max,
-                        s.min,
-                        s.n,
-                        if missing_d > 0 {
-                            format!(", {missing_d} never Degraded")
-                        } else {
-                            String::new()
-                        }
-                    ),
-                    GOAL,
-                    Some(missing_d == 0 && s.max <= GOAL_DEAD_MS),
-                    json!({ "stats": s.json(), "never_degraded": missing_d, "samples_ms": degraded }),
-                ),
-                None => not_measured(name_d, "no link reported Degraded".into(), GOAL),
-            };
-            let rc = match Stats::of(&c) {
-                Some(s) => row(
-                    name_c,
-                    format!(
-                        "p50 {:.0} ms, max {:.0} ms ({} links{})",
-                        s.p50,
-                        s.max,
-                        s.n,
-                        if missing_c > 0 {
-                            format!(", {missing_c} never Closed")
-                        } else {
-                            String::new()
-                        }
-                    ),
-                    "(reference)",
-                    None,
-                    json!({ "stats": s.json(), "never_closed": missing_c, "samples_ms": closed }),
-                ),
-                None => not_measured(name_c, "no link reported Closed".into(), "(reference)"),
-            };
-            (rd, rc)
-        }
+        Ok((degraded, closed)) => (
+            dead_row(name_d, &degraded, "Degraded", GOAL, Some(GOAL_DEAD_MS)),
+            dead_row(name_c, &closed, "Closed", "(reference)", None),
+        ),
         Err(e) => (not_measured(name_d, e.clone(), GOAL), not_measured(name_c, e, "(reference)")),
     }
+}
+
+/// A row of the dead-link times (NaN: the link never reported `state`); with a goal, every
+/// link must report it within `goal_ms`.
+fn dead_row(name: &str, samples: &[f64], state: &str, goal: &str, goal_ms: Option<f64>) -> Row {
+    let missing = samples.iter().filter(|x| x.is_nan()).count();
+    let seen: Vec<f64> = samples.iter().copied().filter(|x| !x.is_nan()).collect();
+    let Some(s) = Summary::of(&seen) else {
+        return not_measured(name, format!("no link reported {state}"), goal);
+    };
+    let never = if missing > 0 { format!(", {missing} never {state}") } else { String::new() };
+    row(
+        name,
+        format!(
+            "p50 {:.0} ms, max {:.0} ms (min {:.0}; {} links{never})",
+            s.p50, s.max, s.min, s.n
+        ),
+        goal,
+        goal_ms.map(|g| missing == 0 && s.max <= g),
+        json!({ "stats": s.json_ms(), "never": missing, "samples_ms": samples }),
+    )
 }
 
 // ---- sync threads ----------------------------------------------------------------------------
@@ -689,7 +517,8 @@ type Stamped = (usize, Instant, SyncEvent);
 /// A Master and its Followers, every event timestamped the moment its receiver yields it (one
 /// reader thread per device, blocked in `recv`), funnelled into one channel.
 struct Choir {
-    master: SyncHandle,
+    /// `None` in the Followers' process of the Master CPU rows (the Master is in the parent).
+    master: Option<SyncHandle>,
     followers: Vec<SyncHandle>,
     events: Receiver<Stamped>,
     readers: Vec<std::thread::JoinHandle<()>>,
@@ -714,6 +543,22 @@ fn reader(i: usize, rx: Receiver<SyncEvent>, out: Sender<Stamped>) -> std::threa
         .expect("reader thread starts")
 }
 
+/// Follower threads 1..=n, each with its event reader.
+fn start_followers(
+    n: usize,
+    tx: &Sender<Stamped>,
+) -> Result<(Vec<SyncHandle>, Vec<std::thread::JoinHandle<()>>), String> {
+    let (mut followers, mut readers) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    for i in 1..=n {
+        let h =
+            SyncHandle::start(Role::Follower, SyncConfig::new(format!("F{i:03}"), LOCAL), || {})
+                .map_err(|e| format!("Follower thread {i}: {e}"))?;
+        readers.push(reader(i, h.events().clone(), tx.clone()));
+        followers.push(h);
+    }
+    Ok((followers, readers))
+}
+
 impl Choir {
     /// A Master with a running session, and `n` Follower threads started but not joined.
     fn start(n: usize) -> Result<Choir, String> {
@@ -722,17 +567,8 @@ impl Choir {
             .map_err(|e| format!("Master thread: {e}"))?;
         let mut readers = vec![reader(0, master.events().clone(), tx.clone())];
         master.send(SyncCommand::StartChoir { listen: SocketAddr::new(LOCAL, 0) });
-        let mut followers = Vec::with_capacity(n);
-        for i in 1..=n {
-            let h = SyncHandle::start(
-                Role::Follower,
-                SyncConfig::new(format!("F{i:03}"), LOCAL),
-                || {},
-            )
-            .map_err(|e| format!("Follower thread {i}: {e}"))?;
-            readers.push(reader(i, h.events().clone(), tx.clone()));
-            followers.push(h);
-        }
+        let (followers, more) = start_followers(n, &tx)?;
+        readers.extend(more);
         let mut code = None;
         let mut active = false;
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -750,7 +586,7 @@ impl Choir {
             }
         }
         Ok(Choir {
-            master,
+            master: Some(master),
             followers,
             events,
             readers,
@@ -758,6 +594,28 @@ impl Choir {
             phase: vec![None; n + 1],
             errors: Vec::new(),
         })
+    }
+
+    /// `n` Follower threads started but not joined, for the Master's session at `code` (run
+    /// by another process).
+    fn followers_of(n: usize, code: JoinCode) -> Result<Choir, String> {
+        let (tx, events) = crossbeam_channel::unbounded();
+        let (followers, readers) = start_followers(n, &tx)?;
+        Ok(Choir {
+            master: None,
+            followers,
+            events,
+            readers,
+            code,
+            phase: vec![None; n + 1],
+            errors: Vec::new(),
+        })
+    }
+
+    fn send_master(&self, command: SyncCommand) {
+        if let Some(m) = &self.master {
+            m.send(command);
+        }
     }
 
     fn n(&self) -> usize {
@@ -826,11 +684,24 @@ impl Choir {
         shown: impl Fn(&maestral_sync::View) -> bool,
         timeout: Duration,
     ) -> Result<(Duration, Duration), String> {
+        let start = Instant::now();
+        if let Some(m) = &self.master {
+            m.send(SyncCommand::Local(action));
+        }
+        self.wait_shown(start, shown, timeout)
+    }
+
+    /// Waits until every Follower shows a view satisfying `shown`; returns the times from
+    /// `start` to the first and to the last Follower's `Show`.
+    fn wait_shown(
+        &mut self,
+        start: Instant,
+        shown: impl Fn(&maestral_sync::View) -> bool,
+        timeout: Duration,
+    ) -> Result<(Duration, Duration), String> {
         let mut got = vec![false; self.n() + 1];
         got[0] = true;
         let mut left = self.n();
-        let start = Instant::now();
-        self.master.send(SyncCommand::Local(action));
         let deadline = start + timeout;
         let (mut first, mut last) = (None, start);
         while left > 0 {
@@ -888,7 +759,9 @@ impl Choir {
         for f in self.followers {
             f.shutdown();
         }
-        self.master.shutdown();
+        if let Some(m) = self.master {
+            m.shutdown();
+        }
         drop(self.events);
         for r in self.readers {
             let _ = r.join();
@@ -951,7 +824,7 @@ fn choir(n: usize) -> (Option<Row>, Row, Value) {
             Ok((_, took)) => extra["set_song_ms"] = json!(ms(took)),
             Err(e) => failure = Some(format!("SetSong: {e}")),
         }
-        let load_before = process_load();
+        let load_before = Load::sample();
         let turns_start = Instant::now();
         if failure.is_none() {
             for k in 1..=BROADCASTS {
@@ -972,17 +845,17 @@ fn choir(n: usize) -> (Option<Row>, Row, Value) {
                 }
             }
         }
-        let load = load_per(load_before, process_load(), turns_start.elapsed(), lat.len());
-        match (Stats::of(&lat), failure) {
+        let load = Load::per(load_before, Load::sample(), turns_start.elapsed(), lat.len());
+        match (Summary::of(&lat), failure) {
             (Some(s), failure) => {
                 let met = n == 100 && failure.is_none() && s.p99 <= GOAL_BROADCAST_P99_MS;
-                let mut j = s.json();
+                let mut j = s.json_ms();
                 if let Some(f) = &failure {
                     j["failure"] = json!(f);
                 }
-                let fs = Stats::of(&first);
+                let fs = Summary::of(&first);
                 if let Some(fs) = &fs {
-                    j["first_follower"] = fs.json();
+                    j["first_follower"] = fs.json_ms();
                 }
                 j["load"] = load.as_ref().map_or(Value::Null, LoadPer::json);
                 row(
@@ -1025,13 +898,13 @@ fn rejoin() -> Row {
         let (mut rejoins, mut noticed) = (Vec::new(), Vec::new());
         for _ in 0..REJOINS {
             let off = Instant::now();
-            c.master.send(SyncCommand::Fault(Fault::Offline(true)));
+            c.send_master(SyncCommand::Fault(Fault::Offline(true)));
             let t = c.wait_phase(1, Phase::FollowerDisconnectedLocal, Duration::from_secs(10))?;
             noticed.push(ms(t - off));
             std::thread::sleep(OFFLINE_FOR);
             c.drain();
             let on = Instant::now();
-            c.master.send(SyncCommand::Fault(Fault::Offline(false)));
+            c.send_master(SyncCommand::Fault(Fault::Offline(false)));
             let t = c.wait_phase(1, Phase::FollowerConnectedFollow, Duration::from_secs(10))?;
             rejoins.push(ms(t - on));
             // Settle: the Master has the Follower back before the next cut.
@@ -1043,7 +916,7 @@ fn rejoin() -> Row {
         Ok((rejoins, noticed, errors))
     })();
     match r {
-        Ok((rejoins, noticed, errors)) => match (Stats::of(&rejoins), Stats::of(&noticed)) {
+        Ok((rejoins, noticed, errors)) => match (Summary::of(&rejoins), Summary::of(&noticed)) {
             (Some(s), Some(n)) => row(
                 NAME,
                 format!(
@@ -1056,8 +929,8 @@ fn rejoin() -> Row {
                 ),
                 GOAL,
                 Some(s.max <= GOAL_REJOIN_MS),
-                json!({ "rejoin": s.json(), "rejoin_samples_ms": rejoins,
-                        "offline_to_follower_disconnected": n.json(),
+                json!({ "rejoin": s.json_ms(), "rejoin_samples_ms": rejoins,
+                        "offline_to_follower_disconnected": n.json_ms(),
                         "errors_seen": errors.len() }),
             ),
             _ => not_measured(NAME, "no rejoins".into(), GOAL),
@@ -1066,15 +939,167 @@ fn rejoin() -> Row {
     }
 }
 
+// ---- the Master alone in its process -------------------------------------------------------
+
+/// The second process of the Master-CPU rows: `n` Followers of the session whose join code is
+/// the first line of stdin. Says on stdout `joined <ms> <retries>`, then `shown <k>` once all
+/// show step k (0: the song, then pages 1..=BROADCASTS, as `master_cpu` sends them), or
+/// `error <why>`; ends when stdin closes.
+fn followers_process(n: usize) {
+    use std::io::BufRead;
+    let mut lines = std::io::stdin().lock().lines();
+    let code = lines.next().and_then(Result::ok).unwrap_or_default();
+    let run = |code: &str| -> Result<Choir, String> {
+        let code = code.trim().parse::<JoinCode>().map_err(|e| e.to_string())?;
+        let mut c = Choir::followers_of(n, code)?;
+        let (took, retries) = c.join_all()?;
+        println!("joined {} {retries}", ms(took));
+        let wait = Duration::from_secs(10);
+        c.wait_shown(Instant::now(), |v| v.song_id.is_some(), wait)?;
+        println!("shown 0");
+        for k in 1..=BROADCASTS {
+            c.wait_shown(Instant::now(), |v| v.page_index == k, wait)?;
+            println!("shown {k}");
+        }
+        Ok(c)
+    };
+    match run(&code) {
+        Ok(c) => {
+            // Stay joined until the Master's side is done (stdin closes), then leave.
+            for _ in lines {}
+            c.shutdown();
+        }
+        Err(e) => println!("error {e}"),
+    }
+}
+
+/// The Followers' process, with its stdout as a channel of lines (read on a thread, so every
+/// wait is bounded).
+struct FollowersProcess {
+    child: std::process::Child,
+    lines: Receiver<String>,
+}
+
+impl FollowersProcess {
+    fn start(n: usize, code: &JoinCode) -> Result<FollowersProcess, String> {
+        use std::io::{BufRead, Write};
+        use std::process::{Command, Stdio};
+        let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+        let mut child = Command::new(exe)
+            .env(FOLLOWERS_PROCESS, n.to_string())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("starting the Followers' process: {e}"))?;
+        let stdin = child.stdin.as_mut().ok_or("no stdin")?;
+        writeln!(stdin, "{code}").map_err(|e| e.to_string())?;
+        let stdout = child.stdout.take().ok_or("no stdout")?;
+        let (tx, lines) = crossbeam_channel::unbounded();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Ok(FollowersProcess { child, lines })
+    }
+
+    /// The next line, which must start with `want`; returns the rest and when it arrived.
+    fn expect(&self, want: &str, timeout: Duration) -> Result<(String, Instant), String> {
+        let line = self
+            .lines
+            .recv_timeout(timeout)
+            .map_err(|_| format!("the Followers' process said nothing within {timeout:?}"))?;
+        let at = Instant::now();
+        match line.strip_prefix(want) {
+            Some(rest) => Ok((rest.trim().to_string(), at)),
+            None => Err(format!("the Followers' process: {line}")),
+        }
+    }
+
+    fn stop(mut self) {
+        drop(self.child.stdin.take());
+        let _ = self.child.wait();
+    }
+}
+
+/// The Master's own CPU per turn with `n` Followers in another process: what a conductor's
+/// laptop pays, without the Followers' threads competing for its cores.
+fn master_cpu(n: usize) -> Row {
+    let name = format!("Master-only CPU per turn, N = {n} (2 processes)");
+    const GOAL: &str = "(reference)";
+    let r: Result<(Vec<f64>, Option<LoadPer>, Duration, f64), String> = (|| {
+        let mut c = Choir::start(0)?;
+        let followers = FollowersProcess::start(n, &c.code)?;
+        let result = (|| {
+            let (joined, _) = followers.expect("joined", Duration::from_secs(90))?;
+            let join_ms: f64 = joined.split(' ').next().and_then(|v| v.parse().ok()).unwrap_or(0.0);
+            c.send_master(SyncCommand::Local(song()));
+            followers.expect("shown 0", Duration::from_secs(15))?;
+            let mut lat = Vec::with_capacity(BROADCASTS as usize);
+            let (before, cpu_before) = (Load::sample(), maestral_bench::own_cpu_time());
+            let turns_start = Instant::now();
+            for k in 1..=BROADCASTS {
+                std::thread::sleep(BROADCAST_GAP);
+                let start = Instant::now();
+                c.send_master(SyncCommand::Local(LocalAction::SetPage { page: k }));
+                let (_, at) = followers.expect(&format!("shown {k}"), Duration::from_secs(15))?;
+                lat.push(ms(at - start));
+            }
+            let elapsed = turns_start.elapsed();
+            let load = Load::per(before, Load::sample(), elapsed, lat.len());
+            let cpu = maestral_bench::own_cpu_time()
+                .zip(cpu_before)
+                .map_or(Duration::ZERO, |(a, b)| a.saturating_sub(b));
+            c.drain();
+            Ok((lat, load, cpu, join_ms))
+        })();
+        followers.stop();
+        c.shutdown();
+        result
+    })();
+    match r {
+        Ok((lat, Some(load), cpu, join_ms)) => match Summary::of(&lat) {
+            Some(s) => {
+                let per_turn_ms = load.cpu_ms;
+                let per_follower_us = per_turn_ms * 1e3 / n as f64;
+                row(
+                    name,
+                    format!(
+                        "{per_turn_ms:.2} ms per turn = {per_follower_us:.1} µs per Follower \
+                         (process ticks: {:.2} ms/turn); turn to all shown p50 {:.2} ms, p99 \
+                         {:.2} ms ({} turns, through a pipe); joined in {join_ms:.0} ms",
+                        ms(cpu) / s.n as f64,
+                        s.p50,
+                        s.p99,
+                        s.n
+                    ),
+                    GOAL,
+                    None,
+                    json!({ "followers": n, "master_cpu_ms_per_turn": per_turn_ms,
+                            "master_cpu_us_per_turn_per_follower": per_follower_us,
+                            "master_process_cpu_ms_per_turn_ticks": ms(cpu) / s.n as f64,
+                            "turn_to_all_shown": s.json_ms(), "load": load.json(),
+                            "join_all_ms": join_ms }),
+                )
+            }
+            None => not_measured(name, "no turns".into(), GOAL),
+        },
+        Ok((_, None, _, _)) => not_measured(name, "no /proc load samples".into(), GOAL),
+        Err(e) => not_measured(name, e, GOAL),
+    }
+}
+
 // ---- report ----------------------------------------------------------------------------------
 
 fn main() {
+    if let Some(n) = std::env::var(FOLLOWERS_PROCESS).ok().and_then(|n| n.parse().ok()) {
+        return followers_process(n);
+    }
     let total = Instant::now();
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let profile = if cfg!(debug_assertions) { "debug (unoptimised!)" } else { "release (bench)" };
-    println!(
-        "maestral-net sync benchmark: loopback 127.0.0.1; machine has {cores} cores; profile {profile}"
-    );
+    let (cores, profile) =
+        maestral_bench::header("maestral-net sync benchmark: loopback 127.0.0.1");
     println!("raw-Link rows run on one 2-worker tokio runtime; Choir rows use real SyncHandles\n");
 
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -1083,7 +1108,7 @@ fn main() {
         .build()
         .expect("bench runtime");
 
-    let load_start = process_load();
+    let load_start = Load::sample();
     let mut rows = Vec::new();
     let mut choirs = Vec::new();
     let step = |what: &str| eprintln!("[{:6.1} s] {what}", total.elapsed().as_secs_f64());
@@ -1101,6 +1126,10 @@ fn main() {
         rows.extend(join);
         choirs.push(extra);
     }
+    for n in MASTER_CPU_COUNTS {
+        step(&format!("Master's CPU, {n} Followers in another process"));
+        rows.push(master_cpu(n));
+    }
     step("dead link");
     let (d, c) = dead_link(&rt);
     rows.push(d);
@@ -1109,7 +1138,7 @@ fn main() {
     rows.push(rejoin());
     step("done");
     rt.shutdown_timeout(Duration::from_secs(2));
-    let run_load = load_per(load_start, process_load(), total.elapsed(), 1);
+    let run_load = Load::per(load_start, Load::sample(), total.elapsed(), 1);
 
     let width = rows.iter().filter_map(|r| r.value.lines().next()).map(|l| l.chars().count()).max();
     let width = width.unwrap_or(0).max(40);
@@ -1149,16 +1178,6 @@ fn main() {
         })).collect::<Vec<_>>(),
         "choirs": choirs,
     });
-    let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../..")).join("target/bench");
-    let path = dir.join("sync.json");
-    match std::fs::create_dir_all(&dir).and_then(|()| {
-        std::fs::write(&path, serde_json::to_string_pretty(&json).unwrap_or_default() + "\n")
-    }) {
-        Ok(()) => {
-            let shown = std::fs::canonicalize(&path).unwrap_or(path);
-            println!("\nwritten: {}", shown.display());
-        }
-        Err(err) => eprintln!("\ncould not write {}: {err}", path.display()),
-    }
+    write_report("sync", &json);
     println!("total time {:.1} s", total.elapsed().as_secs_f64());
 }

@@ -11,6 +11,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use maestral_bench::{ms, percentile, write_report};
 use maestral_score::{
     PixelSize, RenderConfig, RenderEvent, RenderRequest, RenderThread, Song, fit_page,
 };
@@ -86,12 +87,7 @@ fn main() {
     }
 
     print_table(&rows, mutool.as_deref(), pdftoppm.as_deref());
-    let out_dir = root.join("target/bench");
-    std::fs::create_dir_all(&out_dir).expect("create target/bench");
-    let out = out_dir.join("render.json");
-    std::fs::write(&out, json(&rows, mutool.as_deref(), pdftoppm.as_deref()))
-        .expect("write render.json");
-    println!("\nwritten: {}", out.canonicalize().unwrap_or(out).display());
+    write_report("render", &json(&rows, mutool.as_deref(), pdftoppm.as_deref()));
 }
 
 struct Row {
@@ -116,9 +112,9 @@ fn maestral_path(song: &Song, target: PixelSize, passes: usize) -> Vec<f64> {
     // Pass 0 warms up (opens the document, fills the buffer pool) and is not counted.
     for pass in 0..=passes {
         for page in 0..song.page_count {
-            let request = RenderRequest::visible(song.id, page, target);
+            let request = RenderRequest::visible(song.id.clone(), page, target);
             let start = Instant::now();
-            renderer.want(vec![request]);
+            renderer.want(vec![request.clone()]);
             let bitmap = loop {
                 match events.recv_timeout(Duration::from_secs(60)).expect("render thread answers") {
                     RenderEvent::Rendered { request: r, bitmap, .. }
@@ -222,7 +218,7 @@ fn burst_runs(song: &Song, target: PixelSize) -> Vec<f64> {
         renderer.set_cache_budget(RenderConfig::default().cache_budget);
         let start = Instant::now();
         for turn in 0..10 {
-            renderer.show_page(song.id, (first + turn).min(last), target);
+            renderer.show_page(&song.id, (first + turn).min(last), target);
         }
         loop {
             match events.recv_timeout(Duration::from_secs(60)).expect("render thread answers") {
@@ -241,8 +237,8 @@ fn burst_runs(song: &Song, target: PixelSize) -> Vec<f64> {
         }
         // Let the prefetch of this run finish so it does not bleed into the next.
         renderer.want(Vec::new());
-        let barrier = RenderRequest::visible(song.id, last, target);
-        renderer.request(barrier);
+        let barrier = RenderRequest::visible(song.id.clone(), last, target);
+        renderer.request(barrier.clone());
         while let Ok(event) = events.recv_timeout(Duration::from_secs(60)) {
             if let RenderEvent::Rendered { request, .. } = event
                 && request == barrier
@@ -261,17 +257,9 @@ fn tool_version(tool: &str, args: &[&str]) -> Option<String> {
     text.lines().find(|l| l.contains("version")).map(|l| l.trim().to_string())
 }
 
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
+/// The median (nearest rank); NaN (shown as such) when a method gave no sample.
+fn median(v: Vec<f64>) -> f64 {
+    percentile(&v, 0.5).unwrap_or(f64::NAN)
 }
 
 fn cell(v: Option<f64>) -> String {
@@ -320,7 +308,7 @@ fn print_table(rows: &[Row], mutool: Option<&str>, pdftoppm: Option<&str>) {
     );
 }
 
-fn json(rows: &[Row], mutool: Option<&str>, pdftoppm: Option<&str>) -> String {
+fn json(rows: &[Row], mutool: Option<&str>, pdftoppm: Option<&str>) -> serde_json::Value {
     let rows: Vec<serde_json::Value> = rows
         .iter()
         .map(|r| {
@@ -341,12 +329,11 @@ fn json(rows: &[Row], mutool: Option<&str>, pdftoppm: Option<&str>) -> String {
             })
         })
         .collect();
-    let doc = serde_json::json!({
+    serde_json::json!({
         "benchmark": "render",
         "unit": "median milliseconds per page",
         "goal": "maestral_ms <= 1.1 * raw_pdfium_render_ms",
         "tools": { "mutool": mutool, "pdftoppm": pdftoppm },
         "rows": rows,
-    });
-    serde_json::to_string_pretty(&doc).unwrap_or_default()
+    })
 }

@@ -11,9 +11,9 @@
 #![allow(clippy::disallowed_methods)]
 
 use std::hint::black_box;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use maestral_bench::{median_duration, write_report};
 use maestral_protocol::{
     ChoirSetPage, ChoirSnapshot, DeviceId, Envelope, FollowMode, JoinAccept, JoinRequest, Message,
     PageRevision, SessionId, SetFollowMode, SongEpoch, SongId, decode,
@@ -153,9 +153,8 @@ impl Row {
 /// elapsed time of its own timed section (setup and checks stay outside the clock).
 fn measure<S>(mut setup: impl FnMut() -> S, mut timed: impl FnMut(S) -> Duration) -> Duration {
     timed(setup());
-    let mut times: Vec<Duration> = (0..RUNS).map(|_| timed(setup())).collect();
-    times.sort();
-    times[RUNS / 2]
+    let times: Vec<Duration> = (0..RUNS).map(|_| timed(setup())).collect();
+    median_duration(&times).unwrap_or_default()
 }
 
 /// Row 1: a following Follower applying `SET_PAGE`s of increasing revision.
@@ -259,12 +258,10 @@ fn follower_set_page_predecoded(n: usize) -> Row {
     }
 }
 
-/// Row 3: a Master with 100 Followers applying `SET_FOLLOW_MODE`s; each `follow` is answered
-/// with a `STATE_SNAPSHOT`.
-fn master_set_follow_mode(n: usize) -> Row {
-    let froms: Vec<DeviceId> = (0..FOLLOWERS).map(follower_id).collect();
-    // Message i comes from Follower i % 100; each Follower alternates free, follow, free, ...
-    let msgs: Vec<(usize, String)> = (0..n)
+/// The inputs of row 3: message i comes from Follower i % 100; each Follower alternates free,
+/// follow, free, ... Returns them with how many switch to follow (one snapshot out each).
+fn follow_mode_inputs(n: usize) -> (Vec<(usize, Envelope)>, usize) {
+    let envs: Vec<(usize, Envelope)> = (0..n)
         .map(|i| {
             let f = i % FOLLOWERS;
             let mode = if (i / FOLLOWERS).is_multiple_of(2) {
@@ -272,12 +269,25 @@ fn master_set_follow_mode(n: usize) -> Row {
             } else {
                 FollowMode::Follow
             };
-            let m =
-                wire("S", froms[f].as_str(), T0, Message::SetFollowMode(SetFollowMode { mode }));
-            (f, m)
+            let m = Message::SetFollowMode(SetFollowMode { mode });
+            (f, Envelope::new(SessionId::from("S"), follower_id(f), T0, m))
         })
         .collect();
-    let expected_snapshots = msgs.iter().filter(|(_, m)| m.contains("\"follow\"")).count();
+    let follows = envs
+        .iter()
+        .filter(|(_, e)| {
+            matches!(&e.message, Message::SetFollowMode(m) if m.mode == FollowMode::Follow)
+        })
+        .count();
+    (envs, follows)
+}
+
+/// Row 3: a Master with 100 Followers applying `SET_FOLLOW_MODE`s; each `follow` is answered
+/// with a `STATE_SNAPSHOT`.
+fn master_set_follow_mode(n: usize) -> Row {
+    let froms: Vec<DeviceId> = (0..FOLLOWERS).map(follower_id).collect();
+    let (envs, expected_snapshots) = follow_mode_inputs(n);
+    let msgs: Vec<(usize, String)> = envs.iter().map(|(f, e)| (*f, e.encode())).collect();
     let median = measure(master_with_followers, |mut e| {
         let mut snapshots = 0;
         let start = Instant::now();
@@ -301,24 +311,7 @@ fn master_set_follow_mode(n: usize) -> Row {
 /// For reference: row 3 with the decoding done beforehand (`handle_envelope`).
 fn master_set_follow_mode_predecoded(n: usize) -> Row {
     let froms: Vec<DeviceId> = (0..FOLLOWERS).map(follower_id).collect();
-    let envs: Vec<(usize, Envelope)> = (0..n)
-        .map(|i| {
-            let f = i % FOLLOWERS;
-            let mode = if (i / FOLLOWERS).is_multiple_of(2) {
-                FollowMode::Free
-            } else {
-                FollowMode::Follow
-            };
-            let m = Message::SetFollowMode(SetFollowMode { mode });
-            (f, Envelope::new(SessionId::from("S"), froms[f].clone(), T0, m))
-        })
-        .collect();
-    let expected_snapshots = envs
-        .iter()
-        .filter(|(_, e)| {
-            matches!(&e.message, Message::SetFollowMode(m) if m.mode == FollowMode::Follow)
-        })
-        .count();
+    let (envs, expected_snapshots) = follow_mode_inputs(n);
     let median = measure(
         || (master_with_followers(), envs.clone()),
         |(mut e, envs)| {
@@ -414,11 +407,7 @@ fn encode_set_page(n: usize) -> Row {
 
 fn main() {
     let total = Instant::now();
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let profile = if cfg!(debug_assertions) { "debug (unoptimised!)" } else { "release (bench)" };
-    println!(
-        "maestral-sync engine benchmark: one thread; machine has {cores} cores; profile {profile}"
-    );
+    let (cores, profile) = maestral_bench::header("maestral-sync engine benchmark: one thread");
     println!("each row: 1 warm-up run + median of {RUNS} runs; goal {GOAL_MSGS_PER_S:.0} msgs/s\n");
 
     let rows = vec![
@@ -481,16 +470,6 @@ fn main() {
             row
         }).collect::<Vec<_>>(),
     });
-    let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../..")).join("target/bench");
-    let path = dir.join("engine.json");
-    match std::fs::create_dir_all(&dir).and_then(|()| {
-        std::fs::write(&path, serde_json::to_string_pretty(&json).unwrap_or_default() + "\n")
-    }) {
-        Ok(()) => {
-            let shown = std::fs::canonicalize(&path).unwrap_or(path);
-            println!("\nwritten: {}", shown.display());
-        }
-        Err(err) => eprintln!("\ncould not write {}: {err}", path.display()),
-    }
+    write_report("engine", &json);
     println!("total time {:.1} s", total.elapsed().as_secs_f64());
 }
