@@ -22,6 +22,9 @@ use crate::joincode::JoinCode;
 use crate::rtc::{Link, LinkEvent};
 use crate::signaling::PendingJoin;
 
+/// Link events handled in one pass of the loop at most, before the outputs go out.
+const LINK_EVENT_BATCH: usize = 64;
+
 /// What every role shares: the engine, its clocks, the links and the way back to the app.
 pub(crate) struct Ctx {
     pub(crate) engine: Engine,
@@ -180,7 +183,15 @@ impl Worker {
                         self.flush();
                     }
                 }
-                Some((generation, ev)) = self.link_events.recv() => self.link_event(generation, ev),
+                Some((generation, ev)) = self.link_events.recv() => {
+                    self.link_event(generation, ev);
+                    // A burst (a Master hearing from every Follower) is handled in one pass:
+                    // one flush and one timer for all of it, not one per message.
+                    for _ in 1..LINK_EVENT_BATCH {
+                        let Ok((generation, ev)) = self.link_events.try_recv() else { break };
+                        self.link_event(generation, ev);
+                    }
+                }
                 Some(join) = recv_join(&mut self.role) => self.join_request(join),
                 Some(i) = self.internal.recv() => self.internal(i),
                 _ = tokio::time::sleep_until(wake_at) => {
