@@ -10,6 +10,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::str::FromStr;
 
+use maestral_protocol::SessionToken;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 use thiserror::Error;
 
@@ -35,28 +36,16 @@ const FP: &AsciiSet = &VALUE.remove(b':');
 ///
 /// `Display` writes the URI; `FromStr` parses one. The fingerprint is kept in SDP form,
 /// `sha-256 AB:01:…` (32 upper-case pairs once parsed).
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JoinCode {
     /// The Master's signaling listener.
     pub host: SocketAddr,
     /// The session id (not a secret).
     pub session_id: String,
-    /// The session token (a secret: never logged, see the `Debug` impl).
-    pub token: String,
+    /// The session token (a secret: `SessionToken` keeps it out of `Debug` output).
+    pub token: SessionToken,
     /// The Master's certificate fingerprint, `sha-256 AB:01:…:7F`.
     pub fingerprint: String,
-}
-
-// The token is a credential: keep it out of logs that print a `JoinCode` with `{:?}`.
-impl fmt::Debug for JoinCode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("JoinCode")
-            .field("host", &self.host)
-            .field("session_id", &self.session_id)
-            .field("token", &"<redacted>")
-            .field("fingerprint", &self.fingerprint)
-            .finish()
-    }
 }
 
 impl fmt::Display for JoinCode {
@@ -66,7 +55,7 @@ impl fmt::Display for JoinCode {
             "{JOIN_CODE_PREFIX}host={}&session={}&token={}&fp={}",
             utf8_percent_encode(&self.host.to_string(), HOST),
             utf8_percent_encode(&self.session_id, VALUE),
-            utf8_percent_encode(&self.token, VALUE),
+            utf8_percent_encode(self.token.expose(), VALUE),
             utf8_percent_encode(&self.fingerprint, FP),
         )
     }
@@ -115,7 +104,7 @@ impl JoinCode {
     pub fn new(
         host: SocketAddr,
         session_id: impl Into<String>,
-        token: impl Into<String>,
+        token: impl Into<SessionToken>,
         fingerprint: &str,
     ) -> Result<Self, JoinCodeError> {
         let session_id = session_id.into();

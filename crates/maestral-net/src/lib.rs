@@ -7,6 +7,8 @@ pub mod pairing;
 pub mod qr;
 pub mod rtc;
 pub mod signaling;
-pub mod thread;
+pub mod sync;
 
-pub use thread::{Fault, SyncCommand, SyncConfig, SyncEvent, SyncHandle};
+#[cfg(feature = "test-support")]
+pub use sync::Fault;
+pub use sync::{StartError, SyncCommand, SyncConfig, SyncError, SyncEvent, SyncHandle};

@@ -31,7 +31,7 @@ fn body(token: &str) -> JoinRequestBody {
 
 /// A handler as the sync thread would be: one session, token "good", ended session "old".
 fn stub(req: JoinRequestBody) -> std::future::Ready<JoinOutcome> {
-    std::future::ready(match (req.session_id.as_str(), req.token.as_str()) {
+    std::future::ready(match (req.session_id.as_str(), req.token.expose()) {
         ("old", _) => JoinOutcome::SessionEnded,
         (_, "good") => JoinOutcome::Answer(format!("{ANSWER}a=x-device:{}\r\n", req.device_id)),
         (_, "unusable") => JoinOutcome::BadRequest,

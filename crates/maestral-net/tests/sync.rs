@@ -71,7 +71,8 @@ impl Peer {
             SyncEvent::Engine(_) => {}
             SyncEvent::JoinCode(c) => self.join_code = Some(c),
             SyncEvent::PairCode(c) => self.pair_code = Some(c),
-            SyncEvent::Error(e) | SyncEvent::StartFailed(e) => self.errors.push(e),
+            SyncEvent::Error(e) => self.errors.push(e.to_string()),
+            SyncEvent::StartFailed(e) => self.errors.push(e.to_string()),
         }
     }
 

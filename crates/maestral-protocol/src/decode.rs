@@ -200,6 +200,8 @@ fn static_field_name(name: &str) -> &'static str {
         "size_bytes",
         "sha256",
         "channel",
+        "host",
+        "proof_key",
     ];
     NAMES.iter().find(|n| **n == name).copied().unwrap_or("payload")
 }
@@ -275,6 +277,7 @@ fn decode_message(message_type: String, raw: &RawValue) -> Result<Message, Decod
         "SET_FOLLOW_MODE" => Message::SetFollowMode(payload(raw)?),
         "STREAM_PREPARE" => Message::StreamPrepare(payload(raw)?),
         "STREAM_CLEAR" => Message::StreamClear(payload(raw)?),
+        "PAIR_INFO" => Message::PairInfo(payload(raw)?),
         _ => Message::Unknown { message_type },
     })
 }

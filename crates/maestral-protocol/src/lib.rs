@@ -57,6 +57,8 @@ pub enum Message {
     SetFollowMode(SetFollowMode),
     StreamPrepare(StreamPrepare),
     StreamClear(StreamClear),
+    /// `PAIR_INFO`, an extension between paired Solo devices (the engine ignores it).
+    PairInfo(PairInfo),
     /// A `type` this version does not know: receivers ignore it (spec §7, §14).
     Unknown {
         message_type: String,
@@ -80,6 +82,7 @@ impl Message {
             Message::SetFollowMode(_) => "SET_FOLLOW_MODE",
             Message::StreamPrepare(_) => "STREAM_PREPARE",
             Message::StreamClear(_) => "STREAM_CLEAR",
+            Message::PairInfo(_) => "PAIR_INFO",
             Message::Unknown { message_type } => message_type,
         }
     }
@@ -136,6 +139,7 @@ impl Envelope {
             Message::SetFollowMode(p) => wire(self, p),
             Message::StreamPrepare(p) => wire(self, p),
             Message::StreamClear(p) => wire(self, p),
+            Message::PairInfo(p) => wire(self, p),
         }
     }
 }

@@ -204,6 +204,27 @@ pub struct StreamClear {
     pub song_id: Option<SongId>,
 }
 
+/// `PAIR_INFO` (an extension, PROTOCOL_V1.md "Solo pairing codes"): where a paired Solo device
+/// listens for its partner's call-back, and the key that call-back must prove. A V1 peer ignores
+/// the type.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PairInfo {
+    /// `IP:PORT` of the call-back listener.
+    pub host: String,
+    /// The key the call-back proves (a secret).
+    pub proof_key: String,
+}
+
+// The key is a credential: `{:?}` must not put it in a log.
+impl std::fmt::Debug for PairInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PairInfo")
+            .field("host", &self.host)
+            .field("proof_key", &"<redacted>")
+            .finish()
+    }
+}
+
 /// A `str|null` field that must be present: `null` is `None`, a missing field is an error (serde
 /// would otherwise read a missing `Option` as `None`).
 fn nullable<'de, D, T>(d: D) -> Result<Option<T>, D::Error>

@@ -322,6 +322,7 @@ const FULL: &[(&str, &[(&str, &str)])] = &[
         ],
     ),
     ("STREAM_CLEAR", &[("song_id", "null")]),
+    ("PAIR_INFO", &[("host", "\"10.0.0.1:9\""), ("proof_key", "\"k\"")]),
     ("SET_FOLLOW_MODE", &[("mode", "\"free\"")]),
     ("SET_LAYOUT_PARITY", &[("leader_device_id", "\"A\""), ("parity", "\"odd\"")]),
 ];
@@ -765,4 +766,19 @@ fn errors_display_a_reason() {
     ] {
         assert!(!err.to_string().is_empty());
     }
+}
+
+#[test]
+fn pair_info_decodes_to_its_typed_message_and_rejects_a_wrong_type() {
+    assert_eq!(
+        message(&wire("PAIR_INFO", r#"{"host":"10.0.0.1:9","proof_key":"k","later":1}"#)),
+        Message::PairInfo(maestral_protocol::PairInfo {
+            host: "10.0.0.1:9".into(),
+            proof_key: "k".into()
+        })
+    );
+    assert!(matches!(
+        dec(&wire("PAIR_INFO", r#"{"host":9,"proof_key":"k"}"#)),
+        Err(DecodeError::WrongType { .. })
+    ));
 }

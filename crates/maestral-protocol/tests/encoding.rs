@@ -5,9 +5,9 @@
 
 use maestral_protocol::{
     ChoirSetPage, ChoirSetSong, ChoirSnapshot, DeviceId, Envelope, FollowMode, Hello, JoinAccept,
-    JoinReject, JoinRequest, Layout, Message, Mode, PageChangeStamp, PageRevision, Parity,
-    RejectReason, SessionId, SetFollowMode, SoloSetPage, SoloSetSong, SoloState, SongEpoch, SongId,
-    StreamClear, StreamPrepare, decode,
+    JoinReject, JoinRequest, Layout, Message, Mode, PageChangeStamp, PageRevision, PairInfo,
+    Parity, RejectReason, SessionId, SetFollowMode, SoloSetPage, SoloSetSong, SoloState, SongEpoch,
+    SongId, StreamClear, StreamPrepare, decode,
 };
 
 const TS: u64 = 1_735_689_600_000;
@@ -339,6 +339,22 @@ fn stream_clear_encodes_exactly_as_documented() {
         &env("S1", "M", Message::StreamClear(StreamClear { song_id: None })),
         r#"{"v":1,"session_id":"S1","sender_id":"M","type":"STREAM_CLEAR","ts":1735689600000,"payload":{"song_id":null}}"#,
     );
+}
+
+#[test]
+fn pair_info_encodes_exactly_as_documented() {
+    let info = PairInfo { host: "192.168.1.20:40123".into(), proof_key: "k3y".into() };
+    assert_wire(
+        &env("", "A", Message::PairInfo(info)),
+        r#"{"v":1,"session_id":"","sender_id":"A","type":"PAIR_INFO","ts":1735689600000,"payload":{"host":"192.168.1.20:40123","proof_key":"k3y"}}"#,
+    );
+}
+
+#[test]
+fn pair_info_debug_redacts_the_key() {
+    let info = PairInfo { host: "10.0.0.1:1".into(), proof_key: "secret-key".into() };
+    let shown = format!("{info:?}");
+    assert!(shown.contains("10.0.0.1:1") && !shown.contains("secret-key"), "{shown}");
 }
 
 #[test]

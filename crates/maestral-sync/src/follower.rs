@@ -117,7 +117,8 @@ impl Follower {
             };
         }
         match (&s.retry, s.ever_joined) {
-            (Some(r), false) if r.is_running() => Phase::FollowerJoining,
+            // A first join stays "joining" through its retries: it never had a link to lose.
+            (Some(_), false) => Phase::FollowerJoining,
             (Some(r), true) if r.is_running() => Phase::FollowerRejoining,
             _ => Phase::FollowerDisconnectedLocal,
         }

@@ -193,7 +193,7 @@ fn a_join_by_code_is_driven_through_joining_refusal_and_retry() {
         assert_shape(o);
     }
     assert_eq!(out[0]["phase"], "FOLLOWER_JOINING");
-    assert_eq!(out[1]["phase"], "FOLLOWER_DISCONNECTED_LOCAL", "waiting to try again");
+    assert_eq!(out[1]["phase"], "FOLLOWER_JOINING", "still joining, waiting to try again");
     assert_eq!(out[2]["phase"], "FOLLOWER_JOINING", "the retry timer fired");
     let sent: Vec<&str> = out[3]["sent"]
         .as_array()

@@ -338,7 +338,8 @@ fn s10_4_a_first_join_that_fails_is_retried_on_the_backoff() {
     f.take_requests();
     f.e.handle_join_failed(f.now, false);
     f.drain_now();
-    assert_eq!(f.phase(), Phase::FollowerDisconnectedLocal, "waiting for the next attempt");
+    assert_eq!(f.phase(), Phase::FollowerJoining, "still joining, waiting for the next attempt");
+    assert!(f.take_requests().is_empty(), "not at once: on the backoff");
     f.tick(1_000);
     assert_eq!(f.take_requests(), [TransportRequest::JoinByCode], "tried again");
     assert_eq!(f.phase(), Phase::FollowerJoining);

@@ -1,47 +1,26 @@
-//! One WebRTC peer connection on the LAN carrying the ordered, reliable `maestral-sync`
-//! DataChannel, as a [`Link`] that reports what happens on it as [`LinkEvent`]s.
-//!
-//! Built on `webrtc` 0.21 (the async layer over the sans-IO `rtc` core). Deliberately narrow:
-//!
-//! - host ICE candidates on one chosen address ([`RtcConfig::bind_ip`]), no STUN/TURN, mDNS off;
-//! - complete SDP: [`Link::offer`] and [`Link::answer`] return only once ICE gathering has
-//!   finished, so the SDP carries every candidate and nothing trickles;
-//! - one channel, labelled [`CHANNEL_LABEL`], created by the offerer;
-//! - ICE timers tuned for a LAN ([`RtcTiming`]);
-//! - an optional DTLS certificate ([`DtlsCert`]) reused across connections, so a Choir Master
-//!   keeps one fingerprint for a whole session, across restarts too.
-//!
-//! Event order on a link's receiver: `Open` first (once the channel can send), then `Text` /
-//! `Binary` in arrival order, with `Degraded` / `Recovered` in between, and `Closed` last, exactly
-//! once, after which the receiver ends. A link that never opens still ends with `Closed`.
+//! One peer connection and its `maestral-sync` channel: set-up with complete SDP, sending,
+//! the ordered events, and closing that delivers what was sent.
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use base64::Engine as _;
 use bytes::BytesMut;
-use rtc::crypto::SignatureScheme;
 use rtc::ice::mdns::MulticastDnsMode;
 use rtc::ice::network_type::NetworkType;
-use rtc::peer_connection::certificate::CertificateParams;
 use rtc::peer_connection::transport::RTCDtlsRole;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use webrtc::data_channel::{DataChannel, DataChannelEvent, RTCDataChannelMessage};
 use webrtc::peer_connection::{
-    PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCCertificate,
-    RTCConfigurationBuilder, RTCIceConnectionState, RTCIceGatheringState, RTCPeerConnectionState,
-    RTCSessionDescription, SettingEngineBuilder, crypto,
+    PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCConfigurationBuilder,
+    RTCIceConnectionState, RTCIceGatheringState, RTCPeerConnectionState, RTCSessionDescription,
+    SettingEngineBuilder,
 };
 
-/// The label of the one protocol channel (`PROTOCOL_V1.md`, "Encoding").
-pub const CHANNEL_LABEL: &str = "maestral-sync";
-
-/// The largest message a link sends: 64 KiB, the SDP `max-message-size` both sides announce and
-/// the protocol's own limit.
-pub const MAX_MESSAGE_SIZE: usize = 64 * 1024;
+use super::sdp::Sdp;
+use super::{CHANNEL_LABEL, DtlsCert, MAX_MESSAGE_SIZE, RtcConfig, RtcError, webrtc_error};
 
 /// How long [`Link::offer`] / [`Link::answer`] wait for ICE gathering. Host candidates on one
 /// bound socket gather in well under a millisecond; this only bounds a broken stack.
@@ -58,238 +37,6 @@ const FLUSH_TIMEOUT: Duration = Duration::from_millis(500);
 /// How long a closing link waits for the channel's already-received messages to be handed out
 /// before it reports `Closed` anyway.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(1);
-
-/// ICE timers. The defaults are tuned for a LAN, where webrtc's own (made for the internet) take
-/// 5 s to call a silent peer disconnected and 30 s to give it up. Connection set-up time depends
-/// less on them than on waking webrtc's driver (see `poke_while_connecting`): ~35 ms from offer
-/// to open channel on loopback, ~430 ms without the wake-ups.
-///
-/// webrtc counts the failed timeout from the moment the link went disconnected, so a peer that
-/// vanishes shows as [`LinkEvent::Degraded`] after `ice_disconnected_timeout` and as
-/// [`LinkEvent::Closed`] after `ice_disconnected_timeout + ice_failed_timeout`. A connection
-/// attempt that never succeeds also fails after that sum.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RtcTiming {
-    /// Pause between ICE connectivity checks while connecting (webrtc default 200 ms).
-    pub ice_check_interval: Duration,
-    /// Checks sent on one candidate pair before giving it up (webrtc default 7). The default here
-    /// keeps the per-pair window at webrtc's ~1.4 s despite the shorter interval, so a peer slow
-    /// to answer (Wi-Fi power saving) is not given up too early.
-    pub ice_max_binding_requests: u16,
-    /// Consent keepalive interval once connected (webrtc default 2 s).
-    pub ice_keepalive_interval: Duration,
-    /// Silence after which the link counts as disconnected (webrtc default 5 s).
-    pub ice_disconnected_timeout: Duration,
-    /// Further silence after which it counts as failed (webrtc default 25 s).
-    pub ice_failed_timeout: Duration,
-}
-
-impl Default for RtcTiming {
-    fn default() -> Self {
-        Self {
-            ice_check_interval: Duration::from_millis(20),
-            ice_max_binding_requests: 70,
-            ice_keepalive_interval: Duration::from_millis(250),
-            ice_disconnected_timeout: Duration::from_secs(1),
-            ice_failed_timeout: Duration::from_secs(2),
-        }
-    }
-}
-
-/// Where and how a [`Link`] connects.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RtcConfig {
-    /// The one local address ICE binds and advertises as a host candidate (the LAN address, or
-    /// `127.0.0.1` in tests). Only remote candidates of the same IP family are used. (webrtc
-    /// expands an unspecified address, `0.0.0.0`, to every non-loopback interface.)
-    pub bind_ip: IpAddr,
-    /// ICE timers.
-    pub timing: RtcTiming,
-}
-
-impl RtcConfig {
-    /// A config binding `bind_ip` with the tuned default timers.
-    pub fn new(bind_ip: IpAddr) -> Self {
-        Self { bind_ip, timing: RtcTiming::default() }
-    }
-}
-
-/// What went wrong setting up or using a [`Link`].
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum RtcError {
-    /// The SDP text could not be parsed, or the peer connection refused it.
-    #[error("the session description is not usable: {0}")]
-    InvalidSdp(String),
-    /// [`Link::answer`] was given an answer (its `a=setup` is not `actpass`).
-    #[error("expected an SDP offer but got an answer; pass the offer the other device created")]
-    NotAnOffer,
-    /// [`Link::accept_answer`] was given an offer (its `a=setup` is `actpass`).
-    #[error("expected an SDP answer but got an offer; pass the answer the other device created")]
-    NotAnAnswer,
-    /// The offer has no `m=application` section, so no DataChannel could ever open.
-    #[error("the offer carries no data channel (no m=application section)")]
-    NoDataChannel,
-    /// Gathering produced no candidate: the bind address is probably not one of this device's.
-    #[error(
-        "no ICE candidate could be gathered on {0}; check that it is one of this device's addresses"
-    )]
-    NoCandidates(IpAddr),
-    /// ICE gathering did not finish in time.
-    #[error("ICE gathering did not finish within {0:?}")]
-    GatheringTimeout(Duration),
-    /// The channel has not opened yet: wait for [`LinkEvent::Open`].
-    #[error("the data channel is not open yet; wait for LinkEvent::Open before sending")]
-    NotOpen,
-    /// The message is longer than [`MAX_MESSAGE_SIZE`] bytes.
-    #[error("a message of {0} bytes is over the {MAX_MESSAGE_SIZE}-byte limit")]
-    TooLarge(usize),
-    /// The link is closed or closing; a new link is needed.
-    #[error("the link is closed")]
-    Closed,
-    /// Generating or loading a DTLS certificate failed.
-    #[error("DTLS certificate: {0}")]
-    Certificate(String),
-    /// Any other error from the WebRTC stack, as text.
-    #[error("WebRTC: {0}")]
-    WebRtc(String),
-}
-
-fn webrtc_error(error: webrtc::error::Error) -> RtcError {
-    match error {
-        webrtc::error::Error::ErrDataChannelClosed | webrtc::error::Error::ErrConnectionClosed => {
-            RtcError::Closed
-        }
-        other => RtcError::WebRtc(other.to_string()),
-    }
-}
-
-/// A DTLS certificate (ECDSA P-256) with its private key: one per Choir session, shared by every
-/// peer connection of that session, and stored with it so a restarted Master keeps its
-/// fingerprint. Cheap to clone. `Debug` shows only the fingerprint.
-#[derive(Clone)]
-pub struct DtlsCert {
-    cert: RTCCertificate,
-    fingerprint: String,
-    pem: String,
-}
-
-impl fmt::Debug for DtlsCert {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("DtlsCert").field("fingerprint", &self.fingerprint).finish_non_exhaustive()
-    }
-}
-
-impl DtlsCert {
-    /// Generates a fresh self-signed certificate.
-    pub fn generate() -> Result<Self, RtcError> {
-        let provider = crypto_provider()?;
-        let params = CertificateParams::new(vec!["maestral".to_owned()])
-            .map_err(|e| RtcError::Certificate(e.to_string()))?;
-        let cert =
-            RTCCertificate::generate(provider.crypto(), SignatureScheme::EcdsaP256Sha256, params)
-                .map_err(|e| RtcError::Certificate(e.to_string()))?;
-        Self::wrap(cert, provider.crypto())
-    }
-
-    /// The certificate's fingerprint as SDP writes it: `sha-256 AB:CD:…` (32 upper-case hex
-    /// pairs). Compare case-insensitively with fingerprints read elsewhere.
-    pub fn fingerprint(&self) -> &str {
-        &self.fingerprint
-    }
-
-    /// The certificate and its private key as text (webrtc's PEM layout: an `EXPIRES` block, then
-    /// `PRIVATE_KEY` and `CERTIFICATE`). Secret: store it like a password.
-    pub fn to_pem(&self) -> &str {
-        &self.pem
-    }
-
-    /// Loads a certificate written by [`to_pem`](Self::to_pem).
-    pub fn from_pem(pem: &str) -> Result<Self, RtcError> {
-        check_expires_block(pem)?;
-        let provider = crypto_provider()?;
-        let cert = RTCCertificate::from_pem(pem, provider.crypto()).map_err(|e| {
-            RtcError::Certificate(format!("cannot load the stored certificate: {e}"))
-        })?;
-        if cert.expires <= SystemTime::now() {
-            return Err(RtcError::Certificate(
-                "the stored certificate has expired; generate a new one".to_owned(),
-            ));
-        }
-        Self::wrap(cert, provider.crypto())
-    }
-
-    fn wrap(cert: RTCCertificate, crypto: &dyn crypto::RTCCrypto) -> Result<Self, RtcError> {
-        let fingerprints =
-            cert.get_fingerprints(crypto).map_err(|e| RtcError::Certificate(e.to_string()))?;
-        let first = fingerprints
-            .first()
-            .ok_or_else(|| RtcError::Certificate("the certificate chain is empty".to_owned()))?;
-        let fingerprint = format!(
-            "{} {}",
-            first.algorithm.to_ascii_lowercase(),
-            first.value.to_ascii_uppercase()
-        );
-        let pem = cert.serialize_pem().map_err(|e| RtcError::Certificate(e.to_string()))?;
-        Ok(Self { cert, fingerprint, pem })
-    }
-}
-
-fn crypto_provider() -> Result<Arc<dyn crypto::RTCCryptoProvider>, RtcError> {
-    crypto::default_provider().map_err(|e| RtcError::Certificate(e.to_string()))
-}
-
-/// `RTCCertificate::from_pem` slices the first 8 bytes of the `EXPIRES` block without checking
-/// its length; reject a short one here so damaged input is an error, not a panic.
-fn check_expires_block(pem: &str) -> Result<(), RtcError> {
-    const BEGIN: &str = "-----BEGIN EXPIRES-----";
-    const END: &str = "-----END EXPIRES-----";
-    let damaged = || RtcError::Certificate("the stored certificate text is damaged".to_owned());
-    let start = pem.find(BEGIN).ok_or_else(damaged)? + BEGIN.len();
-    let len = pem[start..].find(END).ok_or_else(damaged)?;
-    let body: String =
-        pem[start..start + len].chars().filter(|c| !c.is_ascii_whitespace()).collect();
-    let bytes = base64::engine::general_purpose::STANDARD.decode(body).map_err(|_| damaged())?;
-    if bytes.len() < 8 {
-        return Err(damaged());
-    }
-    Ok(())
-}
-
-/// Every `a=fingerprint` line of `sdp` (session- or media-level), as `(hash, value)` exactly as
-/// written, e.g. `("sha-256", "AB:CD:…")`.
-pub fn sdp_fingerprints(sdp: &str) -> Vec<(String, String)> {
-    sdp.lines()
-        .filter_map(|line| line.trim().strip_prefix("a=fingerprint:"))
-        .filter_map(|rest| {
-            let (hash, value) = rest.trim().split_once(char::is_whitespace)?;
-            Some((hash.to_owned(), value.trim().to_owned()))
-        })
-        .collect()
-}
-
-/// The SDP's `sha-256` fingerprint in the form of [`DtlsCert::fingerprint`] (`sha-256 AB:…`,
-/// hex upper-cased). `None` when there is none, or when its `sha-256` lines disagree: a second,
-/// different fingerprint could let another certificate through, so it is never trusted.
-pub fn sha256_fingerprint(sdp: &str) -> Option<String> {
-    let mut found: Option<String> = None;
-    for (hash, value) in sdp_fingerprints(sdp) {
-        if !hash.eq_ignore_ascii_case("sha-256") {
-            continue;
-        }
-        let value = value.to_ascii_uppercase();
-        match &found {
-            Some(seen) if *seen != value => return None,
-            Some(_) => {}
-            None => found = Some(value),
-        }
-    }
-    found.map(|value| format!("sha-256 {value}"))
-}
-
-/// The values of the SDP's `a=setup` lines.
-fn setup_roles(sdp: &str) -> impl Iterator<Item = &str> {
-    sdp.lines().filter_map(|line| line.trim().strip_prefix("a=setup:")).map(str::trim)
-}
 
 /// What happens on a [`Link`], in order (see the module docs).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -363,7 +110,7 @@ struct Shared {
 
 struct State {
     /// `None` once `Closed` has been sent.
-    events: Option<mpsc::UnboundedSender<LinkEvent>>,
+    events: Option<Sink>,
     opened: bool,
     degraded: bool,
     /// Set when closing starts: no more sends, no more link-state events.
@@ -372,6 +119,23 @@ struct State {
     dc: Option<Arc<dyn DataChannel>>,
     /// The task reading the channel's events.
     pump: Option<JoinHandle<()>>,
+}
+
+/// Where a link's events go: the receiver it was created with, or (once redirected) a channel
+/// shared by many links, tagged with this link's number.
+enum Sink {
+    Own(mpsc::UnboundedSender<LinkEvent>),
+    Tagged(u64, mpsc::UnboundedSender<(u64, LinkEvent)>),
+}
+
+impl Sink {
+    fn send(&self, event: LinkEvent) {
+        // A dropped receiver means nobody listens; the link still runs until closed.
+        let _ = match self {
+            Sink::Own(tx) => tx.send(event).map_err(drop),
+            Sink::Tagged(tag, tx) => tx.send((*tag, event)).map_err(drop),
+        };
+    }
 }
 
 /// What [`Shared::begin_close`] hands to the one who closes.
@@ -390,8 +154,7 @@ impl Shared {
     /// Sends under the lock, so events keep the order in which their causes were handled.
     fn emit(state: &State, event: LinkEvent) {
         if let Some(events) = &state.events {
-            // A dropped receiver means nobody listens; the link still runs until closed.
-            let _ = events.send(event);
+            events.send(event);
         }
     }
 
@@ -472,7 +235,7 @@ impl Shared {
         state.closing = true;
         state.dc = None;
         if let Some(events) = state.events.take() {
-            let _ = events.send(LinkEvent::Closed);
+            events.send(LinkEvent::Closed);
         }
     }
 
@@ -627,13 +390,14 @@ impl Link {
         offer_sdp: &str,
     ) -> Result<(Link, String, mpsc::UnboundedReceiver<LinkEvent>), RtcError> {
         // Check the input before any socket is bound.
-        if setup_roles(offer_sdp).any(|role| role != "actpass") {
+        let sdp = Sdp::new(offer_sdp);
+        if !sdp.all_setup_actpass() {
             return Err(RtcError::NotAnOffer);
         }
         let offer = RTCSessionDescription::offer(offer_sdp.to_owned())
             .map_err(|e| RtcError::InvalidSdp(e.to_string()))?;
-        let parsed = offer.unmarshal().map_err(|e| RtcError::InvalidSdp(e.to_string()))?;
-        if !parsed.media_descriptions.iter().any(|media| media.media_name.media == "application") {
+        offer.unmarshal().map_err(|e| RtcError::InvalidSdp(e.to_string()))?;
+        if !sdp.has_data_channel() {
             return Err(RtcError::NoDataChannel);
         }
 
@@ -647,9 +411,9 @@ impl Link {
     }
 
     /// Applies the answer to this link's offer (offerer side only, once). Check the answer's
-    /// fingerprint first where one is expected ([`sha256_fingerprint`]).
+    /// fingerprint first where one is expected ([`sha256_fingerprint`](super::sha256_fingerprint)).
     pub async fn accept_answer(&self, answer_sdp: &str) -> Result<(), RtcError> {
-        if setup_roles(answer_sdp).any(|role| role == "actpass") {
+        if Sdp::new(answer_sdp).any_setup_actpass() {
             return Err(RtcError::NotAnAnswer);
         }
         let answer = RTCSessionDescription::answer(answer_sdp.to_owned())
@@ -680,6 +444,17 @@ impl Link {
         dc.send(BytesMut::from(bytes)).await.map_err(webrtc_error)
     }
 
+    /// From now on sends this link's events to `tx`, tagged with `tag`, instead of to the
+    /// receiver it was created with, which ends once what was already queued on it is read
+    /// (those events come before any on `tx`). Lets one task read many links without a
+    /// forwarding task per link. Nothing changes once `Closed` was sent.
+    pub(crate) fn redirect_events(&self, tag: u64, tx: mpsc::UnboundedSender<(u64, LinkEvent)>) {
+        let mut state = self.inner.shared.lock();
+        if state.events.is_some() {
+            state.events = Some(Sink::Tagged(tag, tx));
+        }
+    }
+
     /// Closes the link: waits (up to 500 ms, and only while the link is healthy) for the peer to
     /// acknowledge the messages already sent, closes the connection (the peer learns at once,
     /// through SCTP ABORT and DTLS close_notify), then emits [`LinkEvent::Closed`] on this side's
@@ -700,7 +475,7 @@ impl Link {
         let (events_tx, events) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
-                events: Some(events_tx),
+                events: Some(Sink::Own(events_tx)),
                 opened: false,
                 degraded: false,
                 closing: false,
@@ -797,8 +572,12 @@ async fn complete_local_sdp(
         Err(_) => return Err(RtcError::GatheringTimeout(GATHER_TIMEOUT)),
     }
     let sdp = pc.local_description().await.ok_or(RtcError::Closed)?.sdp;
-    if !sdp.lines().any(|line| line.starts_with("a=candidate:")) {
+    if !Sdp::new(&sdp).has_candidates() {
         return Err(RtcError::NoCandidates(bind_ip));
     }
     Ok(sdp)
 }
+
+#[cfg(test)]
+#[path = "link_tests.rs"]
+mod tests;

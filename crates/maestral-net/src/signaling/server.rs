@@ -1,14 +1,7 @@
-//! Choir signaling over the LAN: the Master's HTTP listener for `POST /v1/join` and the
-//! Follower's client for it (PROTOCOL_V1.md, "Choir signaling").
-//!
-//! The listener knows nothing of WebRTC or of sessions: it enforces the transport rules (body
-//! size, JSON shape, the rate limit on rejected attempts, status codes, JSON answers) and hands
-//! each well-formed request to a [`JoinHandler`] that the sync thread provides. The handler
-//! checks the session and the token (in constant time) and applies the offer; it also keeps
-//! answering [`JoinOutcome::SessionEnded`] for an ended session until another one starts.
+//! The Master's listener: transport rules (body size, JSON shape, the rate limit on rejected
+//! attempts, status codes, JSON answers), then the [`JoinHandler`] the sync thread provides.
 
 use std::collections::{HashMap, VecDeque};
-use std::fmt;
 use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -21,64 +14,14 @@ use axum::extract::{Extension, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
-use hyper::body::Bytes;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
-use serde::{Deserialize, Serialize};
-use thiserror::Error;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use tokio::task::{JoinHandle, JoinSet};
 
-/// The path of the join request.
-pub const JOIN_PATH: &str = "/v1/join";
-
-/// Largest request body the listener reads (and largest answer body the client reads): 64 KiB.
-pub const MAX_BODY_BYTES: usize = 64 * 1024;
-
-/// The body of `POST /v1/join`: the Follower's offer with the session id and token from the join
-/// code, and the Follower's Device ID the link will be bound to.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct JoinRequestBody {
-    /// The session id from the join code.
-    pub session_id: String,
-    /// The session token from the join code (a secret).
-    pub token: String,
-    /// The Follower's Device ID.
-    pub device_id: String,
-    /// The Follower's complete SDP offer (ICE gathering finished).
-    pub offer: String,
-}
-
-// The token is a credential: `{:?}` of a request must not put it in a log.
-impl fmt::Debug for JoinRequestBody {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("JoinRequestBody")
-            .field("session_id", &self.session_id)
-            .field("token", &"<redacted>")
-            .field("device_id", &self.device_id)
-            .field("offer", &format_args!("<{} bytes of SDP>", self.offer.len()))
-            .finish()
-    }
-}
-
-/// The handler's decision on one join request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum JoinOutcome {
-    /// Accepted: the Master's complete SDP answer (`200 {"answer": …}`).
-    Answer(String),
-    /// Wrong token or unknown session (`403 invalid_token`).
-    InvalidToken,
-    /// The session has ended (`403 session_ended`).
-    SessionEnded,
-    /// The offer could not be applied (`400 bad_request`).
-    BadRequest,
-    /// The sync thread cannot decide now (gone, or too slow):
-    /// `503 {"reason": "unavailable"}`, which the Follower treats as a reason to retry later.
-    /// Not one of the protocol's refusals; it does not count toward the rate limit.
-    Unavailable,
-}
+use super::{JOIN_PATH, JoinOutcome, JoinRequestBody, MAX_BODY_BYTES};
 
 /// A boxed future as [`JoinHandler::join`] returns it.
 pub type JoinFuture = Pin<Box<dyn Future<Output = JoinOutcome> + Send + 'static>>;
@@ -445,183 +388,5 @@ async fn join_route(
 /// `a=` attributes) whose DTLS role, if stated, is the offerer's `actpass` (RFC 8842): an answer
 /// pasted in place of an offer says `active` or `passive`. The WebRTC stack parses it for real.
 pub fn looks_like_offer(sdp: &str) -> bool {
-    let mut lines = sdp.lines().map(|l| l.trim_end_matches('\r')).filter(|l| !l.is_empty());
-    if !lines.next().is_some_and(|l| l.starts_with("v=")) {
-        return false;
-    }
-    let (mut media, mut attributes) = (false, false);
-    let mut setups = Vec::new();
-    for line in lines {
-        media |= line.starts_with("m=");
-        attributes |= line.starts_with("a=");
-        if let Some(role) = line.strip_prefix("a=setup:") {
-            setups.push(role.trim());
-        }
-    }
-    media && attributes && setups.iter().all(|r| r.eq_ignore_ascii_case("actpass"))
-}
-
-/// Why the Master refused a join (the `reason` of its answer, or its status).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RejectReason {
-    /// `403 invalid_token`.
-    InvalidToken,
-    /// `403 session_ended`.
-    SessionEnded,
-    /// `429 too_many_attempts`.
-    TooManyAttempts,
-    /// `400 bad_request`.
-    BadRequest,
-    /// `413 too_large`.
-    TooLarge,
-    /// `503 unavailable`: the Master is busy or its sync thread is stuck; worth retrying.
-    Unavailable,
-}
-
-impl RejectReason {
-    /// The protocol's string for this reason.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::InvalidToken => "invalid_token",
-            Self::SessionEnded => "session_ended",
-            Self::TooManyAttempts => "too_many_attempts",
-            Self::BadRequest => "bad_request",
-            Self::TooLarge => "too_large",
-            Self::Unavailable => "unavailable",
-        }
-    }
-}
-
-impl fmt::Display for RejectReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::InvalidToken => {
-                "the conductor's device did not accept this join code — scan the QR code on its screen again"
-            }
-            Self::SessionEnded => {
-                "the conductor has ended this session — scan the new QR code when a session starts"
-            }
-            Self::TooManyAttempts => {
-                "too many wrong join codes were tried from this device — wait a minute, then scan the QR code again"
-            }
-            Self::BadRequest => {
-                "the conductor's device could not understand this device's request — update Maestral on both devices"
-            }
-            Self::TooLarge => {
-                "this device's request was too large for the conductor's device — update Maestral on both devices"
-            }
-            Self::Unavailable => {
-                "the conductor's device is busy and could not answer — Maestral will try again"
-            }
-        })
-    }
-}
-
-/// Why [`post_join`] got no answer SDP.
-#[derive(Debug, Error)]
-pub enum JoinError {
-    /// The Master answered with a refusal.
-    #[error("{0}")]
-    Rejected(RejectReason),
-    /// No connection to the Master's listener.
-    #[error(
-        "could not reach the conductor's device at {host} ({source}) — check that both devices are on the same network and that a session is running"
-    )]
-    Unreachable {
-        /// The address from the join code.
-        host: SocketAddr,
-        /// What the operating system said.
-        source: io::Error,
-    },
-    /// No full answer within the time limit.
-    #[error("the conductor's device did not answer in time — check the network and try again")]
-    Timeout,
-    /// Something answered, but not as a Maestral Master does.
-    #[error(
-        "the conductor's device answered something unexpected ({0}) — check that both devices run the same Maestral version"
-    )]
-    BadResponse(String),
-}
-
-/// Posts a join request to the Master at `host` and returns its SDP answer. `timeout` bounds the
-/// whole exchange (connect, send, answer).
-pub async fn post_join(
-    host: SocketAddr,
-    body: &JoinRequestBody,
-    timeout: Duration,
-) -> Result<String, JoinError> {
-    match tokio::time::timeout(timeout, post_join_inner(host, body)).await {
-        Ok(result) => result,
-        Err(_) => Err(JoinError::Timeout),
-    }
-}
-
-async fn post_join_inner(host: SocketAddr, body: &JoinRequestBody) -> Result<String, JoinError> {
-    let stream =
-        TcpStream::connect(host).await.map_err(|source| JoinError::Unreachable { host, source })?;
-    let _ = stream.set_nodelay(true);
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| JoinError::BadResponse(format!("HTTP handshake failed: {e}")))?;
-    // The connection future moves the bytes; it ends when `sender` is dropped or on error.
-    let driver = AbortOnDrop(tokio::spawn(connection));
-
-    let json = serde_json::to_vec(body).map_err(|e| JoinError::BadResponse(e.to_string()))?;
-    let request = hyper::Request::post(JOIN_PATH)
-        .header(header::HOST, host.to_string())
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(Full::new(Bytes::from(json)))
-        .map_err(|e| JoinError::BadResponse(e.to_string()))?;
-    let response = sender
-        .send_request(request)
-        .await
-        .map_err(|e| JoinError::BadResponse(format!("the connection failed: {e}")))?;
-    let status = response.status();
-    let bytes = Limited::new(response.into_body(), MAX_BODY_BYTES)
-        .collect()
-        .await
-        .map_err(|e| JoinError::BadResponse(format!("reading the answer failed: {e}")))?
-        .to_bytes();
-    drop(driver);
-    interpret_answer(status, &bytes)
-}
-
-struct AbortOnDrop<T>(JoinHandle<T>);
-
-impl<T> Drop for AbortOnDrop<T> {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-fn interpret_answer(status: StatusCode, bytes: &[u8]) -> Result<String, JoinError> {
-    #[derive(Deserialize)]
-    struct Answer {
-        answer: String,
-    }
-    #[derive(Deserialize)]
-    struct Reason {
-        reason: String,
-    }
-    let reason = || serde_json::from_slice::<Reason>(bytes).ok().map(|r| r.reason);
-    match status {
-        StatusCode::OK => match serde_json::from_slice::<Answer>(bytes) {
-            Ok(a) if !a.answer.trim().is_empty() => Ok(a.answer),
-            _ => Err(JoinError::BadResponse("an answer without SDP".into())),
-        },
-        StatusCode::FORBIDDEN => match reason().as_deref() {
-            Some("invalid_token") => Err(JoinError::Rejected(RejectReason::InvalidToken)),
-            Some("session_ended") => Err(JoinError::Rejected(RejectReason::SessionEnded)),
-            other => Err(JoinError::BadResponse(format!("403 with reason {other:?}"))),
-        },
-        // For these the status alone is unambiguous.
-        StatusCode::BAD_REQUEST => Err(JoinError::Rejected(RejectReason::BadRequest)),
-        StatusCode::PAYLOAD_TOO_LARGE => Err(JoinError::Rejected(RejectReason::TooLarge)),
-        StatusCode::TOO_MANY_REQUESTS => Err(JoinError::Rejected(RejectReason::TooManyAttempts)),
-        StatusCode::SERVICE_UNAVAILABLE => Err(JoinError::Rejected(RejectReason::Unavailable)),
-        other => Err(JoinError::BadResponse(match reason() {
-            Some(r) => format!("status {other} with reason {r:?}"),
-            None => format!("status {other}"),
-        })),
-    }
+    crate::rtc::sdp::Sdp::new(sdp).looks_like_offer()
 }

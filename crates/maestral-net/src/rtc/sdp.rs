@@ -1,0 +1,155 @@
+//! The one SDP reader of this crate: the few lines Maestral looks at in a session description
+//! (media sections, `a=` attributes), for the link's checks, the signaling listener's shape
+//! check and the Solo pairing codes. The WebRTC stack parses an SDP for real when it is applied.
+
+/// One `a=` line: its name, its value (`""` for a flag such as `a=sendrecv`), and the media kind
+/// of the section it is in (`None`: the session part, before any `m=` line).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Attribute<'a> {
+    pub media: Option<&'a str>,
+    pub name: &'a str,
+    pub value: &'a str,
+}
+
+/// An SDP text, read line by line (`\r\n` or `\n`; blank lines and surrounding spaces ignored).
+#[derive(Debug, Clone, Copy)]
+pub struct Sdp<'a> {
+    text: &'a str,
+}
+
+impl<'a> Sdp<'a> {
+    pub fn new(text: &'a str) -> Self {
+        Sdp { text }
+    }
+
+    fn lines(&self) -> impl Iterator<Item = &'a str> + use<'a> {
+        self.text.lines().map(str::trim).filter(|l| !l.is_empty())
+    }
+
+    /// Whether the first line is the version line (`v=`), as every SDP's is.
+    pub fn starts_with_version(&self) -> bool {
+        self.lines().next().is_some_and(|l| l.starts_with("v="))
+    }
+
+    /// The media kind of each `m=` line, in order (`application` for a data channel).
+    pub fn media(&self) -> impl Iterator<Item = &'a str> + use<'a> {
+        self.lines()
+            .filter_map(|l| l.strip_prefix("m="))
+            .map(|m| m.split_whitespace().next().unwrap_or(""))
+    }
+
+    /// Every `a=` line, with the media section it belongs to.
+    pub fn attributes(&self) -> impl Iterator<Item = Attribute<'a>> + use<'a> {
+        let mut media = None;
+        self.lines().filter_map(move |line| {
+            if let Some(m) = line.strip_prefix("m=") {
+                media = Some(m.split_whitespace().next().unwrap_or(""));
+                return None;
+            }
+            let attribute = line.strip_prefix("a=")?;
+            let (name, value) = attribute.split_once(':').unwrap_or((attribute, ""));
+            Some(Attribute { media, name: name.trim(), value: value.trim() })
+        })
+    }
+
+    /// The values of the attributes called `name`, in order.
+    pub fn values(&self, name: &'a str) -> impl Iterator<Item = &'a str> + use<'a> {
+        self.attributes().filter(move |a| a.name == name).map(|a| a.value)
+    }
+
+    /// Whether there is a data channel section (`m=application`).
+    pub fn has_data_channel(&self) -> bool {
+        self.media().any(|m| m == "application")
+    }
+
+    /// Whether every `a=setup` says `actpass`, the offerer's DTLS role (RFC 8842); an answer
+    /// says `active` or `passive`. True when there is none.
+    pub fn all_setup_actpass(&self) -> bool {
+        self.values("setup").all(|r| r.eq_ignore_ascii_case("actpass"))
+    }
+
+    /// Whether any `a=setup` says `actpass`.
+    pub fn any_setup_actpass(&self) -> bool {
+        self.values("setup").any(|r| r.eq_ignore_ascii_case("actpass"))
+    }
+
+    /// Whether it carries at least one ICE candidate.
+    pub fn has_candidates(&self) -> bool {
+        self.values("candidate").next().is_some()
+    }
+
+    /// A cheap shape check before anything applies an offer: a version line first, an `m=`
+    /// section, `a=` attributes, and a DTLS role, if stated, of `actpass`.
+    pub fn looks_like_offer(&self) -> bool {
+        self.starts_with_version()
+            && self.media().next().is_some()
+            && self.attributes().next().is_some()
+            && self.all_setup_actpass()
+    }
+}
+
+/// Every `a=fingerprint` line of `sdp` (session- or media-level), as `(hash, value)` exactly as
+/// written, e.g. `("sha-256", "AB:CD:…")`.
+pub fn sdp_fingerprints(sdp: &str) -> Vec<(String, String)> {
+    Sdp::new(sdp)
+        .values("fingerprint")
+        .filter_map(|rest| {
+            let (hash, value) = rest.split_once(char::is_whitespace)?;
+            Some((hash.to_owned(), value.trim().to_owned()))
+        })
+        .collect()
+}
+
+/// The SDP's `sha-256` fingerprint in the form of [`DtlsCert::fingerprint`](super::DtlsCert)
+/// (`sha-256 AB:…`, hex upper-cased). `None` when there is none, or when its `sha-256` lines
+/// disagree: a second, different fingerprint could let another certificate through, so it is
+/// never trusted.
+pub fn sha256_fingerprint(sdp: &str) -> Option<String> {
+    let mut found: Option<String> = None;
+    for (hash, value) in sdp_fingerprints(sdp) {
+        if !hash.eq_ignore_ascii_case("sha-256") {
+            continue;
+        }
+        let value = value.to_ascii_uppercase();
+        match &found {
+            Some(seen) if *seen != value => return None,
+            Some(_) => {}
+            None => found = Some(value),
+        }
+    }
+    found.map(|value| format!("sha-256 {value}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OFFER: &str = "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\na=fingerprint:sha-256 AB:CD\r\n\
+        m=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\na=setup:actpass\r\na=mid:0\r\n\
+        a=sendrecv\r\na=candidate:1 1 udp 1 127.0.0.1 5000 typ host\r\n";
+
+    #[test]
+    fn attributes_know_their_section() {
+        let sdp = Sdp::new(OFFER);
+        let attrs: Vec<_> = sdp.attributes().collect();
+        assert_eq!(
+            attrs[0],
+            Attribute { media: None, name: "fingerprint", value: "sha-256 AB:CD" }
+        );
+        assert_eq!(
+            attrs[1],
+            Attribute { media: Some("application"), name: "setup", value: "actpass" }
+        );
+        assert_eq!(attrs[3].name, "sendrecv");
+        assert!(sdp.has_data_channel() && sdp.has_candidates() && sdp.looks_like_offer());
+    }
+
+    #[test]
+    fn an_answer_or_garbage_is_not_an_offer() {
+        let answer = OFFER.replace("actpass", "active");
+        assert!(!Sdp::new(&answer).looks_like_offer());
+        assert!(!Sdp::new(&answer).all_setup_actpass());
+        assert!(!Sdp::new("hello").looks_like_offer());
+        assert!(!Sdp::new("v=0\r\na=x\r\n").looks_like_offer());
+    }
+}

@@ -1,0 +1,146 @@
+//! The errors the sync thread reports to the app: each `Display` is one line that tells the user
+//! what happened and what to do next.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use maestral_protocol::DeviceId;
+use maestral_sync::ActionError;
+
+use crate::joincode::JoinCodeError;
+use crate::pairing::PairingCodeError;
+use crate::rtc::RtcError;
+use crate::signaling::RejectReason;
+
+/// Something went wrong; the sync thread carries on ([`SyncEvent::Error`](super::SyncEvent)).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SyncError {
+    /// The engine refused a local action; nothing changed.
+    #[error("{0}")]
+    Action(#[from] ActionError),
+    /// A command for another role.
+    #[error("{0}")]
+    WrongRole(&'static str),
+    /// A peer sent more messages in one second than allowed and was disconnected.
+    #[error("{peer} sent more than {limit} messages in a second and was disconnected")]
+    Flood { peer: DeviceId, limit: u32 },
+    /// Master: the join code could not be written.
+    #[error("{0}")]
+    JoinCode(#[from] JoinCodeError),
+    /// Follower: a join failed for good.
+    #[error("{0}")]
+    Join(JoinFailure),
+    /// Follower: a first join failed and is retried (said once).
+    #[error("{0} — trying again")]
+    JoinRetrying(JoinFailure),
+    /// Master: the session file could not be read.
+    #[error("could not read {}: {reason}", path.display())]
+    ReadSession { path: PathBuf, reason: String },
+    /// Master: the session file is unreadable and was set aside.
+    #[error(
+        "the saved session in {} is unreadable ({reason}); it was kept as {} and a new session starts",
+        path.display(),
+        aside.display()
+    )]
+    BrokenSession { path: PathBuf, aside: PathBuf, reason: String },
+    /// Master: the session file could not be written.
+    #[error(
+        "could not save the session to {} ({reason}); a restart will need a new code",
+        path.display()
+    )]
+    SaveSession { path: PathBuf, reason: String },
+    /// Master: the saved certificate could not be loaded.
+    #[error("the saved session's certificate is unreadable ({0}); starting a new session")]
+    SavedCertificate(RtcError),
+    /// Master: the saved address is taken; a new one was bound.
+    #[error("could not listen on the saved address {addr} ({reason}); singers need the new code")]
+    SavedAddress { addr: SocketAddr, reason: String },
+    /// Solo: a pairing code could not be read or written.
+    #[error("{0}")]
+    PairingCode(#[from] PairingCodeError),
+    /// Solo: the other device's offer could not be answered.
+    #[error("this pairing code did not work: {0}")]
+    PairingOffer(RtcError),
+    /// Solo: the other device's answer could not be applied.
+    #[error("this answer code did not work: {0}")]
+    PairingAnswer(RtcError),
+    /// Solo: an answer code came before this device made an offer.
+    #[error("make an offer code first, then scan the answer")]
+    NoOffer,
+    /// Solo: the pairing's link did not open, or closed at once.
+    #[error("{0}")]
+    Pairing(&'static str),
+    /// Solo: the call-back listener could not be bound.
+    #[error(
+        "could not listen for the paired device ({0}); it will need a new pairing after a drop-out"
+    )]
+    CallbackListener(String),
+}
+
+/// Starting what was asked failed for good ([`SyncEvent::StartFailed`](super::SyncEvent)).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StartError {
+    /// The sync thread or its runtime could not be started.
+    #[error(
+        "the operating system refused a thread ({0}); close other programs and restart Maestral"
+    )]
+    Thread(String),
+    /// Master: no DTLS certificate could be made.
+    #[error("could not create a certificate: {0}")]
+    Certificate(RtcError),
+    /// Master: the join listener could not be bound.
+    #[error("could not listen for singers on {addr}: {reason} — pick another address or port")]
+    Listen { addr: SocketAddr, reason: String },
+    /// Solo: the offer's connection could not be prepared.
+    #[error("could not prepare a pairing offer: {0}")]
+    PairingOffer(RtcError),
+    /// Solo: the offer could not become a code.
+    #[error("{0}")]
+    PairingCode(#[from] PairingCodeError),
+}
+
+/// Why a join (a Follower's, or a Solo call-back) got no link.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JoinFailure {
+    /// The listener refused it.
+    #[error("{0}")]
+    Refused(RejectReason),
+    /// The answer's certificate is not the one the join code names.
+    #[error(
+        "the device that answered is not the conductor's device named by this join code \
+         (certificate fingerprint mismatch) — refused; scan the QR code on the conductor's screen again"
+    )]
+    Forged,
+    /// Anything else: unreachable, timed out, did not open (the text says which).
+    #[error("{0}")]
+    Other(String),
+}
+
+impl JoinFailure {
+    /// Failures a retry cannot fix: a refusal for good, or a forged answer.
+    pub(crate) fn is_final(&self) -> bool {
+        matches!(
+            self,
+            JoinFailure::Forged
+                | JoinFailure::Refused(
+                    RejectReason::InvalidToken
+                        | RejectReason::SessionEnded
+                        | RejectReason::BadRequest
+                        | RejectReason::TooLarge
+                )
+        )
+    }
+
+    /// The protocol's reason, for the refusals the engine handles like a `JOIN_REJECT`.
+    pub(crate) fn protocol_reason(&self) -> Option<maestral_protocol::RejectReason> {
+        match self {
+            JoinFailure::Refused(RejectReason::InvalidToken) => {
+                Some(maestral_protocol::RejectReason::InvalidToken)
+            }
+            JoinFailure::Refused(RejectReason::SessionEnded) => {
+                Some(maestral_protocol::RejectReason::SessionEnded)
+            }
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,256 @@
+//! The Follower's side of a Choir session: the attempts of a first join with a scanned code and
+//! of rejoins with the stored code, each when the engine asks (it owns the phases, the backoff
+//! and the outcome), and dropping the results of attempts no longer wanted.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use maestral_protocol::{DeviceId, SessionId};
+use maestral_sync::{Event, LinkSignal, LocalAction};
+use tokio::sync::mpsc;
+
+use super::error::{JoinFailure, SyncError};
+use super::link::{first_text, wait_open};
+use super::worker::{Ctx, Internal, ReadyKind};
+use crate::joincode::{JoinCode, fingerprints_match};
+use crate::rtc::{Link, LinkEvent, RtcConfig, sha256_fingerprint};
+use crate::signaling::{JoinError, JoinRequestBody, post_join};
+
+#[derive(Default)]
+pub(crate) struct FollowerIo {
+    /// The Master's id and the code to rejoin with.
+    master: Option<(DeviceId, JoinCode)>,
+    /// A first join under way: the scanned code (the Master's id is not known yet).
+    joining: Option<JoinCode>,
+    /// The first join's trouble was told once; its retries stay quiet.
+    told: bool,
+    /// The join attempt whose result is still wanted. A result of any other attempt (finished
+    /// after `leave`, an end, a refusal or a newer attempt) is closed and dropped.
+    attempt: Arc<AtomicU64>,
+}
+
+impl FollowerIo {
+    /// Whether the result of join attempt `attempt` is still wanted.
+    pub(crate) fn wants(&self, attempt: u64) -> bool {
+        attempt == self.attempt.load(Ordering::SeqCst)
+    }
+
+    /// No attempt under way is wanted any more.
+    fn drop_attempts(&self) -> u64 {
+        self.attempt.fetch_add(1, Ordering::SeqCst) + 1
+    }
+
+    /// The user leaves (the engine sends `LEAVE_SESSION` next).
+    pub(crate) fn leave(&mut self) {
+        self.master = None;
+        self.joining = None;
+        self.drop_attempts();
+    }
+
+    /// Before the thread stops: leaves a session whose link is up.
+    pub(crate) fn leave_on_shutdown(&mut self, ctx: &mut Ctx) -> bool {
+        if !self.master.as_ref().is_some_and(|(m, _)| ctx.links.contains(m)) {
+            return false;
+        }
+        ctx.local(LocalAction::Leave);
+        true
+    }
+
+    pub(crate) fn engine_event(&mut self, e: &Event) {
+        if let Event::SessionEnded | Event::JoinRejected { .. } = e {
+            self.master = None;
+            self.joining = None;
+            self.drop_attempts();
+        }
+    }
+
+    /// The engine closed the link to `peer`: an attempt it gave up on (timed out) must not
+    /// land later.
+    pub(crate) fn disconnected(&mut self, peer: &DeviceId) {
+        if self.master.as_ref().is_some_and(|(m, _)| m == peer) {
+            self.drop_attempts();
+        }
+    }
+
+    // ---- the first join ------------------------------------------------------------------------
+    //
+    // The engine owns it (`LocalAction::JoinByCode`): it enters FOLLOWER_JOINING, asks for each
+    // attempt (`TransportRequest::JoinByCode`), backs off after a failure and goes back to
+    // FOLLOWER_IDLE_LOCAL on a refusal. This side runs one attempt per request and reports how it
+    // ended.
+
+    /// Joins with a scanned code (leaving any session first: the engine does that).
+    pub(crate) fn first_join(&mut self, ctx: &mut Ctx, code: JoinCode) {
+        self.master = None;
+        self.told = false;
+        let join = LocalAction::JoinByCode {
+            session_id: SessionId::new(code.session_id.clone()),
+            token: code.token.clone(),
+        };
+        self.joining = Some(code);
+        ctx.local(join);
+    }
+
+    /// The engine wants an attempt of the first join (abandoning any still running).
+    pub(crate) fn join_by_code(&mut self, ctx: &Ctx) {
+        let Some(code) = self.joining.clone() else { return };
+        let attempt = self.drop_attempts();
+        let (cfg, me, timeout, tx) =
+            (ctx.cfg.rtc, ctx.cfg.device_id.clone(), ctx.cfg.join_timeout, ctx.internal.clone());
+        tokio::spawn(async move {
+            let failure = match join_link(&cfg, &me, &code, timeout).await {
+                // The Master's first message (its HELLO) names it.
+                Ok((link, mut events)) => match first_text(&mut events, timeout).await {
+                    Some((sender, text)) => {
+                        let kind = ReadyKind::FirstJoin(code);
+                        let first = Some(text);
+                        let msg =
+                            Internal::Ready { peer: sender, link, events, first, kind, attempt };
+                        if let Err(mpsc::error::SendError(Internal::Ready { link, .. })) =
+                            tx.send(msg)
+                        {
+                            link.close().await;
+                        }
+                        return;
+                    }
+                    None => {
+                        link.close().await;
+                        JoinFailure::Other(
+                            "the conductor's device connected but never introduced itself".into(),
+                        )
+                    }
+                },
+                Err(e) => e,
+            };
+            // The worker gone means nobody waits for the result.
+            let _ = tx.send(Internal::JoinFailed { peer: None, error: failure, attempt });
+        });
+    }
+
+    /// The engine abandoned the first join (left before it was answered).
+    pub(crate) fn cancel_join(&mut self) {
+        self.joining = None;
+        self.drop_attempts();
+    }
+
+    /// The first join's link is up, registered, and the engine told (it named the Master from
+    /// it and sent `JOIN_REQUEST`): later rejoins use the same code.
+    pub(crate) fn joined(&mut self, master: &DeviceId, code: JoinCode) {
+        self.joining = None;
+        self.master = Some((master.clone(), code));
+    }
+
+    /// A join attempt failed. The engine decides what follows: a refusal sends it back to local
+    /// mode, a code that cannot work ends the join, anything else is retried on its backoff.
+    pub(crate) fn join_failed(
+        &mut self,
+        ctx: &mut Ctx,
+        master: Option<DeviceId>,
+        error: JoinFailure,
+        attempt: u64,
+    ) {
+        if attempt != 0 && !self.wants(attempt) {
+            return;
+        }
+        let now = ctx.now();
+        let Some(master) = master else {
+            match error.protocol_reason() {
+                Some(reason) => ctx.engine.handle_join_refused(now, reason),
+                None if error.is_final() => {
+                    self.joining = None;
+                    ctx.error(SyncError::Join(error));
+                    ctx.engine.handle_join_failed(now, true);
+                }
+                None => {
+                    if !std::mem::replace(&mut self.told, true) {
+                        // Once: the app shows it; the retries stay quiet.
+                        ctx.error(SyncError::JoinRetrying(error));
+                    }
+                    ctx.engine.handle_join_failed(now, false);
+                }
+            }
+            return;
+        };
+        match error.protocol_reason() {
+            Some(reason) => ctx.engine.handle_join_refused(now, reason),
+            // Unreachable, busy, timed out: the engine backs off and tries again.
+            None => ctx.link(&master, LinkSignal::Down),
+        }
+    }
+
+    // ---- rejoins -------------------------------------------------------------------------------
+
+    /// The engine wants the link to the Master back: a rejoin with the stored code.
+    pub(crate) fn rejoin(&mut self, ctx: &Ctx, peer: DeviceId) {
+        let Some((master, code)) = self.master.clone().filter(|(m, _)| *m == peer) else {
+            return;
+        };
+        let attempt = self.drop_attempts();
+        let (cfg, me, timeout, tx) =
+            (ctx.cfg.rtc, ctx.cfg.device_id.clone(), ctx.cfg.join_timeout, ctx.internal.clone());
+        tokio::spawn(async move {
+            let msg = match join_link(&cfg, &me, &code, timeout).await {
+                Ok((link, events)) => Internal::Ready {
+                    peer: master,
+                    link,
+                    events,
+                    first: None,
+                    kind: ReadyKind::Known,
+                    attempt,
+                },
+                Err(error) => Internal::JoinFailed { peer: Some(master), error, attempt },
+            };
+            if let Err(mpsc::error::SendError(Internal::Ready { link, .. })) = tx.send(msg) {
+                link.close().await;
+            }
+        });
+    }
+}
+
+/// Offer → `POST /v1/join` → check the answer's fingerprint against the join code → open.
+async fn join_link(
+    cfg: &RtcConfig,
+    me: &DeviceId,
+    code: &JoinCode,
+    timeout: Duration,
+) -> Result<(Link, mpsc::UnboundedReceiver<LinkEvent>), JoinFailure> {
+    let (link, offer, mut events) = Link::offer(cfg, None)
+        .await
+        .map_err(|e| JoinFailure::Other(format!("could not prepare a connection: {e}")))?;
+    let body = JoinRequestBody {
+        session_id: code.session_id.clone(),
+        token: code.token.clone(),
+        device_id: me.to_string(),
+        offer,
+    };
+    let answer = match post_join(code.host, &body, timeout).await {
+        Ok(a) => a,
+        Err(e) => {
+            link.close().await;
+            return Err(match e {
+                JoinError::Rejected(r) => JoinFailure::Refused(r),
+                other => JoinFailure::Other(other.to_string()),
+            });
+        }
+    };
+    // The answer must come from the Master whose certificate the QR code names: no one else on
+    // the LAN can sit in the middle.
+    let genuine =
+        sha256_fingerprint(&answer).is_some_and(|fp| fingerprints_match(&fp, &code.fingerprint));
+    if !genuine {
+        link.close().await;
+        return Err(JoinFailure::Forged);
+    }
+    if let Err(e) = link.accept_answer(&answer).await {
+        link.close().await;
+        return Err(JoinFailure::Other(format!("the conductor's answer did not work: {e}")));
+    }
+    if !wait_open(&mut events, timeout).await {
+        link.close().await;
+        return Err(JoinFailure::Other(
+            "the connection to the conductor's device did not open — check the network".into(),
+        ));
+    }
+    Ok((link, events))
+}

@@ -1,0 +1,178 @@
+//! The app's end of the sync thread: its configuration, the commands it takes, the events it
+//! sends back, and the handle that starts and stops it.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, Sender};
+use maestral_protocol::DeviceId;
+use maestral_sync::{Event, LocalAction, Role, Timing};
+use tokio::sync::Notify;
+
+use super::error::{StartError, SyncError};
+use super::worker::Worker;
+use crate::joincode::JoinCode;
+use crate::rtc::RtcConfig;
+
+/// How the sync thread runs.
+#[derive(Debug, Clone)]
+pub struct SyncConfig {
+    pub device_id: DeviceId,
+    pub device_name: String,
+    /// WebRTC: the address host candidates are gathered on (the LAN address, or 127.0.0.1).
+    pub rtc: RtcConfig,
+    /// The engine's retry and supervision timing.
+    pub timing: Timing,
+    /// One join attempt (HTTP exchange and channel opening) gets this long.
+    pub join_timeout: Duration,
+    /// A peer sending more messages than this in one second is disconnected (a flood).
+    pub flood_limit: u32,
+    /// Where a Master keeps its session (certificate, id, token, address, position) so that
+    /// after a restart it resumes it and stored join codes still work. `None`: nothing kept.
+    pub state_dir: Option<std::path::PathBuf>,
+}
+
+impl SyncConfig {
+    pub fn new(device_id: impl Into<DeviceId>, bind_ip: IpAddr) -> Self {
+        let device_id = device_id.into();
+        SyncConfig {
+            device_name: device_id.to_string(),
+            device_id,
+            rtc: RtcConfig::new(bind_ip),
+            timing: Timing::LAN,
+            join_timeout: Duration::from_secs(5),
+            flood_limit: 500,
+            state_dir: None,
+        }
+    }
+}
+
+/// What the app asks of the sync thread.
+#[derive(Debug, Clone)]
+pub enum SyncCommand {
+    /// A local action: follow/free, parity, leave, end the session (and, from tests and tools,
+    /// page turns and song changes).
+    Local(LocalAction),
+    /// The performer navigated (`action.is_navigation()`) and the app already shows `shown`,
+    /// worked out with `maestral_sync::Pager`: the engine reports only a view that differs.
+    Navigate { action: LocalAction, shown: maestral_sync::View },
+    /// Master: start a Choir session and its join listener on `listen` (port 0: any).
+    StartChoir { listen: SocketAddr },
+    /// Follower: join the session of this join code.
+    Join(JoinCode),
+    /// Solo: make an offer code to show (answered by `SoloAnswer` on the other device).
+    SoloOffer,
+    /// Solo: answer the other device's offer code (shows an answer code).
+    SoloAnswer(String),
+    /// Solo: take the other device's answer code, completing the pairing.
+    SoloAccept(String),
+    /// Fault injection for tests and the fault campaign.
+    #[cfg(feature = "test-support")]
+    Fault(Fault),
+    /// Close every link and stop the thread.
+    Shutdown,
+}
+
+/// Faults a test can inject into a running sync thread.
+#[cfg(feature = "test-support")]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fault {
+    /// Close the connection to this peer abruptly, as a network failure would.
+    DropLink(DeviceId),
+    /// Master: `true` drops every link and refuses joins (as if unreachable); `false` returns.
+    Offline(bool),
+}
+
+/// What the sync thread tells the app.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SyncEvent {
+    /// An event of the engine: show a page, phase and link changes, session changes, streams.
+    Engine(Event),
+    /// Master: the join code to show (as QR and as text).
+    JoinCode(String),
+    /// Solo: the pairing code to show to the other device (offer or answer).
+    PairCode(String),
+    /// Something went wrong; its `Display` is one readable line for the user. The sync thread
+    /// carries on.
+    Error(SyncError),
+    /// Starting what was asked failed for good (a Master could not listen or make its
+    /// certificate, a Solo offer could not be prepared): no code will come.
+    StartFailed(StartError),
+}
+
+/// The app's end of the sync thread.
+#[derive(Debug)]
+pub struct SyncHandle {
+    commands: Sender<SyncCommand>,
+    events: Receiver<SyncEvent>,
+    notify: Arc<Notify>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl SyncHandle {
+    /// Starts the sync thread for `role`. `wake` is called after each event is queued, so a UI
+    /// sleeping in low-power mode wakes at once.
+    pub fn start(
+        role: Role,
+        config: SyncConfig,
+        wake: impl Fn() + Send + Sync + 'static,
+    ) -> Result<SyncHandle, StartError> {
+        let (cmd_tx, cmd_rx) = crossbeam_channel::unbounded();
+        let (ev_tx, ev_rx) = crossbeam_channel::unbounded();
+        let notify = Arc::new(Notify::new());
+        let n = notify.clone();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("maestral-sync-rt")
+            .enable_all()
+            .build()
+            .map_err(|e| StartError::Thread(e.to_string()))?;
+        let thread = std::thread::Builder::new()
+            .name("maestral-sync".into())
+            .spawn(move || {
+                // The worker is a task on the runtime, next to the link tasks that feed it (a
+                // `block_on` here would put every message through a wake-up of this thread).
+                let worker = runtime.spawn(async move {
+                    Worker::new(role, config, cmd_rx, n, ev_tx, Arc::new(wake)).run().await;
+                });
+                // A panicking worker has nothing left to close; the runtime still stops.
+                let _ = runtime.block_on(worker);
+                // Tasks still closing links get a moment, then everything stops.
+                runtime.shutdown_timeout(Duration::from_secs(1));
+            })
+            .map_err(|e| StartError::Thread(e.to_string()))?;
+        Ok(SyncHandle { commands: cmd_tx, events: ev_rx, notify, thread: Some(thread) })
+    }
+
+    /// Sends a command; never blocks.
+    pub fn send(&self, command: SyncCommand) {
+        if self.commands.send(command).is_ok() {
+            self.notify.notify_one();
+        }
+    }
+
+    /// The events, to drain with `try_iter()` (or wait on with `recv_timeout` in tests).
+    pub fn events(&self) -> &Receiver<SyncEvent> {
+        &self.events
+    }
+
+    /// Closes every link cleanly and waits for the thread to end.
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        self.send(SyncCommand::Shutdown);
+        if let Some(t) = self.thread.take() {
+            // A panic on the sync thread has already been printed; the app carries on.
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for SyncHandle {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

@@ -1,0 +1,241 @@
+//! The sync thread's open links: one ordered writer task per link, every link's events on one
+//! channel straight into the worker (no forwarding task), flood accounting, and closing through
+//! the writer queue so a last message is never cut off.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use maestral_protocol::DeviceId;
+use tokio::sync::mpsc;
+
+use crate::rtc::{Link, LinkEvent};
+
+/// What a link's writer task does, in order.
+enum Outgoing {
+    Text(Arc<str>),
+    /// Close after everything queued before it was sent (a last `SESSION_END` or
+    /// `LEAVE_SESSION` must not be cut off by the close that follows it).
+    Close,
+}
+
+/// One open link: its connection, its send queue, and flood accounting.
+struct PeerLink {
+    link: Link,
+    generation: u64,
+    send: mpsc::UnboundedSender<Outgoing>,
+    writer: tokio::task::JoinHandle<()>,
+    window_start: Instant,
+    in_window: u32,
+}
+
+/// Every link's events, tagged with the link's generation.
+pub(crate) type LinkEvents = mpsc::UnboundedReceiver<(u64, LinkEvent)>;
+
+/// The open links, one per peer.
+pub(crate) struct Links {
+    by_peer: HashMap<DeviceId, PeerLink>,
+    peers: HashMap<u64, DeviceId>,
+    next_generation: u64,
+    events: mpsc::UnboundedSender<(u64, LinkEvent)>,
+}
+
+/// What [`Links::count`] says of one message.
+pub(crate) enum Traffic {
+    /// Within the limit.
+    Ok,
+    /// Over the limit: the link was cut off.
+    Flood,
+}
+
+impl Links {
+    pub(crate) fn new() -> (Links, LinkEvents) {
+        let (events, rx) = mpsc::unbounded_channel();
+        let links =
+            Links { by_peer: HashMap::new(), peers: HashMap::new(), next_generation: 0, events };
+        (links, rx)
+    }
+
+    /// Binds an open link to `peer` (replacing an older one, closed after its queue) and starts
+    /// its writer; from now on its events come on the worker's channel. Returns the link's
+    /// generation and what was still queued on its own receiver, for the caller to handle
+    /// (before anything newer) once it has told the engine the link is up.
+    pub(crate) fn register(
+        &mut self,
+        peer: &DeviceId,
+        link: Link,
+        mut events: mpsc::UnboundedReceiver<LinkEvent>,
+    ) -> (u64, Vec<LinkEvent>) {
+        self.close(peer);
+        self.next_generation += 1;
+        let generation = self.next_generation;
+        link.redirect_events(generation, self.events.clone());
+        // Sent before the redirect (which ends that receiver): they come first.
+        let mut queued = Vec::new();
+        while let Ok(ev) = events.try_recv() {
+            queued.push(ev);
+        }
+        let (send_tx, mut send_rx) = mpsc::unbounded_channel::<Outgoing>();
+        let l = link.clone();
+        // One writer per link keeps its messages in order without ever blocking the worker.
+        let writer = tokio::spawn(async move {
+            while let Some(out) = send_rx.recv().await {
+                match out {
+                    Outgoing::Text(text) => {
+                        if l.send_text(&text).await.is_err() {
+                            break;
+                        }
+                    }
+                    Outgoing::Close => break,
+                }
+            }
+            l.close().await;
+        });
+        self.peers.insert(generation, peer.clone());
+        self.by_peer.insert(
+            peer.clone(),
+            PeerLink {
+                link,
+                generation,
+                send: send_tx,
+                writer,
+                window_start: Instant::now(),
+                in_window: 0,
+            },
+        );
+        (generation, queued)
+    }
+
+    /// The peer of the current link of this generation (`None`: an old, replaced link).
+    pub(crate) fn peer(&self, generation: u64) -> Option<&DeviceId> {
+        self.peers.get(&generation)
+    }
+
+    pub(crate) fn contains(&self, peer: &DeviceId) -> bool {
+        self.by_peer.contains_key(peer)
+    }
+
+    /// Queues a message for `peer` (dropped when there is no link: the engine is told of that
+    /// through the link's events).
+    pub(crate) fn send(&self, peer: &DeviceId, text: Arc<str>) {
+        if let Some(pl) = self.by_peer.get(peer) {
+            // A writer that has ended has reported `Closed` too.
+            let _ = pl.send.send(Outgoing::Text(text));
+        }
+    }
+
+    /// Forgets the link to `peer` and closes it once its queue is sent.
+    pub(crate) fn close(&mut self, peer: &DeviceId) {
+        if let Some(pl) = self.remove(peer) {
+            // A writer that has ended has closed the link already.
+            let _ = pl.send.send(Outgoing::Close);
+        }
+    }
+
+    /// Forgets the link to `peer` (it closed by itself).
+    pub(crate) fn forget(&mut self, peer: &DeviceId) {
+        self.remove(peer);
+    }
+
+    /// Counts one message from `peer` against the flood limit; past it the link is cut off at
+    /// once, whatever is queued (everyone else is untouched).
+    pub(crate) fn count(&mut self, peer: &DeviceId, limit: u32) -> Traffic {
+        let Some(pl) = self.by_peer.get_mut(peer) else { return Traffic::Ok };
+        if pl.window_start.elapsed() >= Duration::from_secs(1) {
+            pl.window_start = Instant::now();
+            pl.in_window = 0;
+        }
+        pl.in_window += 1;
+        if pl.in_window <= limit {
+            return Traffic::Ok;
+        }
+        if let Some(pl) = self.remove(peer) {
+            tokio::spawn(async move { pl.link.close().await });
+        }
+        Traffic::Flood
+    }
+
+    /// Closes the link to `peer` abruptly, as the network would; its `Closed` event follows.
+    #[cfg(feature = "test-support")]
+    pub(crate) fn drop_link(&self, peer: &DeviceId) {
+        if let Some(pl) = self.by_peer.get(peer) {
+            let link = pl.link.clone();
+            tokio::spawn(async move { link.close().await });
+        }
+    }
+
+    /// Closes every link abruptly; their `Closed` events follow.
+    #[cfg(feature = "test-support")]
+    pub(crate) fn drop_all(&self) {
+        for peer in self.by_peer.keys() {
+            self.drop_link(peer);
+        }
+    }
+
+    /// Closes every link in parallel, each after its last queued message, and waits (up to
+    /// 2 s) until they are closed (webrtc keeps an unclosed connection's task alive).
+    pub(crate) async fn close_all(&mut self) {
+        self.peers.clear();
+        let writers: Vec<_> = self
+            .by_peer
+            .drain()
+            .map(|(_, pl)| {
+                let _ = pl.send.send(Outgoing::Close);
+                pl.writer
+            })
+            .collect();
+        let all = async {
+            for w in writers {
+                // A writer that panicked has nothing left to close.
+                let _ = w.await;
+            }
+        };
+        if tokio::time::timeout(Duration::from_secs(2), all).await.is_err() {
+            tracing::warn!("some links did not close within 2 s; stopping anyway");
+        }
+    }
+
+    fn remove(&mut self, peer: &DeviceId) -> Option<PeerLink> {
+        let pl = self.by_peer.remove(peer)?;
+        self.peers.remove(&pl.generation);
+        Some(pl)
+    }
+}
+
+/// Waits for the channel to open. Messages cannot come before `Open` (the link's contract).
+pub(crate) async fn wait_open(
+    events: &mut mpsc::UnboundedReceiver<LinkEvent>,
+    timeout: Duration,
+) -> bool {
+    let r = tokio::time::timeout(timeout, async {
+        loop {
+            match events.recv().await {
+                Some(LinkEvent::Open) => return true,
+                Some(LinkEvent::Closed) | None => return false,
+                Some(_) => {}
+            }
+        }
+    })
+    .await;
+    r.unwrap_or(false)
+}
+
+/// The peer's first text message and the device id it claims (its HELLO).
+pub(crate) async fn first_text(
+    events: &mut mpsc::UnboundedReceiver<LinkEvent>,
+    timeout: Duration,
+) -> Option<(DeviceId, String)> {
+    let r = tokio::time::timeout(timeout, async {
+        loop {
+            match events.recv().await {
+                Some(LinkEvent::Text(t)) => {
+                    return maestral_protocol::decode(t.as_bytes()).ok().map(|e| (e.sender_id, t));
+                }
+                Some(LinkEvent::Closed) | None => return None,
+                Some(_) => {}
+            }
+        }
+    })
+    .await;
+    r.ok().flatten()
+}

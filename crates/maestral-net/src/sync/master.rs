@@ -1,0 +1,249 @@
+//! The Master's side of a Choir session: its certificate and join listener, deciding each
+//! `POST /v1/join`, the join code, and keeping the session in its file so a restart resumes it.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use maestral_protocol::DeviceId;
+use maestral_protocol::SessionToken;
+use maestral_sync::{Event, LocalAction};
+use tokio::sync::mpsc;
+
+use super::error::{StartError, SyncError};
+use super::handle::SyncEvent;
+use super::link::wait_open;
+use super::store::{self, SavedSession, SessionWrites};
+use super::worker::{Ctx, Internal, ReadyKind};
+use crate::joincode::JoinCode;
+use crate::rtc::{DtlsCert, Link, RtcConfig};
+use crate::signaling::{JoinOutcome, PendingJoin, SignalingServer, channel_handler};
+
+#[derive(Default)]
+pub(crate) struct MasterIo {
+    cert: Option<DtlsCert>,
+    server: Option<SignalingServer>,
+    join_rx: Option<mpsc::Receiver<PendingJoin>>,
+    /// The running session's id and token.
+    session: Option<(String, SessionToken)>,
+    /// The id of the session that ended last (its joins get `session_ended`).
+    ended_session: Option<String>,
+    /// Test fault: refuse joins as if unreachable.
+    pub(crate) offline: bool,
+    /// What was last written to the state directory.
+    saved: Option<SavedSession>,
+    /// The last session write failed (reported once until one succeeds).
+    save_failed: bool,
+    /// The session file writer (a thread: fsync must not stall the engine).
+    writer: Option<(SessionWrites, std::thread::JoinHandle<()>)>,
+}
+
+impl MasterIo {
+    pub(crate) fn join_requests(&mut self) -> Option<&mut mpsc::Receiver<PendingJoin>> {
+        self.join_rx.as_mut()
+    }
+
+    /// Starts a session and its listener, or resumes the one kept from before a restart: same
+    /// certificate, id, token and address, so the join codes singers hold still work.
+    pub(crate) async fn start(&mut self, ctx: &mut Ctx, listen: SocketAddr) {
+        let resumed = self.load(ctx);
+        if let Some(saved) = &resumed
+            && self.cert.is_none()
+        {
+            match DtlsCert::from_pem(&saved.cert_pem) {
+                Ok(c) => self.cert = Some(c),
+                Err(e) => ctx.error(SyncError::SavedCertificate(e)),
+            }
+        }
+        let resumed = resumed.filter(|_| self.cert.is_some());
+        if self.cert.is_none() {
+            match DtlsCert::generate() {
+                Ok(c) => self.cert = Some(c),
+                Err(e) => {
+                    ctx.emit(SyncEvent::StartFailed(StartError::Certificate(e)));
+                    return;
+                }
+            }
+        }
+        if self.server.is_none() {
+            let (handler, rx) = channel_handler(256);
+            let mut bound = None;
+            if let Some(saved) = &resumed {
+                match SignalingServer::bind(saved.listen, handler.clone()).await {
+                    Ok(s) => bound = Some(s),
+                    Err(e) => ctx.error(SyncError::SavedAddress {
+                        addr: saved.listen,
+                        reason: e.to_string(),
+                    }),
+                }
+            }
+            let resumed_here = bound.is_some();
+            if bound.is_none() {
+                match SignalingServer::bind(listen, handler).await {
+                    Ok(s) => bound = Some(s),
+                    Err(e) => {
+                        let reason = e.to_string();
+                        ctx.emit(SyncEvent::StartFailed(StartError::Listen {
+                            addr: listen,
+                            reason,
+                        }));
+                        return;
+                    }
+                }
+            }
+            self.server = bound;
+            self.join_rx = Some(rx);
+            if let Some(saved) = resumed.filter(|_| resumed_here) {
+                ctx.now();
+                ctx.engine.resume_master(&saved.state);
+                self.saved = Some(saved);
+                return;
+            }
+        }
+        ctx.local(LocalAction::StartSession { session_id: None, token: None });
+    }
+
+    fn load(&self, ctx: &Ctx) -> Option<SavedSession> {
+        let path = store::session_file(ctx.cfg.state_dir.as_ref()?);
+        store::load(&path).unwrap_or_else(|e| {
+            ctx.error(e);
+            None
+        })
+    }
+
+    pub(crate) fn engine_event(&mut self, ctx: &Ctx, e: &Event) {
+        match e {
+            Event::SessionStarted { session_id, token } => {
+                self.session = Some((session_id.to_string(), token.clone()));
+                self.ended_session = None;
+                let (Some(server), Some(cert)) = (&self.server, &self.cert) else { return };
+                let mut host = server.local_addr();
+                if host.ip().is_unspecified() {
+                    host.set_ip(ctx.cfg.rtc.bind_ip);
+                }
+                match JoinCode::new(host, session_id.to_string(), token.clone(), cert.fingerprint())
+                {
+                    Ok(code) => ctx.emit(SyncEvent::JoinCode(code.to_string())),
+                    Err(err) => ctx.error(err),
+                }
+            }
+            Event::SessionEnded => {
+                self.ended_session = self.session.take().map(|(id, _)| id);
+            }
+            _ => {}
+        }
+    }
+
+    /// A `POST /v1/join`: the token is checked here (in constant time) and again by the engine
+    /// on `JOIN_REQUEST`; the answer is made on a task so joins never stall the engine.
+    pub(crate) fn join(&mut self, ctx: &Ctx, p: PendingJoin) {
+        let r = &p.request;
+        let refusal = if self.offline {
+            Some(JoinOutcome::Unavailable)
+        } else {
+            match &self.session {
+                Some((id, token)) if r.session_id == *id && r.token == *token => None,
+                _ if self.ended_session.as_deref() == Some(r.session_id.as_str()) => {
+                    Some(JoinOutcome::SessionEnded)
+                }
+                _ => Some(JoinOutcome::InvalidToken),
+            }
+        };
+        let Some(cert) = self.cert.clone().filter(|_| refusal.is_none()) else {
+            // The listener gone means the client gets `503` anyway.
+            let _ = p.reply.send(refusal.unwrap_or(JoinOutcome::Unavailable));
+            return;
+        };
+        let peer = DeviceId::new(p.request.device_id.clone());
+        let (cfg, timeout, tx) = (ctx.cfg.rtc, ctx.cfg.join_timeout, ctx.internal.clone());
+        tokio::spawn(answer_join(p, cfg, Some(cert), peer, timeout, tx));
+    }
+
+    /// Keeps the session on disk whenever it changes (written aside, then renamed, so a crash
+    /// mid-write leaves the previous file whole). An ended session is removed.
+    pub(crate) fn save_session(&mut self, ctx: &Ctx) {
+        let Some(dir) = &ctx.cfg.state_dir else { return };
+        let path = store::session_file(dir);
+        let maestral_sync::StateView::Master(state) = ctx.engine.state() else { return };
+        if state.session_id.is_none() {
+            if self.saved.take().is_some() {
+                // Removed by the writer too, so a write still queued cannot bring it back.
+                self.send_write(ctx, path, None);
+            }
+            return;
+        }
+        let (Some(server), Some(cert)) = (&self.server, &self.cert) else { return };
+        let session =
+            SavedSession { listen: server.local_addr(), cert_pem: cert.to_pem().to_owned(), state };
+        if self.saved.as_ref() == Some(&session) {
+            return;
+        }
+        // The file holds the certificate's private key and the token: written by a thread
+        // (fsync must not stall the engine), owner-only, aside then renamed.
+        let bytes = serde_json::to_vec_pretty(&session).unwrap_or_default();
+        self.saved = Some(session);
+        self.send_write(ctx, path, Some(bytes));
+    }
+
+    fn send_write(&mut self, ctx: &Ctx, path: std::path::PathBuf, bytes: Option<Vec<u8>>) {
+        let done = ctx.internal.clone();
+        let (writes, _) = self.writer.get_or_insert_with(|| store::spawn_writer(done));
+        if writes.send((path, bytes)).is_err() {
+            tracing::warn!("the session writer has stopped; the session is not saved");
+        }
+    }
+
+    /// A session write finished.
+    pub(crate) fn saved(&mut self, ctx: &Ctx, result: Option<SyncError>) {
+        match result {
+            None => self.save_failed = false,
+            // One message per failure streak, not one per page turn.
+            Some(e) if !self.save_failed => {
+                self.save_failed = true;
+                ctx.error(e);
+            }
+            Some(_) => {}
+        }
+    }
+
+    pub(crate) async fn shutdown(&mut self) {
+        if let Some(s) = self.server.take() {
+            s.shutdown().await;
+        }
+        // The last session write lands before the thread ends (a restart reads it).
+        if let Some((tx, writer)) = self.writer.take() {
+            drop(tx);
+            if tokio::task::spawn_blocking(move || writer.join()).await.is_err() {
+                tracing::warn!("the session writer panicked; the last write may be lost");
+            }
+        }
+    }
+}
+
+/// Answers a join (a Follower's, or the paired Solo device calling back): the SDP answer goes
+/// back over HTTP, and once the channel is open the link is handed to the worker for `peer`.
+pub(crate) async fn answer_join(
+    p: PendingJoin,
+    cfg: RtcConfig,
+    cert: Option<DtlsCert>,
+    peer: DeviceId,
+    timeout: Duration,
+    tx: mpsc::UnboundedSender<Internal>,
+) {
+    let PendingJoin { request, reply } = p;
+    let Ok((link, answer, mut events)) = Link::answer(&cfg, cert.as_ref(), &request.offer).await
+    else {
+        // A client gone already needs no answer.
+        let _ = reply.send(JoinOutcome::BadRequest);
+        return;
+    };
+    if reply.send(JoinOutcome::Answer(answer)).is_err() || !wait_open(&mut events, timeout).await {
+        link.close().await;
+        return;
+    }
+    let ready = ReadyKind::Known;
+    let msg = Internal::Ready { peer, link, events, first: None, kind: ready, attempt: 0 };
+    if let Err(mpsc::error::SendError(Internal::Ready { link, .. })) = tx.send(msg) {
+        // The worker has stopped: nobody will close this link but us.
+        link.close().await;
+    }
+}

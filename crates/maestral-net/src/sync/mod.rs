@@ -1,0 +1,31 @@
+//! The sync thread: a tokio runtime on its own OS thread that owns the engine, the peer
+//! connections and the listeners, bridged to the app by crossbeam channels.
+//!
+//! The engine is sans-IO; this is its I/O. Each input (a command from the app, a link event, a
+//! join request, a timer) is fed to the engine, then its outputs are carried out: messages go
+//! to each peer's send queue, events go to the app (and wake it), transport requests open or
+//! close links. Nothing here blocks the app: the app only ever does a non-blocking channel send
+//! or receive.
+//!
+//! - [`handle`]: the app's end (config, commands, events, start and stop);
+//! - `worker`: the loop that feeds the engine and carries out its outputs;
+//! - `link`: the open links, their writers and events;
+//! - `master`, `follower`, `solo`: what one role does (`RoleIo`);
+//! - `store`: the Master's session file;
+//! - `clock`: monotonic time for timers, wall time for stamps;
+//! - [`error`]: what goes wrong, in words for the user.
+
+mod clock;
+pub mod error;
+mod follower;
+pub mod handle;
+mod link;
+mod master;
+mod solo;
+mod store;
+mod worker;
+
+pub use error::{JoinFailure, StartError, SyncError};
+#[cfg(feature = "test-support")]
+pub use handle::Fault;
+pub use handle::{SyncCommand, SyncConfig, SyncEvent, SyncHandle};

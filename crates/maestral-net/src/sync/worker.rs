@@ -1,0 +1,444 @@
+//! The worker: one task on the sync runtime that owns the engine and feeds it every input (a
+//! command, a link event, a join request, a timer), then carries out its outputs, handing what
+//! only one role does to that role's module through [`RoleIo`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, Sender};
+use maestral_protocol::DeviceId;
+use maestral_sync::{Engine, EngineConfig, Event, LinkSignal, LocalAction, Output, Role};
+use rand::SeedableRng;
+use tokio::sync::{Notify, mpsc};
+
+use super::clock::Clock;
+use super::error::{JoinFailure, StartError, SyncError};
+use super::follower::FollowerIo;
+use super::handle::{SyncCommand, SyncConfig, SyncEvent};
+use super::link::{LinkEvents, Links, Traffic};
+use super::master::MasterIo;
+use super::solo::SoloIo;
+use crate::joincode::JoinCode;
+use crate::rtc::{Link, LinkEvent};
+use crate::signaling::PendingJoin;
+
+/// Link events handled in one pass of the loop at most, before the outputs go out.
+const LINK_EVENT_BATCH: usize = 64;
+
+/// What every role shares: the engine, its clocks, the links and the way back to the app.
+pub(crate) struct Ctx {
+    pub(crate) engine: Engine,
+    pub(crate) cfg: SyncConfig,
+    pub(crate) clock: Clock,
+    pub(crate) links: Links,
+    /// Where spawned tasks report back.
+    pub(crate) internal: mpsc::UnboundedSender<Internal>,
+    events: Sender<SyncEvent>,
+    wake: Arc<dyn Fn() + Send + Sync>,
+}
+
+impl Ctx {
+    /// The engine's `now` (monotonic), with the engine's wall offset set for its stamps. Every
+    /// engine input takes its time from here.
+    pub(crate) fn now(&mut self) -> u64 {
+        let now = self.clock.now();
+        self.engine.set_wall_offset(self.clock.wall_offset(now));
+        now
+    }
+
+    pub(crate) fn emit(&self, e: SyncEvent) {
+        if self.events.send(e).is_ok() {
+            (self.wake)();
+        }
+    }
+
+    pub(crate) fn error(&self, e: impl Into<SyncError>) {
+        self.emit(SyncEvent::Error(e.into()));
+    }
+
+    /// A local action; a refusal goes to the app.
+    pub(crate) fn local(&mut self, action: LocalAction) {
+        let now = self.now();
+        if let Err(e) = self.engine.handle_local(now, action) {
+            self.error(e);
+        }
+    }
+
+    /// The performer navigated and the app shows `shown`: the engine reports only a differing
+    /// view.
+    pub(crate) fn navigate(&mut self, action: LocalAction, shown: maestral_sync::View) {
+        let now = self.now();
+        if let Err(e) = self.engine.handle_navigation(now, action, shown) {
+            self.error(e);
+        }
+    }
+
+    pub(crate) fn link(&mut self, peer: &DeviceId, signal: LinkSignal) {
+        let now = self.now();
+        self.engine.handle_link(now, peer, signal);
+    }
+
+    /// A text message from `peer`, decoded and given to the engine.
+    pub(crate) fn message(&mut self, peer: &DeviceId, text: &str) {
+        let now = self.now();
+        if let Err(e) = self.engine.handle_message(now, peer, text.as_bytes()) {
+            // A rejected message changes nothing; there is no one to tell but the log.
+            tracing::debug!(%peer, "message dropped: {e}");
+        }
+    }
+}
+
+/// How a link came to be ready.
+pub(crate) enum ReadyKind {
+    /// The Follower's first join: the Master's id was learned from its first message.
+    FirstJoin(JoinCode),
+    /// A rejoin, or a Follower accepted by this Master, or a Solo call-back.
+    Known,
+    /// A Solo pairing: the partner's id was learned from its first message.
+    Solo,
+}
+
+/// Results of tasks the worker spawned.
+pub(crate) enum Internal {
+    Ready {
+        peer: DeviceId,
+        link: Link,
+        events: mpsc::UnboundedReceiver<LinkEvent>,
+        first: Option<String>,
+        kind: ReadyKind,
+        /// The Follower join attempt this comes from (0: not a Follower join).
+        attempt: u64,
+    },
+    /// A join attempt failed; `peer` is the Master for a rejoin (or the Solo partner for a
+    /// call-back), `None` for a first join.
+    JoinFailed {
+        peer: Option<DeviceId>,
+        error: JoinFailure,
+        attempt: u64,
+    },
+    SoloOffer {
+        link: Link,
+        events: mpsc::UnboundedReceiver<LinkEvent>,
+        code: String,
+    },
+    PairCode(String),
+    Error(SyncError),
+    StartFailed(StartError),
+    /// A session file write finished: `None` on success, else the error.
+    Saved(Option<SyncError>),
+    /// Solo: the call-back listener is bound.
+    SoloListening(crate::signaling::SignalingServer),
+}
+
+/// What only one role does, with that role's state (mirrors the engine's roles).
+// One per worker, never moved after start: the variants' sizes do not matter.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum RoleIo {
+    Master(MasterIo),
+    Follower(FollowerIo),
+    Solo(SoloIo),
+}
+
+pub(crate) struct Worker {
+    ctx: Ctx,
+    role: RoleIo,
+    commands: Receiver<SyncCommand>,
+    notify: Arc<Notify>,
+    link_events: LinkEvents,
+    internal: mpsc::UnboundedReceiver<Internal>,
+}
+
+impl Worker {
+    pub(crate) fn new(
+        role: Role,
+        cfg: SyncConfig,
+        commands: Receiver<SyncCommand>,
+        notify: Arc<Notify>,
+        events: Sender<SyncEvent>,
+        wake: Arc<dyn Fn() + Send + Sync>,
+    ) -> Worker {
+        let mut ec = EngineConfig::new(cfg.device_id.clone());
+        ec.device_name = cfg.device_name.clone();
+        ec.timing = cfg.timing;
+        ec.capabilities = vec!["webrtc".into()];
+        let engine = Engine::new(ec, role, Box::new(rand::rngs::StdRng::from_os_rng()));
+        let (links, link_events) = Links::new();
+        let (internal_tx, internal) = mpsc::unbounded_channel();
+        let role = match role {
+            Role::Master => RoleIo::Master(MasterIo::default()),
+            Role::Follower => RoleIo::Follower(FollowerIo::default()),
+            Role::Solo => RoleIo::Solo(SoloIo::default()),
+        };
+        let ctx =
+            Ctx { engine, cfg, clock: Clock::new(), links, internal: internal_tx, events, wake };
+        Worker { ctx, role, commands, notify, link_events, internal }
+    }
+
+    pub(crate) async fn run(mut self) {
+        loop {
+            self.flush();
+            let wake_at = match self.ctx.engine.poll_timeout() {
+                Some(t) => tokio::time::Instant::from_std(self.ctx.clock.instant(t)),
+                None => tokio::time::Instant::now() + Duration::from_secs(3600),
+            };
+            tokio::select! {
+                _ = self.notify.notified() => {
+                    while let Ok(cmd) = self.commands.try_recv() {
+                        if matches!(cmd, SyncCommand::Shutdown) {
+                            self.shutdown().await;
+                            return;
+                        }
+                        self.command(cmd).await;
+                        self.flush();
+                    }
+                }
+                Some((generation, ev)) = self.link_events.recv() => {
+                    self.link_event(generation, ev);
+                    // A burst (a Master hearing from every Follower) is handled in one pass:
+                    // one flush and one timer for all of it, not one per message.
+                    for _ in 1..LINK_EVENT_BATCH {
+                        let Ok((generation, ev)) = self.link_events.try_recv() else { break };
+                        self.link_event(generation, ev);
+                    }
+                }
+                Some(join) = recv_join(&mut self.role) => self.join_request(join),
+                Some(i) = self.internal.recv() => self.internal(i),
+                _ = tokio::time::sleep_until(wake_at) => {
+                    let now = self.ctx.now();
+                    self.ctx.engine.handle_timeout(now);
+                }
+            }
+        }
+    }
+
+    /// Carries out everything the engine asked for.
+    fn flush(&mut self) {
+        let ctx = &mut self.ctx;
+        while let Some(o) = ctx.engine.poll_output() {
+            match o {
+                Output::Transmit { to, data } => ctx.links.send(&to, data),
+                Output::Event(e) => {
+                    self.role.engine_event(ctx, &e);
+                    ctx.emit(SyncEvent::Engine(e));
+                }
+                Output::Request(maestral_sync::TransportRequest::Connect { peer }) => {
+                    match &mut self.role {
+                        RoleIo::Master(_) => {}
+                        RoleIo::Follower(f) => f.rejoin(ctx, peer),
+                        RoleIo::Solo(s) => s.reconnect(ctx, peer),
+                    }
+                }
+                Output::Request(maestral_sync::TransportRequest::JoinByCode) => {
+                    if let RoleIo::Follower(f) = &mut self.role {
+                        f.join_by_code(ctx);
+                    }
+                }
+                Output::Request(maestral_sync::TransportRequest::CancelJoin) => {
+                    if let RoleIo::Follower(f) = &mut self.role {
+                        f.cancel_join();
+                    }
+                }
+                Output::Request(maestral_sync::TransportRequest::Disconnect { peer }) => {
+                    ctx.links.close(&peer);
+                    if let RoleIo::Follower(f) = &mut self.role {
+                        f.disconnected(&peer);
+                    }
+                }
+            }
+        }
+        if let RoleIo::Master(m) = &mut self.role {
+            m.save_session(ctx);
+        }
+    }
+
+    async fn command(&mut self, cmd: SyncCommand) {
+        let ctx = &mut self.ctx;
+        match (cmd, &mut self.role) {
+            (SyncCommand::Local(LocalAction::Leave), RoleIo::Follower(f)) => {
+                f.leave();
+                ctx.local(LocalAction::Leave);
+            }
+            (SyncCommand::Local(a), _) => ctx.local(a),
+            (SyncCommand::Navigate { action, shown }, _) => ctx.navigate(action, shown),
+            (SyncCommand::StartChoir { listen }, RoleIo::Master(m)) => m.start(ctx, listen).await,
+            (SyncCommand::StartChoir { .. }, _) => {
+                ctx.error(SyncError::WrongRole("only a Master starts a Choir session"));
+            }
+            (SyncCommand::Join(code), RoleIo::Follower(f)) => f.first_join(ctx, code),
+            (SyncCommand::Join(_), _) => {
+                ctx.error(SyncError::WrongRole("only a Follower joins a Choir session"));
+            }
+            (SyncCommand::SoloOffer, RoleIo::Solo(s)) => s.offer(ctx),
+            (SyncCommand::SoloAnswer(code), RoleIo::Solo(s)) => s.answer(ctx, code),
+            (SyncCommand::SoloAccept(code), RoleIo::Solo(s)) => s.accept(ctx, code),
+            (
+                SyncCommand::SoloOffer | SyncCommand::SoloAnswer(_) | SyncCommand::SoloAccept(_),
+                _,
+            ) => {
+                ctx.error(SyncError::WrongRole("pairing codes are for Solo mode"));
+            }
+            #[cfg(feature = "test-support")]
+            (SyncCommand::Fault(super::Fault::DropLink(peer)), _) => ctx.links.drop_link(&peer),
+            #[cfg(feature = "test-support")]
+            (SyncCommand::Fault(super::Fault::Offline(off)), role) => {
+                if let RoleIo::Master(m) = role {
+                    m.offline = off;
+                }
+                if off {
+                    ctx.links.drop_all();
+                }
+            }
+            (SyncCommand::Shutdown, _) => {}
+        }
+    }
+
+    fn link_event(&mut self, generation: u64, ev: LinkEvent) {
+        let Some(peer) = self.ctx.links.peer(generation).cloned() else { return };
+        self.peer_event(&peer, ev);
+    }
+
+    /// An event of the current link to `peer`.
+    fn peer_event(&mut self, peer: &DeviceId, ev: LinkEvent) {
+        let ctx = &mut self.ctx;
+        match ev {
+            LinkEvent::Text(_) | LinkEvent::Binary(_) => {
+                if let Traffic::Flood = ctx.links.count(peer, ctx.cfg.flood_limit) {
+                    ctx.link(peer, LinkSignal::Down);
+                    ctx.error(SyncError::Flood { peer: peer.clone(), limit: ctx.cfg.flood_limit });
+                    return;
+                }
+                // A binary message on `maestral-sync` is bad input: dropped.
+                let LinkEvent::Text(text) = ev else { return };
+                let now = ctx.now();
+                match maestral_protocol::decode(text.as_bytes()) {
+                    Ok(env) => {
+                        if let (RoleIo::Solo(s), maestral_protocol::Message::PairInfo(info)) =
+                            (&mut self.role, &env.message)
+                            && env.sender_id == *peer
+                        {
+                            s.pair_info(peer, info);
+                        }
+                        if let Err(e) = ctx.engine.handle_envelope(now, peer, env) {
+                            tracing::debug!(%peer, "message dropped: {e}");
+                        }
+                    }
+                    // The engine answers some undecodable messages (a Master's JOIN_REJECT).
+                    Err(_) => ctx.message(peer, &text),
+                }
+            }
+            LinkEvent::Open | LinkEvent::Recovered => ctx.link(peer, LinkSignal::Up),
+            LinkEvent::Degraded => ctx.link(peer, LinkSignal::Degraded),
+            LinkEvent::Closed => {
+                ctx.links.forget(peer);
+                ctx.link(peer, LinkSignal::Down);
+            }
+        }
+    }
+
+    fn join_request(&mut self, join: PendingJoin) {
+        match &mut self.role {
+            RoleIo::Master(m) => m.join(&self.ctx, join),
+            RoleIo::Solo(s) => s.callback(&self.ctx, join),
+            RoleIo::Follower(_) => {}
+        }
+    }
+
+    fn internal(&mut self, i: Internal) {
+        match i {
+            Internal::Ready { peer, link, events, first, kind, attempt } => {
+                let wanted = match &self.role {
+                    RoleIo::Follower(f) => attempt == 0 || f.wants(attempt),
+                    _ => true,
+                };
+                if !wanted {
+                    // Finished after `leave`, an end, a refusal or a newer attempt: not wanted.
+                    tokio::spawn(async move { link.close().await });
+                    return;
+                }
+                if let ReadyKind::FirstJoin(_) = kind
+                    && !matches!(self.role, RoleIo::Follower(_))
+                {
+                    return;
+                }
+                let (_, queued) = self.ctx.links.register(&peer, link, events);
+                self.ctx.link(&peer, LinkSignal::Up);
+                match (kind, &mut self.role) {
+                    (ReadyKind::FirstJoin(code), RoleIo::Follower(f)) => f.joined(&peer, code),
+                    (ReadyKind::Known, RoleIo::Solo(s)) => s.send_pair_info(&mut self.ctx, &peer),
+                    (ReadyKind::Solo, RoleIo::Solo(s)) => s.paired(&mut self.ctx, &peer),
+                    _ => {}
+                }
+                if let Some(text) = first {
+                    self.ctx.message(&peer, &text);
+                }
+                for ev in queued {
+                    self.peer_event(&peer, ev);
+                }
+            }
+            Internal::JoinFailed { peer, error, attempt } => match &mut self.role {
+                RoleIo::Follower(f) => f.join_failed(&mut self.ctx, peer, error, attempt),
+                // A Solo call-back that failed: the engine backs off and asks again.
+                RoleIo::Solo(_) => {
+                    if let Some(peer) = peer {
+                        self.ctx.link(&peer, LinkSignal::Down);
+                    }
+                }
+                RoleIo::Master(_) => {}
+            },
+            Internal::SoloOffer { link, events, code } => match &mut self.role {
+                RoleIo::Solo(s) => s.offer_ready(&self.ctx, link, events, code),
+                _ => drop(tokio::spawn(async move { link.close().await })),
+            },
+            Internal::PairCode(code) => self.ctx.emit(SyncEvent::PairCode(code)),
+            Internal::SoloListening(server) => {
+                if let RoleIo::Solo(s) = &mut self.role {
+                    s.listening(&mut self.ctx, server);
+                }
+            }
+            Internal::Error(e) => self.ctx.error(e),
+            Internal::StartFailed(e) => self.ctx.emit(SyncEvent::StartFailed(e)),
+            Internal::Saved(result) => {
+                if let RoleIo::Master(m) = &mut self.role {
+                    m.saved(&self.ctx, result);
+                }
+            }
+        }
+    }
+
+    async fn shutdown(&mut self) {
+        if let RoleIo::Follower(f) = &mut self.role
+            && f.leave_on_shutdown(&mut self.ctx)
+        {
+            self.flush();
+        }
+        self.ctx.links.close_all().await;
+        match &mut self.role {
+            RoleIo::Master(m) => m.shutdown().await,
+            RoleIo::Solo(s) => s.shutdown().await,
+            RoleIo::Follower(_) => {}
+        }
+    }
+}
+
+impl RoleIo {
+    /// What a role does on an engine event, before the app hears of it.
+    fn engine_event(&mut self, ctx: &mut Ctx, e: &Event) {
+        match self {
+            RoleIo::Master(m) => m.engine_event(ctx, e),
+            RoleIo::Follower(f) => f.engine_event(e),
+            RoleIo::Solo(_) => {}
+        }
+    }
+}
+
+async fn recv_join(role: &mut RoleIo) -> Option<PendingJoin> {
+    let rx = match role {
+        RoleIo::Master(m) => m.join_requests(),
+        RoleIo::Solo(s) => s.join_requests(),
+        RoleIo::Follower(_) => None,
+    };
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
