@@ -81,8 +81,8 @@ pub fn render(args: &RenderArgs) -> Result<()> {
     let song = Song::open(&args.score)?;
     renderer.add_song(&song);
     let request =
-        RenderRequest::visible(song.id, args.page, PixelSize::new(args.width, args.height));
-    renderer.request(request);
+        RenderRequest::visible(song.id.clone(), args.page, PixelSize::new(args.width, args.height));
+    renderer.request(request.clone());
     let bitmap = loop {
         let event = events
             .recv_timeout(Duration::from_secs(300))

@@ -68,7 +68,7 @@ pub struct Plan {
 
 impl Plan {
     fn key(&self, slot: &SlotPlan) -> Option<TextureKey> {
-        let (song, page, target) = (self.song?, slot.page?, slot.target()?);
+        let (song, page, target) = (self.song.clone()?, slot.page?, slot.target()?);
         Some(TextureKey { page: PageKey { song, page, target }, dark: self.dark })
     }
 
@@ -214,16 +214,16 @@ fn content_for<'a>(
     slot: &SlotPlan,
     textures: &'a PageTextures,
 ) -> Option<Option<(TextureKey, &'a PageTexture)>> {
-    let (Some(song), Some(page)) = (plan.song, slot.page) else { return Some(None) };
+    let (Some(song), Some(page)) = (plan.song.clone(), slot.page) else { return Some(None) };
     let target = slot.target()?;
-    let key = TextureKey { page: PageKey { song, page, target }, dark: plan.dark };
+    let key = TextureKey { page: PageKey { song: song.clone(), page, target }, dark: plan.dark };
     if let Some(texture) = textures.get(&key) {
         return Some(Some((key, texture)));
     }
     if textures.failure(&key).is_some() {
         return Some(None);
     }
-    textures.any_size(song, page, plan.dark).map(|(old, t)| Some((*old, t)))
+    textures.any_size(&song, page, plan.dark).map(|(old, t)| Some((old.clone(), t)))
 }
 
 fn present_pages(

@@ -94,7 +94,7 @@ pub fn plugin(app: &mut App) {
 const POSITIONS_FILE: &str = "positions.json";
 
 /// Where the app opens: the song the performer left off in, and the page to turn to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Resume {
     pub song: SongId,
     /// `None`: its first page.

@@ -229,7 +229,7 @@ fn receive_opens(
                 if show_it {
                     show.write(SongChangeRequested(Some(id.clone())));
                     // Where the performer left off, if that was this song.
-                    let resume = saved.as_mut().and_then(|s| s.take_resume(library.get(id)));
+                    let resume = saved.as_mut().and_then(|s| s.take_resume(library.get(&id)));
                     if let Some(Resume { page: Some(page), .. }) = resume {
                         turns.write(PageTurnRequested(Turn::To(page)));
                     }
@@ -349,10 +349,10 @@ fn request_pages(
             continue;
         }
         if !bridge.known.contains(&key.page.song) {
-            match library.get(key.page.song) {
+            match library.get(&key.page.song) {
                 Some(song) => {
                     bridge.client().add_song(song);
-                    bridge.known.insert(song.id);
+                    bridge.known.insert(song.id.clone());
                 }
                 // Not on this device (yet): nothing to draw.
                 None => continue,

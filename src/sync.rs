@@ -247,11 +247,13 @@ pub fn drain_sync_events(
             SyncEvent::JoinCode(code) => codes.join_code = Some(code),
             SyncEvent::PairCode(code) => codes.pair_code = Some(code),
             SyncEvent::StartFailed(message) => {
+                let message = message.to_string();
                 error!("sync: {message}");
                 codes.failed.get_or_insert_with(|| message.clone());
                 errors.write(AppError(message));
             }
             SyncEvent::Error(message) => {
+                let message = message.to_string();
                 warn!("sync: {message}");
                 // The sync thread carries on: a code may still come. Only an answer to a pairing
                 // offer has nothing else to do, so its error ends the wait for a code.

@@ -83,13 +83,13 @@ impl PageTextures {
     /// The page at any size (the old size after a resize, shown scaled until the new one comes).
     pub fn any_size(
         &self,
-        song: SongId,
+        song: &SongId,
         page: u32,
         dark: bool,
     ) -> Option<(&TextureKey, &PageTexture)> {
         self.ready
             .iter()
-            .find(|(k, _)| k.page.song == song && k.page.page == page && k.dark == dark)
+            .find(|(k, _)| k.page.song == *song && k.page.page == page && k.dark == dark)
     }
 
     pub fn failure(&self, key: &TextureKey) -> Option<&str> {
@@ -126,6 +126,9 @@ impl WantedPages {
 
     pub(crate) fn keys(&self) -> impl Iterator<Item = TextureKey> + '_ {
         let dark = self.dark;
-        self.visible.iter().chain(&self.prefetch).map(move |&page| TextureKey { page, dark })
+        self.visible
+            .iter()
+            .chain(&self.prefetch)
+            .map(move |page| TextureKey { page: page.clone(), dark })
     }
 }
