@@ -10,23 +10,27 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use bevy::ecs::system::SystemParam;
 use bevy::prelude::*;
 use crossbeam_channel::Receiver;
 use maestral_net::joincode::JoinCode;
 use maestral_net::{SyncCommand, SyncConfig, SyncEvent, SyncHandle};
-use maestral_protocol::DeviceId;
-use maestral_sync::{Event, LocalAction, Role, View};
+use maestral_protocol::{DeviceId, RejectReason};
+use maestral_sync::{Event, LocalAction, Phase, Role, View};
 
 use crate::model::{
-    AppError, EnginePager, LinkChanged, LinkStatus, PhaseChanged, RemoteShow, SessionCodes,
-    StreamChanged, StreamState, SyncMode, SyncSettings, SyncSystems,
+    AppError, EnginePager, LinkChanged, LinkStatus, MasterPosition, PhaseChanged, Position,
+    RemoteShow, RosterChanged, RosterState, SessionCodes, StreamChanged, StreamState, SwitchRole, SyncMode,
+    SyncSettings, SyncSystems,
 };
 use crate::wake::Waker;
 
 pub fn plugin(app: &mut App) {
     app.add_systems(Startup, start_sync_thread).add_systems(
         PreUpdate,
-        drain_sync_events.run_if(resource_exists::<SyncBridge>).in_set(SyncSystems::Drain),
+        (switch_roles, drain_sync_events.run_if(resource_exists::<SyncBridge>))
+            .chain()
+            .in_set(SyncSystems::Drain),
     );
 }
 
@@ -47,6 +51,8 @@ pub struct SyncBridge {
 #[derive(Debug)]
 enum CommandSink {
     Thread(SyncHandle),
+    /// Handed to a thread of its own to close down (a role switch); nothing more goes out.
+    Retired,
     #[cfg(feature = "test-support")]
     Channel(crossbeam_channel::Sender<SyncCommand>),
 }
@@ -97,6 +103,7 @@ impl SyncBridge {
     pub fn send(&self, command: SyncCommand) {
         match &self.commands {
             CommandSink::Thread(handle) => handle.send(command),
+            CommandSink::Retired => {}
             #[cfg(feature = "test-support")]
             CommandSink::Channel(tx) => drop(tx.send(command)),
         }
@@ -123,6 +130,22 @@ impl SyncBridge {
 
     pub fn device_id(&self) -> &DeviceId {
         &self.device_id
+    }
+
+    /// Ends this bridge's sync thread without waiting for it: the thread closes its links (a
+    /// Follower leaves its session first) on a thread of its own, so the frame goes on.
+    fn retire(&mut self) {
+        if let CommandSink::Thread(handle) =
+            std::mem::replace(&mut self.commands, CommandSink::Retired)
+        {
+            let spawned = std::thread::Builder::new()
+                .name("maestral-sync-close".into())
+                .spawn(move || handle.shutdown());
+            if let Err(e) = spawned {
+                // The handle went with the failed spawn and was closed by its drop.
+                warn!("could not close the old sync thread in the background: {e}");
+            }
+        }
     }
 }
 
@@ -196,6 +219,109 @@ fn start_sync_thread(
     }
 }
 
+/// What the app keeps of a role, cleared when the role changes.
+#[derive(SystemParam)]
+pub struct RoleState<'w> {
+    status: ResMut<'w, LinkStatus>,
+    codes: ResMut<'w, SessionCodes>,
+    pager: ResMut<'w, EnginePager>,
+    master: ResMut<'w, MasterPosition>,
+    roster: ResMut<'w, RosterState>,
+}
+
+impl RoleState<'_> {
+    fn clear(&mut self) {
+        *self.status = LinkStatus::default();
+        *self.codes = SessionCodes::default();
+        *self.pager = EnginePager::default();
+        *self.master = MasterPosition::default();
+        *self.roster = RosterState::default();
+    }
+}
+
+/// Carries out the last role switch asked for this frame: checks the new role's argument (a
+/// join code that does not parse changes nothing), ends the old role (a Master in a session
+/// ends it, a Follower leaves), starts the new one, and gives a Master or a Solo device the
+/// position on screen, which stays where it is.
+pub fn switch_roles(
+    mut requests: MessageReader<SwitchRole>,
+    mut commands: Commands,
+    mut bridge: Option<ResMut<SyncBridge>>,
+    mut settings: Option<ResMut<SyncSettings>>,
+    mut state: RoleState,
+    position: Res<Position>,
+    waker: Res<Waker>,
+    mut errors: MessageWriter<AppError>,
+) {
+    let Some(SwitchRole(mode)) = requests.read().last().cloned() else { return };
+    let Some(settings) = settings.as_mut() else {
+        errors.write(AppError("this app runs without sync".into()));
+        return;
+    };
+    if let Err(message) = first_command(&mode) {
+        errors.write(AppError(message));
+        return;
+    }
+    if let Some(old) = bridge.as_deref_mut() {
+        let in_session = matches!(
+            state.status.phase,
+            Some(Phase::MasterSessionActive | Phase::MasterReconnectingLinks)
+        );
+        if old.role() == Role::Master && in_session {
+            old.local(LocalAction::EndSession);
+        }
+        old.retire();
+    }
+    state.clear();
+    let mut next = SyncSettings::clone(settings);
+    next.mode = mode;
+    match SyncBridge::start(&next, waker.clone()) {
+        Ok(new) => {
+            info!("sync: now {} ({:?})", new.role().as_str(), next.mode);
+            if new.role() != Role::Follower
+                && let Some(song) = &position.song
+            {
+                // The engine's first song change, then the page on screen (its view of the
+                // song change, page 0, is then stale and dropped).
+                let song_id = Some(song.clone());
+                new.navigate(LocalAction::SetSong { song_id }, position.view());
+                new.navigate(LocalAction::SetPage { page: position.page }, position.view());
+            }
+            commands.insert_resource(new);
+        }
+        Err(message) => {
+            error!("{message}");
+            state.codes.failed = Some(message.clone());
+            errors.write(AppError(message));
+            commands.remove_resource::<SyncBridge>();
+        }
+    }
+    **settings = next;
+}
+
+/// Why the Master refused a join, in a performer's words.
+fn refusal(reason: RejectReason) -> &'static str {
+    match reason {
+        RejectReason::SessionEnded => {
+            "that session has ended: ask the conductor for the code of the new one"
+        }
+        RejectReason::InvalidToken => {
+            "the conductor's device did not accept this code: ask for the current join code"
+        }
+        RejectReason::VersionMismatch => {
+            "the conductor's app speaks another version of Maestral: update both apps"
+        }
+    }
+}
+
+/// A Master's roster and a Follower's view of its Master.
+#[derive(SystemParam)]
+pub struct RoleNews<'w> {
+    roster: ResMut<'w, RosterState>,
+    rosters: MessageWriter<'w, RosterChanged>,
+    master: ResMut<'w, MasterPosition>,
+}
+
 /// Drains the sync thread's events into messages and resources.
 pub fn drain_sync_events(
     bridge: Res<SyncBridge>,
@@ -207,6 +333,7 @@ pub fn drain_sync_events(
     mut status: ResMut<LinkStatus>,
     mut codes: ResMut<SessionCodes>,
     mut pager: ResMut<EnginePager>,
+    mut news: RoleNews,
 ) {
     for event in bridge.events.try_iter() {
         match event {
@@ -225,11 +352,19 @@ pub fn drain_sync_events(
                 links.write(LinkChanged { peer, state });
             }
             SyncEvent::Engine(Event::Pager(p)) => pager.0 = p,
+            SyncEvent::Engine(Event::Roster(roster)) => {
+                news.roster.members = roster.members;
+                news.rosters.write(RosterChanged);
+            }
+            SyncEvent::Engine(Event::MasterView(view)) => news.master.0 = Some(view),
+            SyncEvent::Engine(Event::PeerHello { peer, hello }) => {
+                let name = hello.device_name.trim();
+                if !name.is_empty() {
+                    status.names.insert(peer, name.to_owned());
+                }
+            }
             SyncEvent::Engine(Event::JoinRejected { reason }) => {
-                errors.write(AppError(format!(
-                    "the conductor's device refused to let this one join ({}); ask for a new join code",
-                    reason.as_str()
-                )));
+                errors.write(AppError(refusal(reason).into()));
             }
             SyncEvent::Engine(Event::StreamPrepare(prepare)) => {
                 streams.write(StreamChanged {

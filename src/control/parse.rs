@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use bevy::prelude::*;
 use serde_json::Value;
 
+use crate::model::SyncMode;
+
 /// A command as read from a line.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ControlCommand {
@@ -17,6 +19,8 @@ pub enum ControlCommand {
     End,
     Leave,
     Quit,
+    /// Another role, the old one ended first: `start` (a Choir session), `join CODE`, `alone`.
+    Switch(SyncMode),
     /// Solo: the other device's answer code (a line starting `M1A:`).
     Answer(String),
     /// Window only.
@@ -34,6 +38,8 @@ pub enum WindowCommand {
     Screenshot { path: PathBuf, window: u8 },
     /// Counters: frames so far, textures held, position.
     Stats,
+    /// Where the UI's button with this label is (in logical pixels), to click it for real.
+    Widget(String),
 }
 
 /// An extra event line from the window side (`presented`, `screenshot`, `stats`).
@@ -42,7 +48,7 @@ pub struct ControlEvent(pub Value);
 
 /// The headless commands, for messages that list them.
 pub(super) const COMMANDS: &str =
-    "next, prev, page N, song SONG_ID|PATH, follow, free, end, leave, quit";
+    "next, prev, page N, song SONG_ID|PATH, follow, free, end, leave, start, join CODE, alone, quit";
 
 /// Parses one command line.
 pub fn parse_command(line: &str) -> Result<ControlCommand, String> {
@@ -60,6 +66,10 @@ pub fn parse_command(line: &str) -> Result<ControlCommand, String> {
         "end" => no_argument(ControlCommand::End),
         "leave" => no_argument(ControlCommand::Leave),
         "quit" => no_argument(ControlCommand::Quit),
+        "start" => no_argument(ControlCommand::Switch(SyncMode::ChoirMaster { listen: None })),
+        "alone" => no_argument(ControlCommand::Switch(SyncMode::Solo)),
+        "join" if !rest.is_empty() => Ok(ControlCommand::Switch(SyncMode::Join(rest.to_owned()))),
+        "join" => Err("`join` takes the join code the Master shows (maestral://join?…)".into()),
         "page" => rest
             .parse()
             .map(ControlCommand::Page)
@@ -95,6 +105,10 @@ pub fn parse_command(line: &str) -> Result<ControlCommand, String> {
             Ok(ControlCommand::Window(WindowCommand::Screenshot { path: path.into(), window }))
         }
         "stats" => no_argument(ControlCommand::Window(WindowCommand::Stats)),
+        "widget" if !rest.is_empty() => {
+            Ok(ControlCommand::Window(WindowCommand::Widget(rest.to_owned())))
+        }
+        "widget" => Err("`widget` takes a button's label".into()),
         _ if line.starts_with("M1A:") => Ok(ControlCommand::Answer(line.to_owned())),
         _ => Err(format!("unknown command {line:?}; the commands are: {COMMANDS}")),
     }

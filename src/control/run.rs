@@ -13,7 +13,8 @@ use maestral_sync::{LocalAction, Role};
 use super::parse::{COMMANDS, ControlCommand, WindowCommand, parse_command};
 use super::read::{ControlInput, ControlLine};
 use crate::model::{
-    AppError, OpenScore, PageTurnRequested, Position, SongChangeRequested, SongLibrary, Turn,
+    AppError, OpenScore, PageTurnRequested, Position, SongChangeRequested, SongLibrary,
+    SwitchRole, Turn,
 };
 use crate::score::PendingOpens;
 use crate::sync::SyncBridge;
@@ -30,6 +31,7 @@ pub(super) struct Actions<'w> {
     opens: MessageWriter<'w, OpenScore>,
     errors: MessageWriter<'w, AppError>,
     window: MessageWriter<'w, WindowCommand>,
+    switches: MessageWriter<'w, SwitchRole>,
     exit: MessageWriter<'w, AppExit>,
 }
 
@@ -136,6 +138,9 @@ pub(super) fn run_commands(
             }
             ControlCommand::End => sync(LocalAction::EndSession, &mut actions.errors),
             ControlCommand::Leave => sync(LocalAction::Leave, &mut actions.errors),
+            ControlCommand::Switch(mode) => {
+                actions.switches.write(SwitchRole(mode));
+            }
             ControlCommand::Quit => {
                 actions.exit.write(AppExit::Success);
             }

@@ -19,6 +19,7 @@ use crate::layout::{PageSlot, Plan};
 use crate::model::{
     AppError, ControlSystems, Gesture, PageTextures, PageWindow, PagesPresented, Position,
 };
+use crate::ui::UiState;
 use crate::wake::Waker;
 
 pub fn plugin(app: &mut App) {
@@ -50,6 +51,8 @@ fn window_commands(
     textures: Res<PageTextures>,
     position: Res<Position>,
     frame: Res<FrameCount>,
+    ui: Option<Res<UiState>>,
+    mut errors: MessageWriter<AppError>,
 ) {
     let window_of = |index: u8| windows.iter().find(|(_, w)| w.index == index).map(|(e, _)| e);
     for command in commands.read() {
@@ -75,6 +78,23 @@ fn window_commands(
             }
             WindowCommand::Screenshot { path, window } => {
                 pending.0.push((path.clone(), *window));
+            }
+            WindowCommand::Widget(label) => {
+                match ui.as_ref().and_then(|ui| ui.widgets.get(label)) {
+                    Some(rect) => {
+                        events.write(ControlEvent(json!({
+                            "event": "widget",
+                            "label": label,
+                            "x": rect.min.x,
+                            "y": rect.min.y,
+                            "width": rect.width(),
+                            "height": rect.height(),
+                        })));
+                    }
+                    None => {
+                        errors.write(AppError(format!("no button {label:?} on screen now")));
+                    }
+                }
             }
             WindowCommand::Stats => {
                 events.write(ControlEvent(json!({

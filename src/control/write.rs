@@ -11,8 +11,8 @@ use serde_json::{Value, json};
 
 use super::parse::ControlEvent;
 use crate::model::{
-    AppError, LinkChanged, PhaseChanged, Position, SessionCodes, SongLibrary, StreamChanged,
-    SyncMode, SyncSettings,
+    AppError, LinkChanged, PhaseChanged, Position, RosterChanged, RosterState, SessionCodes,
+    SongLibrary, StreamChanged, SyncMode, SyncSettings,
 };
 
 /// Where event lines go: standard output (written by a thread of its own, so a slow reader
@@ -143,6 +143,34 @@ fn mode_name(mode: &SyncMode) -> &'static str {
     }
 }
 
+#[derive(bevy::ecs::system::SystemParam)]
+pub(super) struct Roster<'w, 's> {
+    state: Res<'w, RosterState>,
+    changed: MessageReader<'w, 's, RosterChanged>,
+}
+
+/// The `roster` event of HEADLESS.md.
+fn roster_line(roster: &RosterState) -> Value {
+    let members: Vec<Value> = roster
+        .members
+        .iter()
+        .map(|m| {
+            json!({
+                "device_id": m.device_id.as_str(),
+                "name": m.name,
+                "link": m.link.as_str(),
+                "follow_mode": m.follow_mode.as_str(),
+                "shows": m.shows.as_ref().map(|v| json!({
+                    "song_id": v.song_id.as_ref().map(|s| s.as_str()),
+                    "page_index": v.page_index,
+                })),
+                "lagging": m.lagging,
+            })
+        })
+        .collect();
+    json!({"event": "roster", "members": members})
+}
+
 pub(super) fn write_events(
     out: Res<ControlOutput>,
     mut state: ResMut<ControlState>,
@@ -153,6 +181,7 @@ pub(super) fn write_events(
     mut phases: MessageReader<PhaseChanged>,
     mut links: MessageReader<LinkChanged>,
     mut streams: MessageReader<StreamChanged>,
+    roster: Roster,
     mut errors: MessageReader<AppError>,
     mut extra: MessageReader<ControlEvent>,
 ) {
@@ -169,6 +198,9 @@ pub(super) fn write_events(
             "song_id": song.as_ref().map(|s| s.as_str()),
             "state": state.as_str(),
         }));
+    }
+    if roster.changed.read().count() > 0 {
+        lines.push(roster_line(&roster.state));
     }
     let show = json!({
         "event": "show",
@@ -189,6 +221,11 @@ pub(super) fn write_events(
         lines.push(json!({"event": "error", "message": message}));
     }
 
+    // A role switch (`start`, `join`, `alone`, or the panel): the new role says `ready` again,
+    // with its code.
+    if settings.as_ref().is_some_and(|s| s.is_changed() && !s.is_added()) && state.ready {
+        state.ready = false;
+    }
     if !state.ready {
         let waits_for_code = settings.as_ref().is_some_and(|s| {
             matches!(

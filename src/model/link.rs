@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use bevy::prelude::*;
 use maestral_protocol::{DeviceId, SongId};
-use maestral_sync::{LinkState, Pager, Phase, Role, View};
+use maestral_sync::{LinkState, Pager, Phase, Role, RosterMember, View};
 
 /// How this device takes part (from the command line).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,6 +33,12 @@ impl SyncMode {
         }
     }
 }
+
+/// The performer asked for another role (from the panel, or a headless command): the old
+/// one ends properly first (a Follower leaves, a Master's session ends), then the new one
+/// starts. The page on screen stays where it is.
+#[derive(Message, Debug, Clone, PartialEq, Eq)]
+pub struct SwitchRole(pub SyncMode);
 
 /// Who this device is and how it syncs.
 #[derive(Resource, Debug, Clone)]
@@ -93,6 +99,8 @@ impl StreamState {
 pub struct LinkStatus {
     pub phase: Option<Phase>,
     pub links: BTreeMap<DeviceId, LinkState>,
+    /// The names peers gave in their `HELLO` (e.g. "Anna's tablet").
+    pub names: BTreeMap<DeviceId, String>,
 }
 
 /// What the subtle link indicator shows.
@@ -109,6 +117,24 @@ pub enum LinkIndicator {
 }
 
 impl LinkStatus {
+    /// A peer's name, or its id where it gave none.
+    pub fn name(&self, peer: &DeviceId) -> String {
+        self.names.get(peer).cloned().unwrap_or_else(|| peer.to_string())
+    }
+
+    /// A link to some peer is up, opening or coming back (a Solo pairing in use).
+    pub fn any_live(&self) -> bool {
+        self.links.values().any(|s| {
+            matches!(
+                s,
+                LinkState::Connecting
+                    | LinkState::Connected
+                    | LinkState::Degraded
+                    | LinkState::Reconnecting
+            )
+        })
+    }
+
     pub fn indicator(&self) -> LinkIndicator {
         use LinkState as L;
         let states: Vec<LinkState> =
@@ -159,3 +185,18 @@ pub struct SessionCodes {
 /// turns with it (see `navigation::pager`).
 #[derive(Resource, Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct EnginePager(pub Pager);
+
+/// A Follower: the newest Master position it has seen (shown as a marker while it is free).
+#[derive(Resource, Debug, Clone, Default, PartialEq, Eq)]
+pub struct MasterPosition(pub Option<View>);
+
+/// A Master: its joined Followers, as the engine last reported them (at most 4 times a
+/// second).
+#[derive(Resource, Debug, Clone, Default, PartialEq, Eq)]
+pub struct RosterState {
+    pub members: Vec<RosterMember>,
+}
+
+/// The roster changed (a Master); the headless output prints it.
+#[derive(Message, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RosterChanged;

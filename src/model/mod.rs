@@ -18,8 +18,8 @@ mod screen;
 
 pub use library::{OpenScore, PageTexture, PageTextures, SongLibrary, TextureKey, WantedPages};
 pub use link::{
-    EnginePager, LinkChanged, LinkIndicator, LinkStatus, PhaseChanged, RemoteShow, SessionCodes,
-    StreamChanged, StreamState, SyncMode, SyncSettings,
+    EnginePager, LinkChanged, LinkIndicator, LinkStatus, MasterPosition, PhaseChanged,
+    RemoteShow, RosterChanged, RosterState, SessionCodes, StreamChanged, StreamState, SwitchRole, SyncMode, SyncSettings,
 };
 pub use position::{
     FollowedRemote, LastTurn, PageTurnRequested, Position, SongChangeRequested, Turn,
@@ -47,6 +47,8 @@ impl Plugin for ModelPlugin {
             .init_resource::<LinkStatus>()
             .init_resource::<SessionCodes>()
             .init_resource::<EnginePager>()
+            .init_resource::<MasterPosition>()
+            .init_resource::<RosterState>()
             .init_resource::<LayoutMode>()
             .init_resource::<Projector>()
             .init_resource::<UiVisible>()
@@ -60,6 +62,8 @@ impl Plugin for ModelPlugin {
             .add_message::<PhaseChanged>()
             .add_message::<LinkChanged>()
             .add_message::<StreamChanged>()
+            .add_message::<SwitchRole>()
+            .add_message::<RosterChanged>()
             .add_message::<Gesture>()
             .add_message::<PagesPresented>()
             // The frame, in order: news from the other threads, then commands, then scores…

@@ -1,0 +1,160 @@
+//! What the UI draws from ([`UiModel`], gathered from the app's resources each frame), what
+//! it asks for ([`UiAction`], carried out by the plugin's systems), and what it keeps between
+//! frames ([`UiState`]: text being typed, a confirmation on show, the QR texture). Drawing is
+//! a plain function of these, so tests drive it with egui alone.
+
+use std::path::PathBuf;
+
+use bevy::prelude::Resource;
+use bevy_egui::egui;
+use maestral_net::SyncCommand;
+use maestral_protocol::{FollowMode, SongId};
+use maestral_sync::{LinkState, LocalAction, Phase, Role, RosterMember, View};
+
+use crate::model::{LayoutMode, LinkIndicator, Position, Projector, Rotation, SyncMode};
+
+/// Everything the UI shows.
+#[derive(Debug, Clone, Default)]
+pub struct UiModel {
+    /// The panel is open (else the performing screen: music and a few small marks).
+    pub panel: bool,
+    pub songs: Vec<SongRow>,
+    pub unreadable: Vec<String>,
+    /// A library scan is under way: `Some((done, total))` once the total is known.
+    pub scanning: Option<Option<(usize, usize)>>,
+    pub layout: LayoutMode,
+    pub projector: Projector,
+    pub position: Position,
+    pub page_count: Option<u32>,
+    /// The shown song is not on this device (a Follower waiting for the Master's score).
+    pub missing_song: bool,
+    /// That song is being streamed to this device.
+    pub receiving: bool,
+    /// Digits typed for "go to page".
+    pub entry: String,
+    pub problems: Vec<String>,
+    /// The newest problem, while it is fresh enough for the performing screen.
+    pub fresh_problem: Option<String>,
+    pub indicator: LinkIndicator,
+    /// `None`: this app runs without sync.
+    pub sync: Option<SyncView>,
+}
+
+/// One song of the library.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SongRow {
+    pub id: SongId,
+    pub title: String,
+    pub pages: u32,
+}
+
+/// The sync side.
+#[derive(Debug, Clone)]
+pub struct SyncView {
+    pub role: Role,
+    pub phase: Option<Phase>,
+    /// Solo and paired: whether this device shows the second page of each spread.
+    pub shows_second: Option<bool>,
+    pub join_code: Option<String>,
+    pub pair_code: Option<String>,
+    /// Starting the role failed for good (no code will come).
+    pub failed: Option<String>,
+    /// Solo: a link to the partner is up, opening or coming back.
+    pub paired: bool,
+    /// The partner's (Solo) or the Master's (Follower) name.
+    pub peer_name: Option<String>,
+    /// Master: the joined Followers.
+    pub roster: Vec<RosterMember>,
+    /// Follower: where the Master is.
+    pub master: Option<View>,
+    /// Other links, by name (Solo).
+    pub links: Vec<(String, LinkState)>,
+}
+
+impl SyncView {
+    pub fn new(role: Role) -> Self {
+        SyncView {
+            role,
+            phase: None,
+            shows_second: None,
+            join_code: None,
+            pair_code: None,
+            failed: None,
+            paired: false,
+            peer_name: None,
+            roster: Vec::new(),
+            master: None,
+            links: Vec::new(),
+        }
+    }
+}
+
+/// What the performer asked for.
+#[derive(Debug, Clone)]
+pub enum UiAction {
+    HidePanel,
+    Song(SongId),
+    Open(PathBuf),
+    /// The file picker, for a score or for a photo of a join QR code.
+    PickScore,
+    PickQrImage,
+    Layout(LayoutMode),
+    Rotation(Rotation),
+    Dark(bool),
+    Switch(SyncMode),
+    Command(SyncCommand),
+    Local(LocalAction),
+    Error(String),
+}
+
+impl UiAction {
+    pub fn follow(mode: FollowMode) -> Self {
+        UiAction::Local(LocalAction::SetFollowMode { mode })
+    }
+}
+
+/// What the UI keeps between frames.
+#[derive(Resource, Default)]
+pub struct UiState {
+    pub open_path: String,
+    /// A code pasted from the other device (Solo pairing).
+    pub pair_text: String,
+    /// A join code pasted (joining a session).
+    pub join_text: String,
+    /// Asking "end the session for everyone?" before the role switch (or plain end) it names.
+    pub confirm_end: Option<AfterEnd>,
+    /// The room view: the join QR over the whole screen.
+    pub room_view: bool,
+    /// The QR image of the code on show, made once per code.
+    pub qr: Option<(String, egui::TextureHandle)>,
+    /// Where each button drawn this frame is, by its label, in points (`--control`'s `widget`
+    /// command tells a test where to click).
+    pub widgets: std::collections::BTreeMap<String, egui::Rect>,
+}
+
+impl UiState {
+    /// A button, remembered by its label.
+    pub fn button(&mut self, ui: &mut egui::Ui, label: &str) -> egui::Response {
+        let response = ui.button(label);
+        self.widgets.insert(label.to_owned(), response.rect);
+        response
+    }
+}
+
+impl std::fmt::Debug for UiState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UiState")
+            .field("confirm_end", &self.confirm_end)
+            .field("room_view", &self.room_view)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What follows a confirmed end of the session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AfterEnd {
+    /// Stay Master, session ended.
+    Stay,
+    /// Then this role.
+    Switch(SyncMode),
+}

@@ -1,0 +1,187 @@
+//! A Choir session started from the real window: under Xvfb with Mesa's software Vulkan, real
+//! X input (`xdotool`: pointer clicks and key presses through XTEST) opens the panel, clicks
+//! "Start a session" and "Show to the room"; the room view's QR, read from a screenshot by an
+//! independent decoder (`zbarimg`, Debian's zbar-tools), gives back the join code; a headless
+//! Follower joins with it and follows a key press on the window.
+//!
+//! Needs `xvfb`, `mesa-vulkan-drivers`, `xdotool` and `zbar-tools` (Debian); fails with that
+//! message where they are missing. Every wait is bounded; nothing asserts on time (the time
+//! from the key press to the Follower's `show` is printed, for the notes).
+
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::{App, TempDir, VirtualDisplay, demo_score};
+
+const MAESTRAL: &str = env!("CARGO_BIN_EXE_maestral");
+const INSTALL: &str = "this test clicks with xdotool and reads the QR with zbarimg: on \
+    Debian/Ubuntu `apt-get install --no-install-recommends xdotool zbar-tools`";
+
+/// Runs `xdotool` on the display; panics with what to install where it is missing.
+fn xdotool(display: &VirtualDisplay, args: &[&str]) -> String {
+    let out = Command::new("xdotool")
+        .args(args)
+        .env("DISPLAY", &display.display)
+        .output()
+        .unwrap_or_else(|e| panic!("xdotool did not run ({e}): {INSTALL}"));
+    assert!(
+        out.status.success(),
+        "xdotool {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// The app's window, once it is mapped.
+fn window_id(display: &VirtualDisplay) -> String {
+    let deadline = Instant::now() + support::WAIT;
+    loop {
+        let out = Command::new("xdotool")
+            .args(["search", "--onlyvisible", "--name", "^Maestral$"])
+            .env("DISPLAY", &display.display)
+            .output()
+            .unwrap_or_else(|e| panic!("xdotool did not run ({e}): {INSTALL}"));
+        if let Some(id) = String::from_utf8_lossy(&out.stdout).lines().next() {
+            return id.trim().to_owned();
+        }
+        assert!(Instant::now() < deadline, "the Maestral window never appeared");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Clicks, with the real pointer, the middle of the UI's button `label`.
+fn click(app: &mut App, display: &VirtualDisplay, window: &str, label: &str) {
+    let deadline = Instant::now() + support::WAIT;
+    let widget = loop {
+        app.send(&format!("widget {label}"));
+        let got = app.wait(&format!("where {label:?} is"), |e| {
+            e["event"] == "widget" || (e["event"] == "error" && e["message"].is_string())
+        });
+        if got["event"] == "widget" {
+            break got;
+        }
+        assert!(Instant::now() < deadline, "no button {label:?}: {got}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let n = |k: &str| widget[k].as_f64().expect("a number");
+    let (x, y) = (n("x") + n("width") / 2.0, n("y") + n("height") / 2.0);
+    let (x, y) = (format!("{}", x.round()), format!("{}", y.round()));
+    xdotool(display, &["mousemove", "--window", window, &x, &y]);
+    xdotool(display, &["click", "1"]);
+}
+
+/// The QR codes `zbarimg` reads in an image.
+fn zbar(image: &Path) -> Vec<String> {
+    let out = Command::new("zbarimg")
+        .args(["--quiet", "--raw"])
+        .arg(image)
+        .output()
+        .unwrap_or_else(|e| panic!("zbarimg did not run ({e}): {INSTALL}"));
+    String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect()
+}
+
+fn ready_code(event: &Value) -> Option<String> {
+    event["join_code"].as_str().map(str::to_owned)
+}
+
+#[test]
+fn a_session_started_from_the_window_is_joined_through_its_scanned_qr_and_follows_a_key() {
+    let display = VirtualDisplay::start();
+    let dir = TempDir::new("window-session");
+    let score = demo_score("lanterns-on-the-water.pdf");
+    let mut command = display.command(Path::new(MAESTRAL));
+    command
+        .args(["--control", "--window-size", "1000x800", "--device-name", "Conductor"])
+        .arg("--state-dir")
+        .arg(dir.0.join("master"))
+        .arg(&score);
+    let mut master = App::spawn(command);
+    master.name = "the window Master".into();
+    master.wait("ready", |e| e["event"] == "ready");
+    master.wait_presented(&[(0, 0)]);
+    let window = window_id(&display);
+    xdotool(&display, &["windowfocus", &window]);
+
+    // The panel, by a real tap on the top strip, then "Start a session".
+    xdotool(&display, &["mousemove", "--window", &window, "500", "4"]);
+    xdotool(&display, &["click", "1"]);
+    click(&mut master, &display, &window, maestral::ui::START);
+    let ready = master.wait("the Master's ready", |e| e["event"] == "ready" && !e["join_code"].is_null());
+    assert_eq!(ready["mode"], "choir_master");
+    let code = ready_code(&ready).expect("a join code");
+
+    // The room view: the QR over the whole window, read by zbar from a screenshot.
+    click(&mut master, &display, &window, maestral::ui::ROOM);
+    let shot = dir.0.join("room.png");
+    // The room view is drawn by egui: wait for its widget, then shoot.
+    wait_drawn(&mut master, maestral::ui::ROOM_VIEW);
+    master.send(&format!("screenshot {}", shot.display()));
+    master.wait("screenshot", |e| e["event"] == "screenshot");
+    let read = zbar(&shot);
+    assert_eq!(read, vec![code.clone()], "zbar reads the join code from the room view");
+
+    // A headless Follower joins with what the camera read.
+    let mut singer_cmd = Command::new(MAESTRAL);
+    singer_cmd
+        .args(["--headless", "--device-name", "Singer", "--join", &read[0], "--state-dir"])
+        .arg(dir.0.join("singer"))
+        .arg(&score);
+    let mut singer = App::spawn(singer_cmd);
+    singer.name = "the headless Follower".into();
+    singer.wait("the Master's page", |e| e["event"] == "show" && e["page_index"] == 0);
+    singer.wait("following", |e| {
+        e["event"] == "phase" && e["phase"] == "FOLLOWER_CONNECTED_FOLLOW"
+    });
+
+    // One tap closes the room view; a real key press on the window turns the page.
+    click(&mut master, &display, &window, maestral::ui::ROOM_VIEW);
+    wait_gone(&mut master, maestral::ui::ROOM_VIEW);
+    let pressed = Instant::now();
+    xdotool(&display, &["key", "Next"]);
+    let (_, at) = singer.wait_at("the turned page", |e| e["event"] == "show" && e["page_index"] == 1);
+    eprintln!(
+        "window Master key press → headless Follower `show`: {:.1} ms",
+        at.duration_since(pressed).as_secs_f64() * 1000.0
+    );
+    master.wait_presented(&[(0, 1)]);
+    master.wait("the roster with the singer", |e| {
+        e["event"] == "roster"
+            && e["members"].as_array().is_some_and(|m| {
+                m.iter().any(|m| m["name"] == "Singer" && m["shows"]["page_index"] == 1)
+            })
+    });
+
+    assert!(singer.quit().success());
+    assert!(master.quit().success());
+}
+
+/// Whether the UI drew the widget `label` in its last frame.
+fn drawn(app: &mut App, label: &str) -> bool {
+    app.send(&format!("widget {label}"));
+    let got = app.wait(&format!("where {label:?} is"), |e| {
+        e["event"] == "widget" || e["event"] == "error"
+    });
+    got["event"] == "widget"
+}
+
+/// Waits until the UI has drawn the widget `label`.
+fn wait_drawn(app: &mut App, label: &str) {
+    let deadline = Instant::now() + support::WAIT;
+    while !drawn(app, label) {
+        assert!(Instant::now() < deadline, "{label:?} was never drawn");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Waits until the UI no longer draws the widget `label`.
+fn wait_gone(app: &mut App, label: &str) {
+    let deadline = Instant::now() + support::WAIT;
+    while drawn(app, label) {
+        assert!(Instant::now() < deadline, "{label:?} stayed on screen");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
