@@ -23,7 +23,7 @@ use crate::model::{
 };
 use crate::score::{self, PageImageUsage, RenderBridge};
 use crate::wake::Waker;
-use crate::{input, layout, navigation, persistence, sync, ui};
+use crate::{input, layout, navigation, open, persistence, sync, ui};
 
 /// Everything the command line decides.
 #[derive(Debug, Clone)]
@@ -170,7 +170,7 @@ fn add_window_plugins(app: &mut App, options: &WindowOptions, waker: &Waker) {
         // The GPU keeps the pages; the main world lets its copy go.
         .insert_resource(PageImageUsage(RenderAssetUsages::RENDER_WORLD))
         .add_plugins(EguiPlugin::default())
-        .add_plugins((display::plugin, layout::plugin, input::plugin, ui::plugin));
+        .add_plugins((display::plugin, layout::plugin, input::plugin, ui::plugin, open::plugin));
     if options.control {
         app.add_plugins(control::window::plugin);
     }

@@ -13,6 +13,8 @@
 //! - [`persistence`]: the state directory and the device id.
 //! - [`display`]: windows and cameras (windowed app only); [`no_display`]: what happens
 //!   without a display to open them on.
+//! - [`open`]: the file picker (the desktop's dialog, or one drawn with egui) and files dropped
+//!   on the window: scores open, QR pictures give their join code.
 //! - [`app`]: [`app::AppPlugin`], which assembles them.
 //!
 //! The `test-support` feature adds the hooks tests drive the app through (a sync bridge over
@@ -32,6 +34,7 @@ pub mod layout;
 pub mod model;
 pub mod navigation;
 pub mod no_display;
+pub mod open;
 pub mod persistence;
 pub mod score;
 pub mod sync;
