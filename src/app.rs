@@ -23,7 +23,7 @@ use crate::model::{
 };
 use crate::score::{self, PageImageUsage, RenderBridge};
 use crate::wake::Waker;
-use crate::{input, layout, navigation, persistence, sync, ui};
+use crate::{input, layout, navigation, open, persistence, sync, ui};
 
 /// Everything the command line decides.
 #[derive(Debug, Clone)]
@@ -170,7 +170,7 @@ fn add_window_plugins(app: &mut App, options: &WindowOptions, waker: &Waker) {
         // The GPU keeps the pages; the main world lets its copy go.
         .insert_resource(PageImageUsage(RenderAssetUsages::RENDER_WORLD))
         .add_plugins(EguiPlugin::default())
-        .add_plugins((display::plugin, layout::plugin, input::plugin, ui::plugin));
+        .add_plugins((display::plugin, layout::plugin, input::plugin, ui::plugin, open::plugin));
     if options.control {
         app.add_plugins(control::window::plugin);
     }
@@ -190,7 +190,17 @@ fn add_window_plugins(app: &mut App, options: &WindowOptions, waker: &Waker) {
 }
 
 /// Runs the app until it quits; the exit status follows the app's.
+///
+/// A window without a display to open it on ends here with one line on standard error and
+/// exit status 2 ([`crate::no_display`]).
 pub fn run(options: AppOptions) -> ExitCode {
+    if matches!(options.frontend, Frontend::Window(_)) {
+        if let Err(no_display) = crate::no_display::check() {
+            eprintln!("{no_display}");
+            return ExitCode::from(crate::no_display::EXIT_NO_DISPLAY);
+        }
+        crate::no_display::catch_event_loop_panic();
+    }
     match App::new().add_plugins(AppPlugin { options }).run() {
         AppExit::Success => ExitCode::SUCCESS,
         AppExit::Error(code) => ExitCode::from(code.get()),

@@ -5,11 +5,14 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::str::FromStr;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
 use crate::app::{AppOptions, Frontend, WindowOptions};
 use crate::model::{LayoutMode, Projector, Rotation, SyncMode, SyncSettings};
 use crate::persistence;
+
+/// How a join link starts (the scheme an OS URL handler registers for the app).
+pub const JOIN_LINK_SCHEME: &str = "maestral://";
 
 /// Sheet music on large screens, page turns kept in step across devices on the LAN.
 #[derive(Debug, Parser)]
@@ -18,7 +21,9 @@ pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
 
-    /// A score (PDF) or a folder of scores; without one, the bundled demo library.
+    /// A score (PDF) or a folder of scores; without one, the bundled demo library. A join link
+    /// (`maestral://join?…`, as a browser or the desktop passes it) joins that Choir session,
+    /// as `--join` does.
     #[arg(value_name = "SCORE_OR_FOLDER")]
     pub library: Option<PathBuf>,
 
@@ -175,8 +180,28 @@ fn parse_rotation(s: &str) -> Result<u16, String> {
 }
 
 impl Cli {
+    /// The positional argument, when it is a join link rather than a score or folder.
+    pub fn join_link(&self) -> Option<&str> {
+        let text = self.library.as_deref()?.to_str()?;
+        text.starts_with(JOIN_LINK_SCHEME).then_some(text)
+    }
+
+    /// A join link as the positional argument together with another session flag: which one
+    /// is meant cannot be told.
+    fn check_join_link(&self) -> Result<(), String> {
+        let m = &self.mode;
+        let other = m.choir_master || m.join.is_some() || m.solo_offer || m.solo_answer.is_some();
+        if self.join_link().is_some() && other {
+            return Err("a join link joins a session: give it without --choir-master, --join, \
+                        --solo-offer or --solo-answer"
+                .to_owned());
+        }
+        Ok(())
+    }
+
     /// The app's options, with the device id read from (or first written to) the state folder.
     pub fn app_options(self) -> AppOptions {
+        let link = self.join_link().map(str::to_owned);
         let state_dir = self.state_dir.unwrap_or_else(persistence::default_state_dir);
         let device_id = match self.device_id {
             Some(id) => id,
@@ -184,7 +209,7 @@ impl Cli {
         };
         let mode = if self.mode.choir_master {
             SyncMode::ChoirMaster { listen: self.listen }
-        } else if let Some(code) = self.mode.join {
+        } else if let Some(code) = self.mode.join.or(link.clone()) {
             SyncMode::Join(code)
         } else if self.mode.solo_offer {
             SyncMode::SoloOffer
@@ -210,7 +235,11 @@ impl Cli {
             })
         };
         AppOptions {
-            library: self.library.unwrap_or_else(crate::score::demo_library),
+            // A join link is no library: the demo one, as with `--join`.
+            library: self
+                .library
+                .filter(|_| link.is_none())
+                .unwrap_or_else(crate::score::demo_library),
             frontend,
             layout,
             projector: Projector { rotation: Rotation::from_degrees(w.rotate), dark: w.dark },
@@ -232,7 +261,12 @@ pub fn main() -> ExitCode {
         Some(Command::List { folder }) => {
             crate::commands::list(&folder.unwrap_or_else(crate::score::demo_library))
         }
-        None => return crate::app::run(cli.app_options()),
+        None => {
+            if let Err(message) = cli.check_join_link() {
+                Cli::command().error(clap::error::ErrorKind::ArgumentConflict, message).exit();
+            }
+            return crate::app::run(cli.app_options());
+        }
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -244,5 +278,43 @@ pub fn main() -> ExitCode {
             }
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LINK: &str = "maestral://join?host=192.168.1.20:47110&session=0123&token=abc&fp=00";
+
+    fn options(args: &[&str]) -> AppOptions {
+        let state = std::env::temp_dir().join(format!("maestral-cli-test-{}", std::process::id()));
+        let mut argv = vec!["maestral", "--device-id", "D", "--device-name", "N", "--state-dir"];
+        argv.push(state.to_str().expect("a UTF-8 temp path"));
+        argv.extend(args);
+        Cli::try_parse_from(argv).expect("parses").app_options()
+    }
+
+    #[test]
+    fn a_join_link_as_the_argument_joins_like_join_with_the_demo_library() {
+        let by_link = options(&[LINK]);
+        let by_flag = options(&["--join", LINK]);
+        assert_eq!(by_link.sync.mode, SyncMode::Join(LINK.to_owned()));
+        assert_eq!(by_flag.sync.mode, by_link.sync.mode);
+        assert_eq!(by_link.library, crate::score::demo_library());
+        assert_eq!(by_flag.library, by_link.library);
+    }
+
+    #[test]
+    fn a_score_argument_is_still_a_library_and_a_link_with_another_mode_is_refused() {
+        let score = options(&["scores/Ave.pdf"]);
+        assert_eq!(score.library, PathBuf::from("scores/Ave.pdf"));
+        assert_eq!(score.sync.mode, SyncMode::Solo);
+
+        let both = Cli::try_parse_from(["maestral", LINK, "--choir-master"]).expect("parses");
+        let message = both.check_join_link().expect_err("two modes");
+        assert!(message.contains("--choir-master"), "{message}");
+        let alone = Cli::try_parse_from(["maestral", LINK]).expect("parses");
+        assert_eq!(alone.check_join_link(), Ok(()));
     }
 }

@@ -11,7 +11,10 @@
 //! - [`ui`]: the egui panels.
 //! - [`control`]: line commands in, JSON events out (headless mode, and tests of the window).
 //! - [`persistence`]: the state directory and the device id.
-//! - [`display`]: windows and cameras (windowed app only).
+//! - [`display`]: windows and cameras (windowed app only); [`no_display`]: what happens
+//!   without a display to open them on.
+//! - [`open`]: the file picker (the desktop's dialog, or one drawn with egui) and files dropped
+//!   on the window: scores open, QR pictures give their join code.
 //! - [`app`]: [`app::AppPlugin`], which assembles them.
 //!
 //! The `test-support` feature adds the hooks tests drive the app through (a sync bridge over
@@ -30,6 +33,8 @@ pub mod input;
 pub mod layout;
 pub mod model;
 pub mod navigation;
+pub mod no_display;
+pub mod open;
 pub mod persistence;
 pub mod score;
 pub mod sync;

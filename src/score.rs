@@ -183,6 +183,7 @@ fn open_scores(
             let scan = Library::scan(path.clone());
             let events = relay("scan", scan.events().clone(), waker.clone());
             library.scanning += 1;
+            library.scan_files.get_or_insert((0, 0));
             scans.0.push(RunningScan {
                 root: path.clone(),
                 events,
@@ -253,11 +254,24 @@ fn receive_scans(
     mut show: MessageWriter<SongChangeRequested>,
     mut turns: MessageWriter<PageTurnRequested>,
     mut saved: Option<ResMut<SavedPositions>>,
+    waker: Res<Waker>,
 ) {
+    // The frame after the last scan ended: its full bar has been shown once.
+    if library.scanning == 0 && library.scan_progress().is_some() {
+        library.scan_files = None;
+    }
     let mut finished = Vec::new();
     for (i, scan) in scans.0.iter().enumerate() {
         for event in scan.events.try_iter() {
             match event {
+                ScanEvent::Started { total } => {
+                    let files = library.scan_files.get_or_insert((0, 0));
+                    files.1 += total;
+                }
+                ScanEvent::Progress { .. } => {
+                    let files = library.scan_files.get_or_insert((0, 0));
+                    files.0 += 1;
+                }
                 ScanEvent::Finished(found) => {
                     let mut first = None;
                     for entry in found.entries {
@@ -297,9 +311,14 @@ fn receive_scans(
             }
         }
     }
+    let any_finished = !finished.is_empty();
     for i in finished.into_iter().rev() {
         scans.0.remove(i);
         library.scanning = library.scanning.saturating_sub(1);
+    }
+    if any_finished && library.scanning == 0 {
+        // Another frame, to let the full bar go (a reactive window would wait for input).
+        waker.wake();
     }
 }
 

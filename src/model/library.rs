@@ -22,6 +22,8 @@ pub struct SongLibrary {
     pub unreadable: Vec<(PathBuf, String)>,
     /// Folders being scanned now.
     pub scanning: usize,
+    /// Files read and files found by the scans running now (see [`SongLibrary::scan_progress`]).
+    pub(crate) scan_files: Option<(usize, usize)>,
 }
 
 impl SongLibrary {
@@ -42,6 +44,20 @@ impl SongLibrary {
             None => self.songs.push(song),
         }
         id
+    }
+
+    /// While folders are scanned: `(done, total)`, the PDFs read so far and the PDFs found, over
+    /// all running scans (`total` is 0 until the folders have been walked). A bar drawn from it
+    /// fills up: when the last scan ends the library holds its songs and this stays at
+    /// `done == total` for that frame, then becomes `None` on the next (the app is woken for it).
+    pub fn scan_progress(&self) -> Option<(usize, usize)> {
+        self.scan_files
+    }
+
+    /// The scans' progress as a fraction from 0 to 1 (0 while the folders are walked).
+    pub fn scan_fraction(&self) -> Option<f32> {
+        self.scan_files
+            .map(|(done, total)| if total == 0 { 0.0 } else { done as f32 / total as f32 })
     }
 
     pub fn page_count(&self, id: Option<&SongId>) -> Option<u32> {

@@ -55,6 +55,7 @@ impl Plugin for ModelPlugin {
             .init_resource::<NumberEntry>()
             .add_message::<AppError>()
             .add_message::<OpenScore>()
+            .add_message::<JoinCodeRead>()
             .add_message::<PageTurnRequested>()
             .add_message::<SongChangeRequested>()
             .add_message::<FollowedRemote>()
@@ -91,6 +92,11 @@ impl Plugin for ModelPlugin {
 /// Something went wrong that the user should hear about; the app carries on.
 #[derive(Message, Debug, Clone, PartialEq, Eq)]
 pub struct AppError(pub String);
+
+/// The text of a QR code read from a picture (picked or dropped on the window), e.g. a Master's
+/// join code `maestral://join?…`; as read, not yet checked.
+#[derive(Message, Debug, Clone, PartialEq, Eq)]
+pub struct JoinCodeRead(pub String);
 
 /// The sync bridge's systems.
 #[derive(SystemSet, Debug, Clone, PartialEq, Eq, Hash)]

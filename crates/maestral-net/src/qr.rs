@@ -1,4 +1,5 @@
-//! QR images of join and pairing codes, as grey-scale images for the app's screen and as PNG.
+//! QR images of join and pairing codes, as grey-scale images for the app's screen and as PNG,
+//! and the way back: [`decode_qr`] reads the code in a picture (a photo of the Master's screen).
 //!
 //! Error correction is level M (15 % of the symbol may be lost): a screen is clean but a phone
 //! camera at arm's length meets glare and moiré, and level M keeps the codes Maestral makes at
@@ -7,7 +8,8 @@
 
 use std::io::Cursor;
 
-use image::{GrayImage, ImageFormat, Luma};
+use image::imageops::FilterType;
+use image::{DynamicImage, GrayImage, ImageFormat, Luma};
 use qrcode::{EcLevel, QrCode, Version};
 use thiserror::Error;
 
@@ -78,4 +80,55 @@ pub fn qr_png(text: &str) -> Result<Vec<u8>, QrImageError> {
     let mut png = Vec::new();
     image.write_to(&mut Cursor::new(&mut png), ImageFormat::Png)?;
     Ok(png)
+}
+
+/// Why no text was read from an image.
+#[derive(Debug, Error)]
+pub enum QrError {
+    /// Nothing in the image looks like a QR code.
+    #[error("no QR code found")]
+    NotFound,
+    /// A QR code was found but its modules could not be read (blurred, cut off, glare).
+    #[error(
+        "a QR code was found but could not be read ({0}); take the photo again, closer and straight on"
+    )]
+    Unreadable(rqrr::DeQRError),
+}
+
+/// Photos larger than this (in pixels, either side) are also tried scaled down: a phone photo
+/// is 4000 px wide, and the code in it is often read better (and much faster) at this size.
+const DECODE_MAX_SIDE: u32 = 1600;
+
+/// The text of the first readable QR code in `image` (a screenshot or a photo, any colour type).
+pub fn decode_qr(image: &DynamicImage) -> Result<String, QrError> {
+    let mut first_error = None;
+    let mut tries = Vec::with_capacity(2);
+    if image.width().max(image.height()) > DECODE_MAX_SIDE {
+        tries.push(image.resize(DECODE_MAX_SIDE, DECODE_MAX_SIDE, FilterType::Triangle).to_luma8());
+    }
+    tries.push(image.to_luma8());
+    for grey in tries {
+        match decode_grey(grey) {
+            Ok(text) => return Ok(text),
+            Err(QrError::NotFound) => {}
+            Err(error) => {
+                first_error.get_or_insert(error);
+            }
+        }
+    }
+    Err(first_error.unwrap_or(QrError::NotFound))
+}
+
+fn decode_grey(grey: GrayImage) -> Result<String, QrError> {
+    let mut prepared = rqrr::PreparedImage::prepare(grey);
+    let mut error = None;
+    for grid in prepared.detect_grids() {
+        match grid.decode() {
+            Ok((_, text)) => return Ok(text),
+            Err(e) => {
+                error.get_or_insert(QrError::Unreadable(e));
+            }
+        }
+    }
+    Err(error.unwrap_or(QrError::NotFound))
 }

@@ -6,7 +6,8 @@ use image::GrayImage;
 use maestral_net::joincode::JoinCode;
 use maestral_net::pairing::{encode_answer, encode_offer};
 use maestral_net::qr::{
-    DEFAULT_MODULE_PX, QrImageError, qr_image, qr_image_min_size, qr_info, qr_png,
+    DEFAULT_MODULE_PX, QrError, QrImageError, decode_qr, qr_image, qr_image_min_size, qr_info,
+    qr_png,
 };
 
 const FP: &str = "sha-256 5B:0B:AB:01:23:45:67:89:AB:CD:EF:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF:10:20:30:40:7F";
@@ -141,4 +142,35 @@ fn too_long_text_is_a_readable_error() {
     let e = qr_image(&"x".repeat(5000), 1).expect_err("too long");
     assert!(matches!(e, QrImageError::TooLong(5000)));
     assert!(e.to_string().contains("show it as text"), "{e}");
+}
+
+#[test]
+fn decode_qr_reads_back_a_join_code_the_crate_drew_in_colour_and_at_photo_size() {
+    let code = join_code();
+    let grey = qr_image_min_size(&code, 400).expect("QR image");
+    assert_eq!(decode_qr(&image::DynamicImage::ImageLuma8(grey.clone())).expect("decoded"), code);
+
+    // A large RGB picture with the code in one corner of a light grey background, as a photo
+    // or a screenshot would be: the scaled-down try must still read it.
+    let mut photo = image::RgbImage::from_pixel(2400, 1800, image::Rgb([200, 200, 190]));
+    image::imageops::overlay(
+        &mut photo,
+        &image::DynamicImage::ImageLuma8(qr_image(&code, 12).expect("QR image")).to_rgb8(),
+        100,
+        200,
+    );
+    assert_eq!(decode_qr(&image::DynamicImage::ImageRgb8(photo)).expect("decoded"), code);
+}
+
+#[test]
+fn decode_qr_says_no_qr_code_for_a_picture_without_one() {
+    let mut picture = image::RgbImage::from_pixel(640, 480, image::Rgb([255, 255, 255]));
+    for (x, y, px) in picture.enumerate_pixels_mut() {
+        // Stripes and a gradient: shapes, but nothing like finder patterns.
+        let v = if (x / 40) % 2 == 0 { (y % 256) as u8 } else { 255 };
+        *px = image::Rgb([v, v, v]);
+    }
+    let error = decode_qr(&image::DynamicImage::ImageRgb8(picture)).expect_err("no QR code");
+    assert!(matches!(error, QrError::NotFound), "{error:?}");
+    assert_eq!(error.to_string(), "no QR code found");
 }
