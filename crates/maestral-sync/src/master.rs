@@ -42,6 +42,9 @@ struct Member {
     lost_at: Option<u64>,
     /// What its latest `SHOWING` says it shows.
     shows: Option<Shown>,
+    /// The `ts` of that `SHOWING` on the current link: an older one (a duplicate or reordered
+    /// copy) is ignored.
+    shows_ts: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -80,7 +83,7 @@ impl Master {
     fn add_member(&mut self, d: &DeviceId, follow_mode: FollowMode) {
         let shows = self.members.get(d).and_then(|m| m.shows.clone());
         self.remove_member(d);
-        self.members.insert(d.clone(), Member { follow_mode, lost_at: None, shows });
+        self.members.insert(d.clone(), Member { follow_mode, lost_at: None, shows, shows_ts: 0 });
         self.roster.mark();
     }
 
@@ -367,10 +370,13 @@ impl Master {
                 let view = View { song_id: showing.song_id, page_index: showing.page_index };
                 let shown = Some((showing.song_epoch, view));
                 if let Some(member) = self.members.get_mut(from)
-                    && member.shows != shown
+                    && env.ts >= member.shows_ts
                 {
-                    member.shows = shown;
-                    self.roster.mark();
+                    member.shows_ts = env.ts;
+                    if member.shows != shown {
+                        member.shows = shown;
+                        self.roster.mark();
+                    }
                 }
             }
             Message::Hello(hello) => {

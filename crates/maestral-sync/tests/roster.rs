@@ -147,6 +147,21 @@ fn showing_updates_what_the_member_shows() {
 }
 
 #[test]
+fn a_showing_older_than_the_last_one_applied_is_ignored() {
+    let mut m = master_on_a();
+    scripted_member(&mut m, "F", FollowMode::Follow);
+    let at = |ts: u64, page: u32| {
+        maestral_protocol::Envelope::new(SessionId::new("S"), id("F"), ts, showing("a", 1, page))
+    };
+    m.recv_env("F", at(T0 + 50, 5));
+    m.recv_env("F", at(T0 + 20, 4));
+    assert_eq!(member(&m, "F").shows, Some(view("a", 5)), "a reordered copy changes nothing");
+    m.recv_env("F", at(T0 + 50, 5));
+    m.recv_env("F", at(T0 + 60, 6));
+    assert_eq!(member(&m, "F").shows, Some(view("a", 6)));
+}
+
+#[test]
 fn a_master_ignores_showing_from_a_non_member_or_another_session() {
     let mut m = master_on_a();
     m.link("G", Up);
