@@ -278,6 +278,7 @@ fn decode_message(message_type: String, raw: &RawValue) -> Result<Message, Decod
         "STREAM_PREPARE" => Message::StreamPrepare(payload(raw)?),
         "STREAM_CLEAR" => Message::StreamClear(payload(raw)?),
         "PAIR_INFO" => Message::PairInfo(payload(raw)?),
+        "SHOWING" => Message::Showing(payload(raw)?),
         _ => Message::Unknown { message_type },
     })
 }

@@ -59,6 +59,8 @@ pub enum Message {
     StreamClear(StreamClear),
     /// `PAIR_INFO`, an extension between paired Solo devices (the engine ignores it).
     PairInfo(PairInfo),
+    /// `SHOWING`, an extension from a Follower to its Master: what the Follower shows now.
+    Showing(Showing),
     /// A `type` this version does not know: receivers ignore it (spec §7, §14).
     Unknown {
         message_type: String,
@@ -83,6 +85,7 @@ impl Message {
             Message::StreamPrepare(_) => "STREAM_PREPARE",
             Message::StreamClear(_) => "STREAM_CLEAR",
             Message::PairInfo(_) => "PAIR_INFO",
+            Message::Showing(_) => "SHOWING",
             Message::Unknown { message_type } => message_type,
         }
     }
@@ -140,6 +143,7 @@ impl Envelope {
             Message::StreamPrepare(p) => wire(self, p),
             Message::StreamClear(p) => wire(self, p),
             Message::PairInfo(p) => wire(self, p),
+            Message::Showing(p) => wire(self, p),
         }
     }
 }

@@ -204,6 +204,17 @@ pub struct StreamClear {
     pub song_id: Option<SongId>,
 }
 
+/// `SHOWING` (an extension, Follower → Master; a V1 Master ignores the type): the song and page the
+/// Follower shows now, whatever its follow mode, so the Master can show who is on its page.
+/// `song_epoch` is the newest Master epoch the Follower has seen (its song context).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Showing {
+    #[serde(deserialize_with = "nullable")]
+    pub song_id: Option<SongId>,
+    pub song_epoch: SongEpoch,
+    pub page_index: u32,
+}
+
 /// `PAIR_INFO` (an extension, PROTOCOL_V1.md "Solo pairing codes"): where a paired Solo device
 /// listens for its partner's call-back, and the key that call-back must prove. A V1 peer ignores
 /// the type.

@@ -4,13 +4,14 @@
 use maestral_protocol::{
     ChoirSetPage, ChoirSetSong, ChoirSnapshot, DecodeError, DeviceId, Envelope, FollowMode, Hello,
     JoinAccept, JoinReject, JoinRequest, Layout, Message, Mode, PageChangeStamp, PageRevision,
-    Parity, RejectReason, SessionId, SetFollowMode, SoloSetPage, SoloSetSong, SoloState, SongEpoch,
-    SongId, StreamClear, StreamPrepare, decode,
+    Parity, RejectReason, SessionId, SetFollowMode, Showing, SoloSetPage, SoloSetSong, SoloState,
+    SongEpoch, SongId, StreamClear, StreamPrepare, decode,
 };
 use proptest::prelude::*;
 
 const KNOWN_TYPES: &[&str] = &[
     "HELLO",
+    "SHOWING",
     "JOIN_REQUEST",
     "JOIN_ACCEPT",
     "JOIN_REJECT",
@@ -23,6 +24,7 @@ const KNOWN_TYPES: &[&str] = &[
     "SET_FOLLOW_MODE",
     "STREAM_PREPARE",
     "STREAM_CLEAR",
+    "PAIR_INFO",
 ];
 
 // ---- strategies ------------------------------------------------------------------------------
@@ -157,6 +159,9 @@ fn message() -> impl Strategy<Value = Message> {
             }
         ),
         song_id().prop_map(|song_id| Message::StreamClear(StreamClear { song_id })),
+        (song_id(), u64_edge(), u32_edge()).prop_map(|(song_id, epoch, page_index)| {
+            Message::Showing(Showing { song_id, song_epoch: SongEpoch(epoch), page_index })
+        }),
         unknown_type().prop_map(|message_type| Message::Unknown { message_type }),
     ]
 }

@@ -24,6 +24,13 @@ pub struct Timing {
     pub solo_give_up_ms: u64,
     /// Master: a Follower away this long is forgotten (it can still rejoin with the token).
     pub member_forget_ms: u64,
+    /// Follower: at most one `SHOWING` per this interval (a change inside it goes out at its end).
+    pub showing_interval_ms: u64,
+    /// Master: a follow-mode member not on the Master's page this long after the Master's last
+    /// page or song change is lagging.
+    pub lag_ms: u64,
+    /// Master: at most one `Event::Roster` per this interval (the latest roster at its end).
+    pub roster_interval_ms: u64,
 }
 
 impl Timing {
@@ -40,6 +47,10 @@ impl Timing {
     ///   engine's own safety net if the transport never says `down`.
     /// - Solo gives up after 10 minutes (then stays local until the partner comes back or the
     ///   user re-pairs); a Master forgets a vanished Follower after 10 minutes.
+    /// - A Follower reports what it shows at most every 100 ms (a page flipped through quickly
+    ///   costs the Master ten messages a second per Follower, not one per flip); a member is
+    ///   lagging 1 s after the Master's turn (a page turn is done in well under that); the Master's
+    ///   roster goes to the app at most 4 times a second (HEADLESS.md's `roster` event).
     pub const LAN: Timing = Timing {
         backoff_initial_ms: 100,
         backoff_max_ms: 800,
@@ -47,6 +58,9 @@ impl Timing {
         degraded_timeout_ms: 2_500,
         solo_give_up_ms: 600_000,
         member_forget_ms: 600_000,
+        showing_interval_ms: 100,
+        lag_ms: 1_000,
+        roster_interval_ms: 250,
     };
 }
 

@@ -9,6 +9,7 @@ use maestral_protocol::{
 use serde::Serialize;
 
 use crate::core::{Core, PlantedBreak, Retry, RetryDue};
+use crate::showing::ShowingReport;
 use crate::types::{
     ActionError, Event, LinkSignal, LinkState, LocalAction, Phase, TransportRequest, View,
 };
@@ -62,6 +63,8 @@ pub(crate) struct Follower {
     /// What this device shows.
     shown_song: Option<SongId>,
     shown_page: u32,
+    /// What the Master was told this device shows (`SHOWING`).
+    report: ShowingReport,
 }
 
 impl Follower {
@@ -78,6 +81,7 @@ impl Follower {
             session_id_seen: None,
             shown_song: None,
             shown_page: 0,
+            report: ShowingReport::default(),
         }
     }
 
@@ -128,8 +132,32 @@ impl Follower {
         View { song_id: self.shown_song.clone(), page_index: self.shown_page }
     }
 
+    /// The newest Master position recorded, once one has been seen in this session.
+    pub fn master_view(&self) -> Option<View> {
+        self.have_master
+            .then(|| View { song_id: self.master_song.clone(), page_index: self.master_page })
+    }
+
     pub fn next_timeout(&self) -> Option<u64> {
-        self.session.as_ref().and_then(|s| s.retry.as_ref()).and_then(Retry::deadline)
+        let retry = self.session.as_ref().and_then(|s| s.retry.as_ref()).and_then(Retry::deadline);
+        match (retry, self.report.deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// After every input: tell the Master what this device shows if that changed, within the
+    /// rate limit (PROTOCOL_V1 "SHOWING"). Only while joined on a link that is up.
+    pub fn report_showing(&mut self, core: &mut Core, now: u64) {
+        let Some(s) = &self.session else { return self.report.pause() };
+        let Some(master) = s.master.as_ref().filter(|m| s.joined && core.link(m).is_up()) else {
+            return self.report.pause();
+        };
+        let shown = (self.song_epoch, self.view());
+        if let Some(msg) = self.report.update(now, core.timing().showing_interval_ms, &shown) {
+            let (id, master) = (s.id.clone(), master.clone());
+            core.send(now, &id, &master, Message::Showing(msg));
+        }
     }
 
     // ---- inputs ------------------------------------------------------------------------------
@@ -236,6 +264,8 @@ impl Follower {
                 s.joined = true;
                 s.ever_joined = true;
                 s.retry = None;
+                // A (re)join: the Master hears what this device shows right after the accept.
+                self.report.reset();
                 // The mode changed while the join was in flight: tell the Master now.
                 if s.requested_mode != self.follow_mode {
                     s.requested_mode = self.follow_mode;

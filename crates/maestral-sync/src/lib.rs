@@ -14,6 +14,8 @@ mod core;
 mod follower;
 mod master;
 mod pager;
+mod roster;
+mod showing;
 #[cfg(feature = "test-support")]
 pub mod sim;
 mod solo;
@@ -28,6 +30,7 @@ pub use crate::core::{EngineConfig, Timing};
 pub use crate::follower::FollowerState;
 pub use crate::master::MasterState;
 pub use crate::pager::{Pager, Turn};
+pub use crate::roster::{Roster, RosterMember, RosterSummary};
 pub use crate::types::*;
 
 use crate::core::Core;
@@ -69,6 +72,10 @@ pub struct Engine {
     shown_pager: Option<Pager>,
     /// Navigations handled so far (`handle_navigation` and navigating `handle_local`s).
     navigations: u64,
+    /// Follower: the Master position last reported as `Event::MasterView`.
+    shown_master: Option<View>,
+    /// The `now` of the latest input.
+    now: u64,
 }
 
 impl Engine {
@@ -88,8 +95,10 @@ impl Engine {
             shown_view: None,
             shown_pager: None,
             navigations: 0,
+            shown_master: None,
+            now: 0,
         };
-        e.settle();
+        e.settle(0);
         e
     }
 
@@ -164,7 +173,7 @@ impl Engine {
                 self.core.event(Event::SessionStarted { session_id, token });
             }
         }
-        self.settle();
+        self.settle(self.now);
     }
 
     /// Solo: the paired device, if any.
@@ -206,6 +215,15 @@ impl Engine {
         }
     }
 
+    /// Master: every joined Follower, what it shows and whether it lags (as of the latest
+    /// input; `Event::Roster` reports changes).
+    pub fn roster(&self) -> Option<Roster> {
+        match &self.role {
+            RoleState::Master(m) => Some(m.roster(&self.core)),
+            _ => None,
+        }
+    }
+
     /// Follower: the follow mode.
     pub fn follow_mode(&self) -> Option<maestral_protocol::FollowMode> {
         match &self.role {
@@ -234,7 +252,7 @@ impl Engine {
             RoleState::Master(m) => m.on_link(&mut self.core, now, peer, signal),
             RoleState::Follower(f) => f.on_link(&mut self.core, now, peer, signal),
         }
-        self.settle();
+        self.settle(now);
     }
 
     /// Bytes from `peer` on the `maestral-sync` channel. A rejected message changes nothing.
@@ -250,7 +268,7 @@ impl Engine {
                 if let RoleState::Master(m) = &mut self.role {
                     m.on_decode_error(&mut self.core, now, from, &err);
                 }
-                self.settle();
+                self.settle(now);
                 Err(err.into())
             }
         }
@@ -272,7 +290,7 @@ impl Engine {
             RoleState::Master(m) => m.on_message(&mut self.core, now, from, env),
             RoleState::Follower(f) => f.on_message(&mut self.core, now, from, env),
         }
-        self.settle();
+        self.settle(now);
         Ok(())
     }
 
@@ -282,7 +300,7 @@ impl Engine {
         if let RoleState::Follower(f) = &mut self.role {
             f.on_join_refused(&mut self.core, now, reason);
         }
-        self.settle();
+        self.settle(now);
     }
 
     /// Follower: a first join by the join code (`TransportRequest::JoinByCode`) failed before
@@ -292,14 +310,14 @@ impl Engine {
         if let RoleState::Follower(f) = &mut self.role {
             f.on_join_failed(&mut self.core, now, for_good);
         }
-        self.settle();
+        self.settle(now);
     }
 
     /// The local user did something. Local navigation applies at once, whatever the links do.
     /// A change of view is reported as `Event::Show`.
     pub fn handle_local(&mut self, now: u64, action: LocalAction) -> Result<(), ActionError> {
         let r = self.apply_local(now, action);
-        self.settle();
+        self.settle(now);
         r
     }
 
@@ -315,7 +333,7 @@ impl Engine {
     ) -> Result<(), ActionError> {
         let r = self.apply_local(now, action);
         self.shown_view = Some(shown);
-        self.settle();
+        self.settle(now);
         r
     }
 
@@ -346,7 +364,7 @@ impl Engine {
             RoleState::Master(m) => m.on_timeout(&mut self.core, now),
             RoleState::Follower(f) => f.on_timeout(&mut self.core, now),
         }
-        self.settle();
+        self.settle(now);
     }
 
     // ---- outputs -----------------------------------------------------------------------------
@@ -369,8 +387,10 @@ impl Engine {
         }
     }
 
-    /// After every input: report what the app must show if it changed.
-    fn settle(&mut self) {
+    /// After every input: report what the app must show if it changed, tell the Master what
+    /// this Follower shows, emit the Master's roster.
+    fn settle(&mut self, now: u64) {
+        self.now = self.now.max(now);
         let phase = self.phase();
         if self.shown_phase != Some(phase) {
             self.shown_phase = Some(phase);
@@ -385,6 +405,20 @@ impl Engine {
         if self.shown_view.as_ref() != Some(&view) {
             self.shown_view = Some(view.clone());
             self.core.event(Event::Show { view, navigations: self.navigations });
+        }
+        match &mut self.role {
+            RoleState::Follower(f) => {
+                f.report_showing(&mut self.core, now);
+                let master = f.master_view();
+                if master != self.shown_master {
+                    if let Some(v) = &master {
+                        self.core.event(Event::MasterView(v.clone()));
+                    }
+                    self.shown_master = master;
+                }
+            }
+            RoleState::Master(m) => m.flush_roster(&mut self.core, now),
+            RoleState::Solo(_) => {}
         }
     }
 }

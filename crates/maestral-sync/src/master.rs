@@ -11,6 +11,8 @@ use maestral_protocol::{
 use serde::{Deserialize, Serialize};
 
 use crate::core::Core;
+use crate::roster::{Roster, RosterBook, RosterMember};
+use crate::showing::Shown;
 use crate::types::{
     ActionError, Event, LinkSignal, LinkState, LocalAction, Phase, TransportRequest, View,
 };
@@ -38,6 +40,11 @@ struct Member {
     follow_mode: FollowMode,
     /// When its link was lost (it is expected to rejoin).
     lost_at: Option<u64>,
+    /// What its latest `SHOWING` says it shows.
+    shows: Option<Shown>,
+    /// The `ts` of that `SHOWING` on the current link: an older one (a duplicate or reordered
+    /// copy) is ignored.
+    shows_ts: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -53,6 +60,7 @@ pub(crate) struct Master {
     /// How many members have lost their link (kept in step with `Member::lost_at`, so the phase
     /// is O(1) however many Followers there are).
     away: usize,
+    roster: RosterBook,
 }
 
 impl Master {
@@ -66,20 +74,34 @@ impl Master {
             page_revision: PageRevision(0),
             members: BTreeMap::new(),
             away: 0,
+            roster: RosterBook::default(),
         }
     }
 
+    /// A (re)join: a member that rejoins keeps what it last reported showing until it reports
+    /// again (right after the accept).
     fn add_member(&mut self, d: &DeviceId, follow_mode: FollowMode) {
+        let shows = self.members.get(d).and_then(|m| m.shows.clone());
         self.remove_member(d);
-        self.members.insert(d.clone(), Member { follow_mode, lost_at: None });
+        self.members.insert(d.clone(), Member { follow_mode, lost_at: None, shows, shows_ts: 0 });
+        self.roster.mark();
     }
 
     fn remove_member(&mut self, d: &DeviceId) {
-        if let Some(m) = self.members.remove(d)
-            && m.lost_at.is_some()
-        {
-            self.away = self.away.saturating_sub(1);
+        if let Some(m) = self.members.remove(d) {
+            self.roster.mark();
+            if m.lost_at.is_some() {
+                self.away = self.away.saturating_sub(1);
+            }
         }
+    }
+
+    fn clear_members(&mut self) {
+        if !self.members.is_empty() {
+            self.roster.mark();
+        }
+        self.members.clear();
+        self.away = 0;
     }
 
     fn set_lost(&mut self, d: &DeviceId, lost: Option<u64>) {
@@ -105,8 +127,7 @@ impl Master {
         self.song_epoch = saved.song_epoch;
         self.page_index = saved.page_index;
         self.page_revision = saved.page_revision;
-        self.members.clear();
-        self.away = 0;
+        self.clear_members();
         self.session = match (&saved.session_id, &saved.session_token) {
             (Some(id), Some(token)) => {
                 self.ended = None;
@@ -162,12 +183,63 @@ impl Master {
 
     pub fn next_timeout(&self, core: &Core) -> Option<u64> {
         let forget = core.timing().member_forget_ms;
-        self.members.values().filter_map(|m| m.lost_at.map(|t| t.saturating_add(forget))).min()
+        let lost =
+            self.members.values().filter_map(|m| m.lost_at.map(|t| t.saturating_add(forget))).min();
+        match (lost, self.roster.deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    // ---- roster ------------------------------------------------------------------------------
+
+    /// The roster as of the last input (O(members)).
+    pub fn roster(&self, core: &Core) -> Roster {
+        let here = (self.song_epoch, self.view());
+        let lag = self.roster.lag_active();
+        let members = self
+            .members
+            .iter()
+            .map(|(d, m)| {
+                let link = core.link(d);
+                RosterMember {
+                    device_id: d.clone(),
+                    name: self.roster.name_of(d),
+                    link,
+                    follow_mode: m.follow_mode,
+                    shows: m.shows.as_ref().map(|(_, v)| v.clone()),
+                    lagging: lag
+                        && m.follow_mode == FollowMode::Follow
+                        && link.is_up()
+                        && m.shows.as_ref() != Some(&here),
+                }
+            })
+            .collect();
+        Roster { members }
+    }
+
+    /// After every input: emit the roster if it changed and the interval allows (else its
+    /// timer does, with the latest roster).
+    pub fn flush_roster(&mut self, core: &mut Core, now: u64) {
+        if !self.roster.ready(now, core.timing().roster_interval_ms) {
+            return;
+        }
+        let roster = self.roster(core);
+        if let Some(r) = self.roster.emitted(now, roster) {
+            core.event(Event::Roster(r));
+        }
+    }
+
+    fn turned(&mut self, core: &Core, now: u64) {
+        self.roster.turned(now, core.timing().lag_ms);
     }
 
     // ---- inputs ------------------------------------------------------------------------------
 
     pub fn on_link(&mut self, core: &mut Core, now: u64, peer: &DeviceId, signal: LinkSignal) {
+        if self.members.contains_key(peer) {
+            self.roster.mark();
+        }
         match signal {
             LinkSignal::Up => {
                 core.set_link(now, peer, LinkState::Connected);
@@ -187,6 +259,7 @@ impl Master {
                     core.set_link(now, peer, LinkState::Reconnecting);
                 } else {
                     core.forget_link(peer);
+                    self.roster.forget(peer);
                 }
             }
         }
@@ -203,6 +276,7 @@ impl Master {
         for d in gone {
             self.remove_member(&d);
             core.forget_link(&d);
+            self.roster.forget(&d);
         }
     }
 
@@ -247,6 +321,7 @@ impl Master {
                             self.song_epoch = SongEpoch(req.song_epoch.0.saturating_add(1));
                             self.page_index = 0;
                             self.page_revision = PageRevision(0);
+                            self.turned(core, now);
                             let msg = Message::ChoirSetSong(ChoirSetSong {
                                 song_id: self.song_id.clone(),
                                 song_epoch: self.song_epoch,
@@ -268,8 +343,11 @@ impl Master {
                 if !self.is_member_message(from, &env.session_id) {
                     return;
                 }
-                if let Some(member) = self.members.get_mut(from) {
+                if let Some(member) = self.members.get_mut(from)
+                    && member.follow_mode != m.mode
+                {
                     member.follow_mode = m.mode;
+                    self.roster.mark();
                 }
                 if m.mode == FollowMode::Follow {
                     // The Follower switched back to follow: bring it to the current page.
@@ -285,7 +363,30 @@ impl Master {
                 core.set_link(now, from, LinkState::Ended);
                 core.request(TransportRequest::Disconnect { peer: from.clone() });
             }
-            Message::Hello(hello) => core.event(Event::PeerHello { peer: from.clone(), hello }),
+            Message::Showing(showing) => {
+                if !self.is_member_message(from, &env.session_id) {
+                    return;
+                }
+                let view = View { song_id: showing.song_id, page_index: showing.page_index };
+                let shown = Some((showing.song_epoch, view));
+                if let Some(member) = self.members.get_mut(from)
+                    && env.ts >= member.shows_ts
+                {
+                    member.shows_ts = env.ts;
+                    if member.shows != shown {
+                        member.shows = shown;
+                        self.roster.mark();
+                    }
+                }
+            }
+            Message::Hello(hello) => {
+                if self.roster.set_name(from, hello.device_name.clone())
+                    && self.members.contains_key(from)
+                {
+                    self.roster.mark();
+                }
+                core.event(Event::PeerHello { peer: from.clone(), hello });
+            }
             // Authority (PROTOCOL_V1): a Master ignores SET_SONG, SET_PAGE, STATE_SNAPSHOT and
             // SESSION_END from Followers, and everything else it does not expect.
             _ => {}
@@ -310,6 +411,7 @@ impl Master {
                 self.song_id = song_id.clone();
                 self.page_index = 0;
                 self.page_revision = PageRevision(0);
+                self.turned(core, now);
                 let msg =
                     Message::ChoirSetSong(ChoirSetSong { song_id, song_epoch: self.song_epoch });
                 core.broadcast_up(now, &self.session_id(), self.members.keys(), msg);
@@ -327,8 +429,8 @@ impl Master {
                 let id = session_id.unwrap_or_else(|| core.new_session_id());
                 let token = token.unwrap_or_else(|| core.new_token());
                 self.ended = None;
-                self.members.clear();
-                self.away = 0;
+                self.clear_members();
+                self.turned(core, now);
                 self.session = Some(Session { id: id.clone(), token: token.clone() });
                 core.event(Event::SessionStarted { session_id: id, token });
             }
@@ -339,6 +441,9 @@ impl Master {
                 let to: Vec<DeviceId> =
                     self.members.keys().filter(|d| core.link(d).is_up()).cloned().collect();
                 core.broadcast(now, &session.id, &to, Message::SessionEnd);
+                if !self.members.is_empty() {
+                    self.roster.mark();
+                }
                 self.away = 0;
                 for d in std::mem::take(&mut self.members).into_keys() {
                     core.set_link(now, &d, LinkState::Ended);
@@ -360,6 +465,7 @@ impl Master {
         }
         self.page_index = page;
         self.page_revision = self.page_revision.next();
+        self.turned(core, now);
         let msg = Message::ChoirSetPage(ChoirSetPage {
             song_epoch: self.song_epoch,
             page_revision: self.page_revision,

@@ -224,6 +224,12 @@ pub enum Event {
     StreamClear { song_id: Option<SongId> },
     /// A peer introduced itself.
     PeerHello { peer: DeviceId, hello: Hello },
+    /// Follower: the newest Master position it records changed (in follow and in free mode), for
+    /// a "Master: p. 7" marker while free.
+    MasterView(View),
+    /// Master: the roster changed (membership, a member's link, name, follow mode, what it
+    /// shows, whether it lags); at most one per `Timing::roster_interval_ms`, the latest last.
+    Roster(crate::Roster),
 }
 
 /// Requests to the transport.

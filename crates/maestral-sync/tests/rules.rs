@@ -70,6 +70,8 @@ fn follower_with(snap: ChoirSnapshot) -> Dev {
     assert_eq!(f.sent_types(), ["HELLO", "JOIN_REQUEST"]);
     f.recv("M", "S", Message::JoinAccept(JoinAccept { snapshot: snap }));
     assert_eq!(f.phase(), Phase::FollowerConnectedFollow);
+    // What it shows now goes to the Master right after the accept (PROTOCOL_V1 "SHOWING").
+    assert_eq!(f.sent_types(), ["SHOWING"]);
     f
 }
 

@@ -219,6 +219,7 @@ impl Sim {
         let master = self.nodes.iter().position(|n| n.kind == Kind::Master);
         if let Some(m) = master {
             let StateView::Master(ms) = self.nodes[m].engine.state() else { return };
+            let roster = self.nodes[m].engine.roster().unwrap_or_default();
             for i in 0..self.nodes.len() {
                 if self.nodes[i].kind != Kind::Follower {
                     continue;
@@ -244,6 +245,18 @@ impl Sim {
                     self.violation(
                         "§12.3 Followers rejoin by themselves after the network heals",
                         format!("{id} is {}", phase.as_str()),
+                    );
+                    continue;
+                }
+                let entry = roster
+                    .members
+                    .binary_search_by(|x| x.device_id.cmp(&id))
+                    .ok()
+                    .map(|k| &roster.members[k]);
+                if entry.is_none_or(|x| !x.link.is_up() || x.shows.as_ref() != Some(&view)) {
+                    self.violation(
+                        "PROTOCOL SHOWING: the Master's roster shows what each connected Follower shows",
+                        format!("{id} shows {view:?} / roster entry {entry:?}"),
                     );
                     continue;
                 }
