@@ -18,6 +18,7 @@ use bevy::window::{MonitorSelection, WindowMode};
 use bevy_egui::input::EguiWantsInput;
 
 use crate::model::{Gesture, NavigationSystems, NumberEntry, PageTurnRequested, Turn, UiVisible};
+use crate::ui::UiState;
 
 /// Needs Bevy's `InputPlugin` (part of `DefaultPlugins`) for the key, mouse and touch messages.
 pub fn plugin(app: &mut App) {
@@ -184,10 +185,13 @@ fn keyboard_turns(
     mut ui: ResMut<UiVisible>,
     mut windows: Query<&mut Window>,
     egui: Option<Res<EguiWantsInput>>,
+    dialog: Option<Res<crate::open::OpenDialog>>,
     time: Res<Time<Real>>,
     strategy: Option<Res<bevy::time::TimeUpdateStrategy>>,
 ) {
-    let typing = egui.is_some_and(|e| e.wants_any_keyboard_input());
+    // Typing in the panel, or choosing a file: keys are not page turns.
+    let typing =
+        egui.is_some_and(|e| e.wants_any_keyboard_input()) || dialog.is_some_and(|d| d.is_open());
     for key in keys.read() {
         // Releases and the OS's auto-repeat never turn a page.
         if key.state == ButtonState::Released {
@@ -257,8 +261,10 @@ fn mouse_gestures(
     mut presses: Local<Presses>,
     mut gestures: MessageWriter<Gesture>,
     egui: Option<Res<EguiWantsInput>>,
+    ui: Option<Res<UiState>>,
 ) {
     let over_ui = egui.is_some_and(|e| e.wants_any_pointer_input());
+    let covered = |at: Vec2| ui.as_ref().is_some_and(|u| u.covers(at.x, at.y));
     for input in buttons.read() {
         if input.button != MouseButton::Left {
             continue;
@@ -267,7 +273,7 @@ fn mouse_gestures(
             continue;
         };
         match input.state {
-            ButtonState::Pressed if !over_ui => {
+            ButtonState::Pressed if !over_ui && !covered(at) => {
                 presses.0.insert(input.window, at);
             }
             ButtonState::Pressed => {}
@@ -285,11 +291,13 @@ fn touch_gestures(
     mut starts: Local<HashMap<u64, Vec2>>,
     mut gestures: MessageWriter<Gesture>,
     egui: Option<Res<EguiWantsInput>>,
+    ui: Option<Res<UiState>>,
 ) {
     let over_ui = egui.is_some_and(|e| e.wants_any_pointer_input());
+    let covered = |at: Vec2| ui.as_ref().is_some_and(|u| u.covers(at.x, at.y));
     for touch in touches.read() {
         match touch.phase {
-            TouchPhase::Started if !over_ui => {
+            TouchPhase::Started if !over_ui && !covered(touch.position) => {
                 starts.insert(touch.id, touch.position);
             }
             TouchPhase::Ended => {

@@ -20,8 +20,8 @@ use maestral_sync::{Event, LocalAction, Phase, Role, View};
 
 use crate::model::{
     AppError, EnginePager, LinkChanged, LinkStatus, MasterPosition, PhaseChanged, Position,
-    RemoteShow, RosterChanged, RosterState, SessionCodes, StreamChanged, StreamState, SwitchRole, SyncMode,
-    SyncSettings, SyncSystems,
+    RemoteShow, RosterChanged, RosterState, SessionCodes, StreamChanged, StreamState, SwitchRole,
+    SyncMode, SyncSettings, SyncSystems,
 };
 use crate::wake::Waker;
 
@@ -220,7 +220,7 @@ fn start_sync_thread(
 }
 
 /// What the app keeps of a role, cleared when the role changes.
-#[derive(SystemParam)]
+#[derive(SystemParam, Debug)]
 pub struct RoleState<'w> {
     status: ResMut<'w, LinkStatus>,
     codes: ResMut<'w, SessionCodes>,
@@ -311,19 +311,20 @@ fn refusal(reason: RejectReason) -> &'static str {
         RejectReason::VersionMismatch => {
             "the conductor's app speaks another version of Maestral: update both apps"
         }
+        RejectReason::Other => "the conductor's device refused to let this one join",
     }
 }
 
 /// A Master's roster and a Follower's view of its Master.
 #[derive(SystemParam)]
-pub struct RoleNews<'w> {
+pub(crate) struct RoleNews<'w> {
     roster: ResMut<'w, RosterState>,
     rosters: MessageWriter<'w, RosterChanged>,
     master: ResMut<'w, MasterPosition>,
 }
 
 /// Drains the sync thread's events into messages and resources.
-pub fn drain_sync_events(
+pub(crate) fn drain_sync_events(
     bridge: Res<SyncBridge>,
     mut shows: MessageWriter<RemoteShow>,
     mut phases: MessageWriter<PhaseChanged>,

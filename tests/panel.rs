@@ -5,8 +5,9 @@
 //! and unpair, and a pairing offered again after Solo gave up.
 
 use bevy_egui::egui;
+use egui::accesskit::Role as A11y;
 use egui_kittest::Harness;
-use egui_kittest::kittest::{Queryable, accesskit::Role as A11y};
+use egui_kittest::kittest::Queryable;
 use maestral::model::{LinkIndicator, Position, SyncMode};
 use maestral::ui::{self, SyncView, UiAction, UiModel, UiState};
 use maestral_net::SyncCommand;
@@ -46,7 +47,7 @@ fn model(role: Role, phase: Phase, panel: bool) -> UiModel {
     }
 }
 
-fn sync(h: &mut Harness<'_, Screen>) -> &mut SyncView {
+fn sync<'h>(h: &'h mut Harness<'_, Screen>) -> &'h mut SyncView {
     h.state_mut().model.sync.as_mut().expect("a sync view")
 }
 
@@ -71,9 +72,16 @@ fn local(actions: &[UiAction]) -> Vec<LocalAction> {
         .collect()
 }
 
-const CODE: &str = "maestral://join?host=127.0.0.1:4711&session=s1&token=AAAAAAAAAAAAAAAAAAAAAA&fp=sha-256%20AB";
+const CODE: &str =
+    "maestral://join?host=127.0.0.1:4711&session=s1&token=AAAAAAAAAAAAAAAAAAAAAA&fp=sha-256%20AB";
 
-fn member(id: &str, name: &str, mode: FollowMode, shows: Option<View>, lagging: bool) -> RosterMember {
+fn member(
+    id: &str,
+    name: &str,
+    mode: FollowMode,
+    shows: Option<View>,
+    lagging: bool,
+) -> RosterMember {
     RosterMember {
         device_id: DeviceId::new(id),
         name: name.into(),
@@ -156,20 +164,14 @@ fn a_singer_joins_by_a_pasted_code_goes_free_sees_the_master_and_follows_again()
     assert!(h.query_by_label_contains("Master: p.").is_none(), "no marker while following");
     h.get_by_label("Free").click();
     h.run();
-    assert_eq!(
-        local(&take(&mut h)),
-        vec![LocalAction::SetFollowMode { mode: FollowMode::Free }]
-    );
+    assert_eq!(local(&take(&mut h)), vec![LocalAction::SetFollowMode { mode: FollowMode::Free }]);
 
     sync(&mut h).phase = Some(Phase::FollowerConnectedFree);
     sync(&mut h).master = Some(View { song_id: Some(song()), page_index: 6 });
     h.run();
     h.get_by_label("Master: p. 7").click();
     h.run();
-    assert_eq!(
-        local(&take(&mut h)),
-        vec![LocalAction::SetFollowMode { mode: FollowMode::Follow }]
-    );
+    assert_eq!(local(&take(&mut h)), vec![LocalAction::SetFollowMode { mode: FollowMode::Follow }]);
 
     // Leave, from the panel.
     h.state_mut().model.panel = true;

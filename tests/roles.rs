@@ -95,10 +95,6 @@ impl TestApp {
         self.0.world().resource::<Position>().clone()
     }
 
-    fn phase(&self) -> Option<Phase> {
-        self.0.world().resource::<LinkStatus>().phase
-    }
-
     fn errors(&self) -> Vec<String> {
         self.0.world().resource::<Errors>().0.clone()
     }
@@ -145,7 +141,11 @@ fn switching_to_a_master_and_back_keeps_the_page_and_ends_the_session_for_its_si
     // A singer joins and is shown the page the conductor was on.
     let singer = follower("singer", &code);
     let here = View { song_id: Some(song.clone()), page_index: 5 };
-    wait_for(&singer, "the Master's page", |e| matches!(e, Event::Show { view, .. } if *view == here));
+    wait_for(
+        &singer,
+        "the Master's page",
+        |e| matches!(e, Event::Show { view, .. } if *view == here),
+    );
     app.until("the singer in the roster", |w| {
         w.resource::<maestral::model::RosterState>().members.iter().any(|m| m.name == "singer")
     });

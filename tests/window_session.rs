@@ -110,7 +110,8 @@ fn a_session_started_from_the_window_is_joined_through_its_scanned_qr_and_follow
     xdotool(&display, &["mousemove", "--window", &window, "500", "4"]);
     xdotool(&display, &["click", "1"]);
     click(&mut master, &display, &window, maestral::ui::START);
-    let ready = master.wait("the Master's ready", |e| e["event"] == "ready" && !e["join_code"].is_null());
+    let ready =
+        master.wait("the Master's ready", |e| e["event"] == "ready" && !e["join_code"].is_null());
     assert_eq!(ready["mode"], "choir_master");
     let code = ready_code(&ready).expect("a join code");
 
@@ -132,17 +133,17 @@ fn a_session_started_from_the_window_is_joined_through_its_scanned_qr_and_follow
         .arg(&score);
     let mut singer = App::spawn(singer_cmd);
     singer.name = "the headless Follower".into();
+    singer
+        .wait("following", |e| e["event"] == "phase" && e["phase"] == "FOLLOWER_CONNECTED_FOLLOW");
     singer.wait("the Master's page", |e| e["event"] == "show" && e["page_index"] == 0);
-    singer.wait("following", |e| {
-        e["event"] == "phase" && e["phase"] == "FOLLOWER_CONNECTED_FOLLOW"
-    });
 
     // One tap closes the room view; a real key press on the window turns the page.
     click(&mut master, &display, &window, maestral::ui::ROOM_VIEW);
     wait_gone(&mut master, maestral::ui::ROOM_VIEW);
     let pressed = Instant::now();
     xdotool(&display, &["key", "Next"]);
-    let (_, at) = singer.wait_at("the turned page", |e| e["event"] == "show" && e["page_index"] == 1);
+    let (_, at) =
+        singer.wait_at("the turned page", |e| e["event"] == "show" && e["page_index"] == 1);
     eprintln!(
         "window Master key press → headless Follower `show`: {:.1} ms",
         at.duration_since(pressed).as_secs_f64() * 1000.0
@@ -162,9 +163,8 @@ fn a_session_started_from_the_window_is_joined_through_its_scanned_qr_and_follow
 /// Whether the UI drew the widget `label` in its last frame.
 fn drawn(app: &mut App, label: &str) -> bool {
     app.send(&format!("widget {label}"));
-    let got = app.wait(&format!("where {label:?} is"), |e| {
-        e["event"] == "widget" || e["event"] == "error"
-    });
+    let got = app
+        .wait(&format!("where {label:?} is"), |e| e["event"] == "widget" || e["event"] == "error");
     got["event"] == "widget"
 }
 

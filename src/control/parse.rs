@@ -47,8 +47,7 @@ pub enum WindowCommand {
 pub struct ControlEvent(pub Value);
 
 /// The headless commands, for messages that list them.
-pub(super) const COMMANDS: &str =
-    "next, prev, page N, song SONG_ID|PATH, follow, free, end, leave, start, join CODE, alone, quit";
+pub(super) const COMMANDS: &str = "next, prev, page N, song SONG_ID|PATH, follow, free, end, leave, start, join CODE, alone, quit";
 
 /// Parses one command line.
 pub fn parse_command(line: &str) -> Result<ControlCommand, String> {

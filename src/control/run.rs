@@ -13,8 +13,8 @@ use maestral_sync::{LocalAction, Role};
 use super::parse::{COMMANDS, ControlCommand, WindowCommand, parse_command};
 use super::read::{ControlInput, ControlLine};
 use crate::model::{
-    AppError, OpenScore, PageTurnRequested, Position, SongChangeRequested, SongLibrary,
-    SwitchRole, Turn,
+    AppError, OpenScore, PageTurnRequested, Position, SongChangeRequested, SongLibrary, SwitchRole,
+    Turn,
 };
 use crate::score::PendingOpens;
 use crate::sync::SyncBridge;

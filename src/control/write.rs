@@ -181,7 +181,7 @@ pub(super) fn write_events(
     mut phases: MessageReader<PhaseChanged>,
     mut links: MessageReader<LinkChanged>,
     mut streams: MessageReader<StreamChanged>,
-    roster: Roster,
+    mut roster: Roster,
     mut errors: MessageReader<AppError>,
     mut extra: MessageReader<ControlEvent>,
 ) {

@@ -104,9 +104,10 @@ pub struct LinkStatus {
 }
 
 /// What the subtle link indicator shows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum LinkIndicator {
     /// No session and no partner: nothing to show.
+    #[default]
     Alone,
     Connecting,
     Connected,

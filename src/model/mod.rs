@@ -18,8 +18,9 @@ mod screen;
 
 pub use library::{OpenScore, PageTexture, PageTextures, SongLibrary, TextureKey, WantedPages};
 pub use link::{
-    EnginePager, LinkChanged, LinkIndicator, LinkStatus, MasterPosition, PhaseChanged,
-    RemoteShow, RosterChanged, RosterState, SessionCodes, StreamChanged, StreamState, SwitchRole, SyncMode, SyncSettings,
+    EnginePager, LinkChanged, LinkIndicator, LinkStatus, MasterPosition, PhaseChanged, RemoteShow,
+    RosterChanged, RosterState, SessionCodes, StreamChanged, StreamState, SwitchRole, SyncMode,
+    SyncSettings,
 };
 pub use position::{
     FollowedRemote, LastTurn, PageTurnRequested, Position, SongChangeRequested, Turn,

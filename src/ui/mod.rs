@@ -14,8 +14,8 @@ mod words;
 pub use overlay::{ROOM_VIEW, roster_summary};
 pub use qr::QR_ALT;
 pub use together::{
-    ALONE, CANCEL, END, END_YES, FOLLOW, FREE, JOIN, JOIN_CODE, LEAVE, OPEN_QR, PAIR, PAIR_CODE, ROOM,
-    START, UNPAIR,
+    ALONE, CANCEL, END, END_YES, FOLLOW, FREE, JOIN, JOIN_CODE, LEAVE, OPEN_QR, PAIR, PAIR_CODE,
+    ROOM, START, UNPAIR,
 };
 pub use view::{AfterEnd, SongRow, SyncView, UiAction, UiModel, UiState};
 
@@ -26,11 +26,12 @@ use maestral_protocol::SongId;
 use maestral_sync::Role;
 
 use crate::model::{
-    AppError, EnginePager, FollowedRemote, LayoutMode, LinkStatus, MasterPosition,
-    NavigationSystems, NumberEntry, OpenScore, PageTurnRequested, Position, Projector,
-    RosterState, SessionCodes, SongChangeRequested, SongLibrary, StreamChanged, StreamState,
-    SwitchRole, UiVisible,
+    AppError, EnginePager, FollowedRemote, JoinCodeRead, LayoutMode, LinkStatus, MasterPosition,
+    NavigationSystems, NumberEntry, OpenScore, PageTurnRequested, Position, Projector, RosterState,
+    SessionCodes, SongChangeRequested, SongLibrary, StreamChanged, StreamState, SwitchRole,
+    UiVisible,
 };
+use crate::open::{OpenDialog, Pick};
 use crate::sync::SyncBridge;
 
 pub fn plugin(app: &mut App) {
@@ -43,6 +44,7 @@ pub fn plugin(app: &mut App) {
                 hide_while_performing.after(NavigationSystems::Apply),
                 collect_problems,
                 track_streams,
+                use_read_codes,
             ),
         )
         .add_systems(PreUpdate, drop_unchanged_modifiers.after(EguiInputSet::WriteEguiEvents))
@@ -55,6 +57,34 @@ pub struct Problems(pub Vec<(String, std::time::Duration)>);
 
 /// How long the newest problem stays in the corner (it goes at the first frame after this).
 const PROBLEM_SHOWN: std::time::Duration = std::time::Duration::from_secs(6);
+
+/// A code read from a QR picture: a join code joins, a pairing code pairs (as if pasted).
+fn use_read_codes(
+    mut read: MessageReader<JoinCodeRead>,
+    mut switches: MessageWriter<SwitchRole>,
+    mut errors: MessageWriter<AppError>,
+    bridge: Option<Res<SyncBridge>>,
+) {
+    for JoinCodeRead(text) in read.read() {
+        let text = text.trim();
+        if text.starts_with("maestral://join") {
+            switches.write(SwitchRole(crate::model::SyncMode::Join(text.to_owned())));
+        } else if let Some(bridge) = bridge.as_deref().filter(|b| b.role() == Role::Solo)
+            && (text.starts_with("M1O:") || text.starts_with("M1A:"))
+        {
+            let command = if text.starts_with("M1O:") {
+                maestral_net::SyncCommand::SoloAnswer(text.to_owned())
+            } else {
+                maestral_net::SyncCommand::SoloAccept(text.to_owned())
+            };
+            bridge.send(command);
+        } else {
+            errors.write(AppError(
+                "that QR code is not a Maestral join or pairing code; photograph the code on the conductor's screen".into(),
+            ));
+        }
+    }
+}
 
 /// Songs being streamed to this device.
 #[derive(Resource, Debug, Default)]
@@ -166,7 +196,7 @@ impl Shown<'_> {
             scanning: (library.scanning > 0).then(|| library.scan_progress()),
             layout,
             projector,
-            position: position.clone(),
+            position: Position::clone(position),
             page_count: library.page_count(song),
             missing_song: song.is_some_and(|s| library.get(s).is_none()),
             receiving: song.is_some_and(|s| self.receiving.0.contains(s)),
@@ -209,6 +239,7 @@ struct Edits<'w> {
     opens: MessageWriter<'w, OpenScore>,
     errors: MessageWriter<'w, AppError>,
     switches: MessageWriter<'w, SwitchRole>,
+    dialog: Option<ResMut<'w, OpenDialog>>,
 }
 
 fn draw_ui(mut contexts: EguiContexts, shown: Shown, mut edits: Edits) -> Result {
@@ -225,6 +256,7 @@ fn draw_ui(mut contexts: EguiContexts, shown: Shown, mut edits: Edits) -> Result
 pub fn draw(ctx: &egui::Context, model: &UiModel, state: &mut UiState) -> Vec<UiAction> {
     let mut out = Vec::new();
     state.widgets.clear();
+    state.areas.clear();
     overlay::draw(ctx, model, state, &mut out);
     panel::draw(ctx, model, state, &mut out);
     out
@@ -239,9 +271,16 @@ fn apply(action: UiAction, edits: &mut Edits, bridge: Option<&SyncBridge>) {
         UiAction::Open(path) => {
             edits.opens.write(OpenScore { path, show: true });
         }
-        UiAction::PickScore | UiAction::PickQrImage => {
-            edits.errors.write(AppError("the file picker is not ready yet".into()));
-        }
+        UiAction::PickScore | UiAction::PickQrImage => match edits.dialog.as_deref_mut() {
+            Some(dialog) => dialog.pick(if matches!(action, UiAction::PickScore) {
+                Pick::Score
+            } else {
+                Pick::QrImage
+            }),
+            None => {
+                edits.errors.write(AppError("choosing a file needs the window".into()));
+            }
+        },
         UiAction::Layout(mode) => *edits.layout = mode,
         UiAction::Rotation(r) => edits.projector.rotation = r,
         UiAction::Dark(dark) => edits.projector.dark = dark,

@@ -28,7 +28,7 @@ pub fn draw(ctx: &egui::Context, model: &UiModel, state: &mut UiState, out: &mut
         if !model.panel {
             match sync.role {
                 Role::Master => roster_line(ctx, model, sync),
-                Role::Follower => follower_control(ctx, model, sync, out),
+                Role::Follower => follower_control(ctx, model, sync, state, out),
                 Role::Solo => {}
             }
         }
@@ -121,13 +121,14 @@ fn follower_control(
     ctx: &egui::Context,
     model: &UiModel,
     sync: &SyncView,
+    state: &mut UiState,
     out: &mut Vec<UiAction>,
 ) {
     if !words::follower_connected(sync.phase) {
         return;
     }
     let free = sync.phase == Some(maestral_sync::Phase::FollowerConnectedFree);
-    egui::Area::new(egui::Id::new("follow-control"))
+    let shown = egui::Area::new(egui::Id::new("follow-control"))
         .anchor(egui::Align2::LEFT_TOP, egui::vec2(8.0, 6.0))
         .show(ctx, |ui| {
             ui.horizontal(|ui| {
@@ -147,6 +148,7 @@ fn follower_control(
                 }
             });
         });
+    state.areas.push(shown.response.rect);
 }
 
 /// Where a page would be, when this device does not have the song: never a blank page, never
@@ -189,6 +191,7 @@ fn room_view(ctx: &egui::Context, sync: &SyncView, state: &mut UiState) {
             ui.painter().rect_filled(screen, 0.0, egui::Color32::WHITE);
             let (rect, response) = ui.allocate_exact_size(screen.size(), egui::Sense::click());
             state.widgets.insert(ROOM_VIEW.to_owned(), rect);
+            state.areas.push(rect);
             let mut inner = ui.new_child(
                 egui::UiBuilder::new()
                     .max_rect(rect)

@@ -11,7 +11,7 @@ pub fn draw(ctx: &egui::Context, model: &UiModel, state: &mut UiState, out: &mut
     if !model.panel {
         return;
     }
-    egui::Window::new("Maestral")
+    let shown = egui::Window::new("Maestral")
         .anchor(egui::Align2::LEFT_TOP, egui::vec2(8.0, 8.0))
         .resizable(false)
         .collapsible(false)
@@ -34,6 +34,9 @@ pub fn draw(ctx: &egui::Context, model: &UiModel, state: &mut UiState, out: &mut
                 out.push(UiAction::HidePanel);
             }
         });
+    if let Some(shown) = shown {
+        state.areas.push(shown.response.rect);
+    }
 }
 
 fn library(ui: &mut egui::Ui, model: &UiModel, state: &mut UiState, out: &mut Vec<UiAction>) {

@@ -130,9 +130,18 @@ pub struct UiState {
     /// Where each button drawn this frame is, by its label, in points (`--control`'s `widget`
     /// command tells a test where to click).
     pub widgets: std::collections::BTreeMap<String, egui::Rect>,
+    /// The parts of the screen the UI took last frame (the panel, the small controls, the room
+    /// view), in logical pixels: a tap there is the UI's, never a page turn, even when the
+    /// pointer arrives with the tap (a touchscreen has no hover).
+    pub areas: Vec<egui::Rect>,
 }
 
 impl UiState {
+    /// Whether a tap at `(x, y)` (logical pixels) lands on the UI.
+    pub fn covers(&self, x: f32, y: f32) -> bool {
+        self.areas.iter().any(|r| r.contains(egui::pos2(x, y)))
+    }
+
     /// A button, remembered by its label.
     pub fn button(&mut self, ui: &mut egui::Ui, label: &str) -> egui::Response {
         let response = ui.button(label);

@@ -84,7 +84,10 @@ mod tests {
             assert!(!words.contains('_'), "{words:?} is a spec name");
             assert_ne!(words, p.as_str());
         }
-        assert_eq!(phase(Some(Phase::SoloPairedConnected), Some("Anna's tablet"), 0), "Paired with Anna's tablet");
+        assert_eq!(
+            phase(Some(Phase::SoloPairedConnected), Some("Anna's tablet"), 0),
+            "Paired with Anna's tablet"
+        );
         assert_eq!(phase(Some(Phase::MasterSessionActive), None, 1), "Session open: 1 singer in");
     }
 }
