@@ -90,10 +90,11 @@ impl Plugin for AppPlugin {
         if control {
             app.insert_resource(ControlInput::stdin(waker)).add_plugins(control::plugin);
         }
-        // The library: opened at start; in the window, its first score is shown too (a Follower
-        // waits for its Master's song instead).
-        let show = matches!(options.frontend, Frontend::Window(_))
-            && !matches!(options.sync.mode, SyncMode::Join(_));
+        // The library: opened at start; in the window its first score is shown too, and so is
+        // a file argument headless (HEADLESS.md); a Follower waits for its Master's song.
+        let shown_at_start =
+            matches!(options.frontend, Frontend::Window(_)) || options.library.is_file();
+        let show = shown_at_start && !matches!(options.sync.mode, SyncMode::Join(_));
         let open = OpenScore { path: options.library.clone(), show };
         app.add_systems(Startup, move |mut opens: MessageWriter<OpenScore>| {
             opens.write(open.clone());

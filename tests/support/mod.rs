@@ -115,6 +115,8 @@ pub struct App {
     stdin: Option<ChildStdin>,
     lines: Receiver<(Instant, String)>,
     pub seen: Vec<Value>,
+    /// When each line of `seen` was read.
+    seen_times: Vec<Instant>,
 }
 
 impl App {
@@ -136,7 +138,14 @@ impl App {
             }
         });
         let stdin = child.stdin.take();
-        App { name: "the app".into(), child, stdin, lines, seen: Vec::new() }
+        App {
+            name: "the app".into(),
+            child,
+            stdin,
+            lines,
+            seen: Vec::new(),
+            seen_times: Vec::new(),
+        }
     }
 
     pub fn send(&mut self, line: &str) {
@@ -175,6 +184,7 @@ impl App {
                 .unwrap_or_else(|e| panic!("{}: not a JSON line ({e}): {line:?}", self.name));
             assert!(event["event"].is_string(), "{}: no event name: {line}", self.name);
             self.seen.push(event.clone());
+            self.seen_times.push(at);
             if event["event"] == "error" {
                 eprintln!("app error: {}", event["message"]);
             }
@@ -182,6 +192,11 @@ impl App {
                 return (event, at);
             }
         }
+    }
+
+    /// Every event seen so far, with the time its line was read.
+    pub fn seen_at(&self) -> impl Iterator<Item = (&Value, Instant)> {
+        self.seen.iter().zip(self.seen_times.iter().copied())
     }
 
     pub fn wait(&mut self, what: &str, want: impl Fn(&Value) -> bool) -> Value {

@@ -16,7 +16,7 @@ usage: cargo xtask <command>
   test                   set up and run every test (what CI runs)
   sim [--seeds N] [--seed S] [--start S]
                          run the sync-engine simulation for more seeds
-  bench engine|render|sync|app [--dev]
+  bench engine|render|sync|app|roster [--dev]
                          run a benchmark (release; `app --dev`: the dev build, which is
                          much quicker to build); results under target/bench/
   features               check that `run` and `test` build shared crates with the same
@@ -150,7 +150,7 @@ fn sim(rest: &[String]) -> Result<()> {
 
 fn bench(rest: &[String]) -> Result<()> {
     let Some(which) = rest.first() else {
-        bail!("which benchmark? `cargo xtask bench engine`, `render`, `sync` or `app`");
+        bail!("which benchmark? `cargo xtask bench engine`, `render`, `sync`, `app` or `roster`");
     };
     std::fs::create_dir_all(root().join("target/bench"))?;
     match which.as_str() {
@@ -165,6 +165,17 @@ fn bench(rest: &[String]) -> Result<()> {
             status(&mut c)
         }
         "sync" => status(cargo().args(["bench", "--package", "maestral-net", "--bench", "sync"])),
+        "roster" => {
+            // Headless processes: the Master's roster with 20 Followers (see benches/roster.rs).
+            let lib = pdfium::ensure()?;
+            let mut c = cargo();
+            c.args(["bench", "--package", "maestral", "--bench", "roster"]);
+            if rest[1..].iter().any(|a| a == "--dev") {
+                c.args(["--profile", "dev"]);
+            }
+            c.env("MAESTRAL_PDFIUM", lib);
+            status(&mut c)
+        }
         "app" => {
             // A real window under Xvfb with Mesa's software Vulkan (see tests/window.rs).
             let lib = pdfium::ensure()?;
@@ -176,6 +187,8 @@ fn bench(rest: &[String]) -> Result<()> {
             c.env("MAESTRAL_PDFIUM", lib);
             status(&mut c)
         }
-        other => bail!("unknown benchmark `{other}`: try `engine`, `render`, `sync` or `app`"),
+        other => {
+            bail!("unknown benchmark `{other}`: try `engine`, `render`, `sync`, `app` or `roster`")
+        }
     }
 }

@@ -38,6 +38,9 @@ pub(crate) struct Links {
     peers: HashMap<u64, DeviceId>,
     next_generation: u64,
     events: mpsc::UnboundedSender<(u64, LinkEvent)>,
+    /// Writers of links being closed (their last messages still going out): a shutdown waits
+    /// for them too, or a runtime stopping would cut off a `LEAVE_SESSION` or `SESSION_END`.
+    closing: Vec<tokio::task::JoinHandle<()>>,
 }
 
 /// What [`Links::count`] says of one message.
@@ -51,8 +54,13 @@ pub(crate) enum Traffic {
 impl Links {
     pub(crate) fn new() -> (Links, LinkEvents) {
         let (events, rx) = mpsc::unbounded_channel();
-        let links =
-            Links { by_peer: HashMap::new(), peers: HashMap::new(), next_generation: 0, events };
+        let links = Links {
+            by_peer: HashMap::new(),
+            peers: HashMap::new(),
+            next_generation: 0,
+            events,
+            closing: Vec::new(),
+        };
         (links, rx)
     }
 
@@ -129,6 +137,8 @@ impl Links {
         if let Some(pl) = self.remove(peer) {
             // A writer that has ended has closed the link already.
             let _ = pl.send.send(Outgoing::Close);
+            self.closing.retain(|w| !w.is_finished());
+            self.closing.push(pl.writer);
         }
     }
 
@@ -176,7 +186,7 @@ impl Links {
     /// 2 s) until they are closed (webrtc keeps an unclosed connection's task alive).
     pub(crate) async fn close_all(&mut self) {
         self.peers.clear();
-        let writers: Vec<_> = self
+        let mut writers: Vec<_> = self
             .by_peer
             .drain()
             .map(|(_, pl)| {
@@ -184,6 +194,7 @@ impl Links {
                 pl.writer
             })
             .collect();
+        writers.append(&mut self.closing);
         let all = async {
             for w in writers {
                 // A writer that panicked has nothing left to close.
