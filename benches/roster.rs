@@ -27,7 +27,7 @@ use support::{App, TempDir, demo_score};
 const MAESTRAL: &str = env!("CARGO_BIN_EXE_maestral");
 const FOLLOWERS: usize = 20;
 const FREE: usize = 5;
-const TURNS: u64 = 20;
+const TURNS: u64 = 20; // even: the turns end on page 0
 
 fn members(roster: &Value) -> &[Value] {
     roster["members"].as_array().map_or(&[], Vec::as_slice)
@@ -99,17 +99,19 @@ fn main() {
     // Turns: `next` → every follow-mode Follower shown on the new page in the roster.
     let mut converge = Vec::new();
     let mut last = Value::Null;
-    for page in 1..=TURNS {
+    // Back and forth (the demo score has 11 pages): next, prev, next, …
+    for turn in 1..=TURNS {
+        let (command, page) = if turn % 2 == 1 { ("next", 1) } else { ("prev", 0) };
         std::thread::sleep(Duration::from_millis(600));
         let sent = Instant::now();
-        master.send("next");
+        master.send(command);
         let (roster, at) = master.wait_at("the roster on the new page", |e| {
             e["event"] == "roster" && all_following_on(e, page)
         });
         converge.push(ms(at.duration_since(sent)));
         last = roster;
     }
-    let line = summary_line(&last, TURNS);
+    let line = summary_line(&last, TURNS % 2);
 
     // Lagging: stop one follow-mode Follower; turn; time to its `lagging`.
     let pid = followers[0].child.id().to_string();

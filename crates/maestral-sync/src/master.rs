@@ -208,10 +208,12 @@ impl Master {
                     link,
                     follow_mode: m.follow_mode,
                     shows: m.shows.as_ref().map(|(_, v)| v.clone()),
+                    // One that never reported (just joined, or a V1 peer that ignores
+                    // SHOWING) is unknown, not lagging.
                     lagging: lag
                         && m.follow_mode == FollowMode::Follow
                         && link.is_up()
-                        && m.shows.as_ref() != Some(&here),
+                        && m.shows.as_ref().is_some_and(|s| *s != here),
                 }
             })
             .collect();

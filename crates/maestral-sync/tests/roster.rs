@@ -178,6 +178,19 @@ fn a_master_ignores_showing_from_a_non_member_or_another_session() {
 }
 
 #[test]
+fn a_member_that_never_reported_is_unknown_not_lagging() {
+    // Just joined, or a V1 Follower that ignores SHOWING: the Master cannot tell.
+    let mut m = master_on_a();
+    scripted_member(&mut m, "F", FollowMode::Follow);
+    m.local(LocalAction::SetPage { page: 3 });
+    m.tick(LAG * 3);
+    assert_eq!(member(&m, "F").shows, None);
+    assert!(!member(&m, "F").lagging);
+    m.recv("F", "S", showing("a", 1, 0));
+    assert!(member(&m, "F").lagging, "once it reports another page, it lags");
+}
+
+#[test]
 fn lagging_starts_lag_ms_after_the_turn_for_a_follow_member_off_the_page() {
     let mut m = master_on_a();
     scripted_member(&mut m, "F", FollowMode::Follow);
