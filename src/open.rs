@@ -37,8 +37,11 @@ pub const PICKER_ENV: &str = "MAESTRAL_FILE_PICKER";
 pub fn plugin(app: &mut App) {
     let kind = PickerKind::from_env();
     info!("file picker: {kind:?}");
-    // The model's waker (the model plugin comes first).
-    let waker = app.world().get_resource::<Waker>().cloned().unwrap_or_else(Waker::none);
+    // The model's waker: the model plugin comes first, and an app without it cannot work (a
+    // picked file must wake a sleeping app).
+    let Some(waker) = app.world().get_resource::<Waker>().cloned() else {
+        panic!("open::plugin needs the model's Waker: add ModelPlugin first");
+    };
     app.insert_resource(OpenDialog::new(kind, waker))
         // Registered by bevy's window plugin; a test app without one gets it here.
         .add_message::<FileDragAndDrop>()

@@ -113,7 +113,10 @@ fn roster_line(ctx: &egui::Context, model: &UiModel, sync: &SyncView) {
     egui::Area::new(egui::Id::new("roster-line"))
         .anchor(egui::Align2::LEFT_TOP, egui::vec2(8.0, 6.0))
         .interactable(false)
-        .show(ctx, |ui| ui.label(egui::RichText::new(line).small().color(faint(model))));
+        .show(ctx, |ui| {
+            let text = egui::RichText::new(line).small().color(faint(model));
+            ui.add(egui::Label::new(text).wrap_mode(egui::TextWrapMode::Extend));
+        });
 }
 
 /// Follow/Free, one tap away, and while free the Master's page (a tap on it follows again).
