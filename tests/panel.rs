@@ -131,7 +131,9 @@ fn a_conductor_starts_a_session_sees_its_qr_and_ends_it_after_a_confirmation() {
 #[test]
 fn the_room_view_fills_the_screen_with_the_qr_and_one_tap_closes_it() {
     let mut m = model(Role::Master, Phase::MasterSessionActive, true);
-    m.sync.as_mut().map(|s| s.join_code = Some(CODE.into()));
+    if let Some(s) = m.sync.as_mut() {
+        s.join_code = Some(CODE.into());
+    }
     let mut h = harness(m);
     h.get_by_label(ui::ROOM).click();
     h.run();
@@ -264,7 +266,9 @@ fn a_garbage_pairing_code_says_so_and_sends_nothing() {
 #[test]
 fn a_master_leaving_for_solo_play_ends_its_session_only_after_a_confirmation() {
     let mut m = model(Role::Master, Phase::MasterSessionActive, true);
-    m.sync.as_mut().map(|s| s.join_code = Some(CODE.into()));
+    if let Some(s) = m.sync.as_mut() {
+        s.join_code = Some(CODE.into());
+    }
     let mut h = harness(m);
     h.get_by_label(ui::ALONE).click();
     h.run();
