@@ -148,6 +148,18 @@ fn sim(rest: &[String]) -> Result<()> {
     status(&mut c)
 }
 
+/// A benchmark of the app package (`--dev`: in the dev build, much quicker to build).
+fn app_bench(name: &str, rest: &[String]) -> Result<()> {
+    let lib = pdfium::ensure()?;
+    let mut c = cargo();
+    c.args(["bench", "--package", "maestral", "--bench", name]);
+    if rest[1..].iter().any(|a| a == "--dev") {
+        c.args(["--profile", "dev"]);
+    }
+    c.env("MAESTRAL_PDFIUM", lib);
+    status(&mut c)
+}
+
 fn bench(rest: &[String]) -> Result<()> {
     let Some(which) = rest.first() else {
         bail!("which benchmark? `cargo xtask bench engine`, `render`, `sync`, `app` or `roster`");
@@ -165,28 +177,10 @@ fn bench(rest: &[String]) -> Result<()> {
             status(&mut c)
         }
         "sync" => status(cargo().args(["bench", "--package", "maestral-net", "--bench", "sync"])),
-        "roster" => {
-            // Headless processes: the Master's roster with 20 Followers (see benches/roster.rs).
-            let lib = pdfium::ensure()?;
-            let mut c = cargo();
-            c.args(["bench", "--package", "maestral", "--bench", "roster"]);
-            if rest[1..].iter().any(|a| a == "--dev") {
-                c.args(["--profile", "dev"]);
-            }
-            c.env("MAESTRAL_PDFIUM", lib);
-            status(&mut c)
-        }
-        "app" => {
-            // A real window under Xvfb with Mesa's software Vulkan (see tests/window.rs).
-            let lib = pdfium::ensure()?;
-            let mut c = cargo();
-            c.args(["bench", "--package", "maestral", "--bench", "app"]);
-            if rest[1..].iter().any(|a| a == "--dev") {
-                c.args(["--profile", "dev"]);
-            }
-            c.env("MAESTRAL_PDFIUM", lib);
-            status(&mut c)
-        }
+        // Headless processes: the Master's roster with 20 Followers (benches/roster.rs).
+        "roster" => app_bench("roster", rest),
+        // A real window under Xvfb with Mesa's software Vulkan (see tests/window.rs).
+        "app" => app_bench("app", rest),
         other => {
             bail!("unknown benchmark `{other}`: try `engine`, `render`, `sync`, `app` or `roster`")
         }
