@@ -262,8 +262,11 @@ fn mouse_gestures(
     mut gestures: MessageWriter<Gesture>,
     egui: Option<Res<EguiWantsInput>>,
     ui: Option<Res<UiState>>,
+    dialog: Option<Res<crate::open::OpenDialog>>,
 ) {
-    let over_ui = egui.is_some_and(|e| e.wants_any_pointer_input());
+    // Over the UI, or choosing a file (the picker is the UI's): taps are not turns.
+    let over_ui =
+        egui.is_some_and(|e| e.wants_any_pointer_input()) || dialog.is_some_and(|d| d.is_open());
     let covered = |at: Vec2| ui.as_ref().is_some_and(|u| u.covers(at.x, at.y));
     for input in buttons.read() {
         if input.button != MouseButton::Left {
@@ -292,8 +295,11 @@ fn touch_gestures(
     mut gestures: MessageWriter<Gesture>,
     egui: Option<Res<EguiWantsInput>>,
     ui: Option<Res<UiState>>,
+    dialog: Option<Res<crate::open::OpenDialog>>,
 ) {
-    let over_ui = egui.is_some_and(|e| e.wants_any_pointer_input());
+    // Over the UI, or choosing a file (the picker is the UI's): taps are not turns.
+    let over_ui =
+        egui.is_some_and(|e| e.wants_any_pointer_input()) || dialog.is_some_and(|d| d.is_open());
     let covered = |at: Vec2| ui.as_ref().is_some_and(|u| u.covers(at.x, at.y));
     for touch in touches.read() {
         match touch.phase {

@@ -148,8 +148,8 @@ fn a_session_started_from_the_window_is_joined_through_its_scanned_qr_and_follow
         std::thread::sleep(Duration::from_millis(400));
         let pressed = Instant::now();
         xdotool(&display, &["key", key]);
-        let (_, at) = singer
-            .wait_at("the turned page", |e| e["event"] == "show" && e["page_index"] == page);
+        let (_, at) =
+            singer.wait_at("the turned page", |e| e["event"] == "show" && e["page_index"] == page);
         times.push(at.duration_since(pressed).as_secs_f64() * 1000.0);
     }
     eprintln!("window Master key press → headless Follower `show`, ms: {times:.1?}");

@@ -69,7 +69,7 @@ fn library(ui: &mut egui::Ui, model: &UiModel, state: &mut UiState, out: &mut Ve
         }
     });
     ui.horizontal(|ui| {
-        if ui.button("Open a score…").clicked() {
+        if state.button(ui, "Open a score…").clicked() {
             out.push(UiAction::PickScore);
         }
         let edit = ui.add(

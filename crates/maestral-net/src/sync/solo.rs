@@ -55,6 +55,7 @@ impl SoloIo {
 
     /// Makes an offer code to show.
     pub(crate) fn offer(&mut self, ctx: &Ctx) {
+        self.listen(ctx);
         let (cfg, tx) = (ctx.cfg.rtc, ctx.internal.clone());
         tokio::spawn(async move {
             let msg = match Link::offer(&cfg, None).await {
@@ -87,6 +88,7 @@ impl SoloIo {
 
     /// Answers the other device's offer code: shows an answer code, then waits for the link.
     pub(crate) fn answer(&mut self, ctx: &Ctx, code: String) {
+        self.listen(ctx);
         let (cfg, tx, hello, timeout) =
             (ctx.cfg.rtc, ctx.internal.clone(), intro(ctx), ctx.cfg.join_timeout * 12);
         tokio::spawn(async move {
@@ -136,8 +138,15 @@ impl SoloIo {
     /// A new pairing: start the listener the partner will call back on, and tell it how.
     pub(crate) fn paired(&mut self, ctx: &mut Ctx, peer: &DeviceId) {
         self.peer = Some(SoloPeer { id: peer.clone(), my_key: new_key(), theirs: None });
+        self.listen(ctx);
+        self.send_pair_info(ctx, peer);
+    }
+
+    /// Binds the listener the partner calls back on (once). Started with the pairing itself
+    /// (offer or answer), so it is bound before the pairing's link opens and `PAIR_INFO` goes
+    /// out at once: a drop-out right after pairing must still find the way back.
+    pub(crate) fn listen(&mut self, ctx: &Ctx) {
         if self.listening {
-            self.send_pair_info(ctx, peer);
             return;
         }
         self.listening = true;
