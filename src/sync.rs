@@ -8,7 +8,7 @@
 //! the app sleeps in reactive mode.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use bevy::ecs::system::SystemParam;
 use bevy::prelude::*;
@@ -46,6 +46,9 @@ pub struct SyncBridge {
     answering: bool,
     /// Navigations sent so far (the engine counts the same ones).
     navigations: AtomicU64,
+    /// A Follower started by a role switch, not yet shown a song: a view without one (the new
+    /// engine's first, or a Master that shows nothing yet) leaves the page on screen as it is.
+    keep_page: AtomicBool,
 }
 
 #[derive(Debug)]
@@ -77,6 +80,7 @@ impl SyncBridge {
             device_id: DeviceId::new(settings.device_id.as_str()),
             answering: matches!(settings.mode, SyncMode::SoloAnswer(_)),
             navigations: AtomicU64::new(0),
+            keep_page: AtomicBool::new(false),
         })
     }
 
@@ -96,6 +100,7 @@ impl SyncBridge {
             device_id: DeviceId::new(device_id),
             answering: false,
             navigations: AtomicU64::new(0),
+            keep_page: AtomicBool::new(false),
         };
         (bridge, ev_tx, cmd_rx)
     }
@@ -193,14 +198,22 @@ pub fn lan_ip(towards: Option<SocketAddr>) -> IpAddr {
 
 fn start_sync_thread(
     mut commands: Commands,
-    settings: Option<Res<SyncSettings>>,
+    settings: Option<ResMut<SyncSettings>>,
     existing: Option<Res<SyncBridge>>,
     waker: Res<Waker>,
     mut codes: ResMut<SessionCodes>,
     mut errors: MessageWriter<AppError>,
 ) {
     // Tests insert their own bridge; an app without settings has no sync at all.
-    let (None, Some(settings)) = (existing, settings) else { return };
+    let (None, Some(mut settings)) = (existing, settings) else { return };
+    // A mode whose argument is unusable (a join link that does not parse) says so and plays
+    // alone, with every role one tap away in the panel.
+    if settings.mode != SyncMode::Solo
+        && let Err(message) = first_command(&settings.mode)
+    {
+        errors.write(AppError(message));
+        settings.mode = SyncMode::Solo;
+    }
     match SyncBridge::start(&settings, waker.clone()) {
         Ok(bridge) => {
             info!(
@@ -278,9 +291,10 @@ pub fn switch_roles(
     match SyncBridge::start(&next, waker.clone()) {
         Ok(new) => {
             info!("sync: now {} ({:?})", new.role().as_str(), next.mode);
-            if new.role() != Role::Follower
-                && let Some(song) = &position.song
-            {
+            if new.role() == Role::Follower {
+                // Until its Master's song comes, the page on screen stays.
+                new.keep_page.store(position.song.is_some(), Ordering::Relaxed);
+            } else if let Some(song) = &position.song {
                 // The engine's first song change, then the page on screen (its view of the
                 // song change, page 0, is then stale and dropped).
                 let song_id = Some(song.clone());
@@ -339,10 +353,19 @@ pub(crate) fn drain_sync_events(
     for event in bridge.events.try_iter() {
         match event {
             SyncEvent::Engine(Event::Show { view, navigations }) => {
+                if view.song_id.is_some() {
+                    bridge.keep_page.store(false, Ordering::Relaxed);
+                } else if bridge.keep_page.load(Ordering::Relaxed) {
+                    continue;
+                }
                 shows.write(RemoteShow { view, navigations });
             }
             SyncEvent::Engine(Event::Phase(phase)) => {
                 // The sync thread may repeat a phase (e.g. its own and the engine's "joining").
+                if phase == Phase::SoloPairedConnected {
+                    // The pairing code is used up: after a give-up, pairing starts afresh.
+                    codes.pair_code = None;
+                }
                 if status.phase != Some(phase) {
                     status.phase = Some(phase);
                     phases.write(PhaseChanged(phase));

@@ -42,12 +42,17 @@ struct TestApp(App);
 
 impl TestApp {
     fn new(id: &str) -> Self {
+        Self::with_mode(id, SyncMode::Solo)
+    }
+
+    /// Started as the command line says (`mode`).
+    fn with_mode(id: &str, mode: SyncMode) -> Self {
         let mut app = App::new();
         app.add_plugins((MinimalPlugins, AssetPlugin::default()));
         app.add_plugins(ModelPlugin { waker: Waker::none() });
         app.insert_resource(TimeUpdateStrategy::ManualDuration(Duration::from_millis(20)));
         app.insert_resource(SyncSettings {
-            mode: SyncMode::Solo,
+            mode,
             device_id: id.into(),
             device_name: format!("{id}'s tablet"),
             state_dir: None,
@@ -82,6 +87,14 @@ impl TestApp {
         let deadline = Instant::now() + WAIT;
         while !done(self.0.world()) {
             assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(10));
+            self.0.update();
+        }
+    }
+
+    /// Lets `n` frames run (the new role's first events come in).
+    fn frames(&mut self, n: usize) {
+        for _ in 0..n {
             std::thread::sleep(Duration::from_millis(10));
             self.0.update();
         }
@@ -154,6 +167,7 @@ fn switching_to_a_master_and_back_keeps_the_page_and_ends_the_session_for_its_si
     app.switch(SyncMode::Solo);
     assert_eq!(app.role(), Some(Role::Solo));
     wait_for(&singer, "the end of the session", |e| matches!(e, Event::SessionEnded));
+    app.frames(30);
     assert_eq!(app.position(), Position { song: Some(song), page: 5 });
     singer.shutdown();
 }
@@ -166,7 +180,11 @@ fn a_follower_app_joins_by_a_pasted_code_and_an_ended_sessions_code_is_refused_i
     let code = conductor.join_code();
 
     let mut singer = TestApp::new("singer2");
+    // The singer has the score too, open on another page.
+    let song = singer.with_song(8, 6);
     singer.switch(SyncMode::Join(code.clone()));
+    singer.frames(5);
+    assert_eq!(singer.position().song, Some(song.clone()), "joining never blanks the page");
     assert_eq!(singer.role(), Some(Role::Follower));
     singer.until("following the Master", |w| {
         w.resource::<LinkStatus>().phase == Some(Phase::FollowerConnectedFollow)
@@ -181,7 +199,8 @@ fn a_follower_app_joins_by_a_pasted_code_and_an_ended_sessions_code_is_refused_i
     // Leave: the singer plays alone again, on the page it showed.
     singer.switch(SyncMode::Solo);
     assert_eq!(singer.role(), Some(Role::Solo));
-    assert_eq!(singer.position().page, 2);
+    singer.frames(30);
+    assert_eq!(singer.position(), Position { song: Some(song.clone()), page: 2 });
 
     // The conductor ends the session (staying Master); its code is refused in words.
     let bridge = conductor.0.world().resource::<SyncBridge>();
@@ -195,6 +214,12 @@ fn a_follower_app_joins_by_a_pasted_code_and_an_ended_sessions_code_is_refused_i
     let said = singer.errors()[before..].join(" / ");
     assert!(said.contains("session has ended"), "one clear message: {said}");
     assert!(!said.contains("session_ended"), "words, not the spec's name: {said}");
+    singer.frames(30);
+    assert_eq!(
+        singer.position(),
+        Position { song: Some(song), page: 2 },
+        "a refused join loses nothing: the page stays"
+    );
 }
 
 #[test]
@@ -207,4 +232,30 @@ fn a_garbage_join_code_says_so_and_changes_nothing() {
     assert!(errors[0].contains("join code"), "{errors:?}");
     assert_eq!(app.role(), Some(Role::Solo), "still playing alone");
     assert_eq!(app.position(), Position { song: Some(song), page: 3 });
+}
+
+#[test]
+fn a_join_link_that_does_not_parse_on_the_command_line_says_so_and_plays_alone() {
+    // As an operating system would pass a damaged link: the app still has every role at hand.
+    let app = TestApp::with_mode("solo4", SyncMode::Join("maestral://join?host=nowhere".into()));
+    assert_eq!(app.role(), Some(Role::Solo), "playing alone, with the panel's roles");
+    let errors = app.errors();
+    assert_eq!(errors.len(), 1, "one message: {errors:?}");
+    assert!(errors[0].contains("join code"), "{errors:?}");
+}
+
+#[test]
+fn a_used_pairing_code_is_gone_once_paired_so_a_give_up_offers_pairing_afresh() {
+    let mut app = TestApp::new("solo5");
+    app.0.world_mut().remove_resource::<SyncBridge>();
+    let (bridge, events, _commands) = SyncBridge::channel_pair(Role::Solo, "solo5");
+    app.0.insert_resource(bridge);
+    events.send(SyncEvent::PairCode("M1O:offer".into())).expect("the app listens");
+    app.frames(1);
+    assert_eq!(app.0.world().resource::<SessionCodes>().pair_code.as_deref(), Some("M1O:offer"));
+    events
+        .send(SyncEvent::Engine(Event::Phase(Phase::SoloPairedConnected)))
+        .expect("the app listens");
+    app.frames(1);
+    assert_eq!(app.0.world().resource::<SessionCodes>().pair_code, None);
 }

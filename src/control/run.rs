@@ -140,6 +140,8 @@ pub(super) fn run_commands(
             ControlCommand::Leave => sync(LocalAction::Leave, &mut actions.errors),
             ControlCommand::Switch(mode) => {
                 actions.switches.write(SwitchRole(mode));
+                // The switch is carried out at the start of a frame: ask for one.
+                waker.wake();
             }
             ControlCommand::Quit => {
                 actions.exit.write(AppExit::Success);

@@ -64,11 +64,20 @@ fn use_read_codes(
     mut switches: MessageWriter<SwitchRole>,
     mut errors: MessageWriter<AppError>,
     bridge: Option<Res<SyncBridge>>,
+    link: Res<LinkStatus>,
+    waker: Res<crate::wake::Waker>,
 ) {
     for JoinCodeRead(text) in read.read() {
         let text = text.trim();
-        if text.starts_with("maestral://join") {
+        if text.starts_with("maestral://join") && words::session_open(link.phase) {
+            // A picture dropped by mistake must not end the session for every singer.
+            errors.write(AppError(
+                "this device runs a session: end it in the panel before joining another".into(),
+            ));
+        } else if text.starts_with("maestral://join") {
             switches.write(SwitchRole(crate::model::SyncMode::Join(text.to_owned())));
+            // The switch is carried out at the start of a frame: ask for one.
+            waker.wake();
         } else if let Some(bridge) = bridge.as_deref().filter(|b| b.role() == Role::Solo)
             && (text.starts_with("M1O:") || text.starts_with("M1A:"))
         {
@@ -240,6 +249,7 @@ struct Edits<'w> {
     errors: MessageWriter<'w, AppError>,
     switches: MessageWriter<'w, SwitchRole>,
     dialog: Option<ResMut<'w, OpenDialog>>,
+    waker: Res<'w, crate::wake::Waker>,
 }
 
 fn draw_ui(mut contexts: EguiContexts, shown: Shown, mut edits: Edits) -> Result {
@@ -286,6 +296,8 @@ fn apply(action: UiAction, edits: &mut Edits, bridge: Option<&SyncBridge>) {
         UiAction::Dark(dark) => edits.projector.dark = dark,
         UiAction::Switch(mode) => {
             edits.switches.write(SwitchRole(mode));
+            // Carried out at the start of a frame: ask for one.
+            edits.waker.wake();
         }
         UiAction::Command(command) => match bridge {
             Some(bridge) => bridge.send(command),

@@ -43,6 +43,10 @@ pub fn draw(
     if let Some(failed) = &sync.failed {
         ui.colored_label(egui::Color32::from_rgb(190, 80, 60), failed);
     }
+    if sync.role != Role::Master {
+        // A question about a session this device no longer runs.
+        state.confirm_end = None;
+    }
     if let Some(after) = state.confirm_end.clone() {
         confirm_end(ui, state, after, out);
         return;
