@@ -377,7 +377,7 @@ pub(crate) fn drain_sync_events(
             }
             SyncEvent::Engine(Event::Pager(p)) => pager.0 = p,
             SyncEvent::Engine(Event::Roster(roster)) => {
-                news.roster.members = roster.members;
+                news.roster.0 = roster;
                 news.rosters.write(RosterChanged);
             }
             SyncEvent::Engine(Event::MasterView(view)) => news.master.0 = Some(view),

@@ -12,7 +12,7 @@ use maestral::model::{LinkIndicator, Position, SyncMode};
 use maestral::ui::{self, SyncView, UiAction, UiModel, UiState};
 use maestral_net::SyncCommand;
 use maestral_protocol::{DeviceId, FollowMode, SongId};
-use maestral_sync::{LinkState, LocalAction, Phase, Role, RosterMember, View};
+use maestral_sync::{LinkState, LocalAction, Phase, Role, Roster, RosterMember, View};
 
 struct Screen {
     model: UiModel,
@@ -103,10 +103,12 @@ fn a_conductor_starts_a_session_sees_its_qr_and_ends_it_after_a_confirmation() {
     h.state_mut().model = model(Role::Master, Phase::MasterSessionActive, true);
     sync(&mut h).join_code = Some(CODE.into());
     let here = View { song_id: Some(song()), page_index: 4 };
-    sync(&mut h).roster = vec![
-        member("d1", "Anna's tablet", FollowMode::Follow, Some(here.clone()), false),
-        member("d2", "Ben's phone", FollowMode::Free, None, false),
-    ];
+    sync(&mut h).roster = Roster {
+        members: vec![
+            member("d1", "Anna's tablet", FollowMode::Follow, Some(here.clone()), false),
+            member("d2", "Ben's phone", FollowMode::Free, None, false),
+        ],
+    };
     h.run();
     h.get_by_label(ui::QR_ALT);
     h.get_by_label_contains("host=127.0.0.1:4711");
@@ -285,12 +287,26 @@ fn the_roster_line_counts_who_shows_the_masters_page() {
     s.phase = Some(Phase::MasterSessionActive);
     let mut away = member("d4", "D", FollowMode::Follow, Some(here.clone()), false);
     away.link = LinkState::Reconnecting;
-    s.roster = vec![
-        member("d1", "A", FollowMode::Follow, Some(here.clone()), false),
-        member("d2", "B", FollowMode::Free, Some(View { page_index: 3, ..here.clone() }), false),
-        member("d3", "C", FollowMode::Follow, Some(View { page_index: 10, ..here.clone() }), true),
-        away,
-    ];
+    s.roster = Roster {
+        members: vec![
+            member("d1", "A", FollowMode::Follow, Some(here.clone()), false),
+            member(
+                "d2",
+                "B",
+                FollowMode::Free,
+                Some(View { page_index: 3, ..here.clone() }),
+                false,
+            ),
+            member(
+                "d3",
+                "C",
+                FollowMode::Follow,
+                Some(View { page_index: 10, ..here.clone() }),
+                true,
+            ),
+            away,
+        ],
+    };
     assert_eq!(
         ui::roster_summary(&s, &here).as_deref(),
         Some("1/4 on p. 12 · 1 free · 1 lagging · 1 away")

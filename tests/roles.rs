@@ -160,7 +160,7 @@ fn switching_to_a_master_and_back_keeps_the_page_and_ends_the_session_for_its_si
         |e| matches!(e, Event::Show { view, .. } if *view == here),
     );
     app.until("the singer in the roster", |w| {
-        w.resource::<maestral::model::RosterState>().members.iter().any(|m| m.name == "singer")
+        w.resource::<maestral::model::RosterState>().0.members.iter().any(|m| m.name == "singer")
     });
 
     // Back to playing alone: the singers hear the session end; the page stays.

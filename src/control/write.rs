@@ -149,26 +149,9 @@ pub(super) struct Roster<'w, 's> {
     changed: MessageReader<'w, 's, RosterChanged>,
 }
 
-/// The `roster` event of HEADLESS.md.
+/// The `roster` event of HEADLESS.md (each member in the engine's HEADLESS shape).
 fn roster_line(roster: &RosterState) -> Value {
-    let members: Vec<Value> = roster
-        .members
-        .iter()
-        .map(|m| {
-            json!({
-                "device_id": m.device_id.as_str(),
-                "name": m.name,
-                "link": m.link.as_str(),
-                "follow_mode": m.follow_mode.as_str(),
-                "shows": m.shows.as_ref().map(|v| json!({
-                    "song_id": v.song_id.as_ref().map(|s| s.as_str()),
-                    "page_index": v.page_index,
-                })),
-                "lagging": m.lagging,
-            })
-        })
-        .collect();
-    json!({"event": "roster", "members": members})
+    json!({"event": "roster", "members": roster.0.members})
 }
 
 pub(super) fn write_events(

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use bevy::prelude::*;
 use maestral_protocol::{DeviceId, SongId};
-use maestral_sync::{LinkState, Pager, Phase, Role, RosterMember, View};
+use maestral_sync::{LinkState, Pager, Phase, Role, Roster, View};
 
 /// How this device takes part (from the command line).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -194,9 +194,7 @@ pub struct MasterPosition(pub Option<View>);
 /// A Master: its joined Followers, as the engine last reported them (at most 4 times a
 /// second).
 #[derive(Resource, Debug, Clone, Default, PartialEq, Eq)]
-pub struct RosterState {
-    pub members: Vec<RosterMember>,
-}
+pub struct RosterState(pub Roster);
 
 /// The roster changed (a Master); the headless output prints it.
 #[derive(Message, Debug, Clone, Copy, PartialEq, Eq)]

@@ -79,13 +79,8 @@ fn use_read_codes(
             // The switch is carried out at the start of a frame: ask for one.
             waker.wake();
         } else if let Some(bridge) = bridge.as_deref().filter(|b| b.role() == Role::Solo)
-            && (text.starts_with("M1O:") || text.starts_with("M1A:"))
+            && let Some(command) = together::pairing_command(text)
         {
-            let command = if text.starts_with("M1O:") {
-                maestral_net::SyncCommand::SoloAnswer(text.to_owned())
-            } else {
-                maestral_net::SyncCommand::SoloAccept(text.to_owned())
-            };
             bridge.send(command);
         } else {
             errors.write(AppError(
@@ -230,7 +225,7 @@ impl Shown<'_> {
             failed: self.codes.failed.clone(),
             paired: role == Role::Solo && link.any_live(),
             peer_name: peer.map(|p| link.name(p)),
-            roster: self.roster.members.clone(),
+            roster: self.roster.0.clone(),
             master: self.master.0.clone(),
             links: link.links.iter().map(|(p, s)| (link.name(p), *s)).collect(),
         }

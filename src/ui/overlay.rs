@@ -90,17 +90,13 @@ fn corner_marks(ctx: &egui::Context, model: &UiModel) {
 /// The roster in a few words: how many Followers show the Master's page, how many are free,
 /// lagging or away.
 pub fn roster_summary(sync: &SyncView, master: &View) -> Option<String> {
-    if !words::session_open(sync.phase) || sync.roster.is_empty() {
+    if !words::session_open(sync.phase) || sync.roster.members.is_empty() {
         return None;
     }
-    let total = sync.roster.len();
-    let on_page =
-        sync.roster.iter().filter(|m| m.link.is_up() && m.shows.as_ref() == Some(master)).count();
-    let free = sync.roster.iter().filter(|m| m.follow_mode == FollowMode::Free).count();
-    let lagging = sync.roster.iter().filter(|m| m.lagging).count();
-    let away = sync.roster.iter().filter(|m| !m.link.is_up()).count();
-    let mut line = format!("{on_page}/{total} on p. {}", master.page_index.saturating_add(1));
-    for (n, what) in [(free, "free"), (lagging, "lagging"), (away, "away")] {
+    let s = sync.roster.summary(master);
+    let mut line =
+        format!("{}/{} on p. {}", s.on_page, s.members, master.page_index.saturating_add(1));
+    for (n, what) in [(s.free, "free"), (s.lagging, "lagging"), (s.away, "away")] {
         if n > 0 {
             line.push_str(&format!(" · {n} {what}"));
         }

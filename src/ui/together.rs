@@ -38,7 +38,7 @@ pub fn draw(
     out: &mut Vec<UiAction>,
 ) {
     ui.heading("Together");
-    let members = sync.roster.len();
+    let members = sync.roster.members.len();
     ui.label(words::phase(sync.phase, sync.peer_name.as_deref(), members));
     if let Some(failed) = &sync.failed {
         ui.colored_label(egui::Color32::from_rgb(190, 80, 60), failed);
@@ -108,11 +108,9 @@ fn solo(ui: &mut egui::Ui, sync: &SyncView, state: &mut UiState, out: &mut Vec<U
             )
             .labelled_by(label.id);
             if ui.button("Pair").clicked() {
-                let code = state.pair_text.trim().to_owned();
-                if code.starts_with("M1O:") {
-                    out.push(UiAction::Command(SyncCommand::SoloAnswer(code)));
-                } else if code.starts_with("M1A:") {
-                    out.push(UiAction::Command(SyncCommand::SoloAccept(code)));
+                let code = state.pair_text.trim();
+                if let Some(command) = pairing_command(code) {
+                    out.push(UiAction::Command(command));
                 } else if !code.is_empty() {
                     out.push(UiAction::Error(
                         "that is not a Maestral pairing code (they start M1O: or M1A:); copy the whole code from the other device".into(),
@@ -126,6 +124,18 @@ fn solo(ui: &mut egui::Ui, sync: &SyncView, state: &mut UiState, out: &mut Vec<U
             out.push(UiAction::Switch(START_MODE));
         }
         join_box(ui, state, out);
+    }
+}
+
+/// What a pairing code from the other device asks for: answer its offer (`M1O:`) or complete
+/// our pairing with its answer (`M1A:`); `None`: not a pairing code.
+pub fn pairing_command(code: &str) -> Option<SyncCommand> {
+    if code.starts_with("M1O:") {
+        Some(SyncCommand::SoloAnswer(code.to_owned()))
+    } else if code.starts_with("M1A:") {
+        Some(SyncCommand::SoloAccept(code.to_owned()))
+    } else {
+        None
     }
 }
 
@@ -194,7 +204,7 @@ fn master(
 fn roster(ui: &mut egui::Ui, model: &UiModel, sync: &SyncView) {
     let master = model.position.view();
     egui::ScrollArea::vertical().id_salt("roster").max_height(220.0).show(ui, |ui| {
-        for m in &sync.roster {
+        for m in &sync.roster.members {
             let mode = match m.follow_mode {
                 FollowMode::Follow => "following",
                 FollowMode::Free => "free",

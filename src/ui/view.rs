@@ -9,7 +9,7 @@ use bevy::prelude::Resource;
 use bevy_egui::egui;
 use maestral_net::SyncCommand;
 use maestral_protocol::{FollowMode, SongId};
-use maestral_sync::{LinkState, LocalAction, Phase, Role, RosterMember, View};
+use maestral_sync::{LinkState, LocalAction, Phase, Role, Roster, View};
 
 use crate::model::{LayoutMode, LinkIndicator, Position, Projector, Rotation, SyncMode};
 
@@ -64,7 +64,7 @@ pub struct SyncView {
     /// The partner's (Solo) or the Master's (Follower) name.
     pub peer_name: Option<String>,
     /// Master: the joined Followers.
-    pub roster: Vec<RosterMember>,
+    pub roster: Roster,
     /// Follower: where the Master is.
     pub master: Option<View>,
     /// Other links, by name (Solo).
@@ -82,7 +82,7 @@ impl SyncView {
             failed: None,
             paired: false,
             peer_name: None,
-            roster: Vec::new(),
+            roster: Roster::default(),
             master: None,
             links: Vec::new(),
         }
