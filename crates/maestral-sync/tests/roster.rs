@@ -7,8 +7,8 @@ mod common;
 
 use common::*;
 use maestral_protocol::{
-    ChoirSetPage, ChoirSnapshot, FollowMode, Hello, JoinAccept, JoinRequest, Message, Mode,
-    PageRevision, SessionId, Showing, SongEpoch, SongId,
+    FollowMode, Hello, JoinAccept, JoinRequest, Message, Mode, SessionId, Showing, SongEpoch,
+    SongId,
 };
 use maestral_sync::{
     Event, LinkSignal::*, LinkState, LocalAction, Role, Roster, RosterMember, RosterSummary,
@@ -18,10 +18,6 @@ use maestral_sync::{
 const LAG: u64 = Timing::LAN.lag_ms;
 const ROSTER_EVERY: u64 = Timing::LAN.roster_interval_ms;
 const SHOWING_EVERY: u64 = Timing::LAN.showing_interval_ms;
-
-fn song(s: &str) -> Option<SongId> {
-    Some(SongId::new(s))
-}
 
 fn view(s: &str, page: u32) -> View {
     View { song_id: song(s), page_index: page }
@@ -334,24 +330,6 @@ fn the_roster_serializes_in_the_headless_shape() {
 }
 
 // ---- the Follower's side -------------------------------------------------------------------
-
-fn snapshot(s: &str, epoch: u64, page: u32, rev: u64) -> ChoirSnapshot {
-    ChoirSnapshot {
-        session_id: SessionId::new("S"),
-        song_id: song(s),
-        song_epoch: SongEpoch(epoch),
-        page_index: page,
-        page_revision: PageRevision(rev),
-    }
-}
-
-fn set_page(epoch: u64, rev: u64, page: u32) -> Message {
-    Message::ChoirSetPage(ChoirSetPage {
-        song_epoch: SongEpoch(epoch),
-        page_revision: PageRevision(rev),
-        page_index: page,
-    })
-}
 
 /// The `SHOWING`s `f` sent, as `(song, epoch, page)`.
 fn showings(f: &mut Dev) -> Vec<(Option<SongId>, u64, u32)> {

@@ -5,39 +5,17 @@ mod common;
 
 use common::*;
 use maestral_protocol::{
-    ChoirSetPage, ChoirSetSong, ChoirSnapshot, Envelope, FollowMode, JoinAccept, JoinReject,
-    JoinRequest, Message, PageRevision, Parity, RejectReason, SessionId, SessionToken,
-    SetFollowMode, SoloSetPage, SongEpoch, SongId, StreamClear, StreamPrepare,
+    ChoirSetSong, ChoirSnapshot, Envelope, FollowMode, JoinAccept, JoinReject, JoinRequest,
+    Message, PageRevision, Parity, RejectReason, SessionId, SessionToken, SetFollowMode,
+    SoloSetPage, SongEpoch, SongId, StreamClear, StreamPrepare,
 };
 use maestral_sync::{
     Event, LinkSignal::*, LinkState, LocalAction, Pager, Phase, Role, StateView, Timing,
     TransportRequest, Turn, View,
 };
 
-fn song(s: &str) -> Option<SongId> {
-    Some(SongId::new(s))
-}
-
-fn set_page(epoch: u64, rev: u64, page: u32) -> Message {
-    Message::ChoirSetPage(ChoirSetPage {
-        song_epoch: SongEpoch(epoch),
-        page_revision: PageRevision(rev),
-        page_index: page,
-    })
-}
-
 fn set_song(s: &str, epoch: u64) -> Message {
     Message::ChoirSetSong(ChoirSetSong { song_id: song(s), song_epoch: SongEpoch(epoch) })
-}
-
-fn snapshot(s: &str, epoch: u64, page: u32, rev: u64) -> ChoirSnapshot {
-    ChoirSnapshot {
-        session_id: SessionId::new("S"),
-        song_id: song(s),
-        song_epoch: SongEpoch(epoch),
-        page_index: page,
-        page_revision: PageRevision(rev),
-    }
 }
 
 /// A `JOIN_REQUEST` in follow mode from a Follower that has seen no epoch.

@@ -2,7 +2,10 @@
 
 #![allow(dead_code)]
 
-use maestral_protocol::{DeviceId, Envelope, Message, SessionId, decode};
+use maestral_protocol::{
+    ChoirSetPage, ChoirSnapshot, DeviceId, Envelope, Message, PageRevision, SessionId, SongEpoch,
+    SongId, decode,
+};
 use maestral_sync::{
     Engine, EngineConfig, Event, LinkSignal, LinkState, LocalAction, Output, Phase, RecvError,
     Role, StateView, TransportRequest, View,
@@ -11,6 +14,31 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 pub const T0: u64 = 1_735_689_600_000;
+
+/// Song `s`'s id (tests name songs by short strings).
+pub fn song(s: &str) -> Option<SongId> {
+    Some(SongId::new(s))
+}
+
+/// A Choir snapshot of session "S".
+pub fn snapshot(s: &str, epoch: u64, page: u32, rev: u64) -> ChoirSnapshot {
+    ChoirSnapshot {
+        session_id: SessionId::new("S"),
+        song_id: song(s),
+        song_epoch: SongEpoch(epoch),
+        page_index: page,
+        page_revision: PageRevision(rev),
+    }
+}
+
+/// A Choir `SET_PAGE`.
+pub fn set_page(epoch: u64, rev: u64, page: u32) -> Message {
+    Message::ChoirSetPage(ChoirSetPage {
+        song_epoch: SongEpoch(epoch),
+        page_revision: PageRevision(rev),
+        page_index: page,
+    })
+}
 
 pub struct Dev {
     pub e: Engine,
