@@ -7,6 +7,7 @@ pub mod pairing;
 pub mod qr;
 pub mod rtc;
 pub mod signaling;
+pub mod state;
 pub mod sync;
 
 #[cfg(feature = "test-support")]
