@@ -80,13 +80,12 @@ impl Plugin for AppPlugin {
                 window.control
             }
         };
-        // Solo in a window opens where the performer left off; scripts and sessions start
-        // from what they are told.
-        if matches!(options.frontend, Frontend::Window(_))
+        // Every role keeps where each song was left. Solo in a window, with no partner to take
+        // the page from, opens there; scripts and sessions start from what they are told.
+        let resume = matches!(options.frontend, Frontend::Window(_))
             && matches!(options.sync.mode, SyncMode::Solo)
-        {
-            app.add_plugins(persistence::plugin);
-        }
+            && !resumes(&options.sync);
+        app.add_plugins(persistence::PositionsPlugin { resume });
         if control {
             app.insert_resource(ControlInput::stdin(waker)).add_plugins(control::plugin);
         }
@@ -94,11 +93,24 @@ impl Plugin for AppPlugin {
         // a file argument headless (HEADLESS.md); a Follower waits for its Master's song.
         let shown_at_start =
             matches!(options.frontend, Frontend::Window(_)) || options.library.is_file();
-        let show = shown_at_start && !matches!(options.sync.mode, SyncMode::Join(_));
+        let show = shown_at_start && !resumes(&options.sync);
         let open = OpenScore { path: options.library.clone(), show };
         app.add_systems(Startup, move |mut opens: MessageWriter<OpenScore>| {
             opens.write(open.clone());
         });
+    }
+}
+
+/// Whether the role starts from what the state directory kept (a Master's session, a
+/// Follower's membership, a Solo pairing), or waits for a Master: then the position comes from
+/// the sync thread, and the score opened at start is not shown (showing it would be a song
+/// change: a resumed Master would move the whole choir to page 0).
+fn resumes(sync: &SyncSettings) -> bool {
+    let stored = sync.state_dir.as_deref().map(maestral_net::stored).unwrap_or_default();
+    match sync.mode {
+        SyncMode::Join(_) | SyncMode::Rejoin { .. } => true,
+        SyncMode::ChoirMaster { .. } => stored.master_session,
+        SyncMode::Solo | SyncMode::SoloOffer | SyncMode::SoloAnswer(_) => stored.solo.is_some(),
     }
 }
 

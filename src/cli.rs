@@ -199,13 +199,20 @@ impl Cli {
         Ok(())
     }
 
-    /// The app's options, with the device id read from (or first written to) the state folder.
-    pub fn app_options(self) -> AppOptions {
+    /// The state directory asked for, else the platform's.
+    pub fn state_dir(&self) -> PathBuf {
+        self.state_dir.clone().unwrap_or_else(persistence::default_state_dir)
+    }
+
+    /// The app's options, with the device id read from (or first written to) the state
+    /// directory `state` (opened, and locked, by the caller). A directory that cannot be
+    /// written gives the device id only: nothing is resumed or kept.
+    pub fn app_options(self, state: &persistence::StateDir) -> AppOptions {
         let link = self.join_link().map(str::to_owned);
-        let state_dir = self.state_dir.unwrap_or_else(persistence::default_state_dir);
+        let state_dir = state.path.clone();
         let device_id = match self.device_id {
             Some(id) => id,
-            None => persistence::stored_device_id(&state_dir),
+            None => persistence::stored_device_id(state),
         };
         let mode = if self.mode.choir_master {
             SyncMode::ChoirMaster { listen: self.listen }
@@ -216,7 +223,16 @@ impl Cli {
         } else if let Some(code) = self.mode.solo_answer {
             SyncMode::SoloAnswer(code)
         } else {
-            SyncMode::Solo
+            // No mode asked for: what the device kept (HEADLESS.md: `--state-dir` alone resumes
+            // it). A Solo device takes back its pairing in any case.
+            let stored = if state.writable { maestral_net::stored(&state_dir) } else { Default::default() };
+            if stored.master_session {
+                SyncMode::ChoirMaster { listen: None }
+            } else if let Some(host) = stored.follower {
+                SyncMode::Rejoin { host }
+            } else {
+                SyncMode::Solo
+            }
         };
         let w = self.window;
         let layout = match (w.layout, w.dual_window) {
@@ -247,7 +263,7 @@ impl Cli {
                 mode,
                 device_name: self.device_name.unwrap_or_else(persistence::host_name),
                 device_id,
-                state_dir: Some(state_dir),
+                state_dir: state.writable.then_some(state_dir),
             },
         }
     }
@@ -265,7 +281,21 @@ pub fn main() -> ExitCode {
             if let Err(message) = cli.check_join_link() {
                 Cli::command().error(clap::error::ErrorKind::ArgumentConflict, message).exit();
             }
-            return crate::app::run(cli.app_options());
+            // One app instance per state directory, held until the app ends.
+            let state = match persistence::StateDir::open(cli.state_dir()) {
+                Ok(state) => state,
+                Err(message) => {
+                    eprintln!("maestral: {message}");
+                    if cli.headless {
+                        println!("{}", serde_json::json!({"event": "error", "message": message}));
+                    }
+                    return ExitCode::FAILURE;
+                }
+            };
+            let options = cli.app_options(&state);
+            let code = crate::app::run(options);
+            drop(state);
+            return code;
         }
     };
     match outcome {
@@ -288,11 +318,16 @@ mod tests {
     const LINK: &str = "maestral://join?host=192.168.1.20:47110&session=0123&token=abc&fp=00";
 
     fn options(args: &[&str]) -> AppOptions {
-        let state = std::env::temp_dir().join(format!("maestral-cli-test-{}", std::process::id()));
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let state =
+            std::env::temp_dir().join(format!("maestral-cli-test-{}-{n}", std::process::id()));
         let mut argv = vec!["maestral", "--device-id", "D", "--device-name", "N", "--state-dir"];
         argv.push(state.to_str().expect("a UTF-8 temp path"));
         argv.extend(args);
-        Cli::try_parse_from(argv).expect("parses").app_options()
+        let cli = Cli::try_parse_from(argv).expect("parses");
+        let dir = persistence::StateDir::open(cli.state_dir()).expect("a state directory of its own");
+        cli.app_options(&dir)
     }
 
     #[test]
@@ -316,5 +351,38 @@ mod tests {
         assert!(message.contains("--choir-master"), "{message}");
         let alone = Cli::try_parse_from(["maestral", LINK]).expect("parses");
         assert_eq!(alone.check_join_link(), Ok(()));
+    }
+
+    /// A state directory holding `name` with `contents`, and the options of a run on it with no
+    /// mode option (a window, as a restarted app on a tablet).
+    fn resumed(name: &str, contents: &str) -> AppOptions {
+        let dir = std::env::temp_dir()
+            .join(format!("maestral-cli-resume-{}-{}", std::process::id(), name.replace('.', "-")));
+        std::fs::create_dir_all(&dir).expect("dir");
+        std::fs::write(dir.join(name), contents).expect("write");
+        let cli = Cli::try_parse_from(["maestral", "--state-dir", dir.to_str().expect("UTF-8")])
+            .expect("parses");
+        let state = persistence::StateDir::open(cli.state_dir()).expect("the directory");
+        let options = cli.app_options(&state);
+        drop(state);
+        let _ = std::fs::remove_dir_all(&dir);
+        options
+    }
+
+    #[test]
+    fn with_no_mode_option_the_app_resumes_the_role_its_state_directory_keeps() {
+        let master = resumed("master-session.json", r#"{"state": {"session_id": "s1"}}"#);
+        assert_eq!(master.sync.mode, SyncMode::ChoirMaster { listen: None });
+        let fp = ["AB"; 32].join(":");
+        let code = format!("maestral://join?host=192.168.1.20:47110&session=0123&token=abc&fp=sha-256+{fp}");
+        let follower = resumed("follower-session.json", &format!(r#"{{"join_code": "{code}"}}"#));
+        let host = "192.168.1.20:47110".parse().ok();
+        assert_eq!(follower.sync.mode, SyncMode::Rejoin { host });
+        let solo = resumed("solo-pairing.json", r#"{"partner": {"host": "192.168.1.21:4000"}}"#);
+        assert_eq!(solo.sync.mode, SyncMode::Solo);
+        assert_eq!(resumed("positions.json", "{}").sync.mode, SyncMode::Solo);
+        // An ended session keeps no session id: a new start is not a Master.
+        let ended = resumed("master-session.json", r#"{"state": {"session_id": null}}"#);
+        assert_eq!(ended.sync.mode, SyncMode::Solo);
     }
 }

@@ -3,49 +3,93 @@
 //! session.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use bevy::prelude::*;
 use crossbeam_channel::{Receiver, Sender};
+use maestral_net::state::{self, files};
 use maestral_score::{Song, SongId};
 
 use crate::model::{AppError, Position, SongLibrary, SyncSettings};
 
-const DEVICE_ID_FILE: &str = "device-id";
-
-/// `$XDG_STATE_HOME/maestral`, else `~/.local/state/maestral`, else `.maestral` here.
+/// The platform's place for an app's state (`directories`): `$XDG_STATE_HOME/maestral` (else
+/// `~/.local/state/maestral`) on Linux, `~/Library/Application Support/org.Maestral.Maestral`
+/// on macOS, `%LOCALAPPDATA%\Maestral\Maestral\data` on Windows; `.maestral` here where the
+/// platform names none.
 pub fn default_state_dir() -> PathBuf {
-    let env_dir = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
-    if let Some(dir) = env_dir("XDG_STATE_HOME") {
-        return dir.join("maestral");
-    }
-    if let Some(home) = env_dir("HOME").or_else(|| env_dir("USERPROFILE")) {
-        return home.join(".local").join("state").join("maestral");
-    }
-    PathBuf::from(".maestral")
+    directories::ProjectDirs::from("org", "Maestral", "Maestral")
+        .map(|dirs| dirs.state_dir().unwrap_or_else(|| dirs.data_local_dir()).to_path_buf())
+        .unwrap_or_else(|| PathBuf::from(".maestral"))
 }
 
-/// The device id stored in `state_dir`; a new one is made and stored if there is none. If the
-/// folder cannot be written, the id is used for this run only (with one warning).
-pub fn stored_device_id(state_dir: &Path) -> String {
-    let path = state_dir.join(DEVICE_ID_FILE);
-    if let Ok(text) = std::fs::read_to_string(&path) {
-        let id = text.trim();
-        if valid_device_id(id) {
-            return id.to_owned();
+/// A warning given before the app (and its log) exists: one line on standard error, like the
+/// log's.
+macro_rules! early_warning {
+    ($($arg:tt)*) => { eprintln!("WARN maestral: {}", format_args!($($arg)*)) };
+}
+
+/// The state directory as this run may use it.
+#[derive(Debug)]
+pub struct StateDir {
+    pub path: PathBuf,
+    /// `false`: it cannot be written; this run reads what it can and keeps nothing.
+    pub writable: bool,
+    /// Held while the app runs: a second instance on the directory is refused.
+    _lock: Option<state::StateLock>,
+}
+
+impl StateDir {
+    /// Takes the directory's lock. Another instance on it is an error (its message is the one
+    /// line to tell the user); a directory that cannot be written is used read-only, with one
+    /// warning.
+    pub fn open(path: PathBuf) -> Result<Self, String> {
+        match state::lock(&path) {
+            Ok(lock) => Ok(StateDir { path, writable: true, _lock: Some(lock) }),
+            Err(held @ state::LockError::Held { .. }) => Err(held.to_string()),
+            Err(unwritable @ state::LockError::Unwritable { .. }) => {
+                early_warning!("{unwritable}");
+                Ok(StateDir { path, writable: false, _lock: None })
+            }
         }
-        warn!("{} does not hold a usable device id; making a new one", path.display());
+    }
+}
+
+/// The device id stored in the state directory; a new one is made and stored if there is none.
+/// A file that holds no usable id is set aside (as `device-id.broken`, never overwriting an
+/// earlier one) with one warning. If the directory cannot be written, the id is for this run
+/// only.
+pub fn stored_device_id(dir: &StateDir) -> String {
+    let path = dir.path.join(files::DEVICE_ID);
+    match std::fs::read(&path) {
+        Ok(bytes) => {
+            let text = std::str::from_utf8(&bytes).unwrap_or("").trim();
+            if valid_device_id(text) {
+                return text.to_owned();
+            }
+            // A read-only directory: its own warning said this run keeps nothing.
+            if dir.writable {
+                let what = if bytes.trim_ascii().is_empty() { "is empty" } else { "holds no usable device id" };
+                match state::set_aside(&path) {
+                    Ok(aside) => early_warning!(
+                        "{} {what}; it was kept as {} and this device has a new id (peers see a new device)",
+                        path.display(),
+                        aside.display()
+                    ),
+                    Err(e) => early_warning!(
+                        "{} {what} and could not be set aside ({e}); this device has a new id",
+                        path.display()
+                    ),
+                }
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound || !dir.writable => {}
+        Err(e) => early_warning!("could not read {} ({e}); this run uses a new device id", path.display()),
     }
     let id = format!("maestral-{:016x}", rand::random::<u64>());
-    let write = || -> std::io::Result<()> {
-        std::fs::create_dir_all(state_dir)?;
-        let aside = path.with_extension("new");
-        std::fs::write(&aside, format!("{id}\n"))?;
-        std::fs::rename(&aside, &path)
-    };
-    if let Err(error) = write() {
-        warn!(
+    if dir.writable
+        && let Err(error) = state::write_atomically(&path, format!("{id}\n").as_bytes(), false)
+    {
+        early_warning!(
             "could not store the device id in {} ({error}); peers will see a new id next time — pass --state-dir DIR or --device-id ID",
             path.display()
         );
@@ -70,13 +114,22 @@ pub fn host_name() -> String {
         .unwrap_or_else(|| "Maestral".to_owned())
 }
 
-/// The last song and page per song, kept in `positions.json` in the state directory, so the
-/// app (Solo) opens where the performer left off. The file is read once as the app is built
-/// (before any frame) and written by a thread of its own.
-pub fn plugin(app: &mut App) {
-    let dir = app.world().get_resource::<SyncSettings>().and_then(|s| s.state_dir.clone());
-    if let Some(dir) = dir {
-        let (positions, problem) = SavedPositions::load(&dir);
+/// The last song and page per song, kept in `positions.json` in the state directory for every
+/// role. The file is read once as the app is built (before any frame) and written by a thread
+/// of its own. `resume`: the first score shown opens where the performer left off (a windowed
+/// Solo device with no partner to take the page from); scripts and sessions start from what
+/// they are told.
+#[derive(Debug)]
+pub struct PositionsPlugin {
+    pub resume: bool,
+}
+
+impl Plugin for PositionsPlugin {
+    fn build(&self, app: &mut App) {
+        let dir = app.world().get_resource::<SyncSettings>().and_then(|s| s.state_dir.clone());
+        let Some(dir) = dir else { return };
+        let (mut positions, problem) = SavedPositions::load(&dir);
+        positions.resumed = !self.resume;
         app.insert_resource(positions);
         if let Some(message) = problem {
             warn!("{message}");
@@ -84,14 +137,12 @@ pub fn plugin(app: &mut App) {
                 errors.write(AppError(message.clone()));
             });
         }
+        app.add_systems(
+            Last,
+            (note_positions, report_write_errors).run_if(resource_exists::<SavedPositions>),
+        );
     }
-    app.add_systems(
-        Last,
-        (note_positions, report_write_errors).run_if(resource_exists::<SavedPositions>),
-    );
 }
-
-const POSITIONS_FILE: &str = "positions.json";
 
 /// Where the app opens: the song the performer left off in, and the page to turn to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -120,7 +171,7 @@ impl SavedPositions {
     /// one is set aside as `positions.json.broken` (never overwritten) and the returned message
     /// says so.
     pub fn load(state_dir: &Path) -> (Self, Option<String>) {
-        let path = state_dir.join(POSITIONS_FILE);
+        let path = state_dir.join(files::POSITIONS);
         let mut positions = SavedPositions {
             path,
             last_song: None,
@@ -141,7 +192,7 @@ impl SavedPositions {
             }
         };
         let parsed = serde_json::from_str::<serde_json::Value>(&text)
-            .map_err(|e| e.to_string())
+            .map_err(|e| if text.trim().is_empty() { "it is empty".to_owned() } else { e.to_string() })
             .and_then(|value| {
                 value.is_object().then_some(value).ok_or_else(|| "not a JSON object".to_owned())
             });
@@ -158,19 +209,10 @@ impl SavedPositions {
                 (positions, None)
             }
             Err(error) => {
-                let aside = broken_path(&positions.path);
-                let message = match std::fs::rename(&positions.path, &aside) {
-                    Ok(()) => format!(
-                        "{} is unreadable ({error}); it was kept as {} and the app starts from the first page",
-                        positions.path.display(),
-                        aside.display()
-                    ),
-                    Err(rename) => format!(
-                        "{} is unreadable ({error}) and could not be moved to {} ({rename}); the app starts from the first page",
-                        positions.path.display(),
-                        aside.display()
-                    ),
-                };
+                let message = format!(
+                    "{}; the app starts from the first page",
+                    state::broken(&positions.path, error)
+                );
                 (positions, Some(message))
             }
         }
@@ -205,15 +247,8 @@ impl SavedPositions {
     }
 }
 
-fn broken_path(path: &Path) -> PathBuf {
-    let mut name = path.as_os_str().to_owned();
-    name.push(".broken");
-    PathBuf::from(name)
-}
-
 /// The thread that writes `positions.json`: only the newest record is written (older ones
-/// still queued are skipped), aside first, synced, then renamed over the file, so a crash
-/// leaves the old file or the new one, never half of one. Dropped with the app, it writes what
+/// still queued are skipped), atomically ([`state::write_atomically`]). Dropped with the app, it writes what
 /// is queued before it goes.
 #[derive(Debug)]
 struct PositionsWriter {
@@ -235,7 +270,7 @@ impl PositionsWriter {
                     while let Ok(newer) = rx.try_recv() {
                         text = newer;
                     }
-                    match write_atomically(&path, text.as_bytes()) {
+                    match state::write_atomically(&path, text.as_bytes(), false) {
                         Ok(()) => failing = false,
                         // Said once until a write works again.
                         Err(error) if !failing => {
@@ -268,20 +303,6 @@ impl Drop for PositionsWriter {
             let _ = thread.join();
         }
     }
-}
-
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let mut aside = path.as_os_str().to_owned();
-    aside.push(".new");
-    let aside = PathBuf::from(aside);
-    let mut file = std::fs::File::create(&aside)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    drop(file);
-    std::fs::rename(&aside, path)
 }
 
 /// Notes a change of song or page (a song of this device's library) and hands the record to

@@ -65,7 +65,7 @@ impl SyncBridge {
     pub fn start(settings: &SyncSettings, waker: Waker) -> Result<Self, String> {
         let role = settings.mode.role();
         let first = first_command(&settings.mode)?;
-        let mut config = SyncConfig::new(settings.device_id.as_str(), bind_ip(&settings.mode));
+        let mut config = SyncConfig::new(settings.device_id.as_str(), bind_ip(settings));
         config.device_name.clone_from(&settings.device_name);
         config.state_dir.clone_from(&settings.state_dir);
         let handle = SyncHandle::start(role, config, move || waker.wake())
@@ -143,6 +143,10 @@ impl SyncBridge {
         if let CommandSink::Thread(handle) =
             std::mem::replace(&mut self.commands, CommandSink::Retired)
         {
+            // Another role: a Follower leaves its session for good (a quit keeps it).
+            if self.role == Role::Follower {
+                handle.send(SyncCommand::Local(LocalAction::Leave));
+            }
             let spawned = std::thread::Builder::new()
                 .name("maestral-sync-close".into())
                 .spawn(move || handle.shutdown());
@@ -166,15 +170,22 @@ fn first_command(mode: &SyncMode) -> Result<Option<SyncCommand>, String> {
         SyncMode::Join(code) => {
             Some(SyncCommand::Join(code.parse::<JoinCode>().map_err(|e| e.to_string())?))
         }
+        SyncMode::Rejoin { .. } => Some(SyncCommand::Rejoin),
     })
 }
 
 /// The address WebRTC gathers candidates on: the one the Master listens on; for a Follower the
-/// one that routes to its Master; else the LAN address.
-fn bind_ip(mode: &SyncMode) -> IpAddr {
-    match mode {
+/// one that routes to its Master; for a paired Solo device the one that routes to its partner;
+/// else the LAN address.
+fn bind_ip(settings: &SyncSettings) -> IpAddr {
+    match &settings.mode {
+        SyncMode::Solo | SyncMode::SoloOffer | SyncMode::SoloAnswer(_) => {
+            let partner = settings.state_dir.as_deref().and_then(|d| maestral_net::stored(d).solo);
+            lan_ip(partner.flatten())
+        }
         SyncMode::ChoirMaster { listen: Some(addr) } if !addr.ip().is_unspecified() => addr.ip(),
         SyncMode::Join(code) => lan_ip(code.parse::<JoinCode>().ok().map(|c| c.host)),
+        SyncMode::Rejoin { host } => lan_ip(*host),
         _ => lan_ip(None),
     }
 }

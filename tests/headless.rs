@@ -273,3 +273,37 @@ fn a_master_with_an_unreadable_saved_session_still_starts_with_a_join_code() {
     assert_eq!(errors, 1, "{:#?}", master.seen);
     assert!(master.quit().success());
 }
+
+/// HEADLESS.md: a file argument is the score shown at start, as in the window; a Solo device
+/// and a Master start on its page 0, a Follower waits for its Master's song.
+#[test]
+fn a_file_argument_is_shown_at_start_and_a_follower_waits_for_its_masters_song() {
+    let file = score("lanterns-on-the-water.pdf");
+    let dirs = (TempDir::new("file-s"), TempDir::new("file-m"), TempDir::new("file-f"));
+    let start = |name: &str, dir: &TempDir, args: &[&str]| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_maestral"));
+        command.arg("--headless").arg(&file).args(["--device-id", name, "--state-dir"]);
+        command.arg(&dir.0).args(args);
+        let mut app = App::spawn(command);
+        app.name = name.into();
+        app
+    };
+    let mut solo = start("S", &dirs.0, &[]);
+    let shown = solo.wait("the file shown", |e| e["event"] == "show");
+    assert_eq!((shown["page_index"].as_u64(), shown["page_count"].as_u64()), (Some(0), Some(11)));
+    let song = shown["song_id"].as_str().expect("a song").to_owned();
+    assert!(solo.quit().success());
+
+    let mut master = start("M", &dirs.1, &["--choir-master", "--listen", "127.0.0.1:0"]);
+    let ready = master.wait("ready", |e| e["event"] == "ready");
+    let code = ready["join_code"].as_str().expect("a join code").to_owned();
+    master.wait("the file shown", |e| e["event"] == "show" && e["song_id"] == song.as_str());
+    master.send("page 3");
+    master.wait("page 3", |e| e["event"] == "show" && e["page_index"] == 3);
+    let mut singer = start("F", &dirs.2, &["--join", &code]);
+    let first = singer.wait("its first page", |e| e["event"] == "show");
+    assert_eq!(first["song_id"], song.as_str(), "{first}");
+    assert_eq!(first["page_index"], 3, "the Master's page, not its own file's start: {first}");
+    assert!(singer.quit().success());
+    assert!(master.quit().success());
+}

@@ -18,6 +18,8 @@ pub enum ControlCommand {
     Free,
     End,
     Leave,
+    /// Solo: forget the paired device.
+    Unpair,
     Quit,
     /// Another role, the old one ended first: `start` (a Choir session), `join CODE`, `alone`.
     Switch(SyncMode),
@@ -47,7 +49,7 @@ pub enum WindowCommand {
 pub struct ControlEvent(pub Value);
 
 /// The headless commands, for messages that list them.
-pub(super) const COMMANDS: &str = "next, prev, page N, song SONG_ID|PATH, follow, free, end, leave, start, join CODE, alone, quit";
+pub(super) const COMMANDS: &str = "next, prev, page N, song SONG_ID|PATH, follow, free, end, leave, unpair, start, join CODE, alone, quit";
 
 /// Parses one command line.
 pub fn parse_command(line: &str) -> Result<ControlCommand, String> {
@@ -64,6 +66,7 @@ pub fn parse_command(line: &str) -> Result<ControlCommand, String> {
         "free" => no_argument(ControlCommand::Free),
         "end" => no_argument(ControlCommand::End),
         "leave" => no_argument(ControlCommand::Leave),
+        "unpair" => no_argument(ControlCommand::Unpair),
         "quit" => no_argument(ControlCommand::Quit),
         "start" => no_argument(ControlCommand::Switch(SyncMode::ChoirMaster { listen: None })),
         "alone" => no_argument(ControlCommand::Switch(SyncMode::Solo)),

@@ -138,6 +138,7 @@ pub(super) fn run_commands(
             }
             ControlCommand::End => sync(LocalAction::EndSession, &mut actions.errors),
             ControlCommand::Leave => sync(LocalAction::Leave, &mut actions.errors),
+            ControlCommand::Unpair => sync(LocalAction::Unpair, &mut actions.errors),
             ControlCommand::Switch(mode) => {
                 actions.switches.write(SwitchRole(mode));
                 // The switch is carried out at the start of a frame: ask for one.

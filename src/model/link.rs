@@ -22,6 +22,9 @@ pub enum SyncMode {
     ChoirMaster { listen: Option<SocketAddr> },
     /// Join the Choir session of this join code.
     Join(String),
+    /// Rejoin the Choir session kept in the state directory (a restarted Follower); `host`:
+    /// the Master's listener, as kept.
+    Rejoin { host: Option<SocketAddr> },
 }
 
 impl SyncMode {
@@ -29,7 +32,7 @@ impl SyncMode {
         match self {
             SyncMode::Solo | SyncMode::SoloOffer | SyncMode::SoloAnswer(_) => Role::Solo,
             SyncMode::ChoirMaster { .. } => Role::Master,
-            SyncMode::Join(_) => Role::Follower,
+            SyncMode::Join(_) | SyncMode::Rejoin { .. } => Role::Follower,
         }
     }
 }

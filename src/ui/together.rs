@@ -89,7 +89,7 @@ fn solo(ui: &mut egui::Ui, sync: &SyncView, state: &mut UiState, out: &mut Vec<U
             ui.label("pages");
         });
         if state.button(ui, UNPAIR).clicked() {
-            out.push(UiAction::Switch(SyncMode::Solo));
+            out.push(UiAction::Local(LocalAction::Unpair));
         }
     } else {
         if let Some(code) = &sync.pair_code {

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod restart;
+
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -120,11 +122,16 @@ pub struct App {
 }
 
 impl App {
-    pub fn spawn(mut command: Command) -> App {
+    pub fn spawn(command: Command) -> App {
+        App::spawn_logging(command, app_stderr())
+    }
+
+    /// Like [`App::spawn`], with the app's log (standard error) going to `stderr`.
+    pub fn spawn_logging(mut command: Command, stderr: Stdio) -> App {
         let mut child = command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(app_stderr())
+            .stderr(stderr)
             .spawn()
             .expect("maestral starts");
         let stdout = child.stdout.take().expect("piped");
@@ -194,9 +201,30 @@ impl App {
         }
     }
 
+    /// Reads what the app says within `up_to` (into `seen`), without waiting for anything.
+    pub fn drain(&mut self, up_to: Duration) {
+        let deadline = Instant::now() + up_to;
+        while let Ok((at, line)) =
+            self.lines.recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        {
+            let event: Value = serde_json::from_str(&line)
+                .unwrap_or_else(|e| panic!("{}: not a JSON line ({e}): {line:?}", self.name));
+            self.seen.push(event);
+            self.seen_times.push(at);
+        }
+    }
+
     /// Every event seen so far, with the time its line was read.
     pub fn seen_at(&self) -> impl Iterator<Item = (&Value, Instant)> {
         self.seen.iter().zip(self.seen_times.iter().copied())
+    }
+
+    /// An event matching `want` seen already, else the next one.
+    pub fn seen_or_wait(&mut self, what: &str, want: impl Fn(&Value) -> bool) -> Value {
+        match self.seen.iter().find(|e| want(e)) {
+            Some(e) => e.clone(),
+            None => self.wait(what, want),
+        }
     }
 
     pub fn wait(&mut self, what: &str, want: impl Fn(&Value) -> bool) -> Value {

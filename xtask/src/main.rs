@@ -16,7 +16,7 @@ usage: cargo xtask <command>
   test                   set up and run every test (what CI runs)
   sim [--seeds N] [--seed S] [--start S]
                          run the sync-engine simulation for more seeds
-  bench engine|render|sync|app|roster [--dev]
+  bench engine|render|sync|app|roster|restart [--dev]
                          run a benchmark (release; `app --dev`: the dev build, which is
                          much quicker to build); results under target/bench/
   features               check that `run` and `test` build shared crates with the same
@@ -162,7 +162,7 @@ fn app_bench(name: &str, rest: &[String]) -> Result<()> {
 
 fn bench(rest: &[String]) -> Result<()> {
     let Some(which) = rest.first() else {
-        bail!("which benchmark? `cargo xtask bench engine`, `render`, `sync`, `app` or `roster`");
+        bail!("which benchmark? `cargo xtask bench engine`, `render`, `sync`, `app`, `roster` or `restart`");
     };
     std::fs::create_dir_all(root().join("target/bench"))?;
     match which.as_str() {
@@ -179,10 +179,12 @@ fn bench(rest: &[String]) -> Result<()> {
         "sync" => status(cargo().args(["bench", "--package", "maestral-net", "--bench", "sync"])),
         // Headless processes: the Master's roster with 20 Followers (benches/roster.rs).
         "roster" => app_bench("roster", rest),
+        // Headless processes killed and restarted with only their state (benches/restart.rs).
+        "restart" => app_bench("restart", rest),
         // A real window under Xvfb with Mesa's software Vulkan (see tests/window.rs).
         "app" => app_bench("app", rest),
         other => {
-            bail!("unknown benchmark `{other}`: try `engine`, `render`, `sync`, `app` or `roster`")
+            bail!("unknown benchmark `{other}`: try `engine`, `render`, `sync`, `app`, `roster` or `restart`")
         }
     }
 }

@@ -12,4 +12,4 @@ pub mod sync;
 
 #[cfg(feature = "test-support")]
 pub use sync::Fault;
-pub use sync::{StartError, SyncCommand, SyncConfig, SyncError, SyncEvent, SyncHandle};
+pub use sync::{StartError, Stored, SyncCommand, SyncConfig, SyncError, SyncEvent, SyncHandle, stored};

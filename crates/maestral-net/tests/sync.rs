@@ -475,3 +475,119 @@ fn a_first_join_keeps_trying_while_the_master_is_unreachable() {
     f.wait_phase(Phase::FollowerConnectedFollow);
     assert_eq!(f.errors.len(), 1, "{:?}", f.errors);
 }
+
+/// Reads a Solo device's `solo-pairing.json` once it holds what a call-back needs (the
+/// partner's listener and key, from its `PAIR_INFO`).
+fn pairing_file(dir: &std::path::Path) -> serde_json::Value {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let file = std::fs::read(dir.join("solo-pairing.json")).ok();
+        let value: Option<serde_json::Value> = file.and_then(|f| serde_json::from_slice(&f).ok());
+        if let Some(v) = value.filter(|v| v["partner"]["their_key"].is_string()) {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "no complete pairing kept in {}", dir.display());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn solo_in(name: &str, dir: &std::path::Path) -> Peer {
+    let mut cfg = config(name);
+    cfg.state_dir = Some(dir.to_path_buf());
+    Peer::with(Role::Solo, cfg)
+}
+
+/// A forger that holds everything B keeps on disk (B's certificate and private key, A's
+/// call-back key, the counters) posts call-backs to A. Each forgery is refused, the genuine
+/// partner's link stays up, and the pair stays in step. The genuine restart first: B restarted
+/// from its state directory calls A back by itself.
+#[test]
+fn forged_solo_call_backs_are_refused_and_the_live_pair_is_untouched() {
+    use maestral_net::rtc::{Link, RtcConfig, sha256_fingerprint};
+    use maestral_net::signaling::{JoinError, JoinRequestBody, RejectReason, post_join};
+    use maestral_protocol::SessionToken;
+
+    let (dir_a, dir_b) = (temp_dir("forge-a"), temp_dir("forge-b"));
+    let mut a = solo_in("A", &dir_a);
+    let mut b = solo_in("B", &dir_b);
+    a.h.send(SyncCommand::SoloOffer);
+    a.wait("an offer code", |s| s.pair_code.is_some());
+    b.h.send(SyncCommand::SoloAnswer(a.pair_code.take().expect("offer")));
+    b.wait("an answer code", |s| s.pair_code.is_some());
+    a.h.send(SyncCommand::SoloAccept(b.pair_code.take().expect("answer")));
+    a.wait_phase(Phase::SoloPairedConnected);
+    b.wait_phase(Phase::SoloPairedConnected);
+    pairing_file(&dir_a);
+    pairing_file(&dir_b);
+    a.local(song("duet"));
+    both_halves(&mut a, &mut b, 0);
+
+    // B's app stops and starts again with only its state directory: it calls A back.
+    b.h.shutdown();
+    a.wait("the drop-out", |s| s.phases.contains(&Phase::SoloPairedReconnecting));
+    let mut b = solo_in("B", &dir_b);
+    b.wait_phase(Phase::SoloPairedConnected);
+    a.wait_phase(Phase::SoloPairedConnected);
+    a.local(LocalAction::NextPage);
+    both_halves(&mut a, &mut b, 2);
+    let phases_before = a.phases.len();
+
+    // What B keeps: its certificate, A's listener and the key A's listener wants, the counter
+    // of its last call (which A accepted).
+    let kept = pairing_file(&dir_b);
+    let b_cert = DtlsCert::from_pem(kept["cert_pem"].as_str().expect("cert")).expect("B's cert");
+    let host: SocketAddr = kept["partner"]["host"].as_str().expect("host").parse().expect("addr");
+    let key = kept["partner"]["their_key"].as_str().expect("key").to_owned();
+    let sent = kept["partner"]["sent"].as_u64().expect("counter");
+    assert!(sent > 0, "B called back: {kept}");
+    let (id_a, id_b, id_c) = (DeviceId::new("A"), DeviceId::new("B"), DeviceId::new("C"));
+
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let call = |cert: &DtlsCert, caller: &DeviceId, key: &str, counter: u64| {
+        rt.block_on(async {
+            let (link, offer, _events) =
+                Link::offer(&RtcConfig::new(LOCAL), Some(cert)).await.expect("an offer");
+            let fp = sha256_fingerprint(&offer).expect("the offer's fingerprint");
+            let token = maestral_net::sync::callback_proof(key, caller, &id_a, &fp, counter);
+            let body = JoinRequestBody {
+                session_id: "solo".into(),
+                token: SessionToken::new(token),
+                device_id: caller.to_string(),
+                offer,
+            };
+            let outcome = post_join(host, &body, WAIT).await;
+            link.close().await;
+            outcome
+        })
+    };
+    let refused = |outcome: Result<String, JoinError>, reason: RejectReason, what: &str| {
+        match outcome {
+            Err(JoinError::Rejected(r)) => assert_eq!(r, reason, "{what}"),
+            other => panic!("{what}: not refused as {reason:?}: {other:?}"),
+        }
+    };
+    let other_cert = DtlsCert::generate().expect("a certificate");
+    let fresh = sent + 1_000_000;
+    refused(call(&b_cert, &id_b, "not-the-key", fresh), RejectReason::InvalidToken, "a wrong key");
+    refused(call(&b_cert, &id_b, &key, sent), RejectReason::InvalidToken, "a replayed counter");
+    refused(call(&b_cert, &id_b, &key, sent - 1), RejectReason::InvalidToken, "an older counter");
+    refused(call(&other_cert, &id_b, &key, fresh), RejectReason::InvalidToken, "another certificate");
+    refused(call(&b_cert, &id_c, &key, fresh), RejectReason::InvalidToken, "a third device");
+    // Everything right (as B itself would call), but the pair is up: it is never replaced.
+    refused(call(&b_cert, &id_b, &key, fresh), RejectReason::Unavailable, "a call while paired");
+
+    // The live pair is untouched: no drop-out, still in step both ways.
+    b.local(LocalAction::NextPage);
+    both_halves(&mut a, &mut b, 4);
+    a.local(LocalAction::NextPage);
+    both_halves(&mut a, &mut b, 6);
+    assert!(
+        !a.phases[phases_before..].contains(&Phase::SoloPairedReconnecting),
+        "A's link never dropped: {:?}",
+        a.phases
+    );
+    assert_eq!(a.links.get(&id_b), Some(&LinkState::Connected));
+    assert!(a.errors.is_empty() && b.errors.is_empty(), "{:?} {:?}", a.errors, b.errors);
+    let _ = std::fs::remove_dir_all(&dir_a);
+    let _ = std::fs::remove_dir_all(&dir_b);
+}

@@ -27,7 +27,7 @@ use rand_core::CryptoRng;
 #[cfg(feature = "test-support")]
 pub use crate::core::PlantedBreak;
 pub use crate::core::{EngineConfig, Timing};
-pub use crate::follower::FollowerState;
+pub use crate::follower::{FollowerResume, FollowerState};
 pub use crate::master::MasterState;
 pub use crate::pager::{Pager, Turn};
 pub use crate::roster::{Roster, RosterMember, RosterSummary};
@@ -174,6 +174,31 @@ impl Engine {
             }
         }
         self.settle(self.now);
+    }
+
+    /// Follower: take back the session kept across a restart; it rejoins by itself.
+    pub fn resume_follower(&mut self, now: u64, saved: &FollowerResume) {
+        if let RoleState::Follower(f) = &mut self.role {
+            f.resume(&mut self.core, now, saved);
+        }
+        self.settle(now);
+    }
+
+    /// Follower: what to keep across a restart (`None` outside a session accepted once).
+    pub fn follower_resume(&self) -> Option<FollowerResume> {
+        match &self.role {
+            RoleState::Follower(f) => f.resume_record(),
+            _ => None,
+        }
+    }
+
+    /// Solo: take back the pairing and shared state kept across a restart; it calls the
+    /// partner back by itself.
+    pub fn resume_solo(&mut self, now: u64, partner: &DeviceId, state: &SoloState) {
+        if let RoleState::Solo(s) = &mut self.role {
+            s.resume(&mut self.core, now, partner, state);
+        }
+        self.settle(now);
     }
 
     /// Solo: the paired device, if any.

@@ -56,6 +56,35 @@ impl Solo {
         self.partner.as_ref()
     }
 
+    /// A restarted device takes back its pairing and the shared state it kept (with their
+    /// stamps, so latest-change-wins still holds across the restart), and calls its partner
+    /// back at once, then on the usual backoff, as after a drop-out.
+    pub fn resume(&mut self, core: &mut Core, now: u64, partner: &DeviceId, state: &SoloState) {
+        if partner == core.me() {
+            return;
+        }
+        self.state = state.clone();
+        self.partner = Some(partner.clone());
+        self.gave_up = false;
+        self.retry = Some(Retry::running(now, core));
+        core.set_link(now, partner, LinkState::Reconnecting);
+        core.request(TransportRequest::Connect { peer: partner.clone() });
+    }
+
+    /// The performer unpairs: the partner is forgotten and its link closed; this device plays
+    /// alone, one page at a time, on the page it shows.
+    fn unpair(&mut self, core: &mut Core, now: u64) {
+        // Its half of the spread, worked out while still paired.
+        let shown = self.view(core.me()).page_index;
+        let Some(partner) = self.partner.take() else { return };
+        self.retry = None;
+        self.gave_up = false;
+        self.state.page_index = shown;
+        core.set_link(now, &partner, LinkState::Ended);
+        core.request(TransportRequest::Disconnect { peer: partner.clone() });
+        core.forget_link(&partner);
+    }
+
     /// Paired: page turns move the shared spread by two.
     fn paired(&self) -> bool {
         self.partner.is_some() && !self.gave_up
@@ -287,6 +316,7 @@ impl Solo {
                 let layout = Layout { leader_device_id: core.me().clone(), parity };
                 self.change(core, now, Change::Layout(layout));
             }
+            LocalAction::Unpair => self.unpair(core, now),
             other => {
                 return Err(ActionError::NotForRole { action: other.kind(), role: "solo" });
             }

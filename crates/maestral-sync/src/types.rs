@@ -139,6 +139,8 @@ pub enum LocalAction {
         token: SessionToken,
     },
     Leave,
+    /// Solo: forget the paired device and play alone (an extension of V1's actions).
+    Unpair,
     SetFollowMode {
         mode: FollowMode,
     },
@@ -169,6 +171,7 @@ impl LocalAction {
             LocalAction::Join { .. } => "join",
             LocalAction::JoinByCode { .. } => "join_by_code",
             LocalAction::Leave => "leave",
+            LocalAction::Unpair => "unpair",
             LocalAction::SetFollowMode { .. } => "set_follow_mode",
         }
     }

@@ -33,22 +33,12 @@ pub enum SyncError {
     /// Follower: a first join failed and is retried (said once).
     #[error("{0} — trying again")]
     JoinRetrying(JoinFailure),
-    /// Master: the session file could not be read.
-    #[error("could not read {}: {reason}", path.display())]
-    ReadSession { path: PathBuf, reason: String },
-    /// Master: the session file is unreadable and was set aside.
-    #[error(
-        "the saved session in {} is unreadable ({reason}); it was kept as {} and a new session starts",
-        path.display(),
-        aside.display()
-    )]
-    BrokenSession { path: PathBuf, aside: PathBuf, reason: String },
-    /// Master: the session file could not be written.
-    #[error(
-        "could not save the session to {} ({reason}); a restart will need a new code",
-        path.display()
-    )]
-    SaveSession { path: PathBuf, reason: String },
+    /// A role's state file could not be read, or was unreadable and set aside.
+    #[error("{error}; {}", consequence(name))]
+    StateFile { name: &'static str, error: crate::state::StateFileError },
+    /// A role's state file could not be written.
+    #[error("could not keep {} ({reason}); {}", path.display(), consequence_of_save(path))]
+    SaveState { path: PathBuf, reason: String },
     /// Master: the saved certificate could not be loaded.
     #[error("the saved session's certificate is unreadable ({0}); starting a new session")]
     SavedCertificate(RtcError),
@@ -70,11 +60,41 @@ pub enum SyncError {
     /// Solo: the pairing's link did not open, or closed at once.
     #[error("{0}")]
     Pairing(&'static str),
+    /// Follower: `--state-dir` alone asked to rejoin, but no session is stored.
+    #[error("no session is stored in {}; join with the code the conductor shows", dir.display())]
+    NothingToRejoin { dir: PathBuf },
+    /// Solo: the stored pairing's certificate could not be loaded.
+    #[error("the stored pairing's certificate is unreadable ({0}); pair the two devices again")]
+    PairingCertificate(RtcError),
     /// Solo: the call-back listener could not be bound.
     #[error(
         "could not listen for the paired device ({0}); it will need a new pairing after a drop-out"
     )]
     CallbackListener(String),
+}
+
+/// What a state file that cannot be used means for the performer.
+fn consequence(name: &str) -> &'static str {
+    match name {
+        crate::state::files::MASTER_SESSION => "a new session starts",
+        crate::state::files::FOLLOWER_SESSION => "join the session again with its code",
+        crate::state::files::SOLO_PAIRING => "pair the two devices again",
+        _ => "it is not used",
+    }
+}
+
+/// What a state file that cannot be written means after a restart.
+fn consequence_of_save(path: &std::path::Path) -> &'static str {
+    match path.file_name().and_then(|n| n.to_str()) {
+        Some(crate::state::files::MASTER_SESSION) => "after a restart singers will need a new code",
+        Some(crate::state::files::FOLLOWER_SESSION) => {
+            "after a restart this device will need the join code again"
+        }
+        Some(crate::state::files::SOLO_PAIRING) => {
+            "after a restart the two devices will need a new pairing"
+        }
+        _ => "it will not be remembered",
+    }
 }
 
 /// Starting what was asked failed for good ([`SyncEvent::StartFailed`](super::SyncEvent)).

@@ -11,11 +11,13 @@ use maestral_sync::{Event, LinkSignal, LocalAction};
 use tokio::sync::mpsc;
 
 use super::error::{JoinFailure, SyncError};
-use super::link::{first_text, wait_open};
+use super::link::{Callee, dial, first_text};
+use super::store::{self, SavedMembership};
 use super::worker::{Ctx, Internal, ReadyKind};
-use crate::joincode::{JoinCode, fingerprints_match};
-use crate::rtc::{Link, LinkEvent, RtcConfig, sha256_fingerprint};
-use crate::signaling::{JoinError, JoinRequestBody, post_join};
+use crate::joincode::JoinCode;
+use crate::rtc::{Link, LinkEvent, RtcConfig};
+use crate::state::{self, files};
+use crate::signaling::JoinRequestBody;
 
 #[derive(Default)]
 pub(crate) struct FollowerIo {
@@ -28,6 +30,8 @@ pub(crate) struct FollowerIo {
     /// The join attempt whose result is still wanted. A result of any other attempt (finished
     /// after `leave`, an end, a refusal or a newer attempt) is closed and dropped.
     attempt: Arc<AtomicU64>,
+    /// What `follower-session.json` holds (as this thread last wrote or read it).
+    saved: Option<SavedMembership>,
 }
 
 impl FollowerIo {
@@ -80,9 +84,12 @@ impl FollowerIo {
     // FOLLOWER_IDLE_LOCAL on a refusal. This side runs one attempt per request and reports how it
     // ended.
 
-    /// Joins with a scanned code (leaving any session first: the engine does that).
+    /// Joins with a scanned code (leaving any session first: the engine does that). A session
+    /// kept from before is forgotten: this code replaces it.
     pub(crate) fn first_join(&mut self, ctx: &mut Ctx, code: JoinCode) {
         self.master = None;
+        self.saved = None;
+        ctx.store(|w| w.remove(files::FOLLOWER_SESSION));
         self.told = false;
         let join = LocalAction::JoinByCode {
             session_id: SessionId::new(code.session_id.clone()),
@@ -179,6 +186,57 @@ impl FollowerIo {
         }
     }
 
+    // ---- what is kept across a restart ----------------------------------------------------------
+
+    /// Rejoins the session kept in the state directory (`--state-dir` alone, or a restarted
+    /// window): the page it showed comes back at once, the Master on the usual backoff.
+    pub(crate) fn resume(&mut self, ctx: &mut Ctx) {
+        let Some(dir) = ctx.cfg.state_dir.clone() else { return };
+        let kept = match store::load::<SavedMembership>(&dir, files::FOLLOWER_SESSION) {
+            Ok(Some(kept)) => kept,
+            Ok(None) => return ctx.error(SyncError::NothingToRejoin { dir }),
+            Err(e) => return ctx.error(e),
+        };
+        let code = match kept.join_code.parse::<JoinCode>() {
+            Ok(code) if code.token == kept.session.token => code,
+            Ok(_) => {
+                let reason = "its join code and token disagree".to_owned();
+                let error = state::broken(&dir.join(files::FOLLOWER_SESSION), reason);
+                return ctx.error(SyncError::StateFile { name: files::FOLLOWER_SESSION, error });
+            }
+            Err(e) => {
+                let error = state::broken(&dir.join(files::FOLLOWER_SESSION), e.to_string());
+                return ctx.error(SyncError::StateFile { name: files::FOLLOWER_SESSION, error });
+            }
+        };
+        self.joining = None;
+        self.told = false;
+        self.master = Some((kept.session.master.clone(), code));
+        let now = ctx.now();
+        ctx.engine.resume_follower(now, &kept.session);
+        self.saved = Some(kept);
+    }
+
+    /// After every input: keeps the session as it now is (the join code, the Master position and
+    /// the page shown), or forgets it once the engine has (an end, a refusal, Leave).
+    pub(crate) fn save(&mut self, ctx: &mut Ctx) {
+        let now = ctx.engine.follower_resume().and_then(|session| {
+            let (master, code) = self.master.as_ref()?;
+            (*master == session.master)
+                .then(|| SavedMembership { join_code: code.to_string(), session })
+        });
+        if now == self.saved {
+            return;
+        }
+        match &now {
+            Some(kept) => ctx.store(|w| w.save(files::FOLLOWER_SESSION, kept)),
+            None => ctx.store(|w| w.remove(files::FOLLOWER_SESSION)),
+        }
+        if !ctx.closing {
+            self.saved = now;
+        }
+    }
+
     // ---- rejoins -------------------------------------------------------------------------------
 
     /// The engine wants the link to the Master back: a rejoin with the stored code.
@@ -215,42 +273,13 @@ async fn join_link(
     code: &JoinCode,
     timeout: Duration,
 ) -> Result<(Link, mpsc::UnboundedReceiver<LinkEvent>), JoinFailure> {
-    let (link, offer, mut events) = Link::offer(cfg, None)
-        .await
-        .map_err(|e| JoinFailure::Other(format!("could not prepare a connection: {e}")))?;
-    let body = JoinRequestBody {
+    let callee =
+        Callee { host: code.host, fingerprint: &code.fingerprint, who: "the conductor's device" };
+    let body = |offer| JoinRequestBody {
         session_id: code.session_id.clone(),
         token: code.token.clone(),
         device_id: me.to_string(),
         offer,
     };
-    let answer = match post_join(code.host, &body, timeout).await {
-        Ok(a) => a,
-        Err(e) => {
-            link.close().await;
-            return Err(match e {
-                JoinError::Rejected(r) => JoinFailure::Refused(r),
-                other => JoinFailure::Other(other.to_string()),
-            });
-        }
-    };
-    // The answer must come from the Master whose certificate the QR code names: no one else on
-    // the LAN can sit in the middle.
-    let genuine =
-        sha256_fingerprint(&answer).is_some_and(|fp| fingerprints_match(&fp, &code.fingerprint));
-    if !genuine {
-        link.close().await;
-        return Err(JoinFailure::Forged);
-    }
-    if let Err(e) = link.accept_answer(&answer).await {
-        link.close().await;
-        return Err(JoinFailure::Other(format!("the conductor's answer did not work: {e}")));
-    }
-    if !wait_open(&mut events, timeout).await {
-        link.close().await;
-        return Err(JoinFailure::Other(
-            "the connection to the conductor's device did not open — check the network".into(),
-        ));
-    }
-    Ok((link, events))
+    dial(cfg, None, callee, body, timeout).await
 }

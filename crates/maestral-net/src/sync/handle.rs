@@ -28,8 +28,9 @@ pub struct SyncConfig {
     pub join_timeout: Duration,
     /// A peer sending more messages than this in one second is disconnected (a flood).
     pub flood_limit: u32,
-    /// Where a Master keeps its session (certificate, id, token, address, position) so that
-    /// after a restart it resumes it and stored join codes still work. `None`: nothing kept.
+    /// Where each role keeps what it needs after a restart (`maestral_net::state::files`): a
+    /// Master its session, a Follower its membership, a Solo device its pairing. `None`:
+    /// nothing kept.
     pub state_dir: Option<std::path::PathBuf>,
 }
 
@@ -61,6 +62,8 @@ pub enum SyncCommand {
     StartChoir { listen: SocketAddr },
     /// Follower: join the session of this join code.
     Join(JoinCode),
+    /// Follower: rejoin the session kept in the state directory (after a restart).
+    Rejoin,
     /// Solo: make an offer code to show (answered by `SoloAnswer` on the other device).
     SoloOffer,
     /// Solo: answer the other device's offer code (shows an answer code).

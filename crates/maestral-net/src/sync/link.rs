@@ -9,7 +9,10 @@ use std::time::{Duration, Instant};
 use maestral_protocol::DeviceId;
 use tokio::sync::mpsc;
 
-use crate::rtc::{Link, LinkEvent};
+use super::error::JoinFailure;
+use crate::joincode::fingerprints_match;
+use crate::rtc::{DtlsCert, Link, LinkEvent, RtcConfig, sha256_fingerprint};
+use crate::signaling::{JoinError, JoinRequestBody, post_join};
 
 /// What a link's writer task does, in order.
 enum Outgoing {
@@ -249,4 +252,58 @@ pub(crate) async fn first_text(
     })
     .await;
     r.ok().flatten()
+}
+
+/// Who a [`dial`] calls, for its messages and its checks.
+pub(crate) struct Callee<'a> {
+    /// The listener to `POST /v1/join` to.
+    pub(crate) host: std::net::SocketAddr,
+    /// The certificate fingerprint the answer must carry (the join code's, or the one pinned
+    /// at pairing): no one else on the LAN can sit in the middle.
+    pub(crate) fingerprint: &'a str,
+    /// "the conductor's device", "the paired device".
+    pub(crate) who: &'static str,
+}
+
+/// A Follower's join and a Solo call-back alike: an offer (with `cert`, or a fresh one), the
+/// request `body` made for it, `POST /v1/join`, the answer's fingerprint checked against the
+/// callee's, then the channel opened.
+pub(crate) async fn dial(
+    cfg: &RtcConfig,
+    cert: Option<&DtlsCert>,
+    callee: Callee<'_>,
+    body: impl FnOnce(String) -> JoinRequestBody,
+    timeout: Duration,
+) -> Result<(Link, mpsc::UnboundedReceiver<LinkEvent>), JoinFailure> {
+    let who = callee.who;
+    let (link, offer, mut events) = Link::offer(cfg, cert)
+        .await
+        .map_err(|e| JoinFailure::Other(format!("could not prepare a connection: {e}")))?;
+    let answer = match post_join(callee.host, &body(offer), timeout).await {
+        Ok(a) => a,
+        Err(e) => {
+            link.close().await;
+            return Err(match e {
+                JoinError::Rejected(r) => JoinFailure::Refused(r),
+                other => JoinFailure::Other(other.to_string()),
+            });
+        }
+    };
+    let genuine = sha256_fingerprint(&answer)
+        .is_some_and(|fp| fingerprints_match(&fp, callee.fingerprint));
+    if !genuine {
+        link.close().await;
+        return Err(JoinFailure::Forged);
+    }
+    if let Err(e) = link.accept_answer(&answer).await {
+        link.close().await;
+        return Err(JoinFailure::Other(format!("{who}'s answer did not work: {e}")));
+    }
+    if !wait_open(&mut events, timeout).await {
+        link.close().await;
+        return Err(JoinFailure::Other(format!(
+            "the connection to {who} did not open — check the network"
+        )));
+    }
+    Ok((link, events))
 }

@@ -12,9 +12,10 @@ use tokio::sync::mpsc;
 use super::error::{StartError, SyncError};
 use super::handle::SyncEvent;
 use super::link::wait_open;
-use super::store::{self, SavedSession, SessionWrites};
+use super::store::{self, SavedSession};
 use super::worker::{Ctx, Internal, ReadyKind};
 use crate::joincode::JoinCode;
+use crate::state::files;
 use crate::rtc::{DtlsCert, Link, RtcConfig};
 use crate::signaling::{JoinOutcome, PendingJoin, SignalingServer, channel_handler};
 
@@ -31,10 +32,6 @@ pub(crate) struct MasterIo {
     pub(crate) offline: bool,
     /// What was last written to the state directory.
     saved: Option<SavedSession>,
-    /// The last session write failed (reported once until one succeeds).
-    save_failed: bool,
-    /// The session file writer (a thread: fsync must not stall the engine).
-    writer: Option<(SessionWrites, std::thread::JoinHandle<()>)>,
 }
 
 impl MasterIo {
@@ -103,8 +100,7 @@ impl MasterIo {
     }
 
     fn load(&self, ctx: &Ctx) -> Option<SavedSession> {
-        let path = store::session_file(ctx.cfg.state_dir.as_ref()?);
-        store::load(&path).unwrap_or_else(|e| {
+        store::load_session(ctx.cfg.state_dir.as_ref()?).unwrap_or_else(|e| {
             ctx.error(e);
             None
         })
@@ -160,14 +156,11 @@ impl MasterIo {
 
     /// Keeps the session on disk whenever it changes (written aside, then renamed, so a crash
     /// mid-write leaves the previous file whole). An ended session is removed.
-    pub(crate) fn save_session(&mut self, ctx: &Ctx) {
-        let Some(dir) = &ctx.cfg.state_dir else { return };
-        let path = store::session_file(dir);
+    pub(crate) fn save_session(&mut self, ctx: &mut Ctx) {
         let maestral_sync::StateView::Master(state) = ctx.engine.state() else { return };
         if state.session_id.is_none() {
             if self.saved.take().is_some() {
-                // Removed by the writer too, so a write still queued cannot bring it back.
-                self.send_write(ctx, path, None);
+                ctx.store(|w| w.remove(files::MASTER_SESSION));
             }
             return;
         }
@@ -177,44 +170,14 @@ impl MasterIo {
         if self.saved.as_ref() == Some(&session) {
             return;
         }
-        // The file holds the certificate's private key and the token: written by a thread
-        // (fsync must not stall the engine), owner-only, aside then renamed.
-        let bytes = serde_json::to_vec_pretty(&session).unwrap_or_default();
+        // The file holds the certificate's private key and the token: owner-only.
+        ctx.store(|w| w.save(files::MASTER_SESSION, &session));
         self.saved = Some(session);
-        self.send_write(ctx, path, Some(bytes));
-    }
-
-    fn send_write(&mut self, ctx: &Ctx, path: std::path::PathBuf, bytes: Option<Vec<u8>>) {
-        let done = ctx.internal.clone();
-        let (writes, _) = self.writer.get_or_insert_with(|| store::spawn_writer(done));
-        if writes.send((path, bytes)).is_err() {
-            tracing::warn!("the session writer has stopped; the session is not saved");
-        }
-    }
-
-    /// A session write finished.
-    pub(crate) fn saved(&mut self, ctx: &Ctx, result: Option<SyncError>) {
-        match result {
-            None => self.save_failed = false,
-            // One message per failure streak, not one per page turn.
-            Some(e) if !self.save_failed => {
-                self.save_failed = true;
-                ctx.error(e);
-            }
-            Some(_) => {}
-        }
     }
 
     pub(crate) async fn shutdown(&mut self) {
         if let Some(s) = self.server.take() {
             s.shutdown().await;
-        }
-        // The last session write lands before the thread ends (a restart reads it).
-        if let Some((tx, writer)) = self.writer.take() {
-            drop(tx);
-            if tokio::task::spawn_blocking(move || writer.join()).await.is_err() {
-                tracing::warn!("the session writer panicked; the last write may be lost");
-            }
         }
     }
 }

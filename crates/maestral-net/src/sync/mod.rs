@@ -11,7 +11,7 @@
 //! - `worker`: the loop that feeds the engine and carries out its outputs;
 //! - `link`: the open links, their writers and events;
 //! - `master`, `follower`, `solo`: what one role does (`RoleIo`);
-//! - `store`: the Master's session file;
+//! - `store`: what each role keeps in the state directory, and its writer thread;
 //! - `clock`: monotonic time for timers, wall time for stamps;
 //! - [`error`]: what goes wrong, in words for the user.
 
@@ -29,3 +29,5 @@ pub use error::{JoinFailure, StartError, SyncError};
 #[cfg(feature = "test-support")]
 pub use handle::Fault;
 pub use handle::{SyncCommand, SyncConfig, SyncEvent, SyncHandle};
+pub use solo::callback_proof;
+pub use store::{Stored, stored};

@@ -18,6 +18,7 @@ use super::handle::{SyncCommand, SyncConfig, SyncEvent};
 use super::link::{LinkEvents, Links, Traffic};
 use super::master::MasterIo;
 use super::solo::SoloIo;
+use super::store::StateWriter;
 use crate::joincode::JoinCode;
 use crate::rtc::{Link, LinkEvent};
 use crate::signaling::PendingJoin;
@@ -33,6 +34,11 @@ pub(crate) struct Ctx {
     pub(crate) links: Links,
     /// Where spawned tasks report back.
     pub(crate) internal: mpsc::UnboundedSender<Internal>,
+    /// The role's files in the state directory (`None`: nothing is kept).
+    state: Option<StateWriter>,
+    /// The thread is stopping: what the role keeps stays as it is (a Follower that quits still
+    /// rejoins after a restart; only Leave, an end or a refusal forget its session).
+    pub(crate) closing: bool,
     events: Sender<SyncEvent>,
     wake: Arc<dyn Fn() + Send + Sync>,
 }
@@ -49,6 +55,16 @@ impl Ctx {
     pub(crate) fn emit(&self, e: SyncEvent) {
         if self.events.send(e).is_ok() {
             (self.wake)();
+        }
+    }
+
+    /// Hands a write of the role's state files to the writer thread (nothing without a state
+    /// directory, nothing while the thread stops).
+    pub(crate) fn store(&mut self, job: impl FnOnce(&mut StateWriter)) {
+        if !self.closing
+            && let Some(writer) = self.state.as_mut()
+        {
+            job(writer);
         }
     }
 
@@ -94,8 +110,9 @@ pub(crate) enum ReadyKind {
     FirstJoin(JoinCode),
     /// A rejoin, or a Follower accepted by this Master, or a Solo call-back.
     Known,
-    /// A Solo pairing: the partner's id was learned from its first message.
-    Solo,
+    /// A Solo pairing: the partner's id and name were learned from its first message, its
+    /// certificate fingerprint from its code.
+    Solo { fingerprint: String, name: String },
 }
 
 /// Results of tasks the worker spawned.
@@ -124,8 +141,8 @@ pub(crate) enum Internal {
     PairCode(String),
     Error(SyncError),
     StartFailed(StartError),
-    /// A session file write finished: `None` on success, else the error.
-    Saved(Option<SyncError>),
+    /// A state file write finished: the file's name, and the error if it failed.
+    Saved { name: String, error: Option<String> },
     /// Solo: the call-back listener is bound.
     SoloListening(crate::signaling::SignalingServer),
 }
@@ -169,12 +186,23 @@ impl Worker {
             Role::Follower => RoleIo::Follower(FollowerIo::default()),
             Role::Solo => RoleIo::Solo(SoloIo::default()),
         };
-        let ctx =
-            Ctx { engine, cfg, clock: Clock::new(), links, internal: internal_tx, events, wake };
+        let state = cfg.state_dir.clone().map(|dir| StateWriter::new(dir, internal_tx.clone()));
+        let ctx = Ctx {
+            engine,
+            cfg,
+            clock: Clock::new(),
+            links,
+            internal: internal_tx,
+            state,
+            closing: false,
+            events,
+            wake,
+        };
         Worker { ctx, role, commands, notify, link_events, internal }
     }
 
     pub(crate) async fn run(mut self) {
+        self.start_role();
         loop {
             self.flush();
             let wake_at = match self.ctx.engine.poll_timeout() {
@@ -246,8 +274,17 @@ impl Worker {
                 }
             }
         }
-        if let RoleIo::Master(m) = &mut self.role {
-            m.save_session(ctx);
+        match &mut self.role {
+            RoleIo::Master(m) => m.save_session(ctx),
+            RoleIo::Follower(f) => f.save(ctx),
+            RoleIo::Solo(s) => s.save(ctx),
+        }
+    }
+
+    /// What the role does as the thread starts: a Solo device takes back its pairing.
+    fn start_role(&mut self) {
+        if let RoleIo::Solo(s) = &mut self.role {
+            s.resume(&mut self.ctx);
         }
     }
 
@@ -258,6 +295,7 @@ impl Worker {
                 f.leave();
                 ctx.local(LocalAction::Leave);
             }
+            (SyncCommand::Local(LocalAction::Unpair), RoleIo::Solo(s)) => s.unpair(ctx),
             (SyncCommand::Local(a), _) => ctx.local(a),
             (SyncCommand::Navigate { action, shown }, _) => ctx.navigate(action, shown),
             (SyncCommand::StartChoir { listen }, RoleIo::Master(m)) => m.start(ctx, listen).await,
@@ -265,7 +303,8 @@ impl Worker {
                 ctx.error(SyncError::WrongRole("only a Master starts a Choir session"));
             }
             (SyncCommand::Join(code), RoleIo::Follower(f)) => f.first_join(ctx, code),
-            (SyncCommand::Join(_), _) => {
+            (SyncCommand::Rejoin, RoleIo::Follower(f)) => f.resume(ctx),
+            (SyncCommand::Join(_) | SyncCommand::Rejoin, _) => {
                 ctx.error(SyncError::WrongRole("only a Follower joins a Choir session"));
             }
             (SyncCommand::SoloOffer, RoleIo::Solo(s)) => s.offer(ctx),
@@ -312,11 +351,14 @@ impl Worker {
                 let now = ctx.now();
                 match maestral_protocol::decode(text.as_bytes()) {
                     Ok(env) => {
-                        if let (RoleIo::Solo(s), maestral_protocol::Message::PairInfo(info)) =
-                            (&mut self.role, &env.message)
+                        if let RoleIo::Solo(s) = &mut self.role
                             && env.sender_id == *peer
                         {
-                            s.pair_info(peer, info);
+                            match &env.message {
+                                maestral_protocol::Message::PairInfo(info) => s.pair_info(peer, info),
+                                maestral_protocol::Message::Hello(h) => s.hello(peer, h),
+                                _ => {}
+                            }
                         }
                         if let Err(e) = ctx.engine.handle_envelope(now, peer, env) {
                             tracing::debug!(%peer, "message dropped: {e}");
@@ -338,7 +380,7 @@ impl Worker {
     fn join_request(&mut self, join: PendingJoin) {
         match &mut self.role {
             RoleIo::Master(m) => m.join(&self.ctx, join),
-            RoleIo::Solo(s) => s.callback(&self.ctx, join),
+            RoleIo::Solo(s) => s.callback(&mut self.ctx, join),
             RoleIo::Follower(_) => {}
         }
     }
@@ -346,8 +388,13 @@ impl Worker {
     fn internal(&mut self, i: Internal) {
         match i {
             Internal::Ready { peer, link, events, first, kind, attempt } => {
-                let wanted = match &self.role {
+                let wanted = match &mut self.role {
                     RoleIo::Follower(f) => attempt == 0 || f.wants(attempt),
+                    RoleIo::Solo(s) if attempt != 0 => {
+                        let wanted = s.wants(attempt);
+                        s.call_done(attempt);
+                        wanted
+                    }
                     _ => true,
                 };
                 if !wanted {
@@ -365,7 +412,9 @@ impl Worker {
                 match (kind, &mut self.role) {
                     (ReadyKind::FirstJoin(code), RoleIo::Follower(f)) => f.joined(&peer, code),
                     (ReadyKind::Known, RoleIo::Solo(s)) => s.send_pair_info(&mut self.ctx, &peer),
-                    (ReadyKind::Solo, RoleIo::Solo(s)) => s.paired(&mut self.ctx, &peer),
+                    (ReadyKind::Solo { fingerprint, name }, RoleIo::Solo(s)) => {
+                        s.paired(&mut self.ctx, &peer, fingerprint, name);
+                    }
                     _ => {}
                 }
                 if let Some(text) = first {
@@ -377,9 +426,11 @@ impl Worker {
             }
             Internal::JoinFailed { peer, error, attempt } => match &mut self.role {
                 RoleIo::Follower(f) => f.join_failed(&mut self.ctx, peer, error, attempt),
-                // A Solo call-back that failed: the engine backs off and asks again.
-                RoleIo::Solo(_) => {
-                    if let Some(peer) = peer {
+                // A Solo call-back that failed: the engine backs off and asks again (one that
+                // was given up, for the partner's crossing call, is not reported).
+                RoleIo::Solo(s) => {
+                    if let Some(peer) = peer.filter(|_| s.wants(attempt)) {
+                        s.call_done(attempt);
                         self.ctx.link(&peer, LinkSignal::Down);
                     }
                 }
@@ -397,15 +448,19 @@ impl Worker {
             }
             Internal::Error(e) => self.ctx.error(e),
             Internal::StartFailed(e) => self.ctx.emit(SyncEvent::StartFailed(e)),
-            Internal::Saved(result) => {
-                if let RoleIo::Master(m) = &mut self.role {
-                    m.saved(&self.ctx, result);
+            Internal::Saved { name, error } => {
+                let told = self.ctx.state.as_mut().and_then(|w| w.finished(&name, error));
+                if let Some(e) = told {
+                    self.ctx.error(e);
                 }
             }
         }
     }
 
     async fn shutdown(&mut self) {
+        // What the role keeps stays as it is: a Follower that quits still rejoins after a
+        // restart.
+        self.ctx.closing = true;
         if let RoleIo::Follower(f) = &mut self.role
             && f.leave_on_shutdown(&mut self.ctx)
         {
@@ -416,6 +471,10 @@ impl Worker {
             RoleIo::Master(m) => m.shutdown().await,
             RoleIo::Solo(s) => s.shutdown().await,
             RoleIo::Follower(_) => {}
+        }
+        // The last writes land before the thread ends (a restart reads them).
+        if let Some(writer) = self.ctx.state.as_mut() {
+            writer.finish().await;
         }
     }
 }

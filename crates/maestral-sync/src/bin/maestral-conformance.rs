@@ -202,6 +202,7 @@ fn parse_action(a: &Map<String, Value>) -> Result<LocalAction, String> {
             }
         }
         "leave" => LocalAction::Leave,
+        "unpair" => LocalAction::Unpair,
         "set_follow_mode" => LocalAction::SetFollowMode {
             mode: match str_field(a, "mode")? {
                 "follow" => FollowMode::Follow,
