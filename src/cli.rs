@@ -378,7 +378,7 @@ mod tests {
         let follower = resumed("follower-session.json", &format!(r#"{{"join_code": "{code}"}}"#));
         let host = "192.168.1.20:47110".parse().ok();
         assert_eq!(follower.sync.mode, SyncMode::Rejoin { host });
-        let solo = resumed("solo-pairing.json", r#"{"partner": {"host": "192.168.1.21:4000"}}"#);
+        let solo = resumed("solo-pairing.json", r#"{"partner": {"id": "B", "host": "192.168.1.21:4000"}}"#);
         assert_eq!(solo.sync.mode, SyncMode::Solo);
         assert_eq!(resumed("positions.json", "{}").sync.mode, SyncMode::Solo);
         // An ended session keeps no session id: a new start is not a Master.

@@ -49,6 +49,21 @@ pub struct SyncBridge {
     /// A Follower started by a role switch, not yet shown a song: a view without one (the new
     /// engine's first, or a Master that shows nothing yet) leaves the page on screen as it is.
     keep_page: AtomicBool,
+    /// Earlier roles' sync threads, still closing (a Follower's Leave or a Master's end of
+    /// session has files to write): joined when the app ends, so a quit right after a role
+    /// switch loses nothing. Each new bridge takes them over from the one it replaces.
+    retiring: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for SyncBridge {
+    /// At the app's end: the earlier roles' threads finish closing first (see `retiring`).
+    fn drop(&mut self) {
+        for closing in self.retiring.drain(..) {
+            if closing.join().is_err() {
+                warn!("an old sync thread panicked while closing");
+            }
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -81,6 +96,7 @@ impl SyncBridge {
             answering: matches!(settings.mode, SyncMode::SoloAnswer(_)),
             navigations: AtomicU64::new(0),
             keep_page: AtomicBool::new(false),
+            retiring: Vec::new(),
         })
     }
 
@@ -101,6 +117,7 @@ impl SyncBridge {
             answering: false,
             navigations: AtomicU64::new(0),
             keep_page: AtomicBool::new(false),
+            retiring: Vec::new(),
         };
         (bridge, ev_tx, cmd_rx)
     }
@@ -150,9 +167,10 @@ impl SyncBridge {
             let spawned = std::thread::Builder::new()
                 .name("maestral-sync-close".into())
                 .spawn(move || handle.shutdown());
-            if let Err(e) = spawned {
+            match spawned {
+                Ok(closing) => self.retiring.push(closing),
                 // The handle went with the failed spawn and was closed by its drop.
-                warn!("could not close the old sync thread in the background: {e}");
+                Err(e) => warn!("could not close the old sync thread in the background: {e}"),
             }
         }
     }
@@ -296,11 +314,13 @@ pub fn switch_roles(
         }
         old.retire();
     }
+    let retiring = bridge.as_deref_mut().map(|old| std::mem::take(&mut old.retiring));
     state.clear();
     let mut next = SyncSettings::clone(settings);
     next.mode = mode;
     match SyncBridge::start(&next, waker.clone()) {
-        Ok(new) => {
+        Ok(mut new) => {
+            new.retiring = retiring.unwrap_or_default();
             info!("sync: now {} ({:?})", new.role().as_str(), next.mode);
             if new.role() == Role::Follower {
                 // Until its Master's song comes, the page on screen stays.

@@ -14,6 +14,16 @@ use support::restart::{
     restart_solo, show_song, solo_pair, spawn,
 };
 
+/// Waits (bounded) until the state file `path` is written: the sync thread writes on a thread
+/// of its own.
+fn kept(path: &std::path::Path) {
+    let deadline = std::time::Instant::now() + support::WAIT;
+    while !path.is_file() {
+        assert!(std::time::Instant::now() < deadline, "{} is never written", path.display());
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 #[test]
 fn a_killed_follower_restarted_with_only_its_state_dir_rejoins_on_the_masters_page() {
     let root = TempDir::new("restart-f");
@@ -23,13 +33,20 @@ fn a_killed_follower_restarted_with_only_its_state_dir_rejoins_on_the_masters_pa
     m.send("page 2");
     m.wait("page 2", |e| is_show(e, &song, 2));
     let f = follower("singer", &f_dir, &code, &song, 2);
-    assert!(f_dir.join("follower-session.json").is_file(), "the session is kept");
+    kept(&f_dir.join("follower-session.json"));
 
     let (f, _) = restart_follower(&mut m, f, &f_dir, &song, "next");
     // And again, the other way: it is the stored session every time, not a first join.
     let (mut f, _) = restart_follower(&mut m, f, &f_dir, &song, "prev");
     m.send("next");
     f.wait("the next turn", |e| is_show(e, &song, 3));
+
+    // A plain quit keeps the session too (only end, a refusal and leave forget it).
+    assert!(f.quit().success());
+    assert!(f_dir.join("follower-session.json").is_file(), "a quit keeps the session");
+    let mut f = spawn("singer", &f_dir, &[]);
+    f.wait("the Master's page", |e| is_show(e, &song, 3));
+    f.seen_or_wait("following", |e| is_phase(e, "FOLLOWER_CONNECTED_FOLLOW"));
 
     // Leaving forgets the session: a restart plays alone and the Master's roster empties.
     f.send("leave");
@@ -140,5 +157,24 @@ fn a_killed_master_restarted_with_only_its_state_dir_has_every_follower_back_in_
     for f in followers {
         assert!(f.quit().success());
     }
+    assert!(m.quit().success());
+}
+
+#[test]
+fn a_follower_that_switches_to_playing_alone_and_quits_at_once_has_left_for_good() {
+    let root = TempDir::new("restart-alone");
+    let (m_dir, f_dir) = (root.0.join("m"), root.0.join("f"));
+    let (mut m, code) = master(&m_dir);
+    let song = show_song(&mut m, "harbour-lights-jig.pdf");
+    let mut f = follower("singer", &f_dir, &code, &song, 0);
+    kept(&f_dir.join("follower-session.json"));
+    // The switch and the quit in one go: the old role's Leave still reaches the disk.
+    f.send("alone");
+    assert!(f.quit().success());
+    assert!(!f_dir.join("follower-session.json").exists(), "the switch left the session");
+    let mut f = spawn("singer", &f_dir, &[]);
+    let ready = f.wait("ready", |e| e["event"] == "ready");
+    assert_eq!(ready["mode"], "solo", "{ready}");
+    assert!(f.quit().success());
     assert!(m.quit().success());
 }

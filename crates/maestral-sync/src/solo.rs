@@ -64,6 +64,8 @@ impl Solo {
             return;
         }
         self.state = state.clone();
+        // Paired again: the state is a spread (kept while alone, it may name one page).
+        self.state.page_index &= !1;
         self.partner = Some(partner.clone());
         self.gave_up = false;
         self.retry = Some(Retry::running(now, core));

@@ -93,6 +93,26 @@ fn a_restarted_follower_retries_on_the_backoff_and_is_forgotten_on_a_refusal() {
 }
 
 #[test]
+fn a_restarted_follower_whose_rejoin_is_refused_forgets_the_session() {
+    let mut m = master();
+    let f = joined("F", &mut m);
+    let kept = f.e.follower_resume().expect("kept");
+    let mut g = Dev::new("F", Role::Follower);
+    g.e.resume_follower(g.now, &kept);
+    g.drain_now();
+    g.link("M", LinkSignal::Up);
+    g.recv(
+        "M",
+        "S",
+        maestral_protocol::Message::JoinReject(maestral_protocol::JoinReject {
+            reason: maestral_protocol::RejectReason::InvalidToken,
+        }),
+    );
+    assert_eq!(g.e.follower_resume(), None, "a refused token is not tried again");
+    assert_eq!(g.phase(), Phase::FollowerIdleLocal);
+}
+
+#[test]
 fn a_restarted_solo_device_calls_back_and_the_latest_change_wins_across_the_restart() {
     let mut a = Dev::new("A", Role::Solo);
     let mut b = Dev::new("B", Role::Solo);
@@ -129,6 +149,35 @@ fn a_restarted_solo_device_calls_back_and_the_latest_change_wins_across_the_rest
     b3.local(LocalAction::SetPage { page: 12 });
     connect(&mut a, &mut b3);
     assert_eq!(solo_state(&a).page_index, 12, "B turned last, after its restart");
+}
+
+/// The restarted device's kept change was never sent (it died right after the turn): it is
+/// still the latest, and beats the partner's older change made while the two were apart.
+#[test]
+fn a_kept_change_never_sent_before_the_restart_still_beats_an_older_one() {
+    let mut a = Dev::new("A", Role::Solo);
+    let mut b = Dev::new("B", Role::Solo);
+    connect(&mut a, &mut b);
+    a.local(LocalAction::SetSong { song_id: song("x") });
+    pump(&mut a, &mut b);
+    a.link("B", LinkSignal::Down);
+    b.link("A", LinkSignal::Down);
+    // Apart: A turns first, B later; B dies before it could tell anyone.
+    a.now = a.now.max(b.now) + 60;
+    a.local(LocalAction::SetPage { page: 6 });
+    a.take_sent();
+    b.now = a.now + 40;
+    b.local(LocalAction::SetPage { page: 10 });
+    b.take_sent();
+    let kept = solo_state(&b);
+    let mut b2 = Dev::new("B", Role::Solo);
+    b2.now = b.now + 50;
+    b2.e.resume_solo(b2.now, &id("A"), &kept);
+    b2.drain_now();
+    assert_eq!(b2.page() / 2, 5, "its kept spread shows at once");
+    connect(&mut a, &mut b2);
+    assert_eq!(solo_state(&a).page_index, 10, "B's kept turn was the latest");
+    assert_eq!(solo_state(&a), solo_state(&b2));
 }
 
 #[test]

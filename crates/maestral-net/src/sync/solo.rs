@@ -35,7 +35,7 @@ use hmac::{Hmac, Mac};
 use maestral_protocol::{
     DeviceId, Envelope, Hello, Message, Mode, PairInfo, SessionId, SessionToken,
 };
-use maestral_sync::{LinkState, LocalAction, StateView};
+use maestral_sync::{LocalAction, StateView};
 use sha2::Sha256;
 use tokio::sync::mpsc;
 
@@ -153,6 +153,13 @@ impl SoloIo {
         self.saved = None;
         ctx.store(|w| w.remove(files::SOLO_PAIRING));
         ctx.local(LocalAction::Unpair);
+    }
+
+    /// Before a new pairing: a partner kept (or resumed) is unpaired.
+    pub(crate) fn forget_kept(&mut self, ctx: &mut Ctx) {
+        if self.peer.is_some() {
+            self.unpair(ctx);
+        }
     }
 
     /// The certificate of this device's pairing (made once).
@@ -429,7 +436,8 @@ impl SoloIo {
     fn check_callback(&mut self, ctx: &Ctx, p: &PendingJoin) -> Option<JoinOutcome> {
         let r = &p.request;
         let me = &ctx.cfg.device_id;
-        let sp = self.peer.as_mut()?;
+        // Not paired (yet, or any more): nobody may call back.
+        let Some(sp) = self.peer.as_mut() else { return Some(JoinOutcome::InvalidToken) };
         if r.session_id != SOLO_SESSION || r.device_id != sp.id.as_str() {
             return Some(JoinOutcome::InvalidToken);
         }
@@ -444,7 +452,7 @@ impl SoloIo {
             return Some(JoinOutcome::InvalidToken);
         }
         // Never replace a link that works.
-        if ctx.engine.link(&sp.id) == LinkState::Connected {
+        if ctx.engine.link(&sp.id).is_up() {
             return Some(JoinOutcome::Unavailable);
         }
         // Both calling at once: the higher id's call wins.

@@ -106,7 +106,10 @@ pub fn stored(dir: &Path) -> Stored {
     let follower = read(files::FOLLOWER_SESSION).map(|v| {
         v["join_code"].as_str().and_then(|c| c.parse::<crate::joincode::JoinCode>().ok()).map(|c| c.host)
     });
+    // A pairing that names no partner is no pairing to resume (the Solo role still loads the
+    // file, and reports and sets aside a broken one).
     let solo = read(files::SOLO_PAIRING)
+        .filter(|v| v["partner"]["id"].is_string())
         .map(|v| v["partner"]["host"].as_str().and_then(|h| h.parse::<SocketAddr>().ok()));
     Stored { master_session, follower, solo }
 }

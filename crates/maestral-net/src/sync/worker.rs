@@ -307,8 +307,16 @@ impl Worker {
             (SyncCommand::Join(_) | SyncCommand::Rejoin, _) => {
                 ctx.error(SyncError::WrongRole("only a Follower joins a Choir session"));
             }
-            (SyncCommand::SoloOffer, RoleIo::Solo(s)) => s.offer(ctx),
-            (SyncCommand::SoloAnswer(code), RoleIo::Solo(s)) => s.answer(ctx, code),
+            // A new pairing asked for: the kept one is forgotten first (its partner must not
+            // call back into the new pair).
+            (SyncCommand::SoloOffer, RoleIo::Solo(s)) => {
+                s.forget_kept(ctx);
+                s.offer(ctx);
+            }
+            (SyncCommand::SoloAnswer(code), RoleIo::Solo(s)) => {
+                s.forget_kept(ctx);
+                s.answer(ctx, code);
+            }
             (SyncCommand::SoloAccept(code), RoleIo::Solo(s)) => s.accept(ctx, code),
             (
                 SyncCommand::SoloOffer | SyncCommand::SoloAnswer(_) | SyncCommand::SoloAccept(_),
