@@ -25,6 +25,10 @@ pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 /// The label of the one ordered, reliable DataChannel that carries protocol messages.
 pub const SYNC_CHANNEL_LABEL: &str = "maestral-sync";
 
+/// The label of the channels a streamed score travels on (`STREAM_PREPARE`'s `channel`): one
+/// per stream, opened by the Follower that lacks the song (PROTOCOL_V1 "Score streaming").
+pub const STREAM_CHANNEL_LABEL: &str = "maestral-stream";
+
 /// One protocol message with its envelope (spec §7). `v` is implied: always [`PROTOCOL_VERSION`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Envelope {

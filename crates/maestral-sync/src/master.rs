@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 
 use maestral_protocol::{
     ChoirSetPage, ChoirSetSong, ChoirSnapshot, DecodeError, DeviceId, Envelope, FollowMode,
-    JoinAccept, JoinReject, Message, Mode, PageRevision, RejectReason, SessionId, SessionToken,
+    JoinAccept, JoinReject, Message, Mode, PageRevision, RejectReason, STREAM_CHANNEL_LABEL,
+    SessionId, SessionToken, StreamPrepare,
     SongEpoch, SongId,
 };
 use serde::{Deserialize, Serialize};
@@ -61,6 +62,9 @@ pub(crate) struct Master {
     /// is O(1) however many Followers there are).
     away: usize,
     roster: RosterBook,
+    /// The current song as the app can stream it (its id and size): offered (`STREAM_PREPARE`)
+    /// to every member there when it is set, and to each Follower that joins or rejoins.
+    stream: Option<(SongId, u64)>,
 }
 
 impl Master {
@@ -75,6 +79,7 @@ impl Master {
             members: BTreeMap::new(),
             away: 0,
             roster: RosterBook::default(),
+            stream: None,
         }
     }
 
@@ -165,6 +170,25 @@ impl Master {
 
     pub fn view(&self) -> View {
         View { song_id: self.song_id.clone(), page_index: self.page_index }
+    }
+
+    /// `STREAM_PREPARE` for the current song, if the app can stream it.
+    fn prepare(&self) -> Option<Message> {
+        let (song, size) = self.stream.as_ref().filter(|(s, _)| self.song_id.as_ref() == Some(s))?;
+        Some(Message::StreamPrepare(StreamPrepare {
+            song_id: song.clone(),
+            song_epoch: self.song_epoch,
+            size_bytes: *size,
+            // A song's id is the SHA-256 of its file.
+            sha256: song.as_str().to_owned(),
+            channel: STREAM_CHANNEL_LABEL.to_owned(),
+        }))
+    }
+
+    fn offer_stream(&self, core: &mut Core, now: u64) {
+        if let Some(prepare) = self.prepare() {
+            core.broadcast_up(now, &self.session_id(), self.members.keys(), prepare);
+        }
     }
 
     fn session_id(&self) -> SessionId {
@@ -333,6 +357,11 @@ impl Master {
                         self.add_member(from, req.follow_mode);
                         let accept = Message::JoinAccept(JoinAccept { snapshot: self.snapshot() });
                         core.send(now, &self.session_id(), from, accept);
+                        // A (re)joining Follower that lacks the song fetches it (a rejoin
+                        // resumes where its stream stopped).
+                        if let Some(prepare) = self.prepare() {
+                            core.send(now, &self.session_id(), from, prepare);
+                        }
                     }
                     Err(reason) => {
                         self.remove_member(from);
@@ -414,9 +443,20 @@ impl Master {
                 self.page_index = 0;
                 self.page_revision = PageRevision(0);
                 self.turned(core, now);
+                if self.stream.as_ref().map(|(s, _)| s) != song_id.as_ref() {
+                    self.stream = None;
+                }
                 let msg =
                     Message::ChoirSetSong(ChoirSetSong { song_id, song_epoch: self.song_epoch });
                 core.broadcast_up(now, &self.session_id(), self.members.keys(), msg);
+                // The same song again (a new epoch): still streamable.
+                self.offer_stream(core, now);
+            }
+            LocalAction::OfferStream { song_id, size_bytes } => {
+                if self.song_id.as_ref() == Some(&song_id) {
+                    self.stream = Some((song_id, size_bytes));
+                    self.offer_stream(core, now);
+                }
             }
             LocalAction::SetPage { page } => self.set_page(core, now, page),
             LocalAction::NextPage => self.set_page(core, now, self.page_index.saturating_add(1)),

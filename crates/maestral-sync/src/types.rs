@@ -144,6 +144,12 @@ pub enum LocalAction {
     SetFollowMode {
         mode: FollowMode,
     },
+    /// Master: the app holds the current song's bytes (`size_bytes` long) and can stream them
+    /// to Followers that lack it (an extension of V1's actions). Ignored for any other song.
+    OfferStream {
+        song_id: SongId,
+        size_bytes: u64,
+    },
 }
 
 impl LocalAction {
@@ -173,6 +179,7 @@ impl LocalAction {
             LocalAction::Leave => "leave",
             LocalAction::Unpair => "unpair",
             LocalAction::SetFollowMode { .. } => "set_follow_mode",
+            LocalAction::OfferStream { .. } => "offer_stream",
         }
     }
 }

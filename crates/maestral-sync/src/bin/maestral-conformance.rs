@@ -210,6 +210,10 @@ fn parse_action(a: &Map<String, Value>) -> Result<LocalAction, String> {
                 other => return Err(format!("unknown mode `{other}` (follow, free)")),
             },
         },
+        "offer_stream" => LocalAction::OfferStream {
+            song_id: SongId::new(str_field(a, "song_id")?),
+            size_bytes: a.get("size_bytes").and_then(Value::as_u64).ok_or("`size_bytes` (u64) is required")?,
+        },
         other => return Err(format!("unknown action kind `{other}`")),
     })
 }

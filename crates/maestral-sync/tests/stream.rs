@@ -1,0 +1,96 @@
+//! Score streaming, the engine's part (spec §8.3): a Master whose app can stream the current
+//! song offers it (`STREAM_PREPARE`) to the members there and to each Follower that joins or
+//! rejoins; a song change withdraws the offer; a Follower hands `STREAM_PREPARE` and
+//! `STREAM_CLEAR` to its app, and `SESSION_END` clears everything streamed.
+
+mod common;
+
+use common::*;
+use maestral_protocol::{Message, SongEpoch, SongId, StreamPrepare};
+use maestral_sync::{Event, LinkSignal, LocalAction};
+
+fn offer(song: &str, size: u64) -> LocalAction {
+    LocalAction::OfferStream { song_id: SongId::new(song), size_bytes: size }
+}
+
+fn prepares(events: &[Event]) -> Vec<StreamPrepare> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::StreamPrepare(p) => Some(p.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn the_current_song_is_offered_to_members_now_and_to_each_follower_that_joins_or_rejoins() {
+    let mut m = master();
+    let mut f = joined("F", &mut m);
+    m.local(LocalAction::SetSong { song_id: song("a") });
+    pump(&mut m, &mut f);
+    f.take_events();
+    m.local(offer("a", 1234));
+    pump(&mut m, &mut f);
+    let got = prepares(&f.take_events());
+    assert_eq!(got.len(), 1, "{got:?}");
+    let p = &got[0];
+    assert_eq!((p.song_id.as_str(), p.size_bytes, p.sha256.as_str()), ("a", 1234, "a"));
+    assert_eq!(p.channel, "maestral-stream");
+    assert_eq!(p.song_epoch, SongEpoch(1));
+
+    // An offer for a song that is not the current one is stale: nothing goes out.
+    m.local(offer("b", 99));
+    assert!(m.take_sent().is_empty());
+
+    // A Follower that joins now is offered it right after its accept.
+    let mut g = joined("G", &mut m);
+    let got = prepares(&g.take_events());
+    assert_eq!(got.iter().map(|p| p.song_id.as_str()).collect::<Vec<_>>(), ["a"]);
+
+    // One that rejoins after a drop-out too (its stream resumes from what it has).
+    m.link("F", LinkSignal::Down);
+    f.link("M", LinkSignal::Down);
+    f.take_events();
+    connect(&mut f, &mut m);
+    assert_eq!(prepares(&f.take_events()).len(), 1, "offered again on the rejoin");
+
+    // A song change withdraws the offer until the app offers the new song.
+    m.local(LocalAction::SetSong { song_id: song("b") });
+    relay(&mut m, &mut [&mut f, &mut g]);
+    let mut h = joined("H", &mut m);
+    assert!(prepares(&h.take_events()).is_empty(), "nothing to offer for song b yet");
+    m.local(offer("b", 5));
+    relay(&mut m, &mut [&mut f, &mut g, &mut h]);
+    for d in [&mut f, &mut g, &mut h] {
+        let got = prepares(&d.take_events());
+        assert_eq!(got.iter().map(|p| p.song_id.as_str()).collect::<Vec<_>>(), ["b"]);
+    }
+    // The same song again is a new epoch, still streamable: offered with the new epoch.
+    m.local(LocalAction::SetSong { song_id: song("b") });
+    pump(&mut m, &mut f);
+    let got = prepares(&f.take_events());
+    assert_eq!(got.iter().map(|p| p.song_epoch).collect::<Vec<_>>(), [SongEpoch(3)]);
+}
+
+#[test]
+fn a_follower_hands_stream_clear_to_its_app_and_session_end_clears_everything() {
+    let mut m = master();
+    let mut f = joined("F", &mut m);
+    f.take_events();
+    f.recv("M", "S", Message::StreamClear(maestral_protocol::StreamClear { song_id: song("a") }));
+    let cleared: Vec<_> = f
+        .take_events()
+        .into_iter()
+        .filter(|e| matches!(e, Event::StreamClear { .. }))
+        .collect();
+    assert_eq!(cleared.len(), 1);
+    assert!(matches!(&cleared[0], Event::StreamClear { song_id: Some(s) } if s.as_str() == "a"));
+    m.local(LocalAction::EndSession);
+    pump(&mut m, &mut f);
+    let events = f.take_events();
+    assert!(
+        events.iter().any(|e| matches!(e, Event::StreamClear { song_id: None })),
+        "{events:?}"
+    );
+}
