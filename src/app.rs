@@ -72,7 +72,7 @@ impl Plugin for AppPlugin {
             .insert_resource(options.layout)
             .insert_resource(options.projector)
             .insert_resource(options.sync.clone())
-            .add_plugins((score::plugin, navigation::plugin, sync::plugin));
+            .add_plugins((score::plugin, navigation::plugin, sync::plugin, crate::stream::plugin));
         let control = match &options.frontend {
             Frontend::Headless => true,
             Frontend::Window(window) => {

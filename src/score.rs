@@ -80,6 +80,12 @@ impl RenderBridge {
         Ok(RenderBridge { thread, events: relay("render", events, waker), known: HashSet::new() })
     }
 
+    /// The render thread drops the song (a streamed score cleared): its bytes go with it.
+    pub fn forget(&mut self, song: &SongId) {
+        self.thread.client().remove_song(song);
+        self.known.remove(song);
+    }
+
     pub fn client(&self) -> &RenderClient {
         self.thread.client()
     }
@@ -359,7 +365,8 @@ fn request_pages(
     library: Res<SongLibrary>,
     mut textures: ResMut<PageTextures>,
 ) {
-    if !wanted.is_changed() && !textures.is_changed() {
+    // A song that arrives (streamed) while its pages are wanted is drawn at once.
+    if !wanted.is_changed() && !textures.is_changed() && !library.is_changed() {
         return;
     }
     let mut requests = Vec::new();
@@ -370,7 +377,7 @@ fn request_pages(
         if !bridge.known.contains(&key.page.song) {
             match library.get(&key.page.song) {
                 Some(song) => {
-                    bridge.client().add_song(song);
+                    bridge.client().add_source(song.id.clone(), library.source(song));
                     bridge.known.insert(song.id.clone());
                 }
                 // Not on this device (yet): nothing to draw.

@@ -19,9 +19,9 @@ use maestral_protocol::{DeviceId, RejectReason};
 use maestral_sync::{Event, LocalAction, Phase, Role, View};
 
 use crate::model::{
-    AppError, EnginePager, LinkChanged, LinkStatus, MasterPosition, PhaseChanged, Position,
-    RemoteShow, RosterChanged, RosterState, SessionCodes, StreamChanged, StreamState, SwitchRole,
-    SyncMode, SyncSettings, SyncSystems,
+    AppError, Arrived, ClearStreamed, EnginePager, LinkChanged, LinkStatus, MasterPosition, PhaseChanged, Position,
+    RemoteShow, RosterChanged, RosterState, SessionCodes, StreamChanged, StreamProgress, StreamState,
+    SongLibrary, SwitchRole, SyncMode, SyncSettings, SyncSystems,
 };
 use crate::wake::Waker;
 
@@ -294,6 +294,7 @@ pub fn switch_roles(
     position: Res<Position>,
     waker: Res<Waker>,
     mut errors: MessageWriter<AppError>,
+    mut clears: MessageWriter<ClearStreamed>,
 ) {
     let Some(SwitchRole(mode)) = requests.read().last().cloned() else { return };
     let Some(settings) = settings.as_mut() else {
@@ -313,6 +314,8 @@ pub fn switch_roles(
             old.local(LocalAction::EndSession);
         }
         old.retire();
+        // Streamed scores belong to the session of the old role.
+        clears.write(ClearStreamed(None));
     }
     let retiring = bridge.as_deref_mut().map(|old| std::mem::take(&mut old.retiring));
     state.clear();
@@ -360,12 +363,16 @@ fn refusal(reason: RejectReason) -> &'static str {
     }
 }
 
-/// A Master's roster and a Follower's view of its Master.
+/// A Master's roster, a Follower's view of its Master, and its streams.
 #[derive(SystemParam)]
 pub(crate) struct RoleNews<'w> {
     roster: ResMut<'w, RosterState>,
     rosters: MessageWriter<'w, RosterChanged>,
     master: ResMut<'w, MasterPosition>,
+    library: Res<'w, SongLibrary>,
+    progress: ResMut<'w, StreamProgress>,
+    arrived: MessageWriter<'w, Arrived>,
+    clears: MessageWriter<'w, ClearStreamed>,
 }
 
 /// Drains the sync thread's events into messages and resources.
@@ -422,13 +429,24 @@ pub(crate) fn drain_sync_events(
                 errors.write(AppError(refusal(reason).into()));
             }
             SyncEvent::Engine(Event::StreamPrepare(prepare)) => {
-                streams.write(StreamChanged {
-                    song: Some(prepare.song_id),
-                    state: StreamState::Receiving,
-                });
+                // Only a song this device lacks is fetched (one it has streams nothing).
+                let song = prepare.song_id.clone();
+                if news.library.get(&song).is_none() {
+                    if !news.progress.0.contains_key(&song) {
+                        news.progress.0.insert(song.clone(), (0, prepare.size_bytes));
+                        streams.write(StreamChanged { song: Some(song), state: StreamState::Receiving });
+                    }
+                    bridge.send(SyncCommand::Fetch(prepare));
+                }
+            }
+            SyncEvent::Stream { song_id, got, size } => {
+                news.progress.0.insert(song_id, (got, size));
+            }
+            SyncEvent::Streamed { song_id, bytes } => {
+                news.arrived.write(Arrived { song: song_id, bytes });
             }
             SyncEvent::Engine(Event::StreamClear { song_id }) => {
-                streams.write(StreamChanged { song: song_id, state: StreamState::Cleared });
+                news.clears.write(ClearStreamed(song_id));
             }
             SyncEvent::Engine(Event::SessionEnded) => {
                 codes.join_code = None;

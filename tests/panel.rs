@@ -194,9 +194,10 @@ fn a_follower_missing_the_score_says_it_is_waiting_for_it() {
     let mut h = harness(m);
     h.get_by_label("Waiting for the score");
     h.get_by_label("The Master's song is not on this device.");
-    h.state_mut().model.receiving = true;
+    h.state_mut().model.receiving = Some(40);
     h.run();
-    h.get_by_label("The Master is sending it to this device…");
+    h.get_by_label("Receiving the score — 40 %");
+    h.get_by_label("The Master is sending it to this device, to view only.");
 }
 
 #[test]

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use bevy::prelude::*;
-use maestral_score::{PageKey, PixelSize, RenderRequest, Song, SongId};
+use maestral_score::{PageKey, PixelSize, RenderRequest, Song, SongId, SongSource};
 
 /// Open a score file or a folder of scores into the library. With `show`, the score (for a
 /// folder: its first score) becomes the current song.
@@ -24,6 +24,9 @@ pub struct SongLibrary {
     pub scanning: usize,
     /// Files read and files found by the scans running now (see [`SongLibrary::scan_progress`]).
     pub(crate) scan_files: Option<(usize, usize)>,
+    /// Songs streamed from a Choir Master: their bytes, in memory only (never written
+    /// anywhere), view-only, gone with the session.
+    streamed: HashMap<SongId, std::sync::Arc<[u8]>>,
 }
 
 impl SongLibrary {
@@ -58,6 +61,41 @@ impl SongLibrary {
     pub fn scan_fraction(&self) -> Option<f32> {
         self.scan_files
             .map(|(done, total)| if total == 0 { 0.0 } else { done as f32 / total as f32 })
+    }
+
+    /// Adds a song streamed from the Master, with its bytes.
+    pub fn insert_streamed(&mut self, song: Song, bytes: std::sync::Arc<[u8]>) -> SongId {
+        self.streamed.insert(song.id.clone(), bytes);
+        self.insert(song)
+    }
+
+    /// Whether the song was streamed (view-only, temporary).
+    pub fn is_streamed(&self, id: &SongId) -> bool {
+        self.streamed.contains_key(id)
+    }
+
+    /// Drops a streamed song (`None`: every one); returns the ids dropped. Songs of this
+    /// device's own library stay.
+    pub fn remove_streamed(&mut self, id: Option<&SongId>) -> Vec<SongId> {
+        let gone: Vec<SongId> = match id {
+            Some(id) => self.streamed.remove_entry(id).map(|(k, _)| k).into_iter().collect(),
+            None => self.streamed.drain().map(|(k, _)| k).collect(),
+        };
+        self.songs.retain(|s| !gone.contains(&s.id));
+        gone
+    }
+
+    /// Where the render thread reads the song from: its file, or its streamed bytes.
+    pub fn source(&self, song: &Song) -> SongSource {
+        match self.streamed.get(&song.id) {
+            Some(bytes) => SongSource::Bytes { name: song.path.clone(), bytes: bytes.clone() },
+            None => SongSource::from(song),
+        }
+    }
+
+    /// The streamed song's bytes.
+    pub fn streamed_bytes(&self, id: &SongId) -> Option<std::sync::Arc<[u8]>> {
+        self.streamed.get(id).cloned()
     }
 
     pub fn page_count(&self, id: Option<&SongId>) -> Option<u32> {
@@ -106,6 +144,12 @@ impl PageTextures {
         self.ready
             .iter()
             .find(|(k, _)| k.page.song == *song && k.page.page == page && k.dark == dark)
+    }
+
+    /// Lets go of every texture of `song` (a streamed score that was cleared).
+    pub fn forget_song(&mut self, song: &SongId) {
+        self.ready.retain(|k, _| k.page.song != *song);
+        self.failed.retain(|k, _| k.page.song != *song);
     }
 
     pub fn failure(&self, key: &TextureKey) -> Option<&str> {

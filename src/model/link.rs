@@ -80,6 +80,30 @@ pub struct StreamChanged {
     pub state: StreamState,
 }
 
+/// Streamed songs to drop: one (`STREAM_CLEAR` of a song) or all (`None`).
+#[derive(Message, Debug, Clone, PartialEq, Eq)]
+pub struct ClearStreamed(pub Option<SongId>);
+
+/// A score that arrived whole from the Master (its SHA-256 checked), to open from memory.
+#[derive(Message, Debug, Clone)]
+pub struct Arrived {
+    pub song: SongId,
+    pub bytes: std::sync::Arc<[u8]>,
+}
+
+/// Scores being received now: bytes so far and in all, per song (for "Receiving … 40 %").
+#[derive(Resource, Debug, Default)]
+pub struct StreamProgress(pub std::collections::BTreeMap<SongId, (u64, u64)>);
+
+impl StreamProgress {
+    /// The share received of `song`, in whole percent, if it is being received.
+    pub fn percent(&self, song: &SongId) -> Option<u8> {
+        self.0.get(song).map(|(got, size)| {
+            if *size == 0 { 100 } else { (got.saturating_mul(100) / size).min(100) as u8 }
+        })
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StreamState {
     Receiving,

@@ -19,7 +19,9 @@ mod screen;
 pub use library::{OpenScore, PageTexture, PageTextures, SongLibrary, TextureKey, WantedPages};
 pub use link::{
     EnginePager, LinkChanged, LinkIndicator, LinkStatus, MasterPosition, PhaseChanged, RemoteShow,
-    RosterChanged, RosterState, SessionCodes, StreamChanged, StreamState, SwitchRole, SyncMode,
+    Arrived, ClearStreamed, RosterChanged, RosterState, SessionCodes, StreamChanged, StreamProgress,
+    StreamState, SwitchRole,
+    SyncMode,
     SyncSettings,
 };
 pub use position::{
@@ -64,6 +66,9 @@ impl Plugin for ModelPlugin {
             .add_message::<PhaseChanged>()
             .add_message::<LinkChanged>()
             .add_message::<StreamChanged>()
+            .init_resource::<StreamProgress>()
+            .add_message::<ClearStreamed>()
+            .add_message::<Arrived>()
             .add_message::<SwitchRole>()
             .add_message::<RosterChanged>()
             .add_message::<Gesture>()

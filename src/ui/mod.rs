@@ -174,6 +174,7 @@ struct Shown<'w> {
     problems: Res<'w, Problems>,
     entry: Res<'w, NumberEntry>,
     receiving: Res<'w, Receiving>,
+    progress: Res<'w, crate::model::StreamProgress>,
     bridge: Option<Res<'w, SyncBridge>>,
     time: Res<'w, Time<Real>>,
 }
@@ -194,7 +195,12 @@ impl Shown<'_> {
             songs: library
                 .songs()
                 .iter()
-                .map(|s| SongRow { id: s.id.clone(), title: s.title.clone(), pages: s.page_count })
+                .map(|s| SongRow {
+                    id: s.id.clone(),
+                    title: s.title.clone(),
+                    pages: s.page_count,
+                    streamed: library.is_streamed(&s.id),
+                })
                 .collect(),
             unreadable: library.unreadable.iter().map(|(_, r)| r.clone()).collect(),
             scanning: (library.scanning > 0).then(|| library.scan_progress()),
@@ -203,7 +209,9 @@ impl Shown<'_> {
             position: Position::clone(position),
             page_count: library.page_count(song),
             missing_song: song.is_some_and(|s| library.get(s).is_none()),
-            receiving: song.is_some_and(|s| self.receiving.0.contains(s)),
+            receiving: song
+                .filter(|s| self.receiving.0.contains(*s))
+                .map(|s| self.progress.percent(s).unwrap_or(0)),
             entry: self.entry.0.clone(),
             problems: self.problems.0.iter().map(|(m, _)| m.clone()).collect(),
             fresh_problem,

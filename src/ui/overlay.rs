@@ -163,12 +163,14 @@ fn waiting_for_score(ctx: &egui::Context, model: &UiModel) {
                 } else {
                     egui::Color32::from_gray(230)
                 };
-                ui.label(egui::RichText::new("Waiting for the score").heading().color(colour));
-                let detail = if model.receiving {
-                    "The Master is sending it to this device…"
-                } else {
-                    "The Master's song is not on this device."
+                let (heading, detail) = match model.receiving {
+                    Some(percent) => (
+                        format!("Receiving the score — {percent} %"),
+                        "The Master is sending it to this device, to view only.",
+                    ),
+                    None => ("Waiting for the score".to_owned(), "The Master's song is not on this device."),
                 };
+                ui.label(egui::RichText::new(heading).heading().color(colour));
                 ui.label(egui::RichText::new(detail).color(colour));
             });
         });

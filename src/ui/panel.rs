@@ -58,7 +58,11 @@ fn library(ui: &mut egui::Ui, model: &UiModel, state: &mut UiState, out: &mut Ve
     egui::ScrollArea::vertical().max_height(260.0).show(ui, |ui| {
         for song in &model.songs {
             let current = model.position.song.as_ref() == Some(&song.id);
-            let label = format!("{}  ({} p.)", song.title, song.pages);
+            let label = if song.streamed {
+                format!("{}  ({} p.) · streamed, view-only", song.title, song.pages)
+            } else {
+                format!("{}  ({} p.)", song.title, song.pages)
+            };
             if ui.selectable_label(current, label).clicked() {
                 out.push(UiAction::Song(song.id.clone()));
                 out.push(UiAction::HidePanel);

@@ -28,8 +28,8 @@ pub struct UiModel {
     pub page_count: Option<u32>,
     /// The shown song is not on this device (a Follower waiting for the Master's score).
     pub missing_song: bool,
-    /// That song is being streamed to this device.
-    pub receiving: bool,
+    /// That song is being streamed to this device: how much has arrived, in percent.
+    pub receiving: Option<u8>,
     /// Digits typed for "go to page".
     pub entry: String,
     pub problems: Vec<String>,
@@ -46,6 +46,8 @@ pub struct SongRow {
     pub id: SongId,
     pub title: String,
     pub pages: u32,
+    /// Streamed from the Master: view-only, gone with the session.
+    pub streamed: bool,
 }
 
 /// The sync side.

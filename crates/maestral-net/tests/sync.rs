@@ -2,147 +2,18 @@
 //! loopback, real HTTP signaling. Every wait is bounded (a hang is a failure) and nothing
 //! asserts on time.
 
-use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+mod common;
+
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use common::*;
 use maestral_net::joincode::JoinCode;
 use maestral_net::rtc::DtlsCert;
-use maestral_net::{Fault, SyncCommand, SyncConfig, SyncEvent, SyncHandle};
+use maestral_net::{Fault, SyncCommand};
 use maestral_protocol::{DeviceId, FollowMode, RejectReason, SongId};
-use maestral_sync::{Event, LinkState, LocalAction, Phase, Role, View};
-
-const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
-const WAIT: Duration = Duration::from_secs(30);
-
-struct Peer {
-    name: String,
-    h: SyncHandle,
-    phase: Option<Phase>,
-    view: Option<View>,
-    links: HashMap<DeviceId, LinkState>,
-    join_code: Option<String>,
-    pair_code: Option<String>,
-    rejected: Option<RejectReason>,
-    errors: Vec<String>,
-    phases: Vec<Phase>,
-}
-
-/// Test timing: generous join steps, so a loaded 2-core machine never fails a join.
-fn config(name: &str) -> SyncConfig {
-    let mut cfg = SyncConfig::new(name, LOCAL);
-    cfg.join_timeout = Duration::from_secs(20);
-    cfg
-}
-
-impl Peer {
-    fn start(name: &str, role: Role) -> Peer {
-        Peer::with(role, config(name))
-    }
-
-    fn with(role: Role, cfg: SyncConfig) -> Peer {
-        let name = cfg.device_id.to_string();
-        let h = SyncHandle::start(role, cfg, || {}).expect("thread starts");
-        Peer {
-            name,
-            h,
-            phase: None,
-            view: None,
-            links: HashMap::new(),
-            join_code: None,
-            pair_code: None,
-            rejected: None,
-            errors: Vec::new(),
-            phases: Vec::new(),
-        }
-    }
-
-    fn apply(&mut self, e: SyncEvent) {
-        match e {
-            SyncEvent::Engine(Event::Phase(p)) => {
-                self.phase = Some(p);
-                self.phases.push(p);
-            }
-            SyncEvent::Engine(Event::Show { view: v, .. }) => self.view = Some(v),
-            SyncEvent::Engine(Event::Link { peer, state }) => {
-                self.links.insert(peer, state);
-            }
-            SyncEvent::Engine(Event::JoinRejected { reason }) => self.rejected = Some(reason),
-            SyncEvent::Engine(_) => {}
-            SyncEvent::JoinCode(c) => self.join_code = Some(c),
-            SyncEvent::PairCode(c) => self.pair_code = Some(c),
-            SyncEvent::Error(e) => self.errors.push(e.to_string()),
-            SyncEvent::StartFailed(e) => self.errors.push(e.to_string()),
-        }
-    }
-
-    fn wait(&mut self, what: &str, done: impl Fn(&Peer) -> bool) {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            while let Ok(e) = self.h.events().try_recv() {
-                self.apply(e);
-            }
-            if done(self) {
-                return;
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            assert!(
-                !left.is_zero(),
-                "{}: no {what} within {WAIT:?}; phase {:?}, view {:?}, errors {:?}",
-                self.name,
-                self.phase,
-                self.view,
-                self.errors
-            );
-            if let Ok(e) = self.h.events().recv_timeout(left.min(Duration::from_millis(100))) {
-                self.apply(e);
-            }
-        }
-    }
-
-    fn wait_phase(&mut self, p: Phase) {
-        self.wait(p.as_str(), |s| s.phase == Some(p));
-    }
-
-    fn wait_view(&mut self, song: &str, page: u32) {
-        let want = View { song_id: Some(SongId::new(song)), page_index: page };
-        self.wait(&format!("{want:?}"), |s| s.view.as_ref() == Some(&want));
-    }
-
-    fn local(&self, a: LocalAction) {
-        self.h.send(SyncCommand::Local(a));
-    }
-
-    fn page(&self) -> u32 {
-        self.view.as_ref().map_or(0, |v| v.page_index)
-    }
-}
-
-fn song(s: &str) -> LocalAction {
-    LocalAction::SetSong { song_id: Some(SongId::new(s)) }
-}
-
-fn master() -> (Peer, JoinCode) {
-    master_with(config("M"))
-}
-
-fn master_with(cfg: SyncConfig) -> (Peer, JoinCode) {
-    let mut m = Peer::with(Role::Master, cfg);
-    m.h.send(SyncCommand::StartChoir { listen: SocketAddr::new(LOCAL, 0) });
-    m.wait("a join code", |s| s.join_code.is_some());
-    m.wait_phase(Phase::MasterSessionActive);
-    let code: JoinCode =
-        m.join_code.clone().expect("join code").parse().expect("our join code parses");
-    (m, code)
-}
-
-fn follower(name: &str, code: &JoinCode) -> Peer {
-    let mut f = Peer::start(name, Role::Follower);
-    f.h.send(SyncCommand::Join(code.clone()));
-    f.wait_phase(Phase::FollowerConnectedFollow);
-    f
-}
-
+use maestral_sync::{LinkState, LocalAction, Phase, Role};
 #[test]
 fn choir_master_and_eight_followers_follow_songs_and_bursts() {
     let (m, code) = master();

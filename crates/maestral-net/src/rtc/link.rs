@@ -20,7 +20,9 @@ use webrtc::peer_connection::{
 };
 
 use super::sdp::Sdp;
+use super::stream::StreamChannel;
 use super::{CHANNEL_LABEL, DtlsCert, MAX_MESSAGE_SIZE, RtcConfig, RtcError, webrtc_error};
+use maestral_protocol::STREAM_CHANNEL_LABEL;
 
 /// How long [`Link::offer`] / [`Link::answer`] wait for ICE gathering. Host candidates on one
 /// bound socket gather in well under a millisecond; this only bounds a broken stack.
@@ -119,6 +121,9 @@ struct State {
     dc: Option<Arc<dyn DataChannel>>,
     /// The task reading the channel's events.
     pump: Option<JoinHandle<()>>,
+    /// Where stream channels the peer opens go ([`Link::accept_streams`]); without it they
+    /// are refused (closed).
+    streams: Option<mpsc::UnboundedSender<StreamChannel>>,
 }
 
 /// Where a link's events go: the receiver it was created with, or (once redirected) a channel
@@ -234,6 +239,7 @@ impl Shared {
         let mut state = self.lock();
         state.closing = true;
         state.dc = None;
+        state.streams = None;
         if let Some(events) = state.events.take() {
             events.send(LinkEvent::Closed);
         }
@@ -351,6 +357,18 @@ impl PeerConnectionEventHandler for Handler {
 
     async fn on_data_channel(&self, dc: Arc<dyn DataChannel>) {
         let label = dc.label().await.unwrap_or_default();
+        if label == STREAM_CHANNEL_LABEL {
+            let taken = {
+                let state = self.shared.lock();
+                let streams = state.streams.as_ref().filter(|_| !state.closing);
+                streams.is_some_and(|tx| tx.send(StreamChannel::new(Arc::clone(&dc))).is_ok())
+            };
+            if !taken {
+                // A stream this side never offered: refused.
+                let _ = dc.close().await;
+            }
+            return;
+        }
         if label != CHANNEL_LABEL || !self.shared.attach_channel(Arc::clone(&dc)) {
             // Not ours to carry: refuse it rather than let its events pile up.
             let _ = dc.close().await;
@@ -444,6 +462,24 @@ impl Link {
         dc.send(BytesMut::from(bytes)).await.map_err(webrtc_error)
     }
 
+    /// Opens a stream channel (`maestral-stream`) on this link's connection, for one score's
+    /// bytes; [`StreamEvent::Open`] says when it can send. The link must be open.
+    pub async fn open_stream(&self) -> Result<StreamChannel, RtcError> {
+        self.inner.shared.sendable_channel()?;
+        let pc = self.inner.shared.peer_connection()?;
+        let dc = pc.create_data_channel(STREAM_CHANNEL_LABEL, None).await.map_err(webrtc_error)?;
+        Ok(StreamChannel::new(dc))
+    }
+
+    /// From now on, stream channels the peer opens on this link come on the returned
+    /// receiver (a Master serving a score); before, and on a link never asked, they are closed
+    /// at once. Asking again replaces the receiver.
+    pub fn accept_streams(&self) -> mpsc::UnboundedReceiver<StreamChannel> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.inner.shared.lock().streams = Some(tx);
+        rx
+    }
+
     /// From now on sends this link's events to `tx`, tagged with `tag`, instead of to the
     /// receiver it was created with, which ends once what was already queued on it is read
     /// (those events come before any on `tx`). Lets one task read many links without a
@@ -482,6 +518,7 @@ impl Link {
                 pc: None,
                 dc: None,
                 pump: None,
+                streams: None,
             }),
             runtime,
         });

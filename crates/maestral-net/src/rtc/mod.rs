@@ -21,6 +21,7 @@
 pub mod cert;
 pub mod link;
 pub mod sdp;
+pub mod stream;
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -28,6 +29,7 @@ use std::time::Duration;
 pub use cert::DtlsCert;
 pub use link::{Link, LinkEvent};
 pub use sdp::{sdp_fingerprints, sha256_fingerprint};
+pub use stream::{StreamChannel, StreamEvent};
 
 /// The label of the one protocol channel (`PROTOCOL_V1.md`, "Encoding").
 pub const CHANNEL_LABEL: &str = "maestral-sync";

@@ -63,6 +63,20 @@ pub enum SyncError {
     /// Follower: `--state-dir` alone asked to rejoin, but no session is stored.
     #[error("no session is stored in {}; join with the code the conductor shows", dir.display())]
     NothingToRejoin { dir: PathBuf },
+    /// Master: a Follower's stream channel was dropped (it asked for a song that is not the
+    /// current one, sent nonsense or data nobody asked for). The session goes on.
+    #[error("a score stream to {peer} was stopped: {why}")]
+    StreamRefused { peer: DeviceId, why: &'static str },
+    /// A score over the streaming limit is not streamed.
+    #[error(
+        "this score is too large to stream ({} MB, the limit is {} MB); singers need their own copy",
+        size / 1_000_000,
+        max / 1_000_000
+    )]
+    StreamTooLarge { size: u64, max: u64 },
+    /// Follower: a stream stopped before the score was whole (tried again where that helps).
+    #[error("receiving the score stopped: {why}")]
+    StreamStopped { song: maestral_protocol::SongId, why: String },
     /// Solo: the stored pairing's certificate could not be loaded.
     #[error("the stored pairing's certificate is unreadable ({0}); pair the two devices again")]
     PairingCertificate(RtcError),

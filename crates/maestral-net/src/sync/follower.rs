@@ -32,6 +32,8 @@ pub(crate) struct FollowerIo {
     attempt: Arc<AtomicU64>,
     /// What `follower-session.json` holds (as this thread last wrote or read it).
     saved: Option<SavedMembership>,
+    /// Scores being fetched from the Master, kept in memory only.
+    pub(crate) fetches: super::stream::Fetches,
 }
 
 impl FollowerIo {
@@ -50,6 +52,23 @@ impl FollowerIo {
         self.master = None;
         self.joining = None;
         self.drop_attempts();
+        self.fetches.clear(None);
+    }
+
+    /// The app lacks the song of `prepare`: fetch it from the Master.
+    pub(crate) fn fetch(&mut self, ctx: &mut Ctx, prepare: maestral_protocol::StreamPrepare) {
+        let master = self.master.as_ref().map(|(m, _)| m.clone());
+        self.fetches.want(ctx, master.as_ref(), prepare);
+    }
+
+    pub(crate) fn stream_done(
+        &mut self,
+        ctx: &mut Ctx,
+        song: maestral_protocol::SongId,
+        outcome: Result<Vec<u8>, (Vec<u8>, super::stream::Stop)>,
+    ) {
+        let master = self.master.as_ref().map(|(m, _)| m.clone());
+        self.fetches.finished(ctx, master.as_ref(), song, outcome);
     }
 
     /// Before the thread stops: leaves a session whose link is up.
@@ -61,11 +80,16 @@ impl FollowerIo {
         true
     }
 
-    pub(crate) fn engine_event(&mut self, e: &Event) {
-        if let Event::SessionEnded | Event::JoinRejected { .. } = e {
-            self.master = None;
-            self.joining = None;
-            self.drop_attempts();
+    pub(crate) fn engine_event(&mut self, _ctx: &mut Ctx, e: &Event) {
+        match e {
+            Event::SessionEnded | Event::JoinRejected { .. } => {
+                self.master = None;
+                self.joining = None;
+                self.drop_attempts();
+                self.fetches.clear(None);
+            }
+            Event::StreamClear { song_id } => self.fetches.clear(song_id.as_ref()),
+            _ => {}
         }
     }
 

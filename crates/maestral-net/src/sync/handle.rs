@@ -32,6 +32,9 @@ pub struct SyncConfig {
     /// Master its session, a Follower its membership, a Solo device its pairing. `None`:
     /// nothing kept.
     pub state_dir: Option<std::path::PathBuf>,
+    /// The largest score streamed (a Master does not serve a larger one; a Follower does not
+    /// fetch one).
+    pub max_stream_bytes: u64,
 }
 
 impl SyncConfig {
@@ -45,6 +48,7 @@ impl SyncConfig {
             join_timeout: Duration::from_secs(5),
             flood_limit: 500,
             state_dir: None,
+            max_stream_bytes: super::stream::DEFAULT_MAX_STREAM_BYTES,
         }
     }
 }
@@ -70,6 +74,10 @@ pub enum SyncCommand {
     SoloAnswer(String),
     /// Solo: take the other device's answer code, completing the pairing.
     SoloAccept(String),
+    /// Master: the app holds the current song's bytes; Followers that lack it fetch them.
+    Serve { song_id: maestral_protocol::SongId, bytes: Arc<[u8]> },
+    /// Follower: this device lacks the song of this `STREAM_PREPARE`: fetch it into memory.
+    Fetch(maestral_protocol::StreamPrepare),
     /// Fault injection for tests and the fault campaign.
     #[cfg(feature = "test-support")]
     Fault(Fault),
@@ -96,6 +104,10 @@ pub enum SyncEvent {
     JoinCode(String),
     /// Solo: the pairing code to show to the other device (offer or answer).
     PairCode(String),
+    /// Follower: a score is being received: `got` of `size` bytes so far.
+    Stream { song_id: maestral_protocol::SongId, got: u64, size: u64 },
+    /// Follower: a score arrived whole, its SHA-256 checked: in memory only, view-only.
+    Streamed { song_id: maestral_protocol::SongId, bytes: Arc<[u8]> },
     /// Something went wrong; its `Display` is one readable line for the user. The sync thread
     /// carries on.
     Error(SyncError),

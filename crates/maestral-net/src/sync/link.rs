@@ -122,6 +122,11 @@ impl Links {
         self.peers.get(&generation)
     }
 
+    /// The open link to `peer` (a clone, sharing it).
+    pub(crate) fn link(&self, peer: &DeviceId) -> Option<Link> {
+        self.by_peer.get(peer).map(|pl| pl.link.clone())
+    }
+
     pub(crate) fn contains(&self, peer: &DeviceId) -> bool {
         self.by_peer.contains_key(peer)
     }

@@ -32,6 +32,8 @@ pub(crate) struct MasterIo {
     pub(crate) offline: bool,
     /// What was last written to the state directory.
     saved: Option<SavedSession>,
+    /// The current song's bytes, served to Followers that lack it.
+    pub(crate) served: super::stream::ServedSlot,
 }
 
 impl MasterIo {
@@ -129,6 +131,20 @@ impl MasterIo {
         }
     }
 
+    /// The app holds the current song's bytes: served from now on, and offered by the engine
+    /// (`STREAM_PREPARE`) to the Followers. A score over the limit is refused, once, here.
+    pub(crate) fn serve(&mut self, ctx: &mut Ctx, song_id: maestral_protocol::SongId, bytes: std::sync::Arc<[u8]>) {
+        let size = bytes.len() as u64;
+        if size > ctx.cfg.max_stream_bytes {
+            self.served.set(None);
+            return ctx.error(SyncError::StreamTooLarge { size, max: ctx.cfg.max_stream_bytes });
+        }
+        if self.served.song().as_ref() != Some(&song_id) {
+            self.served.set(Some(super::stream::Served { song: song_id.clone(), bytes }));
+        }
+        ctx.local(maestral_sync::LocalAction::OfferStream { song_id, size_bytes: size });
+    }
+
     /// A `POST /v1/join`: the token is checked here (in constant time) and again by the engine
     /// on `JOIN_REQUEST`; the answer is made on a task so joins never stall the engine.
     pub(crate) fn join(&mut self, ctx: &Ctx, p: PendingJoin) {
@@ -158,6 +174,12 @@ impl MasterIo {
     /// mid-write leaves the previous file whole). An ended session is removed.
     pub(crate) fn save_session(&mut self, ctx: &mut Ctx) {
         let maestral_sync::StateView::Master(state) = ctx.engine.state() else { return };
+        // Another song: the old one's bytes are not served (a request for it is refused).
+        if let Some(served) = self.served.song()
+            && state.song_id.as_ref() != Some(&served)
+        {
+            self.served.set(None);
+        }
         if state.session_id.is_none() {
             if self.saved.take().is_some() {
                 ctx.store(|w| w.remove(files::MASTER_SESSION));

@@ -23,6 +23,7 @@ mod link;
 mod master;
 mod solo;
 mod store;
+pub mod stream;
 mod worker;
 
 pub use error::{JoinFailure, StartError, SyncError};

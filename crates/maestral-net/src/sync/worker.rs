@@ -145,6 +145,13 @@ pub(crate) enum Internal {
     Saved { name: String, error: Option<String> },
     /// Solo: the call-back listener is bound.
     SoloListening(crate::signaling::SignalingServer),
+    /// Follower: a stream has `got` bytes so far.
+    StreamProgress { song: maestral_protocol::SongId, got: u64 },
+    /// Follower: a stream ended, whole or not.
+    StreamDone {
+        song: maestral_protocol::SongId,
+        outcome: Result<Vec<u8>, (Vec<u8>, super::stream::Stop)>,
+    },
 }
 
 /// What only one role does, with that role's state (mirrors the engine's roles).
@@ -324,6 +331,11 @@ impl Worker {
             ) => {
                 ctx.error(SyncError::WrongRole("pairing codes are for Solo mode"));
             }
+            (SyncCommand::Serve { song_id, bytes }, RoleIo::Master(m)) => m.serve(ctx, song_id, bytes),
+            (SyncCommand::Fetch(prepare), RoleIo::Follower(f)) => f.fetch(ctx, prepare),
+            (SyncCommand::Serve { .. } | SyncCommand::Fetch(_), _) => {
+                ctx.error(SyncError::WrongRole("scores are streamed in a Choir session"));
+            }
             #[cfg(feature = "test-support")]
             (SyncCommand::Fault(super::Fault::DropLink(peer)), _) => ctx.links.drop_link(&peer),
             #[cfg(feature = "test-support")]
@@ -415,6 +427,11 @@ impl Worker {
                 {
                     return;
                 }
+                if let RoleIo::Master(m) = &self.role {
+                    // Its Follower may ask for the score on a stream channel of this link.
+                    let (slot, tx) = (m.served.clone(), self.ctx.internal.clone());
+                    super::stream::accept(&link, peer.clone(), slot, tx);
+                }
                 let (_, queued) = self.ctx.links.register(&peer, link, events);
                 self.ctx.link(&peer, LinkSignal::Up);
                 match (kind, &mut self.role) {
@@ -452,6 +469,16 @@ impl Worker {
             Internal::SoloListening(server) => {
                 if let RoleIo::Solo(s) = &mut self.role {
                     s.listening(&mut self.ctx, server);
+                }
+            }
+            Internal::StreamProgress { song, got } => {
+                if let RoleIo::Follower(f) = &mut self.role {
+                    f.fetches.progress(&mut self.ctx, song, got);
+                }
+            }
+            Internal::StreamDone { song, outcome } => {
+                if let RoleIo::Follower(f) = &mut self.role {
+                    f.stream_done(&mut self.ctx, song, outcome);
                 }
             }
             Internal::Error(e) => self.ctx.error(e),
@@ -492,7 +519,7 @@ impl RoleIo {
     fn engine_event(&mut self, ctx: &mut Ctx, e: &Event) {
         match self {
             RoleIo::Master(m) => m.engine_event(ctx, e),
-            RoleIo::Follower(f) => f.engine_event(e),
+            RoleIo::Follower(f) => f.engine_event(ctx, e),
             RoleIo::Solo(_) => {}
         }
     }

@@ -1,0 +1,365 @@
+//! Score streaming (spec §8.3; PROTOCOL_V1 "Score streaming"): the Master serves the current
+//! song's bytes to each Follower that asks, the Follower fetches what it lacks into memory,
+//! checks its SHA-256 and hands it to the app. Never written to disk.
+//!
+//! # The transfer
+//!
+//! One `maestral-stream` DataChannel per stream (ordered, reliable), opened by the Follower on
+//! its link to the Master after `STREAM_PREPARE`. On it:
+//!
+//! - Follower → Master, text: `{"song_id": str, "offset": u64}`, the bytes it still lacks (a
+//!   stream cut by a drop-out resumes from `offset`, it does not start over);
+//! - Master → Follower, binary: chunks of `[offset: u64 big-endian][up to 32 KiB of the file]`,
+//!   in order from `offset` to the end;
+//! - Master → Follower, text, instead: `{"error": "not_current" | "bad_request"}`, then the
+//!   Master closes the channel.
+//!
+//! The Follower closes the channel once it has every byte. The Master keeps at most
+//! [`WINDOW`] bytes queued per channel (the association's send queue is shared with
+//! `maestral-sync`, so this bounds how long a page turn waits behind the score) and sends more
+//! when the channel's buffered amount falls to [`LOW`] (its low-threshold signal). Each Follower
+//! has its own connection and serving task: the Followers share the Master fairly.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use maestral_protocol::{DeviceId, SongId, StreamPrepare};
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+
+use super::error::SyncError;
+use super::handle::SyncEvent;
+use super::worker::{Ctx, Internal};
+use crate::rtc::{Link, StreamChannel, StreamEvent};
+
+/// The file bytes in one chunk.
+pub const CHUNK: usize = 32 * 1024;
+/// At most this much is queued to one Follower (plus one chunk).
+pub const WINDOW: usize = 256 * 1024;
+/// More is sent when what is queued falls to this.
+pub const LOW: u32 = 128 * 1024;
+/// A stream that brings nothing for this long is dropped (and tried again).
+pub const STALL: Duration = Duration::from_secs(10);
+/// The largest score streamed unless configured otherwise.
+pub const DEFAULT_MAX_STREAM_BYTES: u64 = 200 * 1024 * 1024;
+/// How long a refused peer gets to read the refusal before its channel is closed.
+const REFUSAL_WAIT: Duration = Duration::from_secs(2);
+/// A progress report goes to the app at most every this many bytes.
+const PROGRESS_STEP: usize = 256 * 1024;
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Request {
+    song_id: SongId,
+    offset: u64,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Refusal {
+    error: String,
+}
+
+// ---- the Master's side ------------------------------------------------------------------------
+
+/// The song the Master serves now, with its bytes (the app read them).
+#[derive(Clone)]
+pub(crate) struct Served {
+    pub(crate) song: SongId,
+    pub(crate) bytes: Arc<[u8]>,
+}
+
+/// What every serving task reads: the current song's bytes, or nothing.
+#[derive(Clone, Default)]
+pub(crate) struct ServedSlot(Arc<Mutex<Option<Served>>>);
+
+impl ServedSlot {
+    pub(crate) fn set(&self, served: Option<Served>) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = served;
+    }
+
+    fn get(&self) -> Option<Served> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// The song served now.
+    pub(crate) fn song(&self) -> Option<SongId> {
+        self.get().map(|s| s.song)
+    }
+}
+
+/// Serves every stream channel `peer` opens on `link` from `slot`, each on a task of its own.
+pub(crate) fn accept(link: &Link, peer: DeviceId, slot: ServedSlot, tx: mpsc::UnboundedSender<Internal>) {
+    let mut channels = link.accept_streams();
+    tokio::spawn(async move {
+        while let Some(channel) = channels.recv().await {
+            tokio::spawn(serve(channel, peer.clone(), slot.clone(), tx.clone()));
+        }
+    });
+}
+
+/// One Follower's stream channel: answers its requests from `slot`, keeping at most
+/// [`WINDOW`] queued.
+async fn serve(channel: StreamChannel, peer: DeviceId, slot: ServedSlot, tx: mpsc::UnboundedSender<Internal>) {
+    let refuse = |why: &'static str| {
+        let _ = tx.send(Internal::Error(SyncError::StreamRefused { peer: peer.clone(), why }));
+    };
+    if channel.set_low_threshold(LOW).await.is_err() {
+        return;
+    }
+    // The bytes being sent and the next offset.
+    let mut sending: Option<(Served, usize)> = None;
+    loop {
+        if let Some((served, offset)) = &mut sending {
+            let len = served.bytes.len();
+            while *offset < len {
+                match channel.outstanding().await {
+                    Ok(queued) if queued < WINDOW => {}
+                    Ok(_) => break,
+                    Err(_) => return,
+                }
+                let end = (*offset + CHUNK).min(len);
+                let mut frame = Vec::with_capacity(8 + end - *offset);
+                frame.extend_from_slice(&(*offset as u64).to_be_bytes());
+                frame.extend_from_slice(&served.bytes[*offset..end]);
+                if channel.send_binary(&frame).await.is_err() {
+                    return;
+                }
+                *offset = end;
+            }
+            if *offset >= len {
+                sending = None;
+            }
+        }
+        match channel.next().await {
+            StreamEvent::Open | StreamEvent::Low => {}
+            StreamEvent::Closed => return,
+            StreamEvent::Text(text) => {
+                let request = serde_json::from_str::<Request>(&text);
+                let current = slot.get();
+                let (answer, why) = match (&request, current) {
+                    (Ok(r), Some(s)) if s.song == r.song_id && r.offset <= s.bytes.len() as u64 => {
+                        sending = Some((s, r.offset as usize));
+                        continue;
+                    }
+                    (Ok(_), _) => ("not_current", "it asked for a song that is not the current one"),
+                    (Err(_), _) => ("bad_request", "its stream request is not one"),
+                };
+                let refusal = serde_json::json!({ "error": answer }).to_string();
+                let _ = channel.send_text(&refusal).await;
+                refuse(why);
+                // The peer closes once it has read the refusal (a close now could overtake it).
+                let closed = async { while channel.next().await != StreamEvent::Closed {} };
+                let _ = tokio::time::timeout(REFUSAL_WAIT, closed).await;
+                channel.close().await;
+                return;
+            }
+            StreamEvent::Binary(_) => {
+                refuse("it sent data nobody asked for");
+                channel.close().await;
+                return;
+            }
+        }
+    }
+}
+
+// ---- the Follower's side ----------------------------------------------------------------------
+
+/// Why a fetch stopped before the score was whole.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Stop {
+    /// The link went (a rejoin's `STREAM_PREPARE` resumes it).
+    LinkLost,
+    /// Nothing came for [`STALL`].
+    Stalled,
+    /// A chunk that is not the next one, or past the end.
+    OutOfRange,
+    /// The bytes are not the song (their SHA-256 differs): they are dropped.
+    HashMismatch,
+    /// The Master refused (`not_current`, `bad_request`) or answered nonsense.
+    Refused(String),
+}
+
+impl Stop {
+    fn words(&self) -> String {
+        match self {
+            Stop::LinkLost => "the connection to the conductor's device dropped".into(),
+            Stop::Stalled => format!("nothing arrived for {} s", STALL.as_secs()),
+            Stop::OutOfRange => "a piece arrived out of order".into(),
+            Stop::HashMismatch => "what arrived is not the conductor's score (its checksum differs)".into(),
+            Stop::Refused(why) => format!("the conductor's device refused ({why})"),
+        }
+    }
+
+    /// Worth trying again at once while the link is up.
+    fn retry(&self) -> bool {
+        matches!(self, Stop::Stalled | Stop::OutOfRange | Stop::HashMismatch)
+    }
+}
+
+/// One song being fetched, or partly fetched.
+struct Fetch {
+    prepare: StreamPrepare,
+    /// The bytes so far (taken by the running task, given back when it stops).
+    have: Vec<u8>,
+    running: bool,
+    retries: u32,
+}
+
+/// The Follower's streams.
+#[derive(Default)]
+pub(crate) struct Fetches {
+    by_song: HashMap<SongId, Fetch>,
+}
+
+/// Tries of one stream in a row (after a stall, a bad chunk or a wrong checksum) before it is
+/// left to the next `STREAM_PREPARE`.
+const MAX_RETRIES: u32 = 3;
+
+impl Fetches {
+    /// The app lacks `prepare`'s song: fetch it (or the rest of it) over the link to `master`.
+    pub(crate) fn want(&mut self, ctx: &mut Ctx, master: Option<&DeviceId>, prepare: StreamPrepare) {
+        let max = ctx.cfg.max_stream_bytes;
+        if prepare.size_bytes > max {
+            return ctx.error(SyncError::StreamTooLarge { size: prepare.size_bytes, max });
+        }
+        let song = prepare.song_id.clone();
+        let fetch = self.by_song.entry(song.clone()).or_insert_with(|| Fetch {
+            prepare: prepare.clone(),
+            have: Vec::new(),
+            running: false,
+            retries: 0,
+        });
+        if fetch.prepare.size_bytes != prepare.size_bytes || fetch.prepare.sha256 != prepare.sha256 {
+            // Another file under the same id cannot be: start over with what is offered now.
+            fetch.have.clear();
+        }
+        fetch.prepare = prepare;
+        if fetch.running {
+            return;
+        }
+        fetch.retries = 0;
+        self.start(ctx, master, &song);
+    }
+
+    fn start(&mut self, ctx: &mut Ctx, master: Option<&DeviceId>, song: &SongId) {
+        let Some(fetch) = self.by_song.get_mut(song) else { return };
+        let Some(link) = master.and_then(|m| ctx.links.link(m)) else {
+            // No link now: the rejoin's STREAM_PREPARE brings it back.
+            return;
+        };
+        fetch.running = true;
+        let have = std::mem::take(&mut fetch.have);
+        let prepare = fetch.prepare.clone();
+        ctx.emit(SyncEvent::Stream { song_id: song.clone(), got: have.len() as u64, size: prepare.size_bytes });
+        tokio::spawn(run_fetch(link, prepare, have, ctx.internal.clone()));
+    }
+
+    /// A fetch task reported: progress, or its end.
+    pub(crate) fn progress(&mut self, ctx: &mut Ctx, song: SongId, got: u64) {
+        if let Some(f) = self.by_song.get(&song) {
+            ctx.emit(SyncEvent::Stream { song_id: song, got, size: f.prepare.size_bytes });
+        }
+    }
+
+    pub(crate) fn finished(
+        &mut self,
+        ctx: &mut Ctx,
+        master: Option<&DeviceId>,
+        song: SongId,
+        outcome: Result<Vec<u8>, (Vec<u8>, Stop)>,
+    ) {
+        let Some(fetch) = self.by_song.get_mut(&song) else { return };
+        fetch.running = false;
+        match outcome {
+            Ok(bytes) => {
+                self.by_song.remove(&song);
+                ctx.emit(SyncEvent::Streamed { song_id: song, bytes: bytes.into() });
+            }
+            Err((have, stop)) => {
+                fetch.have = if stop == Stop::HashMismatch { Vec::new() } else { have };
+                ctx.error(SyncError::StreamStopped { song: song.clone(), why: stop.words() });
+                if let Stop::Refused(_) = stop {
+                    self.by_song.remove(&song);
+                } else if stop.retry() && fetch.retries < MAX_RETRIES {
+                    fetch.retries += 1;
+                    self.start(ctx, master, &song);
+                }
+            }
+        }
+    }
+
+    /// Everything streamed or being streamed is dropped (a session's end, Leave).
+    pub(crate) fn clear(&mut self, song: Option<&SongId>) {
+        match song {
+            Some(s) => drop(self.by_song.remove(s)),
+            None => self.by_song.clear(),
+        }
+    }
+}
+
+/// Fetches the rest of `prepare`'s song after `have` over a new stream channel on `link`.
+async fn run_fetch(link: Link, prepare: StreamPrepare, have: Vec<u8>, tx: mpsc::UnboundedSender<Internal>) {
+    let song = prepare.song_id.clone();
+    let outcome = fetch(&link, &prepare, have, &tx).await;
+    let _ = tx.send(Internal::StreamDone { song, outcome });
+}
+
+async fn fetch(
+    link: &Link,
+    prepare: &StreamPrepare,
+    mut have: Vec<u8>,
+    tx: &mpsc::UnboundedSender<Internal>,
+) -> Result<Vec<u8>, (Vec<u8>, Stop)> {
+    let size = usize::try_from(prepare.size_bytes).unwrap_or(usize::MAX);
+    let Ok(channel) = link.open_stream().await else { return Err((have, Stop::LinkLost)) };
+    have.reserve(size.saturating_sub(have.len()));
+    let mut asked = false;
+    let mut reported = have.len();
+    let stop = loop {
+        if have.len() >= size && asked {
+            break None;
+        }
+        let event = match tokio::time::timeout(STALL, channel.next()).await {
+            Ok(e) => e,
+            Err(_) => break Some(Stop::Stalled),
+        };
+        match event {
+            StreamEvent::Open => {
+                let request = Request { song_id: prepare.song_id.clone(), offset: have.len() as u64 };
+                let text = serde_json::to_string(&request).unwrap_or_default();
+                if channel.send_text(&text).await.is_err() {
+                    break Some(Stop::LinkLost);
+                }
+                asked = true;
+            }
+            StreamEvent::Binary(frame) => {
+                let offset = frame.get(..8).map(|b| u64::from_be_bytes(b.try_into().unwrap_or([0xff; 8])));
+                let data = frame.get(8..).unwrap_or_default();
+                if offset != Some(have.len() as u64) || have.len() + data.len() > size {
+                    break Some(Stop::OutOfRange);
+                }
+                have.extend_from_slice(data);
+                if have.len() - reported >= PROGRESS_STEP || have.len() == size {
+                    reported = have.len();
+                    let _ = tx.send(Internal::StreamProgress { song: prepare.song_id.clone(), got: reported as u64 });
+                }
+            }
+            StreamEvent::Text(text) => {
+                let why = serde_json::from_str::<Refusal>(&text).map_or_else(|_| "an answer that is not one".to_owned(), |r| r.error);
+                break Some(Stop::Refused(why));
+            }
+            StreamEvent::Low => {}
+            StreamEvent::Closed => break Some(Stop::LinkLost),
+        }
+    };
+    channel.close().await;
+    if let Some(stop) = stop {
+        return Err((have, stop));
+    }
+    let digest = Sha256::digest(&have);
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    if !hex.eq_ignore_ascii_case(prepare.sha256.trim()) {
+        return Err((Vec::new(), Stop::HashMismatch));
+    }
+    Ok(have)
+}

@@ -1,0 +1,177 @@
+//! Scores streamed in a Choir session (spec §8.3), the app's part. A Master hands the sync
+//! thread the bytes of the song it shows (read off the frame, on a thread of their own); a
+//! Follower that lacks the Master's song asks for it, and once it arrives (whole, its SHA-256
+//! checked by the sync thread) opens it from memory (PDFium reads the buffer) into the library,
+//! marked streamed. Nothing streamed is ever written anywhere; it is dropped on `STREAM_CLEAR`,
+//! at the session's end, on Leave, on a role switch and with the app.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use bevy::prelude::*;
+use crossbeam_channel::{Receiver, Sender};
+use maestral_net::SyncCommand;
+use maestral_score::{Song, SongId};
+use maestral_sync::{Phase, Role};
+
+use crate::model::{
+    AppError, Arrived, ClearStreamed, PageTextures, PhaseChanged, Position, SongLibrary, StreamChanged, StreamProgress,
+    StreamState,
+};
+use crate::score::RenderBridge;
+use crate::sync::SyncBridge;
+use crate::wake::Waker;
+
+/// A score that arrived, opened (or not) on a thread.
+type Opened = (SongId, Arc<[u8]>, Result<Song, String>);
+
+/// A Master's song read from its file, for the sync thread.
+type Read = (SongId, Result<Arc<[u8]>, String>);
+
+#[derive(Resource)]
+struct Threads {
+    opened: (Sender<Opened>, Receiver<Opened>),
+    read: (Sender<Read>, Receiver<Read>),
+    /// The song whose bytes were handed to the sync thread (or are being read), per bridge.
+    served: Option<SongId>,
+}
+
+pub fn plugin(app: &mut App) {
+    app.insert_resource(Threads {
+        opened: crossbeam_channel::unbounded(),
+        read: crossbeam_channel::unbounded(),
+        served: None,
+    })
+    .add_systems(
+        PreUpdate,
+        (open_arrived, serve_shown_song, clear_on_leave, clear_streamed)
+            .chain()
+            .run_if(resource_exists::<SyncBridge>),
+    );
+}
+
+/// Opens a score that arrived, on a thread (PDFium's look at it takes a while).
+pub fn open_in_background(threads: &Sender<Opened>, waker: Waker, song: SongId, bytes: Arc<[u8]>) {
+    let tx = threads.clone();
+    let spawned = std::thread::Builder::new().name("maestral-streamed".into()).spawn(move || {
+        let name = PathBuf::from(format!("streamed-{}.pdf", song.as_str().get(..12).unwrap_or("")));
+        let opened = Song::from_bytes(&name, &bytes).map_err(|e| e.to_string());
+        let _ = tx.send((song, bytes, opened));
+        waker.wake();
+    });
+    if let Err(e) = spawned {
+        warn!("could not open the streamed score: {e}");
+    }
+}
+
+/// The sync thread's `Streamed` events: opened off the frame, then into the library.
+fn open_arrived(
+    threads: Res<Threads>,
+    mut arrived: MessageReader<Arrived>,
+    mut library: ResMut<SongLibrary>,
+    mut progress: ResMut<StreamProgress>,
+    mut streams: MessageWriter<StreamChanged>,
+    mut errors: MessageWriter<AppError>,
+    waker: Res<Waker>,
+) {
+    for Arrived { song, bytes } in arrived.read() {
+        open_in_background(&threads.opened.0, waker.clone(), song.clone(), bytes.clone());
+    }
+    let done: Vec<Opened> = threads.opened.1.try_iter().collect();
+    for (song, bytes, opened) in done {
+        progress.0.remove(&song);
+        match opened {
+            Ok(opened) if opened.id == song => {
+                library.insert_streamed(opened, bytes);
+                streams.write(StreamChanged { song: Some(song), state: StreamState::Ready });
+            }
+            Ok(_) => {
+                errors.write(AppError("the streamed score is not the Master's song".into()));
+            }
+            Err(e) => {
+                errors.write(AppError(format!("the streamed score could not be opened: {e}")));
+            }
+        }
+    }
+}
+
+/// A Master hands the sync thread the bytes of the song it shows (read on a thread), so
+/// Followers that lack it can fetch it.
+fn serve_shown_song(
+    mut threads: ResMut<Threads>,
+    bridge: Res<SyncBridge>,
+    position: Res<Position>,
+    library: Res<SongLibrary>,
+    waker: Res<Waker>,
+    mut errors: MessageWriter<AppError>,
+) {
+    if bridge.is_added() {
+        threads.served = None;
+    }
+    let reads: Vec<Read> = threads.read.1.try_iter().collect();
+    for (song, bytes) in reads {
+        match bytes {
+            // Still the song shown: the sync thread takes it (it checks the size limit).
+            Ok(bytes) if position.song.as_ref() == Some(&song) => {
+                bridge.send(SyncCommand::Serve { song_id: song, bytes });
+            }
+            Ok(_) => {}
+            Err(e) => {
+                errors.write(AppError(format!("the score cannot be streamed to singers: {e}")));
+            }
+        }
+    }
+    if bridge.role() != Role::Master || position.song == threads.served {
+        return;
+    }
+    threads.served.clone_from(&position.song);
+    let Some(song) = position.song.as_ref().and_then(|id| library.get(id)) else { return };
+    if let Some(bytes) = library.streamed_bytes(&song.id) {
+        bridge.send(SyncCommand::Serve { song_id: song.id.clone(), bytes });
+        return;
+    }
+    let (id, path, tx, waker) = (song.id.clone(), song.path.clone(), threads.read.0.clone(), waker.clone());
+    let spawned = std::thread::Builder::new().name("maestral-serve".into()).spawn(move || {
+        let read = std::fs::read(&path).map(Arc::from).map_err(|e| format!("{} ({e})", path.display()));
+        let _ = tx.send((id, read));
+        waker.wake();
+    });
+    if let Err(e) = spawned {
+        warn!("could not read the score to stream: {e}");
+    }
+}
+
+/// A Follower back to playing alone (Leave, the session's end, a refusal) keeps nothing
+/// streamed.
+fn clear_on_leave(mut phases: MessageReader<PhaseChanged>, mut clears: MessageWriter<ClearStreamed>) {
+    if phases.read().any(|PhaseChanged(p)| *p == Phase::FollowerIdleLocal) {
+        clears.write(ClearStreamed(None));
+    }
+}
+
+/// Drops streamed songs from the library, the render thread and the textures; one `cleared`
+/// per song.
+fn clear_streamed(
+    mut clears: MessageReader<ClearStreamed>,
+    mut library: ResMut<SongLibrary>,
+    mut render: Option<ResMut<RenderBridge>>,
+    mut textures: Option<ResMut<PageTextures>>,
+    mut progress: ResMut<StreamProgress>,
+    mut streams: MessageWriter<StreamChanged>,
+) {
+    for ClearStreamed(which) in clears.read() {
+        match which {
+            Some(song) => drop(progress.0.remove(song)),
+            None => progress.0.clear(),
+        }
+        for song in library.remove_streamed(which.as_ref()) {
+            if let Some(render) = render.as_mut() {
+                render.forget(&song);
+            }
+            if let Some(textures) = textures.as_mut() {
+                textures.forget_song(&song);
+            }
+            streams.write(StreamChanged { song: Some(song), state: StreamState::Cleared });
+        }
+    }
+}

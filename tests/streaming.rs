@@ -1,0 +1,116 @@
+//! Score streaming between processes (spec §8.3): a headless Master and 8 headless Followers
+//! over real WebRTC on loopback, none of the Followers with the song. Each receives it (the
+//! `stream` events of HEADLESS.md), opens it from memory (its page count comes from PDFium),
+//! and follows the turns made during the stream; at the session's end every streamed score is
+//! cleared, by song id, and no copy of its bytes is left in the state directory or the temp
+//! directory. Every wait is bounded; nothing asserts on time.
+
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::SystemTime;
+
+use support::{App, TempDir, demo_score};
+
+fn singer(name: &str, library: &Path, state: &Path, code: &str) -> App {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_maestral"));
+    command
+        .arg("--headless")
+        .arg(library)
+        .args(["--join", code, "--device-id", name, "--device-name", name, "--state-dir"])
+        .arg(state);
+    let mut app = App::spawn(command);
+    app.name = name.into();
+    app
+}
+
+/// Files under `dir` changed since `since` whose bytes are `bytes`.
+fn copies(dir: &Path, bytes: &[u8], since: SystemTime, found: &mut Vec<String>) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let Ok(meta) = entry.metadata() else { continue };
+        if meta.is_dir() {
+            copies(&path, bytes, since, found);
+        } else if meta.len() == bytes.len() as u64
+            && meta.modified().is_ok_and(|m| m >= since)
+            && std::fs::read(&path).is_ok_and(|b| b == bytes)
+        {
+            found.push(path.display().to_string());
+        }
+    }
+}
+
+#[test]
+fn eight_followers_without_the_score_receive_it_into_memory_and_lose_it_at_the_end() {
+    let started = SystemTime::now();
+    let root = TempDir::new("streaming");
+    let empty = root.0.join("no-scores");
+    std::fs::create_dir_all(&empty).expect("an empty library");
+    let file = demo_score("lanterns-on-the-water.pdf");
+    let bytes = std::fs::read(&file).expect("the score");
+
+    let mut command = Command::new(env!("CARGO_BIN_EXE_maestral"));
+    command
+        .args(["--headless", "--choir-master", "--listen", "127.0.0.1:0", "--state-dir"])
+        .arg(root.0.join("master"))
+        .arg(support::demo_library());
+    let mut master = App::spawn(command);
+    master.name = "the Master".into();
+    let ready = master.wait("ready", |e| e["event"] == "ready");
+    let code = ready["join_code"].as_str().expect("a join code").to_owned();
+    let mut singers: Vec<App> = (0..8)
+        .map(|i| {
+            let name = format!("singer-{i}");
+            singer(&name, &empty, &root.0.join(&name), &code)
+        })
+        .collect();
+    for s in &mut singers {
+        s.wait("following", |e| e["event"] == "phase" && e["phase"] == "FOLLOWER_CONNECTED_FOLLOW");
+    }
+
+    master.send(&format!("song {}", file.display()));
+    let shown = master.wait("the song", |e| e["event"] == "show" && e["song_id"].is_string());
+    let song = shown["song_id"].as_str().expect("an id").to_owned();
+    // Turns while the score streams.
+    master.send("next");
+    master.send("next");
+    master.wait("page 2", |e| e["event"] == "show" && e["page_index"] == 2);
+    for s in &mut singers {
+        s.wait("receiving", |e| {
+            e["event"] == "stream" && e["song_id"] == song.as_str() && e["state"] == "receiving"
+        });
+        s.wait("ready", |e| e["event"] == "stream" && e["song_id"] == song.as_str() && e["state"] == "ready");
+        // Opened from memory: PDFium counted its pages; on the Master's page.
+        s.seen_or_wait("the Master's page, drawn from the streamed score", |e| {
+            e["event"] == "show" && e["song_id"] == song.as_str() && e["page_index"] == 2 && e["page_count"] == 11
+        });
+    }
+    master.send("next");
+    for s in &mut singers {
+        s.wait("page 3", |e| e["event"] == "show" && e["page_index"] == 3 && e["page_count"] == 11);
+    }
+
+    // The session ends: every singer clears the score, by its id.
+    master.send("end");
+    for s in &mut singers {
+        s.wait("cleared", |e| {
+            e["event"] == "stream" && e["song_id"] == song.as_str() && e["state"] == "cleared"
+        });
+        // The library no longer has it: the page shown has no page count any more.
+        s.wait("the song gone from the library", |e| {
+            e["event"] == "show" && e["song_id"] == song.as_str() && e["page_count"].is_null()
+        });
+    }
+    for s in singers {
+        assert!(s.quit().success());
+    }
+    assert!(master.quit().success());
+    let mut found = Vec::new();
+    for i in 0..8 {
+        copies(&root.0.join(format!("singer-{i}")), &bytes, started, &mut found);
+    }
+    copies(&std::env::temp_dir(), &bytes, started, &mut found);
+    assert!(found.is_empty(), "copies of the streamed score on disk: {found:?}");
+}
