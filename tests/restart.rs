@@ -24,6 +24,13 @@ fn kept(path: &std::path::Path) {
     }
 }
 
+/// The page `positions.json` in `dir` keeps for `song`, if it is also the last song.
+fn kept_page(dir: &std::path::Path, song: &str) -> Option<u64> {
+    let text = std::fs::read(dir.join("positions.json")).ok()?;
+    let kept: serde_json::Value = serde_json::from_slice(&text).ok()?;
+    (kept["last_song"] == song).then(|| kept["pages"][song].as_u64()).flatten()
+}
+
 #[test]
 fn a_killed_follower_restarted_with_only_its_state_dir_rejoins_on_the_masters_page() {
     let root = TempDir::new("restart-f");
@@ -44,6 +51,8 @@ fn a_killed_follower_restarted_with_only_its_state_dir_rejoins_on_the_masters_pa
     // A plain quit keeps the session too (only end, a refusal and leave forget it).
     assert!(f.quit().success());
     assert!(f_dir.join("follower-session.json").is_file(), "a quit keeps the session");
+    // A Follower keeps positions too (every role does).
+    assert_eq!(kept_page(&f_dir, &song), Some(3));
     let mut f = spawn("singer", &f_dir, &[]);
     f.wait("the Master's page", |e| is_show(e, &song, 3));
     f.seen_or_wait("following", |e| is_phase(e, "FOLLOWER_CONNECTED_FOLLOW"));
@@ -158,6 +167,7 @@ fn a_killed_master_restarted_with_only_its_state_dir_has_every_follower_back_in_
         assert!(f.quit().success());
     }
     assert!(m.quit().success());
+    assert_eq!(kept_page(&m_dir, &song), Some(5), "a Master keeps positions too");
 }
 
 #[test]

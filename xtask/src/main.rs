@@ -16,7 +16,7 @@ usage: cargo xtask <command>
   test                   set up and run every test (what CI runs)
   sim [--seeds N] [--seed S] [--start S]
                          run the sync-engine simulation for more seeds
-  bench engine|render|sync|app|roster|restart [--dev]
+  bench engine|render|sync|stream|app|roster|restart [--dev]
                          run a benchmark (release; `app --dev`: the dev build, which is
                          much quicker to build); results under target/bench/
   features               check that `run` and `test` build shared crates with the same
@@ -162,7 +162,7 @@ fn app_bench(name: &str, rest: &[String]) -> Result<()> {
 
 fn bench(rest: &[String]) -> Result<()> {
     let Some(which) = rest.first() else {
-        bail!("which benchmark? `cargo xtask bench engine`, `render`, `sync`, `app`, `roster` or `restart`");
+        bail!("which benchmark? `cargo xtask bench engine`, `render`, `sync`, `stream`, `app`, `roster` or `restart`");
     };
     std::fs::create_dir_all(root().join("target/bench"))?;
     match which.as_str() {
@@ -177,6 +177,15 @@ fn bench(rest: &[String]) -> Result<()> {
             status(&mut c)
         }
         "sync" => status(cargo().args(["bench", "--package", "maestral-net", "--bench", "sync"])),
+        // A 20 MB score to 1, 8 and 32 Followers (crates/maestral-net/benches/stream.rs).
+        "stream" => {
+            let mut c = cargo();
+            c.args(["bench", "--package", "maestral-net", "--bench", "stream"]);
+            if rest[1..].iter().any(|a| a == "--dev") {
+                c.args(["--profile", "dev"]);
+            }
+            status(&mut c)
+        }
         // Headless processes: the Master's roster with 20 Followers (benches/roster.rs).
         "roster" => app_bench("roster", rest),
         // Headless processes killed and restarted with only their state (benches/restart.rs).
@@ -184,7 +193,7 @@ fn bench(rest: &[String]) -> Result<()> {
         // A real window under Xvfb with Mesa's software Vulkan (see tests/window.rs).
         "app" => app_bench("app", rest),
         other => {
-            bail!("unknown benchmark `{other}`: try `engine`, `render`, `sync`, `app`, `roster` or `restart`")
+            bail!("unknown benchmark `{other}`: try `engine`, `render`, `sync`, `stream`, `app`, `roster` or `restart`")
         }
     }
 }
