@@ -52,7 +52,7 @@ fn score() -> (SongId, Arc<[u8]>) {
 /// offered score; says `joined`, `shown <page>` once all show that page, `have` once all hold
 /// the score; ends when stdin closes.
 fn followers_process(n: usize) {
-    let mut lines = std::io::stdin().lock().lines();
+    let mut lines = std::io::BufReader::new(std::io::stdin()).lines();
     let code: JoinCode = match lines.next().and_then(Result::ok).map(|c| c.trim().parse()) {
         Some(Ok(code)) => code,
         _ => return println!("error no join code"),

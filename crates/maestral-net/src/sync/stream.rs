@@ -9,18 +9,20 @@
 //!
 //! - Follower → Master, text: `{"song_id": str, "offset": u64}`, the bytes it still lacks (a
 //!   stream cut by a drop-out resumes from `offset`, it does not start over);
-//! - Master → Follower, binary: chunks of `[offset: u64 big-endian][up to 32 KiB of the file]`,
+//! - Master → Follower, binary: chunks of `[offset: u64 big-endian][up to 16 KiB of the file]`,
 //!   in order from `offset` to the end;
 //! - Master → Follower, text, instead: `{"error": "not_current" | "bad_request"}`, then the
 //!   Master closes the channel.
 //!
-//! The Follower closes the channel once it has every byte. The Master keeps at most
-//! [`WINDOW`] bytes queued per channel (the association's send queue is shared with
-//! `maestral-sync`, so this bounds how long a page turn waits behind the score) and sends more
-//! when the channel's buffered amount falls to [`LOW`] (its low-threshold signal). Each Follower
-//! has its own connection and serving task: the Followers share the Master fairly.
+//! The Follower closes the channel once it has every byte. The Master keeps at most a share of
+//! [`BUDGET`] queued per channel (the association's send queue is shared with `maestral-sync`,
+//! so this bounds how long a page turn waits behind the score) and sends more when the
+//! channel's buffered amount falls to half of it (its low-threshold signal). Each Follower has
+//! its own connection and serving task and the same share: the Followers share the Master
+//! fairly.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -34,11 +36,14 @@ use super::worker::{Ctx, Internal};
 use crate::rtc::{Link, StreamChannel, StreamEvent};
 
 /// The file bytes in one chunk.
-pub const CHUNK: usize = 32 * 1024;
-/// At most this much is queued to one Follower (plus one chunk).
-pub const WINDOW: usize = 256 * 1024;
-/// More is sent when what is queued falls to this.
-pub const LOW: u32 = 128 * 1024;
+pub const CHUNK: usize = 16 * 1024;
+/// At most this much is queued to all Followers together: each of the `n` streams running
+/// keeps at most `BUDGET / n` queued (never less than [`MIN_WINDOW`]). A page turn waits
+/// behind what is queued to its Follower, so the budget bounds that wait however many
+/// Followers pull at once.
+pub const BUDGET: usize = 512 * 1024;
+/// The least one stream keeps queued: two chunks, so one is always on its way.
+pub const MIN_WINDOW: usize = 2 * CHUNK;
 /// A stream that brings nothing for this long is dropped (and tried again).
 pub const STALL: Duration = Duration::from_secs(10);
 /// The largest score streamed unless configured otherwise.
@@ -68,9 +73,10 @@ pub(crate) struct Served {
     pub(crate) bytes: Arc<[u8]>,
 }
 
-/// What every serving task reads: the current song's bytes, or nothing.
+/// What every serving task reads: the current song's bytes, or nothing; and how many streams
+/// are sending now (they share [`BUDGET`]).
 #[derive(Clone, Default)]
-pub(crate) struct ServedSlot(Arc<Mutex<Option<Served>>>);
+pub(crate) struct ServedSlot(Arc<Mutex<Option<Served>>>, Arc<AtomicUsize>);
 
 impl ServedSlot {
     pub(crate) fn set(&self, served: Option<Served>) {
@@ -79,6 +85,11 @@ impl ServedSlot {
 
     fn get(&self) -> Option<Served> {
         self.0.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// What one stream may keep queued now.
+    fn window(&self) -> usize {
+        (BUDGET / self.1.load(Ordering::Relaxed).max(1)).max(MIN_WINDOW)
     }
 
     /// The song served now.
@@ -98,22 +109,29 @@ pub(crate) fn accept(link: &Link, peer: DeviceId, slot: ServedSlot, tx: mpsc::Un
 }
 
 /// One Follower's stream channel: answers its requests from `slot`, keeping at most
-/// [`WINDOW`] queued.
+/// its share of [`BUDGET`] queued.
 async fn serve(channel: StreamChannel, peer: DeviceId, slot: ServedSlot, tx: mpsc::UnboundedSender<Internal>) {
     let refuse = |why: &'static str| {
         let _ = tx.send(Internal::Error(SyncError::StreamRefused { peer: peer.clone(), why }));
     };
-    if channel.set_low_threshold(LOW).await.is_err() {
-        return;
-    }
     // The bytes being sent and the next offset.
     let mut sending: Option<(Served, usize)> = None;
+    let mut threshold = 0;
+    let _active = Active::new(&slot);
     loop {
         if let Some((served, offset)) = &mut sending {
             let len = served.bytes.len();
+            let window = slot.window();
+            // The low-threshold signal at half the window (set again when the share changes).
+            if threshold != window / 2 {
+                threshold = window / 2;
+                if channel.set_low_threshold(threshold as u32).await.is_err() {
+                    return;
+                }
+            }
             while *offset < len {
                 match channel.outstanding().await {
-                    Ok(queued) if queued < WINDOW => {}
+                    Ok(queued) if queued < window => {}
                     Ok(_) => break,
                     Err(_) => return,
                 }
@@ -159,6 +177,22 @@ async fn serve(channel: StreamChannel, peer: DeviceId, slot: ServedSlot, tx: mps
                 return;
             }
         }
+    }
+}
+
+/// Counts a serving task among the streams sharing [`BUDGET`] while it lives.
+struct Active(Arc<AtomicUsize>);
+
+impl Active {
+    fn new(slot: &ServedSlot) -> Self {
+        slot.1.fetch_add(1, Ordering::Relaxed);
+        Active(Arc::clone(&slot.1))
+    }
+}
+
+impl Drop for Active {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
