@@ -26,7 +26,7 @@ use crate::wake::Waker;
 type Opened = (SongId, Arc<[u8]>, Result<Song, String>);
 
 /// A Master's song read from its file, for the sync thread.
-type Read = (SongId, Result<Arc<[u8]>, String>);
+type Read = (SongId, Result<Arc<[u8]>, String>, String);
 
 #[derive(Resource)]
 struct Threads {
@@ -109,11 +109,11 @@ fn serve_shown_song(
         threads.served = None;
     }
     let reads: Vec<Read> = threads.read.1.try_iter().collect();
-    for (song, bytes) in reads {
+    for (song, bytes, title) in reads {
         match bytes {
             // Still the song shown: the sync thread takes it (it checks the size limit).
             Ok(bytes) if position.song.as_ref() == Some(&song) => {
-                bridge.send(SyncCommand::Serve { song_id: song, bytes });
+                bridge.send(SyncCommand::Serve { song_id: song, bytes, title: Some(title) });
             }
             Ok(_) => {}
             Err(e) => {
@@ -127,13 +127,15 @@ fn serve_shown_song(
     threads.served.clone_from(&position.song);
     let Some(song) = position.song.as_ref().and_then(|id| library.get(id)) else { return };
     if let Some(bytes) = library.streamed_bytes(&song.id) {
-        bridge.send(SyncCommand::Serve { song_id: song.id.clone(), bytes });
+        let title = Some(song.title.clone());
+        bridge.send(SyncCommand::Serve { song_id: song.id.clone(), bytes, title });
         return;
     }
-    let (id, path, tx, waker) = (song.id.clone(), song.path.clone(), threads.read.0.clone(), waker.clone());
+    let (id, path, title) = (song.id.clone(), song.path.clone(), song.title.clone());
+    let (tx, waker) = (threads.read.0.clone(), waker.clone());
     let spawned = std::thread::Builder::new().name("maestral-serve".into()).spawn(move || {
         let read = std::fs::read(&path).map(Arc::from).map_err(|e| format!("{} ({e})", path.display()));
-        let _ = tx.send((id, read));
+        let _ = tx.send((id, read, title));
         waker.wake();
     });
     if let Err(e) = spawned {

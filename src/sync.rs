@@ -432,6 +432,9 @@ pub(crate) fn drain_sync_events(
                 // Only a song this device lacks is fetched (one it has streams nothing).
                 let song = prepare.song_id.clone();
                 if news.library.get(&song).is_none() {
+                    if let Some(title) = &prepare.title {
+                        news.progress.1.insert(song.clone(), title.clone());
+                    }
                     if !news.progress.0.contains_key(&song) {
                         news.progress.0.insert(song.clone(), (0, prepare.size_bytes));
                         streams.write(StreamChanged { song: Some(song), state: StreamState::Receiving });

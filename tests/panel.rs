@@ -197,6 +197,9 @@ fn a_follower_missing_the_score_says_it_is_waiting_for_it() {
     h.state_mut().model.receiving = Some(40);
     h.run();
     h.get_by_label("Receiving the score — 40 %");
+    h.state_mut().model.receiving_title = Some("Ave verum".into());
+    h.run();
+    h.get_by_label("Receiving «Ave verum» — 40 %");
     h.get_by_label("The Master is sending it to this device, to view only.");
 }
 

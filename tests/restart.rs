@@ -24,6 +24,22 @@ fn kept(path: &std::path::Path) {
     }
 }
 
+/// A Follower that forgot its session, started again on `dir`: it plays alone and never tries
+/// to rejoin (watched for a second).
+fn restarted_alone(dir: &std::path::Path) -> support::App {
+    let mut f = spawn("singer", dir, &[]);
+    let ready = f.wait("ready", |e| e["event"] == "ready");
+    assert_eq!(ready["mode"], "solo", "{ready}");
+    f.drain(std::time::Duration::from_secs(1));
+    assert!(
+        !f.seen.iter().any(|e| e["event"] == "phase"
+            && e["phase"].as_str().is_some_and(|p| p.starts_with("FOLLOWER"))),
+        "it never tried to rejoin: {:#?}",
+        f.seen
+    );
+    f
+}
+
 /// The page `positions.json` in `dir` keeps for `song`, if it is also the last song.
 fn kept_page(dir: &std::path::Path, song: &str) -> Option<u64> {
     let text = std::fs::read(dir.join("positions.json")).ok()?;
@@ -62,19 +78,10 @@ fn a_killed_follower_restarted_with_only_its_state_dir_rejoins_on_the_masters_pa
     f.wait("local", |e| is_phase(e, "FOLLOWER_IDLE_LOCAL"));
     assert!(f.quit().success());
     assert!(!f_dir.join("follower-session.json").exists(), "leave forgets the session");
-    let mut f = spawn("singer", &f_dir, &[]);
-    let ready = f.wait("ready", |e| e["event"] == "ready");
-    assert_eq!(ready["mode"], "solo", "{ready}");
+    let f = restarted_alone(&f_dir);
     m.wait("an empty roster", |e| {
         e["event"] == "roster" && e["members"].as_array().is_some_and(Vec::is_empty)
     });
-    f.drain(std::time::Duration::from_secs(1));
-    assert!(
-        !f.seen.iter().any(|e| e["event"] == "phase"
-            && e["phase"].as_str().is_some_and(|p| p.starts_with("FOLLOWER"))),
-        "it never tried to rejoin: {:#?}",
-        f.seen
-    );
     assert!(f.quit().success());
     assert!(m.quit().success());
 }
@@ -90,16 +97,7 @@ fn after_the_session_ends_a_restarted_follower_stays_local() {
     f.wait("the session's end", |e| is_phase(e, "FOLLOWER_IDLE_LOCAL"));
     assert!(f.quit().success());
     assert!(!f_dir.join("follower-session.json").exists(), "an ended session is forgotten");
-    let mut f = spawn("singer", &f_dir, &[]);
-    let ready = f.wait("ready", |e| e["event"] == "ready");
-    assert_eq!(ready["mode"], "solo", "{ready}");
-    f.drain(std::time::Duration::from_secs(1));
-    assert!(
-        !f.seen.iter().any(|e| e["event"] == "phase"
-            && e["phase"].as_str().is_some_and(|p| p.starts_with("FOLLOWER"))),
-        "it never tried to rejoin: {:#?}",
-        f.seen
-    );
+    let f = restarted_alone(&f_dir);
     assert!(f.quit().success());
     assert!(m.quit().success());
 }

@@ -93,7 +93,11 @@ pub struct Arrived {
 
 /// Scores being received now: bytes so far and in all, per song (for "Receiving … 40 %").
 #[derive(Resource, Debug, Default)]
-pub struct StreamProgress(pub std::collections::BTreeMap<SongId, (u64, u64)>);
+pub struct StreamProgress(
+    pub std::collections::BTreeMap<SongId, (u64, u64)>,
+    /// The titles the Master gave (`STREAM_PREPARE`'s `title`).
+    pub std::collections::BTreeMap<SongId, String>,
+);
 
 impl StreamProgress {
     /// The share received of `song`, in whole percent, if it is being received.

@@ -212,6 +212,7 @@ impl Shown<'_> {
             receiving: song
                 .filter(|s| self.receiving.0.contains(*s))
                 .map(|s| self.progress.percent(s).unwrap_or(0)),
+            receiving_title: song.and_then(|s| self.progress.1.get(s).cloned()),
             entry: self.entry.0.clone(),
             problems: self.problems.0.iter().map(|(m, _)| m.clone()).collect(),
             fresh_problem,

@@ -165,7 +165,10 @@ fn waiting_for_score(ctx: &egui::Context, model: &UiModel) {
                 };
                 let (heading, detail) = match model.receiving {
                     Some(percent) => (
-                        format!("Receiving the score — {percent} %"),
+                        match &model.receiving_title {
+                            Some(title) => format!("Receiving «{title}» — {percent} %"),
+                            None => format!("Receiving the score — {percent} %"),
+                        },
                         "The Master is sending it to this device, to view only.",
                     ),
                     None => ("Waiting for the score".to_owned(), "The Master's song is not on this device."),

@@ -30,6 +30,8 @@ pub struct UiModel {
     pub missing_song: bool,
     /// That song is being streamed to this device: how much has arrived, in percent.
     pub receiving: Option<u8>,
+    /// Its title, as the Master gave it.
+    pub receiving_title: Option<String>,
     /// Digits typed for "go to page".
     pub entry: String,
     pub problems: Vec<String>,

@@ -26,7 +26,6 @@ use maestral_net::joincode::JoinCode;
 use maestral_protocol::SongId;
 use maestral_sync::LocalAction;
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 
 const SIZE: usize = 20 * 1024 * 1024;
 const COUNTS: [usize; 3] = [1, 8, 32];
@@ -35,17 +34,7 @@ const FOLLOWERS_PROCESS: &str = "MAESTRAL_BENCH_STREAM_FOLLOWERS";
 const LINE_WAIT: Duration = Duration::from_secs(120);
 
 fn score() -> (SongId, Arc<[u8]>) {
-    let mut x: u32 = 0x9e37_79b9;
-    let bytes: Vec<u8> = (0..SIZE)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            x as u8
-        })
-        .collect();
-    let id: String = Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
-    (SongId::new(id), bytes.into())
+    common::noise_score(SIZE, 7)
 }
 
 /// The second process: `n` Followers of the join code on stdin's first line. Fetches every
@@ -158,7 +147,7 @@ fn run(n: usize, song: &SongId, bytes: &Arc<[u8]>) -> Value {
     page = 0;
     let cpu_before = maestral_bench::own_cpu_time();
     let started = Instant::now();
-    m.h.send(SyncCommand::Serve { song_id: song.clone(), bytes: Arc::clone(bytes) });
+    m.h.send(SyncCommand::Serve { song_id: song.clone(), bytes: Arc::clone(bytes), title: None });
     let mut during = Vec::new();
     let mut pending: Option<(u32, Instant)> = None;
     let mut next_turn = started + Duration::from_millis(100);

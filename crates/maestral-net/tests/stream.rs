@@ -15,27 +15,14 @@ use maestral_net::signaling::{JoinRequestBody, post_join};
 use maestral_net::{Fault, SyncCommand};
 use maestral_protocol::{DeviceId, SongId};
 use maestral_sync::LocalAction;
-use sha2::{Digest, Sha256};
 
-/// `len` bytes that are no score but stand for one (the sync thread never opens them), and
-/// the song id they get (their SHA-256).
 fn score(len: usize, seed: u8) -> (SongId, Arc<[u8]>) {
-    let mut x = u32::from(seed).wrapping_mul(2_654_435_761) | 1;
-    let bytes: Vec<u8> = (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            x as u8
-        })
-        .collect();
-    let id: String = Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
-    (SongId::new(id), bytes.into())
+    noise_score(len, seed)
 }
 
 fn serve(m: &Peer, song: &SongId, bytes: &Arc<[u8]>) {
     m.local(LocalAction::SetSong { song_id: Some(song.clone()) });
-    m.h.send(SyncCommand::Serve { song_id: song.clone(), bytes: Arc::clone(bytes) });
+    m.h.send(SyncCommand::Serve { song_id: song.clone(), bytes: Arc::clone(bytes), title: None });
 }
 
 /// Waits for the offer of `song` and asks for it.
@@ -191,4 +178,112 @@ fn a_peer_asking_for_another_song_or_sending_data_is_cut_off_and_the_session_goe
     f.wait_view(song.as_str(), 1);
     f.wait("the whole score", |s| s.streamed.contains_key(&song));
     assert!(f.errors.is_empty(), "{:?}", f.errors);
+}
+
+/// Two links on one connection pair, open: (the Follower's, the rogue Master's).
+async fn linked() -> (Link, Link) {
+    let (f, offer, mut fe) = Link::offer(&RtcConfig::new(LOCAL), None).await.expect("offer");
+    let (m, answer, mut me) = Link::answer(&RtcConfig::new(LOCAL), None, &offer).await.expect("answer");
+    f.accept_answer(&answer).await.expect("accepted");
+    for events in [&mut fe, &mut me] {
+        let open = async {
+            while let Some(e) = events.recv().await {
+                if e == maestral_net::rtc::LinkEvent::Open {
+                    return;
+                }
+            }
+        };
+        tokio::time::timeout(WAIT, open).await.expect("the link opens");
+    }
+    (f, m)
+}
+
+/// A rogue Master answers one stream request with `answer` (chunks or text), then stays
+/// silent; the Follower's fetch of `prepare` ends as the returned result says.
+fn fetch_from_rogue(
+    prepare: &maestral_protocol::StreamPrepare,
+    answer: Vec<StreamMessage>,
+) -> Result<Vec<u8>, (Vec<u8>, maestral_net::sync::stream::Stop)> {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let (f, m) = linked().await;
+        let mut streams = m.accept_streams();
+        let rogue = tokio::spawn(async move {
+            let ch = streams.recv().await.expect("the Follower opens a stream");
+            // The request, then the rogue's answer; then silence until the Follower closes.
+            loop {
+                match ch.next().await {
+                    StreamEvent::Text(_) => break,
+                    StreamEvent::Closed => return,
+                    _ => {}
+                }
+            }
+            for message in answer {
+                let sent = match message {
+                    StreamMessage::Chunk(offset, data) => {
+                        let mut frame = offset.to_be_bytes().to_vec();
+                        frame.extend_from_slice(&data);
+                        ch.send_binary(&frame).await
+                    }
+                    StreamMessage::Text(t) => ch.send_text(&t).await,
+                };
+                sent.expect("sent");
+            }
+            while ch.next().await != StreamEvent::Closed {}
+        });
+        let stall = Duration::from_millis(800);
+        let outcome = maestral_net::sync::stream::fetch(&f, prepare, Vec::new(), stall, |_| {}).await;
+        rogue.abort();
+        f.close().await;
+        m.close().await;
+        outcome
+    })
+}
+
+enum StreamMessage {
+    Chunk(u64, Vec<u8>),
+    Text(String),
+}
+
+#[test]
+fn a_rogue_masters_bad_chunks_wrong_bytes_silence_and_refusal_each_end_the_fetch_with_the_reason() {
+    use maestral_net::sync::stream::Stop;
+    let (song, bytes) = score(40_000, 5);
+    let prepare = maestral_protocol::StreamPrepare {
+        song_id: song.clone(),
+        song_epoch: maestral_protocol::SongEpoch(1),
+        size_bytes: bytes.len() as u64,
+        sha256: song.as_str().to_owned(),
+        channel: "maestral-stream".into(),
+        title: None,
+    };
+    let first = bytes[..1000].to_vec();
+    // A chunk that is not the next one: the part before it is kept for a resume.
+    let out_of_order = vec![StreamMessage::Chunk(0, first.clone()), StreamMessage::Chunk(5000, vec![1; 10])];
+    match fetch_from_rogue(&prepare, out_of_order) {
+        Err((have, Stop::OutOfRange)) => assert_eq!(have, first),
+        other => panic!("not out of range: {other:?}"),
+    }
+    // More than the score's size.
+    let too_long = vec![StreamMessage::Chunk(0, vec![0; bytes.len() + 1])];
+    assert!(matches!(fetch_from_rogue(&prepare, too_long), Err((_, Stop::OutOfRange))));
+    // Whole, but other bytes: dropped, nothing kept.
+    let (_, other) = score(40_000, 6);
+    let wrong = vec![StreamMessage::Chunk(0, other[..20_000].to_vec()), StreamMessage::Chunk(20_000, other[20_000..].to_vec())];
+    match fetch_from_rogue(&prepare, wrong) {
+        Err((have, Stop::HashMismatch)) => assert!(have.is_empty()),
+        other => panic!("not a checksum mismatch: {other:?}"),
+    }
+    // Half, then silence.
+    let half = vec![StreamMessage::Chunk(0, bytes[..20_000].to_vec())];
+    match fetch_from_rogue(&prepare, half) {
+        Err((have, Stop::Stalled)) => assert_eq!(have.len(), 20_000),
+        other => panic!("not stalled: {other:?}"),
+    }
+    // A refusal.
+    let refusal = vec![StreamMessage::Text(r#"{"error":"not_current"}"#.into())];
+    assert!(matches!(fetch_from_rogue(&prepare, refusal), Err((_, Stop::Refused(r))) if r == "not_current"));
+    // And the same rogue sending the right bytes is fine.
+    let right = vec![StreamMessage::Chunk(0, bytes[..16_000].to_vec()), StreamMessage::Chunk(16_000, bytes[16_000..].to_vec())];
+    assert_eq!(fetch_from_rogue(&prepare, right).ok().as_deref(), Some(&bytes[..]));
 }

@@ -203,8 +203,11 @@ fn solo_after_a_drop_out_both_navigate_then_reconnect_by_themselves_and_the_late
 
 /// Two Solo devices paired by offer and answer codes.
 fn pair(x: &str, y: &str) -> (Peer, Peer) {
-    let mut a = Peer::start(x, Role::Solo);
-    let mut b = Peer::start(y, Role::Solo);
+    pair_up(Peer::start(x, Role::Solo), Peer::start(y, Role::Solo))
+}
+
+/// `a` and `b` (Solo) paired by offer and answer codes.
+fn pair_up(mut a: Peer, mut b: Peer) -> (Peer, Peer) {
     a.h.send(SyncCommand::SoloOffer);
     a.wait("an offer code", |s| s.pair_code.is_some());
     b.h.send(SyncCommand::SoloAnswer(a.pair_code.take().expect("offer")));
@@ -379,15 +382,7 @@ fn forged_solo_call_backs_are_refused_and_the_live_pair_is_untouched() {
     use maestral_protocol::SessionToken;
 
     let (dir_a, dir_b) = (temp_dir("forge-a"), temp_dir("forge-b"));
-    let mut a = solo_in("A", &dir_a);
-    let mut b = solo_in("B", &dir_b);
-    a.h.send(SyncCommand::SoloOffer);
-    a.wait("an offer code", |s| s.pair_code.is_some());
-    b.h.send(SyncCommand::SoloAnswer(a.pair_code.take().expect("offer")));
-    b.wait("an answer code", |s| s.pair_code.is_some());
-    a.h.send(SyncCommand::SoloAccept(b.pair_code.take().expect("answer")));
-    a.wait_phase(Phase::SoloPairedConnected);
-    b.wait_phase(Phase::SoloPairedConnected);
+    let (mut a, mut b) = pair_up(solo_in("A", &dir_a), solo_in("B", &dir_b));
     pairing_file(&dir_a);
     pairing_file(&dir_b);
     a.local(song("duet"));

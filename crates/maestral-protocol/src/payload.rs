@@ -195,6 +195,10 @@ pub struct StreamPrepare {
     pub size_bytes: u64,
     pub sha256: String,
     pub channel: String,
+    /// The score's title, for "Receiving «title»" (an optional field added to V1: absent from
+    /// a peer that predates it, and then not written).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

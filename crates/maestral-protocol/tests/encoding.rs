@@ -321,6 +321,7 @@ fn stream_prepare_encodes_exactly_as_documented() {
             size_bytes: 1_048_576,
             sha256: sha.into(),
             channel: "maestral-stream-2".into(),
+            title: None,
         }),
     );
     let expected = format!(

@@ -155,6 +155,7 @@ fn message() -> impl Strategy<Value = Message> {
                     size_bytes,
                     sha256,
                     channel,
+                    title: None,
                 })
             }
         ),

@@ -64,7 +64,7 @@ pub(crate) struct Master {
     roster: RosterBook,
     /// The current song as the app can stream it (its id and size): offered (`STREAM_PREPARE`)
     /// to every member there when it is set, and to each Follower that joins or rejoins.
-    stream: Option<(SongId, u64)>,
+    stream: Option<(SongId, u64, Option<String>)>,
 }
 
 impl Master {
@@ -174,7 +174,8 @@ impl Master {
 
     /// `STREAM_PREPARE` for the current song, if the app can stream it.
     fn prepare(&self) -> Option<Message> {
-        let (song, size) = self.stream.as_ref().filter(|(s, _)| self.song_id.as_ref() == Some(s))?;
+        let (song, size, title) =
+            self.stream.as_ref().filter(|(s, ..)| self.song_id.as_ref() == Some(s))?;
         Some(Message::StreamPrepare(StreamPrepare {
             song_id: song.clone(),
             song_epoch: self.song_epoch,
@@ -182,6 +183,7 @@ impl Master {
             // A song's id is the SHA-256 of its file.
             sha256: song.as_str().to_owned(),
             channel: STREAM_CHANNEL_LABEL.to_owned(),
+            title: title.clone(),
         }))
     }
 
@@ -443,7 +445,7 @@ impl Master {
                 self.page_index = 0;
                 self.page_revision = PageRevision(0);
                 self.turned(core, now);
-                if self.stream.as_ref().map(|(s, _)| s) != song_id.as_ref() {
+                if self.stream.as_ref().map(|(s, ..)| s) != song_id.as_ref() {
                     self.stream = None;
                 }
                 let msg =
@@ -452,9 +454,9 @@ impl Master {
                 // The same song again (a new epoch): still streamable.
                 self.offer_stream(core, now);
             }
-            LocalAction::OfferStream { song_id, size_bytes } => {
+            LocalAction::OfferStream { song_id, size_bytes, title } => {
                 if self.song_id.as_ref() == Some(&song_id) {
-                    self.stream = Some((song_id, size_bytes));
+                    self.stream = Some((song_id, size_bytes, title));
                     self.offer_stream(core, now);
                 }
             }

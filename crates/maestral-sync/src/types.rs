@@ -149,6 +149,8 @@ pub enum LocalAction {
     OfferStream {
         song_id: SongId,
         size_bytes: u64,
+        /// Shown by the Followers while it arrives.
+        title: Option<String>,
     },
 }
 

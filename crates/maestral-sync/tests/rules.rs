@@ -1076,6 +1076,7 @@ fn s14_streams_are_announced_and_cleared_only_by_the_master() {
         size_bytes: 10,
         sha256: "00".repeat(32),
         channel: "score-1".into(),
+        title: None,
     };
     f.take_events();
     f.recv("M", "S", Message::StreamPrepare(prep.clone()));

@@ -10,7 +10,7 @@ use maestral_protocol::{Message, SongEpoch, SongId, StreamPrepare};
 use maestral_sync::{Event, LinkSignal, LocalAction};
 
 fn offer(song: &str, size: u64) -> LocalAction {
-    LocalAction::OfferStream { song_id: SongId::new(song), size_bytes: size }
+    LocalAction::OfferStream { song_id: SongId::new(song), size_bytes: size, title: Some(format!("Song {song}")) }
 }
 
 fn prepares(events: &[Event]) -> Vec<StreamPrepare> {
@@ -37,6 +37,7 @@ fn the_current_song_is_offered_to_members_now_and_to_each_follower_that_joins_or
     let p = &got[0];
     assert_eq!((p.song_id.as_str(), p.size_bytes, p.sha256.as_str()), ("a", 1234, "a"));
     assert_eq!(p.channel, "maestral-stream");
+    assert_eq!(p.title.as_deref(), Some("Song a"));
     assert_eq!(p.song_epoch, SongEpoch(1));
 
     // An offer for a song that is not the current one is stale: nothing goes out.

@@ -35,6 +35,8 @@ pub struct SyncConfig {
     /// The largest score streamed (a Master does not serve a larger one; a Follower does not
     /// fetch one).
     pub max_stream_bytes: u64,
+    /// A stream that brings nothing for this long is dropped and tried again.
+    pub stream_stall: Duration,
 }
 
 impl SyncConfig {
@@ -49,6 +51,7 @@ impl SyncConfig {
             flood_limit: 500,
             state_dir: None,
             max_stream_bytes: super::stream::DEFAULT_MAX_STREAM_BYTES,
+            stream_stall: super::stream::STALL,
         }
     }
 }
@@ -75,7 +78,7 @@ pub enum SyncCommand {
     /// Solo: take the other device's answer code, completing the pairing.
     SoloAccept(String),
     /// Master: the app holds the current song's bytes; Followers that lack it fetch them.
-    Serve { song_id: maestral_protocol::SongId, bytes: Arc<[u8]> },
+    Serve { song_id: maestral_protocol::SongId, bytes: Arc<[u8]>, title: Option<String> },
     /// Follower: this device lacks the song of this `STREAM_PREPARE`: fetch it into memory.
     Fetch(maestral_protocol::StreamPrepare),
     /// Fault injection for tests and the fault campaign.

@@ -133,7 +133,13 @@ impl MasterIo {
 
     /// The app holds the current song's bytes: served from now on, and offered by the engine
     /// (`STREAM_PREPARE`) to the Followers. A score over the limit is refused, once, here.
-    pub(crate) fn serve(&mut self, ctx: &mut Ctx, song_id: maestral_protocol::SongId, bytes: std::sync::Arc<[u8]>) {
+    pub(crate) fn serve(
+        &mut self,
+        ctx: &mut Ctx,
+        song_id: maestral_protocol::SongId,
+        bytes: std::sync::Arc<[u8]>,
+        title: Option<String>,
+    ) {
         let size = bytes.len() as u64;
         if size > ctx.cfg.max_stream_bytes {
             self.served.set(None);
@@ -142,7 +148,7 @@ impl MasterIo {
         if self.served.song().as_ref() != Some(&song_id) {
             self.served.set(Some(super::stream::Served { song: song_id.clone(), bytes }));
         }
-        ctx.local(maestral_sync::LocalAction::OfferStream { song_id, size_bytes: size });
+        ctx.local(maestral_sync::LocalAction::OfferStream { song_id, size_bytes: size, title });
     }
 
     /// A `POST /v1/join`: the token is checked here (in constant time) and again by the engine

@@ -44,7 +44,11 @@ pub const CHUNK: usize = 16 * 1024;
 pub const BUDGET: usize = 512 * 1024;
 /// The least one stream keeps queued: two chunks, so one is always on its way.
 pub const MIN_WINDOW: usize = 2 * CHUNK;
-/// A stream that brings nothing for this long is dropped (and tried again).
+/// The most one stream keeps queued: more overflows the receiver's UDP buffer on a fast link,
+/// and a lost packet then costs SCTP a retransmission timeout (a page turn waits ~1 s).
+pub const MAX_WINDOW: usize = 128 * 1024;
+/// A stream that brings nothing for this long is dropped (and tried again): the default of
+/// `SyncConfig::stream_stall`.
 pub const STALL: Duration = Duration::from_secs(10);
 /// The largest score streamed unless configured otherwise.
 pub const DEFAULT_MAX_STREAM_BYTES: u64 = 200 * 1024 * 1024;
@@ -89,7 +93,7 @@ impl ServedSlot {
 
     /// What one stream may keep queued now.
     fn window(&self) -> usize {
-        (BUDGET / self.1.load(Ordering::Relaxed).max(1)).max(MIN_WINDOW)
+        (BUDGET / self.1.load(Ordering::Relaxed).max(1)).clamp(MIN_WINDOW, MAX_WINDOW)
     }
 
     /// The song served now.
@@ -200,10 +204,10 @@ impl Drop for Active {
 
 /// Why a fetch stopped before the score was whole.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Stop {
+pub enum Stop {
     /// The link went (a rejoin's `STREAM_PREPARE` resumes it).
     LinkLost,
-    /// Nothing came for [`STALL`].
+    /// Nothing came for the stall time ([`STALL`] by default).
     Stalled,
     /// A chunk that is not the next one, or past the end.
     OutOfRange,
@@ -217,7 +221,7 @@ impl Stop {
     fn words(&self) -> String {
         match self {
             Stop::LinkLost => "the connection to the conductor's device dropped".into(),
-            Stop::Stalled => format!("nothing arrived for {} s", STALL.as_secs()),
+            Stop::Stalled => "nothing arrived for a while".into(),
             Stop::OutOfRange => "a piece arrived out of order".into(),
             Stop::HashMismatch => "what arrived is not the conductor's score (its checksum differs)".into(),
             Stop::Refused(why) => format!("the conductor's device refused ({why})"),
@@ -285,7 +289,7 @@ impl Fetches {
         let have = std::mem::take(&mut fetch.have);
         let prepare = fetch.prepare.clone();
         ctx.emit(SyncEvent::Stream { song_id: song.clone(), got: have.len() as u64, size: prepare.size_bytes });
-        tokio::spawn(run_fetch(link, prepare, have, ctx.internal.clone()));
+        tokio::spawn(run_fetch(link, prepare, have, ctx.cfg.stream_stall, ctx.internal.clone()));
     }
 
     /// A fetch task reported: progress, or its end.
@@ -332,17 +336,31 @@ impl Fetches {
 }
 
 /// Fetches the rest of `prepare`'s song after `have` over a new stream channel on `link`.
-async fn run_fetch(link: Link, prepare: StreamPrepare, have: Vec<u8>, tx: mpsc::UnboundedSender<Internal>) {
+async fn run_fetch(
+    link: Link,
+    prepare: StreamPrepare,
+    have: Vec<u8>,
+    stall: Duration,
+    tx: mpsc::UnboundedSender<Internal>,
+) {
     let song = prepare.song_id.clone();
-    let outcome = fetch(&link, &prepare, have, &tx).await;
+    let progress = |got| {
+        let _ = tx.send(Internal::StreamProgress { song: song.clone(), got });
+    };
+    let outcome = fetch(&link, &prepare, have, stall, progress).await;
     let _ = tx.send(Internal::StreamDone { song, outcome });
 }
 
-async fn fetch(
+/// Fetches the rest of `prepare`'s song after `have` over a new stream channel on `link` (to
+/// the Master), and checks its SHA-256: the whole score, or what it has and why it stopped
+/// (`stall`: the longest silence it waits through). `progress` hears the bytes so far, every
+/// 256 KiB. Public for tests that play a rogue Master.
+pub async fn fetch(
     link: &Link,
     prepare: &StreamPrepare,
     mut have: Vec<u8>,
-    tx: &mpsc::UnboundedSender<Internal>,
+    stall: Duration,
+    progress: impl Fn(u64),
 ) -> Result<Vec<u8>, (Vec<u8>, Stop)> {
     let size = usize::try_from(prepare.size_bytes).unwrap_or(usize::MAX);
     let Ok(channel) = link.open_stream().await else { return Err((have, Stop::LinkLost)) };
@@ -353,7 +371,7 @@ async fn fetch(
         if have.len() >= size && asked {
             break None;
         }
-        let event = match tokio::time::timeout(STALL, channel.next()).await {
+        let event = match tokio::time::timeout(stall, channel.next()).await {
             Ok(e) => e,
             Err(_) => break Some(Stop::Stalled),
         };
@@ -375,7 +393,7 @@ async fn fetch(
                 have.extend_from_slice(data);
                 if have.len() - reported >= PROGRESS_STEP || have.len() == size {
                     reported = have.len();
-                    let _ = tx.send(Internal::StreamProgress { song: prepare.song_id.clone(), got: reported as u64 });
+                    progress(reported as u64);
                 }
             }
             StreamEvent::Text(text) => {

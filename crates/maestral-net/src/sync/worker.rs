@@ -331,7 +331,9 @@ impl Worker {
             ) => {
                 ctx.error(SyncError::WrongRole("pairing codes are for Solo mode"));
             }
-            (SyncCommand::Serve { song_id, bytes }, RoleIo::Master(m)) => m.serve(ctx, song_id, bytes),
+            (SyncCommand::Serve { song_id, bytes, title }, RoleIo::Master(m)) => {
+                m.serve(ctx, song_id, bytes, title);
+            }
             (SyncCommand::Fetch(prepare), RoleIo::Follower(f)) => f.fetch(ctx, prepare),
             (SyncCommand::Serve { .. } | SyncCommand::Fetch(_), _) => {
                 ctx.error(SyncError::WrongRole("scores are streamed in a Choir session"));
