@@ -231,7 +231,7 @@ fn fetch_from_rogue(
             }
             while ch.next().await != StreamEvent::Closed {}
         });
-        let stall = Duration::from_millis(800);
+        let stall = Duration::from_secs(2);
         let outcome = maestral_net::sync::stream::fetch(&f, prepare, Vec::new(), stall, |_| {}).await;
         rogue.abort();
         f.close().await;
