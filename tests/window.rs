@@ -159,3 +159,45 @@ fn two_windows_show_the_odd_and_the_even_page_of_the_spread() {
     }
     assert!(app.quit().success());
 }
+
+/// A windowed Follower whose library lacks the Master's song receives it (streamed into memory)
+/// and draws the Master's page from those bytes, exactly as `maestral render` draws the file.
+#[test]
+fn a_follower_window_draws_the_masters_page_from_the_streamed_score() {
+    let display = VirtualDisplay::start();
+    let dir = TempDir::new("window-stream");
+    let score = demo_score("lanterns-on-the-water.pdf");
+    let empty = dir.0.join("no-scores");
+    std::fs::create_dir_all(&empty).expect("an empty library");
+    let mut master = std::process::Command::new(MAESTRAL);
+    master
+        .args(["--headless", "--choir-master", "--listen", "127.0.0.1:0", "--state-dir"])
+        .arg(dir.0.join("m"))
+        .arg(support::demo_library());
+    let mut master = App::spawn(master);
+    master.name = "the Master".into();
+    let ready = master.wait("ready", |e| e["event"] == "ready");
+    let code = ready["join_code"].as_str().expect("a join code").to_owned();
+    master.send(&format!("song {}", score.display()));
+    master.send("page 1");
+    master.wait("page 1", |e| e["event"] == "show" && e["page_index"] == 1);
+
+    let mut command = display.command(Path::new(MAESTRAL));
+    command
+        .args(["--control", "--window-size", "800x600", "--join", &code, "--state-dir"])
+        .arg(dir.0.join("f"))
+        .arg(&empty);
+    let mut singer = App::spawn(command);
+    singer.name = "the singer's window".into();
+    singer.wait("ready", |e| e["event"] == "ready");
+    singer.wait("the score arrived", |e| e["event"] == "stream" && e["state"] == "ready");
+    let presented = singer.wait_presented(&[(0, 1)]);
+    let shot_path = dir.0.join("streamed.png");
+    singer.send(&format!("screenshot {}", shot_path.display()));
+    singer.wait("screenshot", |e| e["event"] == "screenshot");
+    let shot = image::open(&shot_path).expect("the screenshot opens").to_rgba8();
+    let reference = render(&score, 1, 800, 600, &dir.0.join("ref1.png"));
+    assert_same_page(&shot, page_rect(&presented, 0), &reference, "the streamed page 1");
+    assert!(singer.quit().success());
+    assert!(master.quit().success());
+}
