@@ -15,7 +15,7 @@ use maestral_score::{Song, SongId};
 use maestral_sync::{Phase, Role};
 
 use crate::model::{
-    AppError, Arrived, ClearStreamed, PageTextures, PhaseChanged, Position, SongLibrary, StreamChanged, StreamProgress,
+    AppError, Arrived, ClearStreamed, LinkStatus, PageTextures, PhaseChanged, Position, SongLibrary, StreamChanged, StreamProgress,
     StreamState,
 };
 use crate::score::RenderBridge;
@@ -32,8 +32,11 @@ type Read = (SongId, Result<Arc<[u8]>, String>, String);
 struct Threads {
     opened: (Sender<Opened>, Receiver<Opened>),
     read: (Sender<Read>, Receiver<Read>),
-    /// The song whose bytes were handed to the sync thread (or are being read), per bridge.
+    /// The song whose bytes were handed to the sync thread (or are being read), per bridge
+    /// (and per pairing, for a Solo device).
     served: Option<SongId>,
+    /// A Solo device was paired when it last looked.
+    paired: bool,
 }
 
 pub fn plugin(app: &mut App) {
@@ -41,6 +44,7 @@ pub fn plugin(app: &mut App) {
         opened: crossbeam_channel::unbounded(),
         read: crossbeam_channel::unbounded(),
         served: None,
+        paired: false,
     })
     .add_systems(
         PreUpdate,
@@ -96,17 +100,24 @@ fn open_arrived(
 }
 
 /// A Master hands the sync thread the bytes of the song it shows (read on a thread), so
-/// Followers that lack it can fetch it.
+/// Followers that lack it can fetch it; so does a paired Solo device, for its partner (beyond
+/// V1: two devices, one book, one copy).
 fn serve_shown_song(
     mut threads: ResMut<Threads>,
     bridge: Res<SyncBridge>,
     position: Res<Position>,
     library: Res<SongLibrary>,
+    status: Res<LinkStatus>,
     waker: Res<Waker>,
     mut errors: MessageWriter<AppError>,
 ) {
-    if bridge.is_added() {
+    let paired = matches!(
+        status.phase,
+        Some(Phase::SoloPairedConnected | Phase::SoloPairedDegraded | Phase::SoloPairedReconnecting)
+    );
+    if bridge.is_added() || paired != threads.paired {
         threads.served = None;
+        threads.paired = paired;
     }
     let reads: Vec<Read> = threads.read.1.try_iter().collect();
     for (song, bytes, title) in reads {
@@ -121,7 +132,12 @@ fn serve_shown_song(
             }
         }
     }
-    if bridge.role() != Role::Master || position.song == threads.served {
+    let serves = match bridge.role() {
+        Role::Master => true,
+        Role::Solo => paired,
+        Role::Follower => false,
+    };
+    if !serves || position.song == threads.served {
         return;
     }
     threads.served.clone_from(&position.song);
@@ -143,10 +159,10 @@ fn serve_shown_song(
     }
 }
 
-/// A Follower back to playing alone (Leave, the session's end, a refusal) keeps nothing
-/// streamed.
+/// A Follower back to playing alone (Leave, the session's end, a refusal), or a Solo device
+/// alone again (unpaired, or its partner given up), keeps nothing streamed.
 fn clear_on_leave(mut phases: MessageReader<PhaseChanged>, mut clears: MessageWriter<ClearStreamed>) {
-    if phases.read().any(|PhaseChanged(p)| *p == Phase::FollowerIdleLocal) {
+    if phases.read().any(|PhaseChanged(p)| matches!(p, Phase::FollowerIdleLocal | Phase::SoloLocalOnly)) {
         clears.write(ClearStreamed(None));
     }
 }

@@ -114,3 +114,47 @@ fn eight_followers_without_the_score_receive_it_into_memory_and_lose_it_at_the_e
     copies(&std::env::temp_dir(), &bytes, started, &mut found);
     assert!(found.is_empty(), "copies of the streamed score on disk: {found:?}");
 }
+
+/// Beyond V1: two devices, one book. The second device has no copy of the score; it gets it
+/// from the first, into memory, and shows its half of each spread from it.
+#[test]
+fn a_solo_partner_without_the_score_gets_it_from_the_other_device() {
+    let root = TempDir::new("streaming-solo");
+    let empty = root.0.join("no-scores");
+    std::fs::create_dir_all(&empty).expect("an empty library");
+    let file = demo_score("lanterns-on-the-water.pdf");
+    let start = |name: &str, library: &Path, args: &[&str]| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_maestral"));
+        command.arg("--headless").arg(library).args(["--device-id", name, "--state-dir"]);
+        command.arg(root.0.join(name)).args(args);
+        let mut app = App::spawn(command);
+        app.name = name.into();
+        app
+    };
+    let mut a = start("left", &support::demo_library(), &["--solo-offer"]);
+    let ready = a.wait("ready", |e| e["event"] == "ready");
+    let offer = ready["pair_code"].as_str().expect("an offer").to_owned();
+    let mut b = start("right", &empty, &["--solo-answer", &offer]);
+    let ready = b.wait("ready", |e| e["event"] == "ready");
+    a.send(ready["pair_code"].as_str().expect("an answer"));
+    for d in [&mut a, &mut b] {
+        d.wait("paired", |e| e["event"] == "phase" && e["phase"] == "SOLO_PAIRED_CONNECTED");
+    }
+    a.send(&format!("song {}", file.display()));
+    let shown = a.wait("the song", |e| e["event"] == "show" && e["song_id"].is_string());
+    let song = shown["song_id"].as_str().expect("an id").to_owned();
+    b.wait("ready", |e| e["event"] == "stream" && e["song_id"] == song.as_str() && e["state"] == "ready");
+    let half = b.seen_or_wait("its half, drawn from the streamed score", |e| {
+        e["event"] == "show" && e["song_id"] == song.as_str() && e["page_count"] == 11
+    });
+    assert!(half["page_index"].as_u64().is_some_and(|p| p <= 1), "{half}");
+    a.send("next");
+    b.wait("the next spread", |e| {
+        e["event"] == "show" && e["page_index"].as_u64().is_some_and(|p| p / 2 == 1) && e["page_count"] == 11
+    });
+    // Unpaired, it keeps nothing streamed.
+    b.send("unpair");
+    b.wait("cleared", |e| e["event"] == "stream" && e["song_id"] == song.as_str() && e["state"] == "cleared");
+    assert!(b.quit().success());
+    assert!(a.quit().success());
+}

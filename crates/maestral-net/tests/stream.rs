@@ -287,3 +287,23 @@ fn a_rogue_masters_bad_chunks_wrong_bytes_silence_and_refusal_each_end_the_fetch
     let right = vec![StreamMessage::Chunk(0, bytes[..16_000].to_vec()), StreamMessage::Chunk(16_000, bytes[16_000..].to_vec())];
     assert_eq!(fetch_from_rogue(&prepare, right).ok().as_deref(), Some(&bytes[..]));
 }
+
+/// Beyond V1: a Solo device lacking the shared song gets it from its partner the same way.
+#[test]
+fn a_solo_partner_that_lacks_the_song_fetches_it_from_the_other_device() {
+    let mut a = Peer::start("A", maestral_sync::Role::Solo);
+    let mut b = Peer::start("B", maestral_sync::Role::Solo);
+    a.h.send(SyncCommand::SoloOffer);
+    a.wait("an offer code", |s| s.pair_code.is_some());
+    b.h.send(SyncCommand::SoloAnswer(a.pair_code.take().expect("offer")));
+    b.wait("an answer code", |s| s.pair_code.is_some());
+    a.h.send(SyncCommand::SoloAccept(b.pair_code.take().expect("answer")));
+    a.wait_phase(maestral_sync::Phase::SoloPairedConnected);
+    b.wait_phase(maestral_sync::Phase::SoloPairedConnected);
+    let (song, bytes) = score(2 * 1024 * 1024 + 5, 8);
+    serve(&a, &song, &bytes);
+    fetch(&mut b, &song);
+    b.wait("the whole score", |s| s.streamed.contains_key(&song));
+    assert!(b.streamed[&song][..] == bytes[..], "the bytes differ");
+    assert!(a.errors.is_empty() && b.errors.is_empty(), "{:?} {:?}", a.errors, b.errors);
+}

@@ -8,8 +8,8 @@
 use std::cmp::Ordering;
 
 use maestral_protocol::{
-    DeviceId, Envelope, Layout, Message, Mode, PageChangeStamp, Parity, SessionId, SoloSetPage,
-    SoloSetSong, SoloState, SongId,
+    DeviceId, Envelope, Layout, Message, Mode, PageChangeStamp, Parity, STREAM_CHANNEL_LABEL,
+    SessionId, SoloSetPage, SoloSetSong, SoloState, SongEpoch, SongId, StreamPrepare,
 };
 
 use crate::core::{Core, PlantedBreak, Retry, RetryDue};
@@ -27,6 +27,9 @@ pub(crate) struct Solo {
     retry: Option<Retry>,
     /// Retries ran out (spec §10.2 "reconnect failure timeout"): local until the partner returns.
     gave_up: bool,
+    /// A song this device's app can stream to the partner (id, size, title): offered
+    /// (`STREAM_PREPARE`, an extension beyond V1) while it is the shared song.
+    stream: Option<(SongId, u64, Option<String>)>,
 }
 
 /// Solo messages carry `session_id` `""`: no session id is agreed in Solo.
@@ -49,6 +52,7 @@ impl Solo {
             partner: None,
             retry: None,
             gave_up: false,
+            stream: None,
         }
     }
 
@@ -118,6 +122,20 @@ impl Solo {
         View { song_id: self.state.song_id.clone(), page_index }
     }
 
+    /// `STREAM_PREPARE` for the shared song, if this device's app can stream it.
+    fn prepare(&self) -> Option<Message> {
+        let (song, size, title) =
+            self.stream.as_ref().filter(|(s, ..)| self.state.song_id.as_ref() == Some(s))?;
+        Some(Message::StreamPrepare(StreamPrepare {
+            song_id: song.clone(),
+            song_epoch: SongEpoch(0),
+            size_bytes: *size,
+            sha256: song.as_str().to_owned(),
+            channel: STREAM_CHANNEL_LABEL.to_owned(),
+            title: title.clone(),
+        }))
+    }
+
     fn link_up_to_partner(&self, core: &Core) -> Option<DeviceId> {
         self.partner.clone().filter(|p| core.link(p).is_up())
     }
@@ -151,6 +169,10 @@ impl Solo {
                 let hello = core.hello(Mode::Solo);
                 core.send(now, &no_session(), peer, hello);
                 core.send(now, &no_session(), peer, Message::SoloSnapshot(self.state.clone()));
+                // The partner may lack the shared song: it can fetch it from here.
+                if let Some(prepare) = self.prepare() {
+                    core.send(now, &no_session(), peer, prepare);
+                }
             }
             LinkSignal::Degraded => {
                 if core.link(peer).is_up() {
@@ -236,6 +258,11 @@ impl Solo {
                 }
                 later(&stamp, &self.state.last_layout_change).is_lt()
             }
+            // The partner can stream the shared song (beyond V1): the app fetches it if it lacks it.
+            Message::StreamPrepare(prepare) => {
+                core.event(crate::types::Event::StreamPrepare(prepare));
+                false
+            }
             Message::Hello(hello) => {
                 core.event(crate::types::Event::PeerHello { peer: from.clone(), hello });
                 false
@@ -319,6 +346,14 @@ impl Solo {
                 self.change(core, now, Change::Layout(layout));
             }
             LocalAction::Unpair => self.unpair(core, now),
+            LocalAction::OfferStream { song_id, size_bytes, title } => {
+                if self.state.song_id.as_ref() == Some(&song_id) {
+                    self.stream = Some((song_id, size_bytes, title));
+                    if let (Some(partner), Some(prepare)) = (self.link_up_to_partner(core), self.prepare()) {
+                        core.send(now, &no_session(), &partner, prepare);
+                    }
+                }
+            }
             other => {
                 return Err(ActionError::NotForRole { action: other.kind(), role: "solo" });
             }

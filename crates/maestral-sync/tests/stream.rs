@@ -95,3 +95,32 @@ fn a_follower_hands_stream_clear_to_its_app_and_session_end_clears_everything() 
         "{events:?}"
     );
 }
+
+/// Beyond V1: two devices, one book. The device that has the shared song offers it to its
+/// partner, now and on every new link; a song change withdraws the offer.
+#[test]
+fn a_solo_device_offers_the_shared_song_to_its_partner() {
+    let mut a = Dev::new("A", maestral_sync::Role::Solo);
+    let mut b = Dev::new("B", maestral_sync::Role::Solo);
+    connect(&mut a, &mut b);
+    a.local(LocalAction::SetSong { song_id: song("x") });
+    pump(&mut a, &mut b);
+    b.take_events();
+    a.local(offer("x", 77));
+    pump(&mut a, &mut b);
+    let got = prepares(&b.take_events());
+    assert_eq!(got.iter().map(|p| (p.song_id.as_str(), p.size_bytes)).collect::<Vec<_>>(), [("x", 77)]);
+    // A new link: offered again after the snapshot.
+    a.link("B", LinkSignal::Down);
+    b.link("A", LinkSignal::Down);
+    connect(&mut a, &mut b);
+    assert_eq!(prepares(&b.take_events()).len(), 1);
+    // B moves to another song: A's offer is for a song no longer shared.
+    b.local(LocalAction::SetSong { song_id: song("y") });
+    pump(&mut a, &mut b);
+    a.link("B", LinkSignal::Down);
+    b.link("A", LinkSignal::Down);
+    b.take_events();
+    connect(&mut a, &mut b);
+    assert!(prepares(&b.take_events()).is_empty());
+}

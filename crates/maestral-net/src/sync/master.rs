@@ -131,26 +131,6 @@ impl MasterIo {
         }
     }
 
-    /// The app holds the current song's bytes: served from now on, and offered by the engine
-    /// (`STREAM_PREPARE`) to the Followers. A score over the limit is refused, once, here.
-    pub(crate) fn serve(
-        &mut self,
-        ctx: &mut Ctx,
-        song_id: maestral_protocol::SongId,
-        bytes: std::sync::Arc<[u8]>,
-        title: Option<String>,
-    ) {
-        let size = bytes.len() as u64;
-        if size > ctx.cfg.max_stream_bytes {
-            self.served.set(None);
-            return ctx.error(SyncError::StreamTooLarge { size, max: ctx.cfg.max_stream_bytes });
-        }
-        if self.served.song().as_ref() != Some(&song_id) {
-            self.served.set(Some(super::stream::Served { song: song_id.clone(), bytes }));
-        }
-        ctx.local(maestral_sync::LocalAction::OfferStream { song_id, size_bytes: size, title });
-    }
-
     /// A `POST /v1/join`: the token is checked here (in constant time) and again by the engine
     /// on `JOIN_REQUEST`; the answer is made on a task so joins never stall the engine.
     pub(crate) fn join(&mut self, ctx: &Ctx, p: PendingJoin) {
@@ -181,11 +161,7 @@ impl MasterIo {
     pub(crate) fn save_session(&mut self, ctx: &mut Ctx) {
         let maestral_sync::StateView::Master(state) = ctx.engine.state() else { return };
         // Another song: the old one's bytes are not served (a request for it is refused).
-        if let Some(served) = self.served.song()
-            && state.song_id.as_ref() != Some(&served)
-        {
-            self.served.set(None);
-        }
+        self.served.keep_only(state.song_id.as_ref());
         if state.session_id.is_none() {
             if self.saved.take().is_some() {
                 ctx.store(|w| w.remove(files::MASTER_SESSION));

@@ -83,6 +83,10 @@ pub(crate) struct SoloIo {
     answering_until: Option<tokio::time::Instant>,
     /// What `solo-pairing.json` holds (as this thread last wrote or read it).
     saved: Option<SavedPairing>,
+    /// The shared song's bytes, served to the partner if it lacks them (beyond V1).
+    pub(crate) served: super::stream::ServedSlot,
+    /// Scores being fetched from the partner, in memory only.
+    pub(crate) fetches: super::stream::Fetches,
 }
 
 impl SoloIo {
@@ -127,6 +131,9 @@ impl SoloIo {
 
     /// After every input: keeps the pairing and the shared state as they now are.
     pub(crate) fn save(&mut self, ctx: &mut Ctx) {
+        if let StateView::Solo(state) = ctx.engine.state() {
+            self.served.keep_only(state.song_id.as_ref());
+        }
         let (Some(peer), Some(cert)) = (&self.peer, &self.cert) else { return };
         let StateView::Solo(state) = ctx.engine.state() else { return };
         let listen = self.server.as_ref().map(SignalingServer::local_addr).or(self.listen_at);
@@ -147,12 +154,18 @@ impl SoloIo {
     /// The performer unpairs: the pairing is forgotten here and on disk, and the engine plays
     /// alone.
     pub(crate) fn unpair(&mut self, ctx: &mut Ctx) {
+        self.fetches.clear(None);
         self.peer = None;
         self.cert = None;
         self.calling.store(0, Ordering::SeqCst);
         self.saved = None;
         ctx.store(|w| w.remove(files::SOLO_PAIRING));
         ctx.local(LocalAction::Unpair);
+    }
+
+    /// The partner: where a stream is fetched from.
+    pub(crate) fn partner(&self) -> Option<DeviceId> {
+        self.peer.as_ref().map(|p| p.id.clone())
     }
 
     /// Before a new pairing: a partner kept (or resumed) is unpaired.

@@ -100,6 +100,30 @@ impl ServedSlot {
     pub(crate) fn song(&self) -> Option<SongId> {
         self.get().map(|s| s.song)
     }
+
+    /// The current song is `song`: another one's bytes are no longer served (a request for
+    /// it is refused).
+    pub(crate) fn keep_only(&self, song: Option<&SongId>) {
+        if let Some(served) = self.song()
+            && song != Some(&served)
+        {
+            self.set(None);
+        }
+    }
+
+    /// The app holds the current song's bytes: served from now on, and offered by the engine
+    /// (`STREAM_PREPARE`). A score over the limit is refused, once, here.
+    pub(crate) fn offer(&self, ctx: &mut Ctx, song_id: SongId, bytes: Arc<[u8]>, title: Option<String>) {
+        let size = bytes.len() as u64;
+        if size > ctx.cfg.max_stream_bytes {
+            self.set(None);
+            return ctx.error(SyncError::StreamTooLarge { size, max: ctx.cfg.max_stream_bytes });
+        }
+        if self.song().as_ref() != Some(&song_id) {
+            self.set(Some(Served { song: song_id.clone(), bytes }));
+        }
+        ctx.local(maestral_sync::LocalAction::OfferStream { song_id, size_bytes: size, title });
+    }
 }
 
 /// Serves every stream channel `peer` opens on `link` from `slot`, each on a task of its own.

@@ -332,11 +332,21 @@ impl Worker {
                 ctx.error(SyncError::WrongRole("pairing codes are for Solo mode"));
             }
             (SyncCommand::Serve { song_id, bytes, title }, RoleIo::Master(m)) => {
-                m.serve(ctx, song_id, bytes, title);
+                m.served.offer(ctx, song_id, bytes, title);
+            }
+            (SyncCommand::Serve { song_id, bytes, title }, RoleIo::Solo(s)) => {
+                s.served.offer(ctx, song_id, bytes, title);
             }
             (SyncCommand::Fetch(prepare), RoleIo::Follower(f)) => f.fetch(ctx, prepare),
-            (SyncCommand::Serve { .. } | SyncCommand::Fetch(_), _) => {
-                ctx.error(SyncError::WrongRole("scores are streamed in a Choir session"));
+            (SyncCommand::Fetch(prepare), RoleIo::Solo(s)) => {
+                let partner = s.partner();
+                s.fetches.want(ctx, partner.as_ref(), prepare);
+            }
+            (SyncCommand::Serve { .. }, RoleIo::Follower(_)) => {
+                ctx.error(SyncError::WrongRole("a Follower streams nothing to others"));
+            }
+            (SyncCommand::Fetch(_), RoleIo::Master(_)) => {
+                ctx.error(SyncError::WrongRole("a Master has the session's scores"));
             }
             #[cfg(feature = "test-support")]
             (SyncCommand::Fault(super::Fault::DropLink(peer)), _) => ctx.links.drop_link(&peer),
@@ -429,10 +439,15 @@ impl Worker {
                 {
                     return;
                 }
-                if let RoleIo::Master(m) = &self.role {
-                    // Its Follower may ask for the score on a stream channel of this link.
-                    let (slot, tx) = (m.served.clone(), self.ctx.internal.clone());
-                    super::stream::accept(&link, peer.clone(), slot, tx);
+                // The peer may ask for the score on a stream channel of this link (a Follower of
+                // this Master, or this device's Solo partner).
+                let slot = match &self.role {
+                    RoleIo::Master(m) => Some(m.served.clone()),
+                    RoleIo::Solo(s) => Some(s.served.clone()),
+                    RoleIo::Follower(_) => None,
+                };
+                if let Some(slot) = slot {
+                    super::stream::accept(&link, peer.clone(), slot, self.ctx.internal.clone());
                 }
                 let (_, queued) = self.ctx.links.register(&peer, link, events);
                 self.ctx.link(&peer, LinkSignal::Up);
@@ -473,16 +488,19 @@ impl Worker {
                     s.listening(&mut self.ctx, server);
                 }
             }
-            Internal::StreamProgress { song, got } => {
-                if let RoleIo::Follower(f) = &mut self.role {
-                    f.fetches.progress(&mut self.ctx, song, got);
+            Internal::StreamProgress { song, got } => match &mut self.role {
+                RoleIo::Follower(f) => f.fetches.progress(&mut self.ctx, song, got),
+                RoleIo::Solo(s) => s.fetches.progress(&mut self.ctx, song, got),
+                RoleIo::Master(_) => {}
+            },
+            Internal::StreamDone { song, outcome } => match &mut self.role {
+                RoleIo::Follower(f) => f.stream_done(&mut self.ctx, song, outcome),
+                RoleIo::Solo(s) => {
+                    let partner = s.partner();
+                    s.fetches.finished(&mut self.ctx, partner.as_ref(), song, outcome);
                 }
-            }
-            Internal::StreamDone { song, outcome } => {
-                if let RoleIo::Follower(f) = &mut self.role {
-                    f.stream_done(&mut self.ctx, song, outcome);
-                }
-            }
+                RoleIo::Master(_) => {}
+            },
             Internal::Error(e) => self.ctx.error(e),
             Internal::StartFailed(e) => self.ctx.emit(SyncEvent::StartFailed(e)),
             Internal::Saved { name, error } => {
