@@ -22,8 +22,8 @@ use crate::score::RenderBridge;
 use crate::sync::SyncBridge;
 use crate::wake::Waker;
 
-/// A score that arrived, opened (or not) on a thread.
-type Opened = (SongId, Arc<[u8]>, Result<Song, String>);
+/// A score that arrived, opened (or not) on a thread, with the clear count when it started.
+type Opened = (SongId, Arc<[u8]>, Result<Song, String>, u64);
 
 /// A Master's song read from its file, for the sync thread.
 type Read = (SongId, Result<Arc<[u8]>, String>, String);
@@ -37,6 +37,10 @@ struct Threads {
     served: Option<SongId>,
     /// A Solo device was paired when it last looked.
     paired: bool,
+    /// The bridge it last served for.
+    bridge: u64,
+    /// Clears so far: a score whose opening started before the latest clear is dropped.
+    clears: u64,
 }
 
 pub fn plugin(app: &mut App) {
@@ -45,6 +49,8 @@ pub fn plugin(app: &mut App) {
         read: crossbeam_channel::unbounded(),
         served: None,
         paired: false,
+        bridge: 0,
+        clears: 0,
     })
     .add_systems(
         PreUpdate,
@@ -55,12 +61,12 @@ pub fn plugin(app: &mut App) {
 }
 
 /// Opens a score that arrived, on a thread (PDFium's look at it takes a while).
-pub fn open_in_background(threads: &Sender<Opened>, waker: Waker, song: SongId, bytes: Arc<[u8]>) {
-    let tx = threads.clone();
+fn open_in_background(threads: &Threads, waker: Waker, song: SongId, bytes: Arc<[u8]>) {
+    let (tx, clears) = (threads.opened.0.clone(), threads.clears);
     let spawned = std::thread::Builder::new().name("maestral-streamed".into()).spawn(move || {
         let name = PathBuf::from(format!("streamed-{}.pdf", song.as_str().get(..12).unwrap_or("")));
         let opened = Song::from_bytes(&name, &bytes).map_err(|e| e.to_string());
-        let _ = tx.send((song, bytes, opened));
+        let _ = tx.send((song, bytes, opened, clears));
         waker.wake();
     });
     if let Err(e) = spawned {
@@ -79,11 +85,15 @@ fn open_arrived(
     waker: Res<Waker>,
 ) {
     for Arrived { song, bytes } in arrived.read() {
-        open_in_background(&threads.opened.0, waker.clone(), song.clone(), bytes.clone());
+        open_in_background(&threads, waker.clone(), song.clone(), bytes.clone());
     }
     let done: Vec<Opened> = threads.opened.1.try_iter().collect();
-    for (song, bytes, opened) in done {
+    for (song, bytes, opened, clears) in done {
         progress.0.remove(&song);
+        if clears != threads.clears {
+            // Cleared while it was being opened: it is gone.
+            continue;
+        }
         match opened {
             Ok(opened) if opened.id == song => {
                 library.insert_streamed(opened, bytes);
@@ -115,9 +125,10 @@ fn serve_shown_song(
         status.phase,
         Some(Phase::SoloPairedConnected | Phase::SoloPairedDegraded | Phase::SoloPairedReconnecting)
     );
-    if bridge.is_added() || paired != threads.paired {
+    if bridge.generation() != threads.bridge || paired != threads.paired {
         threads.served = None;
         threads.paired = paired;
+        threads.bridge = bridge.generation();
     }
     let reads: Vec<Read> = threads.read.1.try_iter().collect();
     for (song, bytes, title) in reads {
@@ -150,7 +161,17 @@ fn serve_shown_song(
     let (id, path, title) = (song.id.clone(), song.path.clone(), song.title.clone());
     let (tx, waker) = (threads.read.0.clone(), waker.clone());
     let spawned = std::thread::Builder::new().name("maestral-serve".into()).spawn(move || {
-        let read = std::fs::read(&path).map(Arc::from).map_err(|e| format!("{} ({e})", path.display()));
+        let max = maestral_net::sync::stream::DEFAULT_MAX_STREAM_BYTES;
+        let read = match std::fs::metadata(&path) {
+            // Not read at all: the sync thread would refuse it anyway.
+            Ok(meta) if meta.len() > max => Err(format!(
+                "{} is too large to stream ({} MB, the limit is {} MB)",
+                path.display(),
+                meta.len() / 1_000_000,
+                max / 1_000_000
+            )),
+            _ => std::fs::read(&path).map(Arc::from).map_err(|e| format!("{} ({e})", path.display())),
+        };
         let _ = tx.send((id, read, title));
         waker.wake();
     });
@@ -170,6 +191,7 @@ fn clear_on_leave(mut phases: MessageReader<PhaseChanged>, mut clears: MessageWr
 /// Drops streamed songs from the library, the render thread and the textures; one `cleared`
 /// per song.
 fn clear_streamed(
+    mut threads: ResMut<Threads>,
     mut clears: MessageReader<ClearStreamed>,
     mut library: ResMut<SongLibrary>,
     mut render: Option<ResMut<RenderBridge>>,
@@ -178,9 +200,18 @@ fn clear_streamed(
     mut streams: MessageWriter<StreamChanged>,
 ) {
     for ClearStreamed(which) in clears.read() {
+        threads.clears += 1;
+        // Songs still arriving stop being received.
+        let arriving: Vec<SongId> = match which {
+            Some(song) => progress.0.remove_entry(song).map(|(s, _)| s).into_iter().collect(),
+            None => std::mem::take(&mut progress.0).into_keys().collect(),
+        };
+        for song in arriving.into_iter().filter(|s| library.get(s).is_none()) {
+            streams.write(StreamChanged { song: Some(song), state: StreamState::Cleared });
+        }
         match which {
-            Some(song) => drop(progress.0.remove(song)),
-            None => progress.0.clear(),
+            Some(song) => drop(progress.1.remove(song)),
+            None => progress.1.clear(),
         }
         for song in library.remove_streamed(which.as_ref()) {
             if let Some(render) = render.as_mut() {

@@ -53,7 +53,12 @@ pub struct SyncBridge {
     /// session has files to write): joined when the app ends, so a quit right after a role
     /// switch loses nothing. Each new bridge takes them over from the one it replaces.
     retiring: Vec<std::thread::JoinHandle<()>>,
+    /// Which bridge this is (each role's start makes a new one).
+    generation: u64,
 }
+
+/// The generation of the next bridge.
+static BRIDGES: AtomicU64 = AtomicU64::new(1);
 
 impl Drop for SyncBridge {
     /// At the app's end: the earlier roles' threads finish closing first (see `retiring`).
@@ -97,6 +102,7 @@ impl SyncBridge {
             navigations: AtomicU64::new(0),
             keep_page: AtomicBool::new(false),
             retiring: Vec::new(),
+            generation: BRIDGES.fetch_add(1, Ordering::Relaxed),
         })
     }
 
@@ -118,6 +124,7 @@ impl SyncBridge {
             navigations: AtomicU64::new(0),
             keep_page: AtomicBool::new(false),
             retiring: Vec::new(),
+            generation: BRIDGES.fetch_add(1, Ordering::Relaxed),
         };
         (bridge, ev_tx, cmd_rx)
     }
@@ -148,6 +155,11 @@ impl SyncBridge {
 
     pub fn role(&self) -> Role {
         self.role
+    }
+
+    /// Which bridge this is: a role switch makes a new one.
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     pub fn device_id(&self) -> &DeviceId {
@@ -447,6 +459,10 @@ pub(crate) fn drain_sync_events(
             }
             SyncEvent::Streamed { song_id, bytes } => {
                 news.arrived.write(Arrived { song: song_id, bytes });
+            }
+            SyncEvent::StreamGaveUp { song_id } => {
+                news.progress.0.remove(&song_id);
+                streams.write(StreamChanged { song: Some(song_id), state: StreamState::Cleared });
             }
             SyncEvent::Engine(Event::StreamClear { song_id }) => {
                 news.clears.write(ClearStreamed(song_id));

@@ -102,6 +102,23 @@ fn a_score_over_the_limit_is_refused_once_on_the_master_and_nothing_is_offered()
     serve(&m, &song, &bytes);
     m.wait("the refusal", |s| !s.errors.is_empty());
     assert!(m.errors[0].contains("too large to stream"), "{:?}", m.errors);
+    // A Follower does not fetch an offer over its own limit, and says it gave up.
+    let mut small = config("S");
+    small.max_stream_bytes = 1000;
+    let mut s = Peer::with(maestral_sync::Role::Follower, small);
+    s.h.send(SyncCommand::Join(code.clone()));
+    s.wait_phase(maestral_sync::Phase::FollowerConnectedFollow);
+    let prepare = maestral_protocol::StreamPrepare {
+        song_id: song.clone(),
+        song_epoch: maestral_protocol::SongEpoch(1),
+        size_bytes: 5000,
+        sha256: song.as_str().to_owned(),
+        channel: "maestral-stream".into(),
+        title: None,
+    };
+    s.h.send(SyncCommand::Fetch(prepare));
+    s.wait("the refusal", |p| p.gave_up.contains(&song));
+    assert!(s.errors.iter().any(|e| e.contains("too large to stream")), "{:?}", s.errors);
     m.local(LocalAction::NextPage);
     f.wait_view(song.as_str(), 1);
     assert!(f.prepares.is_empty(), "{:?}", f.prepares);
@@ -203,7 +220,7 @@ async fn linked() -> (Link, Link) {
 fn fetch_from_rogue(
     prepare: &maestral_protocol::StreamPrepare,
     answer: Vec<StreamMessage>,
-) -> Result<Vec<u8>, (Vec<u8>, maestral_net::sync::stream::Stop)> {
+) -> Result<Arc<[u8]>, (Vec<u8>, maestral_net::sync::stream::Stop)> {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     rt.block_on(async {
         let (f, m) = linked().await;
@@ -264,6 +281,9 @@ fn a_rogue_masters_bad_chunks_wrong_bytes_silence_and_refusal_each_end_the_fetch
         Err((have, Stop::OutOfRange)) => assert_eq!(have, first),
         other => panic!("not out of range: {other:?}"),
     }
+    // An empty chunk (it would keep a stall alive).
+    let empty = vec![StreamMessage::Chunk(0, Vec::new())];
+    assert!(matches!(fetch_from_rogue(&prepare, empty), Err((_, Stop::OutOfRange))));
     // More than the score's size.
     let too_long = vec![StreamMessage::Chunk(0, vec![0; bytes.len() + 1])];
     assert!(matches!(fetch_from_rogue(&prepare, too_long), Err((_, Stop::OutOfRange))));

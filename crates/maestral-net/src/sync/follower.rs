@@ -65,10 +65,11 @@ impl FollowerIo {
         &mut self,
         ctx: &mut Ctx,
         song: maestral_protocol::SongId,
-        outcome: Result<Vec<u8>, (Vec<u8>, super::stream::Stop)>,
+        task: u64,
+        outcome: Result<std::sync::Arc<[u8]>, (Vec<u8>, super::stream::Stop)>,
     ) {
         let master = self.master.as_ref().map(|(m, _)| m.clone());
-        self.fetches.finished(ctx, master.as_ref(), song, outcome);
+        self.fetches.finished(ctx, master.as_ref(), song, task, outcome);
     }
 
     /// Before the thread stops: leaves a session whose link is up.

@@ -111,6 +111,9 @@ pub enum SyncEvent {
     Stream { song_id: maestral_protocol::SongId, got: u64, size: u64 },
     /// Follower: a score arrived whole, its SHA-256 checked: in memory only, view-only.
     Streamed { song_id: maestral_protocol::SongId, bytes: Arc<[u8]> },
+    /// Follower: receiving this score stopped and is not tried again until it is offered
+    /// again (the error says why).
+    StreamGaveUp { song_id: maestral_protocol::SongId },
     /// Something went wrong; its `Display` is one readable line for the user. The sync thread
     /// carries on.
     Error(SyncError),

@@ -263,7 +263,10 @@ struct Fetch {
     prepare: StreamPrepare,
     /// The bytes so far (taken by the running task, given back when it stops).
     have: Vec<u8>,
-    running: bool,
+    /// The running task and its number (reports of any other are stale).
+    running: Option<(u64, tokio::task::AbortHandle)>,
+    /// Offered again while a task ran: started again when it stops.
+    pending: bool,
     retries: u32,
 }
 
@@ -271,10 +274,11 @@ struct Fetch {
 #[derive(Default)]
 pub(crate) struct Fetches {
     by_song: HashMap<SongId, Fetch>,
+    next_task: u64,
 }
 
-/// Tries of one stream in a row (after a stall, a bad chunk or a wrong checksum) before it is
-/// left to the next `STREAM_PREPARE`.
+/// Tries of one stream in a row (after a stall, a bad chunk, a wrong checksum or a dropped
+/// channel) before it is left to the next `STREAM_PREPARE`.
 const MAX_RETRIES: u32 = 3;
 
 impl Fetches {
@@ -282,13 +286,15 @@ impl Fetches {
     pub(crate) fn want(&mut self, ctx: &mut Ctx, master: Option<&DeviceId>, prepare: StreamPrepare) {
         let max = ctx.cfg.max_stream_bytes;
         if prepare.size_bytes > max {
+            ctx.emit(SyncEvent::StreamGaveUp { song_id: prepare.song_id.clone() });
             return ctx.error(SyncError::StreamTooLarge { size: prepare.size_bytes, max });
         }
         let song = prepare.song_id.clone();
         let fetch = self.by_song.entry(song.clone()).or_insert_with(|| Fetch {
             prepare: prepare.clone(),
             have: Vec::new(),
-            running: false,
+            running: None,
+            pending: false,
             retries: 0,
         });
         if fetch.prepare.size_bytes != prepare.size_bytes || fetch.prepare.sha256 != prepare.sha256 {
@@ -296,10 +302,12 @@ impl Fetches {
             fetch.have.clear();
         }
         fetch.prepare = prepare;
-        if fetch.running {
+        fetch.retries = 0;
+        if fetch.running.is_some() {
+            // Perhaps a rejoin while the old task still waits on a dead channel.
+            fetch.pending = true;
             return;
         }
-        fetch.retries = 0;
         self.start(ctx, master, &song);
     }
 
@@ -309,52 +317,75 @@ impl Fetches {
             // No link now: the rejoin's STREAM_PREPARE brings it back.
             return;
         };
-        fetch.running = true;
+        self.next_task += 1;
+        let task = self.next_task;
+        fetch.pending = false;
         let have = std::mem::take(&mut fetch.have);
         let prepare = fetch.prepare.clone();
         ctx.emit(SyncEvent::Stream { song_id: song.clone(), got: have.len() as u64, size: prepare.size_bytes });
-        tokio::spawn(run_fetch(link, prepare, have, ctx.cfg.stream_stall, ctx.internal.clone()));
+        let handle = tokio::spawn(run_fetch(link, prepare, have, task, ctx.cfg.stream_stall, ctx.internal.clone()));
+        fetch.running = Some((task, handle.abort_handle()));
     }
 
-    /// A fetch task reported: progress, or its end.
-    pub(crate) fn progress(&mut self, ctx: &mut Ctx, song: SongId, got: u64) {
-        if let Some(f) = self.by_song.get(&song) {
+    /// A fetch task reported progress.
+    pub(crate) fn progress(&mut self, ctx: &mut Ctx, song: SongId, task: u64, got: u64) {
+        if let Some(f) = self.by_song.get(&song).filter(|f| f.running.as_ref().is_some_and(|(t, _)| *t == task)) {
             ctx.emit(SyncEvent::Stream { song_id: song, got, size: f.prepare.size_bytes });
         }
     }
 
+    /// A fetch task ended, with the whole score or what it had.
     pub(crate) fn finished(
         &mut self,
         ctx: &mut Ctx,
         master: Option<&DeviceId>,
         song: SongId,
-        outcome: Result<Vec<u8>, (Vec<u8>, Stop)>,
+        task: u64,
+        outcome: Result<Arc<[u8]>, (Vec<u8>, Stop)>,
     ) {
         let Some(fetch) = self.by_song.get_mut(&song) else { return };
-        fetch.running = false;
+        if fetch.running.as_ref().is_none_or(|(t, _)| *t != task) {
+            return;
+        }
+        fetch.running = None;
         match outcome {
             Ok(bytes) => {
                 self.by_song.remove(&song);
-                ctx.emit(SyncEvent::Streamed { song_id: song, bytes: bytes.into() });
+                ctx.emit(SyncEvent::Streamed { song_id: song, bytes });
             }
             Err((have, stop)) => {
                 fetch.have = if stop == Stop::HashMismatch { Vec::new() } else { have };
-                ctx.error(SyncError::StreamStopped { song: song.clone(), why: stop.words() });
-                if let Stop::Refused(_) = stop {
+                let up = master.is_some_and(|m| ctx.links.contains(m));
+                if fetch.pending {
+                    // Offered again meanwhile: go on from what it has.
+                    self.start(ctx, master, &song);
+                } else if let Stop::Refused(_) = stop {
                     self.by_song.remove(&song);
-                } else if stop.retry() && fetch.retries < MAX_RETRIES {
+                    ctx.error(SyncError::StreamStopped { song: song.clone(), why: stop.words() });
+                    ctx.emit(SyncEvent::StreamGaveUp { song_id: song });
+                } else if (stop.retry() || up) && fetch.retries < MAX_RETRIES {
                     fetch.retries += 1;
                     self.start(ctx, master, &song);
+                } else {
+                    // What it has is kept: the next STREAM_PREPARE (a rejoin) resumes it.
+                    ctx.error(SyncError::StreamStopped { song: song.clone(), why: stop.words() });
+                    ctx.emit(SyncEvent::StreamGaveUp { song_id: song });
                 }
             }
         }
     }
 
-    /// Everything streamed or being streamed is dropped (a session's end, Leave).
+    /// Everything streamed or being streamed is dropped (a session's end, Leave); running
+    /// tasks are stopped.
     pub(crate) fn clear(&mut self, song: Option<&SongId>) {
-        match song {
-            Some(s) => drop(self.by_song.remove(s)),
-            None => self.by_song.clear(),
+        let gone: Vec<Fetch> = match song {
+            Some(s) => self.by_song.remove(s).into_iter().collect(),
+            None => self.by_song.drain().map(|(_, f)| f).collect(),
+        };
+        for fetch in gone {
+            if let Some((_, task)) = fetch.running {
+                task.abort();
+            }
         }
     }
 }
@@ -364,15 +395,16 @@ async fn run_fetch(
     link: Link,
     prepare: StreamPrepare,
     have: Vec<u8>,
+    task: u64,
     stall: Duration,
     tx: mpsc::UnboundedSender<Internal>,
 ) {
     let song = prepare.song_id.clone();
     let progress = |got| {
-        let _ = tx.send(Internal::StreamProgress { song: song.clone(), got });
+        let _ = tx.send(Internal::StreamProgress { song: song.clone(), task, got });
     };
     let outcome = fetch(&link, &prepare, have, stall, progress).await;
-    let _ = tx.send(Internal::StreamDone { song, outcome });
+    let _ = tx.send(Internal::StreamDone { song, task, outcome });
 }
 
 /// Fetches the rest of `prepare`'s song after `have` over a new stream channel on `link` (to
@@ -385,10 +417,9 @@ pub async fn fetch(
     mut have: Vec<u8>,
     stall: Duration,
     progress: impl Fn(u64),
-) -> Result<Vec<u8>, (Vec<u8>, Stop)> {
+) -> Result<Arc<[u8]>, (Vec<u8>, Stop)> {
     let size = usize::try_from(prepare.size_bytes).unwrap_or(usize::MAX);
     let Ok(channel) = link.open_stream().await else { return Err((have, Stop::LinkLost)) };
-    have.reserve(size.saturating_sub(have.len()));
     let mut asked = false;
     let mut reported = have.len();
     let stop = loop {
@@ -411,7 +442,8 @@ pub async fn fetch(
             StreamEvent::Binary(frame) => {
                 let offset = frame.get(..8).map(|b| u64::from_be_bytes(b.try_into().unwrap_or([0xff; 8])));
                 let data = frame.get(8..).unwrap_or_default();
-                if offset != Some(have.len() as u64) || have.len() + data.len() > size {
+                // An empty chunk carries nothing (and would keep a stall alive).
+                if offset != Some(have.len() as u64) || data.is_empty() || have.len() + data.len() > size {
                     break Some(Stop::OutOfRange);
                 }
                 have.extend_from_slice(data);
@@ -432,10 +464,17 @@ pub async fn fetch(
     if let Some(stop) = stop {
         return Err((have, stop));
     }
-    let digest = Sha256::digest(&have);
-    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-    if !hex.eq_ignore_ascii_case(prepare.sha256.trim()) {
-        return Err((Vec::new(), Stop::HashMismatch));
+    // Hashing up to 200 MB (and the copy into shared bytes) is off the runtime's workers.
+    let want = prepare.sha256.trim().to_owned();
+    let checked = tokio::task::spawn_blocking(move || {
+        let digest = Sha256::digest(&have);
+        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        hex.eq_ignore_ascii_case(&want).then(|| Arc::<[u8]>::from(have))
+    })
+    .await;
+    match checked {
+        Ok(Some(bytes)) => Ok(bytes),
+        Ok(None) => Err((Vec::new(), Stop::HashMismatch)),
+        Err(_) => Err((Vec::new(), Stop::LinkLost)),
     }
-    Ok(have)
 }

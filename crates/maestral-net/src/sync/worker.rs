@@ -145,12 +145,13 @@ pub(crate) enum Internal {
     Saved { name: String, error: Option<String> },
     /// Solo: the call-back listener is bound.
     SoloListening(crate::signaling::SignalingServer),
-    /// Follower: a stream has `got` bytes so far.
-    StreamProgress { song: maestral_protocol::SongId, got: u64 },
-    /// Follower: a stream ended, whole or not.
+    /// Follower: fetch task `task` has `got` bytes so far.
+    StreamProgress { song: maestral_protocol::SongId, task: u64, got: u64 },
+    /// Follower: fetch task `task` ended, whole or not.
     StreamDone {
         song: maestral_protocol::SongId,
-        outcome: Result<Vec<u8>, (Vec<u8>, super::stream::Stop)>,
+        task: u64,
+        outcome: Result<Arc<[u8]>, (Vec<u8>, super::stream::Stop)>,
     },
 }
 
@@ -488,16 +489,16 @@ impl Worker {
                     s.listening(&mut self.ctx, server);
                 }
             }
-            Internal::StreamProgress { song, got } => match &mut self.role {
-                RoleIo::Follower(f) => f.fetches.progress(&mut self.ctx, song, got),
-                RoleIo::Solo(s) => s.fetches.progress(&mut self.ctx, song, got),
+            Internal::StreamProgress { song, task, got } => match &mut self.role {
+                RoleIo::Follower(f) => f.fetches.progress(&mut self.ctx, song, task, got),
+                RoleIo::Solo(s) => s.fetches.progress(&mut self.ctx, song, task, got),
                 RoleIo::Master(_) => {}
             },
-            Internal::StreamDone { song, outcome } => match &mut self.role {
-                RoleIo::Follower(f) => f.stream_done(&mut self.ctx, song, outcome),
+            Internal::StreamDone { song, task, outcome } => match &mut self.role {
+                RoleIo::Follower(f) => f.stream_done(&mut self.ctx, song, task, outcome),
                 RoleIo::Solo(s) => {
                     let partner = s.partner();
-                    s.fetches.finished(&mut self.ctx, partner.as_ref(), song, outcome);
+                    s.fetches.finished(&mut self.ctx, partner.as_ref(), song, task, outcome);
                 }
                 RoleIo::Master(_) => {}
             },

@@ -34,6 +34,8 @@ pub struct Peer {
     pub streamed: HashMap<SongId, std::sync::Arc<[u8]>>,
     /// `STREAM_CLEAR`s heard (`None`: everything).
     pub cleared: Vec<Option<SongId>>,
+    /// Streams given up.
+    pub gave_up: Vec<SongId>,
 }
 
 /// Test timing: generous join steps, so a loaded 2-core machine never fails a join.
@@ -66,6 +68,7 @@ impl Peer {
             progress: Vec::new(),
             streamed: HashMap::new(),
             cleared: Vec::new(),
+            gave_up: Vec::new(),
         }
     }
 
@@ -86,6 +89,7 @@ impl Peer {
             SyncEvent::Streamed { song_id, bytes } => {
                 self.streamed.insert(song_id, bytes);
             }
+            SyncEvent::StreamGaveUp { song_id } => self.gave_up.push(song_id),
             SyncEvent::Engine(_) => {}
             SyncEvent::JoinCode(c) => self.join_code = Some(c),
             SyncEvent::PairCode(c) => self.pair_code = Some(c),
