@@ -327,3 +327,19 @@ fn a_solo_partner_that_lacks_the_song_fetches_it_from_the_other_device() {
     assert!(b.streamed[&song][..] == bytes[..], "the bytes differ");
     assert!(a.errors.is_empty() && b.errors.is_empty(), "{:?} {:?}", a.errors, b.errors);
 }
+
+#[test]
+fn a_stream_of_a_song_the_master_left_stops_and_the_new_song_streams() {
+    let (m, code) = master();
+    let mut f = follower("F", &code);
+    let (old, old_bytes) = score(24 * 1024 * 1024, 9);
+    serve(&m, &old, &old_bytes);
+    fetch(&mut f, &old);
+    f.wait("a first part", |s| s.progress.iter().any(|(song, got)| *song == old && *got >= 1024 * 1024));
+    let (new, new_bytes) = score(1024 * 1024, 10);
+    serve(&m, &new, &new_bytes);
+    fetch(&mut f, &new);
+    f.wait("the new score", |s| s.streamed.contains_key(&new));
+    f.wait("the old one given up", |s| s.gave_up.contains(&old));
+    assert!(!f.streamed.contains_key(&old), "the song the Master left was not sent to its end");
+}

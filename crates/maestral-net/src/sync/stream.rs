@@ -148,6 +148,15 @@ async fn serve(channel: StreamChannel, peer: DeviceId, slot: ServedSlot, tx: mps
     let _active = Active::new(&slot);
     loop {
         if let Some((served, offset)) = &mut sending {
+            // The Master moved on: the old song is not sent to its end.
+            if slot.song().as_ref() != Some(&served.song) {
+                let refusal = serde_json::json!({ "error": "not_current" }).to_string();
+                let _ = channel.send_text(&refusal).await;
+                let closed = async { while channel.next().await != StreamEvent::Closed {} };
+                let _ = tokio::time::timeout(REFUSAL_WAIT, closed).await;
+                channel.close().await;
+                return;
+            }
             let len = served.bytes.len();
             let window = slot.window();
             // The low-threshold signal at half the window (set again when the share changes).
