@@ -10,19 +10,9 @@ mod support;
 
 use support::TempDir;
 use support::restart::{
-    both_halves, follower, is_phase, is_show, kill, master, restart_follower, restart_master,
-    restart_solo, show_song, solo_pair, spawn,
+    both_halves, follower, is_phase, is_show, kept, kill, master, restart_follower,
+    restart_master, restart_solo, show_song, solo_pair, spawn,
 };
-
-/// Waits (bounded) until the state file `path` is written: the sync thread writes on a thread
-/// of its own.
-fn kept(path: &std::path::Path) {
-    let deadline = std::time::Instant::now() + support::WAIT;
-    while !path.is_file() {
-        assert!(std::time::Instant::now() < deadline, "{} is never written", path.display());
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-}
 
 /// A Follower that forgot its session, started again on `dir`: it plays alone and never tries
 /// to rejoin (watched for a second).
@@ -56,7 +46,7 @@ fn a_killed_follower_restarted_with_only_its_state_dir_rejoins_on_the_masters_pa
     m.send("page 2");
     m.wait("page 2", |e| is_show(e, &song, 2));
     let f = follower("singer", &f_dir, &code, &song, 2);
-    kept(&f_dir.join("follower-session.json"));
+    kept(&f_dir, "follower-session.json", |_| true);
 
     let (f, _) = restart_follower(&mut m, f, &f_dir, &song, "next");
     // And again, the other way: it is the stored session every time, not a first join.
@@ -175,7 +165,7 @@ fn a_follower_that_switches_to_playing_alone_and_quits_at_once_has_left_for_good
     let (mut m, code) = master(&m_dir);
     let song = show_song(&mut m, "harbour-lights-jig.pdf");
     let mut f = follower("singer", &f_dir, &code, &song, 0);
-    kept(&f_dir.join("follower-session.json"));
+    kept(&f_dir, "follower-session.json", |_| true);
     // The switch and the quit in one go: the old role's Leave still reaches the disk.
     f.send("alone");
     assert!(f.quit().success());

@@ -26,6 +26,21 @@ pub fn spawn(name: &str, dir: &Path, args: &[&str]) -> App {
     app
 }
 
+/// Waits (bounded) until the state file `name` in `dir` holds what `ready` wants: the sync
+/// thread writes (and fsyncs) on a thread of its own, and a device killed before its first
+/// write has nothing to come back to.
+pub fn kept(dir: &Path, name: &str, ready: impl Fn(&Value) -> bool) {
+    let deadline = Instant::now() + super::WAIT;
+    loop {
+        let file = std::fs::read(dir.join(name)).ok();
+        if file.and_then(|f| serde_json::from_slice::<Value>(&f).ok()).is_some_and(|v| ready(&v)) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{name} in {} is never written", dir.display());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Kills the process as a crash would: nothing runs at exit.
 pub fn kill(mut app: App) {
     let _ = app.child.kill();
@@ -83,6 +98,7 @@ pub fn restart_follower(
     turn: &str,
 ) -> (App, Duration) {
     let name = f.name.clone();
+    kept(dir, "follower-session.json", |v| v["join_code"].is_string());
     kill(f);
     master.send(turn);
     let page = page_after(master);
@@ -149,6 +165,8 @@ pub fn restart_solo(
 ) -> (App, Duration) {
     let name = victim.name.clone();
     let victim_half = last_page(&victim).expect("the device showed a page") % 2;
+    // Its pairing is on disk, with the way back to the partner (its PAIR_INFO).
+    kept(dir, "solo-pairing.json", |v| v["partner"]["their_key"].is_string());
     kill(victim);
     partner.wait("the drop-out", |e| is_phase(e, "SOLO_PAIRED_RECONNECTING"));
     partner.send(turn);
@@ -171,6 +189,7 @@ pub fn restart_solo(
 /// The Master is killed and started again with only `dir`; returns it once every Follower is
 /// following it again (each says `FOLLOWER_CONNECTED_FOLLOW` after its drop-out).
 pub fn restart_master(master: App, dir: &Path, followers: &mut [App]) -> (App, Duration) {
+    kept(dir, "master-session.json", |v| v["state"]["session_id"].is_string());
     kill(master);
     for f in followers.iter_mut() {
         f.wait("the drop-out", |e| is_phase(e, "FOLLOWER_REJOINING") || is_phase(e, "FOLLOWER_DISCONNECTED_LOCAL"));
