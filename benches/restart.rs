@@ -52,7 +52,10 @@ fn main() {
     let _ = f.quit();
 
     // Master (the Follower above and a second one).
-    let mut followers = vec![f_back(&root, &code, &mut m, &song, "alto"), f_back(&root, &code, &mut m, &song, "tenor")];
+    let mut followers = vec![
+        f_back(&root, &code, &mut m, &song, "alto"),
+        f_back(&root, &code, &mut m, &song, "tenor"),
+    ];
     let mut master_times = Vec::new();
     for _ in 0..ROUNDS {
         let (back, took) = restart_master(m, &root.0.join("m"), &mut followers);
@@ -98,7 +101,13 @@ fn main() {
 }
 
 /// A Follower joined now, on the Master's current page.
-fn f_back(root: &TempDir, code: &str, m: &mut support::App, song: &str, name: &str) -> support::App {
+fn f_back(
+    root: &TempDir,
+    code: &str,
+    m: &mut support::App,
+    song: &str,
+    name: &str,
+) -> support::App {
     let page = support::restart::last_page(m).unwrap_or(0);
     follower(name, &root.0.join(name), code, song, page)
 }

@@ -225,7 +225,8 @@ impl Cli {
         } else {
             // No mode asked for: what the device kept (HEADLESS.md: `--state-dir` alone resumes
             // it). A Solo device takes back its pairing in any case.
-            let stored = if state.writable { maestral_net::stored(&state_dir) } else { Default::default() };
+            let stored =
+                if state.writable { maestral_net::stored(&state_dir) } else { Default::default() };
             if stored.master_session {
                 SyncMode::ChoirMaster { listen: None }
             } else if let Some(host) = stored.follower {
@@ -326,7 +327,8 @@ mod tests {
         argv.push(state.to_str().expect("a UTF-8 temp path"));
         argv.extend(args);
         let cli = Cli::try_parse_from(argv).expect("parses");
-        let dir = persistence::StateDir::open(cli.state_dir()).expect("a state directory of its own");
+        let dir =
+            persistence::StateDir::open(cli.state_dir()).expect("a state directory of its own");
         cli.app_options(&dir)
     }
 
@@ -356,8 +358,11 @@ mod tests {
     /// A state directory holding `name` with `contents`, and the options of a run on it with no
     /// mode option (a window, as a restarted app on a tablet).
     fn resumed(name: &str, contents: &str) -> AppOptions {
-        let dir = std::env::temp_dir()
-            .join(format!("maestral-cli-resume-{}-{}", std::process::id(), name.replace('.', "-")));
+        let dir = std::env::temp_dir().join(format!(
+            "maestral-cli-resume-{}-{}",
+            std::process::id(),
+            name.replace('.', "-")
+        ));
         std::fs::create_dir_all(&dir).expect("dir");
         std::fs::write(dir.join(name), contents).expect("write");
         let cli = Cli::try_parse_from(["maestral", "--state-dir", dir.to_str().expect("UTF-8")])
@@ -374,11 +379,16 @@ mod tests {
         let master = resumed("master-session.json", r#"{"state": {"session_id": "s1"}}"#);
         assert_eq!(master.sync.mode, SyncMode::ChoirMaster { listen: None });
         let fp = ["AB"; 32].join(":");
-        let code = format!("maestral://join?host=192.168.1.20:47110&session=0123&token=abc&fp=sha-256+{fp}");
+        let code = format!(
+            "maestral://join?host=192.168.1.20:47110&session=0123&token=abc&fp=sha-256+{fp}"
+        );
         let follower = resumed("follower-session.json", &format!(r#"{{"join_code": "{code}"}}"#));
         let host = "192.168.1.20:47110".parse().ok();
         assert_eq!(follower.sync.mode, SyncMode::Rejoin { host });
-        let solo = resumed("solo-pairing.json", r#"{"partner": {"id": "B", "host": "192.168.1.21:4000"}}"#);
+        let solo = resumed(
+            "solo-pairing.json",
+            r#"{"partner": {"id": "B", "host": "192.168.1.21:4000"}}"#,
+        );
         assert_eq!(solo.sync.mode, SyncMode::Solo);
         assert_eq!(resumed("positions.json", "{}").sync.mode, SyncMode::Solo);
         // An ended session keeps no session id: a new start is not a Master.

@@ -68,7 +68,11 @@ pub fn stored_device_id(dir: &StateDir) -> String {
             }
             // A read-only directory: its own warning said this run keeps nothing.
             if dir.writable {
-                let what = if bytes.trim_ascii().is_empty() { "is empty" } else { "holds no usable device id" };
+                let what = if bytes.trim_ascii().is_empty() {
+                    "is empty"
+                } else {
+                    "holds no usable device id"
+                };
                 match state::set_aside(&path) {
                     Ok(aside) => early_warning!(
                         "{} {what}; it was kept as {} and this device has a new id (peers see a new device)",
@@ -83,7 +87,9 @@ pub fn stored_device_id(dir: &StateDir) -> String {
             }
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound || !dir.writable => {}
-        Err(e) => early_warning!("could not read {} ({e}); this run uses a new device id", path.display()),
+        Err(e) => {
+            early_warning!("could not read {} ({e}); this run uses a new device id", path.display())
+        }
     }
     let id = format!("maestral-{:016x}", rand::random::<u64>());
     if dir.writable
@@ -192,7 +198,9 @@ impl SavedPositions {
             }
         };
         let parsed = serde_json::from_str::<serde_json::Value>(&text)
-            .map_err(|e| if text.trim().is_empty() { "it is empty".to_owned() } else { e.to_string() })
+            .map_err(
+                |e| if text.trim().is_empty() { "it is empty".to_owned() } else { e.to_string() },
+            )
             .and_then(|value| {
                 value.is_object().then_some(value).ok_or_else(|| "not a JSON object".to_owned())
             });

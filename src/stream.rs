@@ -15,8 +15,8 @@ use maestral_score::{Song, SongId};
 use maestral_sync::{Phase, Role};
 
 use crate::model::{
-    AppError, Arrived, ClearStreamed, LinkStatus, PageTextures, PhaseChanged, Position, SongLibrary, StreamChanged, StreamProgress,
-    StreamState,
+    AppError, Arrived, ClearStreamed, LinkStatus, PageTextures, PhaseChanged, Position,
+    SongLibrary, StreamChanged, StreamProgress, StreamState,
 };
 use crate::score::RenderBridge;
 use crate::sync::SyncBridge;
@@ -123,7 +123,9 @@ fn serve_shown_song(
 ) {
     let paired = matches!(
         status.phase,
-        Some(Phase::SoloPairedConnected | Phase::SoloPairedDegraded | Phase::SoloPairedReconnecting)
+        Some(
+            Phase::SoloPairedConnected | Phase::SoloPairedDegraded | Phase::SoloPairedReconnecting
+        )
     );
     if bridge.generation() != threads.bridge || paired != threads.paired {
         threads.served = None;
@@ -170,7 +172,9 @@ fn serve_shown_song(
                 meta.len() / 1_000_000,
                 max / 1_000_000
             )),
-            _ => std::fs::read(&path).map(Arc::from).map_err(|e| format!("{} ({e})", path.display())),
+            _ => {
+                std::fs::read(&path).map(Arc::from).map_err(|e| format!("{} ({e})", path.display()))
+            }
         };
         let _ = tx.send((id, read, title));
         waker.wake();
@@ -182,8 +186,14 @@ fn serve_shown_song(
 
 /// A Follower back to playing alone (Leave, the session's end, a refusal), or a Solo device
 /// alone again (unpaired, or its partner given up), keeps nothing streamed.
-fn clear_on_leave(mut phases: MessageReader<PhaseChanged>, mut clears: MessageWriter<ClearStreamed>) {
-    if phases.read().any(|PhaseChanged(p)| matches!(p, Phase::FollowerIdleLocal | Phase::SoloLocalOnly)) {
+fn clear_on_leave(
+    mut phases: MessageReader<PhaseChanged>,
+    mut clears: MessageWriter<ClearStreamed>,
+) {
+    if phases
+        .read()
+        .any(|PhaseChanged(p)| matches!(p, Phase::FollowerIdleLocal | Phase::SoloLocalOnly))
+    {
         clears.write(ClearStreamed(None));
     }
 }

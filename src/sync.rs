@@ -19,9 +19,9 @@ use maestral_protocol::{DeviceId, RejectReason};
 use maestral_sync::{Event, LocalAction, Phase, Role, View};
 
 use crate::model::{
-    AppError, Arrived, ClearStreamed, EnginePager, LinkChanged, LinkStatus, MasterPosition, PhaseChanged, Position,
-    RemoteShow, RosterChanged, RosterState, SessionCodes, StreamChanged, StreamProgress, StreamState,
-    SongLibrary, SwitchRole, SyncMode, SyncSettings, SyncSystems,
+    AppError, Arrived, ClearStreamed, EnginePager, LinkChanged, LinkStatus, MasterPosition,
+    PhaseChanged, Position, RemoteShow, RosterChanged, RosterState, SessionCodes, SongLibrary,
+    StreamChanged, StreamProgress, StreamState, SwitchRole, SyncMode, SyncSettings, SyncSystems,
 };
 use crate::wake::Waker;
 
@@ -449,7 +449,10 @@ pub(crate) fn drain_sync_events(
                     }
                     if !news.progress.0.contains_key(&song) {
                         news.progress.0.insert(song.clone(), (0, prepare.size_bytes));
-                        streams.write(StreamChanged { song: Some(song), state: StreamState::Receiving });
+                        streams.write(StreamChanged {
+                            song: Some(song),
+                            state: StreamState::Receiving,
+                        });
                     }
                     bridge.send(SyncCommand::Fetch(prepare));
                 }

@@ -10,8 +10,8 @@ mod support;
 
 use support::TempDir;
 use support::restart::{
-    both_halves, follower, is_phase, is_show, kept, kill, master, restart_follower,
-    restart_master, restart_solo, show_song, solo_pair, spawn,
+    both_halves, follower, is_phase, is_show, kept, kill, master, restart_follower, restart_master,
+    restart_solo, show_song, solo_pair, spawn,
 };
 
 /// A Follower that forgot its session, started again on `dir`: it plays alone and never tries
@@ -139,10 +139,8 @@ fn a_killed_master_restarted_with_only_its_state_dir_has_every_follower_back_in_
     let song = show_song(&mut m, "lanterns-on-the-water.pdf");
     m.send("page 4");
     m.wait("page 4", |e| is_show(e, &song, 4));
-    let mut followers: Vec<_> = ["alto", "tenor"]
-        .iter()
-        .map(|n| follower(n, &root.0.join(n), &code, &song, 4))
-        .collect();
+    let mut followers: Vec<_> =
+        ["alto", "tenor"].iter().map(|n| follower(n, &root.0.join(n), &code, &song, 4)).collect();
     let (mut m, _) = restart_master(m, &m_dir, &mut followers);
     let ready = m.seen.iter().find(|e| e["event"] == "ready").cloned().unwrap_or_default();
     assert_eq!(ready["join_code"].as_str(), Some(code.as_str()), "the same session: {ready}");

@@ -123,8 +123,9 @@ fn a_broken_positions_file_gets_one_message_and_is_kept_aside() {
     assert!(app.quit().success());
     // Positions are kept for every role, headless too: the turn is in the new file.
     let song = shown["song_id"].as_str().expect("a song");
-    let kept: Value = serde_json::from_slice(&std::fs::read(dir.0.join("positions.json")).expect("written"))
-        .expect("JSON");
+    let kept: Value =
+        serde_json::from_slice(&std::fs::read(dir.0.join("positions.json")).expect("written"))
+            .expect("JSON");
     assert_eq!(kept["last_song"], song, "{kept}");
     assert_eq!(kept["pages"][song], 1, "{kept}");
 }
@@ -181,7 +182,8 @@ fn a_state_directory_that_cannot_be_written_gets_one_warning_and_the_app_plays()
     // cannot be created by anyone).
     let root_writes = std::fs::write(dir.0.join("probe"), b"").is_ok();
     let _ = std::fs::remove_file(dir.0.join("probe"));
-    let state = if root_writes { dir.0.join("positions.json").join("state") } else { dir.0.clone() };
+    let state =
+        if root_writes { dir.0.join("positions.json").join("state") } else { dir.0.clone() };
     let (status, events, log) = run(&state, |app| {
         app.send(&format!("song {}", demo_score("harbour-lights-jig.pdf").display()));
         app.wait("shown", |e| e["event"] == "show" && e["page_index"] == 0);

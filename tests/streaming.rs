@@ -81,10 +81,15 @@ fn eight_followers_without_the_score_receive_it_into_memory_and_lose_it_at_the_e
         s.wait("receiving", |e| {
             e["event"] == "stream" && e["song_id"] == song.as_str() && e["state"] == "receiving"
         });
-        s.wait("ready", |e| e["event"] == "stream" && e["song_id"] == song.as_str() && e["state"] == "ready");
+        s.wait("ready", |e| {
+            e["event"] == "stream" && e["song_id"] == song.as_str() && e["state"] == "ready"
+        });
         // Opened from memory: PDFium counted its pages; on the Master's page.
         s.seen_or_wait("the Master's page, drawn from the streamed score", |e| {
-            e["event"] == "show" && e["song_id"] == song.as_str() && e["page_index"] == 2 && e["page_count"] == 11
+            e["event"] == "show"
+                && e["song_id"] == song.as_str()
+                && e["page_index"] == 2
+                && e["page_count"] == 11
         });
     }
     master.send("next");
@@ -143,18 +148,24 @@ fn a_solo_partner_without_the_score_gets_it_from_the_other_device() {
     a.send(&format!("song {}", file.display()));
     let shown = a.wait("the song", |e| e["event"] == "show" && e["song_id"].is_string());
     let song = shown["song_id"].as_str().expect("an id").to_owned();
-    b.wait("ready", |e| e["event"] == "stream" && e["song_id"] == song.as_str() && e["state"] == "ready");
+    b.wait("ready", |e| {
+        e["event"] == "stream" && e["song_id"] == song.as_str() && e["state"] == "ready"
+    });
     let half = b.seen_or_wait("its half, drawn from the streamed score", |e| {
         e["event"] == "show" && e["song_id"] == song.as_str() && e["page_count"] == 11
     });
     assert!(half["page_index"].as_u64().is_some_and(|p| p <= 1), "{half}");
     a.send("next");
     b.wait("the next spread", |e| {
-        e["event"] == "show" && e["page_index"].as_u64().is_some_and(|p| p / 2 == 1) && e["page_count"] == 11
+        e["event"] == "show"
+            && e["page_index"].as_u64().is_some_and(|p| p / 2 == 1)
+            && e["page_count"] == 11
     });
     // Unpaired, it keeps nothing streamed.
     b.send("unpair");
-    b.wait("cleared", |e| e["event"] == "stream" && e["song_id"] == song.as_str() && e["state"] == "cleared");
+    b.wait("cleared", |e| {
+        e["event"] == "stream" && e["song_id"] == song.as_str() && e["state"] == "cleared"
+    });
     assert!(b.quit().success());
     assert!(a.quit().success());
 }

@@ -18,11 +18,9 @@ mod screen;
 
 pub use library::{OpenScore, PageTexture, PageTextures, SongLibrary, TextureKey, WantedPages};
 pub use link::{
-    EnginePager, LinkChanged, LinkIndicator, LinkStatus, MasterPosition, PhaseChanged, RemoteShow,
-    Arrived, ClearStreamed, RosterChanged, RosterState, SessionCodes, StreamChanged, StreamProgress,
-    StreamState, SwitchRole,
-    SyncMode,
-    SyncSettings,
+    Arrived, ClearStreamed, EnginePager, LinkChanged, LinkIndicator, LinkStatus, MasterPosition,
+    PhaseChanged, RemoteShow, RosterChanged, RosterState, SessionCodes, StreamChanged,
+    StreamProgress, StreamState, SwitchRole, SyncMode, SyncSettings,
 };
 pub use position::{
     FollowedRemote, LastTurn, PageTurnRequested, Position, SongChangeRequested, Turn,

@@ -171,7 +171,10 @@ fn waiting_for_score(ctx: &egui::Context, model: &UiModel) {
                         },
                         "The Master is sending it to this device, to view only.",
                     ),
-                    None => ("Waiting for the score".to_owned(), "The Master's song is not on this device."),
+                    None => (
+                        "Waiting for the score".to_owned(),
+                        "The Master's song is not on this device.",
+                    ),
                 };
                 ui.label(egui::RichText::new(heading).heading().color(colour));
                 ui.label(egui::RichText::new(detail).color(colour));

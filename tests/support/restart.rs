@@ -114,9 +114,8 @@ pub fn restart_follower(
 /// The page the Master shows after the command just sent.
 fn page_after(master: &mut App) -> u64 {
     let before = last_page(master);
-    let shown = master.wait("the Master's turn", |e| {
-        e["event"] == "show" && e["page_index"].as_u64() != before
-    });
+    let shown = master
+        .wait("the Master's turn", |e| e["event"] == "show" && e["page_index"].as_u64() != before);
     shown["page_index"].as_u64().expect("a page")
 }
 
@@ -192,7 +191,9 @@ pub fn restart_master(master: App, dir: &Path, followers: &mut [App]) -> (App, D
     kept(dir, "master-session.json", |v| v["state"]["session_id"].is_string());
     kill(master);
     for f in followers.iter_mut() {
-        f.wait("the drop-out", |e| is_phase(e, "FOLLOWER_REJOINING") || is_phase(e, "FOLLOWER_DISCONNECTED_LOCAL"));
+        f.wait("the drop-out", |e| {
+            is_phase(e, "FOLLOWER_REJOINING") || is_phase(e, "FOLLOWER_DISCONNECTED_LOCAL")
+        });
     }
     let spawned = Instant::now();
     let mut m = spawn("conductor", dir, &[]);

@@ -162,7 +162,9 @@ fn app_bench(name: &str, rest: &[String]) -> Result<()> {
 
 fn bench(rest: &[String]) -> Result<()> {
     let Some(which) = rest.first() else {
-        bail!("which benchmark? `cargo xtask bench engine`, `render`, `sync`, `stream`, `app`, `roster` or `restart`");
+        bail!(
+            "which benchmark? `cargo xtask bench engine`, `render`, `sync`, `stream`, `app`, `roster` or `restart`"
+        );
     };
     std::fs::create_dir_all(root().join("target/bench"))?;
     match which.as_str() {
@@ -193,7 +195,9 @@ fn bench(rest: &[String]) -> Result<()> {
         // A real window under Xvfb with Mesa's software Vulkan (see tests/window.rs).
         "app" => app_bench("app", rest),
         other => {
-            bail!("unknown benchmark `{other}`: try `engine`, `render`, `sync`, `stream`, `app`, `roster` or `restart`")
+            bail!(
+                "unknown benchmark `{other}`: try `engine`, `render`, `sync`, `stream`, `app`, `roster` or `restart`"
+            )
         }
     }
 }

@@ -12,4 +12,6 @@ pub mod sync;
 
 #[cfg(feature = "test-support")]
 pub use sync::Fault;
-pub use sync::{StartError, Stored, SyncCommand, SyncConfig, SyncError, SyncEvent, SyncHandle, stored};
+pub use sync::{
+    StartError, Stored, SyncCommand, SyncConfig, SyncError, SyncEvent, SyncHandle, stored,
+};

@@ -43,7 +43,8 @@ pub fn write_atomically(path: &Path, bytes: &[u8], secret: bool) -> io::Result<(
     let _ = secret;
     // A name no other writer uses: this process, a counter and a random part.
     let (tmp, mut file) = loop {
-        let tmp = dir.join(format!(".{name}.{}.{:016x}.tmp", std::process::id(), rand::random::<u64>()));
+        let tmp =
+            dir.join(format!(".{name}.{}.{:016x}.tmp", std::process::id(), rand::random::<u64>()));
         match opts.open(&tmp) {
             Ok(f) => break (tmp, f),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
@@ -119,7 +120,9 @@ pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T
     let text = match std::fs::read(path) {
         Ok(t) => t,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(StateFileError::Read { path: path.to_owned(), reason: e.to_string() }),
+        Err(e) => {
+            return Err(StateFileError::Read { path: path.to_owned(), reason: e.to_string() });
+        }
     };
     match serde_json::from_slice::<T>(&text) {
         Ok(v) => Ok(Some(v)),
@@ -161,18 +164,21 @@ pub enum LockError {
 
 /// Takes the lock of `dir` (creating the directory), without waiting.
 pub fn lock(dir: &Path) -> Result<StateLock, LockError> {
-    let unwritable = |e: io::Error| LockError::Unwritable { dir: dir.to_owned(), reason: e.to_string() };
+    let unwritable =
+        |e: io::Error| LockError::Unwritable { dir: dir.to_owned(), reason: e.to_string() };
     let path = dir.join(files::LOCK);
-    let file = match std::fs::create_dir_all(dir)
-        .and_then(|()| OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path))
-    {
+    let file = match std::fs::create_dir_all(dir).and_then(|()| {
+        OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path)
+    }) {
         Ok(f) => f,
         // A read-only directory may still hold a lock file to lock (a lock needs no write).
         Err(e) => File::open(&path).map_err(|_| unwritable(e))?,
     };
     match file.try_lock() {
         Ok(()) => {}
-        Err(std::fs::TryLockError::WouldBlock) => return Err(LockError::Held { dir: dir.to_owned() }),
+        Err(std::fs::TryLockError::WouldBlock) => {
+            return Err(LockError::Held { dir: dir.to_owned() });
+        }
         Err(std::fs::TryLockError::Error(e)) => return Err(unwritable(e)),
     }
     // Writable at all? A directory we can lock but not write still says so, once.
@@ -212,8 +218,11 @@ mod tests {
     use super::*;
 
     fn temp_dir(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir()
-            .join(format!("maestral-state-{name}-{}-{:x}", std::process::id(), rand::random::<u32>()));
+        let dir = std::env::temp_dir().join(format!(
+            "maestral-state-{name}-{}-{:x}",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
         std::fs::create_dir_all(&dir).expect("temp dir");
         dir
     }

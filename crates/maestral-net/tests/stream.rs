@@ -200,7 +200,8 @@ fn a_peer_asking_for_another_song_or_sending_data_is_cut_off_and_the_session_goe
 /// Two links on one connection pair, open: (the Follower's, the rogue Master's).
 async fn linked() -> (Link, Link) {
     let (f, offer, mut fe) = Link::offer(&RtcConfig::new(LOCAL), None).await.expect("offer");
-    let (m, answer, mut me) = Link::answer(&RtcConfig::new(LOCAL), None, &offer).await.expect("answer");
+    let (m, answer, mut me) =
+        Link::answer(&RtcConfig::new(LOCAL), None, &offer).await.expect("answer");
     f.accept_answer(&answer).await.expect("accepted");
     for events in [&mut fe, &mut me] {
         let open = async {
@@ -249,7 +250,8 @@ fn fetch_from_rogue(
             while ch.next().await != StreamEvent::Closed {}
         });
         let stall = Duration::from_secs(2);
-        let outcome = maestral_net::sync::stream::fetch(&f, prepare, Vec::new(), stall, |_| {}).await;
+        let outcome =
+            maestral_net::sync::stream::fetch(&f, prepare, Vec::new(), stall, |_| {}).await;
         rogue.abort();
         f.close().await;
         m.close().await;
@@ -276,7 +278,8 @@ fn a_rogue_masters_bad_chunks_wrong_bytes_silence_and_refusal_each_end_the_fetch
     };
     let first = bytes[..1000].to_vec();
     // A chunk that is not the next one: the part before it is kept for a resume.
-    let out_of_order = vec![StreamMessage::Chunk(0, first.clone()), StreamMessage::Chunk(5000, vec![1; 10])];
+    let out_of_order =
+        vec![StreamMessage::Chunk(0, first.clone()), StreamMessage::Chunk(5000, vec![1; 10])];
     match fetch_from_rogue(&prepare, out_of_order) {
         Err((have, Stop::OutOfRange)) => assert_eq!(have, first),
         other => panic!("not out of range: {other:?}"),
@@ -289,7 +292,10 @@ fn a_rogue_masters_bad_chunks_wrong_bytes_silence_and_refusal_each_end_the_fetch
     assert!(matches!(fetch_from_rogue(&prepare, too_long), Err((_, Stop::OutOfRange))));
     // Whole, but other bytes: dropped, nothing kept.
     let (_, other) = score(40_000, 6);
-    let wrong = vec![StreamMessage::Chunk(0, other[..20_000].to_vec()), StreamMessage::Chunk(20_000, other[20_000..].to_vec())];
+    let wrong = vec![
+        StreamMessage::Chunk(0, other[..20_000].to_vec()),
+        StreamMessage::Chunk(20_000, other[20_000..].to_vec()),
+    ];
     match fetch_from_rogue(&prepare, wrong) {
         Err((have, Stop::HashMismatch)) => assert!(have.is_empty()),
         other => panic!("not a checksum mismatch: {other:?}"),
@@ -302,24 +308,22 @@ fn a_rogue_masters_bad_chunks_wrong_bytes_silence_and_refusal_each_end_the_fetch
     }
     // A refusal.
     let refusal = vec![StreamMessage::Text(r#"{"error":"not_current"}"#.into())];
-    assert!(matches!(fetch_from_rogue(&prepare, refusal), Err((_, Stop::Refused(r))) if r == "not_current"));
+    assert!(
+        matches!(fetch_from_rogue(&prepare, refusal), Err((_, Stop::Refused(r))) if r == "not_current")
+    );
     // And the same rogue sending the right bytes is fine.
-    let right = vec![StreamMessage::Chunk(0, bytes[..16_000].to_vec()), StreamMessage::Chunk(16_000, bytes[16_000..].to_vec())];
+    let right = vec![
+        StreamMessage::Chunk(0, bytes[..16_000].to_vec()),
+        StreamMessage::Chunk(16_000, bytes[16_000..].to_vec()),
+    ];
     assert_eq!(fetch_from_rogue(&prepare, right).ok().as_deref(), Some(&bytes[..]));
 }
 
 /// Beyond V1: a Solo device lacking the shared song gets it from its partner the same way.
 #[test]
 fn a_solo_partner_that_lacks_the_song_fetches_it_from_the_other_device() {
-    let mut a = Peer::start("A", maestral_sync::Role::Solo);
-    let mut b = Peer::start("B", maestral_sync::Role::Solo);
-    a.h.send(SyncCommand::SoloOffer);
-    a.wait("an offer code", |s| s.pair_code.is_some());
-    b.h.send(SyncCommand::SoloAnswer(a.pair_code.take().expect("offer")));
-    b.wait("an answer code", |s| s.pair_code.is_some());
-    a.h.send(SyncCommand::SoloAccept(b.pair_code.take().expect("answer")));
-    a.wait_phase(maestral_sync::Phase::SoloPairedConnected);
-    b.wait_phase(maestral_sync::Phase::SoloPairedConnected);
+    let solo = |name| Peer::start(name, maestral_sync::Role::Solo);
+    let (a, mut b) = pair_up(solo("A"), solo("B"));
     let (song, bytes) = score(2 * 1024 * 1024 + 5, 8);
     serve(&a, &song, &bytes);
     fetch(&mut b, &song);
@@ -335,7 +339,9 @@ fn a_stream_of_a_song_the_master_left_stops_and_the_new_song_streams() {
     let (old, old_bytes) = score(24 * 1024 * 1024, 9);
     serve(&m, &old, &old_bytes);
     fetch(&mut f, &old);
-    f.wait("a first part", |s| s.progress.iter().any(|(song, got)| *song == old && *got >= 1024 * 1024));
+    f.wait("a first part", |s| {
+        s.progress.iter().any(|(song, got)| *song == old && *got >= 1024 * 1024)
+    });
     let (new, new_bytes) = score(1024 * 1024, 10);
     serve(&m, &new, &new_bytes);
     fetch(&mut f, &new);

@@ -2,7 +2,6 @@
 //! loopback, real HTTP signaling. Every wait is bounded (a hang is a failure) and nothing
 //! asserts on time.
 
-
 mod common;
 
 use std::net::SocketAddr;
@@ -204,18 +203,6 @@ fn solo_after_a_drop_out_both_navigate_then_reconnect_by_themselves_and_the_late
 /// Two Solo devices paired by offer and answer codes.
 fn pair(x: &str, y: &str) -> (Peer, Peer) {
     pair_up(Peer::start(x, Role::Solo), Peer::start(y, Role::Solo))
-}
-
-/// `a` and `b` (Solo) paired by offer and answer codes.
-fn pair_up(mut a: Peer, mut b: Peer) -> (Peer, Peer) {
-    a.h.send(SyncCommand::SoloOffer);
-    a.wait("an offer code", |s| s.pair_code.is_some());
-    b.h.send(SyncCommand::SoloAnswer(a.pair_code.take().expect("offer")));
-    b.wait("an answer code", |s| s.pair_code.is_some());
-    a.h.send(SyncCommand::SoloAccept(b.pair_code.take().expect("answer")));
-    a.wait_phase(Phase::SoloPairedConnected);
-    b.wait_phase(Phase::SoloPairedConnected);
-    (a, b)
 }
 
 #[test]
@@ -428,18 +415,21 @@ fn forged_solo_call_backs_are_refused_and_the_live_pair_is_untouched() {
             outcome
         })
     };
-    let refused = |outcome: Result<String, JoinError>, reason: RejectReason, what: &str| {
-        match outcome {
+    let refused =
+        |outcome: Result<String, JoinError>, reason: RejectReason, what: &str| match outcome {
             Err(JoinError::Rejected(r)) => assert_eq!(r, reason, "{what}"),
             other => panic!("{what}: not refused as {reason:?}: {other:?}"),
-        }
-    };
+        };
     let other_cert = DtlsCert::generate().expect("a certificate");
     let fresh = sent.max(seen) + 1_000_000;
     refused(call(&b_cert, &id_b, "not-the-key", fresh), RejectReason::InvalidToken, "a wrong key");
     refused(call(&b_cert, &id_b, &key, seen), RejectReason::InvalidToken, "a replayed counter");
     refused(call(&b_cert, &id_b, &key, seen / 2), RejectReason::InvalidToken, "an older counter");
-    refused(call(&other_cert, &id_b, &key, fresh), RejectReason::InvalidToken, "another certificate");
+    refused(
+        call(&other_cert, &id_b, &key, fresh),
+        RejectReason::InvalidToken,
+        "another certificate",
+    );
     refused(call(&b_cert, &id_c, &key, fresh), RejectReason::InvalidToken, "a third device");
     // Everything right (as B itself would call), but the pair is up: it is never replaced.
     refused(call(&b_cert, &id_b, &key, fresh), RejectReason::Unavailable, "a call while paired");

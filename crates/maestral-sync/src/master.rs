@@ -6,8 +6,7 @@ use std::collections::BTreeMap;
 use maestral_protocol::{
     ChoirSetPage, ChoirSetSong, ChoirSnapshot, DecodeError, DeviceId, Envelope, FollowMode,
     JoinAccept, JoinReject, Message, Mode, PageRevision, RejectReason, STREAM_CHANNEL_LABEL,
-    SessionId, SessionToken, StreamPrepare,
-    SongEpoch, SongId,
+    SessionId, SessionToken, SongEpoch, SongId, StreamPrepare,
 };
 use serde::{Deserialize, Serialize};
 

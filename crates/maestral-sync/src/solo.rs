@@ -349,7 +349,9 @@ impl Solo {
             LocalAction::OfferStream { song_id, size_bytes, title } => {
                 if self.state.song_id.as_ref() == Some(&song_id) {
                     self.stream = Some((song_id, size_bytes, title));
-                    if let (Some(partner), Some(prepare)) = (self.link_up_to_partner(core), self.prepare()) {
+                    if let (Some(partner), Some(prepare)) =
+                        (self.link_up_to_partner(core), self.prepare())
+                    {
                         core.send(now, &no_session(), &partner, prepare);
                     }
                 }

@@ -10,7 +10,11 @@ use maestral_protocol::{Message, SongEpoch, SongId, StreamPrepare};
 use maestral_sync::{Event, LinkSignal, LocalAction};
 
 fn offer(song: &str, size: u64) -> LocalAction {
-    LocalAction::OfferStream { song_id: SongId::new(song), size_bytes: size, title: Some(format!("Song {song}")) }
+    LocalAction::OfferStream {
+        song_id: SongId::new(song),
+        size_bytes: size,
+        title: Some(format!("Song {song}")),
+    }
 }
 
 fn prepares(events: &[Event]) -> Vec<StreamPrepare> {
@@ -80,20 +84,14 @@ fn a_follower_hands_stream_clear_to_its_app_and_session_end_clears_everything() 
     let mut f = joined("F", &mut m);
     f.take_events();
     f.recv("M", "S", Message::StreamClear(maestral_protocol::StreamClear { song_id: song("a") }));
-    let cleared: Vec<_> = f
-        .take_events()
-        .into_iter()
-        .filter(|e| matches!(e, Event::StreamClear { .. }))
-        .collect();
+    let cleared: Vec<_> =
+        f.take_events().into_iter().filter(|e| matches!(e, Event::StreamClear { .. })).collect();
     assert_eq!(cleared.len(), 1);
     assert!(matches!(&cleared[0], Event::StreamClear { song_id: Some(s) } if s.as_str() == "a"));
     m.local(LocalAction::EndSession);
     pump(&mut m, &mut f);
     let events = f.take_events();
-    assert!(
-        events.iter().any(|e| matches!(e, Event::StreamClear { song_id: None })),
-        "{events:?}"
-    );
+    assert!(events.iter().any(|e| matches!(e, Event::StreamClear { song_id: None })), "{events:?}");
 }
 
 /// Beyond V1: two devices, one book. The device that has the shared song offers it to its
@@ -109,7 +107,10 @@ fn a_solo_device_offers_the_shared_song_to_its_partner() {
     a.local(offer("x", 77));
     pump(&mut a, &mut b);
     let got = prepares(&b.take_events());
-    assert_eq!(got.iter().map(|p| (p.song_id.as_str(), p.size_bytes)).collect::<Vec<_>>(), [("x", 77)]);
+    assert_eq!(
+        got.iter().map(|p| (p.song_id.as_str(), p.size_bytes)).collect::<Vec<_>>(),
+        [("x", 77)]
+    );
     // A new link: offered again after the snapshot.
     a.link("B", LinkSignal::Down);
     b.link("A", LinkSignal::Down);

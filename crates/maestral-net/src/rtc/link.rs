@@ -2,7 +2,7 @@
 //! the ordered events, and closing that delivers what was sent.
 
 use std::fmt;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -23,15 +23,6 @@ use super::sdp::Sdp;
 use super::stream::StreamChannel;
 use super::{CHANNEL_LABEL, DtlsCert, MAX_MESSAGE_SIZE, RtcConfig, RtcError, webrtc_error};
 use maestral_protocol::STREAM_CHANNEL_LABEL;
-
-/// How long [`Link::offer`] / [`Link::answer`] wait for ICE gathering. Host candidates on one
-/// bound socket gather in well under a millisecond; this only bounds a broken stack.
-const GATHER_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// While the offerer connects, how often and for how long it wakes webrtc's driver (see
-/// [`poke_while_connecting`]).
-const POKE_INTERVAL: Duration = Duration::from_millis(5);
-const POKE_WINDOW: Duration = Duration::from_secs(1);
 
 /// How long [`Link::close`] waits for the peer to acknowledge messages already sent.
 const FLUSH_TIMEOUT: Duration = Duration::from_millis(500);
@@ -572,48 +563,9 @@ enum Role {
     Answerer,
 }
 
-/// Wakes webrtc's driver every few milliseconds until the channel opens.
-///
-/// webrtc 0.21.1's driver sends what the SCTP layer queued while handling an event (the INIT
-/// after the DTLS handshake, the channel's DCEP OPEN after the association comes up) only on
-/// its next wake-up, and once ICE is connected it wakes every min(200 ms, keepalive interval).
-/// Left alone, that puts ~400 ms into every connection set-up on a LAN; a cheap call that
-/// wakes the driver (re-setting the channel's buffered-amount threshold to its default) removes
-/// it. Bounded by [`POKE_WINDOW`]: past that the driver's own ticks carry on.
-async fn poke_while_connecting(shared: Arc<Shared>) {
-    let started = tokio::time::Instant::now();
-    while started.elapsed() < POKE_WINDOW {
-        let dc = {
-            let state = shared.lock();
-            if state.opened || state.closing {
-                return;
-            }
-            state.dc.clone()
-        };
-        let Some(dc) = dc else { return };
-        let _ = dc.set_buffered_amount_low_threshold(0).await;
-        drop(dc);
-        tokio::time::sleep(POKE_INTERVAL).await;
-    }
-}
-
-/// Waits for ICE gathering, then reads the local description with every candidate in it.
-async fn complete_local_sdp(
-    pc: &dyn PeerConnection,
-    mut gathered: watch::Receiver<bool>,
-    bind_ip: IpAddr,
-) -> Result<String, RtcError> {
-    match tokio::time::timeout(GATHER_TIMEOUT, gathered.wait_for(|done| *done)).await {
-        Ok(Ok(_)) => {}
-        Ok(Err(_)) => return Err(RtcError::Closed),
-        Err(_) => return Err(RtcError::GatheringTimeout(GATHER_TIMEOUT)),
-    }
-    let sdp = pc.local_description().await.ok_or(RtcError::Closed)?.sdp;
-    if !Sdp::new(&sdp).has_candidates() {
-        return Err(RtcError::NoCandidates(bind_ip));
-    }
-    Ok(sdp)
-}
+#[path = "link_setup.rs"]
+mod setup;
+use setup::{complete_local_sdp, poke_while_connecting};
 
 #[cfg(test)]
 #[path = "link_tests.rs"]

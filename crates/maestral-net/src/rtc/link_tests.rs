@@ -1,6 +1,6 @@
 //! Tests of the link that need its crate-internal API.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use super::*;
 

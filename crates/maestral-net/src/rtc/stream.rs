@@ -62,7 +62,9 @@ impl StreamChannel {
                         Err(e) => StreamEvent::Binary(e.into_bytes()),
                     };
                 }
-                Some(DataChannelEvent::OnMessage(m)) => return StreamEvent::Binary(m.data.to_vec()),
+                Some(DataChannelEvent::OnMessage(m)) => {
+                    return StreamEvent::Binary(m.data.to_vec());
+                }
                 Some(_) => {}
             }
         }

@@ -16,8 +16,8 @@ use super::store::{self, SavedMembership};
 use super::worker::{Ctx, Internal, ReadyKind};
 use crate::joincode::JoinCode;
 use crate::rtc::{Link, LinkEvent, RtcConfig};
-use crate::state::{self, files};
 use crate::signaling::JoinRequestBody;
+use crate::state::{self, files};
 
 #[derive(Default)]
 pub(crate) struct FollowerIo {

@@ -294,8 +294,8 @@ pub(crate) async fn dial(
             });
         }
     };
-    let genuine = sha256_fingerprint(&answer)
-        .is_some_and(|fp| fingerprints_match(&fp, callee.fingerprint));
+    let genuine =
+        sha256_fingerprint(&answer).is_some_and(|fp| fingerprints_match(&fp, callee.fingerprint));
     if !genuine {
         link.close().await;
         return Err(JoinFailure::Forged);

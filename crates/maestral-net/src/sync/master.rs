@@ -15,9 +15,9 @@ use super::link::wait_open;
 use super::store::{self, SavedSession};
 use super::worker::{Ctx, Internal, ReadyKind};
 use crate::joincode::JoinCode;
-use crate::state::files;
 use crate::rtc::{DtlsCert, Link, RtcConfig};
 use crate::signaling::{JoinOutcome, PendingJoin, SignalingServer, channel_handler};
+use crate::state::files;
 
 #[derive(Default)]
 pub(crate) struct MasterIo {

@@ -15,6 +15,7 @@
 //! - `clock`: monotonic time for timers, wall time for stamps;
 //! - [`error`]: what goes wrong, in words for the user.
 
+mod callback;
 mod clock;
 pub mod error;
 mod follower;
@@ -26,9 +27,9 @@ mod store;
 pub mod stream;
 mod worker;
 
+pub use callback::callback_proof;
 pub use error::{JoinFailure, StartError, SyncError};
 #[cfg(feature = "test-support")]
 pub use handle::Fault;
 pub use handle::{SyncCommand, SyncConfig, SyncEvent, SyncHandle};
-pub use solo::callback_proof;
 pub use store::{Stored, stored};

@@ -31,14 +31,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use hmac::{Hmac, Mac};
 use maestral_protocol::{
     DeviceId, Envelope, Hello, Message, Mode, PairInfo, SessionId, SessionToken,
 };
 use maestral_sync::{LocalAction, StateView};
-use sha2::Sha256;
 use tokio::sync::mpsc;
 
+use super::callback::{callback_proof, new_key, verify};
 use super::error::{StartError, SyncError};
 use super::handle::SyncEvent;
 use super::link::{Callee, dial, first_text, wait_open};
@@ -55,10 +54,6 @@ use crate::state::files;
 
 /// `session_id` of a Solo call-back on the listener.
 const SOLO_SESSION: &str = "solo";
-/// The prefix of a call-back's proof (`token`).
-const PROOF_PREFIX: &str = "M1C.";
-/// What a call-back's mac is computed over, before the ids, fingerprint and counter.
-const PROOF_CONTEXT: &str = "maestral-solo-callback-v1";
 
 #[derive(Default)]
 pub(crate) struct SoloIo {
@@ -286,7 +281,13 @@ impl SoloIo {
 
     /// A new pairing (its link is up): pin the partner, make the key it must prove, and tell
     /// it where and how to call back.
-    pub(crate) fn paired(&mut self, ctx: &mut Ctx, peer: &DeviceId, fingerprint: String, name: String) {
+    pub(crate) fn paired(
+        &mut self,
+        ctx: &mut Ctx,
+        peer: &DeviceId,
+        fingerprint: String,
+        name: String,
+    ) {
         self.peer = Some(SavedPartner {
             id: peer.clone(),
             name,
@@ -454,8 +455,8 @@ impl SoloIo {
         if r.session_id != SOLO_SESSION || r.device_id != sp.id.as_str() {
             return Some(JoinOutcome::InvalidToken);
         }
-        let pinned = sha256_fingerprint(&r.offer)
-            .filter(|fp| fingerprints_match(fp, &sp.fingerprint));
+        let pinned =
+            sha256_fingerprint(&r.offer).filter(|fp| fingerprints_match(fp, &sp.fingerprint));
         let Some(offer_fp) = pinned else { return Some(JoinOutcome::InvalidToken) };
         let Some(counter) = verify(r.token.expose(), &sp.my_key, &sp.id, me, &offer_fp) else {
             return Some(JoinOutcome::InvalidToken);
@@ -489,47 +490,6 @@ impl SoloIo {
     }
 }
 
-/// A call-back's proof: `M1C.<counter>.<hex mac>` (see the module doc): the `token` that
-/// `caller`, holding `key` (the one `callee` sent in `PAIR_INFO`), sends with an offer whose
-/// DTLS fingerprint is `offer_fp` (`sha-256 AB:CD:…`). Public for tests that play a forger.
-pub fn callback_proof(
-    key: &str,
-    caller: &DeviceId,
-    callee: &DeviceId,
-    offer_fp: &str,
-    counter: u64,
-) -> String {
-    let mac = mac(key, caller, callee, offer_fp, counter).finalize().into_bytes();
-    let hex: String = mac.iter().map(|b| format!("{b:02x}")).collect();
-    format!("{PROOF_PREFIX}{counter}.{hex}")
-}
-
-/// The counter of a proof made with `key` by `caller` for `callee` over `offer_fp`; `None` for
-/// anything else (the mac is compared in constant time).
-fn verify(token: &str, key: &str, caller: &DeviceId, callee: &DeviceId, offer_fp: &str) -> Option<u64> {
-    let rest = token.strip_prefix(PROOF_PREFIX)?;
-    let (counter, hex) = rest.split_once('.')?;
-    let counter: u64 = counter.parse().ok()?;
-    if hex.len() != 64 {
-        return None;
-    }
-    let bytes: Option<Vec<u8>> = (0..32)
-        .map(|i| u8::from_str_radix(hex.get(i * 2..i * 2 + 2)?, 16).ok())
-        .collect();
-    mac(key, caller, callee, offer_fp, counter).verify_slice(&bytes?).ok()?;
-    Some(counter)
-}
-
-fn mac(key: &str, caller: &DeviceId, callee: &DeviceId, offer_fp: &str, counter: u64) -> Hmac<Sha256> {
-    // HMAC takes a key of any length.
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key.as_bytes())
-        .unwrap_or_else(|_| unreachable!("HMAC accepts every key length"));
-    let fp = offer_fp.trim().to_ascii_uppercase();
-    let fp = fp.strip_prefix("SHA-256 ").unwrap_or(&fp);
-    mac.update(format!("{PROOF_CONTEXT}|{caller}|{callee}|{fp}|{counter}").as_bytes());
-    mac
-}
-
 /// Hands a task's result to the worker; a link nobody will take is closed here.
 async fn report(tx: &mpsc::UnboundedSender<Internal>, msg: Internal) {
     match tx.send(msg) {
@@ -556,13 +516,6 @@ fn intro(ctx: &Ctx) -> String {
         }),
     )
     .encode()
-}
-
-/// A pairing key: 128 bits, URL-safe base64.
-fn new_key() -> String {
-    use base64::Engine as _;
-    let bytes: [u8; 16] = rand::random();
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
 /// Opens a Solo link, introduces this device, and learns the partner's id and name; the
@@ -596,33 +549,4 @@ async fn handshake(
     };
     link.close().await;
     report(&tx, Internal::Error(SyncError::Pairing(failed))).await;
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const FP: &str = "sha-256 AB:CD:EF";
-
-    fn ids() -> (DeviceId, DeviceId) {
-        (DeviceId::new("maestral-a"), DeviceId::new("maestral-b"))
-    }
-
-    #[test]
-    fn a_proof_verifies_only_for_its_key_ids_fingerprint_and_counter() {
-        let (a, b) = ids();
-        let token = callback_proof("key", &a, &b, FP, 42);
-        assert!(token.starts_with("M1C.42."), "{token}");
-        assert!(!token.contains("key"), "the key itself is never sent");
-        assert_eq!(verify(&token, "key", &a, &b, FP), Some(42));
-        assert_eq!(verify(&token, "key", &a, &b, "sha-256 ab:cd:ef"), Some(42), "fingerprint case");
-        assert_eq!(verify(&token, "other", &a, &b, FP), None, "wrong key");
-        assert_eq!(verify(&token, "key", &b, &a, FP), None, "ids swapped");
-        assert_eq!(verify(&token, "key", &a, &b, "sha-256 AB:CD:00"), None, "another certificate");
-        let bumped = token.replacen("M1C.42.", "M1C.43.", 1);
-        assert_eq!(verify(&bumped, "key", &a, &b, FP), None, "counter changed");
-        for garbage in ["", "M1C.", "M1C.1.", "M1C.x.00", "key", &token[..token.len() - 1]] {
-            assert_eq!(verify(garbage, "key", &a, &b, FP), None, "{garbage:?}");
-        }
-    }
 }

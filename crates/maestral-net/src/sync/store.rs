@@ -101,10 +101,13 @@ pub fn stored(dir: &Path) -> Stored {
         let text = std::fs::read(dir.join(name)).ok()?;
         Some(serde_json::from_slice(&text).unwrap_or(serde_json::Value::Null))
     };
-    let master_session =
-        read(files::MASTER_SESSION).is_some_and(|v| !v["state"]["session_id"].is_null() || v.is_null());
+    let master_session = read(files::MASTER_SESSION)
+        .is_some_and(|v| !v["state"]["session_id"].is_null() || v.is_null());
     let follower = read(files::FOLLOWER_SESSION).map(|v| {
-        v["join_code"].as_str().and_then(|c| c.parse::<crate::joincode::JoinCode>().ok()).map(|c| c.host)
+        v["join_code"]
+            .as_str()
+            .and_then(|c| c.parse::<crate::joincode::JoinCode>().ok())
+            .map(|c| c.host)
     });
     // A pairing that names no partner is no pairing to resume (the Solo role still loads the
     // file, and reports and sets aside a broken one).
@@ -219,7 +222,8 @@ fn write_jobs(rx: &crossbeam_channel::Receiver<Job>, done: &mpsc::UnboundedSende
                 Some(b) => state::write_atomically(&path, &b, true),
                 None => state::remove(&path),
             };
-            let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let name =
+                path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
             let error = result.err().map(|e| e.to_string());
             if done.send(Internal::Saved { name, error }).is_err() {
                 // The worker is gone; the remaining jobs are still written.

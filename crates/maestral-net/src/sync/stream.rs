@@ -113,7 +113,13 @@ impl ServedSlot {
 
     /// The app holds the current song's bytes: served from now on, and offered by the engine
     /// (`STREAM_PREPARE`). A score over the limit is refused, once, here.
-    pub(crate) fn offer(&self, ctx: &mut Ctx, song_id: SongId, bytes: Arc<[u8]>, title: Option<String>) {
+    pub(crate) fn offer(
+        &self,
+        ctx: &mut Ctx,
+        song_id: SongId,
+        bytes: Arc<[u8]>,
+        title: Option<String>,
+    ) {
         let size = bytes.len() as u64;
         if size > ctx.cfg.max_stream_bytes {
             self.set(None);
@@ -127,7 +133,12 @@ impl ServedSlot {
 }
 
 /// Serves every stream channel `peer` opens on `link` from `slot`, each on a task of its own.
-pub(crate) fn accept(link: &Link, peer: DeviceId, slot: ServedSlot, tx: mpsc::UnboundedSender<Internal>) {
+pub(crate) fn accept(
+    link: &Link,
+    peer: DeviceId,
+    slot: ServedSlot,
+    tx: mpsc::UnboundedSender<Internal>,
+) {
     let mut channels = link.accept_streams();
     tokio::spawn(async move {
         while let Some(channel) = channels.recv().await {
@@ -138,7 +149,12 @@ pub(crate) fn accept(link: &Link, peer: DeviceId, slot: ServedSlot, tx: mpsc::Un
 
 /// One Follower's stream channel: answers its requests from `slot`, keeping at most
 /// its share of [`BUDGET`] queued.
-async fn serve(channel: StreamChannel, peer: DeviceId, slot: ServedSlot, tx: mpsc::UnboundedSender<Internal>) {
+async fn serve(
+    channel: StreamChannel,
+    peer: DeviceId,
+    slot: ServedSlot,
+    tx: mpsc::UnboundedSender<Internal>,
+) {
     let refuse = |why: &'static str| {
         let _ = tx.send(Internal::Error(SyncError::StreamRefused { peer: peer.clone(), why }));
     };
@@ -196,7 +212,9 @@ async fn serve(channel: StreamChannel, peer: DeviceId, slot: ServedSlot, tx: mps
                         sending = Some((s, r.offset as usize));
                         continue;
                     }
-                    (Ok(_), _) => ("not_current", "it asked for a song that is not the current one"),
+                    (Ok(_), _) => {
+                        ("not_current", "it asked for a song that is not the current one")
+                    }
                     (Err(_), _) => ("bad_request", "its stream request is not one"),
                 };
                 let refusal = serde_json::json!({ "error": answer }).to_string();
@@ -256,7 +274,9 @@ impl Stop {
             Stop::LinkLost => "the connection to the conductor's device dropped".into(),
             Stop::Stalled => "nothing arrived for a while".into(),
             Stop::OutOfRange => "a piece arrived out of order".into(),
-            Stop::HashMismatch => "what arrived is not the conductor's score (its checksum differs)".into(),
+            Stop::HashMismatch => {
+                "what arrived is not the conductor's score (its checksum differs)".into()
+            }
             Stop::Refused(why) => format!("the conductor's device refused ({why})"),
         }
     }
@@ -292,7 +312,12 @@ const MAX_RETRIES: u32 = 3;
 
 impl Fetches {
     /// The app lacks `prepare`'s song: fetch it (or the rest of it) over the link to `master`.
-    pub(crate) fn want(&mut self, ctx: &mut Ctx, master: Option<&DeviceId>, prepare: StreamPrepare) {
+    pub(crate) fn want(
+        &mut self,
+        ctx: &mut Ctx,
+        master: Option<&DeviceId>,
+        prepare: StreamPrepare,
+    ) {
         let max = ctx.cfg.max_stream_bytes;
         if prepare.size_bytes > max {
             ctx.emit(SyncEvent::StreamGaveUp { song_id: prepare.song_id.clone() });
@@ -306,7 +331,8 @@ impl Fetches {
             pending: false,
             retries: 0,
         });
-        if fetch.prepare.size_bytes != prepare.size_bytes || fetch.prepare.sha256 != prepare.sha256 {
+        if fetch.prepare.size_bytes != prepare.size_bytes || fetch.prepare.sha256 != prepare.sha256
+        {
             // Another file under the same id cannot be: start over with what is offered now.
             fetch.have.clear();
         }
@@ -331,14 +357,27 @@ impl Fetches {
         fetch.pending = false;
         let have = std::mem::take(&mut fetch.have);
         let prepare = fetch.prepare.clone();
-        ctx.emit(SyncEvent::Stream { song_id: song.clone(), got: have.len() as u64, size: prepare.size_bytes });
-        let handle = tokio::spawn(run_fetch(link, prepare, have, task, ctx.cfg.stream_stall, ctx.internal.clone()));
+        ctx.emit(SyncEvent::Stream {
+            song_id: song.clone(),
+            got: have.len() as u64,
+            size: prepare.size_bytes,
+        });
+        let handle = tokio::spawn(run_fetch(
+            link,
+            prepare,
+            have,
+            task,
+            ctx.cfg.stream_stall,
+            ctx.internal.clone(),
+        ));
         fetch.running = Some((task, handle.abort_handle()));
     }
 
     /// A fetch task reported progress.
     pub(crate) fn progress(&mut self, ctx: &mut Ctx, song: SongId, task: u64, got: u64) {
-        if let Some(f) = self.by_song.get(&song).filter(|f| f.running.as_ref().is_some_and(|(t, _)| *t == task)) {
+        if let Some(f) =
+            self.by_song.get(&song).filter(|f| f.running.as_ref().is_some_and(|(t, _)| *t == task))
+        {
             ctx.emit(SyncEvent::Stream { song_id: song, got, size: f.prepare.size_bytes });
         }
     }
@@ -441,7 +480,8 @@ pub async fn fetch(
         };
         match event {
             StreamEvent::Open => {
-                let request = Request { song_id: prepare.song_id.clone(), offset: have.len() as u64 };
+                let request =
+                    Request { song_id: prepare.song_id.clone(), offset: have.len() as u64 };
                 let text = serde_json::to_string(&request).unwrap_or_default();
                 if channel.send_text(&text).await.is_err() {
                     break Some(Stop::LinkLost);
@@ -449,10 +489,14 @@ pub async fn fetch(
                 asked = true;
             }
             StreamEvent::Binary(frame) => {
-                let offset = frame.get(..8).map(|b| u64::from_be_bytes(b.try_into().unwrap_or([0xff; 8])));
+                let offset =
+                    frame.get(..8).map(|b| u64::from_be_bytes(b.try_into().unwrap_or([0xff; 8])));
                 let data = frame.get(8..).unwrap_or_default();
                 // An empty chunk carries nothing (and would keep a stall alive).
-                if offset != Some(have.len() as u64) || data.is_empty() || have.len() + data.len() > size {
+                if offset != Some(have.len() as u64)
+                    || data.is_empty()
+                    || have.len() + data.len() > size
+                {
                     break Some(Stop::OutOfRange);
                 }
                 have.extend_from_slice(data);
@@ -462,7 +506,8 @@ pub async fn fetch(
                 }
             }
             StreamEvent::Text(text) => {
-                let why = serde_json::from_str::<Refusal>(&text).map_or_else(|_| "an answer that is not one".to_owned(), |r| r.error);
+                let why = serde_json::from_str::<Refusal>(&text)
+                    .map_or_else(|_| "an answer that is not one".to_owned(), |r| r.error);
                 break Some(Stop::Refused(why));
             }
             StreamEvent::Low => {}

@@ -142,11 +142,18 @@ pub(crate) enum Internal {
     Error(SyncError),
     StartFailed(StartError),
     /// A state file write finished: the file's name, and the error if it failed.
-    Saved { name: String, error: Option<String> },
+    Saved {
+        name: String,
+        error: Option<String>,
+    },
     /// Solo: the call-back listener is bound.
     SoloListening(crate::signaling::SignalingServer),
     /// Follower: fetch task `task` has `got` bytes so far.
-    StreamProgress { song: maestral_protocol::SongId, task: u64, got: u64 },
+    StreamProgress {
+        song: maestral_protocol::SongId,
+        task: u64,
+        got: u64,
+    },
     /// Follower: fetch task `task` ended, whole or not.
     StreamDone {
         song: maestral_protocol::SongId,
@@ -388,7 +395,9 @@ impl Worker {
                             && env.sender_id == *peer
                         {
                             match &env.message {
-                                maestral_protocol::Message::PairInfo(info) => s.pair_info(peer, info),
+                                maestral_protocol::Message::PairInfo(info) => {
+                                    s.pair_info(peer, info)
+                                }
                                 maestral_protocol::Message::Hello(h) => s.hello(peer, h),
                                 _ => {}
                             }

@@ -165,7 +165,6 @@ pub fn follower(name: &str, code: &JoinCode) -> Peer {
     f
 }
 
-
 /// `len` bytes that stand for a score (the sync thread never opens them), different per
 /// `seed`, and the song id they get (their SHA-256, as a real score's).
 pub fn noise_score(len: usize, seed: u8) -> (SongId, std::sync::Arc<[u8]>) {
@@ -181,4 +180,16 @@ pub fn noise_score(len: usize, seed: u8) -> (SongId, std::sync::Arc<[u8]>) {
         .collect();
     let id: String = sha2::Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
     (SongId::new(id), bytes.into())
+}
+
+/// `a` and `b` (Solo) paired by offer and answer codes.
+pub fn pair_up(mut a: Peer, mut b: Peer) -> (Peer, Peer) {
+    a.h.send(SyncCommand::SoloOffer);
+    a.wait("an offer code", |s| s.pair_code.is_some());
+    b.h.send(SyncCommand::SoloAnswer(a.pair_code.take().expect("offer")));
+    b.wait("an answer code", |s| s.pair_code.is_some());
+    a.h.send(SyncCommand::SoloAccept(b.pair_code.take().expect("answer")));
+    a.wait_phase(Phase::SoloPairedConnected);
+    b.wait_phase(Phase::SoloPairedConnected);
+    (a, b)
 }

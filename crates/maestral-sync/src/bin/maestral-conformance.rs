@@ -212,7 +212,10 @@ fn parse_action(a: &Map<String, Value>) -> Result<LocalAction, String> {
         },
         "offer_stream" => LocalAction::OfferStream {
             song_id: SongId::new(str_field(a, "song_id")?),
-            size_bytes: a.get("size_bytes").and_then(Value::as_u64).ok_or("`size_bytes` (u64) is required")?,
+            size_bytes: a
+                .get("size_bytes")
+                .and_then(Value::as_u64)
+                .ok_or("`size_bytes` (u64) is required")?,
             title: opt_str(a, "title")?,
         },
         other => return Err(format!("unknown action kind `{other}`")),
