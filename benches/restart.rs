@@ -26,7 +26,7 @@ use support::restart::{
 const ROUNDS: usize = 5;
 
 fn turn(round: usize) -> &'static str {
-    if round % 2 == 0 { "next" } else { "prev" }
+    if round.is_multiple_of(2) { "next" } else { "prev" }
 }
 
 fn summary(samples: &[Duration]) -> serde_json::Value {

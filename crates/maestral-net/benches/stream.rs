@@ -124,7 +124,7 @@ fn run(n: usize, song: &SongId, bytes: &Arc<[u8]>) -> Value {
     assert_eq!(followers.line().0, "joined");
     m.local(LocalAction::SetSong { song_id: Some(SongId::new(format!("idle-{n}"))) });
     let mut page = 0u32;
-    let mut turn = |page: &mut u32| -> Instant {
+    let turn = |page: &mut u32| -> Instant {
         *page += 1;
         m.local(LocalAction::SetPage { page: *page });
         Instant::now()
