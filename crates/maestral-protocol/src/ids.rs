@@ -82,14 +82,18 @@ pub struct SongEpoch(pub u64);
 pub struct PageRevision(pub u64);
 
 impl SongEpoch {
-    pub fn next(self) -> Self {
-        SongEpoch(self.0.saturating_add(1))
+    /// The next epoch, or `None` once the counter is spent: a counter that would saturate is
+    /// refused, never held at its maximum (a held epoch would make every later song change
+    /// look like a duplicate).
+    pub fn next(self) -> Option<Self> {
+        self.0.checked_add(1).map(SongEpoch)
     }
 }
 
 impl PageRevision {
-    pub fn next(self) -> Self {
-        PageRevision(self.0.saturating_add(1))
+    /// The next revision, or `None` once the counter is spent (see `SongEpoch::next`).
+    pub fn next(self) -> Option<Self> {
+        self.0.checked_add(1).map(PageRevision)
     }
 }
 

@@ -45,6 +45,13 @@ pub enum RecvError {
     Decode(#[from] DecodeError),
     #[error("message from {from} claims to be from {claimed}; ignored")]
     SenderMismatch { from: DeviceId, claimed: DeviceId },
+    /// A Solo change stamped further ahead of this device's clock than `solo::MAX_AHEAD_MS`:
+    /// applied, it would win over every later change of the partner (latest change wins).
+    #[error(
+        "a change from {from} is stamped {ahead_ms} ms ahead of this device's clock (more than \
+         10 minutes): ignored; set both devices' clocks"
+    )]
+    FarFuture { from: DeviceId, ahead_ms: u64 },
 }
 
 /// The role's state object (spec §9), as the conformance driver prints it.
@@ -309,6 +316,12 @@ impl Engine {
     ) -> Result<(), RecvError> {
         if env.sender_id != *from {
             return Err(RecvError::SenderMismatch { from: from.clone(), claimed: env.sender_id });
+        }
+        if let RoleState::Solo(_) = &self.role {
+            let ahead_ms = solo::ahead_of(&env, self.core.wall(now));
+            if ahead_ms > solo::MAX_AHEAD_MS {
+                return Err(RecvError::FarFuture { from: from.clone(), ahead_ms });
+            }
         }
         match &mut self.role {
             RoleState::Solo(s) => s.on_message(&mut self.core, now, from, env),

@@ -341,20 +341,10 @@ impl Master {
                 };
                 match verdict {
                     Ok(()) => {
-                        if req.song_epoch > self.song_epoch {
-                            // This Master restarted without its saved position: a Follower has
-                            // seen newer epochs. Move past them (same song, from the top) so no
-                            // Follower discards our state as stale (§11.3).
-                            self.song_epoch = SongEpoch(req.song_epoch.0.saturating_add(1));
-                            self.page_index = 0;
-                            self.page_revision = PageRevision(0);
-                            self.turned(core, now);
-                            let msg = Message::ChoirSetSong(ChoirSetSong {
-                                song_id: self.song_id.clone(),
-                                song_epoch: self.song_epoch,
-                            });
-                            core.broadcast_up(now, &self.session_id(), self.members.keys(), msg);
-                        }
+                        // The Follower's `song_epoch` is what it last saw; it never moves the
+                        // Master (a token holder could otherwise move the whole choir). A
+                        // Master that lost its position resumes at an epoch from its clock
+                        // instead (`Engine::resume_master`).
                         self.add_member(from, req.follow_mode);
                         let accept = Message::JoinAccept(JoinAccept { snapshot: self.snapshot() });
                         core.send(now, &self.session_id(), from, accept);
@@ -439,7 +429,8 @@ impl Master {
         match action {
             LocalAction::SetSong { song_id } => {
                 // Every song change is a new epoch, even to the song already shown (§11.3).
-                self.song_epoch = self.song_epoch.next();
+                self.song_epoch =
+                    self.song_epoch.next().ok_or(ActionError::CounterSpent("song epoch"))?;
                 self.song_id = song_id.clone();
                 self.page_index = 0;
                 self.page_revision = PageRevision(0);
@@ -459,9 +450,9 @@ impl Master {
                     self.offer_stream(core, now);
                 }
             }
-            LocalAction::SetPage { page } => self.set_page(core, now, page),
-            LocalAction::NextPage => self.set_page(core, now, self.page_index.saturating_add(1)),
-            LocalAction::PrevPage => self.set_page(core, now, self.page_index.saturating_sub(1)),
+            LocalAction::SetPage { page } => self.set_page(core, now, page)?,
+            LocalAction::NextPage => self.set_page(core, now, self.page_index.saturating_add(1))?,
+            LocalAction::PrevPage => self.set_page(core, now, self.page_index.saturating_sub(1))?,
             LocalAction::StartSession { session_id, token } => {
                 if self.session.is_some() {
                     return Err(ActionError::SessionActive);
@@ -502,12 +493,13 @@ impl Master {
         Ok(())
     }
 
-    fn set_page(&mut self, core: &mut Core, now: u64, page: u32) {
+    fn set_page(&mut self, core: &mut Core, now: u64, page: u32) -> Result<(), ActionError> {
         if page == self.page_index {
-            return;
+            return Ok(());
         }
+        self.page_revision =
+            self.page_revision.next().ok_or(ActionError::CounterSpent("page revision"))?;
         self.page_index = page;
-        self.page_revision = self.page_revision.next();
         self.turned(core, now);
         let msg = Message::ChoirSetPage(ChoirSetPage {
             song_epoch: self.song_epoch,
@@ -515,5 +507,6 @@ impl Master {
             page_index: page,
         });
         core.broadcast_up(now, &self.session_id(), self.members.keys(), msg);
+        Ok(())
     }
 }

@@ -403,6 +403,21 @@ impl Solo {
     }
 }
 
+/// How far ahead of this device's clock a partner's stamp may be (10 minutes). A stamp further
+/// ahead is refused: latest change wins, so one far-future stamp (a wrong clock, or a forged
+/// `ts = u64::MAX`) would make every later change of the partner lose for ever.
+pub const MAX_AHEAD_MS: u64 = 10 * 60 * 1000;
+
+/// How far the newest stamp `env` carries (its `ts`, and a snapshot's two register stamps) is
+/// ahead of `wall`; 0 when none is.
+pub fn ahead_of(env: &Envelope, wall: u64) -> u64 {
+    let mut newest = env.ts;
+    if let Message::SoloSnapshot(s) = &env.message {
+        newest = newest.max(s.last_page_change.ts).max(s.last_layout_change.ts);
+    }
+    newest.saturating_sub(wall)
+}
+
 /// PROTOCOL_V1's order of two changes of one register: `ts`, then the higher `sender_id`.
 fn order(core: &Core, a: &PageChangeStamp, b: &PageChangeStamp) -> Ordering {
     if core.planted(PlantedBreak::SoloTieBreakReversed) {

@@ -199,6 +199,8 @@ pub enum ActionError {
     NotInSession,
     #[error("a session token must not be empty")]
     EmptyToken,
+    #[error("the session's {0} counter is spent; start a new session")]
+    CounterSpent(&'static str),
 }
 
 /// What the app sees: the song and page this device shows now.

@@ -1154,8 +1154,17 @@ fn s11_3_a_master_that_lost_its_position_moves_past_the_followers_epoch() {
         m.local(LocalAction::SetSong { song_id: song(s) });
     }
     pump(&mut m, &mut f);
-    // Restarted with the session but without the position: epoch 0 again.
-    let mut m = master();
+    let saved = master_state(&m);
+    // Restarted with the session but without the position: it resumes at an epoch from its
+    // clock, as `resume_master` says (a Follower's JOIN_REQUEST never moves it).
+    let mut m = Dev::new("M", Role::Master);
+    m.e.resume_master(&maestral_sync::MasterState {
+        song_id: None,
+        song_epoch: SongEpoch(m.now),
+        page_index: 0,
+        page_revision: PageRevision(0),
+        ..saved
+    });
     m.local(LocalAction::SetSong { song_id: song("d") });
     f.link("M", Down);
     f.tick(1_000);

@@ -1,0 +1,156 @@
+//! Issue 16's attacks on the engine's rules: a token holder's claims never move the Master, a
+//! spent counter is refused (never saturated), a far-future Solo stamp is refused.
+
+mod common;
+
+use common::*;
+use maestral_protocol::{
+    Envelope, FollowMode, JoinRequest, Message, PageChangeStamp, PageRevision, SessionId,
+    SoloSetPage, SongEpoch,
+};
+use maestral_sync::{
+    ActionError, LinkSignal::*, LocalAction, MasterState, Phase, RecvError, Role, StateView,
+};
+
+fn master_state(d: &Dev) -> MasterState {
+    match d.state() {
+        StateView::Master(s) => s,
+        other => panic!("not a master: {other:?}"),
+    }
+}
+
+fn claim(epoch: u64) -> Message {
+    Message::JoinRequest(JoinRequest {
+        session_token: "tok".into(),
+        follow_mode: FollowMode::Follow,
+        song_epoch: SongEpoch(epoch),
+    })
+}
+
+/// The Master at song "a", page 3, with the honest Follower `F` in step.
+fn choir() -> (Dev, Dev) {
+    let mut m = master();
+    let mut f = joined("F", &mut m);
+    m.local(LocalAction::SetSong { song_id: song("a") });
+    m.local(LocalAction::SetPage { page: 3 });
+    pump(&mut m, &mut f);
+    assert_eq!((f.view().song_id, f.page()), (song("a"), 3));
+    (m, f)
+}
+
+#[test]
+fn a_join_request_claiming_the_last_epoch_never_moves_the_master() {
+    let (mut m, mut f) = choir();
+    let before = master_state(&m);
+    m.link("R", Up);
+    m.take_sent();
+    m.recv("R", "S", claim(u64::MAX));
+    let after = master_state(&m);
+    assert_eq!(
+        (after.song_id.clone(), after.song_epoch, after.page_index, after.page_revision),
+        (before.song_id.clone(), before.song_epoch, before.page_index, before.page_revision),
+        "the Master's position is its own"
+    );
+    let to_f = m.take_sent_to("F");
+    assert!(to_f.is_empty(), "nothing reaches the honest Follower: {to_f:?}");
+    // Song changes still count normally afterwards.
+    m.local(LocalAction::SetSong { song_id: song("b") });
+    pump(&mut m, &mut f);
+    assert_eq!(master_state(&m).song_epoch, before.song_epoch.next().expect("an epoch"));
+    assert_eq!((f.view().song_id, f.page()), (song("b"), 0));
+}
+
+#[test]
+fn join_requests_one_epoch_ahead_in_a_loop_never_yank_the_choir() {
+    let (mut m, mut f) = choir();
+    m.link("R", Up);
+    let epoch = master_state(&m).song_epoch.0;
+    for i in 1..=20 {
+        m.recv("R", "S", claim(epoch + i));
+        m.at(10);
+    }
+    pump(&mut m, &mut f);
+    assert_eq!((f.view().song_id, f.page()), (song("a"), 3), "the honest Follower stays put");
+    assert_eq!(master_state(&m).song_epoch.0, epoch);
+}
+
+#[test]
+fn a_spent_song_epoch_is_refused_not_saturated() {
+    let (mut m, _f) = choir();
+    let saved = MasterState { song_epoch: SongEpoch(u64::MAX), ..master_state(&m) };
+    m.e.resume_master(&saved);
+    m.drain_now();
+    let err = m.try_local(LocalAction::SetSong { song_id: song("b") }).unwrap_err();
+    assert!(matches!(err, ActionError::CounterSpent(_)), "{err}");
+    assert!(err.to_string().contains("start a new session"), "{err}");
+    let s = master_state(&m);
+    assert_eq!((s.song_id, s.song_epoch), (song("a"), SongEpoch(u64::MAX)), "nothing changed");
+}
+
+#[test]
+fn a_spent_page_revision_is_refused_not_saturated() {
+    let (mut m, _f) = choir();
+    let saved = MasterState { page_revision: PageRevision(u64::MAX), ..master_state(&m) };
+    m.e.resume_master(&saved);
+    m.drain_now();
+    let err = m.try_local(LocalAction::NextPage).unwrap_err();
+    assert!(matches!(err, ActionError::CounterSpent("page revision")), "{err}");
+    assert_eq!(m.page(), 3, "the page did not move");
+    // A song change starts a fresh revision counter: the Master can go on.
+    m.local(LocalAction::SetSong { song_id: song("b") });
+    m.local(LocalAction::NextPage);
+    assert_eq!(m.page(), 1);
+}
+
+fn solo_pair() -> (Dev, Dev) {
+    let mut a = Dev::new("A", Role::Solo);
+    let mut b = Dev::new("B", Role::Solo);
+    connect(&mut a, &mut b);
+    assert_eq!(a.phase(), Phase::SoloPairedConnected);
+    (a, b)
+}
+
+#[test]
+fn a_solo_change_stamped_far_in_the_future_is_refused_and_later_turns_still_win() {
+    let (mut a, mut b) = solo_pair();
+    let before = a.snapshot();
+    for ahead in [u64::MAX - a.now, 10 * 60 * 1000 + 1] {
+        let forged = Envelope::new(
+            SessionId::new(""),
+            id("B"),
+            a.now + ahead,
+            Message::SoloSetPage(SoloSetPage { song_id: song("x"), page_index: 40 }),
+        );
+        let err = a.recv_bytes("B", forged.encode().as_bytes()).unwrap_err();
+        assert!(matches!(err, RecvError::FarFuture { .. }), "{err}");
+        assert!(err.to_string().contains("ahead of this device's clock"), "{err}");
+        assert_eq!(a.snapshot(), before, "state unchanged");
+    }
+    // Just under the bound is a clock that is a little off: applied.
+    let near = Envelope::new(
+        SessionId::new(""),
+        id("B"),
+        a.now + 60_000,
+        Message::SoloSetPage(SoloSetPage { song_id: song("x"), page_index: 4 }),
+    );
+    a.recv_bytes("B", near.encode().as_bytes()).expect("applied");
+    assert_eq!(a.view().song_id, song("x"));
+    // The partner's own turns go on winning.
+    b.at(61_000);
+    b.local(LocalAction::SetSong { song_id: song("y") });
+    pump(&mut a, &mut b);
+    assert_eq!(a.view().song_id, song("y"));
+}
+
+#[test]
+fn a_solo_snapshot_carrying_a_far_future_stamp_is_refused() {
+    let (mut a, _b) = solo_pair();
+    let before = a.snapshot();
+    let StateView::Solo(mut theirs) = a.state() else { panic!("solo") };
+    theirs.song_id = song("x");
+    theirs.last_layout_change = PageChangeStamp { sender_id: id("B"), ts: u64::MAX };
+    let forged = Envelope::new(SessionId::new(""), id("B"), a.now, Message::SoloSnapshot(theirs));
+    let err = a.recv_bytes("B", forged.encode().as_bytes()).unwrap_err();
+    assert!(matches!(err, RecvError::FarFuture { .. }), "{err}");
+    assert_eq!(a.snapshot(), before, "state unchanged");
+}
