@@ -222,11 +222,3 @@ pub fn fingerprints_match(a: &str, b: &str) -> bool {
         _ => false,
     }
 }
-
-/// Whether an SDP (the Master's answer) carries an `a=fingerprint:` line matching `expected`.
-/// An SDP may carry several, one per hash; one match is enough, as the protocol says.
-pub fn sdp_has_fingerprint(sdp: &str, expected: &str) -> bool {
-    sdp.lines()
-        .filter_map(|line| line.trim_end_matches('\r').strip_prefix("a=fingerprint:"))
-        .any(|fp| fingerprints_match(fp, expected))
-}

@@ -212,7 +212,10 @@ fn fingerprints_are_read_from_session_and_media_level() {
             ("SHA-256".to_owned(), "AB:CD:EF".to_owned()),
         ]
     );
-    assert_eq!(sha256_fingerprint(sdp).as_deref(), Some("sha-256 AB:CD:EF"));
+    // A line of another hash beside the sha-256 ones: a second certificate could pass by it.
+    assert_eq!(sha256_fingerprint(sdp), None);
+    let only = sdp.replace("a=fingerprint:sha-1 11:22\r\n", "");
+    assert_eq!(sha256_fingerprint(&only).as_deref(), Some("sha-256 AB:CD:EF"));
 
     // Two different sha-256 fingerprints: ambiguous, so none is trusted.
     let two = "a=fingerprint:sha-256 AB:CD\na=fingerprint:sha-256 AB:CE\n";

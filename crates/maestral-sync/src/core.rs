@@ -31,6 +31,12 @@ pub struct Timing {
     pub lag_ms: u64,
     /// Master: at most one `Event::Roster` per this interval (the latest roster at its end).
     pub roster_interval_ms: u64,
+    /// Follower: a rejoin refused over HTTP (a `403`, which any device answering for the
+    /// Master's address can forge) is retried after at least this long.
+    pub refused_rejoin_backoff_ms: u64,
+    /// Follower: rejoins refused over HTTP for this long end the membership. A `JOIN_REJECT` or
+    /// `SESSION_END` over the Master's pinned link ends it at once.
+    pub refused_rejoin_give_up_ms: u64,
 }
 
 impl Timing {
@@ -51,6 +57,9 @@ impl Timing {
     ///   costs the Master ten messages a second per Follower, not one per flip); a member is
     ///   lagging 1 s after the Master's turn (a page turn is done in well under that); the Master's
     ///   roster goes to the app at most 4 times a second (HEADLESS.md's `roster` event).
+    /// - A rejoin refused over HTTP is tried again every 5 s, and given up after 5 minutes of
+    ///   refusals: an HTTP answer is not authenticated, so one forged `403` must not end a
+    ///   singer's membership, while a session that really ended still lets it go.
     pub const LAN: Timing = Timing {
         backoff_initial_ms: 100,
         backoff_max_ms: 800,
@@ -61,6 +70,8 @@ impl Timing {
         showing_interval_ms: 100,
         lag_ms: 1_000,
         roster_interval_ms: 250,
+        refused_rejoin_backoff_ms: 5_000,
+        refused_rejoin_give_up_ms: 5 * 60 * 1000,
     };
 }
 

@@ -45,6 +45,8 @@ struct Membership {
     retry: Option<Retry>,
     /// The follow mode the last `JOIN_REQUEST` carried.
     requested_mode: FollowMode,
+    /// Since when rejoins have been refused over HTTP (none since the last accept: `None`).
+    refused_since: Option<u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -268,6 +270,7 @@ impl Follower {
                 s.joined = true;
                 s.ever_joined = true;
                 s.retry = None;
+                s.refused_since = None;
                 // A (re)join: the Master hears what this device shows right after the accept.
                 self.report.reset();
                 // The mode changed while the join was in flight: tell the Master now.
@@ -315,9 +318,25 @@ impl Follower {
         now: u64,
         reason: maestral_protocol::RejectReason,
     ) {
-        if self.session.as_ref().is_some_and(|s| !s.joined) {
+        let Some(s) = self.session.as_mut().filter(|s| !s.joined) else { return };
+        if !s.ever_joined {
             self.exit_to_local(core, now);
             core.event(Event::JoinRejected { reason });
+            return;
+        }
+        // A rejoin refused over HTTP: the answer is not authenticated (any device can answer for
+        // the Master's address), so the membership holds; retried on a longer backoff, and
+        // ended only by refusals repeated over minutes (or by the pinned link's own word).
+        let since = *s.refused_since.get_or_insert(now);
+        if now.saturating_sub(since) >= core.timing().refused_rejoin_give_up_ms {
+            self.exit_to_local(core, now);
+            core.event(Event::JoinRejected { reason });
+            return;
+        }
+        let wait = core.timing().refused_rejoin_backoff_ms;
+        if let Some(r) = s.retry.as_mut() {
+            r.failed(now, core);
+            r.next_at = r.next_at.map(|t| t.max(now.saturating_add(wait)));
         }
     }
 
@@ -499,6 +518,7 @@ impl Follower {
             ever_joined: false,
             retry: Some(Retry::running(now, core)),
             requested_mode: self.follow_mode,
+            refused_since: None,
         });
         match master {
             // The link is already open: join on it at once.

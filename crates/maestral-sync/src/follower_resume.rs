@@ -74,6 +74,7 @@ impl Follower {
             ever_joined: true,
             retry: Some(retry),
             requested_mode: self.follow_mode,
+            refused_since: None,
         });
         core.set_link(now, &saved.master, LinkState::Reconnecting);
         core.request(TransportRequest::Connect { peer: saved.master.clone() });

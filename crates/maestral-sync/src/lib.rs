@@ -333,7 +333,10 @@ impl Engine {
     }
 
     /// Follower: the Master's signaling listener refused the join with this reason before any
-    /// link opened (HTTP `403`). Handled like a `JOIN_REJECT`: back to local mode.
+    /// link opened (HTTP `403`). A first join goes back to local mode, like a `JOIN_REJECT`. A
+    /// rejoin keeps its membership (an HTTP answer is not authenticated): it is retried after
+    /// `Timing::refused_rejoin_backoff_ms`, and ended only by refusals repeated for
+    /// `Timing::refused_rejoin_give_up_ms`.
     pub fn handle_join_refused(&mut self, now: u64, reason: maestral_protocol::RejectReason) {
         if let RoleState::Follower(f) = &mut self.role {
             f.on_join_refused(&mut self.core, now, reason);

@@ -154,3 +154,25 @@ fn a_solo_snapshot_carrying_a_far_future_stamp_is_refused() {
     assert!(matches!(err, RecvError::FarFuture { .. }), "{err}");
     assert_eq!(a.snapshot(), before, "state unchanged");
 }
+
+#[test]
+fn a_forged_http_refusal_of_a_rejoin_keeps_the_membership_and_the_rejoin_goes_on() {
+    let (mut m, mut f) = choir();
+    f.link("M", Down);
+    m.link("F", Down);
+    f.tick(1_000);
+    // A device answering for the Master's address refuses the rejoin.
+    f.e.handle_join_refused(f.now, maestral_protocol::RejectReason::InvalidToken);
+    f.drain_now();
+    assert_eq!(f.phase(), Phase::FollowerDisconnectedLocal);
+    f.take_requests();
+    // The next attempt comes after the longer backoff, and the real Master takes it back.
+    f.tick(maestral_sync::Timing::LAN.refused_rejoin_backoff_ms - 100);
+    assert!(f.take_requests().is_empty(), "no attempt inside the longer backoff");
+    f.tick(1_000);
+    assert!(!f.take_requests().is_empty(), "tried again");
+    m.local(LocalAction::NextPage);
+    connect(&mut f, &mut m);
+    assert_eq!(f.phase(), Phase::FollowerConnectedFollow);
+    assert_eq!((f.view().song_id, f.page()), (song("a"), 4), "back in step");
+}

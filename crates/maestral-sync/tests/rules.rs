@@ -1235,11 +1235,25 @@ fn s14_a_refusal_for_a_reason_this_version_does_not_know_still_sends_the_followe
 }
 
 #[test]
-fn s12_3_a_refusal_from_the_listener_sends_a_rejoining_follower_local() {
+fn s12_3_refusals_from_the_listener_end_a_rejoin_only_when_repeated_over_minutes() {
     let mut f = follower_with(snapshot("a", 1, 2, 2));
     f.link("M", Down);
     f.tick(1_000);
     f.e.handle_join_refused(f.now, RejectReason::SessionEnded);
-    assert_eq!(f.phase(), Phase::FollowerIdleLocal);
+    f.drain_now();
+    assert_eq!(f.phase(), Phase::FollowerDisconnectedLocal, "one HTTP 403 is not the end");
+    assert!(follower_state(&f).last_token.is_some(), "the membership is kept");
+    // Refused on every attempt for the give-up time: then it lets go.
+    let give_up = Timing::LAN.refused_rejoin_give_up_ms;
+    let start = f.now;
+    while f.phase() != Phase::FollowerIdleLocal {
+        assert!(f.now - start <= give_up + 10_000, "gave up in time");
+        f.tick(1_000);
+        if f.take_requests().iter().any(|r| matches!(r, TransportRequest::Connect { .. })) {
+            f.e.handle_join_refused(f.now, RejectReason::SessionEnded);
+            f.drain_now();
+        }
+    }
+    assert!(f.now - start >= give_up, "not before the give-up time");
     assert_eq!(follower_state(&f).last_token, None);
 }

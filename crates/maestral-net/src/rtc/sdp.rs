@@ -101,14 +101,15 @@ pub fn sdp_fingerprints(sdp: &str) -> Vec<(String, String)> {
 }
 
 /// The SDP's `sha-256` fingerprint in the form of [`DtlsCert::fingerprint`](super::DtlsCert)
-/// (`sha-256 AB:…`, hex upper-cased). `None` when there is none, or when its `sha-256` lines
-/// disagree: a second, different fingerprint could let another certificate through, so it is
-/// never trusted.
+/// (`sha-256 AB:…`, hex upper-cased). Strict: `None` when there is none, when its `sha-256`
+/// lines disagree, or when any fingerprint line is of another hash. A DTLS stack may accept
+/// a certificate matching any one of the listed fingerprints, so a second, different one (of
+/// any hash) could let another certificate through what was checked here.
 pub fn sha256_fingerprint(sdp: &str) -> Option<String> {
     let mut found: Option<String> = None;
     for (hash, value) in sdp_fingerprints(sdp) {
         if !hash.eq_ignore_ascii_case("sha-256") {
-            continue;
+            return None;
         }
         let value = value.to_ascii_uppercase();
         match &found {

@@ -15,7 +15,7 @@ use super::link::{Callee, dial, first_text};
 use super::store::{self, SavedMembership};
 use super::worker::{Ctx, Internal, ReadyKind};
 use crate::joincode::JoinCode;
-use crate::rtc::{Link, LinkEvent, RtcConfig};
+use crate::rtc::{DtlsCert, Link, LinkEvent, RtcConfig};
 use crate::signaling::JoinRequestBody;
 use crate::state::{self, files};
 
@@ -34,6 +34,9 @@ pub(crate) struct FollowerIo {
     saved: Option<SavedMembership>,
     /// Scores being fetched from the Master, kept in memory only.
     pub(crate) fetches: super::stream::Fetches,
+    /// The certificate every join and rejoin of this session is made with (kept with the
+    /// session): the Master replaces a connected member's link only for the same certificate.
+    cert: Option<DtlsCert>,
 }
 
 impl FollowerIo {
@@ -116,6 +119,8 @@ impl FollowerIo {
         self.saved = None;
         ctx.store(|w| w.remove(files::FOLLOWER_SESSION));
         self.told = false;
+        // Each session its own certificate (one device is not tracked across sessions).
+        self.cert = None;
         let join = LocalAction::JoinByCode {
             session_id: SessionId::new(code.session_id.clone()),
             token: code.token.clone(),
@@ -124,14 +129,28 @@ impl FollowerIo {
         ctx.local(join);
     }
 
+    /// This session's certificate, made on first use.
+    fn cert(&mut self, ctx: &Ctx) -> Option<DtlsCert> {
+        if self.cert.is_none() {
+            match DtlsCert::generate() {
+                Ok(c) => self.cert = Some(c),
+                Err(e) => ctx.error(SyncError::Join(JoinFailure::Other(format!(
+                    "could not make this device's certificate: {e}"
+                )))),
+            }
+        }
+        self.cert.clone()
+    }
+
     /// The engine wants an attempt of the first join (abandoning any still running).
     pub(crate) fn join_by_code(&mut self, ctx: &Ctx) {
         let Some(code) = self.joining.clone() else { return };
+        let cert = self.cert(ctx);
         let attempt = self.drop_attempts();
         let (cfg, me, timeout, tx) =
             (ctx.cfg.rtc, ctx.cfg.device_id.clone(), ctx.cfg.join_timeout, ctx.internal.clone());
         tokio::spawn(async move {
-            let failure = match join_link(&cfg, &me, &code, timeout).await {
+            let failure = match join_link(&cfg, cert.as_ref(), &me, &code, timeout).await {
                 // The Master's first message (its HELLO) names it.
                 Ok((link, mut events)) => match first_text(&mut events, timeout).await {
                     Some((sender, text)) => {
@@ -236,6 +255,9 @@ impl FollowerIo {
         };
         self.joining = None;
         self.told = false;
+        // The certificate the Master bound this member's link to (a broken one: a new one is
+        // made, and the rejoin waits until the Master sees the old link gone).
+        self.cert = kept.cert_pem.as_deref().and_then(|pem| DtlsCert::from_pem(pem).ok());
         self.master = Some((kept.session.master.clone(), code));
         let now = ctx.now();
         ctx.engine.resume_follower(now, &kept.session);
@@ -245,10 +267,11 @@ impl FollowerIo {
     /// After every input: keeps the session as it now is (the join code, the Master position and
     /// the page shown), or forgets it once the engine has (an end, a refusal, Leave).
     pub(crate) fn save(&mut self, ctx: &mut Ctx) {
+        let cert_pem = self.cert.as_ref().map(|c| c.to_pem().to_owned());
         let now = ctx.engine.follower_resume().and_then(|session| {
             let (master, code) = self.master.as_ref()?;
             (*master == session.master)
-                .then(|| SavedMembership { join_code: code.to_string(), session })
+                .then(|| SavedMembership { join_code: code.to_string(), session, cert_pem })
         });
         if now == self.saved {
             return;
@@ -269,11 +292,12 @@ impl FollowerIo {
         let Some((master, code)) = self.master.clone().filter(|(m, _)| *m == peer) else {
             return;
         };
+        let cert = self.cert(ctx);
         let attempt = self.drop_attempts();
         let (cfg, me, timeout, tx) =
             (ctx.cfg.rtc, ctx.cfg.device_id.clone(), ctx.cfg.join_timeout, ctx.internal.clone());
         tokio::spawn(async move {
-            let msg = match join_link(&cfg, &me, &code, timeout).await {
+            let msg = match join_link(&cfg, cert.as_ref(), &me, &code, timeout).await {
                 Ok((link, events)) => Internal::Ready {
                     peer: master,
                     link,
@@ -294,6 +318,7 @@ impl FollowerIo {
 /// Offer → `POST /v1/join` → check the answer's fingerprint against the join code → open.
 async fn join_link(
     cfg: &RtcConfig,
+    cert: Option<&DtlsCert>,
     me: &DeviceId,
     code: &JoinCode,
     timeout: Duration,
@@ -306,5 +331,5 @@ async fn join_link(
         device_id: me.to_string(),
         offer,
     };
-    dial(cfg, None, callee, body, timeout).await
+    dial(cfg, cert, callee, body, timeout).await
 }

@@ -1,6 +1,7 @@
 //! The Master's side of a Choir session: its certificate and join listener, deciding each
 //! `POST /v1/join`, the join code, and keeping the session in its file so a restart resumes it.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -14,8 +15,8 @@ use super::handle::SyncEvent;
 use super::link::wait_open;
 use super::store::{self, SavedSession};
 use super::worker::{Ctx, Internal, ReadyKind};
-use crate::joincode::JoinCode;
-use crate::rtc::{DtlsCert, Link, RtcConfig};
+use crate::joincode::{JoinCode, fingerprints_match};
+use crate::rtc::{DtlsCert, Link, RtcConfig, sha256_fingerprint};
 use crate::signaling::{JoinOutcome, PendingJoin, SignalingServer, channel_handler};
 use crate::state::files;
 
@@ -34,6 +35,10 @@ pub(crate) struct MasterIo {
     saved: Option<SavedSession>,
     /// The current song's bytes, served to Followers that lack it.
     pub(crate) served: super::stream::ServedSlot,
+    /// The DTLS certificate fingerprint each member's link was opened with: a join naming a
+    /// connected member's device id replaces that member's link only if it proves the same
+    /// certificate (the DTLS handshake proves the key), so a token holder cannot kick a singer.
+    member_certs: HashMap<DeviceId, String>,
 }
 
 impl MasterIo {
@@ -126,6 +131,7 @@ impl MasterIo {
             }
             Event::SessionEnded => {
                 self.ended_session = self.session.take().map(|(id, _)| id);
+                self.member_certs.clear();
             }
             _ => {}
         }
@@ -146,14 +152,41 @@ impl MasterIo {
                 _ => Some(JoinOutcome::InvalidToken),
             }
         };
+        let peer = DeviceId::new(p.request.device_id.clone());
+        // A connected member's id, from another certificate: refused before any connection
+        // is made (a forged fingerprint is caught later, by DTLS, before the link is taken).
+        let refusal = refusal.or_else(|| {
+            let offered = sha256_fingerprint(&r.offer).unwrap_or_default();
+            (!self.may_replace(ctx, &peer, &offered)).then(|| {
+                tracing::warn!("a join named {peer:?}, a connected member, from another device");
+                JoinOutcome::Unavailable
+            })
+        });
         let Some(cert) = self.cert.clone().filter(|_| refusal.is_none()) else {
             // The listener gone means the client gets `503` anyway.
             let _ = p.reply.send(refusal.unwrap_or(JoinOutcome::Unavailable));
             return;
         };
-        let peer = DeviceId::new(p.request.device_id.clone());
         let (cfg, timeout, tx) = (ctx.cfg.rtc, ctx.cfg.join_timeout, ctx.internal.clone());
         tokio::spawn(answer_join(p, cfg, Some(cert), peer, timeout, tx));
+    }
+
+    /// Whether a link from the certificate `fingerprint` may be bound to `peer`: always, unless
+    /// `peer` is a connected member whose link was opened with another certificate.
+    fn may_replace(&self, ctx: &Ctx, peer: &DeviceId, fingerprint: &str) -> bool {
+        !ctx.links.contains(peer)
+            || self.member_certs.get(peer).is_none_or(|fp| fingerprints_match(fp, fingerprint))
+    }
+
+    /// A joining Follower's link is open (its certificate proven): bound to `peer` unless that
+    /// would replace a connected member's link from another certificate. `false`: refused.
+    pub(crate) fn admit(&mut self, ctx: &Ctx, peer: &DeviceId, fingerprint: &str) -> bool {
+        if !self.may_replace(ctx, peer, fingerprint) {
+            tracing::warn!("refused a link naming {peer:?}, a connected member, from another device");
+            return false;
+        }
+        self.member_certs.insert(peer.clone(), fingerprint.to_owned());
+        true
     }
 
     /// Keeps the session on disk whenever it changes (written aside, then renamed, so a crash
@@ -207,7 +240,9 @@ pub(crate) async fn answer_join(
         link.close().await;
         return;
     }
-    let ready = ReadyKind::Known;
+    // The offer's fingerprint is the one the DTLS handshake just proved.
+    let fingerprint = sha256_fingerprint(&request.offer).unwrap_or_default();
+    let ready = ReadyKind::Answered { fingerprint };
     let msg = Internal::Ready { peer, link, events, first: None, kind: ready, attempt: 0 };
     if let Err(mpsc::error::SendError(Internal::Ready { link, .. })) = tx.send(msg) {
         // The worker has stopped: nobody will close this link but us.

@@ -36,6 +36,10 @@ pub(crate) struct SavedMembership {
     /// The join code it joined with (the Master's address, session, token, fingerprint).
     pub(crate) join_code: String,
     pub(crate) session: maestral_sync::FollowerResume,
+    /// The certificate (and private key) this Follower joins with: the Master binds the
+    /// member's link to it, so a rejoin after a restart proves it is the same member.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) cert_pem: Option<String>,
 }
 
 /// A Solo pairing as kept in the state directory.

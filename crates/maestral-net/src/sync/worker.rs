@@ -108,8 +108,11 @@ impl Ctx {
 pub(crate) enum ReadyKind {
     /// The Follower's first join: the Master's id was learned from its first message.
     FirstJoin(JoinCode),
-    /// A rejoin, or a Follower accepted by this Master, or a Solo call-back.
+    /// A rejoin, or this device's Solo call-back to its partner.
     Known,
+    /// A link this device answered (a Follower accepted by this Master, or the Solo partner
+    /// calling back), opened with the certificate `fingerprint`.
+    Answered { fingerprint: String },
     /// A Solo pairing: the partner's id and name were learned from its first message, its
     /// certificate fingerprint from its code.
     Solo { fingerprint: String, name: String },
@@ -449,6 +452,13 @@ impl Worker {
                 {
                     return;
                 }
+                if let (ReadyKind::Answered { fingerprint }, RoleIo::Master(m)) =
+                    (&kind, &mut self.role)
+                    && !m.admit(&self.ctx, &peer, fingerprint)
+                {
+                    tokio::spawn(async move { link.close().await });
+                    return;
+                }
                 // The peer may ask for the score on a stream channel of this link (a Follower of
                 // this Master, or this device's Solo partner).
                 let slot = match &self.role {
@@ -463,7 +473,9 @@ impl Worker {
                 self.ctx.link(&peer, LinkSignal::Up);
                 match (kind, &mut self.role) {
                     (ReadyKind::FirstJoin(code), RoleIo::Follower(f)) => f.joined(&peer, code),
-                    (ReadyKind::Known, RoleIo::Solo(s)) => s.send_pair_info(&mut self.ctx, &peer),
+                    (ReadyKind::Known | ReadyKind::Answered { .. }, RoleIo::Solo(s)) => {
+                        s.send_pair_info(&mut self.ctx, &peer);
+                    }
                     (ReadyKind::Solo { fingerprint, name }, RoleIo::Solo(s)) => {
                         s.paired(&mut self.ctx, &peer, fingerprint, name);
                     }

@@ -1,0 +1,197 @@
+//! Issue 16's attacks on the sync thread, over real HTTP and real WebRTC: a token holder
+//! claiming an epoch, a join naming a connected singer's device id, a forged `403` on a
+//! rejoin. Each checks that the honest Followers keep the Master's song and page.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use common::*;
+use maestral_net::SyncCommand;
+use maestral_net::joincode::JoinCode;
+use maestral_net::rtc::{DtlsCert, Link, LinkEvent, RtcConfig};
+use maestral_net::signaling::{JoinError, JoinRequestBody, post_join};
+use maestral_protocol::{
+    DeviceId, Envelope, FollowMode, JoinRequest, Message, SessionId, SongEpoch,
+};
+use maestral_sync::{LocalAction, Phase, Role};
+
+/// A token holder's own link to the Master, under `id`, with `cert` (or a fresh one).
+fn rogue_link(
+    rt: &tokio::runtime::Runtime,
+    code: &JoinCode,
+    id: &str,
+    cert: Option<&DtlsCert>,
+) -> Result<(Link, tokio::sync::mpsc::UnboundedReceiver<LinkEvent>), JoinError> {
+    rt.block_on(async {
+        let (link, offer, mut events) =
+            Link::offer(&RtcConfig::new(LOCAL), cert).await.expect("offer");
+        let body = JoinRequestBody {
+            session_id: code.session_id.clone(),
+            token: code.token.clone(),
+            device_id: id.into(),
+            offer,
+        };
+        let answer = match post_join(code.host, &body, WAIT).await {
+            Ok(a) => a,
+            Err(e) => {
+                link.close().await;
+                return Err(e);
+            }
+        };
+        link.accept_answer(&answer).await.expect("answer applies");
+        let opened = tokio::time::timeout(WAIT, async {
+            loop {
+                match events.recv().await {
+                    Some(LinkEvent::Open) => return true,
+                    Some(LinkEvent::Closed) | None => return false,
+                    Some(_) => {}
+                }
+            }
+        });
+        assert_eq!(opened.await, Ok(true), "the rogue's link opens");
+        Ok((link, events))
+    })
+}
+
+#[test]
+fn a_token_holder_claiming_epochs_never_moves_the_choir() {
+    let (m, code) = master();
+    let mut f = follower("F", &code);
+    let mut free = follower("FREE", &code);
+    m.local(song("a"));
+    m.local(LocalAction::SetPage { page: 3 });
+    f.wait_view("a", 3);
+    free.wait_view("a", 3);
+    free.local(LocalAction::SetFollowMode { mode: FollowMode::Free });
+    free.wait_phase(Phase::FollowerConnectedFree);
+    free.local(LocalAction::SetPage { page: 7 });
+    free.wait_view("a", 7);
+
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let (link, _events) = rogue_link(&rt, &code, "ROGUE", None).expect("a valid token joins");
+    rt.block_on(async {
+        for epoch in [u64::MAX, 2, 3, 4, 5, 6, 7, 8] {
+            let req = Message::JoinRequest(JoinRequest {
+                session_token: code.token.clone(),
+                follow_mode: FollowMode::Follow,
+                song_epoch: SongEpoch(epoch),
+            });
+            let env =
+                Envelope::new(SessionId::new(code.session_id.clone()), DeviceId::new("ROGUE"), 1, req);
+            link.send_text(&env.encode()).await.expect("sent");
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    });
+    // The honest Followers were not moved; the Master's next change reaches them as usual.
+    m.local(LocalAction::NextPage);
+    f.wait_view("a", 4);
+    assert_eq!(free.page(), 7, "the free Follower keeps its page");
+    m.local(song("b"));
+    f.wait_view("b", 0);
+    free.wait_view("b", 0);
+    assert!(
+        !f.phases.iter().any(|p| *p == Phase::FollowerDisconnectedLocal),
+        "F never dropped: {:?}",
+        f.phases
+    );
+    rt.block_on(link.close());
+}
+
+#[test]
+fn a_join_naming_a_connected_singers_device_id_is_refused_and_the_singer_stays() {
+    let (m, code) = master();
+    let mut f = follower("F", &code);
+    m.local(song("a"));
+    m.local(LocalAction::SetPage { page: 2 });
+    f.wait_view("a", 2);
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    for round in 0..3 {
+        match rogue_link(&rt, &code, "F", None) {
+            Err(JoinError::Rejected(maestral_net::signaling::RejectReason::Unavailable)) => {}
+            Err(other) => panic!("round {round}: refused, but not as in use: {other:?}"),
+            Ok((link, _)) => {
+                rt.block_on(link.close());
+                panic!("round {round}: the hijack was taken");
+            }
+        }
+    }
+    m.local(LocalAction::NextPage);
+    f.wait_view("a", 3);
+    assert!(
+        !f.phases.contains(&Phase::FollowerDisconnectedLocal),
+        "F's link was never replaced: {:?}",
+        f.phases
+    );
+    assert!(f.errors.is_empty(), "{:?}", f.errors);
+}
+
+/// A listener on `addr` that answers every request `403 invalid_token`, as any device on the
+/// LAN answering for the Master's address can. Counts the requests it refused.
+fn forged_refuser(
+    rt: &tokio::runtime::Runtime,
+    addr: SocketAddr,
+) -> std::sync::Arc<std::sync::atomic::AtomicUsize> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let listener = rt.block_on(tokio::net::TcpListener::bind(addr)).expect("the port is free");
+    let n = count.clone();
+    rt.spawn(async move {
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else { return };
+            let n = n.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 8192];
+                let _ = s.read(&mut buf).await;
+                let body = r#"{"reason":"invalid_token"}"#;
+                let reply = format!(
+                    "HTTP/1.1 403 Forbidden\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = s.write_all(reply.as_bytes()).await;
+                n.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            });
+        }
+    });
+    count
+}
+
+#[test]
+fn a_forged_403_on_a_rejoin_does_not_end_the_membership() {
+    let dir = std::env::temp_dir().join(format!("maestral-hostile-403-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let master_in = |dir: &std::path::Path| {
+        let mut cfg = config("M");
+        cfg.state_dir = Some(dir.to_path_buf());
+        let mut m = Peer::with(Role::Master, cfg);
+        m.h.send(SyncCommand::StartChoir { listen: SocketAddr::new(LOCAL, 0) });
+        m.wait("a join code", |s| s.join_code.is_some());
+        m
+    };
+    let m = master_in(&dir);
+    let code: JoinCode = m.join_code.clone().expect("code").parse().expect("parses");
+    let mut f = follower("F", &code);
+    m.local(song("a"));
+    m.local(LocalAction::SetPage { page: 4 });
+    f.wait_view("a", 4);
+    // The Master goes away; another device answers for its address with 403s.
+    m.h.shutdown();
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let refused = forged_refuser(&rt, code.host);
+    f.wait("a forged refusal", |_| refused.load(std::sync::atomic::Ordering::SeqCst) >= 1);
+    std::thread::sleep(Duration::from_millis(300));
+    while let Ok(e) = f.h.events().try_recv() {
+        f.apply(e);
+    }
+    assert_ne!(f.phase, Some(Phase::FollowerIdleLocal), "the membership is kept");
+    assert_eq!(f.rejected, None, "no refusal reached the app as final");
+    // The real Master comes back on its address: the Follower rejoins by itself.
+    drop(rt);
+    let mut m = master_in(&dir);
+    m.wait_view("a", 4);
+    f.wait_phase(Phase::FollowerConnectedFollow);
+    m.local(LocalAction::NextPage);
+    f.wait_view("a", 5);
+    let _ = std::fs::remove_dir_all(&dir);
+}
