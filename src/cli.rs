@@ -38,8 +38,9 @@ pub struct Cli {
     #[arg(long, value_name = "ADDR", requires = "choir_master")]
     pub listen: Option<SocketAddr>,
 
-    /// This device's id (default: the one stored in the state directory).
-    #[arg(long, value_name = "ID")]
+    /// This device's id (default: the one stored in the state directory): 1 to 128 letters,
+    /// digits, '-', '_' or '.'.
+    #[arg(long, value_name = "ID", value_parser = parse_device_id)]
     pub device_id: Option<String>,
 
     /// The name other devices show for this one (default: the host name).
@@ -62,7 +63,9 @@ pub struct ModeArgs {
     #[arg(long)]
     pub choir_master: bool,
 
-    /// Join a Choir session as a Follower, with the join code the Master shows.
+    /// Join a Choir session as a Follower, with the join code the Master shows. `-` reads the
+    /// code from the first line of standard input, `@FILE` from a file, so the token stays out
+    /// of `ps` and the shell's history.
     #[arg(long, value_name = "JOIN_CODE")]
     pub join: Option<String>,
 
@@ -282,6 +285,15 @@ pub fn main() -> ExitCode {
             if let Err(message) = cli.check_join_link() {
                 Cli::command().error(clap::error::ErrorKind::ArgumentConflict, message).exit();
             }
+            let mut cli = cli;
+            if let Some(given) = cli.mode.join.take() {
+                match read_join_code(&given, &mut std::io::stdin().lock()) {
+                    Ok(code) => cli.mode.join = Some(code),
+                    Err(message) => {
+                        Cli::command().error(clap::error::ErrorKind::InvalidValue, message).exit()
+                    }
+                }
+            }
             // One app instance per state directory, held until the app ends.
             let state = match persistence::StateDir::open(cli.state_dir()) {
                 Ok(state) => state,
@@ -310,6 +322,37 @@ pub fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `--join`'s value: the code itself, `-` for the first line of `stdin`, `@FILE` for the
+/// first line of a file. Surrounding white space is dropped.
+fn read_join_code(given: &str, stdin: &mut impl std::io::BufRead) -> Result<String, String> {
+    let text = if given == "-" {
+        let mut line = String::new();
+        stdin
+            .read_line(&mut line)
+            .map_err(|e| format!("--join -: could not read the join code from standard input ({e})"))?;
+        line
+    } else if let Some(path) = given.strip_prefix('@') {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("--join @{path}: could not read the join code ({e})"))?;
+        text.lines().next().unwrap_or("").to_owned()
+    } else {
+        return Ok(given.to_owned());
+    };
+    let code = text.trim();
+    if code.is_empty() {
+        let from = if given == "-" { "standard input" } else { given };
+        return Err(format!("--join: no join code in {from}"));
+    }
+    Ok(code.to_owned())
+}
+
+/// `--device-id`: a device id as the protocol accepts it.
+fn parse_device_id(text: &str) -> Result<String, String> {
+    maestral_protocol::DeviceId::parse(text).map(|id| id.to_string()).ok_or_else(|| {
+        "a device id is 1 to 128 letters, digits, '-', '_' or '.'".to_owned()
+    })
 }
 
 #[cfg(test)]
@@ -394,5 +437,37 @@ mod tests {
         // An ended session keeps no session id: a new start is not a Master.
         let ended = resumed("master-session.json", r#"{"state": {"session_id": null}}"#);
         assert_eq!(ended.sync.mode, SyncMode::Solo);
+    }
+
+    #[test]
+    fn a_join_code_comes_from_stdin_or_a_file_as_well_as_the_command_line() {
+        let code = "maestral://join?host=1.2.3.4:5&session=s&token=t&fp=f";
+        let mut none = std::io::Cursor::new(Vec::new());
+        assert_eq!(read_join_code(code, &mut none).as_deref(), Ok(code));
+        let mut stdin = std::io::Cursor::new(format!("  {code}  \nsong 1\n").into_bytes());
+        assert_eq!(read_join_code("-", &mut stdin).as_deref(), Ok(code));
+        let mut rest = String::new();
+        std::io::BufRead::read_line(&mut stdin, &mut rest).expect("the rest");
+        assert_eq!(rest, "song 1\n", "only the first line is taken");
+        let file = std::env::temp_dir().join(format!("maestral-join-{}", std::process::id()));
+        std::fs::write(&file, format!("{code}\n")).expect("write");
+        let at = format!("@{}", file.display());
+        assert_eq!(read_join_code(&at, &mut none).as_deref(), Ok(code));
+        std::fs::write(&file, "\n").expect("write");
+        let err = read_join_code(&at, &mut none).expect_err("empty");
+        assert!(err.contains("no join code"), "{err}");
+        let _ = std::fs::remove_file(&file);
+        let err = read_join_code(&at, &mut none).expect_err("gone");
+        assert!(err.contains("could not read the join code"), "{err}");
+        let err = read_join_code("-", &mut none).expect_err("empty stdin");
+        assert!(err.contains("standard input"), "{err}");
+    }
+
+    #[test]
+    fn a_device_id_on_the_command_line_is_checked() {
+        assert_eq!(parse_device_id("tablet-3.alto_1").as_deref(), Ok("tablet-3.alto_1"));
+        for bad in ["", "two words", "a/b", "é", &"x".repeat(129)] {
+            assert!(parse_device_id(bad).is_err(), "{bad:?}");
+        }
     }
 }

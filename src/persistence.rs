@@ -104,9 +104,7 @@ pub fn stored_device_id(dir: &StateDir) -> String {
 }
 
 fn valid_device_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 128
-        && id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    maestral_protocol::DeviceId::is_valid(id)
 }
 
 /// The machine's name, for other devices to show (`--device-name` overrides it).

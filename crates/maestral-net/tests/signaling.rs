@@ -120,7 +120,10 @@ async fn a_request_without_content_type_is_accepted() {
 
 #[tokio::test]
 async fn refusals_have_exact_status_and_body() {
-    let server = server().await;
+    // More refusals than the limit allows one address: every one counts toward it (see the
+    // rate-limit tests), and this test is about their shape.
+    let config = SignalingConfig { max_rejections: 100, ..SignalingConfig::default() };
+    let server = SignalingServer::bind_with(local(), stub, config).await.expect("binds");
     let addr = server.local_addr();
     let ct = Some("application/json");
 
@@ -453,4 +456,129 @@ fn offer_shape_check() {
 #[test]
 fn debug_of_a_request_hides_the_token() {
     assert!(!format!("{:?}", body("SECRET_TOKEN_VALUE")).contains("SECRET_TOKEN_VALUE"));
+}
+
+/// A connection from `source` (a loopback address) to `addr`.
+async fn connect_from(source: &str, addr: SocketAddr) -> Option<TcpStream> {
+    let socket = TcpSocket::new_v4().expect("socket");
+    socket.bind(format!("{source}:0").parse().expect("address")).ok()?;
+    socket.connect(addr).await.ok()
+}
+
+/// Whether the server closed `s` (a read returns end of file or an error) within `within`.
+async fn closed(s: &mut TcpStream, within: Duration) -> bool {
+    let mut buf = [0u8; 512];
+    loop {
+        match tokio::time::timeout(within, s.read(&mut buf)).await {
+            Ok(Ok(0) | Err(_)) => return true,
+            Ok(Ok(_)) => {}
+            Err(_) => return false,
+        }
+    }
+}
+
+#[tokio::test]
+async fn one_host_trickling_sockets_cannot_stop_joins_and_trips_its_own_limit() {
+    // Loopback is exempt by default; here 127.0.0.1 plays a host on the LAN.
+    let config = SignalingConfig { exempt_loopback: false, ..SignalingConfig::default() };
+    let per_address = config.max_connections_per_address;
+    let header_timeout = config.header_read_timeout;
+    let server = SignalingServer::bind_with(local(), stub, config).await.expect("binds");
+    let addr = server.local_addr();
+    // The attacker opens many sockets, each with a request head it never finishes.
+    let mut held = Vec::new();
+    for _ in 0..40 {
+        let mut s = TcpStream::connect(addr).await.expect("connects");
+        let _ = s.write_all(b"POST /v1/join HTTP/1.1\r\nHost: x\r\n").await;
+        held.push(s);
+    }
+    // Past its cap, its sockets are closed at once.
+    let mut cut = 0;
+    for s in &mut held[per_address..] {
+        if closed(s, Duration::from_millis(500)).await {
+            cut += 1;
+        }
+    }
+    assert_eq!(cut, held.len() - per_address, "every socket past the cap is closed");
+    // Meanwhile another host joins at once.
+    let Some(mut honest) = connect_from("127.0.0.2", addr).await else {
+        panic!("127.0.0.2 is loopback on Linux");
+    };
+    let started = Instant::now();
+    let r = raw_on(&mut honest, &post("/v1/join", None, &json(&body("good")))).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert!(started.elapsed() < header_timeout, "answered without waiting on the attacker");
+    // The held sockets time out (short header timeout), and count as refusals.
+    for s in &mut held[..per_address] {
+        assert!(closed(s, header_timeout * 3).await, "a trickling socket is dropped");
+    }
+    // A few more rounds of trickling sockets, and the attacker is limited like a guesser.
+    for _ in 0..2 {
+        let mut round = Vec::new();
+        for _ in 0..per_address {
+            let mut s = TcpStream::connect(addr).await.expect("connects");
+            let _ = s.write_all(b"POST /v1/join HTTP/1.1\r\n").await;
+            round.push(s);
+        }
+        for s in &mut round {
+            assert!(closed(s, header_timeout * 3).await);
+        }
+    }
+    let r = raw(addr, &post("/v1/join", None, &json(&body("good")))).await;
+    assert_reason(&r, 429, "too_many_attempts");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_burst_of_guesses_in_flight_together_gets_no_more_than_the_limit_of_403s() {
+    // A slow handler, so every guess is in flight at once.
+    let handler = |req: JoinRequestBody| async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        stub(req).await
+    };
+    let server =
+        SignalingServer::bind_with(local(), handler, SignalingConfig::default()).await.expect("binds");
+    let addr = server.local_addr();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..30 {
+        tasks.spawn(async move { post_join(addr, &body("bad"), TIMEOUT).await });
+    }
+    let (mut forbidden, mut limited) = (0, 0);
+    while let Some(done) = tasks.join_next().await {
+        match done.expect("task") {
+            Err(JoinError::Rejected(RejectReason::InvalidToken)) => forbidden += 1,
+            Err(JoinError::Rejected(RejectReason::TooManyAttempts)) => limited += 1,
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!((forbidden, limited), (10, 20), "the 403s stop at the limit");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn bad_requests_count_toward_the_limit() {
+    let server = server().await;
+    let addr = server.local_addr();
+    for _ in 0..10 {
+        let r = raw(addr, &post("/v1/join", None, "{not json")).await;
+        assert_reason(&r, 400, "bad_request");
+    }
+    let mut bad_id = body("good");
+    bad_id.device_id = "a b\u{202e}".into();
+    let r = raw(addr, &post("/v1/join", None, &json(&bad_id))).await;
+    assert_reason(&r, 429, "too_many_attempts");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_device_id_that_is_not_one_gets_400() {
+    let server = server().await;
+    let addr = server.local_addr();
+    for id in ["", "two words", "<script>", "tab\tid", &"x".repeat(129)] {
+        let mut b = body("good");
+        b.device_id = id.to_owned();
+        let r = raw(addr, &post("/v1/join", None, &json(&b))).await;
+        assert_reason(&r, 400, "bad_request");
+    }
+    server.shutdown().await;
 }

@@ -44,6 +44,25 @@ string_id!(
     /// A stable identifier of one installation (spec §3). Lexicographic order breaks Solo ties.
     DeviceId
 );
+impl DeviceId {
+    /// Longest device id accepted, in bytes.
+    pub const MAX_LEN: usize = 128;
+
+    /// Whether `id` can be a device id: 1 to 128 ASCII letters, digits, `-`, `_` or `.`.
+    /// Ids from the network (a message's `sender_id`, a join request's `device_id`) and from
+    /// the command line are checked against this, so an id can be shown and logged as it is.
+    pub fn is_valid(id: &str) -> bool {
+        !id.is_empty()
+            && id.len() <= Self::MAX_LEN
+            && id.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+    }
+
+    /// `id` as a device id, if it is one ([`DeviceId::is_valid`]).
+    pub fn parse(id: &str) -> Option<DeviceId> {
+        Self::is_valid(id).then(|| DeviceId(id.to_owned()))
+    }
+}
+
 string_id!(
     /// The identifier of one active sync session (spec §3); `""` in Solo.
     SessionId

@@ -83,13 +83,16 @@ impl JoinHandler for ChannelHandler {
     }
 }
 
-/// Limits of the listener. `Default` is the protocol's: 64 KiB bodies, 10 answers of 403 per
-/// minute per address.
+/// Limits of the listener. `Default` is the protocol's: 64 KiB bodies, 10 refusals per minute
+/// per address (403s, 400s, 413s and clients too slow to send their request all count), at
+/// most 8 connections at once from one address, 2 s to send the request head and 3 s more for
+/// the body (a join on a LAN sends both in milliseconds).
 #[derive(Debug, Clone)]
 pub struct SignalingConfig {
     /// Largest request body read; larger ones get `413 too_large`.
     pub max_body_bytes: usize,
-    /// Answers of 403 one address may get within `rate_window` before it gets 429.
+    /// Refusals one address may get within `rate_window` before it gets 429: answers of 403,
+    /// 400 and 413, and requests too slow to arrive.
     pub max_rejections: usize,
     /// The sliding window of the rate limit.
     pub rate_window: Duration,
@@ -101,6 +104,13 @@ pub struct SignalingConfig {
     pub handler_timeout: Duration,
     /// Connections served at once; more are closed on accept.
     pub max_connections: usize,
+    /// Connections served at once for one client address; more from it are closed on accept,
+    /// so one host holding trickling sockets cannot take every slot.
+    pub max_connections_per_address: usize,
+    /// Whether loopback clients are exempt from `max_connections_per_address`: they run on the
+    /// Master's own machine (every local test peer shares one address), and no device on the
+    /// LAN can send from a loopback address. On by default.
+    pub exempt_loopback: bool,
 }
 
 impl Default for SignalingConfig {
@@ -109,12 +119,14 @@ impl Default for SignalingConfig {
             max_body_bytes: MAX_BODY_BYTES,
             max_rejections: 10,
             rate_window: Duration::from_secs(60),
-            header_read_timeout: Duration::from_secs(10),
-            body_read_timeout: Duration::from_secs(10),
+            header_read_timeout: Duration::from_secs(2),
+            body_read_timeout: Duration::from_secs(3),
             // Applying an offer gathers ICE candidates; on a LAN with host candidates only this
             // takes well under a second, so 30 s means the sync thread is stuck.
             handler_timeout: Duration::from_secs(30),
             max_connections: 256,
+            max_connections_per_address: 8,
+            exempt_loopback: true,
         }
     }
 }
@@ -147,10 +159,34 @@ impl RateLimiter {
         times.len() >= self.max
     }
 
-    /// Records one answer of 403 to `ip` at `now`.
-    pub fn record_rejection(&self, ip: IpAddr, now: Instant) {
-        let (max, window) = (self.max, self.window);
+    /// Records one refusal of `ip` at `now` unless `ip` is already limited, checked and
+    /// recorded in one step: `false` means limited (the refusal becomes a `429`). Requests of
+    /// one address that were in flight together are thus never all counted as under the limit.
+    pub fn record_checked(&self, ip: IpAddr, now: Instant) -> bool {
         let mut map = self.lock();
+        if let Some(times) = map.get_mut(&ip.to_canonical()) {
+            Self::expire(times, now, self.window);
+            if times.len() >= self.max {
+                return false;
+            }
+        }
+        Self::push(&mut map, ip, now, self.max, self.window);
+        true
+    }
+
+    /// Records one refusal of `ip` at `now`.
+    pub fn record_rejection(&self, ip: IpAddr, now: Instant) {
+        let mut map = self.lock();
+        Self::push(&mut map, ip, now, self.max, self.window);
+    }
+
+    fn push(
+        map: &mut HashMap<IpAddr, VecDeque<Instant>>,
+        ip: IpAddr,
+        now: Instant,
+        max: usize,
+        window: Duration,
+    ) {
         if map.len() >= RATE_LIMITER_SWEEP_AT {
             map.retain(|_, times| {
                 Self::expire(times, now, window);
@@ -243,6 +279,7 @@ async fn accept_loop(
 ) {
     let router = router(shared.clone());
     let slots = Arc::new(Semaphore::new(shared.config.max_connections.max(1)));
+    let per_address = Arc::new(Mutex::new(HashMap::<IpAddr, usize>::new()));
     let mut connections = JoinSet::new();
     loop {
         tokio::select! {
@@ -251,14 +288,19 @@ async fn accept_loop(
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    // Over the limit: closing at once is cheaper than queueing.
+                    // Over a limit: closing at once is cheaper than queueing.
+                    let Some(own) = AddressSlot::take(&per_address, peer.ip(), &shared.config)
+                    else {
+                        continue;
+                    };
                     let Ok(slot) = slots.clone().try_acquire_owned() else { continue };
                     let router = router.clone();
-                    let config = shared.config.clone();
+                    let shared = shared.clone();
                     let stopped = stopped.clone();
                     connections.spawn(async move {
-                        serve_connection(stream, peer, router, &config, stopped).await;
+                        serve_connection(stream, peer, router, &shared, stopped).await;
                         drop(slot);
+                        drop(own);
                     });
                 }
                 // Out of file descriptors and the like: back off instead of spinning.
@@ -273,15 +315,64 @@ async fn accept_loop(
     }
 }
 
+/// One of the connections a client address holds; given back when dropped.
+struct AddressSlot {
+    ip: IpAddr,
+    counts: Arc<Mutex<HashMap<IpAddr, usize>>>,
+}
+
+impl AddressSlot {
+    /// A slot for `ip`, or `None` when it holds `max_connections_per_address` already
+    /// (loopback clients exempt, see [`SignalingConfig::exempt_loopback`]).
+    fn take(
+        counts: &Arc<Mutex<HashMap<IpAddr, usize>>>,
+        ip: IpAddr,
+        config: &SignalingConfig,
+    ) -> Option<AddressSlot> {
+        let ip = ip.to_canonical();
+        let mut map = counts.lock().unwrap_or_else(|e| e.into_inner());
+        let n = map.entry(ip).or_default();
+        if *n >= config.max_connections_per_address.max(1)
+            && !(config.exempt_loopback && ip.is_loopback())
+        {
+            return None;
+        }
+        *n += 1;
+        Some(AddressSlot { ip, counts: counts.clone() })
+    }
+}
+
+impl Drop for AddressSlot {
+    fn drop(&mut self) {
+        let mut map = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = map.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// Whether the connection's request reached the route (one that never did was too slow, or
+/// not HTTP: it counts as a refusal).
+#[derive(Clone)]
+struct Seen(Arc<std::sync::atomic::AtomicBool>);
+
 async fn serve_connection(
     stream: TcpStream,
     peer: SocketAddr,
     router: Router,
-    config: &SignalingConfig,
+    shared: &Shared,
     mut stopped: watch::Receiver<bool>,
 ) {
+    let config = &shared.config;
     let _ = stream.set_nodelay(true);
-    let service = TowerToHyperService::new(router.layer(Extension(PeerAddr(peer))));
+    let seen = Seen(Arc::new(std::sync::atomic::AtomicBool::new(false)));
+    let started = Instant::now();
+    let service = TowerToHyperService::new(
+        router.layer(Extension(PeerAddr(peer))).layer(Extension(seen.clone())),
+    );
     let mut builder = hyper::server::conn::http1::Builder::new();
     // One request per connection, as a join is one request: no idle keep-alive connection
     // holds one of the slots.
@@ -297,7 +388,15 @@ async fn serve_connection(
         _ = stopped.changed() => {
             connection.as_mut().graceful_shutdown();
             let _ = connection.await;
+            return;
         }
+    }
+    // A connection held open without ever sending a request (a slowloris socket, or bytes
+    // that are not HTTP) counts toward the address's limit, like a refusal.
+    if !seen.0.load(std::sync::atomic::Ordering::SeqCst)
+        && started.elapsed() >= config.header_read_timeout.min(Duration::from_millis(500))
+    {
+        shared.limiter.record_rejection(peer.ip(), Instant::now());
     }
 }
 
@@ -327,10 +426,20 @@ fn json(status: StatusCode, value: serde_json::Value) -> Response {
 async fn join_route(
     State(shared): State<Arc<Shared>>,
     Extension(PeerAddr(peer)): Extension<PeerAddr>,
+    Extension(seen): Extension<Seen>,
     request: Request,
 ) -> Response {
+    seen.0.store(true, std::sync::atomic::Ordering::SeqCst);
     let ip = peer.ip();
     let config = &shared.config;
+    // Every refusal counts toward the address's limit, checked and recorded in one step.
+    let refuse = |status: StatusCode, why: &str| {
+        if shared.limiter.record_checked(ip, Instant::now()) {
+            reason(status, why)
+        } else {
+            reason(StatusCode::TOO_MANY_REQUESTS, "too_many_attempts")
+        }
+    };
     // Checked before reading anything, so a client past the limit costs us almost nothing.
     if shared.limiter.is_limited(ip, Instant::now()) {
         return reason(StatusCode::TOO_MANY_REQUESTS, "too_many_attempts");
@@ -343,24 +452,24 @@ async fn join_route(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > config.max_body_bytes as u64) {
-        return reason(StatusCode::PAYLOAD_TOO_LARGE, "too_large");
+        return refuse(StatusCode::PAYLOAD_TOO_LARGE, "too_large");
     }
     let body = Limited::new(request.into_body(), config.max_body_bytes);
     let bytes = match tokio::time::timeout(config.body_read_timeout, body.collect()).await {
         Ok(Ok(collected)) => collected.to_bytes(),
         Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => {
-            return reason(StatusCode::PAYLOAD_TOO_LARGE, "too_large");
+            return refuse(StatusCode::PAYLOAD_TOO_LARGE, "too_large");
         }
         // A body cut short or too slow is not a well-formed request.
-        Ok(Err(_)) | Err(_) => return reason(StatusCode::BAD_REQUEST, "bad_request"),
+        Ok(Err(_)) | Err(_) => return refuse(StatusCode::BAD_REQUEST, "bad_request"),
     };
     // The body is parsed whatever the Content-Type says (or if it is absent), as the protocol
     // requires; axum's `Json` extractor would insist on the header.
     let Ok(body) = serde_json::from_slice::<JoinRequestBody>(&bytes) else {
-        return reason(StatusCode::BAD_REQUEST, "bad_request");
+        return refuse(StatusCode::BAD_REQUEST, "bad_request");
     };
-    if body.device_id.is_empty() || !looks_like_offer(&body.offer) {
-        return reason(StatusCode::BAD_REQUEST, "bad_request");
+    if !maestral_protocol::DeviceId::is_valid(&body.device_id) || !looks_like_offer(&body.offer) {
+        return refuse(StatusCode::BAD_REQUEST, "bad_request");
     }
     let outcome =
         match tokio::time::timeout(config.handler_timeout, shared.handler.join(body)).await {
@@ -371,15 +480,9 @@ async fn join_route(
         JoinOutcome::Answer(answer) => {
             json(StatusCode::OK, serde_json::json!({ "answer": answer }))
         }
-        JoinOutcome::InvalidToken => {
-            shared.limiter.record_rejection(ip, Instant::now());
-            reason(StatusCode::FORBIDDEN, "invalid_token")
-        }
-        JoinOutcome::SessionEnded => {
-            shared.limiter.record_rejection(ip, Instant::now());
-            reason(StatusCode::FORBIDDEN, "session_ended")
-        }
-        JoinOutcome::BadRequest => reason(StatusCode::BAD_REQUEST, "bad_request"),
+        JoinOutcome::InvalidToken => refuse(StatusCode::FORBIDDEN, "invalid_token"),
+        JoinOutcome::SessionEnded => refuse(StatusCode::FORBIDDEN, "session_ended"),
+        JoinOutcome::BadRequest => refuse(StatusCode::BAD_REQUEST, "bad_request"),
         JoinOutcome::Unavailable => reason(StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
     }
 }

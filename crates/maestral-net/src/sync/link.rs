@@ -239,7 +239,8 @@ pub(crate) async fn wait_open(
     r.unwrap_or(false)
 }
 
-/// The peer's first text message and the device id it claims (its HELLO).
+/// The peer's first text message and the device id it claims (its HELLO); `None` if that is
+/// no device id ([`DeviceId::is_valid`]).
 pub(crate) async fn first_text(
     events: &mut mpsc::UnboundedReceiver<LinkEvent>,
     timeout: Duration,
@@ -247,8 +248,13 @@ pub(crate) async fn first_text(
     let r = tokio::time::timeout(timeout, async {
         loop {
             match events.recv().await {
+                // The link is bound to the id the peer claims: it must be a device id, so it
+                // can be shown and logged as it is.
                 Some(LinkEvent::Text(t)) => {
-                    return maestral_protocol::decode(t.as_bytes()).ok().map(|e| (e.sender_id, t));
+                    return maestral_protocol::decode(t.as_bytes())
+                        .ok()
+                        .filter(|e| DeviceId::is_valid(e.sender_id.as_str()))
+                        .map(|e| (e.sender_id, t));
                 }
                 Some(LinkEvent::Closed) | None => return None,
                 Some(_) => {}
