@@ -329,9 +329,9 @@ pub fn main() -> ExitCode {
 fn read_join_code(given: &str, stdin: &mut impl std::io::BufRead) -> Result<String, String> {
     let text = if given == "-" {
         let mut line = String::new();
-        stdin
-            .read_line(&mut line)
-            .map_err(|e| format!("--join -: could not read the join code from standard input ({e})"))?;
+        stdin.read_line(&mut line).map_err(|e| {
+            format!("--join -: could not read the join code from standard input ({e})")
+        })?;
         line
     } else if let Some(path) = given.strip_prefix('@') {
         let text = std::fs::read_to_string(path)
@@ -350,9 +350,9 @@ fn read_join_code(given: &str, stdin: &mut impl std::io::BufRead) -> Result<Stri
 
 /// `--device-id`: a device id as the protocol accepts it.
 fn parse_device_id(text: &str) -> Result<String, String> {
-    maestral_protocol::DeviceId::parse(text).map(|id| id.to_string()).ok_or_else(|| {
-        "a device id is 1 to 128 letters, digits, '-', '_' or '.'".to_owned()
-    })
+    maestral_protocol::DeviceId::parse(text)
+        .map(|id| id.to_string())
+        .ok_or_else(|| "a device id is 1 to 128 letters, digits, '-', '_' or '.'".to_owned())
 }
 
 #[cfg(test)]

@@ -78,8 +78,12 @@ fn a_token_holder_claiming_epochs_never_moves_the_choir() {
                 follow_mode: FollowMode::Follow,
                 song_epoch: SongEpoch(epoch),
             });
-            let env =
-                Envelope::new(SessionId::new(code.session_id.clone()), DeviceId::new("ROGUE"), 1, req);
+            let env = Envelope::new(
+                SessionId::new(code.session_id.clone()),
+                DeviceId::new("ROGUE"),
+                1,
+                req,
+            );
             link.send_text(&env.encode()).await.expect("sent");
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -194,4 +198,41 @@ fn a_forged_403_on_a_rejoin_does_not_end_the_membership() {
     m.local(LocalAction::NextPage);
     f.wait_view("a", 5);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_token_holder_sending_large_messages_is_cut_off_by_the_byte_budget() {
+    let (m, code) = master();
+    let mut m = m;
+    let mut f = follower("F", &code);
+    m.local(song("a"));
+    f.wait_view("a", 0);
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let (link, mut events) = rogue_link(&rt, &code, "HEAVY", None).expect("a valid token joins");
+    // Well under the message limit (500 a second), far over the byte budget (1 MiB a second).
+    let big = "x".repeat(60 * 1024);
+    let cut_off = rt.block_on(async {
+        for _ in 0..40 {
+            if link.send_text(&big).await.is_err() {
+                break;
+            }
+        }
+        tokio::time::timeout(WAIT, async {
+            loop {
+                match events.recv().await {
+                    Some(LinkEvent::Closed) | None => return true,
+                    Some(_) => {}
+                }
+            }
+        })
+        .await
+        .unwrap_or(false)
+    });
+    assert!(cut_off, "the heavy sender is disconnected");
+    m.wait("the flood report", |s| {
+        s.errors.iter().any(|e| e.contains("HEAVY") && e.contains("bytes"))
+    });
+    m.local(LocalAction::NextPage);
+    f.wait_view("a", 1);
+    assert!(!f.phases.contains(&Phase::FollowerDisconnectedLocal), "F kept its link");
 }

@@ -536,8 +536,9 @@ async fn a_burst_of_guesses_in_flight_together_gets_no_more_than_the_limit_of_40
         tokio::time::sleep(Duration::from_millis(300)).await;
         stub(req).await
     };
-    let server =
-        SignalingServer::bind_with(local(), handler, SignalingConfig::default()).await.expect("binds");
+    let server = SignalingServer::bind_with(local(), handler, SignalingConfig::default())
+        .await
+        .expect("binds");
     let addr = server.local_addr();
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..30 {

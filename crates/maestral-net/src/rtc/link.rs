@@ -38,8 +38,8 @@ pub enum LinkEvent {
     Open,
     /// A text message (protocol JSON, unchecked).
     Text(String),
-    /// A binary message, or a text message that is not UTF-8, of this many bytes: bad input on
-    /// `maestral-sync`, to be dropped.
+    /// A binary message, a text message that is not UTF-8, or one over [`MAX_MESSAGE_SIZE`]
+    /// (not read at all), of this many bytes: bad input on `maestral-sync`, to be dropped.
     Binary(usize),
     /// The peer has gone quiet (ICE disconnected). Sends still queue.
     Degraded,
@@ -173,7 +173,8 @@ impl Shared {
             Self::emit(&state, LinkEvent::Open);
         }
         let len = message.data.len();
-        let event = if message.is_string {
+        // Over the limit: dropped unread, before any copy or parse (only its length is told).
+        let event = if message.is_string && len <= MAX_MESSAGE_SIZE {
             match String::from_utf8(message.data.to_vec()) {
                 Ok(text) => LinkEvent::Text(text),
                 Err(_) => LinkEvent::Binary(len),
@@ -403,7 +404,8 @@ impl Link {
         if !sdp.all_setup_actpass() {
             return Err(RtcError::NotAnOffer);
         }
-        let offer = RTCSessionDescription::offer(offer_sdp.to_owned())
+        let offer_sdp = super::sdp::keep_host_candidates(offer_sdp, cfg.bind_ip);
+        let offer = RTCSessionDescription::offer(offer_sdp)
             .map_err(|e| RtcError::InvalidSdp(e.to_string()))?;
         offer.unmarshal().map_err(|e| RtcError::InvalidSdp(e.to_string()))?;
         if !sdp.has_data_channel() {

@@ -121,6 +121,46 @@ pub fn sha256_fingerprint(sdp: &str) -> Option<String> {
     found.map(|value| format!("sha-256 {value}"))
 }
 
+/// How many remote candidates a link keeps ([`keep_host_candidates`]).
+pub const MAX_REMOTE_CANDIDATES: usize = 4;
+
+/// `sdp` with only the candidates worth checking from a peer on this LAN: UDP host candidates
+/// of `bind_ip`'s family (loopback ones only when `bind_ip` is loopback, and the other way
+/// round), at most [`MAX_REMOTE_CANDIDATES`] of them. A hostile offer can carry a thousand
+/// candidates in 64 KiB, each costing connectivity checks; a peer on the same LAN needs one.
+pub fn keep_host_candidates(sdp: &str, bind_ip: std::net::IpAddr) -> String {
+    let mut kept = 0;
+    let mut out = String::with_capacity(sdp.len());
+    for line in sdp.split_inclusive('\n') {
+        let text = line.trim_end_matches(['\r', '\n']);
+        if let Some(candidate) = text.strip_prefix("a=candidate:") {
+            if kept >= MAX_REMOTE_CANDIDATES || !usable_candidate(candidate, bind_ip) {
+                continue;
+            }
+            kept += 1;
+        }
+        out.push_str(line);
+    }
+    out
+}
+
+fn usable_candidate(candidate: &str, bind_ip: std::net::IpAddr) -> bool {
+    let fields: Vec<&str> = candidate.split_ascii_whitespace().collect();
+    let [_foundation, _component, transport, _priority, address, _port, "typ", kind, ..] =
+        fields[..]
+    else {
+        return false;
+    };
+    let Ok(ip) = address.parse::<std::net::IpAddr>() else { return false };
+    let same_reach = bind_ip.is_unspecified() || ip.is_loopback() == bind_ip.is_loopback();
+    transport.eq_ignore_ascii_case("udp")
+        && kind == "host"
+        && ip.is_ipv4() == bind_ip.is_ipv4()
+        && !ip.is_unspecified()
+        && !ip.is_multicast()
+        && same_reach
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -152,5 +192,33 @@ mod tests {
         assert!(!Sdp::new(&answer).all_setup_actpass());
         assert!(!Sdp::new("hello").looks_like_offer());
         assert!(!Sdp::new("v=0\r\na=x\r\n").looks_like_offer());
+    }
+
+    #[test]
+    fn only_a_few_host_candidates_of_our_family_are_kept() {
+        let lo: std::net::IpAddr = "127.0.0.1".parse().expect("ip");
+        let lan: std::net::IpAddr = "192.168.1.20".parse().expect("ip");
+        let mut sdp = String::from("v=0\r\nm=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\n");
+        for i in 0..1000 {
+            sdp.push_str(&format!(
+                "a=candidate:{i} 1 udp 1 127.0.0.{} 5000 typ host\r\n",
+                i % 250 + 1
+            ));
+        }
+        sdp.push_str("a=candidate:x 1 udp 1 ::1 5000 typ host\r\n");
+        sdp.push_str("a=candidate:y 1 tcp 1 192.168.1.7 5000 typ host\r\n");
+        sdp.push_str("a=candidate:z 1 udp 1 192.168.1.7 5000 typ srflx raddr 0.0.0.0 rport 0\r\n");
+        sdp.push_str("a=candidate:w 1 udp 1 192.168.1.8 5000 typ host\r\n");
+        sdp.push_str("a=candidate:v 1 udp 1 peer.local 5000 typ host\r\n");
+        sdp.push_str("a=candidate:broken\r\na=end-of-candidates\r\n");
+        let on_lo = keep_host_candidates(&sdp, lo);
+        assert_eq!(on_lo.matches("a=candidate:").count(), MAX_REMOTE_CANDIDATES);
+        assert!(on_lo.contains("a=candidate:0 1 udp 1 127.0.0.1 5000 typ host\r\n"));
+        assert!(
+            on_lo.starts_with("v=0\r\nm=application") && on_lo.ends_with("a=end-of-candidates\r\n")
+        );
+        let on_lan = keep_host_candidates(&sdp, lan);
+        let kept: Vec<&str> = on_lan.lines().filter(|l| l.starts_with("a=candidate:")).collect();
+        assert_eq!(kept, ["a=candidate:w 1 udp 1 192.168.1.8 5000 typ host"]);
     }
 }

@@ -21,9 +21,10 @@ pub enum SyncError {
     /// A command for another role.
     #[error("{0}")]
     WrongRole(&'static str),
-    /// A peer sent more messages in one second than allowed and was disconnected.
-    #[error("{peer} sent more than {limit} messages in a second and was disconnected")]
-    Flood { peer: DeviceId, limit: u32 },
+    /// A peer sent more messages, or more bytes, in one second than allowed and was
+    /// disconnected.
+    #[error("{peer} sent more than {limit} in a second and was disconnected")]
+    Flood { peer: DeviceId, limit: String },
     /// Master: the join code could not be written.
     #[error("{0}")]
     JoinCode(#[from] JoinCodeError),

@@ -270,8 +270,11 @@ impl FollowerIo {
         let cert_pem = self.cert.as_ref().map(|c| c.to_pem().to_owned());
         let now = ctx.engine.follower_resume().and_then(|session| {
             let (master, code) = self.master.as_ref()?;
-            (*master == session.master)
-                .then(|| SavedMembership { join_code: code.to_string(), session, cert_pem })
+            (*master == session.master).then(|| SavedMembership {
+                join_code: code.to_string(),
+                session,
+                cert_pem,
+            })
         });
         if now == self.saved {
             return;

@@ -28,6 +28,9 @@ pub struct SyncConfig {
     pub join_timeout: Duration,
     /// A peer sending more messages than this in one second is disconnected (a flood).
     pub flood_limit: u32,
+    /// A peer sending more bytes than this in one second on `maestral-sync` is disconnected
+    /// (a flood of large messages within the message limit).
+    pub flood_bytes: u64,
     /// Where each role keeps what it needs after a restart (`maestral_net::state::files`): a
     /// Master its session, a Follower its membership, a Solo device its pairing. `None`:
     /// nothing kept.
@@ -49,6 +52,7 @@ impl SyncConfig {
             timing: Timing::LAN,
             join_timeout: Duration::from_secs(5),
             flood_limit: 500,
+            flood_bytes: 1024 * 1024,
             state_dir: None,
             max_stream_bytes: super::stream::DEFAULT_MAX_STREAM_BYTES,
             stream_stall: super::stream::STALL,

@@ -30,6 +30,7 @@ struct PeerLink {
     writer: tokio::task::JoinHandle<()>,
     window_start: Instant,
     in_window: u32,
+    bytes_in_window: u64,
 }
 
 /// Every link's events, tagged with the link's generation.
@@ -112,6 +113,7 @@ impl Links {
                 writer,
                 window_start: Instant::now(),
                 in_window: 0,
+                bytes_in_window: 0,
             },
         );
         (generation, queued)
@@ -129,6 +131,11 @@ impl Links {
 
     pub(crate) fn contains(&self, peer: &DeviceId) -> bool {
         self.by_peer.contains_key(peer)
+    }
+
+    /// How many links are open.
+    pub(crate) fn len(&self) -> usize {
+        self.by_peer.len()
     }
 
     /// Queues a message for `peer` (dropped when there is no link: the engine is told of that
@@ -155,16 +162,25 @@ impl Links {
         self.remove(peer);
     }
 
-    /// Counts one message from `peer` against the flood limit; past it the link is cut off at
-    /// once, whatever is queued (everyone else is untouched).
-    pub(crate) fn count(&mut self, peer: &DeviceId, limit: u32) -> Traffic {
+    /// Counts one message of `len` bytes from `peer` against the flood limits (`limit`
+    /// messages and `byte_limit` bytes a second); past either the link is cut off at once,
+    /// whatever is queued (everyone else is untouched).
+    pub(crate) fn count(
+        &mut self,
+        peer: &DeviceId,
+        limit: u32,
+        byte_limit: u64,
+        len: usize,
+    ) -> Traffic {
         let Some(pl) = self.by_peer.get_mut(peer) else { return Traffic::Ok };
         if pl.window_start.elapsed() >= Duration::from_secs(1) {
             pl.window_start = Instant::now();
             pl.in_window = 0;
+            pl.bytes_in_window = 0;
         }
         pl.in_window += 1;
-        if pl.in_window <= limit {
+        pl.bytes_in_window = pl.bytes_in_window.saturating_add(len as u64);
+        if pl.in_window <= limit && pl.bytes_in_window <= byte_limit {
             return Traffic::Ok;
         }
         if let Some(pl) = self.remove(peer) {

@@ -39,7 +39,16 @@ pub(crate) struct MasterIo {
     /// connected member's device id replaces that member's link only if it proves the same
     /// certificate (the DTLS handshake proves the key), so a token holder cannot kick a singer.
     member_certs: HashMap<DeviceId, String>,
+    /// Joins being answered now (each holds a PeerConnection until its channel opens).
+    answering: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
+
+/// Joins answered at once; more get `503` (retried by honest Followers on their backoff). A
+/// join is answered in milliseconds on a LAN, so 32 in flight is already a storm.
+pub const MAX_PENDING_ANSWERS: usize = 32;
+/// Members with a link at once; a join past it gets `503`. No choir is this large: the cap
+/// only bounds what token holders can make this device hold.
+pub const MAX_MEMBERS: usize = 500;
 
 impl MasterIo {
     pub(crate) fn join_requests(&mut self) -> Option<&mut mpsc::Receiver<PendingJoin>> {
@@ -155,6 +164,17 @@ impl MasterIo {
         let peer = DeviceId::new(p.request.device_id.clone());
         // A connected member's id, from another certificate: refused before any connection
         // is made (a forged fingerprint is caught later, by DTLS, before the link is taken).
+        let answering = self.answering.load(std::sync::atomic::Ordering::SeqCst);
+        let refusal = refusal.or_else(|| {
+            let full = ctx.links.len() >= MAX_MEMBERS && !ctx.links.contains(&peer);
+            (full || answering >= MAX_PENDING_ANSWERS).then(|| {
+                tracing::warn!(
+                    "a join refused for now: {answering} joins being answered, {} links",
+                    ctx.links.len()
+                );
+                JoinOutcome::Unavailable
+            })
+        });
         let refusal = refusal.or_else(|| {
             let offered = sha256_fingerprint(&r.offer).unwrap_or_default();
             (!self.may_replace(ctx, &peer, &offered)).then(|| {
@@ -168,7 +188,12 @@ impl MasterIo {
             return;
         };
         let (cfg, timeout, tx) = (ctx.cfg.rtc, ctx.cfg.join_timeout, ctx.internal.clone());
-        tokio::spawn(answer_join(p, cfg, Some(cert), peer, timeout, tx));
+        let answering = self.answering.clone();
+        answering.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        tokio::spawn(async move {
+            answer_join(p, cfg, Some(cert), peer, timeout, tx).await;
+            answering.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        });
     }
 
     /// Whether a link from the certificate `fingerprint` may be bound to `peer`: always, unless
@@ -182,7 +207,9 @@ impl MasterIo {
     /// would replace a connected member's link from another certificate. `false`: refused.
     pub(crate) fn admit(&mut self, ctx: &Ctx, peer: &DeviceId, fingerprint: &str) -> bool {
         if !self.may_replace(ctx, peer, fingerprint) {
-            tracing::warn!("refused a link naming {peer:?}, a connected member, from another device");
+            tracing::warn!(
+                "refused a link naming {peer:?}, a connected member, from another device"
+            );
             return false;
         }
         self.member_certs.insert(peer.clone(), fingerprint.to_owned());

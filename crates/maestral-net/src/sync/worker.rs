@@ -384,9 +384,16 @@ impl Worker {
         let ctx = &mut self.ctx;
         match ev {
             LinkEvent::Text(_) | LinkEvent::Binary(_) => {
-                if let Traffic::Flood = ctx.links.count(peer, ctx.cfg.flood_limit) {
+                let len = match &ev {
+                    LinkEvent::Text(t) => t.len(),
+                    LinkEvent::Binary(n) => *n,
+                    _ => 0,
+                };
+                let (limit, bytes) = (ctx.cfg.flood_limit, ctx.cfg.flood_bytes);
+                if let Traffic::Flood = ctx.links.count(peer, limit, bytes, len) {
                     ctx.link(peer, LinkSignal::Down);
-                    ctx.error(SyncError::Flood { peer: peer.clone(), limit: ctx.cfg.flood_limit });
+                    let limit = format!("{limit} messages or {bytes} bytes");
+                    ctx.error(SyncError::Flood { peer: peer.clone(), limit });
                     return;
                 }
                 // A binary message on `maestral-sync` is bad input: dropped.
