@@ -330,6 +330,7 @@ fn receive_scans(
 
 fn receive_pages(
     bridge: Res<RenderBridge>,
+    library: Res<SongLibrary>,
     wanted: Res<WantedPages>,
     usage: Res<PageImageUsage>,
     mut textures: ResMut<PageTextures>,
@@ -354,6 +355,16 @@ fn receive_pages(
                     errors.write(AppError(error.to_string()));
                     textures.failed.insert(key, error.to_string());
                 }
+            }
+            // Told once per page: the render thread no longer draws it ahead of time.
+            RenderEvent::Slow { request, took } => {
+                let title = library.get(&request.song).map_or("this score", |s| s.title.as_str());
+                errors.write(AppError(format!(
+                    "page {} of «{title}» took {:.1} s to draw; it is drawn only when shown, so \
+                     turning to it may pause",
+                    request.page + 1,
+                    took.as_secs_f32()
+                )));
             }
         }
     }

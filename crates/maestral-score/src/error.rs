@@ -34,6 +34,13 @@ pub enum ScoreError {
     #[error("{}: the PDF is password-protected; save a copy without the password (e.g. `qpdf --decrypt --password=PASSWORD in.pdf out.pdf`) and add that", .path.display())]
     PasswordProtected { path: PathBuf },
 
+    /// The file is larger than a score may be: listed, never read.
+    #[error(
+        "{}: the file is {} MB, over the {} MB a score may be; it was not opened (split or compress it)",
+        .path.display(), .len / 1_000_000, .max / 1_000_000
+    )]
+    TooLarge { path: PathBuf, len: u64, max: u64 },
+
     /// A page index past the end of the score (pages count from 0).
     #[error("page index {page} is past the end: the score has {count} pages (0 to {})", .count.saturating_sub(1))]
     PageOutOfRange { page: u32, count: u32 },

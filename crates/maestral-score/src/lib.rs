@@ -20,4 +20,6 @@ pub use render::{
     MAX_PIXELS, MAX_SIDE, PixelSize, Priority, RenderClient, RenderCommand, RenderConfig,
     RenderEvent, RenderRequest, RenderStats, RenderThread, fit_page, wanted_around,
 };
-pub use song::{PageSize, Song, SongId, SongSource, song_id, song_id_of_file, title_from_path};
+pub use song::{
+    MAX_SCORE_BYTES, PageSize, Song, SongId, SongSource, song_id, song_id_of_file, title_from_path,
+};

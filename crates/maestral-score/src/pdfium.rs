@@ -7,6 +7,7 @@
 //! overlap, which is what the lock ensures.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use pdfium_render::prelude::*;
@@ -40,11 +41,33 @@ pub struct PdfiumInfo {
 
 static BOUND: OnceLock<Result<PdfiumInfo, ScoreError>> = OnceLock::new();
 static LOCK: Mutex<()> = Mutex::new(());
+/// Renders waiting for the lock: background work (a library scan) lets them go first.
+static RENDERS_WAITING: AtomicUsize = AtomicUsize::new(0);
 
-/// Holds PDFium for the caller: no other thread calls into it until this is dropped.
+/// Holds PDFium for the caller: no other thread calls into it until this is dropped. For the
+/// render thread (page turns): background work yields to it ([`lock_background`]).
 pub(crate) fn lock() -> MutexGuard<'static, ()> {
+    RENDERS_WAITING.fetch_add(1, Ordering::SeqCst);
     // A panic while holding the lock leaves PDFium as it was; the lock itself carries no data.
-    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    let held = LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    RENDERS_WAITING.fetch_sub(1, Ordering::SeqCst);
+    held
+}
+
+/// [`lock`] for background work (a library scan): taken only while no render waits for it, so
+/// a scan that takes the lock in short steps never holds up a page turn by more than a step.
+pub(crate) fn lock_background() -> MutexGuard<'static, ()> {
+    loop {
+        while RENDERS_WAITING.load(Ordering::SeqCst) > 0 {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        let held = LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if RENDERS_WAITING.load(Ordering::SeqCst) == 0 {
+            return held;
+        }
+        // A render started waiting while this one did: it goes first.
+        drop(held);
+    }
 }
 
 /// Binds PDFium for this process if that has not happened yet, and says which library it is.
@@ -154,41 +177,55 @@ pub(crate) struct Inspection {
     pub page_sizes: Vec<PageSize>,
 }
 
+/// Page sizes read per hold of the lock while inspecting: a score of 100,000 pages is read in
+/// short steps, between which page turns take the lock first.
+const SIZES_PER_STEP: PdfPageIndex = 256;
+
 /// Opens the PDF in `bytes` (named `path` in messages) and reads its title and page sizes.
+/// Background work: it takes the lock in short steps and lets renders go first.
 pub(crate) fn inspect(path: &Path, bytes: &[u8]) -> Result<Inspection, ScoreError> {
     check_bytes(path, bytes)?;
     let pdfium = instance()?;
-    let _held = lock();
+    let held = lock_background();
     let document = pdfium
         .load_pdf_from_byte_slice(bytes, None)
         .map_err(|e| classify(path, tail_has_eof(bytes), bytes.len() as u64, e))?;
-    let page_sizes = page_sizes(path, &document)?;
     let title = document
         .metadata()
         .get(PdfDocumentMetadataTagType::Title)
         .map(|tag| tag.value().trim().to_string())
         .filter(|t| !t.is_empty());
+    let count = document.pages().len();
+    drop(held);
+    let sizes = (|| {
+        let mut sizes = Vec::with_capacity(usize::try_from(count).unwrap_or(0));
+        let mut next: PdfPageIndex = 0;
+        while next < count {
+            let _held = lock_background();
+            let end = next.saturating_add(SIZES_PER_STEP).min(count);
+            for index in next..end {
+                let r = document.pages().page_size(index).map_err(|e| ScoreError::Corrupt {
+                    path: path.to_path_buf(),
+                    detail: format!("the size of page {index} is unreadable: {e}"),
+                })?;
+                sizes.push(PageSize { width: r.width().value, height: r.height().value });
+            }
+            next = end;
+        }
+        if sizes.is_empty() {
+            return Err(ScoreError::Corrupt {
+                path: path.to_path_buf(),
+                detail: "it has no pages".into(),
+            });
+        }
+        Ok(sizes)
+    })();
+    // Closing the document is a PDFium call too.
+    let held = lock_background();
+    drop(document);
+    drop(held);
+    let page_sizes = sizes?;
     Ok(Inspection { title, page_sizes })
-}
-
-pub(crate) fn page_sizes(
-    path: &Path,
-    document: &PdfDocument<'_>,
-) -> Result<Vec<PageSize>, ScoreError> {
-    let sizes = document.pages().page_sizes().map_err(|e| ScoreError::Corrupt {
-        path: path.to_path_buf(),
-        detail: format!("page sizes unreadable: {e}"),
-    })?;
-    if sizes.is_empty() {
-        return Err(ScoreError::Corrupt {
-            path: path.to_path_buf(),
-            detail: "it has no pages".into(),
-        });
-    }
-    Ok(sizes
-        .iter()
-        .map(|r| PageSize { width: r.width().value, height: r.height().value })
-        .collect())
 }
 
 /// PDF readers accept the `%PDF-` header anywhere in the first kilobyte.

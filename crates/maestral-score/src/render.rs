@@ -12,6 +12,7 @@ use std::ops::Deref;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use pdfium_render::prelude::*;
@@ -155,6 +156,10 @@ pub enum RenderEvent {
     Rendered { request: RenderRequest, bitmap: Arc<PageBitmap>, from_cache: bool },
     /// This request cannot be served. Other requests are not affected.
     Failed { request: RenderRequest, error: ScoreError },
+    /// The page of `request` (sent as `Rendered` just before) took `took` to draw, longer than
+    /// [`RenderConfig::slow_render`]: it is no longer drawn ahead of time (only when it is
+    /// shown), so a pathological page holds up a turn once, not on every prefetch.
+    Slow { request: RenderRequest, took: Duration },
 }
 
 /// Settings for the render thread.
@@ -166,6 +171,10 @@ pub struct RenderConfig {
     pub max_open_documents: usize,
     /// Spare pixel buffers kept for reuse beyond those in the cache.
     pub spare_buffers: usize,
+    /// A page that takes longer than this to draw is reported ([`RenderEvent::Slow`]) and no
+    /// longer prefetched. PDFium cannot be interrupted mid-page; a page that never finishes
+    /// would need rendering in a child process.
+    pub slow_render: Duration,
 }
 
 impl Default for RenderConfig {
@@ -174,6 +183,7 @@ impl Default for RenderConfig {
             cache_budget: PageCache::DEFAULT_BUDGET,
             max_open_documents: 4,
             spare_buffers: 3,
+            slow_render: Duration::from_secs(1),
         }
     }
 }
@@ -191,6 +201,8 @@ pub struct RenderStats {
     pub dropped_stale: u64,
     /// Requests answered with [`RenderEvent::Failed`].
     pub failed: u64,
+    /// Pages reported [`RenderEvent::Slow`].
+    pub slow: u64,
     pub cache_bytes: u64,
     pub cache_peak_bytes: u64,
     pub cache_budget: u64,
@@ -330,6 +342,9 @@ struct Worker<'p> {
     events: Sender<RenderEvent>,
     stats: RenderStats,
     shared_stats: Arc<Mutex<RenderStats>>,
+    slow_render: Duration,
+    /// Pages that drew slower than `slow_render`: never prefetched again.
+    slow: std::collections::HashSet<(SongId, u32)>,
 }
 
 enum Flow {
@@ -356,6 +371,8 @@ impl<'p> Worker<'p> {
             events,
             stats: RenderStats::default(),
             shared_stats,
+            slow_render: config.slow_render,
+            slow: std::collections::HashSet::new(),
         }
     }
 
@@ -404,6 +421,7 @@ impl<'p> Worker<'p> {
                 self.cache.remove_song(&song);
                 self.songs.remove(&song);
                 self.pending.retain(|r| r.song != song);
+                self.slow.retain(|(s, _)| *s != song);
             }
             RenderCommand::Want(requests) => {
                 let mut wanted: Vec<RenderRequest> = Vec::with_capacity(requests.len());
@@ -436,18 +454,37 @@ impl<'p> Worker<'p> {
     }
 
     fn serve(&mut self, request: RenderRequest) {
-        let event = match self.render(&request) {
-            Ok(Some((bitmap, from_cache))) => RenderEvent::Rendered { request, bitmap, from_cache },
+        let slow_page = (request.song.clone(), request.page);
+        if request.priority == Priority::Prefetch && self.slow.contains(&slow_page) {
+            return;
+        }
+        let started = Instant::now();
+        let outcome = self.render(&request);
+        let took = started.elapsed();
+        // Told once per page (at any size).
+        let slow = matches!(outcome, Ok(Some((_, false))))
+            && took > self.slow_render
+            && self.slow.insert(slow_page);
+        if slow {
+            self.stats.slow += 1;
+        }
+        let event = match outcome {
+            Ok(Some((bitmap, from_cache))) => {
+                RenderEvent::Rendered { request: request.clone(), bitmap, from_cache }
+            }
             // Prefetch past the end of the score: nothing to draw, nothing to report.
             Ok(None) => return,
             Err(error) => {
                 self.stats.failed += 1;
-                RenderEvent::Failed { request, error }
+                RenderEvent::Failed { request: request.clone(), error }
             }
         };
         self.publish();
         // The app may have dropped its receiver while shutting down; nothing to do about it.
         let _ = self.events.send(event);
+        if slow {
+            let _ = self.events.send(RenderEvent::Slow { request, took });
+        }
     }
 
     fn render(

@@ -51,6 +51,15 @@ pub struct Song {
 impl Song {
     /// Reads, identifies and opens the score at `path` (binds PDFium if needed).
     pub fn open(path: &Path) -> Result<Song, ScoreError> {
+        // A multi-gigabyte file in a scanned folder is never read into memory.
+        let len = std::fs::metadata(path).map_err(|e| ScoreError::io(path, e))?.len();
+        if len > MAX_SCORE_BYTES {
+            return Err(ScoreError::TooLarge {
+                path: path.to_path_buf(),
+                len,
+                max: MAX_SCORE_BYTES,
+            });
+        }
         let bytes = std::fs::read(path).map_err(|e| ScoreError::io(path, e))?;
         Song::from_bytes(path, &bytes)
     }
@@ -69,6 +78,10 @@ impl Song {
         })
     }
 }
+
+/// The largest file opened as a score (256 MB): a scanned score of several hundred pages is a
+/// few tens of MB. A larger file is listed as too large without being read.
+pub const MAX_SCORE_BYTES: u64 = 256 * 1024 * 1024;
 
 /// The file name without its `.pdf`, for scores whose metadata has no title.
 pub fn title_from_path(path: &Path) -> String {

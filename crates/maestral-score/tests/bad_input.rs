@@ -94,7 +94,9 @@ fn a_missing_file_is_an_io_error() {
 fn failure(event: RenderEvent) -> (RenderRequest, ScoreError) {
     match event {
         RenderEvent::Failed { request, error } => (request, error),
-        RenderEvent::Rendered { request, .. } => panic!("{request:?} should have failed"),
+        RenderEvent::Rendered { request, .. } | RenderEvent::Slow { request, .. } => {
+            panic!("{request:?} should have failed")
+        }
     }
 }
 
@@ -156,6 +158,7 @@ fn the_render_thread_reports_bad_requests_and_keeps_serving() {
     match event_for(&events, &fine) {
         RenderEvent::Rendered { bitmap, .. } => assert!(bitmap.width() > 0),
         RenderEvent::Failed { error, .. } => panic!("the good page failed: {error}"),
+        RenderEvent::Slow { .. } => panic!("a slow report before the page"),
     }
     let stats = renderer.stats();
     assert_eq!(stats.failed, 4 + 1 + 4 + 1, "{stats:?}");

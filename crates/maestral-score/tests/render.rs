@@ -15,6 +15,7 @@ fn rendered(event: RenderEvent) -> (RenderRequest, Arc<PageBitmap>, bool) {
     match event {
         RenderEvent::Rendered { request, bitmap, from_cache } => (request, bitmap, from_cache),
         RenderEvent::Failed { request, error } => panic!("{request:?} failed: {error}"),
+        RenderEvent::Slow { request, .. } => panic!("{request:?}: a slow report, not a page"),
     }
 }
 

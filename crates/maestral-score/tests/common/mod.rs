@@ -117,9 +117,9 @@ pub fn event_for(events: &Receiver<RenderEvent>, request: &RenderRequest) -> Ren
 
 pub fn request_of(event: &RenderEvent) -> RenderRequest {
     match event {
-        RenderEvent::Rendered { request, .. } | RenderEvent::Failed { request, .. } => {
-            request.clone()
-        }
+        RenderEvent::Rendered { request, .. }
+        | RenderEvent::Failed { request, .. }
+        | RenderEvent::Slow { request, .. } => request.clone(),
     }
 }
 
