@@ -19,6 +19,10 @@ usage: cargo xtask <command>
   bench engine|render|sync|stream|app|roster|restart [--dev]
                          run a benchmark (release; `app --dev`: the dev build, which is
                          much quicker to build); results under target/bench/
+  fuzz [--minutes N] [--seed S]
+                         fuzz the decoder, the engine, join and pairing codes, the
+                         join body and SDP for N minutes (default 5); crashes are
+                         kept under target/fuzz/ with the command that replays them
   features               check that `run` and `test` build shared crates with the same
                          features (so either command reuses the other's build)
   setup                  fetch PDFium into .cache/pdfium if it is not there yet
@@ -39,6 +43,7 @@ fn main() -> Result<()> {
         "features" => features::check()?,
         "sim" => sim(rest)?,
         "bench" => bench(rest)?,
+        "fuzz" => fuzz(rest)?,
         "-h" | "--help" | "help" => print!("{USAGE}"),
         other => {
             eprint!("unknown command `{other}`\n\n{USAGE}");
@@ -69,6 +74,16 @@ pub fn status(cmd: &mut Command) -> Result<()> {
         bail!("{cmd:?} failed with {st}");
     }
     Ok(())
+}
+
+/// The dev build of `maestral-fuzz` (the one `test` builds; overflow checks on): every
+/// target for `--minutes` (5 by default) in all.
+fn fuzz(rest: &[String]) -> Result<()> {
+    let mut args: Vec<String> = rest.to_vec();
+    if !args.iter().any(|a| a == "--minutes" || a == "--inputs") {
+        args.extend(["--minutes".into(), "5".into()]);
+    }
+    status(cargo().args(["run", "--package", "maestral-fuzz", "--"]).args(&args))
 }
 
 fn run(rest: &[String]) -> Result<()> {

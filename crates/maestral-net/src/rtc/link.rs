@@ -368,6 +368,27 @@ impl PeerConnectionEventHandler for Handler {
     }
 }
 
+/// Every check of a peer's offer made before a socket is bound (the first thing
+/// [`Link::answer`] does): the offerer's DTLS role, a parse by the WebRTC stack, a data channel;
+/// its candidates cut to a few usable ones (`keep_host_candidates`). Public for the fuzzer.
+pub fn check_offer(
+    offer_sdp: &str,
+    bind_ip: std::net::IpAddr,
+) -> Result<RTCSessionDescription, RtcError> {
+    let sdp = Sdp::new(offer_sdp);
+    if !sdp.all_setup_actpass() {
+        return Err(RtcError::NotAnOffer);
+    }
+    let kept = super::sdp::keep_host_candidates(offer_sdp, bind_ip);
+    let offer =
+        RTCSessionDescription::offer(kept).map_err(|e| RtcError::InvalidSdp(e.to_string()))?;
+    offer.unmarshal().map_err(|e| RtcError::InvalidSdp(e.to_string()))?;
+    if !sdp.has_data_channel() {
+        return Err(RtcError::NoDataChannel);
+    }
+    Ok(offer)
+}
+
 impl Link {
     /// Creates a connection with the `maestral-sync` channel and returns its complete offer SDP.
     /// Pass the other side's answer to [`accept_answer`](Self::accept_answer).
@@ -400,17 +421,7 @@ impl Link {
         offer_sdp: &str,
     ) -> Result<(Link, String, mpsc::UnboundedReceiver<LinkEvent>), RtcError> {
         // Check the input before any socket is bound.
-        let sdp = Sdp::new(offer_sdp);
-        if !sdp.all_setup_actpass() {
-            return Err(RtcError::NotAnOffer);
-        }
-        let offer_sdp = super::sdp::keep_host_candidates(offer_sdp, cfg.bind_ip);
-        let offer = RTCSessionDescription::offer(offer_sdp)
-            .map_err(|e| RtcError::InvalidSdp(e.to_string()))?;
-        offer.unmarshal().map_err(|e| RtcError::InvalidSdp(e.to_string()))?;
-        if !sdp.has_data_channel() {
-            return Err(RtcError::NoDataChannel);
-        }
+        let offer = check_offer(offer_sdp, cfg.bind_ip)?;
 
         let (link, events, gathered) = Self::build(cfg, cert, Role::Answerer).await?;
         let pc = link.inner.shared.peer_connection()?;

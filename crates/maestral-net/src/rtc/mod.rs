@@ -27,8 +27,8 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 pub use cert::DtlsCert;
-pub use link::{Link, LinkEvent};
-pub use sdp::{sdp_fingerprints, sha256_fingerprint};
+pub use link::{Link, LinkEvent, check_offer};
+pub use sdp::{keep_host_candidates, sdp_fingerprints, sha256_fingerprint};
 pub use stream::{StreamChannel, StreamEvent};
 
 /// The label of the one protocol channel (`PROTOCOL_V1.md`, "Encoding").
