@@ -216,7 +216,7 @@ impl Target for Engines {
         {
             let before = Self::observe(e);
             let r = e.handle_message(now, &DeviceId::new(from), input);
-            let _ = e.handle_timeout(now);
+            e.handle_timeout(now);
             for out in drain(e) {
                 assert!(
                     decode(out.as_bytes()).is_ok(),

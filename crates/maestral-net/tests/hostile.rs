@@ -96,7 +96,7 @@ fn a_token_holder_claiming_epochs_never_moves_the_choir() {
     f.wait_view("b", 0);
     free.wait_view("b", 0);
     assert!(
-        !f.phases.iter().any(|p| *p == Phase::FollowerDisconnectedLocal),
+        !f.phases.contains(&Phase::FollowerDisconnectedLocal),
         "F never dropped: {:?}",
         f.phases
     );

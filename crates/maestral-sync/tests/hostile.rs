@@ -80,7 +80,7 @@ fn a_spent_song_epoch_is_refused_not_saturated() {
     let saved = MasterState { song_epoch: SongEpoch(u64::MAX), ..master_state(&m) };
     m.e.resume_master(&saved);
     m.drain_now();
-    let err = m.try_local(LocalAction::SetSong { song_id: song("b") }).unwrap_err();
+    let err = m.try_local(LocalAction::SetSong { song_id: song("b") }).expect_err("refused");
     assert!(matches!(err, ActionError::CounterSpent(_)), "{err}");
     assert!(err.to_string().contains("start a new session"), "{err}");
     let s = master_state(&m);
@@ -93,7 +93,7 @@ fn a_spent_page_revision_is_refused_not_saturated() {
     let saved = MasterState { page_revision: PageRevision(u64::MAX), ..master_state(&m) };
     m.e.resume_master(&saved);
     m.drain_now();
-    let err = m.try_local(LocalAction::NextPage).unwrap_err();
+    let err = m.try_local(LocalAction::NextPage).expect_err("refused");
     assert!(matches!(err, ActionError::CounterSpent("page revision")), "{err}");
     assert_eq!(m.page(), 3, "the page did not move");
     // A song change starts a fresh revision counter: the Master can go on.
@@ -121,7 +121,7 @@ fn a_solo_change_stamped_far_in_the_future_is_refused_and_later_turns_still_win(
             a.now + ahead,
             Message::SoloSetPage(SoloSetPage { song_id: song("x"), page_index: 40 }),
         );
-        let err = a.recv_bytes("B", forged.encode().as_bytes()).unwrap_err();
+        let err = a.recv_bytes("B", forged.encode().as_bytes()).expect_err("refused");
         assert!(matches!(err, RecvError::FarFuture { .. }), "{err}");
         assert!(err.to_string().contains("ahead of this device's clock"), "{err}");
         assert_eq!(a.snapshot(), before, "state unchanged");
@@ -150,7 +150,7 @@ fn a_solo_snapshot_carrying_a_far_future_stamp_is_refused() {
     theirs.song_id = song("x");
     theirs.last_layout_change = PageChangeStamp { sender_id: id("B"), ts: u64::MAX };
     let forged = Envelope::new(SessionId::new(""), id("B"), a.now, Message::SoloSnapshot(theirs));
-    let err = a.recv_bytes("B", forged.encode().as_bytes()).unwrap_err();
+    let err = a.recv_bytes("B", forged.encode().as_bytes()).expect_err("refused");
     assert!(matches!(err, RecvError::FarFuture { .. }), "{err}");
     assert_eq!(a.snapshot(), before, "state unchanged");
 }

@@ -1,0 +1,346 @@
+//! A hostile device on the LAN against real headless processes (issue 16): a token holder on
+//! its own WebRTC link claiming epochs, naming a singer's device id and sending heavy messages;
+//! a device answering `403` for the Master's address while it is away; a Solo partner stamping
+//! a change far in the future; a library holding a huge file and a damaged one. Each checks that
+//! the honest devices keep the Master's song and page and that the attacker gets a clear
+//! refusal. Every wait is bounded; nothing asserts on time.
+
+mod support;
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use maestral_net::joincode::JoinCode;
+use maestral_net::rtc::{Link, LinkEvent, RtcConfig};
+use maestral_net::signaling::{JoinError, JoinRequestBody, RejectReason, post_join};
+use maestral_protocol::{
+    DeviceId, Envelope, FollowMode, JoinRequest, Message, SessionId, SoloSetPage, SongEpoch, SongId,
+};
+use support::{App, TempDir, demo_score};
+
+const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+const WAIT: Duration = Duration::from_secs(60);
+
+fn app(name: &str, state: &Path, args: &[&str]) -> App {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_maestral"));
+    command.arg("--headless").args(["--device-id", name, "--device-name", name, "--state-dir"]);
+    command.arg(state).args(args);
+    let mut app = App::spawn(command);
+    app.name = name.into();
+    app
+}
+
+fn master(root: &Path) -> (App, String) {
+    let library = support::demo_library();
+    let library = library.to_str().expect("a UTF-8 path");
+    let mut m = app(
+        "conductor",
+        &root.join("conductor"),
+        &["--choir-master", "--listen", "127.0.0.1:0", library],
+    );
+    let ready = m.wait("ready", |e| e["event"] == "ready");
+    (m, ready["join_code"].as_str().expect("a join code").to_owned())
+}
+
+fn singer(root: &Path, name: &str, code: &str) -> App {
+    let library = support::demo_library();
+    let mut s = app(name, &root.join(name), &["--join", code, library.to_str().expect("UTF-8")]);
+    s.wait("following", |e| e["event"] == "phase" && e["phase"] == "FOLLOWER_CONNECTED_FOLLOW");
+    s
+}
+
+fn shows(e: &serde_json::Value, song: &str, page: u64) -> bool {
+    e["event"] == "show" && e["song_id"] == song && e["page_index"] == page
+}
+
+/// A token holder's link to the Master under `id`: `Err` if the Master refused it.
+async fn rogue(
+    code: &JoinCode,
+    id: &str,
+) -> Result<(Link, tokio::sync::mpsc::UnboundedReceiver<LinkEvent>), JoinError> {
+    let (link, offer, mut events) = Link::offer(&RtcConfig::new(LOCAL), None).await.expect("offer");
+    let body = JoinRequestBody {
+        session_id: code.session_id.clone(),
+        token: code.token.clone(),
+        device_id: id.into(),
+        offer,
+    };
+    let answer = match post_join(code.host, &body, WAIT).await {
+        Ok(a) => a,
+        Err(e) => {
+            link.close().await;
+            return Err(e);
+        }
+    };
+    link.accept_answer(&answer).await.expect("the answer applies");
+    let open = tokio::time::timeout(WAIT, async {
+        loop {
+            match events.recv().await {
+                Some(LinkEvent::Open) => return true,
+                Some(LinkEvent::Closed) | None => return false,
+                Some(_) => {}
+            }
+        }
+    });
+    assert_eq!(open.await, Ok(true), "the rogue's link opens");
+    Ok((link, events))
+}
+
+#[test]
+fn a_token_holder_cannot_move_kick_or_flood_the_choir() {
+    let root = TempDir::new("hostile-choir");
+    let (mut m, code_text) = master(&root.0);
+    let code: JoinCode = code_text.parse().expect("our join code");
+    let mut alto = singer(&root.0, "alto", &code_text);
+    let mut tenor = singer(&root.0, "tenor", &code_text);
+    let score = demo_score("lanterns-on-the-water.pdf");
+    m.send(&format!("song {}", score.display()));
+    let shown = m.wait("the song", |e| e["event"] == "show" && e["song_id"].is_string());
+    let song = shown["song_id"].as_str().expect("an id").to_owned();
+    m.send("page 3");
+    alto.wait("page 3", |e| shows(e, &song, 3));
+    tenor.wait("page 3", |e| shows(e, &song, 3));
+    tenor.send("free");
+    tenor.send("page 7");
+    tenor.wait("its own page", |e| shows(e, &song, 7));
+
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        // 1. Epoch claims: the last epoch, then one past the current in a loop.
+        let (link, mut events) = rogue(&code, "intruder").await.expect("a valid token joins");
+        let session = SessionId::new(code.session_id.clone());
+        for epoch in [u64::MAX, 2, 3, 4, 5, 6, 7, 8, 9, 10] {
+            let claim = Message::JoinRequest(JoinRequest {
+                session_token: code.token.clone(),
+                follow_mode: FollowMode::Follow,
+                song_epoch: SongEpoch(epoch),
+            });
+            let env = Envelope::new(session.clone(), DeviceId::new("intruder"), 1, claim);
+            link.send_text(&env.encode()).await.expect("sent");
+        }
+        // 2. Heavy messages: far over the byte budget, well under the message limit.
+        let heavy = "x".repeat(60 * 1024);
+        for _ in 0..40 {
+            if link.send_text(&heavy).await.is_err() {
+                break;
+            }
+        }
+        let cut_off = tokio::time::timeout(WAIT, async {
+            loop {
+                match events.recv().await {
+                    Some(LinkEvent::Closed) | None => return true,
+                    Some(_) => {}
+                }
+            }
+        });
+        assert_eq!(cut_off.await, Ok(true), "the Master cut the heavy sender off");
+        link.close().await;
+        // 3. A join naming a connected singer's id, from another device: refused.
+        match rogue(&code, "alto").await {
+            Err(JoinError::Rejected(RejectReason::Unavailable)) => {}
+            Err(other) => panic!("refused, but not as in use: {other:?}"),
+            Ok((link, _)) => {
+                link.close().await;
+                panic!("a singer's link was taken over");
+            }
+        }
+    });
+    m.wait("the flood report", |e| {
+        e["event"] == "error" && e["message"].as_str().is_some_and(|t| t.contains("intruder"))
+    });
+    // Nobody moved: the Master's next turn reaches the singer that follows, the free one stays.
+    m.send("next");
+    alto.wait("page 4", |e| shows(e, &song, 4));
+    m.send(&format!("song {}", score.display()));
+    m.wait("the song again", |e| shows(e, &song, 0));
+    alto.wait("page 0 of the new epoch", |e| shows(e, &song, 0));
+    tenor.wait("free singers take song changes", |e| shows(e, &song, 0));
+    for s in [&alto, &tenor] {
+        let dropped = s
+            .seen_at()
+            .any(|(e, _)| e["event"] == "phase" && e["phase"] == "FOLLOWER_DISCONNECTED_LOCAL");
+        assert!(!dropped, "{} never lost its link", s.name);
+    }
+    assert!(alto.quit().success());
+    assert!(tenor.quit().success());
+    assert!(m.quit().success());
+}
+
+/// Answers every request on `listener` with `403 invalid_token`, as any device answering for
+/// the Master's address can. Returns how many it refused so far.
+fn forge_403s(
+    rt: &tokio::runtime::Runtime,
+    listener: tokio::net::TcpListener,
+) -> std::sync::Arc<std::sync::atomic::AtomicUsize> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let n = count.clone();
+    rt.spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let n = n.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 8192];
+                let _ = s.read(&mut buf).await;
+                let body = r#"{"reason":"invalid_token"}"#;
+                let reply = format!(
+                    "HTTP/1.1 403 Forbidden\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = s.write_all(reply.as_bytes()).await;
+                n.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            });
+        }
+    });
+    count
+}
+
+#[test]
+fn a_forged_403_while_the_master_is_away_does_not_end_a_singers_membership() {
+    let root = TempDir::new("hostile-403");
+    let (mut m, code_text) = master(&root.0);
+    let code: JoinCode = code_text.parse().expect("our join code");
+    let mut alto = singer(&root.0, "alto", &code_text);
+    let score = demo_score("lanterns-on-the-water.pdf");
+    m.send(&format!("song {}", score.display()));
+    let shown = m.wait("the song", |e| e["event"] == "show" && e["song_id"].is_string());
+    let song = shown["song_id"].as_str().expect("an id").to_owned();
+    m.send("page 2");
+    alto.wait("page 2", |e| shows(e, &song, 2));
+    // The session is on disk (so the Master can come back); then it dies.
+    support::restart::kept(&root.0.join("conductor"), "master-session.json", |v| {
+        v["state"]["page_index"] == 2
+    });
+    support::restart::kill(m);
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind(code.host))
+        .expect("the Master's port is free again");
+    let refused = forge_403s(&rt, listener);
+    let (_, dropped_at) = alto.wait_at("the drop-out", |e| {
+        e["event"] == "phase" && e["phase"] == "FOLLOWER_DISCONNECTED_LOCAL"
+    });
+    let deadline = std::time::Instant::now() + WAIT;
+    while refused.load(std::sync::atomic::Ordering::SeqCst) < 2 {
+        assert!(std::time::Instant::now() < deadline, "the singer tried to rejoin");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    alto.drain(Duration::from_millis(300));
+    let gave_up = alto.seen_at().any(|(e, at)| {
+        at >= dropped_at && e["event"] == "phase" && e["phase"] == "FOLLOWER_IDLE_LOCAL"
+    });
+    assert!(!gave_up, "a forged 403 ended the membership");
+    // The forger goes; the Master comes back from its state directory, and the singer with it.
+    drop(rt);
+    let mut m = app("conductor", &root.0.join("conductor"), &[]);
+    m.wait("resumed", |e| e["event"] == "ready");
+    alto.wait("back in step", |e| {
+        e["event"] == "phase" && e["phase"] == "FOLLOWER_CONNECTED_FOLLOW"
+    });
+    m.send("next");
+    alto.wait("page 3", |e| shows(e, &song, 3));
+    assert!(alto.quit().success());
+    assert!(m.quit().success());
+}
+
+#[test]
+fn a_solo_partner_stamping_a_change_far_in_the_future_is_refused() {
+    use maestral_net::pairing;
+    let root = TempDir::new("hostile-solo");
+    let score = demo_score("lanterns-on-the-water.pdf");
+    let mut left =
+        app("left", &root.0.join("left"), &["--solo-offer", score.to_str().expect("UTF-8")]);
+    let ready = left.wait("ready", |e| e["event"] == "ready");
+    let offer =
+        pairing::decode_offer(ready["pair_code"].as_str().expect("an offer")).expect("offer");
+    let song = SongId::new(
+        left.seen_or_wait("the score", |e| e["event"] == "show" && e["song_id"].is_string())["song_id"]
+            .as_str()
+            .expect("an id"),
+    );
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let (link, answer, mut events) =
+        rt.block_on(Link::answer(&RtcConfig::new(LOCAL), None, &offer)).expect("an answer");
+    left.send(&pairing::encode_answer(&answer).expect("an answer code"));
+    let opened = rt.block_on(async {
+        tokio::time::timeout(WAIT, async {
+            loop {
+                match events.recv().await {
+                    Some(LinkEvent::Open) => return true,
+                    Some(LinkEvent::Closed) | None => return false,
+                    Some(_) => {}
+                }
+            }
+        })
+        .await
+    });
+    assert_eq!(opened, Ok(true));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_millis() as u64;
+    let send = |ts: u64, page: u32| {
+        let msg =
+            Message::SoloSetPage(SoloSetPage { song_id: Some(song.clone()), page_index: page });
+        let env = Envelope::new(SessionId::default(), DeviceId::new("rogue"), ts, msg);
+        rt.block_on(link.send_text(&env.encode())).expect("sent");
+    };
+    let hello = r#"{"v":1,"session_id":"","sender_id":"rogue","type":"HELLO","ts":1,"payload":{"mode":"solo","device_name":"rogue","app_version":"0","capabilities":[]}}"#;
+    rt.block_on(link.send_text(hello)).expect("sent");
+    left.wait("paired", |e| e["event"] == "phase" && e["phase"] == "SOLO_PAIRED_CONNECTED");
+    // Far in the future: refused. Then a change at the present time: taken.
+    send(u64::MAX, 8);
+    send(now + 60 * 60 * 1000, 8);
+    send(now + 1_000, 4);
+    let taken = left.wait("the sane change", |e| {
+        e["event"] == "show" && e["page_index"].as_u64().is_some_and(|p| p / 2 == 2)
+    });
+    assert!(taken["page_index"].as_u64().is_some_and(|p| p < 8));
+    let jumped = left
+        .seen_at()
+        .any(|(e, _)| e["event"] == "show" && e["page_index"].as_u64().is_some_and(|p| p / 2 == 4));
+    assert!(!jumped, "a far-future change was applied");
+    // Its own turns still go out, and win.
+    left.send("next");
+    left.wait("its own turn", |e| {
+        e["event"] == "show" && e["page_index"].as_u64().is_some_and(|p| p / 2 == 3)
+    });
+    rt.block_on(link.close());
+    assert!(left.quit().success());
+}
+
+#[test]
+fn a_huge_file_and_a_damaged_one_in_the_library_leave_the_master_working() {
+    let root = TempDir::new("hostile-library");
+    let library = root.0.join("library");
+    std::fs::create_dir_all(&library).expect("a library");
+    std::fs::copy(demo_score("lanterns-on-the-water.pdf"), library.join("lanterns.pdf"))
+        .expect("copy");
+    let huge = std::fs::File::create(library.join("huge.pdf")).expect("create");
+    huge.set_len(maestral_score::MAX_SCORE_BYTES + 1).expect("sparse");
+    drop(huge);
+    std::fs::write(library.join("damaged.pdf"), b"%PDF-1.7\n1 0 obj << /Pages 9 0 R >>\n")
+        .expect("write");
+    let mut m = app(
+        "conductor",
+        &root.0.join("conductor"),
+        &["--choir-master", "--listen", "127.0.0.1:0", library.to_str().expect("UTF-8")],
+    );
+    let ready = m.wait("ready", |e| e["event"] == "ready");
+    let code = ready["join_code"].as_str().expect("a code").to_owned();
+    m.wait("the huge file reported", |e| {
+        e["event"] == "error"
+            && e["message"]
+                .as_str()
+                .is_some_and(|t| t.contains("huge.pdf") && t.contains("not opened"))
+    });
+    let mut alto = singer(&root.0, "alto", &code);
+    m.send(&format!("song {}", library.join("lanterns.pdf").display()));
+    let shown = m.wait("the good score", |e| e["event"] == "show" && e["page_count"] == 11);
+    let song = shown["song_id"].as_str().expect("an id").to_owned();
+    m.send("next");
+    alto.wait("page 1", |e| shows(e, &song, 1));
+    assert!(alto.quit().success());
+    assert!(m.quit().success());
+}
