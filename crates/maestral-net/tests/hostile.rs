@@ -236,3 +236,73 @@ fn a_token_holder_sending_large_messages_is_cut_off_by_the_byte_budget() {
     f.wait_view("a", 1);
     assert!(!f.phases.contains(&Phase::FollowerDisconnectedLocal), "F kept its link");
 }
+
+#[test]
+fn a_join_copying_a_singers_certificate_fingerprint_cannot_take_its_link_without_the_key() {
+    let dir = std::env::temp_dir().join(format!("maestral-hostile-fp-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let (m, code) = master();
+    let mut cfg = config("F");
+    cfg.state_dir = Some(dir.clone());
+    let mut f = Peer::with(Role::Follower, cfg);
+    f.h.send(SyncCommand::Join(code.clone()));
+    f.wait_phase(Phase::FollowerConnectedFollow);
+    m.local(song("a"));
+    f.wait_view("a", 0);
+    // The singer's fingerprint is public (it travels in clear in its join request); here it
+    // is read from the singer's own state file, where its certificate is kept.
+    let file = dir.join("follower-session.json");
+    let deadline = std::time::Instant::now() + WAIT;
+    let kept = loop {
+        let text = std::fs::read_to_string(&file).unwrap_or_default();
+        if let Ok(v) = serde_json::from_str::<serde_json::Value>(&text)
+            && let Some(pem) = v["cert_pem"].as_str()
+        {
+            break DtlsCert::from_pem(pem).expect("the singer's certificate");
+        }
+        assert!(std::time::Instant::now() < deadline, "the session is kept");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let victim = kept.fingerprint().to_owned();
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let opened = rt.block_on(async {
+        let (link, offer, mut events) =
+            Link::offer(&RtcConfig::new(LOCAL), None).await.expect("offer");
+        let own = maestral_net::rtc::sha256_fingerprint(&offer).expect("a fingerprint");
+        let hex = |fp: &str| fp.trim_start_matches("sha-256 ").to_owned();
+        // The attacker's offer claims the singer's certificate.
+        let forged = offer.replace(&hex(&own), &hex(&victim));
+        assert_ne!(forged, offer);
+        let body = JoinRequestBody {
+            session_id: code.session_id.clone(),
+            token: code.token.clone(),
+            device_id: "F".into(),
+            offer: forged,
+        };
+        // The claimed certificate is the singer's: the listener answers (only DTLS can tell).
+        let answer = post_join(code.host, &body, WAIT).await.expect("answered");
+        link.accept_answer(&answer).await.expect("the answer applies");
+        let opened = tokio::time::timeout(Duration::from_secs(8), async {
+            loop {
+                match events.recv().await {
+                    Some(LinkEvent::Open) => return true,
+                    Some(LinkEvent::Closed) | None => return false,
+                    Some(_) => {}
+                }
+            }
+        })
+        .await
+        .unwrap_or(false);
+        link.close().await;
+        opened
+    });
+    assert!(!opened, "DTLS let a link through without the certificate's key");
+    m.local(LocalAction::NextPage);
+    f.wait_view("a", 1);
+    assert!(
+        !f.phases.contains(&Phase::FollowerDisconnectedLocal),
+        "the singer's link was never replaced: {:?}",
+        f.phases
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -63,6 +63,31 @@ impl DeviceId {
     }
 }
 
+/// A peer's `device_name` as this device shows it: control characters and the invisible
+/// characters that reorder or hide text (bidi overrides, zero-width marks) removed, white space
+/// runs made one space, at most 64 characters. `None` when nothing is left (show the device id).
+/// A name comes from any device on the LAN; this keeps it from spoofing another in a list.
+pub fn shown_name(raw: &str) -> Option<String> {
+    let hidden = |c: char| {
+        c.is_control()
+            || matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}')
+    };
+    let mut out = String::new();
+    for word in raw.split(|c: char| c.is_whitespace()).filter(|w| !w.is_empty()) {
+        let word: String = word.chars().filter(|c| !hidden(*c)).collect();
+        if word.is_empty() {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(&word);
+    }
+    let out: String = out.chars().take(64).collect();
+    let out = out.trim_end().to_owned();
+    (!out.is_empty()).then_some(out)
+}
+
 string_id!(
     /// The identifier of one active sync session (spec §3); `""` in Solo.
     SessionId

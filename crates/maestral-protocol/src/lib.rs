@@ -11,7 +11,7 @@ mod ids;
 mod payload;
 
 pub use decode::{DecodeError, decode};
-pub use ids::{DeviceId, PageRevision, SessionId, SessionToken, SongEpoch, SongId};
+pub use ids::{DeviceId, PageRevision, SessionId, SessionToken, SongEpoch, SongId, shown_name};
 pub use payload::*;
 
 use serde::Serialize;

@@ -402,9 +402,9 @@ impl Master {
                 }
             }
             Message::Hello(hello) => {
-                if self.roster.set_name(from, hello.device_name.clone())
-                    && self.members.contains_key(from)
-                {
+                let name = maestral_protocol::shown_name(&hello.device_name)
+                    .unwrap_or_else(|| from.to_string());
+                if self.roster.set_name(from, name) && self.members.contains_key(from) {
                     self.roster.mark();
                 }
                 core.event(Event::PeerHello { peer: from.clone(), hello });

@@ -176,3 +176,48 @@ fn a_forged_http_refusal_of_a_rejoin_keeps_the_membership_and_the_rejoin_goes_on
     assert_eq!(f.phase(), Phase::FollowerConnectedFollow);
     assert_eq!((f.view().song_id, f.page()), (song("a"), 4), "back in step");
 }
+
+#[test]
+fn a_peers_name_is_shown_without_hidden_characters() {
+    use maestral_protocol::shown_name;
+    assert_eq!(shown_name("Alto 2").as_deref(), Some("Alto 2"));
+    assert_eq!(shown_name("  Alto \t\n 2 ").as_deref(), Some("Alto 2"));
+    // A right-to-left override would show "Alto" as another singer's name.
+    assert_eq!(shown_name("Ten\u{202e}otla").as_deref(), Some("Tenotla"));
+    assert_eq!(shown_name("a\u{0}b\u{7}c\u{200b}d\u{feff}").as_deref(), Some("abcd"));
+    assert_eq!(shown_name("\u{202e}\u{200b} \n"), None);
+    assert_eq!(shown_name(&"é".repeat(100)).map(|n| n.chars().count()), Some(64));
+}
+
+#[test]
+fn the_roster_shows_a_hello_name_cleaned_and_the_id_for_an_empty_one() {
+    use maestral_protocol::Hello;
+    let mut m = master();
+    let mut f = joined("F", &mut m);
+    pump(&mut m, &mut f);
+    let hello = |name: &str| {
+        Message::Hello(Hello {
+            mode: maestral_protocol::Mode::ChoirFollower,
+            device_name: name.into(),
+            app_version: "0".into(),
+            capabilities: Vec::new(),
+        })
+    };
+    let names = |m: &mut Dev| -> Vec<String> {
+        m.tick(1_000);
+        m.take_events()
+            .into_iter()
+            .filter_map(|e| match e {
+                maestral_sync::Event::Roster(r) => {
+                    Some(r.members.into_iter().map(|x| x.name).collect())
+                }
+                _ => None,
+            })
+            .last()
+            .unwrap_or_default()
+    };
+    m.recv("F", "S", hello("Ten\u{202e}or"));
+    assert_eq!(names(&mut m), ["Tenor"]);
+    m.recv("F", "S", hello("\u{200b}"));
+    assert_eq!(names(&mut m), ["F"]);
+}

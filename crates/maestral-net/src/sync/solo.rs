@@ -378,7 +378,8 @@ impl SoloIo {
     /// The partner's HELLO on a link: its name, kept for the panel.
     pub(crate) fn hello(&mut self, peer: &DeviceId, hello: &Hello) {
         if let Some(sp) = self.peer.as_mut().filter(|sp| sp.id == *peer) {
-            sp.name.clone_from(&hello.device_name);
+            sp.name = maestral_protocol::shown_name(&hello.device_name)
+                .unwrap_or_else(|| peer.to_string());
         }
     }
 
@@ -536,7 +537,10 @@ async fn handshake(
         match first_text(&mut events, timeout).await {
             Some((peer, text)) => {
                 let name = match maestral_protocol::decode(text.as_bytes()) {
-                    Ok(Envelope { message: Message::Hello(h), .. }) => h.device_name,
+                    Ok(Envelope { message: Message::Hello(h), .. }) => {
+                        maestral_protocol::shown_name(&h.device_name)
+                            .unwrap_or_else(|| peer.to_string())
+                    }
                     _ => peer.to_string(),
                 };
                 let kind = ReadyKind::Solo { fingerprint, name };
