@@ -207,13 +207,13 @@ fn the_roster_shows_a_hello_name_cleaned_and_the_id_for_an_empty_one() {
         m.tick(1_000);
         m.take_events()
             .into_iter()
-            .filter_map(|e| match e {
+            .rev()
+            .find_map(|e| match e {
                 maestral_sync::Event::Roster(r) => {
                     Some(r.members.into_iter().map(|x| x.name).collect())
                 }
                 _ => None,
             })
-            .last()
             .unwrap_or_default()
     };
     m.recv("F", "S", hello("Ten\u{202e}or"));
