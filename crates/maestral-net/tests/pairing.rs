@@ -344,3 +344,12 @@ proptest! {
         prop_assert_eq!(&PairingDescription::from_sdp(&d.to_sdp()).expect("parses"), &d);
     }
 }
+
+#[test]
+fn a_code_repeating_an_address_is_refused_as_no_device_writes_one() {
+    // Found by `cargo xtask fuzz`: such a code decoded to an SDP that encoded to another code.
+    let mut desc = described(&sdp("actpass", &[], ONE_V4));
+    desc.candidates.push(desc.candidates[0]);
+    let code = desc.to_code(PairingKind::Offer).expect("written as given");
+    assert_eq!(decode_offer(&code), Err(PairingCodeError::Corrupt("repeated address")));
+}

@@ -159,6 +159,11 @@ impl PairingDescription {
         if !r.0.is_empty() {
             return Err(PairingCodeError::Corrupt("unexpected bytes at the end"));
         }
+        // A code is canonical: this device never writes an address twice (found by fuzzing: a
+        // code repeating one gave an SDP that encoded to another code).
+        if candidates.iter().enumerate().any(|(i, c)| candidates[..i].contains(c)) {
+            return Err(PairingCodeError::Corrupt("repeated address"));
+        }
         Ok(Self {
             ice_ufrag: ufrag.to_owned(),
             ice_pwd: pwd.to_owned(),

@@ -1,0 +1,102 @@
+//! `maestral-faults --bin PATH [--seed S] [--scenarios N] [--followers N] [--quick]`: headless
+//! Maestral processes on a LAN of network namespaces, put through seeded faults (packet loss,
+//! cut links, killed and stopped processes, song changes), checked after each; prints a row per
+//! fault and writes `target/bench/faults.json` and `faults.svg`. Exit 0: no violation; 1: some
+//! (with the command that replays the run); 3: namespaces cannot be made here (skipped, said
+//! so). Needs root, `ip` (iproute2) and `nft` (nftables). `cargo xtask faults` runs it.
+
+mod lan;
+mod proc;
+mod report;
+mod run;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let mut bin: Option<PathBuf> = None;
+    let mut seed = 1u64;
+    let mut scenarios = 50usize;
+    let mut followers = 4usize;
+    let mut quick = false;
+    let mut out = PathBuf::from("target/bench");
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        let mut value = || args.next().unwrap_or_default();
+        match a.as_str() {
+            "--bin" => bin = Some(value().into()),
+            "--seed" => seed = value().parse().unwrap_or(1),
+            "--scenarios" => scenarios = value().parse().unwrap_or(50),
+            "--followers" => followers = value().parse().unwrap_or(4).max(2),
+            "--out" => out = value().into(),
+            "--quick" => quick = true,
+            other => {
+                eprintln!("maestral-faults: unknown argument `{other}`; see the file's doc");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let Some(bin) = bin else {
+        eprintln!("maestral-faults: --bin PATH (the maestral binary) is required");
+        return ExitCode::from(2);
+    };
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../assets/scores");
+    let scores = [root.join("lanterns-on-the-water.pdf"), root.join("harbour-lights-jig.pdf")];
+    let mut replay =
+        format!("cargo xtask faults --seed {seed} --scenarios {scenarios} --followers {followers}");
+    if quick {
+        replay.push_str(" --quick");
+    }
+    let cfg = run::Config { bin, scores, followers, quick };
+    let plan = run::plan(seed, scenarios, quick, followers);
+    let mut run = match run::Run::start(cfg) {
+        Ok(r) => r,
+        Err(e) if e.to_string().contains("making the LAN's namespace") => {
+            println!("faults: SKIPPED, not passed: network namespaces cannot be made here ({e:#})");
+            return ExitCode::from(3);
+        }
+        Err(e) => {
+            println!("faults: the run could not start: {e:#}\nreplay: {replay}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut rows = Vec::new();
+    let mut failed = false;
+    for (n, fault) in plan.iter().enumerate() {
+        eprintln!("faults: {}/{}: {}", n + 1, plan.len(), fault.label());
+        match run.fault(*fault) {
+            Ok(row) => rows.push(row),
+            Err(e) => {
+                rows.push(run::Row {
+                    fault: fault.label(),
+                    violations: vec![format!("{e:#}")],
+                    ..run::Row::default()
+                });
+                failed = true;
+                break;
+            }
+        }
+    }
+    if !failed {
+        match run.end() {
+            Ok(row) => rows.push(row),
+            Err(e) => rows.push(run::Row {
+                fault: "end".into(),
+                violations: vec![format!("{e:#}")],
+                ..run::Row::default()
+            }),
+        }
+    }
+    print!("{}", report::table(&rows));
+    if let Err(e) = report::write(&out, &rows, seed, &replay) {
+        eprintln!("faults: could not write the report under {}: {e}", out.display());
+    }
+    let violations: usize = rows.iter().map(|r| r.violations.len()).sum();
+    let lost: u64 = rows.iter().map(|r| r.lost).sum();
+    println!("faults: {} faults, {violations} violations, {lost} page updates lost", rows.len());
+    if violations > 0 || lost > 0 {
+        println!("replay: {replay}");
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
+}

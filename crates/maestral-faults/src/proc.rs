@@ -1,0 +1,179 @@
+//! One headless `maestral` on a host of the LAN: its JSON events, each stamped when read.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use serde_json::Value;
+
+pub struct Device {
+    pub name: String,
+    pub ns: String,
+    pub state: PathBuf,
+    child: Child,
+    stdin: Option<ChildStdin>,
+    events: Receiver<(Value, Instant)>,
+    /// Every event so far, in order.
+    pub seen: Vec<(Value, Instant)>,
+    /// Killed on purpose (a death the checks expect).
+    pub killed: bool,
+}
+
+impl Device {
+    /// Starts `maestral --headless ARGS` in namespace `ns`, with its own state directory.
+    pub fn start(
+        bin: &Path,
+        ns: &str,
+        name: &str,
+        state: &Path,
+        args: &[String],
+    ) -> Result<Device> {
+        let mut command = Command::new("ip");
+        command.args(["netns", "exec", ns]).arg(bin).arg("--headless");
+        command.args(["--device-id", name, "--device-name", name, "--state-dir"]).arg(state);
+        command.args(args);
+        command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::null());
+        let mut child = command.spawn().with_context(|| format!("could not start {name}"))?;
+        let stdout = child.stdout.take().context("stdout")?;
+        let stdin = child.stdin.take();
+        let (tx, events) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { return };
+                if let Ok(v) = serde_json::from_str::<Value>(&line)
+                    && tx.send((v, Instant::now())).is_err()
+                {
+                    return;
+                }
+            }
+        });
+        Ok(Device {
+            name: name.into(),
+            ns: ns.into(),
+            state: state.into(),
+            child,
+            stdin,
+            events,
+            seen: Vec::new(),
+            killed: false,
+        })
+    }
+
+    pub fn send(&mut self, line: &str) {
+        if let Some(stdin) = self.stdin.as_mut() {
+            let _ = writeln!(stdin, "{line}");
+            let _ = stdin.flush();
+        }
+    }
+
+    /// Takes in what has come so far.
+    pub fn pump(&mut self) {
+        while let Ok(e) = self.events.try_recv() {
+            self.seen.push(e);
+        }
+    }
+
+    /// Waits up to `limit` for an event `want` accepts (one already seen counts only if it
+    /// came at or after `since`).
+    pub fn wait(
+        &mut self,
+        since: Instant,
+        limit: Duration,
+        want: impl Fn(&Value) -> bool,
+    ) -> Option<(Value, Instant)> {
+        self.pump();
+        if let Some(found) = self.seen.iter().find(|(e, at)| *at >= since && want(e)) {
+            return Some(found.clone());
+        }
+        let deadline = Instant::now() + limit;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.events.recv_timeout(left) {
+                Ok(e) => {
+                    self.seen.push(e.clone());
+                    if want(&e.0) {
+                        return Some(e);
+                    }
+                }
+                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => return None,
+            }
+        }
+    }
+
+    /// Like [`Self::wait`], failing with `what` when nothing comes.
+    pub fn expect(
+        &mut self,
+        since: Instant,
+        limit: Duration,
+        what: &str,
+        want: impl Fn(&Value) -> bool,
+    ) -> Result<(Value, Instant)> {
+        match self.wait(since, limit, want) {
+            Some(found) => Ok(found),
+            None => bail!("{}: no {what} within {limit:?}", self.name),
+        }
+    }
+
+    /// The last page shown, and its song.
+    pub fn shown(&mut self) -> Option<(String, u64)> {
+        self.pump();
+        self.seen
+            .iter()
+            .rev()
+            .find(|(e, _)| e["event"] == "show")
+            .and_then(|(e, _)| Some((e["song_id"].as_str()?.to_owned(), e["page_index"].as_u64()?)))
+    }
+
+    pub fn signal(&self, sig: &str) -> Result<()> {
+        // `ip netns exec` execs the app: the child's pid is the app's.
+        crate::lan::sh("kill", &[&format!("-{sig}"), &self.child.id().to_string()])
+    }
+
+    /// SIGKILL, as a crash or a dead battery.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.killed = true;
+    }
+
+    /// Started again with only its state directory (it resumes what it kept).
+    pub fn restart(&mut self, bin: &Path) -> Result<()> {
+        let again = Device::start(bin, &self.ns, &self.name, &self.state, &[])?;
+        let _ = std::mem::replace(self, again);
+        Ok(())
+    }
+
+    /// Whether the process is still running.
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Quits (stdin `quit`), killed if it does not within 10 s. Whether it exited cleanly.
+    pub fn quit(mut self) -> bool {
+        self.send("quit");
+        self.stdin = None;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(st)) => return st.success(),
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                _ => {
+                    let _ = self.child.kill();
+                    return false;
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Device {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

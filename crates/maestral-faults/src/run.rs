@@ -1,0 +1,513 @@
+//! One seeded run: a Master and its Followers on the simulated LAN, then a sequence of faults,
+//! each followed by the checks of issue 17. Every wait is bounded; a failed check is a violation
+//! in the report (and makes the run fail), never a hang.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde_json::Value;
+
+use crate::lan::Lan;
+use crate::proc::Device;
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The `maestral` binary.
+    pub bin: PathBuf,
+    /// The demo scores the Master switches between.
+    pub scores: [PathBuf; 2],
+    pub followers: usize,
+    /// Short outages and few turns (the bounded form in `cargo xtask test`).
+    pub quick: bool,
+}
+
+/// A fault, with what the seed chose for it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Fault {
+    Loss { percent: u32, inbound: bool, host: usize },
+    LinkDown { secs: u64, host: usize },
+    KillFollower { host: usize },
+    KillMaster,
+    StopFollower { secs: u64, host: usize },
+    SongChange,
+}
+
+impl Fault {
+    pub fn label(&self) -> String {
+        match self {
+            Fault::Loss { percent, inbound, .. } => {
+                format!(
+                    "loss {percent}% {}",
+                    if *inbound { "to followers" } else { "from followers" }
+                )
+            }
+            Fault::LinkDown { secs, .. } => format!("link down {secs} s"),
+            Fault::KillFollower { .. } => "follower SIGKILL + restart".into(),
+            Fault::KillMaster => "master SIGKILL + restart".into(),
+            Fault::StopFollower { secs, .. } => format!("follower SIGSTOP {secs} s"),
+            Fault::SongChange => "song change".into(),
+        }
+    }
+}
+
+/// What one fault did.
+#[derive(Debug, Clone, Default)]
+pub struct Row {
+    pub fault: String,
+    pub host: Option<usize>,
+    /// From the fault to the first sign of it in the Follower's events (link or phase).
+    pub notice_ms: Option<f64>,
+    /// From the heal (or the restart's spawn) to every follow-mode Follower on the Master's page.
+    pub converge_ms: Option<f64>,
+    /// Page-update latencies during the fault, Master's show → Follower's show.
+    pub latencies_ms: Vec<f64>,
+    /// Page updates that never reached a follow-mode Follower.
+    pub lost: u64,
+    pub violations: Vec<String>,
+    /// (time since the run began, latency) of every page update, for the plot.
+    pub samples: Vec<(f64, f64)>,
+}
+
+pub struct Run {
+    cfg: Config,
+    lan: Lan,
+    master: Device,
+    followers: Vec<Device>,
+    /// The Follower in free mode (index into `followers`) and the page it keeps.
+    free: usize,
+    free_page: u64,
+    song: String,
+    page: u64,
+    /// The Master's song's page count.
+    count: u64,
+    score: usize,
+    code: String,
+    began: Instant,
+    _dir: TempDir,
+}
+
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn is_show(e: &Value, song: &str, page: u64) -> bool {
+    e["event"] == "show" && e["song_id"] == song && e["page_index"] == page
+}
+
+/// How long a Follower may take to be back on the Master's page once a fault is over: the
+/// 1 s of the spec plus the backoff cap (800 ms) and ICE's own timers, generous for 2 cores.
+const CONVERGE: Duration = Duration::from_secs(30);
+
+impl Run {
+    pub fn start(cfg: Config) -> Result<Run> {
+        let lan = Lan::new(cfg.followers + 1)?;
+        let dir = std::env::temp_dir().join(format!("maestral-faults-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir)?;
+        let listen = format!("{}:0", lan.hosts[0].ip);
+        let args = vec!["--choir-master".into(), "--listen".into(), listen];
+        let mut master =
+            Device::start(&cfg.bin, &lan.hosts[0].ns, "conductor", &dir.join("m"), &args)?;
+        let began = Instant::now();
+        let (ready, _) = master.expect(began, CONVERGE, "ready", |e| e["event"] == "ready")?;
+        let code = ready["join_code"].as_str().context("a join code")?.to_owned();
+        let mut followers = Vec::new();
+        for i in 1..=cfg.followers {
+            let name = format!("singer-{i}");
+            let args = vec!["--join".to_owned(), code.clone()];
+            followers.push(Device::start(
+                &cfg.bin,
+                &lan.hosts[i].ns,
+                &name,
+                &dir.join(&name),
+                &args,
+            )?);
+        }
+        for f in &mut followers {
+            f.expect(began, CONVERGE, "its join", |e| {
+                e["event"] == "phase" && e["phase"] == "FOLLOWER_CONNECTED_FOLLOW"
+            })?;
+        }
+        let mut run = Run {
+            cfg,
+            lan,
+            master,
+            followers,
+            free: 0,
+            free_page: 0,
+            song: String::new(),
+            page: 0,
+            count: 1,
+            score: 1,
+            code,
+            began,
+            _dir: TempDir(dir),
+        };
+        run.change_song()?;
+        // The last Follower browses freely.
+        run.free = run.followers.len() - 1;
+        let free = &mut run.followers[run.free];
+        free.send("free");
+        free.send("page 5");
+        let song = run.song.clone();
+        free.expect(began, CONVERGE, "its own page", |e| is_show(e, &song, 5))?;
+        run.free_page = 5;
+        Ok(run)
+    }
+
+    /// The Master's next song (the two scores in turn); every Follower, free ones too, shows
+    /// its first page.
+    fn change_song(&mut self) -> Result<()> {
+        self.score = 1 - self.score;
+        let since = Instant::now();
+        let line = format!("song {}", self.cfg.scores[self.score].display());
+        self.master.send(&line);
+        let (shown, _) = self.master.expect(since, CONVERGE, "its song", |e| {
+            e["event"] == "show" && e["song_id"].is_string() && e["page_index"] == 0
+        })?;
+        self.song = shown["song_id"].as_str().context("an id")?.to_owned();
+        self.count = shown["page_count"].as_u64().unwrap_or(1).max(1);
+        self.page = 0;
+        self.free_page = 0;
+        let song = self.song.clone();
+        for f in &mut self.followers {
+            f.expect(since, CONVERGE, "the new song", |e| is_show(e, &song, 0))?;
+        }
+        Ok(())
+    }
+
+    /// One turn of the Master: the time its own show event came.
+    fn turn(&mut self) -> Result<Instant> {
+        let since = Instant::now();
+        let next = self.page_after_turn();
+        let line = if next < self.page { "prev" } else { "next" };
+        self.master.send(line);
+        let song = self.song.clone();
+        let (_, at) =
+            self.master.expect(since, CONVERGE, "its turn", |e| is_show(e, &song, next))?;
+        self.page = next;
+        Ok(at)
+    }
+
+    fn follow_mode(&self) -> impl Iterator<Item = usize> + use<'_> {
+        (0..self.followers.len()).filter(|i| *i != self.free)
+    }
+
+    /// Turns `n` times, `gap` apart; for each, how long every follow-mode Follower took to
+    /// show it (`None`: never, within `limit`).
+    fn turns(&mut self, n: usize, gap: Duration, row: &mut Row, skip: Option<usize>) -> Result<()> {
+        let mut made = Vec::new();
+        for _ in 0..n {
+            made.push((self.page_after_turn(), self.turn()?));
+            std::thread::sleep(gap);
+        }
+        let song = self.song.clone();
+        let who: Vec<usize> = self.follow_mode().filter(|i| Some(*i) != skip).collect();
+        for i in who {
+            let f = &mut self.followers[i];
+            for (k, (page, at)) in made.iter().enumerate() {
+                // Delivered when the Follower shows this page, or a later turn's page (several
+                // updates arriving together are shown once, as the latest).
+                let later: Vec<u64> = made[k..].iter().map(|(p, _)| *p).collect();
+                let since = *at - Duration::from_millis(50);
+                let shown = f.wait(since, Duration::from_secs(10), |e| {
+                    e["event"] == "show"
+                        && e["song_id"] == song.as_str()
+                        && e["page_index"].as_u64().is_some_and(|p| later.contains(&p))
+                });
+                match shown {
+                    Some((_, shown)) => {
+                        let ms = shown.saturating_duration_since(*at).as_secs_f64() * 1e3;
+                        row.latencies_ms.push(ms);
+                        row.samples.push((at.duration_since(self.began).as_secs_f64(), ms));
+                    }
+                    None => row.lost += 1,
+                }
+                let _ = page;
+            }
+        }
+        Ok(())
+    }
+
+    /// Forward through the song, back from its last page.
+    fn page_after_turn(&self) -> u64 {
+        if self.page + 1 >= self.count.max(2) { self.page.saturating_sub(1) } else { self.page + 1 }
+    }
+
+    /// Every follow-mode Follower shows the Master's page (from `since`); the time the last did.
+    fn converged(&mut self, since: Instant, row: &mut Row) -> Option<Instant> {
+        let (song, page) = (self.song.clone(), self.page);
+        let mut last = since;
+        let who: Vec<usize> = self.follow_mode().collect();
+        for i in who {
+            let f = &mut self.followers[i];
+            match f.shown() {
+                Some((s, p)) if s == song && p == page => {}
+                _ => match f.wait(since, CONVERGE, |e| is_show(e, &song, page)) {
+                    Some((_, at)) => last = last.max(at),
+                    None => {
+                        row.violations.push(format!("{} never came back to page {page}", f.name));
+                        return None;
+                    }
+                },
+            }
+        }
+        Some(last)
+    }
+
+    /// The checks after every fault (issue 17, "Checks after each fault").
+    fn check(&mut self, row: &mut Row) {
+        let free = self.free;
+        let (song, page) = (self.song.clone(), self.free_page);
+        match self.followers[free].shown() {
+            Some((s, p)) if s == song && p == page => {}
+            other => row.violations.push(format!("the free Follower moved: shows {other:?}")),
+        }
+        if !self.master.alive() {
+            row.violations.push("the Master died".into());
+        }
+        for f in &mut self.followers {
+            if !f.alive() {
+                row.violations.push(format!("{} died", f.name));
+            }
+        }
+    }
+
+    /// The first sign of trouble in Follower `i`'s events after `since`.
+    fn noticed(&mut self, i: usize, since: Instant, limit: Duration) -> Option<f64> {
+        let f = &mut self.followers[i];
+        f.wait(since, limit, |e| {
+            (e["event"] == "link" && e["state"] != "CONNECTED")
+                || (e["event"] == "phase" && e["phase"] != "FOLLOWER_CONNECTED_FOLLOW")
+        })
+        .map(|(_, at)| at.saturating_duration_since(since).as_secs_f64() * 1e3)
+    }
+
+    pub fn fault(&mut self, fault: Fault) -> Result<Row> {
+        let mut row = Row { fault: fault.label(), ..Row::default() };
+        let turns = if self.cfg.quick { 8 } else { 20 };
+        match fault {
+            Fault::Loss { percent, inbound, host } => {
+                row.host = Some(host);
+                self.lan.set_loss(host, percent, inbound)?;
+                self.turns(turns, Duration::from_millis(150), &mut row, None)?;
+                self.lan.set_loss(host, 0, inbound)?;
+            }
+            Fault::LinkDown { secs, host } => {
+                row.host = Some(host);
+                let i = host - 1;
+                let down = Instant::now();
+                self.lan.set_link(host, false)?;
+                let away = Duration::from_secs(secs);
+                let half = away / 2;
+                std::thread::sleep(half);
+                self.turn()?;
+                self.turn()?;
+                std::thread::sleep(away.saturating_sub(half));
+                row.notice_ms = self.noticed(i, down, Duration::ZERO);
+                self.lan.set_link(host, true)?;
+                let healed = Instant::now();
+                if let Some(at) = self.converged(healed, &mut row) {
+                    row.converge_ms =
+                        Some(at.saturating_duration_since(healed).as_secs_f64() * 1e3);
+                }
+            }
+            Fault::KillFollower { host } => {
+                row.host = Some(host);
+                let i = host - 1;
+                self.wait_kept(i)?;
+                self.followers[i].kill();
+                self.turn()?;
+                let spawned = Instant::now();
+                let bin = self.cfg.bin.clone();
+                self.followers[i].restart(&bin)?;
+                if let Some(at) = self.converged(spawned, &mut row) {
+                    row.converge_ms =
+                        Some(at.saturating_duration_since(spawned).as_secs_f64() * 1e3);
+                }
+                if i == self.free {
+                    // A restarted free Follower comes back free, on the page it kept.
+                    let (song, page) = (self.song.clone(), self.free_page);
+                    let _ = self.followers[i].wait(spawned, CONVERGE, |e| is_show(e, &song, page));
+                }
+            }
+            Fault::KillMaster => {
+                let file = self.master.state.join("master-session.json");
+                let page = self.page;
+                let deadline = Instant::now() + CONVERGE;
+                while !std::fs::read(&file)
+                    .ok()
+                    .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+                    .is_some_and(|v| v["state"]["page_index"] == page)
+                {
+                    anyhow::ensure!(Instant::now() < deadline, "the Master never kept its page");
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                let down = Instant::now();
+                self.master.kill();
+                row.notice_ms = self.noticed(0, down, CONVERGE);
+                let spawned = Instant::now();
+                let bin = self.cfg.bin.clone();
+                self.master.restart(&bin)?;
+                self.master.expect(spawned, CONVERGE, "its return", |e| e["event"] == "ready")?;
+                // Back in step: every follow-mode Follower joined again (each notices the old
+                // link gone on its own ICE timers) and on the Master's page.
+                let mut last = spawned;
+                let who: Vec<usize> = self.follow_mode().collect();
+                for i in who {
+                    let f = &mut self.followers[i];
+                    match f.wait(spawned, CONVERGE, |e| {
+                        e["event"] == "phase" && e["phase"] == "FOLLOWER_CONNECTED_FOLLOW"
+                    }) {
+                        Some((_, at)) => last = last.max(at),
+                        None => row.violations.push(format!("{} never rejoined", f.name)),
+                    }
+                }
+                if let Some(at) = self.converged(last, &mut row) {
+                    let at = at.max(last);
+                    row.converge_ms =
+                        Some(at.saturating_duration_since(spawned).as_secs_f64() * 1e3);
+                }
+                self.turns(2, Duration::from_millis(100), &mut row, None)?;
+            }
+            Fault::StopFollower { secs, host } => {
+                row.host = Some(host);
+                let i = host - 1;
+                self.followers[i].signal("STOP")?;
+                std::thread::sleep(Duration::from_secs(secs) / 2);
+                self.turn()?;
+                std::thread::sleep(Duration::from_secs(secs) / 2);
+                self.followers[i].signal("CONT")?;
+                let woke = Instant::now();
+                if let Some(at) = self.converged(woke, &mut row) {
+                    row.converge_ms = Some(at.saturating_duration_since(woke).as_secs_f64() * 1e3);
+                }
+            }
+            Fault::SongChange => {
+                let since = Instant::now();
+                self.change_song()?;
+                row.converge_ms = Some(since.elapsed().as_secs_f64() * 1e3);
+                // The free Follower took the song change; it browses again.
+                let free = self.free;
+                self.followers[free].send("page 1");
+                let song = self.song.clone();
+                self.followers[free]
+                    .expect(since, CONVERGE, "its own page", |e| is_show(e, &song, 1))?;
+                self.free_page = 1;
+            }
+        }
+        self.check(&mut row);
+        Ok(row)
+    }
+
+    /// Waits until Follower `i` has written its session with the Master's current page.
+    fn wait_kept(&self, i: usize) -> Result<()> {
+        let file = self.followers[i].state.join("follower-session.json");
+        let deadline = Instant::now() + CONVERGE;
+        while !std::fs::read(&file)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+            .is_some()
+        {
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "{} never kept its session",
+                self.followers[i].name
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(())
+    }
+
+    /// The end of the session: every Follower goes local, and the old code joins no more.
+    pub fn end(mut self) -> Result<Row> {
+        let mut row = Row { fault: "end, then the old code".into(), ..Row::default() };
+        let since = Instant::now();
+        self.master.send("end");
+        for f in &mut self.followers {
+            if f.wait(since, CONVERGE, |e| {
+                e["event"] == "phase" && e["phase"] == "FOLLOWER_IDLE_LOCAL"
+            })
+            .is_none()
+            {
+                row.violations.push(format!("{} did not leave the ended session", f.name));
+            }
+        }
+        let host = &self.lan.hosts[1];
+        let state = self._dir.0.join("late");
+        let args = vec!["--join".to_owned(), self.code.clone()];
+        let mut late = Device::start(&self.cfg.bin, &host.ns, "late-singer", &state, &args)?;
+        let joined = late.wait(since, Duration::from_secs(8), |e| {
+            e["event"] == "phase" && e["phase"] == "FOLLOWER_CONNECTED_FOLLOW"
+        });
+        if joined.is_some() {
+            row.violations.push("the old code joined an ended session".into());
+        }
+        // State files: every one still parses.
+        for d in std::iter::once(&self.master).chain(&self.followers) {
+            for entry in std::fs::read_dir(&d.state).into_iter().flatten().flatten() {
+                let path = entry.path();
+                if path.extension().is_some_and(|x| x == "json")
+                    && std::fs::read(&path)
+                        .ok()
+                        .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+                        .is_none()
+                {
+                    row.violations.push(format!("{} is damaged", path.display()));
+                }
+            }
+        }
+        let _ = late.quit();
+        for f in self.followers.drain(..) {
+            let name = f.name.clone();
+            if !f.quit() {
+                row.violations.push(format!("{name} did not quit cleanly"));
+            }
+        }
+        Ok(row)
+    }
+}
+
+/// The faults of a run, chosen by `seed`: in quick mode one of each kind with short outages;
+/// otherwise `n` drawn from every kind (2 s, 10 s and 60 s cuts, 20 s sleeps, 5 % and 30 % loss
+/// both ways, kills of either role, song changes).
+pub fn plan(seed: u64, n: usize, quick: bool, followers: usize) -> Vec<Fault> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut host = || rng.random_range(1..=followers.saturating_sub(1).max(1));
+    if quick {
+        return vec![
+            Fault::Loss { percent: 30, inbound: true, host: host() },
+            Fault::LinkDown { secs: 2, host: host() },
+            Fault::KillFollower { host: host() },
+            Fault::StopFollower { secs: 4, host: host() },
+            Fault::SongChange,
+            Fault::KillMaster,
+        ];
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed);
+    (0..n)
+        .map(|_| {
+            let h = rng.random_range(1..=followers.saturating_sub(1).max(1));
+            match rng.random_range(0..10) {
+                0 | 1 => Fault::Loss {
+                    percent: if rng.random_bool(0.5) { 5 } else { 30 },
+                    inbound: rng.random_bool(0.5),
+                    host: h,
+                },
+                2 | 3 => Fault::LinkDown { secs: [2, 10, 60][rng.random_range(0..3)], host: h },
+                4 => Fault::KillFollower { host: h },
+                5 => Fault::KillMaster,
+                6 => Fault::StopFollower { secs: 20, host: h },
+                _ => Fault::SongChange,
+            }
+        })
+        .collect()
+}
