@@ -23,6 +23,9 @@ usage: cargo xtask <command>
                          fuzz the decoder, the engine, join and pairing codes, the
                          join body and SDP for N minutes (default 5); crashes are
                          kept under target/fuzz/ with the command that replays them
+  faults [--seed S] [--scenarios N] [--followers N] [--quick]
+                         headless processes on a LAN of network namespaces (root),
+                         through seeded faults; report in target/bench/faults.*
   features               check that `run` and `test` build shared crates with the same
                          features (so either command reuses the other's build)
   setup                  fetch PDFium into .cache/pdfium if it is not there yet
@@ -44,6 +47,7 @@ fn main() -> Result<()> {
         "sim" => sim(rest)?,
         "bench" => bench(rest)?,
         "fuzz" => fuzz(rest)?,
+        "faults" => faults(rest)?,
         "-h" | "--help" | "help" => print!("{USAGE}"),
         other => {
             eprint!("unknown command `{other}`\n\n{USAGE}");
@@ -142,7 +146,50 @@ fn test() -> Result<()> {
     if !st.success() {
         bail!("cargo test failed with {st}");
     }
+    // The bounded fault run: real processes on a LAN of network namespaces (root only).
+    match faults_run(&["--quick".into(), "--followers".into(), "3".into()])? {
+        FaultsOutcome::Passed => println!("faults (bounded): passed"),
+        FaultsOutcome::Skipped => {
+            println!("faults (bounded): SKIPPED, not passed (no network namespaces here)");
+        }
+    }
     Ok(())
+}
+
+enum FaultsOutcome {
+    Passed,
+    Skipped,
+}
+
+/// Builds the app and `maestral-faults` (dev profile, the test build) and runs the harness with
+/// `args`. Exit 3 from the harness means namespaces cannot be made here: skipped, said so.
+fn faults_run(args: &[String]) -> Result<FaultsOutcome> {
+    let lib = pdfium::ensure()?;
+    // Two builds, not one: built together, their features would unify differently from the
+    // test build's, and the app would be compiled again.
+    status(cargo().args(["build", "--package", "maestral"]))?;
+    status(cargo().args(["build", "--package", "maestral-faults"]))?;
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .map(|p| if p.is_absolute() { p } else { root().join(p) })
+        .unwrap_or_else(|| root().join("target"));
+    let mut c = Command::new(target.join("debug").join("maestral-faults"));
+    c.current_dir(root()).arg("--bin").arg(target.join("debug").join("maestral")).args(args);
+    c.env("MAESTRAL_PDFIUM", lib);
+    eprintln!("xtask: running {c:?}");
+    let st = c.status().with_context(|| format!("could not start {c:?}"))?;
+    match st.code() {
+        Some(0) => Ok(FaultsOutcome::Passed),
+        Some(3) => Ok(FaultsOutcome::Skipped),
+        _ => bail!("the fault run failed ({st}); its report is under target/bench/faults.json"),
+    }
+}
+
+fn faults(rest: &[String]) -> Result<()> {
+    match faults_run(rest)? {
+        FaultsOutcome::Passed => Ok(()),
+        FaultsOutcome::Skipped => bail!("skipped: network namespaces cannot be made here (root?)"),
+    }
 }
 
 fn sim(rest: &[String]) -> Result<()> {

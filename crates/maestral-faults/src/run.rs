@@ -412,10 +412,11 @@ impl Run {
     fn wait_kept(&self, i: usize) -> Result<()> {
         let file = self.followers[i].state.join("follower-session.json");
         let deadline = Instant::now() + CONVERGE;
-        while !std::fs::read(&file)
+        let page = self.page;
+        while std::fs::read(&file)
             .ok()
             .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
-            .is_some()
+            .is_none_or(|v| v["session"]["master_page"] != page)
         {
             anyhow::ensure!(
                 Instant::now() < deadline,
