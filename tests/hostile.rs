@@ -5,6 +5,8 @@
 //! the honest devices keep the Master's song and page and that the attacker gets a clear
 //! refusal. Every wait is bounded; nothing asserts on time.
 
+#[path = "../crates/maestral-net/tests/common/rogue.rs"]
+mod rogue;
 mod support;
 
 use std::net::{IpAddr, Ipv4Addr};
@@ -13,8 +15,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use maestral_net::joincode::JoinCode;
-use maestral_net::rtc::{Link, LinkEvent, RtcConfig};
-use maestral_net::signaling::{JoinError, JoinRequestBody, RejectReason, post_join};
+use maestral_net::rtc::{Link, LinkEvent, RtcConfig, wait_closed, wait_open};
+use maestral_net::signaling::{JoinError, RejectReason};
 use maestral_protocol::{
     DeviceId, Envelope, FollowMode, JoinRequest, Message, SessionId, SoloSetPage, SongEpoch, SongId,
 };
@@ -60,32 +62,7 @@ async fn rogue(
     code: &JoinCode,
     id: &str,
 ) -> Result<(Link, tokio::sync::mpsc::UnboundedReceiver<LinkEvent>), JoinError> {
-    let (link, offer, mut events) = Link::offer(&RtcConfig::new(LOCAL), None).await.expect("offer");
-    let body = JoinRequestBody {
-        session_id: code.session_id.clone(),
-        token: code.token.clone(),
-        device_id: id.into(),
-        offer,
-    };
-    let answer = match post_join(code.host, &body, WAIT).await {
-        Ok(a) => a,
-        Err(e) => {
-            link.close().await;
-            return Err(e);
-        }
-    };
-    link.accept_answer(&answer).await.expect("the answer applies");
-    let open = tokio::time::timeout(WAIT, async {
-        loop {
-            match events.recv().await {
-                Some(LinkEvent::Open) => return true,
-                Some(LinkEvent::Closed) | None => return false,
-                Some(_) => {}
-            }
-        }
-    });
-    assert_eq!(open.await, Ok(true), "the rogue's link opens");
-    Ok((link, events))
+    rogue::join(code, id, None, WAIT).await
 }
 
 #[test]
@@ -127,15 +104,7 @@ fn a_token_holder_cannot_move_kick_or_flood_the_choir() {
                 break;
             }
         }
-        let cut_off = tokio::time::timeout(WAIT, async {
-            loop {
-                match events.recv().await {
-                    Some(LinkEvent::Closed) | None => return true,
-                    Some(_) => {}
-                }
-            }
-        });
-        assert_eq!(cut_off.await, Ok(true), "the Master cut the heavy sender off");
+        assert!(wait_closed(&mut events, WAIT).await, "the Master cut the heavy sender off");
         link.close().await;
         // 3. A join naming a connected singer's id, from another device: refused.
         match rogue(&code, "alto").await {
@@ -168,34 +137,6 @@ fn a_token_holder_cannot_move_kick_or_flood_the_choir() {
     assert!(m.quit().success());
 }
 
-/// Answers every request on `listener` with `403 invalid_token`, as any device answering for
-/// the Master's address can. Returns how many it refused so far.
-fn forge_403s(
-    rt: &tokio::runtime::Runtime,
-    listener: tokio::net::TcpListener,
-) -> std::sync::Arc<std::sync::atomic::AtomicUsize> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let n = count.clone();
-    rt.spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
-            let n = n.clone();
-            tokio::spawn(async move {
-                let mut buf = [0u8; 8192];
-                let _ = s.read(&mut buf).await;
-                let body = r#"{"reason":"invalid_token"}"#;
-                let reply = format!(
-                    "HTTP/1.1 403 Forbidden\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = s.write_all(reply.as_bytes()).await;
-                n.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            });
-        }
-    });
-    count
-}
-
 #[test]
 fn a_forged_403_while_the_master_is_away_does_not_end_a_singers_membership() {
     let root = TempDir::new("hostile-403");
@@ -214,10 +155,7 @@ fn a_forged_403_while_the_master_is_away_does_not_end_a_singers_membership() {
     });
     support::restart::kill(m);
     let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind(code.host))
-        .expect("the Master's port is free again");
-    let refused = forge_403s(&rt, listener);
+    let refused = rogue::forge_403s(&rt, code.host);
     let (_, dropped_at) = alto.wait_at("the drop-out", |e| {
         e["event"] == "phase" && e["phase"] == "FOLLOWER_DISCONNECTED_LOCAL"
     });
@@ -263,19 +201,7 @@ fn a_solo_partner_stamping_a_change_far_in_the_future_is_refused() {
     let (link, answer, mut events) =
         rt.block_on(Link::answer(&RtcConfig::new(LOCAL), None, &offer)).expect("an answer");
     left.send(&pairing::encode_answer(&answer).expect("an answer code"));
-    let opened = rt.block_on(async {
-        tokio::time::timeout(WAIT, async {
-            loop {
-                match events.recv().await {
-                    Some(LinkEvent::Open) => return true,
-                    Some(LinkEvent::Closed) | None => return false,
-                    Some(_) => {}
-                }
-            }
-        })
-        .await
-    });
-    assert_eq!(opened, Ok(true));
+    assert!(rt.block_on(wait_open(&mut events, WAIT)), "the rogue partner's link opens");
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .expect("after 1970")

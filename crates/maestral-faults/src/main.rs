@@ -1,6 +1,7 @@
-//! `maestral-faults --bin PATH [--seed S] [--scenarios N] [--followers N] [--quick]`: headless
-//! Maestral processes on a LAN of network namespaces, put through seeded faults (packet loss,
-//! cut links, killed and stopped processes, song changes), checked after each; prints a row per
+//! `maestral-faults --bin PATH [--seed S] [--scenarios N] [--followers N] [--storm N] [--quick]`:
+//! headless Maestral processes on a LAN of network namespaces, put through seeded faults (packet
+//! loss, cut links, killed and stopped processes, song changes, `--storm N` Followers joining
+//! in the same second), checked after each; prints a row per
 //! fault and writes `target/bench/faults.json` and `faults.svg`. Exit 0: no violation; 1: some
 //! (with the command that replays the run); 3: namespaces cannot be made here (skipped, said
 //! so). Needs root, `ip` (iproute2) and `nft` (nftables). `cargo xtask faults` runs it.
@@ -19,6 +20,7 @@ fn main() -> ExitCode {
     let mut scenarios = 50usize;
     let mut followers = 4usize;
     let mut quick = false;
+    let mut storm = 0usize;
     let mut out = PathBuf::from("target/bench");
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -30,6 +32,7 @@ fn main() -> ExitCode {
             "--followers" => followers = value().parse().unwrap_or(4).max(2),
             "--out" => out = value().into(),
             "--quick" => quick = true,
+            "--storm" => storm = value().parse().unwrap_or(0),
             other => {
                 eprintln!("maestral-faults: unknown argument `{other}`; see the file's doc");
                 return ExitCode::from(2);
@@ -47,8 +50,11 @@ fn main() -> ExitCode {
     if quick {
         replay.push_str(" --quick");
     }
-    let cfg = run::Config { bin, scores, followers, quick };
-    let plan = run::plan(seed, scenarios, quick, followers);
+    if storm > 0 {
+        replay.push_str(&format!(" --storm {storm}"));
+    }
+    let cfg = run::Config { bin, scores, followers, storm, quick };
+    let plan = run::plan(seed, scenarios, quick, followers, storm);
     let mut run = match run::Run::start(cfg) {
         Ok(r) => r,
         Err(e) if e.to_string().contains("making the LAN's namespace") => {
@@ -64,8 +70,16 @@ fn main() -> ExitCode {
     let mut failed = false;
     for (n, fault) in plan.iter().enumerate() {
         eprintln!("faults: {}/{}: {}", n + 1, plan.len(), fault.label());
-        match run.fault(*fault) {
-            Ok(row) => rows.push(row),
+        let done = run.fault(*fault);
+        if let Ok(row) = &done {
+            // Each row as it comes (a run cut short still tells what it saw).
+            eprint!("{}", report::table(std::slice::from_ref(row)));
+        }
+        match done {
+            Ok(row) => {
+                rows.push(row);
+                let _ = report::write(&out, &rows, seed, &replay);
+            }
             Err(e) => {
                 rows.push(run::Row {
                     fault: fault.label(),

@@ -10,7 +10,7 @@ use std::time::Duration;
 use common::*;
 use maestral_net::SyncCommand;
 use maestral_net::joincode::JoinCode;
-use maestral_net::rtc::{DtlsCert, Link, LinkEvent, RtcConfig};
+use maestral_net::rtc::{DtlsCert, Link, LinkEvent, RtcConfig, wait_closed, wait_open};
 use maestral_net::signaling::{JoinError, JoinRequestBody, post_join};
 use maestral_protocol::{
     DeviceId, Envelope, FollowMode, JoinRequest, Message, SessionId, SongEpoch,
@@ -24,35 +24,7 @@ fn rogue_link(
     id: &str,
     cert: Option<&DtlsCert>,
 ) -> Result<(Link, tokio::sync::mpsc::UnboundedReceiver<LinkEvent>), JoinError> {
-    rt.block_on(async {
-        let (link, offer, mut events) =
-            Link::offer(&RtcConfig::new(LOCAL), cert).await.expect("offer");
-        let body = JoinRequestBody {
-            session_id: code.session_id.clone(),
-            token: code.token.clone(),
-            device_id: id.into(),
-            offer,
-        };
-        let answer = match post_join(code.host, &body, WAIT).await {
-            Ok(a) => a,
-            Err(e) => {
-                link.close().await;
-                return Err(e);
-            }
-        };
-        link.accept_answer(&answer).await.expect("answer applies");
-        let opened = tokio::time::timeout(WAIT, async {
-            loop {
-                match events.recv().await {
-                    Some(LinkEvent::Open) => return true,
-                    Some(LinkEvent::Closed) | None => return false,
-                    Some(_) => {}
-                }
-            }
-        });
-        assert_eq!(opened.await, Ok(true), "the rogue's link opens");
-        Ok((link, events))
-    })
+    rt.block_on(common::rogue::join(code, id, cert, WAIT))
 }
 
 #[test]
@@ -131,36 +103,6 @@ fn a_join_naming_a_connected_singers_device_id_is_refused_and_the_singer_stays()
     assert!(f.errors.is_empty(), "{:?}", f.errors);
 }
 
-/// A listener on `addr` that answers every request `403 invalid_token`, as any device on the
-/// LAN answering for the Master's address can. Counts the requests it refused.
-fn forged_refuser(
-    rt: &tokio::runtime::Runtime,
-    addr: SocketAddr,
-) -> std::sync::Arc<std::sync::atomic::AtomicUsize> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let listener = rt.block_on(tokio::net::TcpListener::bind(addr)).expect("the port is free");
-    let n = count.clone();
-    rt.spawn(async move {
-        loop {
-            let Ok((mut s, _)) = listener.accept().await else { return };
-            let n = n.clone();
-            tokio::spawn(async move {
-                let mut buf = [0u8; 8192];
-                let _ = s.read(&mut buf).await;
-                let body = r#"{"reason":"invalid_token"}"#;
-                let reply = format!(
-                    "HTTP/1.1 403 Forbidden\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = s.write_all(reply.as_bytes()).await;
-                n.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            });
-        }
-    });
-    count
-}
-
 #[test]
 fn a_forged_403_on_a_rejoin_does_not_end_the_membership() {
     let dir = std::env::temp_dir().join(format!("maestral-hostile-403-{}", std::process::id()));
@@ -182,7 +124,7 @@ fn a_forged_403_on_a_rejoin_does_not_end_the_membership() {
     // The Master goes away; another device answers for its address with 403s.
     m.h.shutdown();
     let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let refused = forged_refuser(&rt, code.host);
+    let refused = common::rogue::forge_403s(&rt, code.host);
     f.wait("a forged refusal", |_| refused.load(std::sync::atomic::Ordering::SeqCst) >= 1);
     std::thread::sleep(Duration::from_millis(300));
     while let Ok(e) = f.h.events().try_recv() {
@@ -217,16 +159,7 @@ fn a_token_holder_sending_large_messages_is_cut_off_by_the_byte_budget() {
                 break;
             }
         }
-        tokio::time::timeout(WAIT, async {
-            loop {
-                match events.recv().await {
-                    Some(LinkEvent::Closed) | None => return true,
-                    Some(_) => {}
-                }
-            }
-        })
-        .await
-        .unwrap_or(false)
+        wait_closed(&mut events, WAIT).await
     });
     assert!(cut_off, "the heavy sender is disconnected");
     m.wait("the flood report", |s| {
@@ -282,17 +215,7 @@ fn a_join_copying_a_singers_certificate_fingerprint_cannot_take_its_link_without
         // The claimed certificate is the singer's: the listener answers (only DTLS can tell).
         let answer = post_join(code.host, &body, WAIT).await.expect("answered");
         link.accept_answer(&answer).await.expect("the answer applies");
-        let opened = tokio::time::timeout(Duration::from_secs(8), async {
-            loop {
-                match events.recv().await {
-                    Some(LinkEvent::Open) => return true,
-                    Some(LinkEvent::Closed) | None => return false,
-                    Some(_) => {}
-                }
-            }
-        })
-        .await
-        .unwrap_or(false);
+        let opened = wait_open(&mut events, Duration::from_secs(8)).await;
         link.close().await;
         opened
     });

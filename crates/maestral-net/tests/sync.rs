@@ -207,9 +207,6 @@ fn pair(x: &str, y: &str) -> (Peer, Peer) {
 
 #[test]
 fn garbage_and_a_flood_from_one_peer_leave_everyone_else_alone() {
-    use maestral_net::rtc::{Link, LinkEvent, RtcConfig};
-    use maestral_net::signaling::{JoinRequestBody, post_join};
-
     // A limit far above real traffic (a few messages a second) yet reached at any CPU speed.
     let mut cfg = config("M");
     cfg.flood_limit = 50;
@@ -218,26 +215,8 @@ fn garbage_and_a_flood_from_one_peer_leave_everyone_else_alone() {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let cut_off = rt.block_on(async {
         // A peer with a valid code that then misbehaves.
-        let (link, offer, mut events) =
-            Link::offer(&RtcConfig::new(LOCAL), None).await.expect("offer");
-        let body = JoinRequestBody {
-            session_id: code.session_id.clone(),
-            token: code.token.clone(),
-            device_id: "ROGUE".into(),
-            offer,
-        };
-        let answer = post_join(code.host, &body, WAIT).await.expect("the Master answers");
-        link.accept_answer(&answer).await.expect("answer applies");
-        let opened = tokio::time::timeout(WAIT, async {
-            loop {
-                match events.recv().await {
-                    Some(LinkEvent::Open) => return true,
-                    Some(LinkEvent::Closed) | None => return false,
-                    Some(_) => {}
-                }
-            }
-        });
-        assert_eq!(opened.await, Ok(true));
+        let (link, mut events) =
+            common::rogue::join(&code, "ROGUE", None, WAIT).await.expect("the Master answers");
         for garbage in ["not json", "{\"v\":1}", "[1,2]", "{\"v\":7,\"type\":\"JOIN_REQUEST\"}"] {
             link.send_text(garbage).await.expect("sent");
         }
@@ -247,15 +226,7 @@ fn garbage_and_a_flood_from_one_peer_leave_everyone_else_alone() {
                 break;
             }
         }
-        let closed = tokio::time::timeout(WAIT, async {
-            loop {
-                match events.recv().await {
-                    Some(LinkEvent::Closed) | None => return true,
-                    Some(_) => {}
-                }
-            }
-        });
-        closed.await.unwrap_or(false)
+        maestral_net::rtc::wait_closed(&mut events, WAIT).await
     });
     assert!(cut_off, "the flooding peer is disconnected");
     m.wait("the flood report", |s| s.errors.iter().any(|e| e.contains("ROGUE")));

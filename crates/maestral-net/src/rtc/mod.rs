@@ -22,6 +22,7 @@ pub mod cert;
 pub mod link;
 pub mod sdp;
 pub mod stream;
+mod wait;
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -30,6 +31,7 @@ pub use cert::DtlsCert;
 pub use link::{Link, LinkEvent, check_offer};
 pub use sdp::{keep_host_candidates, sdp_fingerprints, sha256_fingerprint};
 pub use stream::{StreamChannel, StreamEvent};
+pub use wait::{wait_closed, wait_open};
 
 /// The label of the one protocol channel (`PROTOCOL_V1.md`, "Encoding").
 pub const CHANNEL_LABEL: &str = "maestral-sync";

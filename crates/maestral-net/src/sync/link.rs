@@ -237,23 +237,7 @@ impl Links {
     }
 }
 
-/// Waits for the channel to open. Messages cannot come before `Open` (the link's contract).
-pub(crate) async fn wait_open(
-    events: &mut mpsc::UnboundedReceiver<LinkEvent>,
-    timeout: Duration,
-) -> bool {
-    let r = tokio::time::timeout(timeout, async {
-        loop {
-            match events.recv().await {
-                Some(LinkEvent::Open) => return true,
-                Some(LinkEvent::Closed) | None => return false,
-                Some(_) => {}
-            }
-        }
-    })
-    .await;
-    r.unwrap_or(false)
-}
+pub(crate) use crate::rtc::wait_open;
 
 /// The peer's first text message and the device id it claims (its HELLO); `None` if that is
 /// no device id ([`DeviceId::is_valid`]).

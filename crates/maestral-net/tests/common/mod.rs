@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod rogue;
+
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};

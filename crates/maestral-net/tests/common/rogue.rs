@@ -1,0 +1,67 @@
+//! A token holder's own link to a Master: the rogue peer of the hostile tests (this crate's and
+//! the app's `tests/hostile.rs`, which includes this file).
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
+
+use maestral_net::joincode::JoinCode;
+use maestral_net::rtc::{DtlsCert, Link, LinkEvent, RtcConfig, wait_open};
+use maestral_net::signaling::{JoinError, JoinRequestBody, post_join};
+use tokio::sync::mpsc::UnboundedReceiver;
+
+/// Joins the session of `code` as `id`, with `cert` (or a fresh one), and waits for the link to
+/// open. `Err`: the Master refused it.
+pub async fn join(
+    code: &JoinCode,
+    id: &str,
+    cert: Option<&DtlsCert>,
+    wait: Duration,
+) -> Result<(Link, UnboundedReceiver<LinkEvent>), JoinError> {
+    let local = RtcConfig::new(IpAddr::V4(Ipv4Addr::LOCALHOST));
+    let (link, offer, mut events) = Link::offer(&local, cert).await.expect("offer");
+    let body = JoinRequestBody {
+        session_id: code.session_id.clone(),
+        token: code.token.clone(),
+        device_id: id.into(),
+        offer,
+    };
+    let answer = match post_join(code.host, &body, wait).await {
+        Ok(a) => a,
+        Err(e) => {
+            link.close().await;
+            return Err(e);
+        }
+    };
+    link.accept_answer(&answer).await.expect("the answer applies");
+    assert!(wait_open(&mut events, wait).await, "the rogue's link opens");
+    Ok((link, events))
+}
+
+/// A listener on `addr` that answers every request `403 invalid_token`, as any device on the
+/// LAN answering for the Master's address can. Returns how many it refused so far.
+pub fn forge_403s(
+    rt: &tokio::runtime::Runtime,
+    addr: std::net::SocketAddr,
+) -> std::sync::Arc<std::sync::atomic::AtomicUsize> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let listener = rt.block_on(tokio::net::TcpListener::bind(addr)).expect("the port is free");
+    let n = count.clone();
+    rt.spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let n = n.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 8192];
+                let _ = s.read(&mut buf).await;
+                let body = r#"{"reason":"invalid_token"}"#;
+                let reply = format!(
+                    "HTTP/1.1 403 Forbidden\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = s.write_all(reply.as_bytes()).await;
+                n.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            });
+        }
+    });
+    count
+}
