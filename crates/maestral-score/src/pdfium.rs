@@ -197,35 +197,43 @@ pub(crate) fn inspect(path: &Path, bytes: &[u8]) -> Result<Inspection, ScoreErro
         .filter(|t| !t.is_empty());
     let count = document.pages().len();
     drop(held);
-    let sizes = (|| {
-        let mut sizes = Vec::with_capacity(usize::try_from(count).unwrap_or(0));
-        let mut next: PdfPageIndex = 0;
-        while next < count {
-            let _held = lock_background();
-            let end = next.saturating_add(SIZES_PER_STEP).min(count);
-            for index in next..end {
-                let r = document.pages().page_size(index).map_err(|e| ScoreError::Corrupt {
-                    path: path.to_path_buf(),
-                    detail: format!("the size of page {index} is unreadable: {e}"),
-                })?;
-                sizes.push(PageSize { width: r.width().value, height: r.height().value });
-            }
-            next = end;
-        }
-        if sizes.is_empty() {
-            return Err(ScoreError::Corrupt {
-                path: path.to_path_buf(),
-                detail: "it has no pages".into(),
-            });
-        }
-        Ok(sizes)
-    })();
+    let sizes = page_sizes_in_steps(path, &document, count);
     // Closing the document is a PDFium call too.
     let held = lock_background();
     drop(document);
     drop(held);
     let page_sizes = sizes?;
     Ok(Inspection { title, page_sizes })
+}
+
+/// The sizes of the `count` pages of `document`, [`SIZES_PER_STEP`] per hold of the lock; an
+/// error for a document without pages.
+fn page_sizes_in_steps(
+    path: &Path,
+    document: &PdfDocument<'_>,
+    count: PdfPageIndex,
+) -> Result<Vec<PageSize>, ScoreError> {
+    let mut sizes = Vec::with_capacity(usize::try_from(count).unwrap_or(0));
+    let mut next: PdfPageIndex = 0;
+    while next < count {
+        let _held = lock_background();
+        let end = next.saturating_add(SIZES_PER_STEP).min(count);
+        for index in next..end {
+            let r = document.pages().page_size(index).map_err(|e| ScoreError::Corrupt {
+                path: path.to_path_buf(),
+                detail: format!("the size of page {index} is unreadable: {e}"),
+            })?;
+            sizes.push(PageSize { width: r.width().value, height: r.height().value });
+        }
+        next = end;
+    }
+    if sizes.is_empty() {
+        return Err(ScoreError::Corrupt {
+            path: path.to_path_buf(),
+            detail: "it has no pages".into(),
+        });
+    }
+    Ok(sizes)
 }
 
 /// PDF readers accept the `%PDF-` header anywhere in the first kilobyte.
