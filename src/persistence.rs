@@ -63,7 +63,7 @@ pub fn stored_device_id(dir: &StateDir) -> String {
     match std::fs::read(&path) {
         Ok(bytes) => {
             let text = std::str::from_utf8(&bytes).unwrap_or("").trim();
-            if valid_device_id(text) {
+            if maestral_protocol::DeviceId::is_valid(text) {
                 return text.to_owned();
             }
             // A read-only directory: its own warning said this run keeps nothing.
@@ -101,10 +101,6 @@ pub fn stored_device_id(dir: &StateDir) -> String {
         );
     }
     id
-}
-
-fn valid_device_id(id: &str) -> bool {
-    maestral_protocol::DeviceId::is_valid(id)
 }
 
 /// The machine's name, for other devices to show (`--device-name` overrides it).

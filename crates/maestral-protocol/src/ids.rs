@@ -49,8 +49,9 @@ impl DeviceId {
     pub const MAX_LEN: usize = 128;
 
     /// Whether `id` can be a device id: 1 to 128 ASCII letters, digits, `-`, `_` or `.`.
-    /// Ids from the network (a message's `sender_id`, a join request's `device_id`) and from
-    /// the command line are checked against this, so an id can be shown and logged as it is.
+    /// Ids a link is bound to (a join request's `device_id`, the sender of a link's first
+    /// message) and `--device-id` are checked against this, so an id can be shown and logged as
+    /// it is. The decoder itself accepts any `sender_id`.
     pub fn is_valid(id: &str) -> bool {
         !id.is_empty()
             && id.len() <= Self::MAX_LEN

@@ -417,4 +417,10 @@ impl Retry {
         self.running_until = None;
         self.next_at = Some(now.saturating_add(core.backoff(self.failures)));
     }
+
+    /// [`Self::failed`], with the next attempt at least `wait` away.
+    pub fn failed_waiting(&mut self, now: u64, core: &mut Core, wait: u64) {
+        self.failed(now, core);
+        self.next_at = self.next_at.map(|t| t.max(now.saturating_add(wait)));
+    }
 }

@@ -335,8 +335,7 @@ impl Follower {
         }
         let wait = core.timing().refused_rejoin_backoff_ms;
         if let Some(r) = s.retry.as_mut() {
-            r.failed(now, core);
-            r.next_at = r.next_at.map(|t| t.max(now.saturating_add(wait)));
+            r.failed_waiting(now, core, wait);
         }
     }
 

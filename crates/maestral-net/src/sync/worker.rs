@@ -44,6 +44,17 @@ pub(crate) struct Ctx {
 }
 
 impl Ctx {
+    /// Counts one message of `len` bytes from `peer` against the flood limits; past them the
+    /// link is cut off and the engine and the app are told. Whether it was.
+    fn flooded(&mut self, peer: &DeviceId, len: usize) -> bool {
+        let (limit, bytes) = (self.cfg.flood_limit, self.cfg.flood_bytes);
+        let Traffic::Flood = self.links.count(peer, limit, bytes, len) else { return false };
+        self.link(peer, LinkSignal::Down);
+        let limit = format!("{limit} messages or {bytes} bytes");
+        self.error(SyncError::Flood { peer: peer.clone(), limit });
+        true
+    }
+
     /// The engine's `now` (monotonic), with the engine's wall offset set for its stamps. Every
     /// engine input takes its time from here.
     pub(crate) fn now(&mut self) -> u64 {
@@ -383,21 +394,14 @@ impl Worker {
     fn peer_event(&mut self, peer: &DeviceId, ev: LinkEvent) {
         let ctx = &mut self.ctx;
         match ev {
-            LinkEvent::Text(_) | LinkEvent::Binary(_) => {
-                let len = match &ev {
-                    LinkEvent::Text(t) => t.len(),
-                    LinkEvent::Binary(n) => *n,
-                    _ => 0,
-                };
-                let (limit, bytes) = (ctx.cfg.flood_limit, ctx.cfg.flood_bytes);
-                if let Traffic::Flood = ctx.links.count(peer, limit, bytes, len) {
-                    ctx.link(peer, LinkSignal::Down);
-                    let limit = format!("{limit} messages or {bytes} bytes");
-                    ctx.error(SyncError::Flood { peer: peer.clone(), limit });
+            // A binary message on `maestral-sync` is bad input: counted, then dropped.
+            LinkEvent::Binary(len) => {
+                ctx.flooded(peer, len);
+            }
+            LinkEvent::Text(text) => {
+                if ctx.flooded(peer, text.len()) {
                     return;
                 }
-                // A binary message on `maestral-sync` is bad input: dropped.
-                let LinkEvent::Text(text) = ev else { return };
                 let now = ctx.now();
                 match maestral_protocol::decode(text.as_bytes()) {
                     Ok(env) => {
