@@ -20,6 +20,7 @@ use maestral_net::signaling::{JoinError, RejectReason};
 use maestral_protocol::{
     DeviceId, Envelope, FollowMode, JoinRequest, Message, SessionId, SoloSetPage, SongEpoch, SongId,
 };
+use support::restart::{self, is_phase, is_show, show_song};
 use support::{App, TempDir, demo_score};
 
 const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
@@ -34,27 +35,16 @@ fn app(name: &str, state: &Path, args: &[&str]) -> App {
     app
 }
 
+/// The Master, keeping its state under `root`, and its join code.
 fn master(root: &Path) -> (App, String) {
-    let library = support::demo_library();
-    let library = library.to_str().expect("a UTF-8 path");
-    let mut m = app(
-        "conductor",
-        &root.join("conductor"),
-        &["--choir-master", "--listen", "127.0.0.1:0", library],
-    );
-    let ready = m.wait("ready", |e| e["event"] == "ready");
-    (m, ready["join_code"].as_str().expect("a join code").to_owned())
+    restart::master(&root.join("conductor"))
 }
 
+/// A singer that joined with `code` and follows.
 fn singer(root: &Path, name: &str, code: &str) -> App {
-    let library = support::demo_library();
-    let mut s = app(name, &root.join(name), &["--join", code, library.to_str().expect("UTF-8")]);
-    s.wait("following", |e| e["event"] == "phase" && e["phase"] == "FOLLOWER_CONNECTED_FOLLOW");
+    let mut s = restart::spawn(name, &root.join(name), &["--join", code]);
+    s.wait("following", |e| is_phase(e, "FOLLOWER_CONNECTED_FOLLOW"));
     s
-}
-
-fn shows(e: &serde_json::Value, song: &str, page: u64) -> bool {
-    e["event"] == "show" && e["song_id"] == song && e["page_index"] == page
 }
 
 /// A token holder's link to the Master under `id`: `Err` if the Master refused it.
@@ -72,16 +62,13 @@ fn a_token_holder_cannot_move_kick_or_flood_the_choir() {
     let code: JoinCode = code_text.parse().expect("our join code");
     let mut alto = singer(&root.0, "alto", &code_text);
     let mut tenor = singer(&root.0, "tenor", &code_text);
-    let score = demo_score("lanterns-on-the-water.pdf");
-    m.send(&format!("song {}", score.display()));
-    let shown = m.wait("the song", |e| e["event"] == "show" && e["song_id"].is_string());
-    let song = shown["song_id"].as_str().expect("an id").to_owned();
+    let song = show_song(&mut m, "lanterns-on-the-water.pdf");
     m.send("page 3");
-    alto.wait("page 3", |e| shows(e, &song, 3));
-    tenor.wait("page 3", |e| shows(e, &song, 3));
+    alto.wait("page 3", |e| is_show(e, &song, 3));
+    tenor.wait("page 3", |e| is_show(e, &song, 3));
     tenor.send("free");
     tenor.send("page 7");
-    tenor.wait("its own page", |e| shows(e, &song, 7));
+    tenor.wait("its own page", |e| is_show(e, &song, 7));
 
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     rt.block_on(async {
@@ -121,15 +108,12 @@ fn a_token_holder_cannot_move_kick_or_flood_the_choir() {
     });
     // Nobody moved: the Master's next turn reaches the singer that follows, the free one stays.
     m.send("next");
-    alto.wait("page 4", |e| shows(e, &song, 4));
-    m.send(&format!("song {}", score.display()));
-    m.wait("the song again", |e| shows(e, &song, 0));
-    alto.wait("page 0 of the new epoch", |e| shows(e, &song, 0));
-    tenor.wait("free singers take song changes", |e| shows(e, &song, 0));
+    alto.wait("page 4", |e| is_show(e, &song, 4));
+    assert_eq!(show_song(&mut m, "lanterns-on-the-water.pdf"), song, "the song again");
+    alto.wait("page 0 of the new epoch", |e| is_show(e, &song, 0));
+    tenor.wait("free singers take song changes", |e| is_show(e, &song, 0));
     for s in [&alto, &tenor] {
-        let dropped = s
-            .seen_at()
-            .any(|(e, _)| e["event"] == "phase" && e["phase"] == "FOLLOWER_DISCONNECTED_LOCAL");
+        let dropped = s.seen_at().any(|(e, _)| is_phase(e, "FOLLOWER_DISCONNECTED_LOCAL"));
         assert!(!dropped, "{} never lost its link", s.name);
     }
     assert!(alto.quit().success());
@@ -143,41 +127,34 @@ fn a_forged_403_while_the_master_is_away_does_not_end_a_singers_membership() {
     let (mut m, code_text) = master(&root.0);
     let code: JoinCode = code_text.parse().expect("our join code");
     let mut alto = singer(&root.0, "alto", &code_text);
-    let score = demo_score("lanterns-on-the-water.pdf");
-    m.send(&format!("song {}", score.display()));
-    let shown = m.wait("the song", |e| e["event"] == "show" && e["song_id"].is_string());
-    let song = shown["song_id"].as_str().expect("an id").to_owned();
+    let song = show_song(&mut m, "lanterns-on-the-water.pdf");
     m.send("page 2");
-    alto.wait("page 2", |e| shows(e, &song, 2));
+    alto.wait("page 2", |e| is_show(e, &song, 2));
     // The session is on disk (so the Master can come back); then it dies.
-    support::restart::kept(&root.0.join("conductor"), "master-session.json", |v| {
+    restart::kept(&root.0.join("conductor"), "master-session.json", |v| {
         v["state"]["page_index"] == 2
     });
-    support::restart::kill(m);
+    restart::kill(m);
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let refused = rogue::forge_403s(&rt, code.host);
-    let (_, dropped_at) = alto.wait_at("the drop-out", |e| {
-        e["event"] == "phase" && e["phase"] == "FOLLOWER_DISCONNECTED_LOCAL"
-    });
+    let (_, dropped_at) =
+        alto.wait_at("the drop-out", |e| is_phase(e, "FOLLOWER_DISCONNECTED_LOCAL"));
     let deadline = std::time::Instant::now() + WAIT;
     while refused.load(std::sync::atomic::Ordering::SeqCst) < 2 {
         assert!(std::time::Instant::now() < deadline, "the singer tried to rejoin");
         std::thread::sleep(Duration::from_millis(50));
     }
     alto.drain(Duration::from_millis(300));
-    let gave_up = alto.seen_at().any(|(e, at)| {
-        at >= dropped_at && e["event"] == "phase" && e["phase"] == "FOLLOWER_IDLE_LOCAL"
-    });
+    let gave_up =
+        alto.seen_at().any(|(e, at)| at >= dropped_at && is_phase(e, "FOLLOWER_IDLE_LOCAL"));
     assert!(!gave_up, "a forged 403 ended the membership");
     // The forger goes; the Master comes back from its state directory, and the singer with it.
     drop(rt);
-    let mut m = app("conductor", &root.0.join("conductor"), &[]);
+    let mut m = restart::spawn("conductor", &root.0.join("conductor"), &[]);
     m.wait("resumed", |e| e["event"] == "ready");
-    alto.wait("back in step", |e| {
-        e["event"] == "phase" && e["phase"] == "FOLLOWER_CONNECTED_FOLLOW"
-    });
+    alto.wait("back in step", |e| is_phase(e, "FOLLOWER_CONNECTED_FOLLOW"));
     m.send("next");
-    alto.wait("page 3", |e| shows(e, &song, 3));
+    alto.wait("page 3", |e| is_show(e, &song, 3));
     assert!(alto.quit().success());
     assert!(m.quit().success());
 }
@@ -214,7 +191,7 @@ fn a_solo_partner_stamping_a_change_far_in_the_future_is_refused() {
     };
     let hello = r#"{"v":1,"session_id":"","sender_id":"rogue","type":"HELLO","ts":1,"payload":{"mode":"solo","device_name":"rogue","app_version":"0","capabilities":[]}}"#;
     rt.block_on(link.send_text(hello)).expect("sent");
-    left.wait("paired", |e| e["event"] == "phase" && e["phase"] == "SOLO_PAIRED_CONNECTED");
+    left.wait("paired", |e| is_phase(e, "SOLO_PAIRED_CONNECTED"));
     // Far in the future: refused. Then a change at the present time: taken.
     send(u64::MAX, 8);
     send(now + 60 * 60 * 1000, 8);
@@ -266,7 +243,7 @@ fn a_huge_file_and_a_damaged_one_in_the_library_leave_the_master_working() {
     let shown = m.wait("the good score", |e| e["event"] == "show" && e["page_count"] == 11);
     let song = shown["song_id"].as_str().expect("an id").to_owned();
     m.send("next");
-    alto.wait("page 1", |e| shows(e, &song, 1));
+    alto.wait("page 1", |e| is_show(e, &song, 1));
     assert!(alto.quit().success());
     assert!(m.quit().success());
 }
