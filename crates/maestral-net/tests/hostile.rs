@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::*;
@@ -105,16 +104,7 @@ fn a_join_naming_a_connected_singers_device_id_is_refused_and_the_singer_stays()
 
 #[test]
 fn a_forged_403_on_a_rejoin_does_not_end_the_membership() {
-    let dir = std::env::temp_dir().join(format!("maestral-hostile-403-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let master_in = |dir: &std::path::Path| {
-        let mut cfg = config("M");
-        cfg.state_dir = Some(dir.to_path_buf());
-        let mut m = Peer::with(Role::Master, cfg);
-        m.h.send(SyncCommand::StartChoir { listen: SocketAddr::new(LOCAL, 0) });
-        m.wait("a join code", |s| s.join_code.is_some());
-        m
-    };
+    let dir = temp_dir("hostile-403");
     let m = master_in(&dir);
     let code: JoinCode = m.join_code.clone().expect("code").parse().expect("parses");
     let mut f = follower("F", &code);
@@ -172,8 +162,7 @@ fn a_token_holder_sending_large_messages_is_cut_off_by_the_byte_budget() {
 
 #[test]
 fn a_join_copying_a_singers_certificate_fingerprint_cannot_take_its_link_without_the_key() {
-    let dir = std::env::temp_dir().join(format!("maestral-hostile-fp-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = temp_dir("hostile-fp");
     let (m, code) = master();
     let mut cfg = config("F");
     cfg.state_dir = Some(dir.clone());

@@ -236,21 +236,6 @@ fn garbage_and_a_flood_from_one_peer_leave_everyone_else_alone() {
     assert!(!f1.phases.contains(&Phase::FollowerDisconnectedLocal), "F1 never lost its link");
 }
 
-fn temp_dir(name: &str) -> std::path::PathBuf {
-    let d = std::env::temp_dir().join(format!("maestral-test-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
-}
-
-fn master_in(dir: &std::path::Path) -> Peer {
-    let mut cfg = config("M");
-    cfg.state_dir = Some(dir.to_path_buf());
-    let mut m = Peer::with(Role::Master, cfg);
-    m.h.send(SyncCommand::StartChoir { listen: SocketAddr::new(LOCAL, 0) });
-    m.wait("a join code", |s| s.join_code.is_some());
-    m
-}
-
 #[test]
 fn a_restarted_master_resumes_its_session_and_followers_rejoin_by_themselves() {
     let dir = temp_dir("restart");

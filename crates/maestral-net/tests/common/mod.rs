@@ -160,6 +160,24 @@ pub fn master_with(cfg: SyncConfig) -> (Peer, JoinCode) {
     (m, code)
 }
 
+/// A fresh, empty path under the temp directory for one test (`name` and the process id).
+pub fn temp_dir(name: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("maestral-test-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+/// A Master keeping its session in `dir` (a restart from there resumes it), once it has its
+/// join code.
+pub fn master_in(dir: &std::path::Path) -> Peer {
+    let mut cfg = config("M");
+    cfg.state_dir = Some(dir.to_path_buf());
+    let mut m = Peer::with(Role::Master, cfg);
+    m.h.send(SyncCommand::StartChoir { listen: SocketAddr::new(LOCAL, 0) });
+    m.wait("a join code", |s| s.join_code.is_some());
+    m
+}
+
 pub fn follower(name: &str, code: &JoinCode) -> Peer {
     let mut f = Peer::start(name, Role::Follower);
     f.h.send(SyncCommand::Join(code.clone()));
