@@ -141,7 +141,45 @@ async fn close_reaches_the_peer() {
 async fn send_before_open_is_refused() {
     let (a, _offer, _events) = Link::offer(&cfg(), None).await.expect("offer");
     assert!(matches!(a.send_text("early").await, Err(RtcError::NotOpen)));
+    assert!(matches!(a.send_copy("early").await, Err(RtcError::NotOpen)));
     a.close().await;
+}
+
+/// The next copy on `events`, skipping link-quality changes (anything else fails the test).
+async fn next_copy(events: &mut Events) -> Option<String> {
+    match next_message(events).await {
+        Some(LinkEvent::Copy(text)) => Some(text),
+        other => panic!("expected a copy, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copies_travel_both_ways_on_their_own_channel() {
+    let (a, mut a_events, b, mut b_events) = connect(None, None).await;
+    // Offerer to answerer and back: each side made the negotiated channel with its connection.
+    a.send_copy("page 4").await.expect("copy from the offerer");
+    assert_eq!(next_copy(&mut b_events).await.as_deref(), Some("page 4"));
+    b.send_copy("page 6").await.expect("copy from the answerer");
+    assert_eq!(next_copy(&mut a_events).await.as_deref(), Some("page 6"));
+    // Copies are told apart from the sync channel's messages, which keep their own order.
+    a.send_text("first").await.expect("send");
+    a.send_text("second").await.expect("send");
+    let mut texts = Vec::new();
+    while texts.len() < 2 {
+        match next_message(&mut b_events).await {
+            Some(LinkEvent::Text(t)) => texts.push(t),
+            other => panic!("expected a text, got {other:?}"),
+        }
+    }
+    assert_eq!(texts, ["first", "second"]);
+    // Over the limit: refused at the sender like a text.
+    let big = "x".repeat(MAX_MESSAGE_SIZE + 1);
+    assert_eq!(a.send_copy(&big).await, Err(RtcError::TooLarge(MAX_MESSAGE_SIZE + 1)));
+    a.close().await;
+    expect_closed(&mut b_events).await;
+    assert!(matches!(a.send_copy("too late").await, Err(RtcError::Closed)));
+    b.close().await;
+    expect_closed(&mut a_events).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -29,6 +29,16 @@ pub const SYNC_CHANNEL_LABEL: &str = "maestral-sync";
 /// per stream, opened by the Follower that lacks the song (PROTOCOL_V1 "Score streaming").
 pub const STREAM_CHANNEL_LABEL: &str = "maestral-stream";
 
+/// The label of the channel that carries copies of register updates: unordered, never
+/// retransmitted, opened out of band on SCTP stream [`COPY_CHANNEL_ID`] by both sides. A copy
+/// lost or late changes nothing (the reliable message still comes); one that arrives first
+/// saves the wait for a retransmission under loss or after a drop-out. See [`Register`].
+pub const COPY_CHANNEL_LABEL: &str = "maestral-copy";
+
+/// The SCTP stream id of the copy channel (negotiated out of band, so no open handshake can be
+/// lost).
+pub const COPY_CHANNEL_ID: u16 = 1001;
+
 /// One protocol message with its envelope (spec §7). `v` is implied: always [`PROTOCOL_VERSION`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Envelope {
@@ -71,7 +81,39 @@ pub enum Message {
     },
 }
 
+/// A register a message updates: the receiver keeps only the newest value, judged by the
+/// message's own revision or stamp, so a duplicate or a stale copy of it changes nothing. Only
+/// such messages may travel (also) on the copy channel ([`COPY_CHANNEL_LABEL`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Register {
+    /// The song: Choir `SET_SONG` (by epoch), Solo `SET_SONG` (by stamp).
+    Song,
+    /// The page: Choir `SET_PAGE` (by epoch and revision), Solo `SET_PAGE` (by stamp).
+    Page,
+    /// Solo `SET_LAYOUT_PARITY` (by its own stamp).
+    Layout,
+}
+
+impl Register {
+    /// Every register, for tables indexed by [`Register::index`].
+    pub const ALL: [Register; 3] = [Register::Song, Register::Page, Register::Layout];
+
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
 impl Message {
+    /// The register this message updates, if it is a register update (see [`Register`]).
+    pub fn register(&self) -> Option<Register> {
+        match self {
+            Message::ChoirSetSong(_) | Message::SoloSetSong(_) => Some(Register::Song),
+            Message::ChoirSetPage(_) | Message::SoloSetPage(_) => Some(Register::Page),
+            Message::SetLayoutParity(_) => Some(Register::Layout),
+            _ => None,
+        }
+    }
+
     /// The wire `type` of this message.
     pub fn type_name(&self) -> &str {
         match self {

@@ -257,8 +257,9 @@ impl Core {
     }
 
     pub fn send(&mut self, now: u64, session_id: &SessionId, to: &DeviceId, message: Message) {
+        let register = message.register();
         let data = self.encode(now, session_id, message);
-        self.out.push_back(Output::Transmit { to: to.clone(), data });
+        self.out.push_back(Output::Transmit { to: to.clone(), data, register });
     }
 
     /// A message whose `ts` is given (a Solo change carries its own stamp as `ts`).
@@ -269,8 +270,9 @@ impl Core {
         to: &DeviceId,
         message: Message,
     ) {
+        let register = message.register();
         let data = self.encode_stamped(ts, session_id, message);
-        self.out.push_back(Output::Transmit { to: to.clone(), data });
+        self.out.push_back(Output::Transmit { to: to.clone(), data, register });
     }
 
     /// One encoding, one `Transmit` per recipient.
@@ -285,9 +287,10 @@ impl Core {
         if to.peek().is_none() {
             return;
         }
+        let register = message.register();
         let data = self.encode(now, session_id, message);
         for peer in to {
-            self.out.push_back(Output::Transmit { to: peer.clone(), data: data.clone() });
+            self.out.push_back(Output::Transmit { to: peer.clone(), data: data.clone(), register });
         }
     }
 
@@ -300,12 +303,13 @@ impl Core {
         message: Message,
     ) {
         let mut data: Option<Arc<str>> = None;
+        let register = message.register();
         for peer in peers {
             if !self.link(peer).is_up() {
                 continue;
             }
             let d = data.get_or_insert_with(|| self.encode(now, session_id, message.clone()));
-            self.out.push_back(Output::Transmit { to: peer.clone(), data: d.clone() });
+            self.out.push_back(Output::Transmit { to: peer.clone(), data: d.clone(), register });
         }
     }
 

@@ -52,6 +52,11 @@ pub enum RecvError {
          10 minutes): ignored; set both devices' clocks"
     )]
     FarFuture { from: DeviceId, ahead_ms: u64 },
+    /// A message on the copy channel that is no register update (`Message::register`).
+    #[error(
+        "a {message_type} from {from} came on the copy channel, which carries only page, song and layout changes; ignored"
+    )]
+    NotACopy { from: DeviceId, message_type: String },
 }
 
 /// The role's state object (spec §9), as the conformance driver prints it.
@@ -314,6 +319,33 @@ impl Engine {
         from: &DeviceId,
         env: Envelope,
     ) -> Result<(), RecvError> {
+        self.receive(now, from, env, false)
+    }
+
+    /// A decoded message from `peer`'s copy channel (`Output::Transmit`'s `register`): a
+    /// register update only, applied by the same rules as on `maestral-sync` (a duplicate or a
+    /// stale copy changes nothing), and never answered (a stale Solo copy gets no snapshot: the
+    /// reliable message it copies has been or will be answered).
+    pub fn handle_copy(
+        &mut self,
+        now: u64,
+        from: &DeviceId,
+        env: Envelope,
+    ) -> Result<(), RecvError> {
+        if env.message.register().is_none() {
+            let message_type = env.message.type_name().to_owned();
+            return Err(RecvError::NotACopy { from: from.clone(), message_type });
+        }
+        self.receive(now, from, env, true)
+    }
+
+    fn receive(
+        &mut self,
+        now: u64,
+        from: &DeviceId,
+        env: Envelope,
+        copy: bool,
+    ) -> Result<(), RecvError> {
         if env.sender_id != *from {
             return Err(RecvError::SenderMismatch { from: from.clone(), claimed: env.sender_id });
         }
@@ -324,7 +356,7 @@ impl Engine {
             }
         }
         match &mut self.role {
-            RoleState::Solo(s) => s.on_message(&mut self.core, now, from, env),
+            RoleState::Solo(s) => s.on_message(&mut self.core, now, from, env, !copy),
             RoleState::Master(m) => m.on_message(&mut self.core, now, from, env),
             RoleState::Follower(f) => f.on_message(&mut self.core, now, from, env),
         }

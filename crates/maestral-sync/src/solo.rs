@@ -220,7 +220,16 @@ impl Solo {
         }
     }
 
-    pub fn on_message(&mut self, core: &mut Core, now: u64, from: &DeviceId, env: Envelope) {
+    /// A message from the partner; `answer`: a change older than ours is answered with our
+    /// snapshot (not for copies, see `Engine::handle_copy`).
+    pub fn on_message(
+        &mut self,
+        core: &mut Core,
+        now: u64,
+        from: &DeviceId,
+        env: Envelope,
+        answer: bool,
+    ) {
         if self.partner.as_ref() != Some(from) || !core.link(from).is_up() {
             return;
         }
@@ -273,7 +282,7 @@ impl Solo {
         // PROTOCOL_V1: an incoming change applies only if its stamp is greater than ours. One
         // that is older means the sender has not seen our latest change of that register: answer
         // with our whole state, so both converge even when changes crossed on the wire.
-        if behind {
+        if behind && answer {
             self.send_snapshot(core, now, from);
         }
     }

@@ -269,6 +269,11 @@ pub enum Output {
     Transmit {
         to: DeviceId,
         data: Arc<str>,
+        /// The register the message updates, if it is a register update: the transport may
+        /// also send copies of it on the copy channel (`maestral_protocol::COPY_CHANNEL_LABEL`),
+        /// a few soon after and again after the link recovers, and the receiver gives them to
+        /// [`Engine::handle_copy`](crate::Engine::handle_copy).
+        register: Option<maestral_protocol::Register>,
     },
     Event(Event),
     Request(TransportRequest),

@@ -38,6 +38,11 @@ pub enum LinkEvent {
     Open,
     /// A text message (protocol JSON, unchecked).
     Text(String),
+    /// A text message on the copy channel (`maestral-copy`, see [`Link::send_copy`]): protocol
+    /// JSON, unchecked, out of order with everything else, maybe a duplicate or stale. Comes
+    /// only between `Open` and `Closed`; one over [`MAX_MESSAGE_SIZE`] or not text comes as
+    /// `Binary`.
+    Copy(String),
     /// A binary message, a text message that is not UTF-8, or one over [`MAX_MESSAGE_SIZE`]
     /// (not read at all), of this many bytes: bad input on `maestral-sync`, to be dropped.
     Binary(usize),
@@ -110,6 +115,8 @@ struct State {
     closing: bool,
     pc: Option<Arc<dyn PeerConnection>>,
     dc: Option<Arc<dyn DataChannel>>,
+    /// The copy channel (`maestral-copy`), made with the connection on both sides.
+    copy: Option<Arc<dyn DataChannel>>,
     /// The task reading the channel's events.
     pump: Option<JoinHandle<()>>,
     /// Where stream channels the peer opens go ([`Link::accept_streams`]); without it they
@@ -172,17 +179,7 @@ impl Shared {
             state.opened = true;
             Self::emit(&state, LinkEvent::Open);
         }
-        let len = message.data.len();
-        // Over the limit: dropped unread, before any copy or parse (only its length is told).
-        let event = if message.is_string && len <= MAX_MESSAGE_SIZE {
-            match String::from_utf8(message.data.to_vec()) {
-                Ok(text) => LinkEvent::Text(text),
-                Err(_) => LinkEvent::Binary(len),
-            }
-        } else {
-            LinkEvent::Binary(len)
-        };
-        Self::emit(&state, event);
+        Self::emit(&state, read_text(&message).map_or_else(LinkEvent::Binary, LinkEvent::Text));
     }
 
     fn connection_state(self: &Arc<Self>, connection: RTCPeerConnectionState) {
@@ -231,6 +228,7 @@ impl Shared {
         let mut state = self.lock();
         state.closing = true;
         state.dc = None;
+        state.copy = None;
         state.streams = None;
         if let Some(events) = state.events.take() {
             events.send(LinkEvent::Closed);
@@ -260,6 +258,18 @@ impl Shared {
         state.dc.clone().ok_or(RtcError::NotOpen)
     }
 
+    /// The copy channel, if sending is allowed now.
+    fn sendable_copy(&self) -> Result<Arc<dyn DataChannel>, RtcError> {
+        let state = self.lock();
+        if state.closing {
+            return Err(RtcError::Closed);
+        }
+        if !state.opened {
+            return Err(RtcError::NotOpen);
+        }
+        state.copy.clone().ok_or(RtcError::NotOpen)
+    }
+
     fn peer_connection(&self) -> Result<Arc<dyn PeerConnection>, RtcError> {
         let state = self.lock();
         if state.closing {
@@ -267,6 +277,16 @@ impl Shared {
         }
         state.pc.clone().ok_or(RtcError::Closed)
     }
+}
+
+/// The text of a message, or (not text, not UTF-8, or over the limit) its length. Over the
+/// limit it is dropped unread, before any copy or parse.
+fn read_text(message: &RTCDataChannelMessage) -> Result<String, usize> {
+    let len = message.data.len();
+    if !message.is_string || len > MAX_MESSAGE_SIZE {
+        return Err(len);
+    }
+    String::from_utf8(message.data.to_vec()).map_err(|_| len)
 }
 
 /// Closes the connection (first letting the peer acknowledge what was sent, if `flush` and the
@@ -368,27 +388,6 @@ impl PeerConnectionEventHandler for Handler {
     }
 }
 
-/// Every check of a peer's offer made before a socket is bound (the first thing
-/// [`Link::answer`] does): the offerer's DTLS role, a parse by the WebRTC stack, a data channel;
-/// its candidates cut to a few usable ones (`keep_host_candidates`). Public for the fuzzer.
-pub fn check_offer(
-    offer_sdp: &str,
-    bind_ip: std::net::IpAddr,
-) -> Result<RTCSessionDescription, RtcError> {
-    let sdp = Sdp::new(offer_sdp);
-    if !sdp.all_setup_actpass() {
-        return Err(RtcError::NotAnOffer);
-    }
-    let kept = super::sdp::keep_host_candidates(offer_sdp, bind_ip);
-    let offer =
-        RTCSessionDescription::offer(kept).map_err(|e| RtcError::InvalidSdp(e.to_string()))?;
-    offer.unmarshal().map_err(|e| RtcError::InvalidSdp(e.to_string()))?;
-    if !sdp.has_data_channel() {
-        return Err(RtcError::NoDataChannel);
-    }
-    Ok(offer)
-}
-
 impl Link {
     /// Creates a connection with the `maestral-sync` channel and returns its complete offer SDP.
     /// Pass the other side's answer to [`accept_answer`](Self::accept_answer).
@@ -466,6 +465,18 @@ impl Link {
         dc.send(BytesMut::from(bytes)).await.map_err(webrtc_error)
     }
 
+    /// Sends one text message on the copy channel (`maestral-copy`): unordered and never
+    /// retransmitted, so it may be lost, come twice with the reliable original, or overtake
+    /// it. For copies of register updates only (`maestral_protocol::Register`). Errors before
+    /// [`LinkEvent::Open`] and once closing has begun.
+    pub async fn send_copy(&self, text: &str) -> Result<(), RtcError> {
+        if text.len() > MAX_MESSAGE_SIZE {
+            return Err(RtcError::TooLarge(text.len()));
+        }
+        let dc = self.inner.shared.sendable_copy()?;
+        dc.send_text(text).await.map_err(webrtc_error)
+    }
+
     /// Opens a stream channel (`maestral-stream`) on this link's connection, for one score's
     /// bytes; [`StreamEvent::Open`] says when it can send. The link must be open.
     pub async fn open_stream(&self) -> Result<StreamChannel, RtcError> {
@@ -521,6 +532,7 @@ impl Link {
                 closing: false,
                 pc: None,
                 dc: None,
+                copy: None,
                 pump: None,
                 streams: None,
             }),
@@ -564,6 +576,7 @@ impl Link {
             .await
             .map_err(webrtc_error)?;
         let pc: Arc<dyn PeerConnection> = Arc::new(pc);
+        copy::attach(&shared, &*pc).await?;
         shared.lock().pc = Some(pc);
         let link = Link { inner: Arc::new(LinkInner { shared }) };
         Ok((link, events, gathered))
@@ -578,7 +591,11 @@ enum Role {
 
 #[path = "link_setup.rs"]
 mod setup;
+pub use setup::check_offer;
 use setup::{complete_local_sdp, poke_while_connecting};
+
+#[path = "link_copy.rs"]
+mod copy;
 
 #[cfg(test)]
 #[path = "link_tests.rs"]

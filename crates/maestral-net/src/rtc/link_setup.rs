@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
-use webrtc::peer_connection::PeerConnection;
+use webrtc::peer_connection::{PeerConnection, RTCSessionDescription};
 
 use super::Shared;
 use crate::rtc::RtcError;
@@ -62,4 +62,25 @@ pub(super) async fn complete_local_sdp(
         return Err(RtcError::NoCandidates(bind_ip));
     }
     Ok(sdp)
+}
+
+/// Every check of a peer's offer made before a socket is bound (the first thing
+/// [`Link::answer`](super::Link::answer) does): the offerer's DTLS role, a parse by the WebRTC stack, a data channel;
+/// its candidates cut to a few usable ones (`keep_host_candidates`). Public for the fuzzer.
+pub fn check_offer(
+    offer_sdp: &str,
+    bind_ip: std::net::IpAddr,
+) -> Result<RTCSessionDescription, RtcError> {
+    let sdp = Sdp::new(offer_sdp);
+    if !sdp.all_setup_actpass() {
+        return Err(RtcError::NotAnOffer);
+    }
+    let kept = crate::rtc::sdp::keep_host_candidates(offer_sdp, bind_ip);
+    let offer =
+        RTCSessionDescription::offer(kept).map_err(|e| RtcError::InvalidSdp(e.to_string()))?;
+    offer.unmarshal().map_err(|e| RtcError::InvalidSdp(e.to_string()))?;
+    if !sdp.has_data_channel() {
+        return Err(RtcError::NoDataChannel);
+    }
+    Ok(offer)
 }

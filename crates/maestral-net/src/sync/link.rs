@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use maestral_protocol::DeviceId;
+use maestral_protocol::{DeviceId, Register};
 use tokio::sync::mpsc;
 
 use super::error::JoinFailure;
@@ -17,17 +17,42 @@ use crate::signaling::{JoinError, JoinRequestBody, post_join};
 /// What a link's writer task does, in order.
 enum Outgoing {
     Text(Arc<str>),
+    /// A copy on the copy channel (lost or not, the queue goes on).
+    Copy(Arc<str>),
     /// Close after everything queued before it was sent (a last `SESSION_END` or
     /// `LEAVE_SESSION` must not be cut off by the close that follows it).
     Close,
 }
 
-/// One open link: its connection, its send queue, and flood accounting.
+/// When the copies of a register update go out, after the update itself (milliseconds). Under
+/// 30 % loss the update and its four copies are all lost once in 400 (0.3⁵), so 99 % of updates
+/// arrive within 700 ms without waiting for SCTP's retransmission timer (≥ 1 s, doubling).
+/// No copy goes at once: on a healthy link the update itself is there first and no turn waits
+/// behind its copy.
+const COPY_AFTER_MS: [u64; 4] = [40, 150, 350, 700];
+
+/// The latest update of one register sent to a peer, and when its next copy is due.
+struct Latest {
+    text: Arc<str>,
+    sent: Instant,
+    /// The next entry of [`COPY_AFTER_MS`]; past the end: no copy due until the link recovers.
+    step: usize,
+}
+
+impl Latest {
+    fn due(&self) -> Option<Instant> {
+        COPY_AFTER_MS.get(self.step).map(|ms| self.sent + Duration::from_millis(*ms))
+    }
+}
+
+/// One open link: its connection, its send queue, flood accounting, and the latest update of
+/// each register sent on it (for its copies).
 struct PeerLink {
     link: Link,
     generation: u64,
     send: mpsc::UnboundedSender<Outgoing>,
     writer: tokio::task::JoinHandle<()>,
+    latest: [Option<Latest>; Register::ALL.len()],
     window_start: Instant,
     in_window: u32,
     bytes_in_window: u64,
@@ -98,6 +123,10 @@ impl Links {
                             break;
                         }
                     }
+                    Outgoing::Copy(text) => {
+                        // Lost or refused, it was only a copy: the original is on its way.
+                        let _ = l.send_copy(&text).await;
+                    }
                     Outgoing::Close => break,
                 }
             }
@@ -111,6 +140,7 @@ impl Links {
                 generation,
                 send: send_tx,
                 writer,
+                latest: Default::default(),
                 window_start: Instant::now(),
                 in_window: 0,
                 bytes_in_window: 0,
@@ -139,11 +169,53 @@ impl Links {
     }
 
     /// Queues a message for `peer` (dropped when there is no link: the engine is told of that
-    /// through the link's events).
-    pub(crate) fn send(&self, peer: &DeviceId, text: Arc<str>) {
-        if let Some(pl) = self.by_peer.get(peer) {
+    /// through the link's events). An update of `register` also gets copies on the copy
+    /// channel ([`COPY_AFTER_MS`]), in place of the copies of that register's previous update.
+    pub(crate) fn send(&mut self, peer: &DeviceId, text: Arc<str>, register: Option<Register>) {
+        if let Some(pl) = self.by_peer.get_mut(peer) {
+            if let Some(r) = register {
+                let latest = Latest { text: Arc::clone(&text), sent: Instant::now(), step: 0 };
+                pl.latest[r.index()] = Some(latest);
+            }
             // A writer that has ended has reported `Closed` too.
             let _ = pl.send.send(Outgoing::Text(text));
+        }
+    }
+
+    /// When the next copy is due, if any is.
+    pub(crate) fn next_copy(&self) -> Option<Instant> {
+        self.by_peer
+            .values()
+            .flat_map(|pl| pl.latest.iter().flatten())
+            .filter_map(Latest::due)
+            .min()
+    }
+
+    /// Queues every copy due by `now`.
+    pub(crate) fn send_copies(&mut self, now: Instant) {
+        for pl in self.by_peer.values_mut() {
+            for latest in pl.latest.iter_mut().flatten() {
+                if latest.due().is_some_and(|due| due <= now) {
+                    let _ = pl.send.send(Outgoing::Copy(Arc::clone(&latest.text)));
+                    // Copies that fell behind (a busy worker) are not sent in a burst.
+                    while latest.due().is_some_and(|due| due <= now) {
+                        latest.step += 1;
+                    }
+                }
+            }
+        }
+    }
+
+    /// The link to `peer` carries traffic again after a drop-out: the latest update of each
+    /// register goes again as a copy at once, and its copies start over, so the peer need not
+    /// wait for SCTP to retransmit what it missed (its timer has backed off meanwhile).
+    pub(crate) fn recovered(&mut self, peer: &DeviceId) {
+        let Some(pl) = self.by_peer.get_mut(peer) else { return };
+        let now = Instant::now();
+        for latest in pl.latest.iter_mut().flatten() {
+            let _ = pl.send.send(Outgoing::Copy(Arc::clone(&latest.text)));
+            latest.sent = now;
+            latest.step = 0;
         }
     }
 

@@ -234,8 +234,10 @@ impl Worker {
         self.start_role();
         loop {
             self.flush();
-            let wake_at = match self.ctx.engine.poll_timeout() {
-                Some(t) => tokio::time::Instant::from_std(self.ctx.clock.instant(t)),
+            let engine_at = self.ctx.engine.poll_timeout().map(|t| self.ctx.clock.instant(t));
+            let copy_at = self.ctx.links.next_copy();
+            let wake_at = match engine_at.into_iter().chain(copy_at).min() {
+                Some(t) => tokio::time::Instant::from_std(t),
                 None => tokio::time::Instant::now() + Duration::from_secs(3600),
             };
             tokio::select! {
@@ -261,8 +263,12 @@ impl Worker {
                 Some(join) = recv_join(&mut self.role) => self.join_request(join),
                 Some(i) = self.internal.recv() => self.internal(i),
                 _ = tokio::time::sleep_until(wake_at) => {
-                    let now = self.ctx.now();
-                    self.ctx.engine.handle_timeout(now);
+                    let at = std::time::Instant::now();
+                    if engine_at.is_some_and(|t| t <= at) {
+                        let now = self.ctx.now();
+                        self.ctx.engine.handle_timeout(now);
+                    }
+                    self.ctx.links.send_copies(at);
                 }
             }
         }
@@ -273,7 +279,7 @@ impl Worker {
         let ctx = &mut self.ctx;
         while let Some(o) = ctx.engine.poll_output() {
             match o {
-                Output::Transmit { to, data } => ctx.links.send(&to, data),
+                Output::Transmit { to, data, register } => ctx.links.send(&to, data, register),
                 Output::Event(e) => {
                     self.role.engine_event(ctx, &e);
                     ctx.emit(SyncEvent::Engine(e));
@@ -424,7 +430,24 @@ impl Worker {
                     Err(_) => ctx.message(peer, &text),
                 }
             }
-            LinkEvent::Open | LinkEvent::Recovered => ctx.link(peer, LinkSignal::Up),
+            // A copy of a register update (a duplicate, stale or lost one changes nothing).
+            LinkEvent::Copy(text) => {
+                if ctx.flooded(peer, text.len()) {
+                    return;
+                }
+                let now = ctx.now();
+                let copied = maestral_protocol::decode(text.as_bytes())
+                    .map_err(Into::into)
+                    .and_then(|env| ctx.engine.handle_copy(now, peer, env));
+                if let Err(e) = copied {
+                    tracing::debug!(%peer, "copy dropped: {e}");
+                }
+            }
+            LinkEvent::Open => ctx.link(peer, LinkSignal::Up),
+            LinkEvent::Recovered => {
+                ctx.links.recovered(peer);
+                ctx.link(peer, LinkSignal::Up);
+            }
             LinkEvent::Degraded => ctx.link(peer, LinkSignal::Degraded),
             LinkEvent::Closed => {
                 ctx.links.forget(peer);

@@ -75,7 +75,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<(Role, DeviceId)
 fn drain(engine: &mut Engine) -> Vec<Value> {
     let mut sent = Vec::new();
     while let Some(o) = engine.poll_output() {
-        if let Output::Transmit { to, data } = o {
+        if let Output::Transmit { to, data, .. } = o {
             let msg =
                 serde_json::from_str::<Value>(&data).unwrap_or(Value::String(data.to_string()));
             sent.push(json!({ "to": to.as_str(), "msg": msg }));

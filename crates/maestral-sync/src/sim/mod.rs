@@ -425,7 +425,7 @@ impl Sim {
     fn drain(&mut self, i: usize) {
         while let Some(o) = self.nodes[i].engine.poll_output() {
             match o {
-                Output::Transmit { to, data } => {
+                Output::Transmit { to, data, .. } => {
                     if let Some(&j) = self.index.get(&to) {
                         self.transmit(i, j, data);
                     }

@@ -44,6 +44,8 @@ pub struct Dev {
     pub e: Engine,
     pub now: u64,
     sent: Vec<(DeviceId, Envelope, String)>,
+    /// Every message sent, by type, with the register the engine marked it as updating.
+    marked: Vec<(String, Option<maestral_protocol::Register>)>,
     requests: Vec<TransportRequest>,
     events: Vec<Event>,
 }
@@ -59,6 +61,7 @@ impl Dev {
             e: Engine::new(EngineConfig::new(name), role, Box::new(rng)),
             now: T0,
             sent: Vec::new(),
+            marked: Vec::new(),
             requests: Vec::new(),
             events: Vec::new(),
         };
@@ -69,8 +72,9 @@ impl Dev {
     fn drain(&mut self) {
         while let Some(o) = self.e.poll_output() {
             match o {
-                Output::Transmit { to, data } => {
+                Output::Transmit { to, data, register } => {
                     let env = decode(data.as_bytes()).expect("the engine sends valid messages");
+                    self.marked.push((env.message.type_name().to_owned(), register));
                     self.sent.push((to, env, data.to_string()));
                 }
                 Output::Request(r) => self.requests.push(r),
@@ -115,6 +119,23 @@ impl Dev {
         let bytes = env.encode();
         let _ = self.e.handle_message(self.now, &id(from), bytes.as_bytes());
         self.drain();
+    }
+
+    /// A message from `from` on the copy channel, stamped now.
+    pub fn recv_copy(&mut self, from: &str, session: &str, m: Message) -> Result<(), RecvError> {
+        let env = Envelope::new(SessionId::new(session), id(from), self.now, m);
+        self.recv_copy_env(from, env)
+    }
+
+    pub fn recv_copy_env(&mut self, from: &str, env: Envelope) -> Result<(), RecvError> {
+        let r = self.e.handle_copy(self.now, &id(from), env);
+        self.drain();
+        r
+    }
+
+    /// Takes what [`Dev::marked`] collected: each message's type and register.
+    pub fn take_marked(&mut self) -> Vec<(String, Option<maestral_protocol::Register>)> {
+        std::mem::take(&mut self.marked)
     }
 
     pub fn recv_bytes(&mut self, from: &str, bytes: &[u8]) -> Result<(), RecvError> {

@@ -1,0 +1,46 @@
+//! The copy channel of a [`Link`](super::Link) (`maestral-copy`): unordered, never
+//! retransmitted, negotiated out of band on a fixed stream id so both sides make it with the
+//! connection and no open handshake can be lost. It carries copies of register updates, which
+//! arrive without waiting for SCTP's retransmission timer (1 s at least in rtc-sctp 0.21.1,
+//! doubling) under loss or after a drop-out.
+
+use std::sync::Arc;
+
+use maestral_protocol::{COPY_CHANNEL_ID, COPY_CHANNEL_LABEL};
+use webrtc::data_channel::{DataChannel, DataChannelEvent, RTCDataChannelInit};
+use webrtc::peer_connection::PeerConnection;
+
+use super::{LinkEvent, Shared, read_text};
+use crate::rtc::{RtcError, webrtc_error};
+
+/// Makes the copy channel on `pc` and starts reading it into `shared`'s events.
+pub(super) async fn attach(shared: &Arc<Shared>, pc: &dyn PeerConnection) -> Result<(), RtcError> {
+    let init = RTCDataChannelInit {
+        ordered: false,
+        max_retransmits: Some(0),
+        negotiated: Some(COPY_CHANNEL_ID),
+        ..Default::default()
+    };
+    let dc = pc.create_data_channel(COPY_CHANNEL_LABEL, Some(init)).await.map_err(webrtc_error)?;
+    shared.lock().copy = Some(Arc::clone(&dc));
+    // Ends when the connection closes (the channel's event stream ends with it).
+    drop(shared.runtime.spawn(pump(Arc::clone(shared), dc)));
+    Ok(())
+}
+
+async fn pump(shared: Arc<Shared>, dc: Arc<dyn DataChannel>) {
+    while let Some(event) = dc.poll().await {
+        match event {
+            DataChannelEvent::OnMessage(message) => {
+                let state = shared.lock();
+                // Only between Open and Closed (a copy is never the first thing a link says).
+                if state.opened && !state.closing {
+                    let event = read_text(&message).map_or_else(LinkEvent::Binary, LinkEvent::Copy);
+                    Shared::emit(&state, event);
+                }
+            }
+            DataChannelEvent::OnClose => break,
+            _ => {}
+        }
+    }
+}
