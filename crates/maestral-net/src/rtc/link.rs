@@ -248,18 +248,18 @@ impl Shared {
 
     /// The channel, if sending is allowed now.
     fn sendable_channel(&self) -> Result<Arc<dyn DataChannel>, RtcError> {
-        let state = self.lock();
-        if state.closing {
-            return Err(RtcError::Closed);
-        }
-        if !state.opened {
-            return Err(RtcError::NotOpen);
-        }
-        state.dc.clone().ok_or(RtcError::NotOpen)
+        self.sendable(|state| &state.dc)
     }
 
-    /// The copy channel, if sending is allowed now.
+    /// The copy channel, if sending is allowed now (as for the protocol channel).
     fn sendable_copy(&self) -> Result<Arc<dyn DataChannel>, RtcError> {
+        self.sendable(|state| &state.copy)
+    }
+
+    fn sendable(
+        &self,
+        which: impl FnOnce(&State) -> &Option<Arc<dyn DataChannel>>,
+    ) -> Result<Arc<dyn DataChannel>, RtcError> {
         let state = self.lock();
         if state.closing {
             return Err(RtcError::Closed);
@@ -267,7 +267,7 @@ impl Shared {
         if !state.opened {
             return Err(RtcError::NotOpen);
         }
-        state.copy.clone().ok_or(RtcError::NotOpen)
+        which(&state).clone().ok_or(RtcError::NotOpen)
     }
 
     fn peer_connection(&self) -> Result<Arc<dyn PeerConnection>, RtcError> {
@@ -463,18 +463,6 @@ impl Link {
         }
         let dc = self.inner.shared.sendable_channel()?;
         dc.send(BytesMut::from(bytes)).await.map_err(webrtc_error)
-    }
-
-    /// Sends one text message on the copy channel (`maestral-copy`): unordered and never
-    /// retransmitted, so it may be lost, come twice with the reliable original, or overtake
-    /// it. For copies of register updates only (`maestral_protocol::Register`). Errors before
-    /// [`LinkEvent::Open`] and once closing has begun.
-    pub async fn send_copy(&self, text: &str) -> Result<(), RtcError> {
-        if text.len() > MAX_MESSAGE_SIZE {
-            return Err(RtcError::TooLarge(text.len()));
-        }
-        let dc = self.inner.shared.sendable_copy()?;
-        dc.send_text(text).await.map_err(webrtc_error)
     }
 
     /// Opens a stream channel (`maestral-stream`) on this link's connection, for one score's

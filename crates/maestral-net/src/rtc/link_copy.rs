@@ -10,8 +10,8 @@ use maestral_protocol::{COPY_CHANNEL_ID, COPY_CHANNEL_LABEL};
 use webrtc::data_channel::{DataChannel, DataChannelEvent, RTCDataChannelInit};
 use webrtc::peer_connection::PeerConnection;
 
-use super::{LinkEvent, Shared, read_text};
-use crate::rtc::{RtcError, webrtc_error};
+use super::{Link, LinkEvent, Shared, read_text};
+use crate::rtc::{MAX_MESSAGE_SIZE, RtcError, webrtc_error};
 
 /// Makes the copy channel on `pc` and starts reading it into `shared`'s events.
 pub(super) async fn attach(shared: &Arc<Shared>, pc: &dyn PeerConnection) -> Result<(), RtcError> {
@@ -42,5 +42,19 @@ async fn pump(shared: Arc<Shared>, dc: Arc<dyn DataChannel>) {
             DataChannelEvent::OnClose => break,
             _ => {}
         }
+    }
+}
+
+impl Link {
+    /// Sends one text message on the copy channel (`maestral-copy`): unordered and never
+    /// retransmitted, so it may be lost, come twice with the reliable original, or overtake
+    /// it. For copies of register updates only (`maestral_protocol::Register`). Errors before
+    /// [`LinkEvent::Open`] and once closing has begun.
+    pub async fn send_copy(&self, text: &str) -> Result<(), RtcError> {
+        if text.len() > MAX_MESSAGE_SIZE {
+            return Err(RtcError::TooLarge(text.len()));
+        }
+        let dc = self.inner.shared.sendable_copy()?;
+        dc.send_text(text).await.map_err(webrtc_error)
     }
 }

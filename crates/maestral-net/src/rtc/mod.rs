@@ -6,14 +6,17 @@
 //! - host ICE candidates on one chosen address ([`RtcConfig::bind_ip`]), no STUN/TURN, mDNS off;
 //! - complete SDP: [`Link::offer`] and [`Link::answer`] return only once ICE gathering has
 //!   finished, so the SDP carries every candidate and nothing trickles;
-//! - one channel, labelled [`CHANNEL_LABEL`], created by the offerer;
+//! - one protocol channel, labelled [`CHANNEL_LABEL`], created by the offerer, and beside it
+//!   the copy channel (`maestral-copy`, unordered, never retransmitted, negotiated out of band
+//!   on stream 1001, made by both sides with the connection: [`Link::send_copy`],
+//!   [`LinkEvent::Copy`]);
 //! - ICE timers tuned for a LAN ([`RtcTiming`]);
 //! - an optional DTLS certificate ([`DtlsCert`]) reused across connections, so a Choir Master
 //!   keeps one fingerprint for a whole session, across restarts too.
 //!
 //! Event order on a link's receiver: `Open` first (once the channel can send), then `Text` /
-//! `Binary` in arrival order, with `Degraded` / `Recovered` in between, and `Closed` last, exactly
-//! once, after which the receiver ends. A link that never opens still ends with `Closed`.
+//! `Binary` in arrival order (`Copy` anywhere among them), with `Degraded` / `Recovered` in
+//! between, and `Closed` last, exactly once, after which the receiver ends. A link that never opens still ends with `Closed`.
 //!
 //! Modules: [`link`] the connection and its channel, [`cert`] the DTLS certificate, [`sdp`] the
 //! one SDP reader of this crate.

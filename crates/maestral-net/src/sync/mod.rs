@@ -8,7 +8,8 @@
 //! or receive.
 //!
 //! - [`handle`]: the app's end (config, commands, events, start and stop);
-//! - `worker`: the loop that feeds the engine and carries out its outputs;
+//! - `worker`: the loop that feeds the engine and carries out its outputs (`internal`: what
+//!   its tasks report back);
 //! - `link`: the open links, their writers and events;
 //! - `master`, `follower`, `solo`: what one role does (`RoleIo`);
 //! - `store`: what each role keeps in the state directory, and its writer thread;
@@ -20,6 +21,7 @@ mod clock;
 pub mod error;
 mod follower;
 pub mod handle;
+mod internal;
 mod link;
 mod master;
 mod solo;
