@@ -65,8 +65,9 @@ pub(super) async fn complete_local_sdp(
 }
 
 /// Every check of a peer's offer made before a socket is bound (the first thing
-/// [`Link::answer`](super::Link::answer) does): the offerer's DTLS role, a parse by the WebRTC stack, a data channel;
-/// its candidates cut to a few usable ones (`keep_host_candidates`). Public for the fuzzer.
+/// [`Link::answer`](super::Link::answer) does): the offerer's DTLS role, a parse by the WebRTC
+/// stack, a data channel; its candidates cut to a few usable ones (`keep_host_candidates`).
+/// Public for the fuzzer.
 pub fn check_offer(
     offer_sdp: &str,
     bind_ip: std::net::IpAddr,

@@ -16,7 +16,8 @@
 //!
 //! Event order on a link's receiver: `Open` first (once the channel can send), then `Text` /
 //! `Binary` in arrival order (`Copy` anywhere among them), with `Degraded` / `Recovered` in
-//! between, and `Closed` last, exactly once, after which the receiver ends. A link that never opens still ends with `Closed`.
+//! between, and `Closed` last, exactly once, after which the receiver ends. A link that never
+//! opens still ends with `Closed`.
 //!
 //! Modules: [`link`] the connection and its channel, [`cert`] the DTLS certificate, [`sdp`] the
 //! one SDP reader of this crate.
