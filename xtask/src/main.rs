@@ -26,7 +26,7 @@ usage: cargo xtask <command>
   faults [--seed S] [--scenarios N] [--followers N] [--storm N] [--quick]
                          headless processes on a LAN of network namespaces (root),
                          through seeded faults (--storm N: N more Followers join in
-                         the same second); report in target/bench/faults.*
+                         the same second, 100 by default); report in target/bench/faults.*
   features               check that `run` and `test` build shared crates with the same
                          features (so either command reuses the other's build)
   setup                  fetch PDFium into .cache/pdfium if it is not there yet

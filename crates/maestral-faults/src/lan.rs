@@ -107,6 +107,84 @@ impl Lan {
     }
 }
 
+/// The delay layer on one host (relay.rs): while it lives, the host's UDP one way passes
+/// through a `maestral-faults --delay-relay` in its namespace.
+pub struct Delay {
+    ns: String,
+    rule: Vec<String>,
+    relay: std::process::Child,
+}
+
+impl Lan {
+    /// Holds every UDP packet host `i` receives (`inbound`) or sends for a delay drawn from
+    /// `[min_ms, max_ms]` by `seed`: an iptables `NFQUEUE` rule (nftables' `queue` is not in
+    /// this kernel) feeding the relay.
+    pub fn delay(
+        &self,
+        i: usize,
+        min_ms: u64,
+        max_ms: u64,
+        inbound: bool,
+        seed: u64,
+    ) -> Result<Delay> {
+        use std::io::BufRead;
+        let ns = self.hosts[i].ns.clone();
+        let me = std::env::current_exe().context("the harness's own path")?;
+        let mut relay = Command::new("ip")
+            .args(["netns", "exec", &ns])
+            .arg(me)
+            .arg("--delay-relay")
+            .args(["--queue", "0", "--min", &min_ms.to_string(), "--max", &max_ms.to_string()])
+            .args(["--seed", &seed.to_string()])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .context("could not start the delay relay")?;
+        let mut line = String::new();
+        if let Some(out) = relay.stdout.as_mut() {
+            let _ = std::io::BufReader::new(out).read_line(&mut line);
+        }
+        if !line.contains("ready") {
+            let _ = relay.kill();
+            let _ = relay.wait();
+            bail!("the delay relay did not start (is nfnetlink_queue in this kernel?)");
+        }
+        let chain = if inbound { "INPUT" } else { "OUTPUT" };
+        let rule: Vec<String> = [chain, "-p", "udp", "-j", "NFQUEUE", "--queue-num", "0"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let mut add = vec!["-A"];
+        add.extend(rule.iter().map(String::as_str));
+        if let Err(e) = in_ns(&ns, "iptables", &add) {
+            let _ = relay.kill();
+            let _ = relay.wait();
+            return Err(e);
+        }
+        Ok(Delay { ns, rule, relay })
+    }
+}
+
+impl Delay {
+    /// Removes the rule, lets every held packet go; how many packets passed and how many were
+    /// overtaken.
+    pub fn stop(mut self) -> Result<(u64, u64)> {
+        use std::io::Read;
+        let mut del = vec!["-D"];
+        del.extend(self.rule.iter().map(String::as_str));
+        let removed = in_ns(&self.ns, "iptables", &del);
+        drop(self.relay.stdin.take());
+        let mut out = String::new();
+        if let Some(mut o) = self.relay.stdout.take() {
+            let _ = o.read_to_string(&mut out);
+        }
+        let _ = self.relay.wait();
+        removed?;
+        let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap_or_default();
+        Ok((v["packets"].as_u64().unwrap_or(0), v["reordered"].as_u64().unwrap_or(0)))
+    }
+}
+
 impl Drop for Lan {
     fn drop(&mut self) {
         for h in &self.hosts {

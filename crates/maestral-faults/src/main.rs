@@ -1,13 +1,16 @@
 //! `maestral-faults --bin PATH [--seed S] [--scenarios N] [--followers N] [--storm N] [--quick]`:
 //! headless Maestral processes on a LAN of network namespaces, put through seeded faults (packet
 //! loss, cut links, killed and stopped processes, song changes, `--storm N` Followers joining
-//! in the same second), checked after each; prints a row per
+//! in the same second, 100 by default, 10 with `--quick`), checked after each; prints a row per
 //! fault and writes `target/bench/faults.json` and `faults.svg`. Exit 0: no violation; 1: some
 //! (with the command that replays the run); 3: namespaces cannot be made here (skipped, said
-//! so). Needs root, `ip` (iproute2) and `nft` (nftables). `cargo xtask faults` runs it.
+//! so). Needs root, `ip` (iproute2), `nft` (nftables) and `iptables` (the delay layer's
+//! `NFQUEUE`). `cargo xtask faults` runs it; `--delay-relay` is that layer (relay.rs).
 
 mod lan;
+mod plan;
 mod proc;
+mod relay;
 mod report;
 mod run;
 
@@ -15,12 +18,23 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    let all: Vec<String> = std::env::args().skip(1).collect();
+    if all.first().is_some_and(|a| a == "--delay-relay") {
+        // The delay layer inside a host's namespace (relay.rs).
+        return match relay::main(&all[1..]) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("maestral-faults --delay-relay: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let mut bin: Option<PathBuf> = None;
     let mut seed = 1u64;
     let mut scenarios = 50usize;
     let mut followers = 4usize;
     let mut quick = false;
-    let mut storm = 0usize;
+    let mut storm = None;
     let mut out = PathBuf::from("target/bench");
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -32,7 +46,7 @@ fn main() -> ExitCode {
             "--followers" => followers = value().parse().unwrap_or(4).max(2),
             "--out" => out = value().into(),
             "--quick" => quick = true,
-            "--storm" => storm = value().parse().unwrap_or(0),
+            "--storm" => storm = value().parse().ok(),
             other => {
                 eprintln!("maestral-faults: unknown argument `{other}`; see the file's doc");
                 return ExitCode::from(2);
@@ -50,11 +64,11 @@ fn main() -> ExitCode {
     if quick {
         replay.push_str(" --quick");
     }
-    if storm > 0 {
-        replay.push_str(&format!(" --storm {storm}"));
-    }
+    // 100 Followers joining in the same second end a full run; 10 the bounded one.
+    let storm = storm.unwrap_or(if quick { 10 } else { 100 });
+    replay.push_str(&format!(" --storm {storm}"));
     let cfg = run::Config { bin, scores, followers, storm, quick };
-    let plan = run::plan(seed, scenarios, quick, followers, storm);
+    let plan = plan::plan(seed, scenarios, quick, followers, storm);
     let mut run = match run::Run::start(cfg) {
         Ok(r) => r,
         Err(e) if e.to_string().contains("making the LAN's namespace") => {

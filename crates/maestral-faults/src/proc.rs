@@ -35,7 +35,11 @@ impl Device {
         command.args(["netns", "exec", ns]).arg(bin).arg("--headless");
         command.args(["--device-id", name, "--device-name", name, "--state-dir"]).arg(state);
         command.args(args);
-        command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::null());
+        // Its log beside its state directory (kept with `MAESTRAL_FAULTS_KEEP=1`).
+        let log = std::fs::File::create(state.with_extension("log"))
+            .map(Stdio::from)
+            .unwrap_or_else(|_| Stdio::null());
+        command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(log);
         let mut child = command.spawn().with_context(|| format!("could not start {name}"))?;
         let stdout = child.stdout.take().context("stdout")?;
         let stdin = child.stdin.take();

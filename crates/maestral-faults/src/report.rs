@@ -40,6 +40,9 @@ pub fn table(rows: &[Row]) -> String {
             r.lost,
             r.violations.len()
         );
+        if let Some(d) = &r.detail {
+            let _ = writeln!(out, "    {d}");
+        }
         for v in &r.violations {
             let _ = writeln!(out, "    violation: {v}");
         }
@@ -54,6 +57,7 @@ pub fn json(rows: &[Row], seed: u64, replay: &str) -> serde_json::Value {
             serde_json::json!({
                 "fault": r.fault,
                 "host": r.host,
+                "detail": r.detail,
                 "notice_ms": r.notice_ms,
                 "converge_ms": r.converge_ms,
                 "page_p50_ms": pct(&r.latencies_ms, 50.0),

@@ -6,11 +6,10 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
 use serde_json::Value;
 
 use crate::lan::Lan;
+pub use crate::plan::Fault;
 use crate::proc::Device;
 
 /// What to run.
@@ -27,52 +26,6 @@ pub struct Config {
     pub quick: bool,
 }
 
-/// A fault, with what the seed chose for it.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Fault {
-    Loss {
-        percent: u32,
-        inbound: bool,
-        host: usize,
-    },
-    LinkDown {
-        secs: u64,
-        host: usize,
-    },
-    KillFollower {
-        host: usize,
-    },
-    KillMaster,
-    StopFollower {
-        secs: u64,
-        host: usize,
-    },
-    SongChange,
-    /// `n` more Followers, each on a host of its own, started in the same second.
-    JoinStorm {
-        n: usize,
-    },
-}
-
-impl Fault {
-    pub fn label(&self) -> String {
-        match self {
-            Fault::Loss { percent, inbound, .. } => {
-                format!(
-                    "loss {percent}% {}",
-                    if *inbound { "to followers" } else { "from followers" }
-                )
-            }
-            Fault::LinkDown { secs, .. } => format!("link down {secs} s"),
-            Fault::KillFollower { .. } => "follower SIGKILL + restart".into(),
-            Fault::KillMaster => "master SIGKILL + restart".into(),
-            Fault::StopFollower { secs, .. } => format!("follower SIGSTOP {secs} s"),
-            Fault::SongChange => "song change".into(),
-            Fault::JoinStorm { n } => format!("{n} followers join at once"),
-        }
-    }
-}
-
 /// What one fault did.
 #[derive(Debug, Clone, Default)]
 pub struct Row {
@@ -87,6 +40,8 @@ pub struct Row {
     /// Page updates that never reached a follow-mode Follower.
     pub lost: u64,
     pub violations: Vec<String>,
+    /// What the fault layer said of itself (the delay relay's packet counts).
+    pub detail: Option<String>,
     /// (time since the run began, latency) of every page update, for the plot.
     pub samples: Vec<(f64, f64)>,
 }
@@ -113,6 +68,10 @@ struct TempDir(PathBuf);
 
 impl Drop for TempDir {
     fn drop(&mut self) {
+        if std::env::var_os("MAESTRAL_FAULTS_KEEP").is_some() {
+            eprintln!("faults: kept the state and logs in {}", self.0.display());
+            return;
+        }
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
@@ -413,6 +372,18 @@ impl Run {
                 }
             }
             Fault::JoinStorm { n } => self.storm(n, &mut row)?,
+            Fault::Delay { min_ms, max_ms, inbound, host, seed } => {
+                row.host = Some(host);
+                let delay = self.lan.delay(host, min_ms, max_ms, inbound, seed)?;
+                let turned = self.turns(turns, Duration::from_millis(150), &mut row, None);
+                let (packets, reordered) = delay.stop()?;
+                turned?;
+                if packets == 0 {
+                    row.violations
+                        .push("the delay layer held no packet: nothing was delayed".into());
+                }
+                row.detail = Some(format!("{packets} packets delayed, {reordered} overtaken"));
+            }
             Fault::SongChange => {
                 let since = Instant::now();
                 self.change_song()?;
@@ -555,42 +526,4 @@ impl Run {
         }
         Ok(row)
     }
-}
-
-/// The faults of a run, chosen by `seed`: in quick mode one of each kind with short outages;
-/// otherwise `n` drawn from every kind (2 s, 10 s and 60 s cuts, 20 s sleeps, 5 % and 30 % loss
-/// both ways, kills of either role, song changes).
-pub fn plan(seed: u64, n: usize, quick: bool, followers: usize, storm: usize) -> Vec<Fault> {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let mut host = || rng.random_range(1..=followers.saturating_sub(1).max(1));
-    if quick {
-        return vec![
-            Fault::Loss { percent: 30, inbound: true, host: host() },
-            Fault::LinkDown { secs: 2, host: host() },
-            Fault::KillFollower { host: host() },
-            Fault::StopFollower { secs: 4, host: host() },
-            Fault::SongChange,
-            Fault::KillMaster,
-        ];
-    }
-    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed);
-    let storm = (storm > 0).then_some(Fault::JoinStorm { n: storm });
-    (0..n)
-        .map(|_| {
-            let h = rng.random_range(1..=followers.saturating_sub(1).max(1));
-            match rng.random_range(0..10) {
-                0 | 1 => Fault::Loss {
-                    percent: if rng.random_bool(0.5) { 5 } else { 30 },
-                    inbound: rng.random_bool(0.5),
-                    host: h,
-                },
-                2 | 3 => Fault::LinkDown { secs: [2, 10, 60][rng.random_range(0..3)], host: h },
-                4 => Fault::KillFollower { host: h },
-                5 => Fault::KillMaster,
-                6 => Fault::StopFollower { secs: 20, host: h },
-                _ => Fault::SongChange,
-            }
-        })
-        .chain(storm)
-        .collect()
 }

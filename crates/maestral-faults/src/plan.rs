@@ -1,0 +1,112 @@
+//! The faults a run goes through, as its seed chooses them.
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+/// A fault, with what the seed chose for it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Fault {
+    Loss {
+        percent: u32,
+        inbound: bool,
+        host: usize,
+    },
+    LinkDown {
+        secs: u64,
+        host: usize,
+    },
+    KillFollower {
+        host: usize,
+    },
+    KillMaster,
+    StopFollower {
+        secs: u64,
+        host: usize,
+    },
+    SongChange,
+    /// Every UDP packet to (`inbound`) or from the host held for a seeded delay in
+    /// `[min_ms, max_ms]`; a wide range reorders them (relay.rs).
+    Delay {
+        min_ms: u64,
+        max_ms: u64,
+        inbound: bool,
+        host: usize,
+        /// The relay's own seed (drawn from the run's).
+        seed: u64,
+    },
+    /// `n` more Followers, each on a host of its own, started in the same second.
+    JoinStorm {
+        n: usize,
+    },
+}
+
+impl Fault {
+    pub fn label(&self) -> String {
+        match self {
+            Fault::Loss { percent, inbound, .. } => {
+                format!(
+                    "loss {percent}% {}",
+                    if *inbound { "to followers" } else { "from followers" }
+                )
+            }
+            Fault::LinkDown { secs, .. } => format!("link down {secs} s"),
+            Fault::KillFollower { .. } => "follower SIGKILL + restart".into(),
+            Fault::KillMaster => "master SIGKILL + restart".into(),
+            Fault::StopFollower { secs, .. } => format!("follower SIGSTOP {secs} s"),
+            Fault::SongChange => "song change".into(),
+            Fault::Delay { min_ms, max_ms, inbound, .. } => format!(
+                "delay {min_ms}-{max_ms} ms {}",
+                if *inbound { "to followers" } else { "from followers" }
+            ),
+            Fault::JoinStorm { n } => format!("{n} followers join at once"),
+        }
+    }
+}
+
+/// The faults of a run, chosen by `seed`: in quick mode one of each kind with short outages;
+/// otherwise `n` drawn from every kind (2 s, 10 s and 60 s cuts, 20 s sleeps, 5 % and 30 % loss
+/// and 40–60 ms or 10–200 ms delays both ways, kills of either role, song changes), then the
+/// join storm.
+pub fn plan(seed: u64, n: usize, quick: bool, followers: usize, storm: usize) -> Vec<Fault> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut host = || rng.random_range(1..=followers.saturating_sub(1).max(1));
+    if quick {
+        return vec![
+            Fault::Loss { percent: 30, inbound: true, host: host() },
+            Fault::LinkDown { secs: 2, host: host() },
+            Fault::KillFollower { host: host() },
+            Fault::StopFollower { secs: 4, host: host() },
+            Fault::SongChange,
+            Fault::Delay { min_ms: 10, max_ms: 200, inbound: true, host: host(), seed },
+            Fault::KillMaster,
+        ]
+        .into_iter()
+        .chain((storm > 0).then_some(Fault::JoinStorm { n: storm }))
+        .collect();
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed);
+    let storm = (storm > 0).then_some(Fault::JoinStorm { n: storm });
+    (0..n)
+        .map(|_| {
+            let h = rng.random_range(1..=followers.saturating_sub(1).max(1));
+            match rng.random_range(0..10) {
+                0 | 1 => Fault::Loss {
+                    percent: if rng.random_bool(0.5) { 5 } else { 30 },
+                    inbound: rng.random_bool(0.5),
+                    host: h,
+                },
+                2 | 3 => Fault::LinkDown { secs: [2, 10, 60][rng.random_range(0..3)], host: h },
+                4 => Fault::KillFollower { host: h },
+                5 => Fault::KillMaster,
+                6 => Fault::StopFollower { secs: 20, host: h },
+                7 => {
+                    let (min_ms, max_ms) = if rng.random_bool(0.5) { (40, 60) } else { (10, 200) };
+                    let inbound = rng.random_bool(0.5);
+                    Fault::Delay { min_ms, max_ms, inbound, host: h, seed: rng.random() }
+                }
+                _ => Fault::SongChange,
+            }
+        })
+        .chain(storm)
+        .collect()
+}
