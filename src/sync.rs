@@ -7,7 +7,7 @@
 //! each event it queues, so a page turned on another device shows within one frame even while
 //! the app sleeps in reactive mode.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use bevy::ecs::system::SystemParam;
@@ -220,22 +220,7 @@ fn bind_ip(settings: &SyncSettings) -> IpAddr {
     }
 }
 
-/// This machine's address on the way to `towards` (default: the LAN's way out). Asks the OS
-/// which interface a UDP socket would use; nothing is sent. Falls back to 127.0.0.1.
-pub fn lan_ip(towards: Option<SocketAddr>) -> IpAddr {
-    let towards = towards.unwrap_or_else(|| SocketAddr::from(([192, 0, 2, 1], 9)));
-    let local = if towards.is_ipv4() {
-        IpAddr::V4(Ipv4Addr::UNSPECIFIED)
-    } else {
-        IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED)
-    };
-    UdpSocket::bind(SocketAddr::new(local, 0))
-        .and_then(|s| s.connect(towards).and_then(|()| s.local_addr()))
-        .map(|a| a.ip())
-        .ok()
-        .filter(|ip| !ip.is_unspecified())
-        .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))
-}
+pub use maestral_net::lan_ip;
 
 fn start_sync_thread(
     mut commands: Commands,

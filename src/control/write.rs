@@ -133,6 +133,8 @@ pub struct ControlState {
     /// Lines produced before `ready` (which comes first).
     held: Vec<Value>,
     last_show: Option<Value>,
+    /// The join code last said (in `ready`, or in a `join_code` line since).
+    last_code: Option<String>,
 }
 
 fn mode_name(mode: &SyncMode) -> &'static str {
@@ -229,8 +231,16 @@ pub(super) fn write_events(
             "join_code": codes.join_code,
             "pair_code": codes.pair_code,
         }));
+        state.last_code = codes.join_code.clone();
         let held = std::mem::take(&mut state.held);
         lines.splice(0..0, held);
+    }
+    // A Master whose address changed has a new join code: said once, as it comes.
+    if state.ready && codes.join_code != state.last_code {
+        state.last_code = codes.join_code.clone();
+        if let Some(code) = &codes.join_code {
+            lines.push(json!({"event": "join_code", "join_code": code}));
+        }
     }
     for line in &lines {
         out.write(line);

@@ -1,7 +1,8 @@
 //! The simulated LAN: one network namespace per host, each joined by a veth pair to a bridge
 //! that lives in a namespace of its own, so no packet of the run touches the machine's network.
-//! Host `i` has `10.77.0.(i+1)/24`, `lo` up and a default route (webrtc-rs needs one to join
-//! its mDNS group). Everything is removed when the [`Lan`] is dropped.
+//! Host `i` has `10.77.0.(i+1)/16` (with its broadcast address, as DHCP gives), `lo` up and a
+//! default route. A link taken down loses its default route and comes back without one, as on a
+//! LAN without a gateway. Everything is removed when the [`Lan`] is dropped.
 
 use std::net::Ipv4Addr;
 use std::process::Command;
@@ -68,12 +69,25 @@ impl Lan {
             sh("ip", &["link", "set", &peer, "netns", &hub])?;
             sh("ip", &["-n", &hub, "link", "set", &peer, "master", "br0", "up"])?;
             let cidr = format!("{ip}/16");
-            sh("ip", &["-n", &ns, "addr", "add", &cidr, "dev", &dev])?;
+            sh("ip", &["-n", &ns, "addr", "add", &cidr, "brd", "+", "dev", &dev])?;
             sh("ip", &["-n", &ns, "link", "set", &dev, "up"])?;
             sh("ip", &["-n", &ns, "link", "set", "lo", "up"])?;
             sh("ip", &["-n", &ns, "route", "add", "default", "dev", &dev])?;
         }
         Ok(lan)
+    }
+
+    /// Host `i` gets address `ip` in place of its own (a DHCP renewal handing out another).
+    pub fn readdress(&mut self, i: usize, ip: Ipv4Addr) -> Result<()> {
+        let h = &self.hosts[i];
+        let (old, new) = (format!("{}/16", h.ip), format!("{ip}/16"));
+        // The old one goes first, as a DHCP client does (and an address added beside it in its
+        // subnet would be a secondary, deleted with it).
+        sh("ip", &["-n", &h.ns, "addr", "del", &old, "dev", &h.dev])?;
+        sh("ip", &["-n", &h.ns, "addr", "add", &new, "brd", "+", "dev", &h.dev])?;
+        sh("ip", &["-n", &h.ns, "route", "replace", "default", "dev", &h.dev])?;
+        self.hosts[i].ip = ip;
+        Ok(())
     }
 
     /// Cuts host `i` off the LAN (its link down) or puts it back.

@@ -13,6 +13,7 @@ mod proc;
 mod relay;
 mod report;
 mod run;
+mod solo;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

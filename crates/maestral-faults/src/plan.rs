@@ -3,6 +3,8 @@
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+pub use crate::solo::SoloFault;
+
 /// A fault, with what the seed chose for it.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Fault {
@@ -19,6 +21,8 @@ pub enum Fault {
         host: usize,
     },
     KillMaster,
+    /// The Master's host gets another address (a DHCP renewal).
+    MasterMoves,
     StopFollower {
         secs: u64,
         host: usize,
@@ -33,6 +37,11 @@ pub enum Fault {
         host: usize,
         /// The relay's own seed (drawn from the run's).
         seed: u64,
+    },
+    /// A fault of the Solo pair; `pick` chooses the spreads it turns to.
+    Solo {
+        what: SoloFault,
+        pick: u64,
     },
     /// `n` more Followers, each on a host of its own, started in the same second.
     JoinStorm {
@@ -52,12 +61,14 @@ impl Fault {
             Fault::LinkDown { secs, .. } => format!("link down {secs} s"),
             Fault::KillFollower { .. } => "follower SIGKILL + restart".into(),
             Fault::KillMaster => "master SIGKILL + restart".into(),
+            Fault::MasterMoves => "master address changes".into(),
             Fault::StopFollower { secs, .. } => format!("follower SIGSTOP {secs} s"),
             Fault::SongChange => "song change".into(),
             Fault::Delay { min_ms, max_ms, inbound, .. } => format!(
                 "delay {min_ms}-{max_ms} ms {}",
                 if *inbound { "to followers" } else { "from followers" }
             ),
+            Fault::Solo { what, .. } => what.label(),
             Fault::JoinStorm { n } => format!("{n} followers join at once"),
         }
     }
@@ -65,8 +76,9 @@ impl Fault {
 
 /// The faults of a run, chosen by `seed`: in quick mode one of each kind with short outages;
 /// otherwise `n` drawn from every kind (2 s, 10 s and 60 s cuts, 20 s sleeps, 5 % and 30 % loss
-/// and 40–60 ms or 10–200 ms delays both ways, kills of either role, song changes), then the
-/// join storm.
+/// and 40–60 ms or 10–200 ms delays both ways, kills of either role, song changes, the Master's address
+/// changing, the Solo pair apart,
+/// killed or losing 30 %), then the join storm.
 pub fn plan(seed: u64, n: usize, quick: bool, followers: usize, storm: usize) -> Vec<Fault> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut host = || rng.random_range(1..=followers.saturating_sub(1).max(1));
@@ -79,6 +91,9 @@ pub fn plan(seed: u64, n: usize, quick: bool, followers: usize, storm: usize) ->
             Fault::SongChange,
             Fault::Delay { min_ms: 10, max_ms: 200, inbound: true, host: host(), seed },
             Fault::KillMaster,
+            Fault::MasterMoves,
+            Fault::Solo { what: SoloFault::Apart { secs: 2, side: 1 }, pick: seed },
+            Fault::Solo { what: SoloFault::Kill { side: 0 }, pick: seed >> 16 },
         ]
         .into_iter()
         .chain((storm > 0).then_some(Fault::JoinStorm { n: storm }))
@@ -89,7 +104,7 @@ pub fn plan(seed: u64, n: usize, quick: bool, followers: usize, storm: usize) ->
     (0..n)
         .map(|_| {
             let h = rng.random_range(1..=followers.saturating_sub(1).max(1));
-            match rng.random_range(0..10) {
+            match rng.random_range(0..13) {
                 0 | 1 => Fault::Loss {
                     percent: if rng.random_bool(0.5) { 5 } else { 30 },
                     inbound: rng.random_bool(0.5),
@@ -104,7 +119,22 @@ pub fn plan(seed: u64, n: usize, quick: bool, followers: usize, storm: usize) ->
                     let inbound = rng.random_bool(0.5);
                     Fault::Delay { min_ms, max_ms, inbound, host: h, seed: rng.random() }
                 }
-                _ => Fault::SongChange,
+                8 | 9 => Fault::SongChange,
+                12 => Fault::MasterMoves,
+                10 => {
+                    let secs = [2, 10][rng.random_range(0..2)];
+                    let what = SoloFault::Apart { secs, side: rng.random_range(0..2) };
+                    Fault::Solo { what, pick: rng.random() }
+                }
+                _ => {
+                    let side = rng.random_range(0..2);
+                    let what = if rng.random_bool(0.5) {
+                        SoloFault::Kill { side }
+                    } else {
+                        SoloFault::Loss { percent: 30, side }
+                    };
+                    Fault::Solo { what, pick: rng.random() }
+                }
             }
         })
         .chain(storm)

@@ -35,8 +35,12 @@ impl Device {
         command.args(["netns", "exec", ns]).arg(bin).arg("--headless");
         command.args(["--device-id", name, "--device-name", name, "--state-dir"]).arg(state);
         command.args(args);
-        // Its log beside its state directory (kept with `MAESTRAL_FAULTS_KEEP=1`).
-        let log = std::fs::File::create(state.with_extension("log"))
+        // Its log beside its state directory (kept with `MAESTRAL_FAULTS_KEEP=1`), a restart's
+        // after the one before.
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(state.with_extension("log"))
             .map(Stdio::from)
             .unwrap_or_else(|_| Stdio::null());
         command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(log);
@@ -44,9 +48,18 @@ impl Device {
         let stdout = child.stdout.take().context("stdout")?;
         let stdin = child.stdin.take();
         let (tx, events) = std::sync::mpsc::channel();
+        // Its events too, beside its log (kept with `MAESTRAL_FAULTS_KEEP=1`).
+        let mut record = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(state.with_extension("events"))
+            .ok();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { return };
+                if let Some(f) = record.as_mut() {
+                    let _ = writeln!(f, "{:?} {line}", std::time::SystemTime::now());
+                }
                 if let Ok(v) = serde_json::from_str::<Value>(&line)
                     && tx.send((v, Instant::now())).is_err()
                 {

@@ -11,6 +11,7 @@ use serde_json::Value;
 use crate::lan::Lan;
 pub use crate::plan::Fault;
 use crate::proc::Device;
+use crate::solo::Pair;
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -51,6 +52,8 @@ pub struct Run {
     lan: Lan,
     master: Device,
     followers: Vec<Device>,
+    /// The Solo pair, on the two hosts after the Followers'.
+    solo: Pair,
     /// The Follower in free mode (index into `followers`) and the page it keeps.
     free: usize,
     free_page: u64,
@@ -60,6 +63,8 @@ pub struct Run {
     count: u64,
     score: usize,
     code: String,
+    /// Addresses the Master's host was given (`Fault::MasterMoves`).
+    moves: u32,
     began: Instant,
     _dir: TempDir,
 }
@@ -87,7 +92,7 @@ const CONVERGE: Duration = Duration::from_secs(30);
 impl Run {
     pub fn start(cfg: Config) -> Result<Run> {
         // Any step of making the LAN failing means namespaces cannot be made here (skipped).
-        let lan = Lan::new(cfg.followers + 1 + cfg.storm).context("making the LAN's namespaces")?;
+        let lan = Lan::new(cfg.followers + 3 + cfg.storm).context("making the LAN's namespaces")?;
         let dir = std::env::temp_dir().join(format!("maestral-faults-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir)?;
@@ -115,11 +120,14 @@ impl Run {
                 e["event"] == "phase" && e["phase"] == "FOLLOWER_CONNECTED_FOLLOW"
             })?;
         }
+        let hosts = [cfg.followers + 1, cfg.followers + 2];
+        let solo = Pair::start(&lan, hosts, &cfg.bin, &dir, &cfg.scores[0])?;
         let mut run = Run {
             cfg,
             lan,
             master,
             followers,
+            solo,
             free: 0,
             free_page: 0,
             song: String::new(),
@@ -127,6 +135,7 @@ impl Run {
             count: 1,
             score: 1,
             code,
+            moves: 0,
             began,
             _dir: TempDir(dir),
         };
@@ -358,6 +367,36 @@ impl Run {
                 }
                 self.turns(2, Duration::from_millis(100), &mut row, None)?;
             }
+            Fault::MasterMoves => {
+                self.moves += 1;
+                let n = self.moves;
+                let to = std::net::Ipv4Addr::new(
+                    10,
+                    77,
+                    200 + (n / 250 % 50) as u8,
+                    (n % 250 + 1) as u8,
+                );
+                let at = Instant::now();
+                self.lan.readdress(0, to)?;
+                // The Master sees its address gone and says its new join code.
+                let (said, seen) = self
+                    .master
+                    .expect(at, CONVERGE, "a new join code", |e| e["event"] == "join_code")?;
+                row.notice_ms = Some(seen.saturating_duration_since(at).as_secs_f64() * 1e3);
+                let code = said["join_code"].as_str().unwrap_or_default().to_owned();
+                if !code.contains(&format!("host={to}:")) {
+                    row.violations.push(format!("the new join code names another address: {code}"));
+                }
+                self.code = code;
+                // One turn while they cannot reach it (two on a two-page song would come back
+                // to the page they show). Singers holding the old code find the Master (locate)
+                // and rejoin on their own.
+                self.turn()?;
+                if let Some(done) = self.converged(at, &mut row) {
+                    row.converge_ms = Some(done.saturating_duration_since(at).as_secs_f64() * 1e3);
+                }
+                self.turns(2, Duration::from_millis(100), &mut row, None)?;
+            }
             Fault::StopFollower { secs, host } => {
                 row.host = Some(host);
                 let i = host - 1;
@@ -372,6 +411,10 @@ impl Run {
                 }
             }
             Fault::JoinStorm { n } => self.storm(n, &mut row)?,
+            Fault::Solo { what, pick } => {
+                let bin = self.cfg.bin.clone();
+                self.solo.fault(&self.lan, &bin, what, pick, &mut row)?;
+            }
             Fault::Delay { min_ms, max_ms, inbound, host, seed } => {
                 row.host = Some(host);
                 let delay = self.lan.delay(host, min_ms, max_ms, inbound, seed)?;
@@ -405,7 +448,7 @@ impl Run {
     /// last of them follows the Master, then a turn to all of them (its latencies), then they
     /// quit. Each must come in, none may die.
     fn storm(&mut self, n: usize, row: &mut Row) -> Result<()> {
-        let first = self.cfg.followers + 1;
+        let first = self.cfg.followers + 3;
         anyhow::ensure!(self.lan.hosts.len() >= first + n, "no hosts kept for {n} Followers");
         let started = Instant::now();
         let mut crowd = Vec::new();
@@ -430,7 +473,9 @@ impl Run {
         let at = self.turn()?;
         let (song, page) = (self.song.clone(), self.page);
         for d in &mut crowd {
-            match d.wait(at, Duration::from_secs(30), |e| is_show(e, &song, page)) {
+            // From just before the Master's own line: a Follower may print its show first.
+            let since = at - Duration::from_millis(50);
+            match d.wait(since, Duration::from_secs(30), |e| is_show(e, &song, page)) {
                 Some((_, shown)) => {
                     let ms = shown.saturating_duration_since(at).as_secs_f64() * 1e3;
                     row.latencies_ms.push(ms);
@@ -504,7 +549,7 @@ impl Run {
             row.violations.push("the old code joined an ended session".into());
         }
         // State files: every one still parses.
-        for d in std::iter::once(&self.master).chain(&self.followers) {
+        for d in std::iter::once(&self.master).chain(&self.followers).chain(self.solo.devices()) {
             for entry in std::fs::read_dir(&d.state).into_iter().flatten().flatten() {
                 let path = entry.path();
                 if path.extension().is_some_and(|x| x == "json")
@@ -518,6 +563,9 @@ impl Run {
             }
         }
         let _ = late.quit();
+        for name in self.solo.quit() {
+            row.violations.push(format!("{name} did not quit cleanly"));
+        }
         for f in self.followers.drain(..) {
             let name = f.name.clone();
             if !f.quit() {

@@ -295,26 +295,69 @@ impl FollowerIo {
         let Some((master, code)) = self.master.clone().filter(|(m, _)| *m == peer) else {
             return;
         };
+        self.attempt_at(ctx, master, code, false);
+    }
+
+    /// One rejoin attempt with `code` (`moved`: at an address a locate answer gave, which the
+    /// stored code takes once the link is open). The Master may have moved (a DHCP renewal):
+    /// it is asked at once, beside the attempt, which at a vanished address takes until its
+    /// connect gives up.
+    fn attempt_at(&mut self, ctx: &Ctx, master: DeviceId, code: JoinCode, moved: bool) {
         let cert = self.cert(ctx);
         let attempt = self.drop_attempts();
         let (cfg, me, timeout, tx) =
             (ctx.cfg.rtc, ctx.cfg.device_id.clone(), ctx.cfg.join_timeout, ctx.internal.clone());
+        let (ask, found, asking) = (ctx.cfg.locate, ctx.internal.clone(), code.clone());
         tokio::spawn(async move {
+            if let Some(host) = super::locate::find(&asking, ask).await {
+                let code = JoinCode { host, ..asking };
+                let _ = found.send(Internal::Located { code, attempt });
+            }
+        });
+        tokio::spawn(async move {
+            let kind = if moved { ReadyKind::Moved(code.clone()) } else { ReadyKind::Known };
             let msg = match join_link(&cfg, cert.as_ref(), &me, &code, timeout).await {
-                Ok((link, events)) => Internal::Ready {
-                    peer: master,
-                    link,
-                    events,
-                    first: None,
-                    kind: ReadyKind::Known,
-                    attempt,
-                },
+                Ok((link, events)) => {
+                    Internal::Ready { peer: master, link, events, first: None, kind, attempt }
+                }
                 Err(error) => Internal::JoinFailed { peer: Some(master), error, attempt },
             };
             if let Err(mpsc::error::SendError(Internal::Ready { link, .. })) = tx.send(msg) {
                 link.close().await;
             }
         });
+    }
+
+    /// The Master of the stored session answered rejoin attempt `attempt`'s locate query from
+    /// another address (`code.host`): that attempt, still under way at the old address, gives
+    /// way to one there. A singer holds the token too, so the answer alone is not trusted: the
+    /// join there is checked against the code's certificate, and only an open link makes the
+    /// stored code take the address ([`Self::moved`]).
+    pub(crate) fn located(&mut self, ctx: &Ctx, code: JoinCode, attempt: u64) {
+        if !self.wants(attempt) {
+            return;
+        }
+        let Some((master, stored)) = self.master.clone() else { return };
+        if stored.session_id != code.session_id
+            || stored.token != code.token
+            || stored.host == code.host
+            || ctx.links.contains(&master)
+        {
+            return;
+        }
+        tracing::warn!("the conductor's device answered from {}: rejoining there", code.host);
+        self.attempt_at(ctx, master, code, true);
+    }
+
+    /// A rejoin at a located address opened: the stored code names it from now on.
+    pub(crate) fn moved(&mut self, code: JoinCode) {
+        if let Some((_, stored)) = self.master.as_mut()
+            && stored.session_id == code.session_id
+            && stored.host != code.host
+        {
+            tracing::warn!("the conductor's device moved to {}", code.host);
+            stored.host = code.host;
+        }
     }
 }
 

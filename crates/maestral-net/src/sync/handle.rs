@@ -40,6 +40,9 @@ pub struct SyncConfig {
     pub max_stream_bytes: u64,
     /// A stream that brings nothing for this long is dropped and tried again.
     pub stream_stall: Duration,
+    /// Finding a Master whose address changed (`super::locate`): the port a Master answers on,
+    /// where a Follower asks.
+    pub locate: super::locate::LocateConfig,
 }
 
 impl SyncConfig {
@@ -56,6 +59,7 @@ impl SyncConfig {
             state_dir: None,
             max_stream_bytes: super::stream::DEFAULT_MAX_STREAM_BYTES,
             stream_stall: super::stream::STALL,
+            locate: super::locate::LocateConfig::default(),
         }
     }
 }

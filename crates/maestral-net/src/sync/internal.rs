@@ -15,6 +15,8 @@ pub(crate) enum ReadyKind {
     FirstJoin(JoinCode),
     /// A rejoin, or this device's Solo call-back to its partner.
     Known,
+    /// A rejoin at the address the Master answered a locate query from: the stored code gets it.
+    Moved(JoinCode),
     /// A link this device answered (a Follower accepted by this Master, or the Solo partner
     /// calling back), opened with the certificate `fingerprint`.
     Answered { fingerprint: String },
@@ -56,6 +58,18 @@ pub(crate) enum Internal {
     },
     /// Solo: the call-back listener is bound.
     SoloListening(crate::signaling::SignalingServer),
+    /// Master: this device's address is now `ip`; `server` listens there (when the old
+    /// listener was bound to the old address).
+    AddressChanged {
+        ip: std::net::IpAddr,
+        server: Option<crate::signaling::SignalingServer>,
+    },
+    /// Follower: the Master of the stored session answered the locate query of rejoin attempt
+    /// `attempt` from another address; `code` is the stored code with that address.
+    Located {
+        code: JoinCode,
+        attempt: u64,
+    },
     /// Follower: fetch task `task` has `got` bytes so far.
     StreamProgress {
         song: maestral_protocol::SongId,

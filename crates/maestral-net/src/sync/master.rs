@@ -13,11 +13,14 @@ use tokio::sync::mpsc;
 use super::error::{StartError, SyncError};
 use super::handle::SyncEvent;
 use super::link::wait_open;
+use super::locate;
 use super::store::{self, SavedSession};
 use super::worker::{Ctx, Internal, ReadyKind};
 use crate::joincode::{JoinCode, fingerprints_match};
 use crate::rtc::{DtlsCert, Link, RtcConfig, sha256_fingerprint};
-use crate::signaling::{JoinOutcome, PendingJoin, SignalingServer, channel_handler};
+use crate::signaling::{
+    ChannelHandler, JoinOutcome, PendingJoin, SignalingServer, channel_handler,
+};
 use crate::state::files;
 
 #[derive(Default)]
@@ -41,7 +44,12 @@ pub(crate) struct MasterIo {
     member_certs: HashMap<DeviceId, String>,
     /// Joins being answered now (each holds a PeerConnection until its channel opens).
     answering: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// What the locate responder answers for (the session and where it listens now).
+    beacon: locate::Beacon,
 }
+
+/// How often a Master checks that the address it listens on is still its own.
+const ADDRESS_CHECK: Duration = Duration::from_secs(1);
 
 /// Joins answered at once; more get `503` (retried by honest Followers on their backoff). A
 /// join is answered in milliseconds on a LAN, so 32 in flight is already a storm.
@@ -79,6 +87,7 @@ impl MasterIo {
         }
         if self.server.is_none() {
             let (handler, rx) = channel_handler(256);
+            let handler_for_moves = handler.clone();
             let mut bound = None;
             if let Some(saved) = &resumed {
                 match SignalingServer::bind(saved.listen, handler.clone()).await {
@@ -102,6 +111,20 @@ impl MasterIo {
                         return;
                     }
                 }
+            }
+            if ctx.cfg.locate.port != 0 {
+                let beacon = std::sync::Arc::downgrade(&self.beacon);
+                tokio::spawn(locate::serve(beacon, ctx.cfg.locate.port));
+            }
+            if let Some(server) = &bound {
+                let listen = server.local_addr();
+                // Reached at the listener's address, or (listening on every address) at the one
+                // links are made on.
+                let specific = !listen.ip().is_unspecified();
+                let ip = if specific { listen.ip() } else { ctx.cfg.rtc.bind_ip };
+                let rebind = specific.then_some(listen.port());
+                let tx = ctx.internal.clone();
+                tokio::spawn(watch_address(ip, rebind, handler_for_moves.clone(), tx));
             }
             self.server = bound;
             self.join_rx = Some(rx);
@@ -127,23 +150,55 @@ impl MasterIo {
             Event::SessionStarted { session_id, token } => {
                 self.session = Some((session_id.to_string(), token.clone()));
                 self.ended_session = None;
-                let (Some(server), Some(cert)) = (&self.server, &self.cert) else { return };
-                let mut host = server.local_addr();
-                if host.ip().is_unspecified() {
-                    host.set_ip(ctx.cfg.rtc.bind_ip);
-                }
-                match JoinCode::new(host, session_id.to_string(), token.clone(), cert.fingerprint())
-                {
-                    Ok(code) => ctx.emit(SyncEvent::JoinCode(code.to_string())),
-                    Err(err) => ctx.error(err),
-                }
+                self.announce(ctx);
             }
             Event::SessionEnded => {
                 self.ended_session = self.session.take().map(|(id, _)| id);
                 self.member_certs.clear();
+                if let Ok(mut b) = self.beacon.lock() {
+                    *b = None;
+                }
             }
             _ => {}
         }
+    }
+
+    /// The join code of the running session, as it is now (to the app), and what the locate
+    /// responder answers.
+    fn announce(&mut self, ctx: &Ctx) {
+        let (Some(server), Some(cert), Some((id, token))) =
+            (&self.server, &self.cert, &self.session)
+        else {
+            return;
+        };
+        let mut host = server.local_addr();
+        if host.ip().is_unspecified() {
+            host.set_ip(ctx.cfg.rtc.bind_ip);
+        }
+        if let Ok(mut b) = self.beacon.lock() {
+            *b = Some((id.clone(), token.expose().to_owned(), host));
+        }
+        match JoinCode::new(host, id.clone(), token.clone(), cert.fingerprint()) {
+            Ok(code) => ctx.emit(SyncEvent::JoinCode(code.to_string())),
+            Err(err) => ctx.error(err),
+        }
+    }
+
+    /// This device's address changed (`watch_address`): joins are heard on the new one (its
+    /// listener `server`, when it listened on one address), links are made there, the app gets
+    /// the new join code, and the locate responder tells singers holding the old one.
+    pub(crate) fn moved(
+        &mut self,
+        ctx: &mut Ctx,
+        ip: std::net::IpAddr,
+        server: Option<SignalingServer>,
+    ) {
+        tracing::warn!("this device's address is now {ip}: the join code changes with it");
+        ctx.cfg.rtc.bind_ip = ip;
+        if let Some(old) = server.and_then(|s| self.server.replace(s)) {
+            tokio::spawn(old.shutdown());
+        }
+        self.announce(ctx);
     }
 
     /// A `POST /v1/join`: the token is checked here (in constant time) and again by the engine
@@ -240,9 +295,69 @@ impl MasterIo {
     }
 
     pub(crate) async fn shutdown(&mut self) {
+        // The locate responder answers for nothing from now on (it ends within a second).
+        if let Ok(mut b) = self.beacon.lock() {
+            *b = None;
+        }
         if let Some(s) = self.server.take() {
             s.shutdown().await;
         }
+    }
+}
+
+/// Watches the address this Master is reached at (`ip`): once it is no longer this machine's
+/// (a DHCP renewal, another network), another address of the same interface takes its place
+/// (else the machine's LAN address), with a listener bound there on the same port (`rebind`,
+/// when the old one listened on one address), reported as [`Internal::AddressChanged`]. Ends
+/// with the worker.
+async fn watch_address(
+    mut ip: std::net::IpAddr,
+    rebind: Option<u16>,
+    handler: ChannelHandler,
+    tx: mpsc::UnboundedSender<Internal>,
+) {
+    use crate::addr;
+    if ip.is_loopback() || ip.is_unspecified() {
+        return;
+    }
+    let mut interface = addr::interface_of(ip);
+    let mut tick = tokio::time::interval(ADDRESS_CHECK);
+    loop {
+        tick.tick().await;
+        if tx.is_closed() {
+            return;
+        }
+        if addr::is_local(ip) {
+            continue;
+        }
+        let now = interface
+            .as_deref()
+            .and_then(|i| addr::address_on(i, ip))
+            .unwrap_or_else(|| addr::lan_ip(None));
+        if now == ip || now.is_loopback() || !addr::is_local(now) {
+            continue;
+        }
+        let mut server = None;
+        if let Some(port) = rebind {
+            let bound =
+                match SignalingServer::bind(SocketAddr::new(now, port), handler.clone()).await {
+                    Ok(s) => Ok(s),
+                    // The port taken there: any other.
+                    Err(_) => SignalingServer::bind(SocketAddr::new(now, 0), handler.clone()).await,
+                };
+            match bound {
+                Ok(s) => server = Some(s),
+                Err(e) => {
+                    tracing::warn!("cannot listen on the new address {now}: {e}");
+                    continue;
+                }
+            }
+        }
+        if tx.send(Internal::AddressChanged { ip: now, server }).is_err() {
+            return;
+        }
+        ip = now;
+        interface = addr::interface_of(now).or(interface);
     }
 }
 

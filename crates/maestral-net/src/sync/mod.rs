@@ -12,6 +12,7 @@
 //!   its tasks report back);
 //! - `link`: the open links, their writers and events;
 //! - `master`, `follower`, `solo`: what one role does (`RoleIo`);
+//! - [`locate`]: finding a Master whose address changed (a UDP query and its proved answer);
 //! - `store`: what each role keeps in the state directory, and its writer thread;
 //! - `clock`: monotonic time for timers, wall time for stamps;
 //! - [`error`]: what goes wrong, in words for the user.
@@ -23,6 +24,7 @@ mod follower;
 pub mod handle;
 mod internal;
 mod link;
+pub mod locate;
 mod master;
 mod solo;
 mod store;

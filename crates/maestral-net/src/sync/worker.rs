@@ -447,6 +447,7 @@ impl Worker {
                 self.ctx.link(&peer, LinkSignal::Up);
                 match (kind, &mut self.role) {
                     (ReadyKind::FirstJoin(code), RoleIo::Follower(f)) => f.joined(&peer, code),
+                    (ReadyKind::Moved(code), RoleIo::Follower(f)) => f.moved(code),
                     (ReadyKind::Known | ReadyKind::Answered { .. }, RoleIo::Solo(s)) => {
                         s.send_pair_info(&mut self.ctx, &peer);
                     }
@@ -497,6 +498,15 @@ impl Worker {
                 }
                 RoleIo::Master(_) => {}
             },
+            Internal::AddressChanged { ip, server } => match &mut self.role {
+                RoleIo::Master(m) => m.moved(&mut self.ctx, ip, server),
+                _ => drop(server),
+            },
+            Internal::Located { code, attempt } => {
+                if let RoleIo::Follower(f) = &mut self.role {
+                    f.located(&self.ctx, code, attempt);
+                }
+            }
             Internal::Error(e) => self.ctx.error(e),
             Internal::StartFailed(e) => self.ctx.emit(SyncEvent::StartFailed(e)),
             Internal::Saved { name, error } => {

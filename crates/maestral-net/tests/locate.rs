@@ -1,0 +1,75 @@
+//! A singer whose stored code names an address the Master no longer listens on (a DHCP renewal
+//! moved it) finds it with a locate query and rejoins there: real sync threads, real UDP, real
+//! WebRTC. (The Master's side of a move, its address taken away, is run by the fault harness on
+//! network namespaces: `cargo xtask faults`, and its bounded form in `cargo xtask test`.)
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use common::*;
+use maestral_net::{LocateConfig, SyncCommand};
+use maestral_sync::{LocalAction, Phase, Role};
+
+fn free_udp_port() -> u16 {
+    let s = std::net::UdpSocket::bind("127.0.0.1:0").expect("a free port");
+    s.local_addr().expect("its address").port()
+}
+
+/// The kept session file, once it names `page` as the Master's.
+fn kept(file: &std::path::Path, page: u32) -> serde_json::Value {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let text = std::fs::read_to_string(file).unwrap_or_default();
+        if let Ok(v) = serde_json::from_str::<serde_json::Value>(&text)
+            && v["session"]["master_page"] == page
+        {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "the session is kept: {text}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_singer_whose_code_names_an_old_address_finds_the_master_and_rejoins_there() {
+    let port = free_udp_port();
+    let mut mcfg = config("M");
+    mcfg.locate = LocateConfig { port, query_to: None };
+    let (m, code) = master_with(mcfg);
+    m.local(song("a"));
+    let dir = temp_dir("locate");
+    let mut cfg = config("F");
+    cfg.state_dir = Some(dir.clone());
+    // Asked on loopback (the default is every network's broadcast address).
+    cfg.locate.query_to = Some(SocketAddr::new(LOCAL, port));
+    let mut f = Peer::with(Role::Follower, cfg.clone());
+    f.h.send(SyncCommand::Join(code.clone()));
+    f.wait_phase(Phase::FollowerConnectedFollow);
+    f.wait_view("a", 0);
+    let file = dir.join("follower-session.json");
+    let mut session = kept(&file, 0);
+    f.h.shutdown();
+    // The singer's device restarts with its session, whose code names where the Master was:
+    // an address nobody listens on now.
+    let gone = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
+    let old = gone.local_addr().expect("its address");
+    drop(gone);
+    let stale = code.to_string().replace(&code.host.to_string(), &old.to_string());
+    assert_ne!(stale, code.to_string());
+    session["join_code"] = stale.into();
+    std::fs::write(&file, serde_json::to_vec(&session).expect("JSON")).expect("write");
+
+    let mut f = Peer::with(Role::Follower, cfg);
+    f.h.send(SyncCommand::Rejoin);
+    f.wait_phase(Phase::FollowerConnectedFollow);
+    m.local(LocalAction::NextPage);
+    f.wait_view("a", 1);
+    // The stored code now names the Master's address.
+    let now = kept(&file, 1);
+    let stored: maestral_net::joincode::JoinCode =
+        now["join_code"].as_str().expect("a code").parse().expect("it parses");
+    assert_eq!(stored.host, code.host, "the stored code follows the Master");
+    let _ = std::fs::remove_dir_all(&dir);
+}
