@@ -75,10 +75,10 @@ impl Fault {
 }
 
 /// The faults of a run, chosen by `seed`: in quick mode one of each kind with short outages;
-/// otherwise `n` drawn from every kind (2 s, 10 s and 60 s cuts, 20 s sleeps, 5 % and 30 % loss
-/// and 40–60 ms or 10–200 ms delays both ways, kills of either role, song changes, the Master's address
-/// changing, the Solo pair apart,
-/// killed or losing 30 %), then the join storm.
+/// otherwise every kind once (2 s, 10 s and 60 s cuts, a 20 s sleep, 5 % and 30 % loss and
+/// 40–60 ms and 10–200 ms delays both ways, kills of either role, the Master's address changing,
+/// a song change, the Solo pair apart, killed or losing 30 %) and the rest of `n` drawn from
+/// them, in a seeded order, then the join storm.
 pub fn plan(seed: u64, n: usize, quick: bool, followers: usize, storm: usize) -> Vec<Fault> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut host = || rng.random_range(1..=followers.saturating_sub(1).max(1));
@@ -101,7 +101,38 @@ pub fn plan(seed: u64, n: usize, quick: bool, followers: usize, storm: usize) ->
     }
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed);
     let storm = (storm > 0).then_some(Fault::JoinStorm { n: storm });
-    (0..n)
+    let mut h = || rng.random_range(1..=followers.saturating_sub(1).max(1));
+    // Every kind once (hosts and spreads drawn), in an order the seed shuffles with the rest.
+    let mut every = vec![
+        Fault::Loss { percent: 5, inbound: true, host: h() },
+        Fault::Loss { percent: 5, inbound: false, host: h() },
+        Fault::Loss { percent: 30, inbound: true, host: h() },
+        Fault::Loss { percent: 30, inbound: false, host: h() },
+        Fault::LinkDown { secs: 2, host: h() },
+        Fault::LinkDown { secs: 10, host: h() },
+        Fault::LinkDown { secs: 60, host: h() },
+        Fault::KillFollower { host: h() },
+        Fault::KillMaster,
+        Fault::MasterMoves,
+        Fault::StopFollower { secs: 20, host: h() },
+        Fault::SongChange,
+    ];
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0xdea1);
+    for (min_ms, max_ms) in [(40, 60), (10, 200)] {
+        for inbound in [true, false] {
+            let host = rng.random_range(1..=followers.saturating_sub(1).max(1));
+            every.push(Fault::Delay { min_ms, max_ms, inbound, host, seed: rng.random() });
+        }
+    }
+    for what in [
+        SoloFault::Apart { secs: 2, side: 0 },
+        SoloFault::Apart { secs: 10, side: 1 },
+        SoloFault::Kill { side: 1 },
+        SoloFault::Loss { percent: 30, side: 0 },
+    ] {
+        every.push(Fault::Solo { what, pick: rng.random() });
+    }
+    let drawn: Vec<Fault> = (every.len()..n.max(every.len()))
         .map(|_| {
             let h = rng.random_range(1..=followers.saturating_sub(1).max(1));
             match rng.random_range(0..13) {
@@ -120,13 +151,12 @@ pub fn plan(seed: u64, n: usize, quick: bool, followers: usize, storm: usize) ->
                     Fault::Delay { min_ms, max_ms, inbound, host: h, seed: rng.random() }
                 }
                 8 | 9 => Fault::SongChange,
-                12 => Fault::MasterMoves,
                 10 => {
                     let secs = [2, 10][rng.random_range(0..2)];
                     let what = SoloFault::Apart { secs, side: rng.random_range(0..2) };
                     Fault::Solo { what, pick: rng.random() }
                 }
-                _ => {
+                11 => {
                     let side = rng.random_range(0..2);
                     let what = if rng.random_bool(0.5) {
                         SoloFault::Kill { side }
@@ -135,8 +165,14 @@ pub fn plan(seed: u64, n: usize, quick: bool, followers: usize, storm: usize) ->
                     };
                     Fault::Solo { what, pick: rng.random() }
                 }
+                _ => Fault::MasterMoves,
             }
         })
-        .chain(storm)
-        .collect()
+        .collect();
+    let mut all: Vec<Fault> = every.into_iter().chain(drawn).collect();
+    // Fisher–Yates, seeded: the kinds meet each other in every order across seeds.
+    for i in (1..all.len()).rev() {
+        all.swap(i, rng.random_range(0..=i));
+    }
+    all.into_iter().chain(storm).collect()
 }

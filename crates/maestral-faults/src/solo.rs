@@ -95,7 +95,8 @@ impl Pair {
             half: [ha, 1 - ha],
             song,
             spread: 0,
-            spreads: count.div_ceil(2),
+            // Whole spreads only (an odd count's last spread has one page, shown on both).
+            spreads: (count / 2).max(1),
         })
     }
 
