@@ -17,8 +17,6 @@ use crate::signaling::{JoinError, JoinRequestBody, post_join};
 /// What a link's writer task does, in order.
 enum Outgoing {
     Text(Arc<str>),
-    /// A copy on the copy channel (lost or not, the queue goes on).
-    Copy(Arc<str>),
     /// Close after everything queued before it was sent (a last `SESSION_END` or
     /// `LEAVE_SESSION` must not be cut off by the close that follows it).
     Close,
@@ -52,6 +50,9 @@ struct PeerLink {
     generation: u64,
     send: mpsc::UnboundedSender<Outgoing>,
     writer: tokio::task::JoinHandle<()>,
+    /// Copies, sent by a task of their own: never behind an original the association holds
+    /// back (a send waits while SCTP retransmits under loss), which is when they matter.
+    copies: mpsc::UnboundedSender<Arc<str>>,
     latest: [Option<Latest>; Register::ALL.len()],
     window_start: Instant,
     in_window: u32,
@@ -123,15 +124,20 @@ impl Links {
                             break;
                         }
                     }
-                    Outgoing::Copy(text) => {
-                        // Lost or refused, it was only a copy: the original is on its way.
-                        let _ = l.send_copy(&text).await;
-                    }
                     Outgoing::Close => break,
                 }
             }
             l.close().await;
         });
+        let (copies, mut copy_rx) = mpsc::unbounded_channel::<Arc<str>>();
+        let c = link.clone();
+        // Ends when the link is dropped from `by_peer` (its sender with it).
+        drop(tokio::spawn(async move {
+            while let Some(text) = copy_rx.recv().await {
+                // Lost or refused, it was only a copy: the original is on its way.
+                let _ = c.send_copy(&text).await;
+            }
+        }));
         self.peers.insert(generation, peer.clone());
         self.by_peer.insert(
             peer.clone(),
@@ -140,6 +146,7 @@ impl Links {
                 generation,
                 send: send_tx,
                 writer,
+                copies,
                 latest: Default::default(),
                 window_start: Instant::now(),
                 in_window: 0,
@@ -196,7 +203,7 @@ impl Links {
         for pl in self.by_peer.values_mut() {
             for latest in pl.latest.iter_mut().flatten() {
                 if latest.due().is_some_and(|due| due <= now) {
-                    let _ = pl.send.send(Outgoing::Copy(Arc::clone(&latest.text)));
+                    let _ = pl.copies.send(Arc::clone(&latest.text));
                     // Copies that fell behind (a busy worker) are not sent in a burst.
                     while latest.due().is_some_and(|due| due <= now) {
                         latest.step += 1;
@@ -213,7 +220,7 @@ impl Links {
         let Some(pl) = self.by_peer.get_mut(peer) else { return };
         let now = Instant::now();
         for latest in pl.latest.iter_mut().flatten() {
-            let _ = pl.send.send(Outgoing::Copy(Arc::clone(&latest.text)));
+            let _ = pl.copies.send(Arc::clone(&latest.text));
             latest.sent = now;
             latest.step = 0;
         }
