@@ -7,6 +7,7 @@ pub mod joincode;
 pub mod pairing;
 pub mod qr;
 pub mod rtc;
+mod sig;
 pub mod signaling;
 pub mod state;
 pub mod sync;

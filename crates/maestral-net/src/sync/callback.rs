@@ -6,6 +6,8 @@ use hmac::{Hmac, Mac};
 use maestral_protocol::DeviceId;
 use sha2::Sha256;
 
+use crate::sig::{hex, hmac, unhex};
+
 /// The prefix of a call-back's proof (`token`).
 const PROOF_PREFIX: &str = "M1C.";
 /// What a call-back's mac is computed over, before the ids, fingerprint and counter.
@@ -22,8 +24,7 @@ pub fn callback_proof(
     counter: u64,
 ) -> String {
     let mac = mac(key, caller, callee, offer_fp, counter).finalize().into_bytes();
-    let hex: String = mac.iter().map(|b| format!("{b:02x}")).collect();
-    format!("{PROOF_PREFIX}{counter}.{hex}")
+    format!("{PROOF_PREFIX}{counter}.{}", hex(&mac))
 }
 
 /// The counter of a proof made with `key` by `caller` for `callee` over `offer_fp`; `None` for
@@ -41,9 +42,7 @@ pub(crate) fn verify(
     if hex.len() != 64 {
         return None;
     }
-    let bytes: Option<Vec<u8>> =
-        (0..32).map(|i| u8::from_str_radix(hex.get(i * 2..i * 2 + 2)?, 16).ok()).collect();
-    mac(key, caller, callee, offer_fp, counter).verify_slice(&bytes?).ok()?;
+    mac(key, caller, callee, offer_fp, counter).verify_slice(&unhex(hex)?).ok()?;
     Some(counter)
 }
 
@@ -54,13 +53,9 @@ fn mac(
     offer_fp: &str,
     counter: u64,
 ) -> Hmac<Sha256> {
-    // HMAC takes a key of any length.
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key.as_bytes())
-        .unwrap_or_else(|_| unreachable!("HMAC accepts every key length"));
     let fp = offer_fp.trim().to_ascii_uppercase();
     let fp = fp.strip_prefix("SHA-256 ").unwrap_or(&fp);
-    mac.update(format!("{PROOF_CONTEXT}|{caller}|{callee}|{fp}|{counter}").as_bytes());
-    mac
+    hmac(key.as_bytes(), format!("{PROOF_CONTEXT}|{caller}|{callee}|{fp}|{counter}").as_bytes())
 }
 
 /// A pairing key: 128 bits, URL-safe base64.

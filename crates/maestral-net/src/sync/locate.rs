@@ -29,6 +29,7 @@ use sha2::Sha256;
 use tokio::net::UdpSocket;
 
 use crate::joincode::JoinCode;
+use crate::sig::{hex, hmac, unhex};
 
 /// The port Masters listen on for locate queries, and Followers send them to.
 pub const LOCATE_PORT: u16 = 47474;
@@ -89,17 +90,11 @@ struct Answer {
 }
 
 fn proof(token: &str, session: &str, nonce: &str, host: SocketAddr) -> Hmac<Sha256> {
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(token.as_bytes())
-        .unwrap_or_else(|_| unreachable!("HMAC accepts every key length"));
-    mac.update(format!("{PROOF_CONTEXT}|{session}|{nonce}|{host}").as_bytes());
-    mac
+    hmac(token.as_bytes(), format!("{PROOF_CONTEXT}|{session}|{nonce}|{host}").as_bytes())
 }
 
 fn query_mac(token: &str, session: &str, nonce: &str) -> Hmac<Sha256> {
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(token.as_bytes())
-        .unwrap_or_else(|_| unreachable!("HMAC accepts every key length"));
-    mac.update(format!("{QUERY_CONTEXT}|{session}|{nonce}").as_bytes());
-    mac
+    hmac(token.as_bytes(), format!("{QUERY_CONTEXT}|{session}|{nonce}").as_bytes())
 }
 
 /// A nonce as queries carry it: 16 random bytes in lower-case hex.
@@ -109,17 +104,6 @@ fn new_nonce() -> String {
 
 fn is_nonce(s: &str) -> bool {
     s.len() == 32 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unhex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..s.len() / 2).map(|i| u8::from_str_radix(s.get(i * 2..i * 2 + 2)?, 16).ok()).collect()
 }
 
 /// The query for `session` (whose token is `token`) with `nonce`.

@@ -124,7 +124,7 @@ impl MasterIo {
                 let ip = if specific { listen.ip() } else { ctx.cfg.rtc.bind_ip };
                 let rebind = specific.then_some(listen.port());
                 let tx = ctx.internal.clone();
-                tokio::spawn(watch_address(ip, rebind, handler_for_moves.clone(), tx));
+                tokio::spawn(watch_address(ip, rebind, handler_for_moves, tx));
             }
             self.server = bound;
             self.join_rx = Some(rx);

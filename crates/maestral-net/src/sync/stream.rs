@@ -522,8 +522,7 @@ pub async fn fetch(
     let want = prepare.sha256.trim().to_owned();
     let checked = tokio::task::spawn_blocking(move || {
         let digest = Sha256::digest(&have);
-        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-        hex.eq_ignore_ascii_case(&want).then(|| Arc::<[u8]>::from(have))
+        crate::sig::hex(&digest).eq_ignore_ascii_case(&want).then(|| Arc::<[u8]>::from(have))
     })
     .await;
     match checked {
