@@ -9,6 +9,16 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
 
+/// A `show` event of `song`'s page `page`.
+pub fn is_show(e: &Value, song: &str, page: u64) -> bool {
+    e["event"] == "show" && e["song_id"] == song && e["page_index"] == page
+}
+
+/// A `phase` event naming `phase`.
+pub fn is_phase(e: &Value, phase: &str) -> bool {
+    e["event"] == "phase" && e["phase"] == phase
+}
+
 pub struct Device {
     pub name: String,
     pub ns: String,
@@ -132,6 +142,31 @@ impl Device {
             Some(found) => Ok(found),
             None => bail!("{}: no {what} within {limit:?}", self.name),
         }
+    }
+
+    /// Waits until the state file `name` in its state directory parses and `want` accepts it
+    /// (files are written aside, then renamed: one that parses is whole); fails after `limit`,
+    /// saying it never kept `what`.
+    pub fn wait_state(
+        &self,
+        name: &str,
+        limit: Duration,
+        what: &str,
+        want: impl Fn(&Value) -> bool,
+    ) -> Result<()> {
+        let file = self.state.join(name);
+        let deadline = Instant::now() + limit;
+        while !std::fs::read(&file)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+            .is_some_and(|v| want(&v))
+        {
+            if Instant::now() >= deadline {
+                bail!("{} never kept {what}", self.name);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(())
     }
 
     /// The last page shown, and its song.

@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use crate::lan::Lan;
 pub use crate::plan::Fault;
-use crate::proc::Device;
+use crate::proc::{Device, is_show};
 use crate::solo::Pair;
 
 /// What to run.
@@ -79,10 +79,6 @@ impl Drop for TempDir {
         }
         let _ = std::fs::remove_dir_all(&self.0);
     }
-}
-
-fn is_show(e: &Value, song: &str, page: u64) -> bool {
-    e["event"] == "show" && e["song_id"] == song && e["page_index"] == page
 }
 
 /// How long a Follower may take to be back on the Master's page once a fault is over: the
@@ -329,17 +325,10 @@ impl Run {
                 }
             }
             Fault::KillMaster => {
-                let file = self.master.state.join("master-session.json");
                 let page = self.page;
-                let deadline = Instant::now() + CONVERGE;
-                while !std::fs::read(&file)
-                    .ok()
-                    .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
-                    .is_some_and(|v| v["state"]["page_index"] == page)
-                {
-                    anyhow::ensure!(Instant::now() < deadline, "the Master never kept its page");
-                    std::thread::sleep(Duration::from_millis(20));
-                }
+                self.master.wait_state("master-session.json", CONVERGE, "its page", |v| {
+                    v["state"]["page_index"] == page
+                })?;
                 let down = Instant::now();
                 self.master.kill();
                 row.notice_ms = self.noticed(0, down, CONVERGE);
@@ -494,22 +483,10 @@ impl Run {
 
     /// Waits until Follower `i` has written its session with the Master's current page.
     fn wait_kept(&self, i: usize) -> Result<()> {
-        let file = self.followers[i].state.join("follower-session.json");
-        let deadline = Instant::now() + CONVERGE;
         let page = self.page;
-        while std::fs::read(&file)
-            .ok()
-            .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
-            .is_none_or(|v| v["session"]["master_page"] != page)
-        {
-            anyhow::ensure!(
-                Instant::now() < deadline,
-                "{} never kept its session",
-                self.followers[i].name
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Ok(())
+        self.followers[i].wait_state("follower-session.json", CONVERGE, "its session", |v| {
+            v["session"]["master_page"] == page
+        })
     }
 
     /// The end of the session: every Follower goes local, and the old code joins no more.

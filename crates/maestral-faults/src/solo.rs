@@ -6,10 +6,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use serde_json::Value;
 
 use crate::lan::Lan;
-use crate::proc::Device;
+use crate::proc::{Device, is_phase, is_show};
 use crate::run::Row;
 
 /// What the seed chose to do to the pair (`side` 0 is the offering device, 1 the answering one).
@@ -47,14 +46,6 @@ pub struct Pair {
     spread: u64,
     /// Spreads of the song.
     spreads: u64,
-}
-
-fn is_show(e: &Value, song: &str, page: u64) -> bool {
-    e["event"] == "show" && e["song_id"] == song && e["page_index"] == page
-}
-
-fn is_phase(e: &Value, phase: &str) -> bool {
-    e["event"] == "phase" && e["phase"] == phase
 }
 
 impl Pair {
@@ -213,20 +204,11 @@ impl Pair {
         }
     }
 
-    /// Waits until device `side` has written its pairing and the latest spread.
+    /// Waits until device `side` has written its pairing (with the way back to its partner).
     fn kept(&self, side: usize) -> Result<()> {
-        let d = &self.devices[side];
-        let file = d.state.join("solo-pairing.json");
-        let deadline = Instant::now() + CONVERGE;
-        while !std::fs::read(&file)
-            .ok()
-            .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
-            .is_some_and(|v| v["partner"]["their_key"].is_string())
-        {
-            anyhow::ensure!(Instant::now() < deadline, "{} never kept its pairing", d.name);
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Ok(())
+        self.devices[side].wait_state("solo-pairing.json", CONVERGE, "its pairing", |v| {
+            v["partner"]["their_key"].is_string()
+        })
     }
 
     /// Both devices, for the end's checks.
