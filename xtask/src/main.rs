@@ -23,10 +23,12 @@ usage: cargo xtask <command>
                          fuzz the decoder, the engine, join and pairing codes, the
                          join body and SDP for N minutes (default 5); crashes are
                          kept under target/fuzz/ with the command that replays them
-  faults [--seed S] [--scenarios N] [--followers N] [--storm N] [--quick]
+  faults [--seed S] [--scenarios N] [--followers N] [--storm N] [--quick] [--only LABEL]
                          headless processes on a LAN of network namespaces (root),
                          through seeded faults (--storm N: N more Followers join in
-                         the same second, 100 by default); report in target/bench/faults.*
+                         the same second, 100 by default; --only LABEL: N faults of
+                         one kind, e.g. 'loss 30% to followers'); report in
+                         target/bench/faults.*
   features               check that `run` and `test` build shared crates with the same
                          features (so either command reuses the other's build)
   setup                  fetch PDFium into .cache/pdfium if it is not there yet

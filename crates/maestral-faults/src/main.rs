@@ -1,10 +1,13 @@
-//! `maestral-faults --bin PATH [--seed S] [--scenarios N] [--followers N] [--storm N] [--quick]`:
+//! `maestral-faults --bin PATH [--seed S] [--scenarios N] [--followers N] [--storm N] [--quick]
+//! [--only LABEL]`:
 //! headless Maestral processes on a LAN of network namespaces, put through seeded faults (packet
 //! loss, cut links, killed and stopped processes, song changes, `--storm N` Followers joining
 //! in the same second, 100 by default, 10 with `--quick`), checked after each; prints a row per
 //! fault and writes `target/bench/faults.json` and `faults.svg`. Exit 0: no violation; 1: some
 //! (with the command that replays the run); 3: namespaces cannot be made here (skipped, said
-//! so). Needs root, `ip` (iproute2), `nft` (nftables) and `iptables` (the delay layer's
+//! so). `--only LABEL` runs N faults of the kind a row is labelled with (`--only "loss 30% to
+//! followers"`) and no storm (unless `--storm N` is given: `--only "100 followers join at
+//! once" --storm 100`), to measure one fault over many samples. Needs root, `ip` (iproute2), `nft` (nftables) and `iptables` (the delay layer's
 //! `NFQUEUE`). `cargo xtask faults` runs it; `--delay-relay` is that layer (relay.rs).
 
 mod lan;
@@ -36,6 +39,7 @@ fn main() -> ExitCode {
     let mut followers = 4usize;
     let mut quick = false;
     let mut storm = None;
+    let mut only: Option<String> = None;
     let mut out = PathBuf::from("target/bench");
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -48,6 +52,7 @@ fn main() -> ExitCode {
             "--out" => out = value().into(),
             "--quick" => quick = true,
             "--storm" => storm = value().parse().ok(),
+            "--only" => only = Some(value()),
             other => {
                 eprintln!("maestral-faults: unknown argument `{other}`; see the file's doc");
                 return ExitCode::from(2);
@@ -66,10 +71,28 @@ fn main() -> ExitCode {
         replay.push_str(" --quick");
     }
     // 100 Followers joining in the same second end a full run; 10 the bounded one.
-    let storm = storm.unwrap_or(if quick { 10 } else { 100 });
+    let storm = storm.unwrap_or(if only.is_some() {
+        0
+    } else if quick {
+        10
+    } else {
+        100
+    });
     replay.push_str(&format!(" --storm {storm}"));
+    let plan = match &only {
+        None => plan::plan(seed, scenarios, quick, followers, storm),
+        Some(label) => {
+            replay.push_str(&format!(" --only {label:?}"));
+            match plan::only(seed, scenarios, followers, label, storm) {
+                Some(p) => p,
+                None => {
+                    eprintln!("maestral-faults: no fault is labelled `{label}`");
+                    return ExitCode::from(2);
+                }
+            }
+        }
+    };
     let cfg = run::Config { bin, scores, followers, storm, quick };
-    let plan = plan::plan(seed, scenarios, quick, followers, storm);
     let mut run = match run::Run::start(cfg) {
         Ok(r) => r,
         Err(e) if e.to_string().contains("making the LAN's namespace") => {

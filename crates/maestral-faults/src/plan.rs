@@ -176,3 +176,27 @@ pub fn plan(seed: u64, n: usize, quick: bool, followers: usize, storm: usize) ->
     }
     all.into_iter().chain(storm).collect()
 }
+
+/// `n` faults of one kind (those whose [`Fault::label`] is `label`), drawn as a full run draws
+/// them (hosts, spreads, delay seeds), for measuring one fault over many samples; `None` if no
+/// fault has that label. The join storm is one of them where `storm` is above 0.
+pub fn only(
+    seed: u64,
+    n: usize,
+    followers: usize,
+    label: &str,
+    storm: usize,
+) -> Option<Vec<Fault>> {
+    let mut picked = Vec::new();
+    let mut round = 0u64;
+    while picked.len() < n {
+        let before = picked.len();
+        let full = plan(seed.wrapping_add(round), 200, false, followers, storm);
+        picked.extend(full.into_iter().filter(|f| f.label() == label).take(n - before));
+        if picked.is_empty() {
+            return None;
+        }
+        round += 1;
+    }
+    Some(picked)
+}

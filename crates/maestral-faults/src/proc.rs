@@ -172,9 +172,15 @@ impl Device {
     /// The last page shown, and its song.
     pub fn shown(&mut self) -> Option<(String, u64)> {
         self.pump();
+        self.shown_at(Instant::now())
+    }
+
+    /// The page shown at `at` (the last shown by then, as far as read), and its song.
+    pub fn shown_at(&self, at: Instant) -> Option<(String, u64)> {
         self.seen
             .iter()
             .rev()
+            .filter(|(_, t)| *t <= at)
             .find(|(e, _)| e["event"] == "show")
             .and_then(|(e, _)| Some((e["song_id"].as_str()?.to_owned(), e["page_index"].as_u64()?)))
     }

@@ -197,7 +197,7 @@ impl Run {
         let who: Vec<usize> = self.follow_mode().filter(|i| Some(*i) != skip).collect();
         for i in who {
             let f = &mut self.followers[i];
-            for (k, (page, at)) in made.iter().enumerate() {
+            for (k, (_, at)) in made.iter().enumerate() {
                 // Delivered when the Follower shows this page, or a later turn's page (several
                 // updates arriving together are shown once, as the latest).
                 let later: Vec<u64> = made[k..].iter().map(|(p, _)| *p).collect();
@@ -207,15 +207,26 @@ impl Run {
                         && e["song_id"] == song.as_str()
                         && e["page_index"].as_u64().is_some_and(|p| later.contains(&p))
                 });
-                match shown {
-                    Some((_, shown)) => {
+                // Or superseded: a later turn went back to the page the Follower still showed
+                // (an update overtaken by the next one, on a two-page bounce, shows nothing).
+                let kept = made[k + 1..].iter().map(|(p, t)| (*p, *t)).find(|(p, t)| {
+                    f.shown_at(*t).is_some_and(|(s, shown)| s == song && shown == *p)
+                });
+                let delivered = match (shown.map(|(_, t)| t), kept.map(|(_, t)| t)) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+                match delivered {
+                    Some(shown) => {
                         let ms = shown.saturating_duration_since(*at).as_secs_f64() * 1e3;
                         row.latencies_ms.push(ms);
                         row.samples.push((at.duration_since(self.began).as_secs_f64(), ms));
                     }
-                    None => row.lost += 1,
+                    None => {
+                        eprintln!("faults: {} never showed turn {k} (page {})", f.name, made[k].0);
+                        row.lost += 1;
+                    }
                 }
-                let _ = page;
             }
         }
         Ok(())

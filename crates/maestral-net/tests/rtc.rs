@@ -375,3 +375,41 @@ async fn dropping_a_link_closes_it() {
     expect_closed(&mut b_events).await;
     b.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copies_go_as_signed_datagrams_once_the_peer_says_where() {
+    let (a, mut a_events, b, mut b_events) = connect(None, None).await;
+    // Each side announces its datagram socket on the side channel once the link opens.
+    let announced = Instant::now();
+    while !(a.side_path_ready() && b.side_path_ready()) {
+        assert!(announced.elapsed() < Duration::from_secs(10), "no side path announced");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let b_addr = b.side_path_addr().expect("the answerer's side path");
+    a.send_copy("page 4").await.expect("copy");
+    assert_eq!(next_copy(&mut b_events).await.as_deref(), Some("page 4"));
+    assert_eq!(a.copies_by_datagram(), 1, "it went as a datagram");
+    b.send_copy("page 6").await.expect("copy back");
+    assert_eq!(next_copy(&mut a_events).await.as_deref(), Some("page 6"));
+    assert_eq!(b.copies_by_datagram(), 1);
+
+    // Datagrams from anyone else, forged or garbage, are dropped unread.
+    let stranger = tokio::net::UdpSocket::bind((b_addr.ip(), 0)).await.expect("bind");
+    let mut forged = 1u64.to_be_bytes().to_vec();
+    forged.extend_from_slice(&[0u8; 32]);
+    forged.extend_from_slice(br#"{"forged":true}"#);
+    for datagram in [&forged[..], b"", &[0xff; 2000]] {
+        stranger.send_to(datagram, b_addr).await.expect("send");
+    }
+    // A copy too long for one datagram goes on the copy channel instead.
+    let long = "p".repeat(4000);
+    a.send_copy(&long).await.expect("long copy");
+    assert_eq!(next_copy(&mut b_events).await.as_deref(), Some(long.as_str()));
+    assert_eq!(a.copies_by_datagram(), 1, "not as a datagram");
+    a.send_copy("page 5").await.expect("copy");
+    assert_eq!(next_copy(&mut b_events).await.as_deref(), Some("page 5"), "nothing forged came");
+    assert_eq!(a.copies_by_datagram(), 2);
+    a.close().await;
+    expect_closed(&mut b_events).await;
+    b.close().await;
+}

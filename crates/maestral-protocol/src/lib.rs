@@ -39,6 +39,15 @@ pub const COPY_CHANNEL_LABEL: &str = "maestral-copy";
 /// lost).
 pub const COPY_CHANNEL_ID: u16 = 1001;
 
+/// The label of the channel on which each side of a link says where its copies come from as
+/// UDP datagrams, outside SCTP (`{"ip", "port", "key"}`, once, when the link opens): reliable,
+/// opened out of band on SCTP stream [`SIDE_CHANNEL_ID`] by both sides. A peer without it gets
+/// copies on the copy channel.
+pub const SIDE_CHANNEL_LABEL: &str = "maestral-side";
+
+/// The SCTP stream id of the side channel.
+pub const SIDE_CHANNEL_ID: u16 = 1002;
+
 /// One protocol message with its envelope (spec §7). `v` is implied: always [`PROTOCOL_VERSION`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Envelope {

@@ -117,6 +117,8 @@ struct State {
     dc: Option<Arc<dyn DataChannel>>,
     /// The copy channel (`maestral-copy`), made with the connection on both sides.
     copy: Option<Arc<dyn DataChannel>>,
+    /// The side path for copies (datagrams outside SCTP), where a socket could be bound.
+    side: Option<Arc<side::Side>>,
     /// The task reading the channel's events.
     pump: Option<JoinHandle<()>>,
     /// Where stream channels the peer opens go ([`Link::accept_streams`]); without it they
@@ -164,8 +166,16 @@ impl Shared {
     fn opened(&self) {
         let mut state = self.lock();
         if !state.opened && !state.closing {
-            state.opened = true;
-            Self::emit(&state, LinkEvent::Open);
+            self.open(&mut state);
+        }
+    }
+
+    /// Marks the link open, says so, and announces the side path to the peer.
+    fn open(&self, state: &mut State) {
+        state.opened = true;
+        Self::emit(state, LinkEvent::Open);
+        if let Some(side) = state.side.clone() {
+            drop(self.runtime.spawn(async move { side.say_hello().await }));
         }
     }
 
@@ -176,8 +186,7 @@ impl Shared {
             if state.closing {
                 return;
             }
-            state.opened = true;
-            Self::emit(&state, LinkEvent::Open);
+            self.open(&mut state);
         }
         Self::emit(&state, read_text(&message).map_or_else(LinkEvent::Binary, LinkEvent::Text));
     }
@@ -229,6 +238,7 @@ impl Shared {
         state.closing = true;
         state.dc = None;
         state.copy = None;
+        state.side = None;
         state.streams = None;
         if let Some(events) = state.events.take() {
             events.send(LinkEvent::Closed);
@@ -521,6 +531,7 @@ impl Link {
                 pc: None,
                 dc: None,
                 copy: None,
+                side: None,
                 pump: None,
                 streams: None,
             }),
@@ -565,6 +576,7 @@ impl Link {
             .map_err(webrtc_error)?;
         let pc: Arc<dyn PeerConnection> = Arc::new(pc);
         copy::attach(&shared, &*pc).await?;
+        side::attach(&shared, &*pc, cfg.bind_ip).await?;
         shared.lock().pc = Some(pc);
         let link = Link { inner: Arc::new(LinkInner { shared }) };
         Ok((link, events, gathered))
@@ -584,6 +596,9 @@ use setup::{complete_local_sdp, poke_while_connecting};
 
 #[path = "link_copy.rs"]
 mod copy;
+
+#[path = "link_side.rs"]
+mod side;
 
 #[cfg(test)]
 #[path = "link_tests.rs"]

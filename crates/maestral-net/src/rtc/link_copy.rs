@@ -46,15 +46,38 @@ async fn pump(shared: Arc<Shared>, dc: Arc<dyn DataChannel>) {
 }
 
 impl Link {
-    /// Sends one text message on the copy channel (`maestral-copy`): unordered and never
-    /// retransmitted, so it may be lost, come twice with the reliable original, or overtake
-    /// it. For copies of register updates only (`maestral_protocol::Register`). Errors before
+    /// Sends one copy of a register update (`maestral_protocol::Register`): as a datagram on
+    /// the side path once the peer has announced its own (see `link_side.rs`), otherwise on the
+    /// copy channel (`maestral-copy`). Either way unordered and never retransmitted, so it may
+    /// be lost, come twice with the reliable original, or overtake it. Errors before
     /// [`LinkEvent::Open`] and once closing has begun.
     pub async fn send_copy(&self, text: &str) -> Result<(), RtcError> {
         if text.len() > MAX_MESSAGE_SIZE {
             return Err(RtcError::TooLarge(text.len()));
         }
         let dc = self.inner.shared.sendable_copy()?;
+        let side = self.inner.shared.lock().side.clone();
+        if let Some(side) = side
+            && side.send(text).await
+        {
+            return Ok(());
+        }
         dc.send_text(text).await.map_err(webrtc_error)
+    }
+
+    /// Whether copies go as datagrams outside SCTP (the peer announced its side path): then a
+    /// copy can go at once beside the original without waiting in the same queue.
+    pub fn side_path_ready(&self) -> bool {
+        self.inner.shared.lock().side.as_ref().is_some_and(|s| s.ready())
+    }
+
+    /// Where this side's copies are received as datagrams, if it has a side path.
+    pub fn side_path_addr(&self) -> Option<std::net::SocketAddr> {
+        self.inner.shared.lock().side.as_ref().map(|s| s.addr())
+    }
+
+    /// How many copies this side sent as datagrams on the side path.
+    pub fn copies_by_datagram(&self) -> u64 {
+        self.inner.shared.lock().side.as_ref().map_or(0, |s| s.sent())
     }
 }

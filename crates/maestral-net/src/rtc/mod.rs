@@ -9,7 +9,9 @@
 //! - one protocol channel, labelled [`CHANNEL_LABEL`], created by the offerer, and beside it
 //!   the copy channel (`maestral-copy`, unordered, never retransmitted, negotiated out of band
 //!   on stream 1001, made by both sides with the connection: [`Link::send_copy`],
-//!   [`LinkEvent::Copy`]);
+//!   [`LinkEvent::Copy`]), and the side channel (`maestral-side`, stream 1002) on which each
+//!   side announces the UDP socket its copies then come from as signed datagrams, outside
+//!   SCTP's queue and retransmission timer ([`Link::side_path_ready`]);
 //! - ICE timers tuned for a LAN ([`RtcTiming`]);
 //! - an optional DTLS certificate ([`DtlsCert`]) reused across connections, so a Choir Master
 //!   keeps one fingerprint for a whole session, across restarts too.

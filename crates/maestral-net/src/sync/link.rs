@@ -25,8 +25,9 @@ enum Outgoing {
 /// When the copies of a register update go out, after the update itself (milliseconds). Under
 /// 30 % loss the update and its four copies are all lost once in 400 (0.3⁵), so 99 % of updates
 /// arrive within 700 ms without waiting for SCTP's retransmission timer (≥ 1 s, doubling).
-/// No copy goes at once: on a healthy link the update itself is there first and no turn waits
-/// behind its copy.
+/// Where the peer announced a side path (datagrams outside SCTP, `rtc/link_side.rs`) one more
+/// copy goes at once, beside the original; on the copy channel none does, so that no turn waits
+/// in SCTP's queue behind its own copy.
 const COPY_AFTER_MS: [u64; 4] = [40, 150, 350, 700];
 
 /// The latest update of one register sent to a peer, and when its next copy is due.
@@ -183,6 +184,10 @@ impl Links {
             if let Some(r) = register {
                 let latest = Latest { text: Arc::clone(&text), sent: Instant::now(), step: 0 };
                 pl.latest[r.index()] = Some(latest);
+                // A datagram waits in no queue: one goes at once beside the original.
+                if pl.link.side_path_ready() {
+                    let _ = pl.copies.send(Arc::clone(&text));
+                }
             }
             // A writer that has ended has reported `Closed` too.
             let _ = pl.send.send(Outgoing::Text(text));

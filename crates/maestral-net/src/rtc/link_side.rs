@@ -1,0 +1,311 @@
+//! The side path of a [`Link`](super::Link): copies of register updates travel as UDP datagrams
+//! straight between the two devices, outside SCTP.
+//!
+//! rtc-sctp 0.21.1 holds every message of an association behind lost chunks: after a
+//! retransmission timeout (1 s at least, doubled at each) the congestion window is one packet
+//! and the lost chunks fill it until they are retransmitted again, so unordered copies on
+//! `maestral-copy` wait as long as the original. Measured under 30 % loss toward a Follower
+//! (`cargo xtask faults --only "loss 30% to followers"`): pages waited up to 6.7 s. A datagram
+//! waits for nothing.
+//!
+//! Each side binds a UDP socket on the link's address. Once the link opens it says, on a
+//! reliable channel negotiated out of band ([`SIDE_CHANNEL_LABEL`], SCTP stream
+//! [`SIDE_CHANNEL_ID`]), where that socket is and the key its datagrams are signed with:
+//! `{"ip": IP, "port": N, "key": HEX64}`. A datagram is `SEQ (8 bytes, big-endian) | MAC (32
+//! bytes) | text`, MAC = HMAC-SHA256(key, `maestral-side-v1|` SEQ text). The receiver takes one
+//! only from the address its peer announced, with a valid MAC and a SEQ it has not taken (a
+//! window of the last 64), and hands the text on as a copy ([`LinkEvent::Copy`]): the engine
+//! applies it by the message's own rules, so a copy that comes twice or late changes nothing.
+//! Until the peer's announcement arrives (or where it never does: a peer without the channel),
+//! copies go on `maestral-copy`.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::time::Duration;
+
+use hmac::Mac;
+use maestral_protocol::{SIDE_CHANNEL_ID, SIDE_CHANNEL_LABEL};
+use serde::{Deserialize, Serialize};
+use tokio::net::UdpSocket;
+use webrtc::data_channel::{DataChannel, DataChannelEvent, RTCDataChannelInit};
+use webrtc::peer_connection::PeerConnection;
+
+use super::{LinkEvent, Shared};
+use crate::rtc::{RtcError, webrtc_error};
+use crate::sig::{hex, hmac, unhex};
+
+/// A copy longer than this goes on the copy channel only (one datagram, never fragmented).
+pub(super) const MAX_SIDE_TEXT: usize = 1200;
+
+const CONTEXT: &[u8] = b"maestral-side-v1|";
+const HEADER: usize = 8 + 32;
+
+#[derive(Serialize, Deserialize)]
+struct Hello {
+    ip: IpAddr,
+    port: u16,
+    key: String,
+}
+
+/// The sequence numbers taken from the peer: the highest, and which of the 63 below it.
+#[derive(Default)]
+struct Window {
+    top: u64,
+    below: u64,
+}
+
+impl Window {
+    /// Takes `seq` if it is new (not taken, and within 64 of the highest).
+    fn take(&mut self, seq: u64) -> bool {
+        if seq > self.top {
+            let shift = seq - self.top;
+            self.below = if shift >= 64 { 0 } else { (self.below << shift) | (1 << (shift - 1)) };
+            if self.top == 0 {
+                self.below = 0;
+            }
+            self.top = seq;
+            return true;
+        }
+        let back = self.top - seq;
+        if seq == 0 || back == 0 || back > 63 || self.below & (1 << (back - 1)) != 0 {
+            return false;
+        }
+        self.below |= 1 << (back - 1);
+        true
+    }
+}
+
+struct Peer {
+    addr: SocketAddr,
+    key: Vec<u8>,
+}
+
+/// This side's datagram socket and key, and the peer's once announced.
+pub(super) struct Side {
+    socket: UdpSocket,
+    here: SocketAddr,
+    key: [u8; 32],
+    state: Mutex<SideState>,
+    hello: Arc<dyn DataChannel>,
+}
+
+#[derive(Default)]
+struct SideState {
+    sent: u64,
+    taken: Window,
+    peer: Option<Peer>,
+}
+
+fn mac(key: &[u8], seq: u64, text: &[u8]) -> hmac::Hmac<sha2::Sha256> {
+    let mut mac = hmac(key, CONTEXT);
+    mac.update(&seq.to_be_bytes());
+    mac.update(text);
+    mac
+}
+
+/// `text` as datagram number `seq`, signed with `key`.
+fn seal(key: &[u8], seq: u64, text: &[u8]) -> Vec<u8> {
+    let mut datagram = Vec::with_capacity(HEADER + text.len());
+    datagram.extend_from_slice(&seq.to_be_bytes());
+    datagram.extend_from_slice(&mac(key, seq, text).finalize().into_bytes());
+    datagram.extend_from_slice(text);
+    datagram
+}
+
+/// The number and text of a datagram signed with `key`; `None` for anything else (too short or
+/// long, a MAC that does not match, not UTF-8).
+fn unseal<'a>(key: &[u8], datagram: &'a [u8]) -> Option<(u64, &'a str)> {
+    if datagram.len() <= HEADER || datagram.len() > HEADER + MAX_SIDE_TEXT {
+        return None;
+    }
+    let seq = u64::from_be_bytes(datagram[..8].try_into().ok()?);
+    let text = &datagram[HEADER..];
+    mac(key, seq, text).verify_slice(&datagram[8..HEADER]).ok()?;
+    Some((seq, std::str::from_utf8(text).ok()?))
+}
+
+impl Side {
+    fn lock(&self) -> std::sync::MutexGuard<'_, SideState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// This side's datagram address (tests send forged datagrams to it).
+    pub(super) fn addr(&self) -> SocketAddr {
+        self.here
+    }
+
+    /// Whether the peer has said where its socket is (copies go as datagrams).
+    pub(super) fn ready(&self) -> bool {
+        self.lock().peer.is_some()
+    }
+
+    /// Says where this side's socket is, on the side channel (once the link is open).
+    pub(super) async fn say_hello(&self) {
+        let hello = Hello { ip: self.here.ip(), port: self.here.port(), key: hex(&self.key) };
+        if let Ok(text) = serde_json::to_string(&hello) {
+            let _ = self.hello.send_text(&text).await;
+        }
+    }
+
+    /// The peer's announcement (the first valid one; a later one changes nothing).
+    fn heard(&self, text: &str) {
+        let Ok(h) = serde_json::from_str::<Hello>(text) else { return };
+        let Some(key) = unhex(&h.key).filter(|k| k.len() == 32) else { return };
+        if h.ip.is_unspecified() || h.ip.is_multicast() || h.port == 0 {
+            return;
+        }
+        let mut state = self.lock();
+        if state.peer.is_none() {
+            state.peer = Some(Peer { addr: SocketAddr::new(h.ip, h.port), key });
+        }
+    }
+
+    /// Sends `text` as a signed datagram to the peer; `false` if it cannot go this way (the
+    /// peer has not said where it is, or the text is too long for one datagram).
+    pub(super) async fn send(&self, text: &str) -> bool {
+        if text.len() > MAX_SIDE_TEXT {
+            return false;
+        }
+        let (to, datagram) = {
+            let mut state = self.lock();
+            let Some(to) = state.peer.as_ref().map(|p| p.addr) else { return false };
+            state.sent += 1;
+            (to, seal(&self.key, state.sent, text.as_bytes()))
+        };
+        // Lost or refused, it was only a copy.
+        let _ = self.socket.send_to(&datagram, to).await;
+        true
+    }
+
+    /// The text of a datagram from `from`, if the peer sent it (its address, its key, a
+    /// sequence number not taken before).
+    fn open(&self, datagram: &[u8], from: SocketAddr) -> Option<String> {
+        let mut state = self.lock();
+        let peer = state.peer.as_ref().filter(|p| p.addr == from)?;
+        let (seq, text) = unseal(&peer.key, datagram)?;
+        let text = text.to_owned();
+        state.taken.take(seq).then_some(text)
+    }
+
+    /// How many copies went as datagrams.
+    pub(super) fn sent(&self) -> u64 {
+        self.lock().sent
+    }
+}
+
+/// Binds this side's datagram socket on the link's address and makes the side channel on `pc`
+/// (nothing where the address is unspecified or no socket can be bound: copies then go on the
+/// copy channel).
+pub(super) async fn attach(
+    shared: &Arc<Shared>,
+    pc: &dyn PeerConnection,
+    ip: IpAddr,
+) -> Result<(), RtcError> {
+    let init = RTCDataChannelInit { negotiated: Some(SIDE_CHANNEL_ID), ..Default::default() };
+    let hello =
+        pc.create_data_channel(SIDE_CHANNEL_LABEL, Some(init)).await.map_err(webrtc_error)?;
+    let bound = if ip.is_unspecified() {
+        None
+    } else {
+        match UdpSocket::bind(SocketAddr::new(ip, 0)).await {
+            Ok(socket) => socket.local_addr().ok().map(|here| (socket, here)),
+            Err(e) => {
+                tracing::warn!("no side path for copies on {ip}: {e}");
+                None
+            }
+        }
+    };
+    let Some((socket, here)) = bound else {
+        // The channel still made, so the peer's announcement is read (and ignored).
+        drop(shared.runtime.spawn(listen(None, hello)));
+        return Ok(());
+    };
+    let side = Arc::new(Side {
+        socket,
+        here,
+        key: rand::random(),
+        state: Mutex::default(),
+        hello: Arc::clone(&hello),
+    });
+    shared.lock().side = Some(Arc::clone(&side));
+    drop(shared.runtime.spawn(listen(Some(Arc::clone(&side)), hello)));
+    drop(shared.runtime.spawn(receive(Arc::downgrade(shared), side)));
+    Ok(())
+}
+
+/// Reads the peer's announcement off the side channel; ends with the connection.
+async fn listen(side: Option<Arc<Side>>, hello: Arc<dyn DataChannel>) {
+    while let Some(event) = hello.poll().await {
+        match event {
+            DataChannelEvent::OnMessage(m) => {
+                if let (Some(side), Ok(text)) = (&side, std::str::from_utf8(&m.data)) {
+                    side.heard(text);
+                }
+            }
+            DataChannelEvent::OnClose => break,
+            _ => {}
+        }
+    }
+}
+
+/// Hands the peer's datagrams on as copies, between the link's Open and its close; ends (within
+/// a second) once the link is closing or gone.
+async fn receive(shared: Weak<Shared>, side: Arc<Side>) {
+    let mut buf = vec![0u8; HEADER + MAX_SIDE_TEXT + 1];
+    loop {
+        let got =
+            tokio::time::timeout(Duration::from_secs(1), side.socket.recv_from(&mut buf)).await;
+        let Some(shared) = shared.upgrade() else { return };
+        let state = shared.lock();
+        if state.closing {
+            return;
+        }
+        let Ok(Ok((n, from))) = got else { continue };
+        if state.opened
+            && let Some(text) = side.open(&buf[..n], from)
+        {
+            Shared::emit(&state, LinkEvent::Copy(text));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{HEADER, MAX_SIDE_TEXT, Window, seal, unseal};
+
+    #[test]
+    fn only_an_untouched_datagram_under_the_right_key_opens() {
+        let key = [7u8; 32];
+        let sealed = seal(&key, 42, b"page 3");
+        assert_eq!(unseal(&key, &sealed), Some((42, "page 3")));
+        assert_eq!(unseal(&[8u8; 32], &sealed), None, "another key");
+        for at in [0, 8, HEADER, sealed.len() - 1] {
+            let mut bad = sealed.clone();
+            bad[at] ^= 1;
+            assert_eq!(unseal(&key, &bad), None, "byte {at} changed");
+        }
+        assert_eq!(unseal(&key, &sealed[..HEADER]), None, "no text");
+        assert_eq!(unseal(&key, &[]), None);
+        let long = seal(&key, 1, "x".repeat(MAX_SIDE_TEXT + 1).as_bytes());
+        assert_eq!(unseal(&key, &long), None, "over the limit");
+        assert_eq!(unseal(&key, &seal(&key, 1, &[0xff, 0xfe])), None, "signed, but not text");
+    }
+
+    #[test]
+    fn the_window_takes_each_number_once_and_nothing_far_behind() {
+        let mut w = Window::default();
+        assert!(!w.take(0), "0 is never sent");
+        assert!(w.take(1));
+        assert!(!w.take(1), "a replay");
+        assert!(w.take(3));
+        assert!(w.take(2), "reordered, still new");
+        assert!(!w.take(2));
+        assert!(w.take(100));
+        assert!(!w.take(36), "64 or more behind the highest");
+        assert!(w.take(37));
+        assert!(!w.take(37));
+        assert!(!w.take(3), "taken long ago, now out of the window");
+        assert!(w.take(1000));
+        assert!(!w.take(100));
+    }
+}
