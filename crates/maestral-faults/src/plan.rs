@@ -23,6 +23,9 @@ pub enum Fault {
     KillMaster,
     /// The Master's host gets another address (a DHCP renewal).
     MasterMoves,
+    /// The Master is killed, its host gets another address, and it restarts (from its saved
+    /// session, whose address is gone).
+    MasterMovesWhileDown,
     StopFollower {
         secs: u64,
         host: usize,
@@ -62,6 +65,7 @@ impl Fault {
             Fault::KillFollower { .. } => "follower SIGKILL + restart".into(),
             Fault::KillMaster => "master SIGKILL + restart".into(),
             Fault::MasterMoves => "master address changes".into(),
+            Fault::MasterMovesWhileDown => "master moves while down".into(),
             Fault::StopFollower { secs, .. } => format!("follower SIGSTOP {secs} s"),
             Fault::SongChange => "song change".into(),
             Fault::Delay { min_ms, max_ms, inbound, .. } => format!(
@@ -76,7 +80,8 @@ impl Fault {
 
 /// The faults of a run, chosen by `seed`: in quick mode one of each kind with short outages;
 /// otherwise every kind once (2 s, 10 s and 60 s cuts, a 20 s sleep, 5 % and 30 % loss and
-/// 40–60 ms and 10–200 ms delays both ways, kills of either role, the Master's address changing,
+/// 40–60 ms and 10–200 ms delays both ways, kills of either role, the Master's address changing
+/// (running, and while it is down),
 /// a song change, the Solo pair apart, killed or losing 30 %) and the rest of `n` drawn from
 /// them, in a seeded order, then the join storm.
 pub fn plan(seed: u64, n: usize, quick: bool, followers: usize, storm: usize) -> Vec<Fault> {
@@ -114,6 +119,7 @@ pub fn plan(seed: u64, n: usize, quick: bool, followers: usize, storm: usize) ->
         Fault::KillFollower { host: h() },
         Fault::KillMaster,
         Fault::MasterMoves,
+        Fault::MasterMovesWhileDown,
         Fault::StopFollower { secs: 20, host: h() },
         Fault::SongChange,
     ];
@@ -165,7 +171,8 @@ pub fn plan(seed: u64, n: usize, quick: bool, followers: usize, storm: usize) ->
                     };
                     Fault::Solo { what, pick: rng.random() }
                 }
-                _ => Fault::MasterMoves,
+                _ if rng.random_bool(0.5) => Fault::MasterMoves,
+                _ => Fault::MasterMovesWhileDown,
             }
         })
         .collect();

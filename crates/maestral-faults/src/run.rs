@@ -258,6 +258,13 @@ impl Run {
         Some(last)
     }
 
+    /// The Master's next address after a move (a DHCP renewal), one never used before.
+    fn next_address(&mut self) -> std::net::Ipv4Addr {
+        self.moves += 1;
+        let n = self.moves;
+        std::net::Ipv4Addr::new(10, 77, 200 + (n / 250 % 50) as u8, (n % 250 + 1) as u8)
+    }
+
     /// The checks after every fault (issue 17, "Checks after each fault").
     fn check(&mut self, row: &mut Row) {
         let free = self.free;
@@ -367,15 +374,45 @@ impl Run {
                 }
                 self.turns(2, Duration::from_millis(100), &mut row, None)?;
             }
+            Fault::MasterMovesWhileDown => {
+                let page = self.page;
+                self.master.wait_state("master-session.json", CONVERGE, "its page", |v| {
+                    v["state"]["page_index"] == page
+                })?;
+                let to = self.next_address();
+                self.master.kill();
+                self.lan.readdress(0, to)?;
+                let spawned = Instant::now();
+                let bin = self.cfg.bin.clone();
+                self.master.restart(&bin)?;
+                // Its saved session resumes where the host's address is now.
+                let (ready, _) = self
+                    .master
+                    .expect(spawned, CONVERGE, "its return", |e| e["event"] == "ready")?;
+                let code = ready["join_code"].as_str().unwrap_or_default().to_owned();
+                if !code.contains(&format!("host={to}:")) {
+                    row.violations.push(format!("the join code names another address: {code}"));
+                }
+                self.code = code;
+                let mut last = spawned;
+                let who: Vec<usize> = self.follow_mode().collect();
+                for i in who {
+                    let f = &mut self.followers[i];
+                    match f.wait(spawned, CONVERGE, |e| {
+                        e["event"] == "phase" && e["phase"] == "FOLLOWER_CONNECTED_FOLLOW"
+                    }) {
+                        Some((_, at)) => last = last.max(at),
+                        None => row.violations.push(format!("{} never found it again", f.name)),
+                    }
+                }
+                if let Some(at) = self.converged(last, &mut row) {
+                    row.converge_ms =
+                        Some(at.max(last).saturating_duration_since(spawned).as_secs_f64() * 1e3);
+                }
+                self.turns(2, Duration::from_millis(100), &mut row, None)?;
+            }
             Fault::MasterMoves => {
-                self.moves += 1;
-                let n = self.moves;
-                let to = std::net::Ipv4Addr::new(
-                    10,
-                    77,
-                    200 + (n / 250 % 50) as u8,
-                    (n % 250 + 1) as u8,
-                );
+                let to = self.next_address();
                 let at = Instant::now();
                 self.lan.readdress(0, to)?;
                 // The Master sees its address gone and says its new join code.

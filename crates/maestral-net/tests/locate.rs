@@ -1,5 +1,5 @@
-//! A singer whose stored code names an address the Master no longer listens on (a DHCP renewal
-//! moved it) finds it with a locate query and rejoins there: real sync threads, real UDP, real
+//! A singer whose stored or scanned code names an address the Master no longer listens on (a
+//! DHCP renewal moved it) finds it with a locate query and rejoins or joins there: real sync threads, real UDP, real
 //! WebRTC. (The Master's side of a move, its address taken away, is run by the fault harness on
 //! network namespaces: `cargo xtask faults`, and its bounded form in `cargo xtask test`.)
 
@@ -71,5 +71,37 @@ fn a_singer_whose_code_names_an_old_address_finds_the_master_and_rejoins_there()
     let stored: maestral_net::joincode::JoinCode =
         now["join_code"].as_str().expect("a code").parse().expect("it parses");
     assert_eq!(stored.host, code.host, "the stored code follows the Master");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_first_join_with_a_code_scanned_before_the_master_moved_finds_it() {
+    let port = free_udp_port();
+    let mut mcfg = config("M");
+    mcfg.locate = LocateConfig { port, query_to: None };
+    let (m, code) = master_with(mcfg);
+    m.local(song("a"));
+    // The code names an address nobody listens on now; the first attempt fails there, the next
+    // asks where the Master is and joins at the address it answers from.
+    let gone = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
+    let old = gone.local_addr().expect("its address");
+    drop(gone);
+    let stale: maestral_net::joincode::JoinCode =
+        code.to_string().replace(&code.host.to_string(), &old.to_string()).parse().expect("code");
+    assert_ne!(stale.host, code.host);
+    let dir = temp_dir("locate-first");
+    let mut cfg = config("F");
+    cfg.state_dir = Some(dir.clone());
+    cfg.locate.query_to = Some(SocketAddr::new(LOCAL, port));
+    let mut f = Peer::with(Role::Follower, cfg);
+    f.h.send(SyncCommand::Join(stale));
+    f.wait_phase(Phase::FollowerConnectedFollow);
+    f.wait_view("a", 0);
+    m.local(LocalAction::NextPage);
+    f.wait_view("a", 1);
+    let now = kept(&dir.join("follower-session.json"), 1);
+    let stored: maestral_net::joincode::JoinCode =
+        now["join_code"].as_str().expect("a code").parse().expect("it parses");
+    assert_eq!(stored.host, code.host, "the kept code names where the Master is");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -377,7 +377,7 @@ async fn dropping_a_link_closes_it() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn copies_go_as_signed_datagrams_once_the_peer_says_where() {
+async fn copies_go_as_sealed_datagrams_once_the_peer_says_where() {
     let (a, mut a_events, b, mut b_events) = connect(None, None).await;
     // Each side announces its datagram socket on the side channel once the link opens.
     let announced = Instant::now();

@@ -10,21 +10,25 @@
 //!
 //! Each side binds a UDP socket on the link's address. Once the link opens it says, on a
 //! reliable channel negotiated out of band ([`SIDE_CHANNEL_LABEL`], SCTP stream
-//! [`SIDE_CHANNEL_ID`]), where that socket is and the key its datagrams are signed with:
-//! `{"ip": IP, "port": N, "key": HEX64}`. A datagram is `SEQ (8 bytes, big-endian) | MAC (32
-//! bytes) | text`, MAC = HMAC-SHA256(key, `maestral-side-v1|` SEQ text). The receiver takes one
-//! only from the address its peer announced, with a valid MAC and a SEQ it has not taken (a
-//! window of the last 64), and hands the text on as a copy ([`LinkEvent::Copy`]): the engine
-//! applies it by the message's own rules, so a copy that comes twice or late changes nothing.
+//! [`SIDE_CHANNEL_ID`]), where that socket is and the key datagrams to it are to be sealed
+//! with: `{"ip": IP, "port": N, "key": HEX64}`, the key random and fresh for the link. A
+//! datagram is `SEQ (8 bytes, big-endian) | ChaCha20-Poly1305(key, nonce = 4 zero bytes | SEQ,
+//! aad = "maestral-side-v1", text)`: sealed and authenticated as the DTLS channel would be, and
+//! only the peer, told the key over DTLS, can make one. SEQ starts at 1 and never repeats under
+//! a key (only the peer seals with it). The receiver takes a datagram that opens under its own
+//! key with a SEQ it has not taken (a window of the last 64), from any address, and hands the
+//! text on as a copy ([`LinkEvent::Copy`]): the engine applies it by the message's own rules,
+//! so a copy that comes twice or late changes nothing. So a side can take datagrams before it
+//! has heard where the peer's socket is.
 //! Until the peer's announcement arrives (or where it never does: a peer without the channel),
-//! copies go on `maestral-copy`.
+//! this side's copies go on `maestral-copy`.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
-use hmac::Mac;
 use maestral_protocol::{SIDE_CHANNEL_ID, SIDE_CHANNEL_LABEL};
+use ring::aead::{Aad, CHACHA20_POLY1305, LessSafeKey, Nonce, UnboundKey};
 use serde::{Deserialize, Serialize};
 use tokio::net::UdpSocket;
 use webrtc::data_channel::{DataChannel, DataChannelEvent, RTCDataChannelInit};
@@ -32,13 +36,14 @@ use webrtc::peer_connection::PeerConnection;
 
 use super::{LinkEvent, Shared};
 use crate::rtc::{RtcError, webrtc_error};
-use crate::sig::{hex, hmac, unhex};
+use crate::sig::{hex, unhex};
 
 /// A copy longer than this goes on the copy channel only (one datagram, never fragmented).
 pub(super) const MAX_SIDE_TEXT: usize = 1200;
 
-const CONTEXT: &[u8] = b"maestral-side-v1|";
-const HEADER: usize = 8 + 32;
+const CONTEXT: &[u8] = b"maestral-side-v1";
+/// The sequence number before the sealed text, the AEAD tag after it.
+const HEADER: usize = 8 + 16;
 
 #[derive(Serialize, Deserialize)]
 struct Hello {
@@ -75,12 +80,14 @@ impl Window {
     }
 }
 
+/// Where the peer takes datagrams, and the key to seal them with.
 struct Peer {
     addr: SocketAddr,
-    key: Vec<u8>,
+    key: [u8; 32],
 }
 
-/// This side's datagram socket and key, and the peer's once announced.
+/// This side's datagram socket and the key datagrams to it are sealed with, and the peer's
+/// once announced.
 pub(super) struct Side {
     socket: UdpSocket,
     here: SocketAddr,
@@ -96,32 +103,42 @@ struct SideState {
     peer: Option<Peer>,
 }
 
-fn mac(key: &[u8], seq: u64, text: &[u8]) -> hmac::Hmac<sha2::Sha256> {
-    let mut mac = hmac(key, CONTEXT);
-    mac.update(&seq.to_be_bytes());
-    mac.update(text);
-    mac
-}
-
-/// `text` as datagram number `seq`, signed with `key`.
-fn seal(key: &[u8], seq: u64, text: &[u8]) -> Vec<u8> {
+/// `text` as datagram number `seq`, sealed with `key`.
+fn seal(key: &[u8; 32], seq: u64, text: &[u8]) -> Vec<u8> {
     let mut datagram = Vec::with_capacity(HEADER + text.len());
     datagram.extend_from_slice(&seq.to_be_bytes());
-    datagram.extend_from_slice(&mac(key, seq, text).finalize().into_bytes());
-    datagram.extend_from_slice(text);
+    let mut body = text.to_vec();
+    let sealed = aead_key(key).seal_in_place_append_tag(nonce(seq), Aad::from(CONTEXT), &mut body);
+    // Sealing fails only for a text over ~256 GiB.
+    if sealed.is_ok() {
+        datagram.extend_from_slice(&body);
+    }
     datagram
 }
 
-/// The number and text of a datagram signed with `key`; `None` for anything else (too short or
-/// long, a MAC that does not match, not UTF-8).
-fn unseal<'a>(key: &[u8], datagram: &'a [u8]) -> Option<(u64, &'a str)> {
+/// The number and text of a datagram sealed with `key`; `None` for anything else (too short or
+/// long, altered, another key, not UTF-8).
+fn unseal(key: &[u8; 32], datagram: &[u8]) -> Option<(u64, String)> {
     if datagram.len() <= HEADER || datagram.len() > HEADER + MAX_SIDE_TEXT {
         return None;
     }
     let seq = u64::from_be_bytes(datagram[..8].try_into().ok()?);
-    let text = &datagram[HEADER..];
-    mac(key, seq, text).verify_slice(&datagram[8..HEADER]).ok()?;
-    Some((seq, std::str::from_utf8(text).ok()?))
+    let mut body = datagram[8..].to_vec();
+    let text = aead_key(key).open_in_place(nonce(seq), Aad::from(CONTEXT), &mut body).ok()?;
+    Some((seq, String::from_utf8(text.to_vec()).ok()?))
+}
+
+fn aead_key(key: &[u8; 32]) -> LessSafeKey {
+    let key = UnboundKey::new(&CHACHA20_POLY1305, key)
+        .unwrap_or_else(|_| unreachable!("ChaCha20-Poly1305 takes a 32-byte key"));
+    LessSafeKey::new(key)
+}
+
+/// Each side's key is its own and fresh for the link, and `seq` never repeats under it.
+fn nonce(seq: u64) -> Nonce {
+    let mut n = [0u8; 12];
+    n[4..].copy_from_slice(&seq.to_be_bytes());
+    Nonce::assume_unique_for_key(n)
 }
 
 impl Side {
@@ -150,7 +167,7 @@ impl Side {
     /// The peer's announcement (the first valid one; a later one changes nothing).
     fn heard(&self, text: &str) {
         let Ok(h) = serde_json::from_str::<Hello>(text) else { return };
-        let Some(key) = unhex(&h.key).filter(|k| k.len() == 32) else { return };
+        let Some(key) = unhex(&h.key).and_then(|k| <[u8; 32]>::try_from(k).ok()) else { return };
         if h.ip.is_unspecified() || h.ip.is_multicast() || h.port == 0 {
             return;
         }
@@ -168,23 +185,22 @@ impl Side {
         }
         let (to, datagram) = {
             let mut state = self.lock();
-            let Some(to) = state.peer.as_ref().map(|p| p.addr) else { return false };
+            let Some((to, key)) = state.peer.as_ref().map(|p| (p.addr, p.key)) else {
+                return false;
+            };
             state.sent += 1;
-            (to, seal(&self.key, state.sent, text.as_bytes()))
+            (to, seal(&key, state.sent, text.as_bytes()))
         };
         // Lost or refused, it was only a copy.
         let _ = self.socket.send_to(&datagram, to).await;
         true
     }
 
-    /// The text of a datagram from `from`, if the peer sent it (its address, its key, a
-    /// sequence number not taken before).
-    fn open(&self, datagram: &[u8], from: SocketAddr) -> Option<String> {
-        let mut state = self.lock();
-        let peer = state.peer.as_ref().filter(|p| p.addr == from)?;
-        let (seq, text) = unseal(&peer.key, datagram)?;
-        let text = text.to_owned();
-        state.taken.take(seq).then_some(text)
+    /// The text of a datagram, if the peer sealed it (under this side's key, with a sequence
+    /// number not taken before).
+    fn open(&self, datagram: &[u8]) -> Option<String> {
+        let (seq, text) = unseal(&self.key, datagram)?;
+        self.lock().taken.take(seq).then_some(text)
     }
 
     /// How many copies went as datagrams.
@@ -260,9 +276,9 @@ async fn receive(shared: Weak<Shared>, side: Arc<Side>) {
         if state.closing {
             return;
         }
-        let Ok(Ok((n, from))) = got else { continue };
+        let Ok(Ok((n, _))) = got else { continue };
         if state.opened
-            && let Some(text) = side.open(&buf[..n], from)
+            && let Some(text) = side.open(&buf[..n])
         {
             Shared::emit(&state, LinkEvent::Copy(text));
         }
@@ -277,14 +293,16 @@ mod tests {
     fn only_an_untouched_datagram_under_the_right_key_opens() {
         let key = [7u8; 32];
         let sealed = seal(&key, 42, b"page 3");
-        assert_eq!(unseal(&key, &sealed), Some((42, "page 3")));
+        assert_eq!(unseal(&key, &sealed), Some((42, "page 3".to_owned())));
+        assert!(!sealed.windows(6).any(|w| w == b"page 3"), "the text travels sealed");
         assert_eq!(unseal(&[8u8; 32], &sealed), None, "another key");
-        for at in [0, 8, HEADER, sealed.len() - 1] {
+        for at in [0, 7, 8, sealed.len() - 1] {
             let mut bad = sealed.clone();
             bad[at] ^= 1;
             assert_eq!(unseal(&key, &bad), None, "byte {at} changed");
         }
         assert_eq!(unseal(&key, &sealed[..HEADER]), None, "no text");
+        assert_eq!(unseal(&key, &sealed[..sealed.len() - 1]), None, "cut short");
         assert_eq!(unseal(&key, &[]), None);
         let long = seal(&key, 1, "x".repeat(MAX_SIDE_TEXT + 1).as_bytes());
         assert_eq!(unseal(&key, &long), None, "over the limit");

@@ -37,6 +37,8 @@ pub(crate) struct FollowerIo {
     /// The certificate every join and rejoin of this session is made with (kept with the
     /// session): the Master replaces a connected member's link only for the same certificate.
     cert: Option<DtlsCert>,
+    /// The last first-join attempt did not reach the Master (the next asks where it is).
+    unreached: bool,
 }
 
 impl FollowerIo {
@@ -119,6 +121,7 @@ impl FollowerIo {
         self.saved = None;
         ctx.store(|w| w.remove(files::FOLLOWER_SESSION));
         self.told = false;
+        self.unreached = false;
         // Each session its own certificate (one device is not tracked across sessions).
         self.cert = None;
         let join = LocalAction::JoinByCode {
@@ -142,13 +145,19 @@ impl FollowerIo {
         self.cert.clone()
     }
 
-    /// The engine wants an attempt of the first join (abandoning any still running).
+    /// The engine wants an attempt of the first join (abandoning any still running). After an
+    /// attempt that did not reach the Master, it is asked where it is beside the next, as on a
+    /// rejoin: a code scanned before the Master's address changed still finds it
+    /// ([`Self::located`]). A busy or refusing Master was reached: nothing to ask.
     pub(crate) fn join_by_code(&mut self, ctx: &Ctx) {
         let Some(code) = self.joining.clone() else { return };
         let cert = self.cert(ctx);
         let attempt = self.drop_attempts();
         let (cfg, me, timeout, tx) =
             (ctx.cfg.rtc, ctx.cfg.device_id.clone(), ctx.cfg.join_timeout, ctx.internal.clone());
+        if std::mem::take(&mut self.unreached) {
+            locate_beside(ctx, &code, attempt);
+        }
         tokio::spawn(async move {
             let failure = match join_link(&cfg, cert.as_ref(), &me, &code, timeout).await {
                 // The Master's first message (its HELLO) names it.
@@ -206,6 +215,7 @@ impl FollowerIo {
         }
         let now = ctx.now();
         let Some(master) = master else {
+            self.unreached = matches!(error, JoinFailure::Other(_));
             match error.protocol_reason() {
                 Some(reason) => ctx.engine.handle_join_refused(now, reason),
                 None if error.is_final() => {
@@ -307,13 +317,7 @@ impl FollowerIo {
         let attempt = self.drop_attempts();
         let (cfg, me, timeout, tx) =
             (ctx.cfg.rtc, ctx.cfg.device_id.clone(), ctx.cfg.join_timeout, ctx.internal.clone());
-        let (ask, found, asking) = (ctx.cfg.locate, ctx.internal.clone(), code.clone());
-        tokio::spawn(async move {
-            if let Some(host) = super::locate::find(&asking, ask).await {
-                let code = JoinCode { host, ..asking };
-                let _ = found.send(Internal::Located { code, attempt });
-            }
-        });
+        locate_beside(ctx, &code, attempt);
         tokio::spawn(async move {
             let kind = if moved { ReadyKind::Moved(code.clone()) } else { ReadyKind::Known };
             let msg = match join_link(&cfg, cert.as_ref(), &me, &code, timeout).await {
@@ -333,8 +337,21 @@ impl FollowerIo {
     /// way to one there. A singer holds the token too, so the answer alone is not trusted: the
     /// join there is checked against the code's certificate, and only an open link makes the
     /// stored code take the address ([`Self::moved`]).
+    /// On a first join the code being joined takes the address at once (the join there is
+    /// checked against its certificate just the same).
     pub(crate) fn located(&mut self, ctx: &Ctx, code: JoinCode, attempt: u64) {
         if !self.wants(attempt) {
+            return;
+        }
+        if let Some(joining) = &self.joining {
+            if joining.session_id == code.session_id
+                && joining.token == code.token
+                && joining.host != code.host
+            {
+                tracing::warn!("the conductor's device answered from {}: joining there", code.host);
+                self.joining = Some(code);
+                self.join_by_code(ctx);
+            }
             return;
         }
         let Some((master, stored)) = self.master.clone() else { return };
@@ -359,6 +376,18 @@ impl FollowerIo {
             stored.host = code.host;
         }
     }
+}
+
+/// Asks, beside join attempt `attempt`, where the Master of `code`'s session is; an answer from
+/// another address comes back as [`Internal::Located`].
+fn locate_beside(ctx: &Ctx, code: &JoinCode, attempt: u64) {
+    let (ask, found, asking) = (ctx.cfg.locate, ctx.internal.clone(), code.clone());
+    tokio::spawn(async move {
+        if let Some(host) = super::locate::find(&asking, ask).await {
+            let code = JoinCode { host, ..asking };
+            let _ = found.send(Internal::Located { code, attempt });
+        }
+    });
 }
 
 /// Offer → `POST /v1/join` → check the answer's fingerprint against the join code → open.

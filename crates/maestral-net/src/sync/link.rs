@@ -30,6 +30,13 @@ enum Outgoing {
 /// in SCTP's queue behind its own copy.
 const COPY_AFTER_MS: [u64; 4] = [40, 150, 350, 700];
 
+/// On the side path, after those copies, one more every this often for as long as the link
+/// lasts: a peer that missed every copy during a drop-out it did not notice itself (one way
+/// only, or too short for ICE) has the latest within a second of the heal, where SCTP's
+/// backed-off timer would retransmit the original seconds later. A datagram of a few hundred
+/// bytes per register each second, never queued in SCTP.
+const REFRESH_MS: u64 = 1000;
+
 /// The latest update of one register sent to a peer, and when its next copy is due.
 struct Latest {
     text: Arc<str>,
@@ -39,8 +46,15 @@ struct Latest {
 }
 
 impl Latest {
-    fn due(&self) -> Option<Instant> {
-        COPY_AFTER_MS.get(self.step).map(|ms| self.sent + Duration::from_millis(*ms))
+    /// When the next copy is due; `refresh`: the link has a side path, so copies never end.
+    fn due(&self, refresh: bool) -> Option<Instant> {
+        let last = COPY_AFTER_MS.len();
+        let ms = match COPY_AFTER_MS.get(self.step) {
+            Some(ms) => *ms,
+            None if refresh => COPY_AFTER_MS[last - 1] + (self.step - last + 1) as u64 * REFRESH_MS,
+            None => return None,
+        };
+        Some(self.sent + Duration::from_millis(ms))
     }
 }
 
@@ -198,19 +212,22 @@ impl Links {
     pub(crate) fn next_copy(&self) -> Option<Instant> {
         self.by_peer
             .values()
-            .flat_map(|pl| pl.latest.iter().flatten())
-            .filter_map(Latest::due)
+            .flat_map(|pl| {
+                let refresh = pl.link.side_path_ready();
+                pl.latest.iter().flatten().filter_map(move |l| l.due(refresh))
+            })
             .min()
     }
 
     /// Queues every copy due by `now`.
     pub(crate) fn send_copies(&mut self, now: Instant) {
         for pl in self.by_peer.values_mut() {
+            let refresh = pl.link.side_path_ready();
             for latest in pl.latest.iter_mut().flatten() {
-                if latest.due().is_some_and(|due| due <= now) {
+                if latest.due(refresh).is_some_and(|due| due <= now) {
                     let _ = pl.copies.send(Arc::clone(&latest.text));
                     // Copies that fell behind (a busy worker) are not sent in a burst.
-                    while latest.due().is_some_and(|due| due <= now) {
+                    while latest.due(refresh).is_some_and(|due| due <= now) {
                         latest.step += 1;
                     }
                 }
@@ -401,4 +418,28 @@ pub(crate) async fn dial(
         )));
     }
     Ok((link, events))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn after(latest: &Latest, refresh: bool) -> Option<u64> {
+        latest.due(refresh).map(|at| at.duration_since(latest.sent).as_millis() as u64)
+    }
+
+    #[test]
+    fn copies_end_on_the_copy_channel_and_go_on_each_second_on_the_side_path() {
+        let mut latest = Latest { text: "x".into(), sent: Instant::now(), step: 0 };
+        let mut plain = Vec::new();
+        let mut side = Vec::new();
+        for step in 0..7 {
+            latest.step = step;
+            plain.push(after(&latest, false));
+            side.push(after(&latest, true));
+        }
+        assert_eq!(plain, [Some(40), Some(150), Some(350), Some(700), None, None, None]);
+        let side: Vec<u64> = side.into_iter().flatten().collect();
+        assert_eq!(side, [40, 150, 350, 700, 1700, 2700, 3700]);
+    }
 }

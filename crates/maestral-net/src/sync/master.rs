@@ -90,7 +90,7 @@ impl MasterIo {
             let handler_for_moves = handler.clone();
             let mut bound = None;
             if let Some(saved) = &resumed {
-                match SignalingServer::bind(saved.listen, handler.clone()).await {
+                match SignalingServer::bind(still_here(saved.listen), handler.clone()).await {
                     Ok(s) => bound = Some(s),
                     Err(e) => ctx.error(SyncError::SavedAddress {
                         addr: saved.listen,
@@ -100,7 +100,7 @@ impl MasterIo {
             }
             let resumed_here = bound.is_some();
             if bound.is_none() {
-                match SignalingServer::bind(listen, handler).await {
+                match SignalingServer::bind(still_here(listen), handler).await {
                     Ok(s) => bound = Some(s),
                     Err(e) => {
                         let reason = e.to_string();
@@ -118,6 +118,15 @@ impl MasterIo {
             }
             if let Some(server) = &bound {
                 let listen = server.local_addr();
+                let old = ctx.cfg.rtc.bind_ip;
+                if !listen.ip().is_unspecified()
+                    && !old.is_unspecified()
+                    && !crate::addr::is_local(old)
+                {
+                    // Moved while not running: links are made where it listens now.
+                    tracing::warn!("this device's address is now {}", listen.ip());
+                    ctx.cfg.rtc.bind_ip = listen.ip();
+                }
                 // Reached at the listener's address, or (listening on every address) at the one
                 // links are made on.
                 let specific = !listen.ip().is_unspecified();
@@ -303,6 +312,22 @@ impl MasterIo {
             s.shutdown().await;
         }
     }
+}
+
+/// `addr`, or where its address went when it is no longer this machine's (a DHCP renewal while
+/// the Master was not running, a Master started with a stale `--listen`): the machine's LAN
+/// address, on the same port, so a resumed session's singers find it again by locate.
+fn still_here(addr: SocketAddr) -> SocketAddr {
+    let ip = addr.ip();
+    if ip.is_unspecified() || ip.is_loopback() || crate::addr::is_local(ip) {
+        return addr;
+    }
+    let now = crate::addr::lan_ip(None);
+    if now.is_loopback() || now.is_unspecified() {
+        return addr;
+    }
+    tracing::warn!("{ip} is no longer this device's address: listening on {now} instead");
+    SocketAddr::new(now, addr.port())
 }
 
 /// Watches the address this Master is reached at (`ip`): once it is no longer this machine's
