@@ -60,7 +60,7 @@ const OFFLINE_FOR: Duration = Duration::from_secs(3);
 
 // Goals.
 const GOAL_OPEN_MS: f64 = 80.0;
-const GOAL_BROADCAST_P99_MS: f64 = 10.0;
+const GOAL_BROADCAST_P99_MS: f64 = 5.0;
 const GOAL_JOIN_100_MS: f64 = 3000.0;
 const GOAL_DEAD_MS: f64 = 1000.0;
 const GOAL_REJOIN_MS: f64 = 1000.0;
@@ -778,7 +778,7 @@ fn song() -> LocalAction {
 fn choir(n: usize) -> (Option<Row>, Row, Value) {
     let name_b = format!("Master → slowest Follower, N = {n}");
     let name_j = format!("{n} Followers all joined (Joins sent at once)");
-    let goal_b = if n == 100 { "p99 ≤ 10 ms" } else { "(p99 ≤ 10 ms at N=100)" };
+    let goal_b = if n == 100 { "p99 ≤ 5 ms" } else { "(p99 ≤ 5 ms at N=100)" };
     let goal_j = if n == 100 { "≤ 3 s" } else { "(reference)" };
     let t = Instant::now();
     let mut c = match Choir::start(n) {

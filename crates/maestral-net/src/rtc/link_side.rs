@@ -177,23 +177,31 @@ impl Side {
         }
     }
 
-    /// Sends `text` as a signed datagram to the peer; `false` if it cannot go this way (the
+    /// The next datagram of `text` and where it goes; `None` if it cannot go this way (the
     /// peer has not said where it is, or the text is too long for one datagram).
-    pub(super) async fn send(&self, text: &str) -> bool {
+    fn sealed(&self, text: &str) -> Option<(SocketAddr, Vec<u8>)> {
         if text.len() > MAX_SIDE_TEXT {
-            return false;
+            return None;
         }
-        let (to, datagram) = {
-            let mut state = self.lock();
-            let Some((to, key)) = state.peer.as_ref().map(|p| (p.addr, p.key)) else {
-                return false;
-            };
-            state.sent += 1;
-            (to, seal(&key, state.sent, text.as_bytes()))
-        };
+        let mut state = self.lock();
+        let (to, key) = state.peer.as_ref().map(|p| (p.addr, p.key))?;
+        state.sent += 1;
+        Some((to, seal(&key, state.sent, text.as_bytes())))
+    }
+
+    /// Sends `text` as a sealed datagram to the peer; `false` if it cannot go this way.
+    pub(super) async fn send(&self, text: &str) -> bool {
+        let Some((to, datagram)) = self.sealed(text) else { return false };
         // Lost or refused, it was only a copy.
         let _ = self.socket.send_to(&datagram, to).await;
         true
+    }
+
+    /// Sends `text` as a sealed datagram now, without waiting; `false` if it did not go (no
+    /// side path, too long, or the socket's buffer full).
+    pub(super) fn send_now(&self, text: &str) -> bool {
+        let Some((to, datagram)) = self.sealed(text) else { return false };
+        self.socket.try_send_to(&datagram, to).is_ok()
     }
 
     /// The text of a datagram, if the peer sealed it (under this side's key, with a sequence

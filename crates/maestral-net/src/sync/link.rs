@@ -198,8 +198,10 @@ impl Links {
             if let Some(r) = register {
                 let latest = Latest { text: Arc::clone(&text), sent: Instant::now(), step: 0 };
                 pl.latest[r.index()] = Some(latest);
-                // A datagram waits in no queue: one goes at once beside the original.
-                if pl.link.side_path_ready() {
+                // A datagram waits in no queue: one goes at once, before the original (from
+                // here, so a turn's copies to every peer leave before any original's DTLS
+                // and SCTP work), or failing that from the copy task.
+                if !pl.link.send_copy_now(&text) && pl.link.side_path_ready() {
                     let _ = pl.copies.send(Arc::clone(&text));
                 }
             }
