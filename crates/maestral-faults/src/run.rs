@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use serde_json::Value;
 
 use crate::lan::Lan;
 pub use crate::plan::Fault;
@@ -58,6 +57,8 @@ pub struct Run {
     free: usize,
     free_page: u64,
     song: String,
+    /// Every song the Master set, in order, with when it was asked to.
+    songs: Vec<(String, Instant)>,
     page: u64,
     /// The Master's song's page count.
     count: u64,
@@ -127,6 +128,7 @@ impl Run {
             free: 0,
             free_page: 0,
             song: String::new(),
+            songs: Vec::new(),
             page: 0,
             count: 1,
             score: 1,
@@ -158,6 +160,7 @@ impl Run {
             e["event"] == "show" && e["song_id"].is_string() && e["page_index"] == 0
         })?;
         self.song = shown["song_id"].as_str().context("an id")?.to_owned();
+        self.songs.push((self.song.clone(), since));
         self.count = shown["page_count"].as_u64().unwrap_or(1).max(1);
         self.page = 0;
         self.free_page = 0;
@@ -279,6 +282,15 @@ impl Run {
         for f in &mut self.followers {
             if !f.alive() {
                 row.violations.push(format!("{} died", f.name));
+            }
+            let shows: Vec<(&str, Instant)> = f
+                .seen
+                .iter()
+                .filter(|(e, _)| e["event"] == "show")
+                .filter_map(|(e, at)| Some((e["song_id"].as_str()?, *at)))
+                .collect();
+            if let Some(back) = older_song_after_newer(&shows, &self.songs) {
+                row.violations.push(format!("{}: {back}", f.name));
             }
         }
     }
@@ -481,54 +493,6 @@ impl Run {
         Ok(row)
     }
 
-    /// `n` Followers started within the same second on hosts of their own: the time until the
-    /// last of them follows the Master, then a turn to all of them (its latencies), then they
-    /// quit. Each must come in, none may die.
-    fn storm(&mut self, n: usize, row: &mut Row) -> Result<()> {
-        let first = self.cfg.followers + 3;
-        anyhow::ensure!(self.lan.hosts.len() >= first + n, "no hosts kept for {n} Followers");
-        let started = Instant::now();
-        let mut crowd = Vec::new();
-        for k in 0..n {
-            let host = &self.lan.hosts[first + k];
-            let name = format!("crowd-{k}");
-            let args = vec!["--join".to_owned(), self.code.clone()];
-            let state = self._dir.0.join(&name);
-            crowd.push(Device::start(&self.cfg.bin, &host.ns, &name, &state, &args)?);
-        }
-        let (song, page) = (self.song.clone(), self.page);
-        let mut last = started;
-        let deadline = started + Duration::from_secs(180);
-        for d in &mut crowd {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match d.wait(started, left, |e| is_show(e, &song, page)) {
-                Some((_, at)) => last = last.max(at),
-                None => row.violations.push(format!("{} never joined", d.name)),
-            }
-        }
-        row.converge_ms = Some(last.saturating_duration_since(started).as_secs_f64() * 1e3);
-        let at = self.turn()?;
-        let (song, page) = (self.song.clone(), self.page);
-        for d in &mut crowd {
-            // From just before the Master's own line: a Follower may print its show first.
-            let since = at - Duration::from_millis(50);
-            match d.wait(since, Duration::from_secs(30), |e| is_show(e, &song, page)) {
-                Some((_, shown)) => {
-                    let ms = shown.saturating_duration_since(at).as_secs_f64() * 1e3;
-                    row.latencies_ms.push(ms);
-                    row.samples.push((at.duration_since(self.began).as_secs_f64(), ms));
-                }
-                None => row.lost += 1,
-            }
-        }
-        for d in crowd {
-            if !d.quit() {
-                row.violations.push("a Follower of the crowd did not quit cleanly".into());
-            }
-        }
-        Ok(())
-    }
-
     /// Waits until Follower `i` has written its session with the Master's current page.
     fn wait_kept(&self, i: usize) -> Result<()> {
         let page = self.page;
@@ -536,67 +500,50 @@ impl Run {
             v["session"]["master_page"] == page
         })
     }
+}
 
-    /// The end of the session: every Follower goes local, and the old code joins no more.
-    pub fn end(mut self) -> Result<Row> {
-        let mut row = Row { fault: "end, then the old code".into(), ..Row::default() };
-        let since = Instant::now();
-        self.master.send("end");
-        // A Follower connected at the end is told (SESSION_END) and goes local. One that was
-        // away finds its rejoins refused; over HTTP those keep its membership for minutes
-        // (issue 16), so it is only required never to be connected to the ended session.
-        let mut told = 0;
-        for f in &mut self.followers {
-            let idle = f.wait(since, CONVERGE, |e| {
-                e["event"] == "phase" && e["phase"] == "FOLLOWER_IDLE_LOCAL"
-            });
-            told += usize::from(idle.is_some());
-            let back = f.seen.iter().any(|(e, at)| {
-                *at > since + Duration::from_millis(500)
-                    && e["event"] == "phase"
-                    && e["phase"].as_str().is_some_and(|p| p.starts_with("FOLLOWER_CONNECTED"))
-            });
-            if back {
-                row.violations.push(format!("{} is connected to the ended session", f.name));
+/// Whether a device's shows (song id, when) went back to an older song after a newer one: each
+/// show is of the latest of the Master's songs (`songs`, in order, with when each was set) that
+/// has its id and was set by then, and those must never go back. `None`: they never did.
+fn older_song_after_newer(
+    shows: &[(&str, Instant)],
+    songs: &[(String, Instant)],
+) -> Option<String> {
+    let mut newest: Option<usize> = None;
+    for (song, at) in shows {
+        let Some(k) = songs.iter().rposition(|(s, set)| s == song && set <= at) else {
+            // A song the Master never set (its own library's, before it joined): not a change.
+            continue;
+        };
+        match newest {
+            Some(n) if k < n => {
+                return Some(format!("showed song change {k} ({song}) after change {n}"));
             }
+            _ => newest = Some(newest.map_or(k, |n| n.max(k))),
         }
-        row.converge_ms = Some(since.elapsed().as_secs_f64() * 1e3);
-        let all = self.followers.len();
-        eprintln!("faults: {told} of {all} Followers left the ended session at once");
-        let host = &self.lan.hosts[1];
-        let state = self._dir.0.join("late");
-        let args = vec!["--join".to_owned(), self.code.clone()];
-        let mut late = Device::start(&self.cfg.bin, &host.ns, "late-singer", &state, &args)?;
-        let joined = late.wait(since, Duration::from_secs(8), |e| {
-            e["event"] == "phase" && e["phase"] == "FOLLOWER_CONNECTED_FOLLOW"
-        });
-        if joined.is_some() {
-            row.violations.push("the old code joined an ended session".into());
-        }
-        // State files: every one still parses.
-        for d in std::iter::once(&self.master).chain(&self.followers).chain(self.solo.devices()) {
-            for entry in std::fs::read_dir(&d.state).into_iter().flatten().flatten() {
-                let path = entry.path();
-                if path.extension().is_some_and(|x| x == "json")
-                    && std::fs::read(&path)
-                        .ok()
-                        .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
-                        .is_none()
-                {
-                    row.violations.push(format!("{} is damaged", path.display()));
-                }
-            }
-        }
-        let _ = late.quit();
-        for name in self.solo.quit() {
-            row.violations.push(format!("{name} did not quit cleanly"));
-        }
-        for f in self.followers.drain(..) {
-            let name = f.name.clone();
-            if !f.quit() {
-                row.violations.push(format!("{name} did not quit cleanly"));
-            }
-        }
-        Ok(row)
+    }
+    None
+}
+
+#[path = "run_end.rs"]
+mod end;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_device_that_goes_back_to_the_song_before_is_caught_and_one_that_follows_is_not() {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        // A, then B at 100 ms, then A again at 200 ms.
+        let songs =
+            vec![("a".to_owned(), at(0)), ("b".to_owned(), at(100)), ("a".to_owned(), at(200))];
+        let follows = [("a", at(10)), ("b", at(120)), ("a", at(230)), ("a", at(300))];
+        assert_eq!(older_song_after_newer(&follows, &songs), None);
+        let late_copy = [("a", at(10)), ("b", at(120)), ("a", at(150))];
+        assert!(older_song_after_newer(&late_copy, &songs).is_some(), "A again before it was set");
+        let unknown = [("mine", at(5)), ("a", at(10)), ("b", at(120))];
+        assert_eq!(older_song_after_newer(&unknown, &songs), None);
     }
 }
