@@ -37,6 +37,10 @@ const COPY_AFTER_MS: [u64; 4] = [40, 150, 350, 700];
 /// bytes per register each second, never queued in SCTP.
 const REFRESH_MS: u64 = 1000;
 
+/// How early a refresh may go, so that one wake-up of the worker sends every refresh due about
+/// then (a Master's 100 links would otherwise each wake it on their own).
+const REFRESH_EARLY: Duration = Duration::from_millis(100);
+
 /// The latest update of one register sent to a peer, and when its next copy is due.
 struct Latest {
     text: Arc<str>,
@@ -226,8 +230,12 @@ impl Links {
         for pl in self.by_peer.values_mut() {
             let refresh = pl.link.side_path_ready();
             for latest in pl.latest.iter_mut().flatten() {
-                if latest.due(refresh).is_some_and(|due| due <= now) {
+                // A refresh due soon goes now, with the others: one wake-up sends many.
+                let early =
+                    if latest.step < COPY_AFTER_MS.len() { Duration::ZERO } else { REFRESH_EARLY };
+                if latest.due(refresh).is_some_and(|due| due <= now + early) {
                     let _ = pl.copies.send(Arc::clone(&latest.text));
+                    latest.step += 1;
                     // Copies that fell behind (a busy worker) are not sent in a burst.
                     while latest.due(refresh).is_some_and(|due| due <= now) {
                         latest.step += 1;
