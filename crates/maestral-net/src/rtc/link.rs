@@ -2,21 +2,16 @@
 //! the ordered events, and closing that delivers what was sent.
 
 use std::fmt;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use bytes::BytesMut;
-use rtc::ice::mdns::MulticastDnsMode;
-use rtc::ice::network_type::NetworkType;
-use rtc::peer_connection::transport::RTCDtlsRole;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use webrtc::data_channel::{DataChannel, DataChannelEvent, RTCDataChannelMessage};
 use webrtc::peer_connection::{
-    PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCConfigurationBuilder,
-    RTCIceConnectionState, RTCIceGatheringState, RTCPeerConnectionState, RTCSessionDescription,
-    SettingEngineBuilder,
+    PeerConnection, PeerConnectionEventHandler, RTCIceConnectionState, RTCIceGatheringState,
+    RTCPeerConnectionState, RTCSessionDescription,
 };
 
 use super::sdp::Sdp;
@@ -407,7 +402,7 @@ impl Link {
         cfg: &RtcConfig,
         cert: Option<&DtlsCert>,
     ) -> Result<(Link, String, mpsc::UnboundedReceiver<LinkEvent>), RtcError> {
-        let (link, events, gathered) = Self::build(cfg, cert, Role::Offerer).await?;
+        let (link, events, gathered) = setup::build(cfg, cert, Role::Offerer).await?;
         let pc = link.inner.shared.peer_connection()?;
         let dc = pc.create_data_channel(CHANNEL_LABEL, None).await.map_err(webrtc_error)?;
         if !link.inner.shared.attach_channel(dc) {
@@ -432,7 +427,7 @@ impl Link {
         // Check the input before any socket is bound.
         let offer = check_offer(offer_sdp, cfg.bind_ip)?;
 
-        let (link, events, gathered) = Self::build(cfg, cert, Role::Answerer).await?;
+        let (link, events, gathered) = setup::build(cfg, cert, Role::Answerer).await?;
         let pc = link.inner.shared.peer_connection()?;
         pc.set_remote_description(offer).await.map_err(|e| RtcError::InvalidSdp(e.to_string()))?;
         let answer = pc.create_answer(None).await.map_err(webrtc_error)?;
@@ -511,76 +506,6 @@ impl Link {
     pub async fn close(&self) {
         close_link(Arc::clone(&self.inner.shared), true).await;
     }
-
-    /// A peer connection with the tuned settings, owned by a new link.
-    async fn build(
-        cfg: &RtcConfig,
-        cert: Option<&DtlsCert>,
-        role: Role,
-    ) -> Result<(Link, mpsc::UnboundedReceiver<LinkEvent>, watch::Receiver<bool>), RtcError> {
-        let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
-            RtcError::WebRtc("a link must be created on a tokio runtime".to_owned())
-        })?;
-        let (events_tx, events) = mpsc::unbounded_channel();
-        let shared = Arc::new(Shared {
-            state: Mutex::new(State {
-                events: Some(Sink::Own(events_tx)),
-                opened: false,
-                degraded: false,
-                closing: false,
-                pc: None,
-                dc: None,
-                copy: None,
-                side: None,
-                pump: None,
-                streams: None,
-            }),
-            runtime,
-        });
-        let (gathered_tx, gathered) = watch::channel(false);
-        let handler = Arc::new(Handler { shared: Arc::clone(&shared), gathered: gathered_tx });
-
-        let timing = &cfg.timing;
-        let network = if cfg.bind_ip.is_ipv4() { NetworkType::Udp4 } else { NetworkType::Udp6 };
-        let mut settings = SettingEngineBuilder::new();
-        if role == Role::Answerer {
-            // Make the offerer the DTLS client, hence the SCTP client: then every step that
-            // stalls in webrtc's driver happens on the side that can wake it (see
-            // `poke_while_connecting`).
-            settings = settings.with_answering_dtls_role(RTCDtlsRole::Server);
-        }
-        let settings = settings
-            .with_ice_timeouts(
-                Some(timing.ice_disconnected_timeout),
-                Some(timing.ice_failed_timeout),
-                Some(timing.ice_keepalive_interval),
-            )
-            .with_ice_connection_attempts(
-                Some(timing.ice_check_interval),
-                Some(timing.ice_max_binding_requests),
-            )
-            .with_multicast_dns_mode(MulticastDnsMode::Disabled)
-            .with_network_types(vec![network])
-            .build();
-        let mut configuration = RTCConfigurationBuilder::new();
-        if let Some(cert) = cert {
-            configuration = configuration.with_certificates(vec![cert.cert.clone()]);
-        }
-        let pc = PeerConnectionBuilder::new()
-            .with_configuration(configuration.build())
-            .with_setting_engine(settings)
-            .with_handler(handler)
-            .with_udp_addrs(vec![SocketAddr::new(cfg.bind_ip, 0)])
-            .build()
-            .await
-            .map_err(webrtc_error)?;
-        let pc: Arc<dyn PeerConnection> = Arc::new(pc);
-        copy::attach(&shared, &*pc).await?;
-        side::attach(&shared, &*pc, cfg.bind_ip).await?;
-        shared.lock().pc = Some(pc);
-        let link = Link { inner: Arc::new(LinkInner { shared }) };
-        Ok((link, events, gathered))
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -599,6 +524,7 @@ mod copy;
 
 #[path = "link_side.rs"]
 mod side;
+pub(crate) use side::set_side_runtime;
 
 #[cfg(test)]
 #[path = "link_tests.rs"]

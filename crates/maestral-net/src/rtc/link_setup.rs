@@ -1,16 +1,22 @@
-//! Connection set-up helpers of [`Link`](super::Link): waiting for complete SDP, and waking
-//! webrtc's driver while the offerer connects.
+//! Connection set-up of [`Link`](super::Link): the peer connection with its settings, waiting
+//! for complete SDP, and waking webrtc's driver while the offerer connects.
 
-use std::net::IpAddr;
-use std::sync::Arc;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::watch;
-use webrtc::peer_connection::{PeerConnection, RTCSessionDescription};
+use rtc::ice::mdns::MulticastDnsMode;
+use rtc::ice::network_type::NetworkType;
+use rtc::peer_connection::transport::RTCDtlsRole;
+use tokio::sync::{mpsc, watch};
+use webrtc::peer_connection::{
+    PeerConnection, PeerConnectionBuilder, RTCConfigurationBuilder, RTCSessionDescription,
+    SettingEngineBuilder,
+};
 
-use super::Shared;
-use crate::rtc::RtcError;
+use super::{Handler, Link, LinkEvent, LinkInner, Role, Shared, Sink, State, copy, side};
 use crate::rtc::sdp::Sdp;
+use crate::rtc::{DtlsCert, RtcConfig, RtcError, webrtc_error};
 
 /// How long [`Link::offer`] / [`Link::answer`] wait for ICE gathering. Host candidates on one
 /// bound socket gather in well under a millisecond; this only bounds a broken stack.
@@ -84,4 +90,74 @@ pub fn check_offer(
         return Err(RtcError::NoDataChannel);
     }
     Ok(offer)
+}
+
+/// A peer connection with the tuned settings, owned by a new link.
+pub(super) async fn build(
+    cfg: &RtcConfig,
+    cert: Option<&DtlsCert>,
+    role: Role,
+) -> Result<(Link, mpsc::UnboundedReceiver<LinkEvent>, watch::Receiver<bool>), RtcError> {
+    let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
+        RtcError::WebRtc("a link must be created on a tokio runtime".to_owned())
+    })?;
+    let (events_tx, events) = mpsc::unbounded_channel();
+    let shared = Arc::new(Shared {
+        state: Mutex::new(State {
+            events: Some(Sink::Own(events_tx)),
+            opened: false,
+            degraded: false,
+            closing: false,
+            pc: None,
+            dc: None,
+            copy: None,
+            side: None,
+            pump: None,
+            streams: None,
+        }),
+        runtime,
+    });
+    let (gathered_tx, gathered) = watch::channel(false);
+    let handler = Arc::new(Handler { shared: Arc::clone(&shared), gathered: gathered_tx });
+
+    let timing = &cfg.timing;
+    let network = if cfg.bind_ip.is_ipv4() { NetworkType::Udp4 } else { NetworkType::Udp6 };
+    let mut settings = SettingEngineBuilder::new();
+    if role == Role::Answerer {
+        // Make the offerer the DTLS client, hence the SCTP client: then every step that
+        // stalls in webrtc's driver happens on the side that can wake it (see
+        // `poke_while_connecting`).
+        settings = settings.with_answering_dtls_role(RTCDtlsRole::Server);
+    }
+    let settings = settings
+        .with_ice_timeouts(
+            Some(timing.ice_disconnected_timeout),
+            Some(timing.ice_failed_timeout),
+            Some(timing.ice_keepalive_interval),
+        )
+        .with_ice_connection_attempts(
+            Some(timing.ice_check_interval),
+            Some(timing.ice_max_binding_requests),
+        )
+        .with_multicast_dns_mode(MulticastDnsMode::Disabled)
+        .with_network_types(vec![network])
+        .build();
+    let mut configuration = RTCConfigurationBuilder::new();
+    if let Some(cert) = cert {
+        configuration = configuration.with_certificates(vec![cert.cert.clone()]);
+    }
+    let pc = PeerConnectionBuilder::new()
+        .with_configuration(configuration.build())
+        .with_setting_engine(settings)
+        .with_handler(handler)
+        .with_udp_addrs(vec![SocketAddr::new(cfg.bind_ip, 0)])
+        .build()
+        .await
+        .map_err(webrtc_error)?;
+    let pc: Arc<dyn PeerConnection> = Arc::new(pc);
+    copy::attach(&shared, &*pc).await?;
+    side::attach(&shared, &*pc, cfg.bind_ip).await?;
+    shared.lock().pc = Some(pc);
+    let link = Link { inner: Arc::new(LinkInner { shared }) };
+    Ok((link, events, gathered))
 }

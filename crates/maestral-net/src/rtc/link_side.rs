@@ -31,6 +31,7 @@ use maestral_protocol::{SIDE_CHANNEL_ID, SIDE_CHANNEL_LABEL};
 use ring::aead::{Aad, CHACHA20_POLY1305, LessSafeKey, Nonce, UnboundKey};
 use serde::{Deserialize, Serialize};
 use tokio::net::UdpSocket;
+use tokio::runtime::Handle;
 use webrtc::data_channel::{DataChannel, DataChannelEvent, RTCDataChannelInit};
 use webrtc::peer_connection::PeerConnection;
 
@@ -228,10 +229,13 @@ pub(super) async fn attach(
     let init = RTCDataChannelInit { negotiated: Some(SIDE_CHANNEL_ID), ..Default::default() };
     let hello =
         pc.create_data_channel(SIDE_CHANNEL_LABEL, Some(init)).await.map_err(webrtc_error)?;
+    // The socket and its reader live on the side runtime where the thread names one (the sync
+    // thread's control runtime: never busy when a datagram comes), else on the link's own.
+    let runtime = side_runtime().unwrap_or_else(|| shared.runtime.clone());
     let bound = if ip.is_unspecified() {
         None
     } else {
-        match UdpSocket::bind(SocketAddr::new(ip, 0)).await {
+        match bind(&runtime, ip) {
             Ok(socket) => socket.local_addr().ok().map(|here| (socket, here)),
             Err(e) => {
                 tracing::warn!("no side path for copies on {ip}: {e}");
@@ -253,8 +257,32 @@ pub(super) async fn attach(
     });
     shared.lock().side = Some(Arc::clone(&side));
     drop(shared.runtime.spawn(listen(Some(Arc::clone(&side)), hello)));
-    drop(shared.runtime.spawn(receive(Arc::downgrade(shared), side)));
+    drop(runtime.spawn(receive(Arc::downgrade(shared), side)));
     Ok(())
+}
+
+thread_local! {
+    /// The runtime side paths made on this thread go on ([`set_side_runtime`]).
+    static SIDE_RUNTIME: std::cell::RefCell<Option<Handle>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Links made on this thread from now on read their side path's datagrams on `runtime`
+/// (`None`: on the runtime the link is made on). The sync thread names its control runtime
+/// here, on its own thread and on each of its bulk runtime's threads.
+pub(crate) fn set_side_runtime(runtime: Option<Handle>) {
+    SIDE_RUNTIME.with(|r| *r.borrow_mut() = runtime);
+}
+
+fn side_runtime() -> Option<Handle> {
+    SIDE_RUNTIME.with(|r| r.borrow().clone())
+}
+
+/// A datagram socket on `ip` (any port), registered with `runtime`.
+fn bind(runtime: &Handle, ip: IpAddr) -> std::io::Result<UdpSocket> {
+    let socket = std::net::UdpSocket::bind(SocketAddr::new(ip, 0))?;
+    socket.set_nonblocking(true)?;
+    let _context = runtime.enter();
+    UdpSocket::from_std(socket)
 }
 
 /// Reads the peer's announcement off the side channel; ends with the connection.

@@ -11,6 +11,7 @@ use maestral_sync::{Event, LocalAction, Role, Timing};
 use tokio::sync::Notify;
 
 use super::error::{StartError, SyncError};
+use super::runtime::Runtimes;
 use super::worker::Worker;
 use crate::joincode::JoinCode;
 use crate::rtc::RtcConfig;
@@ -151,24 +152,22 @@ impl SyncHandle {
         let (ev_tx, ev_rx) = crossbeam_channel::unbounded();
         let notify = Arc::new(Notify::new());
         let n = notify.clone();
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("maestral-sync-rt")
-            .enable_all()
-            .build()
-            .map_err(|e| StartError::Thread(e.to_string()))?;
+        let runtimes = Runtimes::new().map_err(|e| StartError::Thread(e.to_string()))?;
         let thread = std::thread::Builder::new()
             .name("maestral-sync".into())
             .spawn(move || {
-                // The worker is a task on the runtime, next to the link tasks that feed it (a
-                // `block_on` here would put every message through a wake-up of this thread).
-                let worker = runtime.spawn(async move {
-                    Worker::new(role, config, cmd_rx, n, ev_tx, Arc::new(wake)).run().await;
-                });
-                // A panicking worker has nothing left to close; the runtime still stops.
-                let _ = runtime.block_on(worker);
+                // The worker is polled on this thread (the control runtime), never queued behind
+                // the bulk runtime's DTLS and SCTP work (`super::runtime`).
+                let worker = Worker::new(role, config, cmd_rx, n, ev_tx, Arc::new(wake));
+                // A panicking worker has been printed and has nothing left to close; the
+                // runtimes still stop.
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    runtimes.run(worker.run());
+                }));
                 // Tasks still closing links get a moment, then everything stops.
-                runtime.shutdown_timeout(Duration::from_secs(1));
+                let Runtimes { control, bulk } = runtimes;
+                bulk.shutdown_timeout(Duration::from_secs(1));
+                drop(control);
             })
             .map_err(|e| StartError::Thread(e.to_string()))?;
         Ok(SyncHandle { commands: cmd_tx, events: ev_rx, notify, thread: Some(thread) })

@@ -195,22 +195,37 @@ impl Links {
     }
 
     /// Queues a message for `peer` (dropped when there is no link: the engine is told of that
-    /// through the link's events). An update of `register` also gets copies on the copy
-    /// channel ([`COPY_AFTER_MS`]), in place of the copies of that register's previous update.
+    /// through the link's events). An update of `register` also gets copies
+    /// ([`COPY_AFTER_MS`]), in place of the copies of that register's previous update; the
+    /// first at once, unless [`Links::copy_now`] sent it already.
     pub(crate) fn send(&mut self, peer: &DeviceId, text: Arc<str>, register: Option<Register>) {
-        if let Some(pl) = self.by_peer.get_mut(peer) {
-            if let Some(r) = register {
-                let latest = Latest { text: Arc::clone(&text), sent: Instant::now(), step: 0 };
-                pl.latest[r.index()] = Some(latest);
-                // A datagram waits in no queue: one goes at once, before the original (from
-                // here, so a turn's copies to every peer leave before any original's DTLS
-                // and SCTP work), or failing that from the copy task.
-                if !pl.link.send_copy_now(&text) && pl.link.side_path_ready() {
-                    let _ = pl.copies.send(Arc::clone(&text));
-                }
-            }
+        if let Some(r) = register
+            && !self.copied(peer, &text, r)
+        {
+            self.copy_now(peer, &text, r);
+        }
+        if let Some(pl) = self.by_peer.get(peer) {
             // A writer that has ended has reported `Closed` too.
             let _ = pl.send.send(Outgoing::Text(text));
+        }
+    }
+
+    /// Whether `text` is already the latest update of `register` sent to `peer`.
+    fn copied(&self, peer: &DeviceId, text: &Arc<str>, register: Register) -> bool {
+        let Some(pl) = self.by_peer.get(peer) else { return false };
+        pl.latest[register.index()].as_ref().is_some_and(|l| Arc::ptr_eq(&l.text, text))
+    }
+
+    /// Makes `text` the latest update of `register` sent to `peer` and sends its first copy: a
+    /// datagram waits in no queue, so it goes from here at once (the worker sends a turn's
+    /// copies to every peer before any original's DTLS and SCTP work), or failing that from
+    /// the copy task.
+    pub(crate) fn copy_now(&mut self, peer: &DeviceId, text: &Arc<str>, register: Register) {
+        let Some(pl) = self.by_peer.get_mut(peer) else { return };
+        let latest = Latest { text: Arc::clone(text), sent: Instant::now(), step: 0 };
+        pl.latest[register.index()] = Some(latest);
+        if !pl.link.send_copy_now(text) && pl.link.side_path_ready() {
+            let _ = pl.copies.send(Arc::clone(text));
         }
     }
 

@@ -1,4 +1,4 @@
-//! The sync thread: a tokio runtime on its own OS thread that owns the engine, the peer
+//! The sync thread: tokio runtimes on their own OS threads that owns the engine, the peer
 //! connections and the listeners, bridged to the app by crossbeam channels.
 //!
 //! The engine is sans-IO; this is its I/O. Each input (a command from the app, a link event, a
@@ -14,6 +14,7 @@
 //! - `master`, `follower`, `solo`: what one role does (`RoleIo`);
 //! - [`locate`]: finding a Master whose address changed (a UDP query and its proved answer);
 //! - `store`: what each role keeps in the state directory, and its writer thread;
+//! - `runtime`: the control runtime (the worker, the side path) and the bulk one (the rest);
 //! - `clock`: monotonic time for timers, wall time for stamps;
 //! - [`error`]: what goes wrong, in words for the user.
 
@@ -26,6 +27,7 @@ mod internal;
 mod link;
 pub mod locate;
 mod master;
+mod runtime;
 mod solo;
 mod store;
 pub mod stream;

@@ -217,36 +217,21 @@ impl Worker {
     /// Carries out everything the engine asked for.
     fn flush(&mut self) {
         let ctx = &mut self.ctx;
-        while let Some(o) = ctx.engine.poll_output() {
-            match o {
-                Output::Transmit { to, data, register } => ctx.links.send(&to, data, register),
-                Output::Event(e) => {
-                    self.role.engine_event(ctx, &e);
-                    ctx.emit(SyncEvent::Engine(e));
+        loop {
+            let outputs: Vec<Output> = std::iter::from_fn(|| ctx.engine.poll_output()).collect();
+            if outputs.is_empty() {
+                break;
+            }
+            // Every register update's first copy (a datagram) goes before any original is
+            // queued: a turn reaches a Master's last Follower without waiting for the DTLS and
+            // SCTP work of the others' originals.
+            for o in &outputs {
+                if let Output::Transmit { to, data, register: Some(r) } = o {
+                    ctx.links.copy_now(to, data, *r);
                 }
-                Output::Request(maestral_sync::TransportRequest::Connect { peer }) => {
-                    match &mut self.role {
-                        RoleIo::Master(_) => {}
-                        RoleIo::Follower(f) => f.rejoin(ctx, peer),
-                        RoleIo::Solo(s) => s.reconnect(ctx, peer),
-                    }
-                }
-                Output::Request(maestral_sync::TransportRequest::JoinByCode) => {
-                    if let RoleIo::Follower(f) = &mut self.role {
-                        f.join_by_code(ctx);
-                    }
-                }
-                Output::Request(maestral_sync::TransportRequest::CancelJoin) => {
-                    if let RoleIo::Follower(f) = &mut self.role {
-                        f.cancel_join();
-                    }
-                }
-                Output::Request(maestral_sync::TransportRequest::Disconnect { peer }) => {
-                    ctx.links.close(&peer);
-                    if let RoleIo::Follower(f) = &mut self.role {
-                        f.disconnected(&peer);
-                    }
-                }
+            }
+            for o in outputs {
+                output(&mut self.role, ctx, o);
             }
         }
         match &mut self.role {
@@ -560,5 +545,39 @@ async fn recv_join(role: &mut RoleIo) -> Option<PendingJoin> {
     match rx {
         Some(rx) => rx.recv().await,
         None => std::future::pending().await,
+    }
+}
+
+/// Carries out one output of the engine.
+fn output(role: &mut RoleIo, ctx: &mut Ctx, o: Output) {
+    match o {
+        Output::Transmit { to, data, register } => ctx.links.send(&to, data, register),
+        Output::Event(e) => {
+            role.engine_event(ctx, &e);
+            ctx.emit(SyncEvent::Engine(e));
+        }
+        Output::Request(maestral_sync::TransportRequest::Connect { peer }) => {
+            match role {
+                RoleIo::Master(_) => {}
+                RoleIo::Follower(f) => f.rejoin(ctx, peer),
+                RoleIo::Solo(s) => s.reconnect(ctx, peer),
+            }
+        }
+        Output::Request(maestral_sync::TransportRequest::JoinByCode) => {
+            if let RoleIo::Follower(f) = role {
+                f.join_by_code(ctx);
+            }
+        }
+        Output::Request(maestral_sync::TransportRequest::CancelJoin) => {
+            if let RoleIo::Follower(f) = role {
+                f.cancel_join();
+            }
+        }
+        Output::Request(maestral_sync::TransportRequest::Disconnect { peer }) => {
+            ctx.links.close(&peer);
+            if let RoleIo::Follower(f) = role {
+                f.disconnected(&peer);
+            }
+        }
     }
 }
