@@ -163,24 +163,39 @@ fn serve_shown_song(
     let (id, path, title) = (song.id.clone(), song.path.clone(), song.title.clone());
     let (tx, waker) = (threads.read.0.clone(), waker.clone());
     let spawned = std::thread::Builder::new().name("maestral-serve".into()).spawn(move || {
-        let max = maestral_net::sync::stream::DEFAULT_MAX_STREAM_BYTES;
-        let read = match std::fs::metadata(&path) {
-            // Not read at all: the sync thread would refuse it anyway.
-            Ok(meta) if meta.len() > max => Err(format!(
-                "{} is too large to stream ({} MB, the limit is {} MB)",
-                path.display(),
-                meta.len() / 1_000_000,
-                max / 1_000_000
-            )),
-            _ => {
-                std::fs::read(&path).map(Arc::from).map_err(|e| format!("{} ({e})", path.display()))
-            }
-        };
+        let read = read_to_serve(&path, &id);
         let _ = tx.send((id, read, title));
         waker.wake();
     });
     if let Err(e) = spawned {
         warn!("could not read the score to stream: {e}");
+    }
+}
+
+/// The bytes of the score at `path` to serve as song `id`: refused, with the reason in words,
+/// when the file is over the streaming limit (not read at all: the sync thread would refuse
+/// it), cannot be read, or is no longer the song (its SHA-256 changed since it was opened:
+/// every Follower would reject it).
+fn read_to_serve(path: &std::path::Path, id: &SongId) -> Result<Arc<[u8]>, String> {
+    let max = maestral_net::sync::stream::DEFAULT_MAX_STREAM_BYTES;
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.len() > max => {
+            return Err(format!(
+                "{} is too large to stream ({} MB, the limit is {} MB)",
+                path.display(),
+                meta.len() / 1_000_000,
+                max / 1_000_000
+            ));
+        }
+        _ => {}
+    }
+    match std::fs::read(path) {
+        Ok(bytes) if maestral_score::song_id(&bytes) != *id => Err(format!(
+            "{} has changed since it was opened; open it again to stream it",
+            path.display()
+        )),
+        Ok(bytes) => Ok(Arc::from(bytes)),
+        Err(e) => Err(format!("{} ({e})", path.display())),
     }
 }
 
@@ -232,5 +247,27 @@ fn clear_streamed(
             }
             streams.write(StreamChanged { song: Some(song), state: StreamState::Cleared });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::read_to_serve;
+
+    #[test]
+    fn a_score_changed_on_disk_since_it_was_opened_is_not_served() {
+        let dir = std::env::temp_dir().join(format!("maestral-serve-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("score.pdf");
+        std::fs::write(&path, b"%PDF-1.4 the score as opened").expect("write");
+        let id = maestral_score::song_id_of_file(&path).expect("id");
+        assert_eq!(read_to_serve(&path, &id).as_deref(), Ok(&b"%PDF-1.4 the score as opened"[..]));
+        std::fs::write(&path, b"%PDF-1.4 saved again by an editor").expect("rewrite");
+        let refused = read_to_serve(&path, &id).expect_err("a changed file is refused");
+        assert!(refused.contains("has changed since it was opened"), "{refused}");
+        std::fs::remove_file(&path).expect("remove");
+        let gone = read_to_serve(&path, &id).expect_err("a missing file is refused");
+        assert!(gone.contains("score.pdf"), "{gone}");
+        let _ = std::fs::remove_dir(&dir);
     }
 }

@@ -124,10 +124,13 @@ fn run(n: usize, song: &SongId, bytes: &Arc<[u8]>) -> Value {
     assert_eq!(followers.line().0, "joined");
     m.local(LocalAction::SetSong { song_id: Some(SongId::new(format!("idle-{n}"))) });
     let mut page = 0u32;
+    // Stamped before the command goes: the sync threads may run the whole turn before this
+    // thread is back.
     let turn = |page: &mut u32| -> Instant {
         *page += 1;
+        let sent = Instant::now();
         m.local(LocalAction::SetPage { page: *page });
-        Instant::now()
+        sent
     };
     // Idle.
     let mut idle = Vec::new();
@@ -178,6 +181,12 @@ fn run(n: usize, song: &SongId, bytes: &Arc<[u8]>) -> Value {
     let mb = (n * bytes.len()) as f64 / 1e6;
     let idle = Summary::of(&idle);
     let during_s = Summary::of(&during);
+    // When in the stream each slow turn came (a turn every 100 ms from the start).
+    let slowest: Vec<(usize, f64)> = {
+        let mut by = during.iter().copied().enumerate().collect::<Vec<_>>();
+        by.sort_by(|a, b| b.1.total_cmp(&a.1));
+        by.into_iter().take(5).collect()
+    };
     json!({
         "followers": n,
         "seconds_until_the_last_has_it": secs,
@@ -187,6 +196,7 @@ fn run(n: usize, song: &SongId, bytes: &Arc<[u8]>) -> Value {
         "page_idle": idle.as_ref().map(|s| s.json_ms()),
         "page_during_stream": during_s.as_ref().map(|s| s.json_ms()),
         "p99_during_over_idle": idle.zip(during_s).map(|(i, d)| d.p99 / i.p99),
+        "slowest_turns_during_stream": slowest.iter().map(|(k, ms)| json!({ "turn": k + 1, "ms": ms })).collect::<Vec<_>>(),
     })
 }
 

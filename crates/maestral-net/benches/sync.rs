@@ -543,20 +543,56 @@ fn reader(i: usize, rx: Receiver<SyncEvent>, out: Sender<Stamped>) -> std::threa
         .expect("reader thread starts")
 }
 
-/// Follower threads 1..=n, each with its event reader.
+/// One thread reading the events of sync threads `first..`, stamped as they come: a Choir's
+/// Followers are read by one thread, not one each (100 reader threads woken by every turn were
+/// the benchmark's own cost, on the cores the sync threads need). Ends when every sync thread
+/// has stopped.
+fn readers(
+    first: usize,
+    rxs: Vec<Receiver<SyncEvent>>,
+    out: Sender<Stamped>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::Builder::new()
+        .name("bench-readers".into())
+        .spawn(move || {
+            let mut select = crossbeam_channel::Select::new();
+            for rx in &rxs {
+                select.recv(rx);
+            }
+            let mut live = rxs.len();
+            while live > 0 {
+                let op = select.select();
+                let i = op.index();
+                match op.recv(&rxs[i]) {
+                    Ok(e) => {
+                        if out.send((first + i, Instant::now(), e)).is_err() {
+                            break;
+                        }
+                    }
+                    Err(_) => {
+                        select.remove(i);
+                        live -= 1;
+                    }
+                }
+            }
+        })
+        .expect("reader thread starts")
+}
+
+/// Follower threads 1..=n, with the thread that reads their events.
 fn start_followers(
     n: usize,
     tx: &Sender<Stamped>,
 ) -> Result<(Vec<SyncHandle>, Vec<std::thread::JoinHandle<()>>), String> {
-    let (mut followers, mut readers) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    let mut followers = Vec::with_capacity(n);
     for i in 1..=n {
         let h =
             SyncHandle::start(Role::Follower, SyncConfig::new(format!("F{i:03}"), LOCAL), || {})
                 .map_err(|e| format!("Follower thread {i}: {e}"))?;
-        readers.push(reader(i, h.events().clone(), tx.clone()));
         followers.push(h);
     }
-    Ok((followers, readers))
+    let rxs = followers.iter().map(|h| h.events().clone()).collect();
+    Ok((followers, vec![readers(1, rxs, tx.clone())]))
 }
 
 impl Choir {

@@ -481,10 +481,14 @@ impl Link {
 
     /// From now on, stream channels the peer opens on this link come on the returned
     /// receiver (a Master serving a score); before, and on a link never asked, they are closed
-    /// at once. Asking again replaces the receiver.
+    /// at once. Asking again replaces the receiver. On a link that is closing the receiver
+    /// ends at once.
     pub fn accept_streams(&self) -> mpsc::UnboundedReceiver<StreamChannel> {
         let (tx, rx) = mpsc::unbounded_channel();
-        self.inner.shared.lock().streams = Some(tx);
+        let mut state = self.inner.shared.lock();
+        if !state.closing {
+            state.streams = Some(tx);
+        }
         rx
     }
 

@@ -61,3 +61,22 @@ async fn redirected_events_keep_their_order() {
     assert_eq!(before, 3, "the first messages came on the link's own receiver: {seen:?}");
     assert_eq!(seen.last(), Some(&LinkEvent::Closed));
 }
+
+/// A link that is closing takes no stream channels: asking for them gets a receiver that ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_link_accepts_no_streams() {
+    let cfg = RtcConfig::new(IpAddr::V4(Ipv4Addr::LOCALHOST));
+    let (a, offer, mut a_events) = Link::offer(&cfg, None).await.expect("offer");
+    let (b, answer, _b_events) = Link::answer(&cfg, None, &offer).await.expect("answer");
+    a.accept_answer(&answer).await.expect("accept");
+    let opened = tokio::time::timeout(WAIT, a_events.recv()).await.expect("a opens");
+    assert_eq!(opened, Some(LinkEvent::Open));
+    let mut before = a.accept_streams();
+    a.close().await;
+    let ended = tokio::time::timeout(WAIT, before.recv()).await;
+    assert_eq!(ended.map(|c| c.is_none()), Ok(true), "the close ends the receiver asked before");
+    let mut after = a.accept_streams();
+    let ended = tokio::time::timeout(WAIT, after.recv()).await;
+    assert_eq!(ended.map(|c| c.is_none()), Ok(true), "a closed link's receiver ends at once");
+    b.close().await;
+}

@@ -71,7 +71,7 @@ impl FollowerIo {
         ctx: &mut Ctx,
         song: maestral_protocol::SongId,
         task: u64,
-        outcome: Result<std::sync::Arc<[u8]>, (Vec<u8>, super::stream::Stop)>,
+        outcome: Result<std::sync::Arc<[u8]>, (super::stream::Partial, super::stream::Stop)>,
     ) {
         let master = self.master.as_ref().map(|(m, _)| m.clone());
         self.fetches.finished(ctx, master.as_ref(), song, task, outcome);

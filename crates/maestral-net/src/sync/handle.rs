@@ -156,18 +156,13 @@ impl SyncHandle {
         let thread = std::thread::Builder::new()
             .name("maestral-sync".into())
             .spawn(move || {
-                // The worker is polled on this thread (the control runtime), never queued behind
-                // the bulk runtime's DTLS and SCTP work (`super::runtime`).
+                // The worker is polled on the control thread, never queued behind the bulk
+                // runtime's DTLS and SCTP work (`super::runtime`). A panicking worker has been
+                // printed and has nothing left to close; the runtime still stops.
                 let worker = Worker::new(role, config, cmd_rx, n, ev_tx, Arc::new(wake));
-                // A panicking worker has been printed and has nothing left to close; the
-                // runtimes still stop.
-                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    runtimes.run(worker.run());
-                }));
+                let _ = runtimes.run(worker.run());
                 // Tasks still closing links get a moment, then everything stops.
-                let Runtimes { control, bulk } = runtimes;
-                bulk.shutdown_timeout(Duration::from_secs(1));
-                drop(control);
+                runtimes.bulk.shutdown_timeout(Duration::from_secs(1));
             })
             .map_err(|e| StartError::Thread(e.to_string()))?;
         Ok(SyncHandle { commands: cmd_tx, events: ev_rx, notify, thread: Some(thread) })

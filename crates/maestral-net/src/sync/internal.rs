@@ -80,6 +80,6 @@ pub(crate) enum Internal {
     StreamDone {
         song: maestral_protocol::SongId,
         task: u64,
-        outcome: Result<Arc<[u8]>, (Vec<u8>, super::stream::Stop)>,
+        outcome: Result<Arc<[u8]>, (super::stream::Partial, super::stream::Stop)>,
     },
 }

@@ -73,9 +73,22 @@ struct PeerLink {
     /// back (a send waits while SCTP retransmits under loss), which is when they matter.
     copies: mpsc::UnboundedSender<Arc<str>>,
     latest: [Option<Latest>; Register::ALL.len()],
+    /// The peer has said where its side path is (once true, true for the link's life): cached,
+    /// since the worker asks of every link each time round its loop.
+    side: std::cell::Cell<bool>,
     window_start: Instant,
     in_window: u32,
     bytes_in_window: u64,
+}
+
+impl PeerLink {
+    /// Whether copies go on the side path (as datagrams).
+    fn side_path(&self) -> bool {
+        if !self.side.get() && self.link.side_path_ready() {
+            self.side.set(true);
+        }
+        self.side.get()
+    }
 }
 
 /// Every link's events, tagged with the link's generation.
@@ -167,6 +180,7 @@ impl Links {
                 writer,
                 copies,
                 latest: Default::default(),
+                side: std::cell::Cell::new(false),
                 window_start: Instant::now(),
                 in_window: 0,
                 bytes_in_window: 0,
@@ -224,7 +238,7 @@ impl Links {
         let Some(pl) = self.by_peer.get_mut(peer) else { return };
         let latest = Latest { text: Arc::clone(text), sent: Instant::now(), step: 0 };
         pl.latest[register.index()] = Some(latest);
-        if !pl.link.send_copy_now(text) && pl.link.side_path_ready() {
+        if !pl.link.send_copy_now(text) && pl.side_path() {
             let _ = pl.copies.send(Arc::clone(text));
         }
     }
@@ -234,7 +248,7 @@ impl Links {
         self.by_peer
             .values()
             .flat_map(|pl| {
-                let refresh = pl.link.side_path_ready();
+                let refresh = pl.side_path();
                 pl.latest.iter().flatten().filter_map(move |l| l.due(refresh))
             })
             .min()
@@ -243,7 +257,7 @@ impl Links {
     /// Queues every copy due by `now`.
     pub(crate) fn send_copies(&mut self, now: Instant) {
         for pl in self.by_peer.values_mut() {
-            let refresh = pl.link.side_path_ready();
+            let refresh = pl.side_path();
             for latest in pl.latest.iter_mut().flatten() {
                 // A refresh due soon goes now, with the others: one wake-up sends many.
                 let early =

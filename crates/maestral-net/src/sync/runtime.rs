@@ -1,52 +1,96 @@
 //! The sync thread's two runtimes: a page turn never waits for a CPU that is busy with bulk work.
 //!
-//! - **control**: a current-thread runtime on the sync thread itself. It polls the worker (the
-//!   engine) and reads the side path's datagrams (`rtc/link_side.rs`), and nothing else, so it
-//!   is asleep in `epoll` when a copy of a page turn arrives and the kernel runs it at once.
-//! - **bulk**: a two-thread runtime for everything else: the WebRTC stacks (DTLS, SCTP, ICE),
-//!   each link's writer, score streams, listeners, joins.
+//! - **control**: one current-thread runtime for the whole process, on a thread of its own
+//!   (`maestral-control`). It polls the workers (the engines) and reads the side paths'
+//!   datagrams (`rtc/link_side.rs`), and nothing else, so it is asleep in `epoll` when a copy
+//!   of a page turn arrives and the kernel runs it at once. One thread for every sync thread of
+//!   the process: the app has one (two during a role switch); a benchmark hosting 100
+//!   Followers wakes one thread for a turn's 100 datagrams, not 100.
+//! - **bulk**: a two-thread runtime per sync thread for everything else: the WebRTC stacks
+//!   (DTLS, SCTP, ICE), each link's writer, score streams, listeners, joins. Stopping the sync
+//!   thread stops it, and with it every task the role left.
 //!
 //! Before the split, a Follower receiving a score (both threads at full load decrypting it)
 //! let a page turn's datagram and then the engine's task wait in the runtime's queue behind the
 //! stream's tasks (`cargo xtask bench stream`).
 //!
-//! The worker is polled on the control thread inside the bulk runtime's context ([`Within`]):
+//! The worker is polled on the control thread inside its bulk runtime's context ([`Within`]):
 //! what it spawns, binds or times goes to the bulk runtime, except the side path, which asks
 //! for the control runtime by name ([`crate::rtc::link::set_side_runtime`]).
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::{Mutex, PoisonError};
 use std::task::{Context, Poll};
 
 use tokio::runtime::{Builder, Handle, Runtime};
 
-/// The control runtime (polled by whoever calls `block_on`, the sync thread) and the bulk one.
+/// The process's control runtime, started on first use.
+fn control() -> std::io::Result<Handle> {
+    static CONTROL: Mutex<Option<Handle>> = Mutex::new(None);
+    let mut control = CONTROL.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(handle) = control.as_ref() {
+        return Ok(handle.clone());
+    }
+    let runtime = Builder::new_current_thread().enable_all().build()?;
+    let handle = runtime.handle().clone();
+    let side = handle.clone();
+    std::thread::Builder::new().name("maestral-control".into()).spawn(move || {
+        crate::rtc::link::set_side_runtime(Some(side));
+        // For the life of the process: the workers and side paths come and go on it.
+        runtime.block_on(std::future::pending::<()>());
+    })?;
+    *control = Some(handle.clone());
+    Ok(handle)
+}
+
+/// How much lower the bulk runtime's threads run than the rest of the process (a nice value):
+/// where the CPU is short, a page turn's datagram and its engine (the control thread) and the
+/// app's own threads go first, the score's bytes and WebRTC's internals after.
+#[cfg(target_os = "linux")]
+const BULK_NICE: i32 = 10;
+
+/// Lowers the calling thread's priority by [`BULK_NICE`] (Linux keeps a nice value per thread;
+/// elsewhere nothing changes). Lowering one's own priority needs no privilege.
+fn background() {
+    #[cfg(target_os = "linux")]
+    if let Err(e) = rustix::process::nice(BULK_NICE) {
+        tracing::debug!("the bulk runtime keeps the normal priority: {e}");
+    }
+}
+
+/// The process's control runtime and one sync thread's bulk runtime.
 pub(crate) struct Runtimes {
-    pub(crate) control: Runtime,
+    control: Handle,
     pub(crate) bulk: Runtime,
 }
 
 impl Runtimes {
     pub(crate) fn new() -> std::io::Result<Runtimes> {
-        let control = Builder::new_current_thread().enable_all().build()?;
-        let side = control.handle().clone();
+        let control = control()?;
+        let side = control.clone();
         let bulk = Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("maestral-sync-rt")
-            // A link built on a bulk thread puts its side path on the control runtime.
-            .on_thread_start(move || crate::rtc::link::set_side_runtime(Some(side.clone())))
+            .on_thread_start(move || {
+                // A link built on a bulk thread puts its side path on the control runtime.
+                crate::rtc::link::set_side_runtime(Some(side.clone()));
+                background();
+            })
             .enable_all()
             .build()?;
         Ok(Runtimes { control, bulk })
     }
 
-    /// Runs `worker` to its end on this thread (the control runtime), in the bulk runtime's
-    /// context.
-    pub(crate) fn run<F: Future>(&self, worker: F) -> F::Output {
-        crate::rtc::link::set_side_runtime(Some(self.control.handle().clone()));
-        let out = self.control.block_on(Within::new(self.bulk.handle().clone(), worker));
-        crate::rtc::link::set_side_runtime(None);
-        out
+    /// Runs `worker` to its end on the control runtime, in the bulk runtime's context; waits
+    /// on this thread. `None` if the worker panicked (the panic has been printed).
+    pub(crate) fn run<F>(&self, worker: F) -> Option<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        let task = self.control.spawn(Within::new(self.bulk.handle().clone(), worker));
+        self.bulk.block_on(task).ok()
     }
 }
 
@@ -78,14 +122,21 @@ mod tests {
     use super::Runtimes;
 
     #[test]
-    fn the_worker_runs_on_the_calling_thread_and_spawns_on_the_bulk_runtime() {
+    fn workers_run_on_the_control_thread_and_spawn_on_their_bulk_runtime() {
         let rt = Runtimes::new().expect("runtimes");
-        let here = std::thread::current().id();
-        let (polled_on, spawned_on) = rt.run(async {
-            let spawned = tokio::spawn(async { std::thread::current().name().map(str::to_owned) });
-            (std::thread::current().id(), spawned.await.expect("task"))
-        });
-        assert_eq!(polled_on, here, "the worker is polled by the thread that runs it");
+        let (polled_on, spawned_on) = rt
+            .run(async {
+                let spawned =
+                    tokio::spawn(async { std::thread::current().name().map(str::to_owned) });
+                (std::thread::current().name().map(str::to_owned), spawned.await.expect("task"))
+            })
+            .expect("the worker ends");
+        assert_eq!(polled_on.as_deref(), Some("maestral-control"), "the worker's thread");
         assert_eq!(spawned_on.as_deref(), Some("maestral-sync-rt"), "a spawn goes to bulk");
+        let again = Runtimes::new().expect("a second sync thread's runtimes");
+        let thread = |r: &Runtimes| r.run(async { std::thread::current().id() });
+        assert_eq!(thread(&again), thread(&rt), "one control thread per process");
+        assert_eq!(again.run(async { panic!("a worker's bug") }), None, "a panic is caught");
+        assert_eq!(again.run(async { 7 }), Some(7), "the control thread survives a panic");
     }
 }

@@ -11,8 +11,9 @@
 //!   stream cut by a drop-out resumes from `offset`, it does not start over);
 //! - Master → Follower, binary: chunks of `[offset: u64 big-endian][up to 16 KiB of the file]`,
 //!   in order from `offset` to the end;
-//! - Master → Follower, text, instead: `{"error": "not_current" | "bad_request"}`, then the
-//!   Master closes the channel.
+//! - Master → Follower, text, instead: `{"error": "not_current" | "bad_request" |
+//!   "too_many_streams"}`, then the Master closes the channel (a peer has at most
+//!   [`MAX_STREAMS_PER_PEER`] stream channels served at once).
 //!
 //! The Follower closes the channel once it has every byte. The Master keeps at most a share of
 //! [`BUDGET`] queued per channel (the association's send queue is shared with `maestral-sync`,
@@ -52,6 +53,9 @@ pub const MAX_WINDOW: usize = 128 * 1024;
 pub const STALL: Duration = Duration::from_secs(10);
 /// The largest score streamed unless configured otherwise.
 pub const DEFAULT_MAX_STREAM_BYTES: u64 = 200 * 1024 * 1024;
+/// Stream channels served at once to one peer: a Follower opens one per song it fetches, and
+/// one more briefly after a retry. Past it a channel is refused (`too_many_streams`).
+pub const MAX_STREAMS_PER_PEER: usize = 4;
 /// How long a refused peer gets to read the refusal before its channel is closed.
 const REFUSAL_WAIT: Duration = Duration::from_secs(2);
 /// A progress report goes to the app at most every this many bytes.
@@ -140,11 +144,44 @@ pub(crate) fn accept(
     tx: mpsc::UnboundedSender<Internal>,
 ) {
     let mut channels = link.accept_streams();
+    let open = Arc::new(AtomicUsize::new(0));
     tokio::spawn(async move {
         while let Some(channel) = channels.recv().await {
-            tokio::spawn(serve(channel, peer.clone(), slot.clone(), tx.clone()));
+            if open.load(Ordering::Relaxed) >= MAX_STREAMS_PER_PEER {
+                tokio::spawn(refuse_extra(channel, peer.clone(), tx.clone()));
+                continue;
+            }
+            let counted = Counted::new(&open);
+            let (peer, slot, tx) = (peer.clone(), slot.clone(), tx.clone());
+            tokio::spawn(async move {
+                serve(channel, peer, slot, tx).await;
+                drop(counted);
+            });
         }
     });
+}
+
+/// A stream channel past [`MAX_STREAMS_PER_PEER`]: refused (`too_many_streams`) once it is open,
+/// so the peer reads why, then closed; the peer's other channels and its link go on.
+async fn refuse_extra(channel: StreamChannel, peer: DeviceId, tx: mpsc::UnboundedSender<Internal>) {
+    let opened = async {
+        loop {
+            match channel.next().await {
+                StreamEvent::Open => return true,
+                StreamEvent::Closed => return false,
+                _ => {}
+            }
+        }
+    };
+    if tokio::time::timeout(REFUSAL_WAIT, opened).await == Ok(true) {
+        let why = "it opened more stream channels at once than a Follower needs";
+        let _ = tx.send(Internal::Error(SyncError::StreamRefused { peer, why }));
+        let refusal = serde_json::json!({ "error": "too_many_streams" }).to_string();
+        let _ = channel.send_text(&refusal).await;
+        let closed = async { while channel.next().await != StreamEvent::Closed {} };
+        let _ = tokio::time::timeout(REFUSAL_WAIT, closed).await;
+    }
+    channel.close().await;
 }
 
 /// One Follower's stream channel: answers its requests from `slot`, keeping at most
@@ -161,7 +198,8 @@ async fn serve(
     // The bytes being sent and the next offset.
     let mut sending: Option<(Served, usize)> = None;
     let mut threshold = 0;
-    let _active = Active::new(&slot);
+    // Counted among the streams sharing the budget only while it sends.
+    let mut active: Option<Counted> = None;
     loop {
         if let Some((served, offset)) = &mut sending {
             // The Master moved on: the old song is not sent to its end.
@@ -199,6 +237,7 @@ async fn serve(
             }
             if *offset >= len {
                 sending = None;
+                drop(active.take());
             }
         }
         match channel.next().await {
@@ -210,6 +249,7 @@ async fn serve(
                 let (answer, why) = match (&request, current) {
                     (Ok(r), Some(s)) if s.song == r.song_id && r.offset <= s.bytes.len() as u64 => {
                         sending = Some((s, r.offset as usize));
+                        active.get_or_insert_with(|| Counted::new(&slot.1));
                         continue;
                     }
                     (Ok(_), _) => {
@@ -235,17 +275,18 @@ async fn serve(
     }
 }
 
-/// Counts a serving task among the streams sharing [`BUDGET`] while it lives.
-struct Active(Arc<AtomicUsize>);
+/// One in a count while it lives: a serving task among the streams sharing [`BUDGET`] while it
+/// sends, a peer's stream channel while it is served.
+struct Counted(Arc<AtomicUsize>);
 
-impl Active {
-    fn new(slot: &ServedSlot) -> Self {
-        slot.1.fetch_add(1, Ordering::Relaxed);
-        Active(Arc::clone(&slot.1))
+impl Counted {
+    fn new(count: &Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        Counted(Arc::clone(count))
     }
 }
 
-impl Drop for Active {
+impl Drop for Counted {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
     }
@@ -287,11 +328,45 @@ impl Stop {
     }
 }
 
+/// What a Follower holds of a score being fetched: the bytes so far, and their SHA-256 so far
+/// (hashed as the chunks come, so a whole score is checked at once, with no burst of hashing
+/// at the end while page turns arrive).
+#[derive(Clone, Default)]
+pub struct Partial {
+    bytes: Vec<u8>,
+    digest: Sha256,
+}
+
+impl Partial {
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    pub fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+
+    fn push(&mut self, data: &[u8]) {
+        self.bytes.extend_from_slice(data);
+        self.digest.update(data);
+    }
+}
+
+impl std::fmt::Debug for Partial {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Partial({} bytes)", self.bytes.len())
+    }
+}
+
 /// One song being fetched, or partly fetched.
 struct Fetch {
     prepare: StreamPrepare,
     /// The bytes so far (taken by the running task, given back when it stops).
-    have: Vec<u8>,
+    have: Partial,
     /// The running task and its number (reports of any other are stale).
     running: Option<(u64, tokio::task::AbortHandle)>,
     /// Offered again while a task ran: started again when it stops.
@@ -324,9 +399,13 @@ impl Fetches {
             return ctx.error(SyncError::StreamTooLarge { size: prepare.size_bytes, max });
         }
         let song = prepare.song_id.clone();
+        // What was fetched of another song is kept for a resume only until a new song is
+        // offered: at most one partial score is held, besides those whose task still runs
+        // (ended by the Master's `not_current`).
+        self.by_song.retain(|s, f| *s == song || f.running.is_some());
         let fetch = self.by_song.entry(song.clone()).or_insert_with(|| Fetch {
             prepare: prepare.clone(),
-            have: Vec::new(),
+            have: Partial::default(),
             running: None,
             pending: false,
             retries: 0,
@@ -334,7 +413,7 @@ impl Fetches {
         if fetch.prepare.size_bytes != prepare.size_bytes || fetch.prepare.sha256 != prepare.sha256
         {
             // Another file under the same id cannot be: start over with what is offered now.
-            fetch.have.clear();
+            fetch.have = Partial::default();
         }
         fetch.prepare = prepare;
         fetch.retries = 0;
@@ -389,7 +468,7 @@ impl Fetches {
         master: Option<&DeviceId>,
         song: SongId,
         task: u64,
-        outcome: Result<Arc<[u8]>, (Vec<u8>, Stop)>,
+        outcome: Result<Arc<[u8]>, (Partial, Stop)>,
     ) {
         let Some(fetch) = self.by_song.get_mut(&song) else { return };
         if fetch.running.as_ref().is_none_or(|(t, _)| *t != task) {
@@ -402,7 +481,7 @@ impl Fetches {
                 ctx.emit(SyncEvent::Streamed { song_id: song, bytes });
             }
             Err((have, stop)) => {
-                fetch.have = if stop == Stop::HashMismatch { Vec::new() } else { have };
+                fetch.have = if stop == Stop::HashMismatch { Partial::default() } else { have };
                 let up = master.is_some_and(|m| ctx.links.contains(m));
                 if fetch.pending {
                     // Offered again meanwhile: go on from what it has.
@@ -442,7 +521,7 @@ impl Fetches {
 async fn run_fetch(
     link: Link,
     prepare: StreamPrepare,
-    have: Vec<u8>,
+    have: Partial,
     task: u64,
     stall: Duration,
     tx: mpsc::UnboundedSender<Internal>,
@@ -462,10 +541,10 @@ async fn run_fetch(
 pub async fn fetch(
     link: &Link,
     prepare: &StreamPrepare,
-    mut have: Vec<u8>,
+    mut have: Partial,
     stall: Duration,
     progress: impl Fn(u64),
-) -> Result<Arc<[u8]>, (Vec<u8>, Stop)> {
+) -> Result<Arc<[u8]>, (Partial, Stop)> {
     let size = usize::try_from(prepare.size_bytes).unwrap_or(usize::MAX);
     let Ok(channel) = link.open_stream().await else { return Err((have, Stop::LinkLost)) };
     let mut asked = false;
@@ -499,7 +578,7 @@ pub async fn fetch(
                 {
                     break Some(Stop::OutOfRange);
                 }
-                have.extend_from_slice(data);
+                have.push(data);
                 if have.len() - reported >= PROGRESS_STEP || have.len() == size {
                     reported = have.len();
                     progress(reported as u64);
@@ -518,16 +597,18 @@ pub async fn fetch(
     if let Some(stop) = stop {
         return Err((have, stop));
     }
-    // Hashing up to 200 MB (and the copy into shared bytes) is off the runtime's workers.
+    // The copy of up to 200 MB into shared bytes is off the runtime's workers.
     let want = prepare.sha256.trim().to_owned();
     let checked = tokio::task::spawn_blocking(move || {
-        let digest = Sha256::digest(&have);
-        crate::sig::hex(&digest).eq_ignore_ascii_case(&want).then(|| Arc::<[u8]>::from(have))
+        let Partial { bytes, digest } = have;
+        crate::sig::hex(&digest.finalize())
+            .eq_ignore_ascii_case(&want)
+            .then(|| Arc::<[u8]>::from(bytes))
     })
     .await;
     match checked {
         Ok(Some(bytes)) => Ok(bytes),
-        Ok(None) => Err((Vec::new(), Stop::HashMismatch)),
-        Err(_) => Err((Vec::new(), Stop::LinkLost)),
+        Ok(None) => Err((Partial::default(), Stop::HashMismatch)),
+        Err(_) => Err((Partial::default(), Stop::LinkLost)),
     }
 }
