@@ -38,4 +38,5 @@ pub use error::{JoinFailure, StartError, SyncError};
 #[cfg(feature = "test-support")]
 pub use handle::Fault;
 pub use handle::{SyncCommand, SyncConfig, SyncEvent, SyncHandle};
+pub use runtime::short_slice;
 pub use store::{Stored, stored};

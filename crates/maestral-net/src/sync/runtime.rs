@@ -37,6 +37,7 @@ fn control() -> std::io::Result<Handle> {
     let side = handle.clone();
     std::thread::Builder::new().name("maestral-control".into()).spawn(move || {
         crate::rtc::link::set_side_runtime(Some(side));
+        let _ = short_slice();
         // For the life of the process: the workers and side paths come and go on it.
         runtime.block_on(std::future::pending::<()>());
     })?;
@@ -57,6 +58,53 @@ fn background() {
     if let Err(e) = rustix::process::nice(BULK_NICE) {
         tracing::debug!("the bulk runtime keeps the normal priority: {e}");
     }
+}
+
+/// Asks the kernel for a short time slice for the calling thread (EEVDF, Linux 6.12 and later):
+/// a thread that wakes with a shorter slice than the running one preempts it at once, where it
+/// would otherwise wait for that thread's slice (3 ms and more) to end. The control thread
+/// wakes for a few microseconds per datagram. Where the kernel does not have it, nothing
+/// changes (`false`). Public for test and benchmark harnesses whose own threads read what they
+/// measure.
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+pub fn short_slice() -> bool {
+    /// `struct sched_attr` of `sched_setattr(2)` (its size says which fields the kernel reads).
+    #[repr(C)]
+    struct SchedAttr {
+        size: u32,
+        policy: u32,
+        flags: u64,
+        nice: i32,
+        priority: u32,
+        runtime: u64,
+        deadline: u64,
+        period: u64,
+    }
+    const SLICE_NS: u64 = 100_000;
+    let attr = SchedAttr {
+        size: std::mem::size_of::<SchedAttr>() as u32,
+        policy: 0, // SCHED_OTHER
+        flags: 0,
+        nice: 0,
+        priority: 0,
+        runtime: SLICE_NS,
+        deadline: 0,
+        period: 0,
+    };
+    // SAFETY: `attr` is a valid `struct sched_attr` of the size it states, alive for the call;
+    // pid 0 is the calling thread; the kernel only reads it.
+    let r = unsafe { nix::libc::syscall(nix::libc::SYS_sched_setattr, 0, &attr, 0) };
+    if r != 0 {
+        let e = std::io::Error::last_os_error();
+        tracing::debug!("this thread keeps the default time slice: {e}");
+    }
+    r == 0
+}
+
+#[cfg(not(target_os = "linux"))]
+pub fn short_slice() -> bool {
+    false
 }
 
 /// The process's control runtime and one sync thread's bulk runtime.
@@ -119,7 +167,20 @@ impl<F: Future> Future for Within<F> {
 
 #[cfg(test)]
 mod tests {
-    use super::Runtimes;
+    use super::{Runtimes, short_slice};
+
+    #[test]
+    fn a_thread_asking_for_a_short_slice_gets_it_where_the_kernel_has_them() {
+        let (took, sched) = std::thread::spawn(|| {
+            (short_slice(), std::fs::read_to_string("/proc/thread-self/sched").unwrap_or_default())
+        })
+        .join()
+        .expect("thread");
+        let slice = sched.lines().find(|l| l.starts_with("se.slice")).map(|l| l.replace(' ', ""));
+        if took {
+            assert_eq!(slice.as_deref(), Some("se.slice:100000"), "{sched}");
+        }
+    }
 
     #[test]
     fn workers_run_on_the_control_thread_and_spawn_on_their_bulk_runtime() {
@@ -138,5 +199,6 @@ mod tests {
         assert_eq!(thread(&again), thread(&rt), "one control thread per process");
         assert_eq!(again.run(async { panic!("a worker's bug") }), None, "a panic is caught");
         assert_eq!(again.run(async { 7 }), Some(7), "the control thread survives a panic");
+
     }
 }

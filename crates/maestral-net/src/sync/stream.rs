@@ -328,37 +328,45 @@ impl Stop {
     }
 }
 
-/// What a Follower holds of a score being fetched: the bytes so far, and their SHA-256 so far
-/// (hashed as the chunks come, so a whole score is checked at once, with no burst of hashing
-/// at the end while page turns arrive).
+/// What a Follower holds of a score being fetched: a buffer of the score's size (made when the
+/// fetch starts, so the whole score is never copied and no large buffer is freed at the end,
+/// while page turns arrive), how much of it has come, and its SHA-256 so far (hashed as the
+/// chunks come: a whole score is checked at once).
 #[derive(Clone, Default)]
 pub struct Partial {
-    bytes: Vec<u8>,
+    buffer: Arc<[u8]>,
+    len: usize,
     digest: Sha256,
 }
 
 impl Partial {
     pub fn bytes(&self) -> &[u8] {
-        &self.bytes
+        &self.buffer[..self.len]
     }
 
     pub fn len(&self) -> usize {
-        self.bytes.len()
+        self.len
     }
 
     pub fn is_empty(&self) -> bool {
-        self.bytes.is_empty()
+        self.len == 0
     }
 
-    fn push(&mut self, data: &[u8]) {
-        self.bytes.extend_from_slice(data);
+    /// Appends `data`; `false` if it does not fit (past the size the buffer was made for).
+    fn push(&mut self, data: &[u8]) -> bool {
+        let end = self.len + data.len();
+        let Some(buffer) = Arc::get_mut(&mut self.buffer) else { return false };
+        let Some(into) = buffer.get_mut(self.len..end) else { return false };
+        into.copy_from_slice(data);
         self.digest.update(data);
+        self.len = end;
+        true
     }
 }
 
 impl std::fmt::Debug for Partial {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Partial({} bytes)", self.bytes.len())
+        write!(f, "Partial({} of {} bytes)", self.len, self.buffer.len())
     }
 }
 
@@ -546,6 +554,15 @@ pub async fn fetch(
     progress: impl Fn(u64),
 ) -> Result<Arc<[u8]>, (Partial, Stop)> {
     let size = usize::try_from(prepare.size_bytes).unwrap_or(usize::MAX);
+    if have.buffer.len() != size {
+        // The score's buffer, zeroed off the runtime's workers (up to the 200 MB limit).
+        let Ok(buffer) =
+            tokio::task::spawn_blocking(move || std::iter::repeat_n(0u8, size).collect()).await
+        else {
+            return Err((Partial::default(), Stop::LinkLost));
+        };
+        have = Partial { buffer, ..Partial::default() };
+    }
     let Ok(channel) = link.open_stream().await else { return Err((have, Stop::LinkLost)) };
     let mut asked = false;
     let mut reported = have.len();
@@ -572,13 +589,9 @@ pub async fn fetch(
                     frame.get(..8).map(|b| u64::from_be_bytes(b.try_into().unwrap_or([0xff; 8])));
                 let data = frame.get(8..).unwrap_or_default();
                 // An empty chunk carries nothing (and would keep a stall alive).
-                if offset != Some(have.len() as u64)
-                    || data.is_empty()
-                    || have.len() + data.len() > size
-                {
+                if offset != Some(have.len() as u64) || data.is_empty() || !have.push(data) {
                     break Some(Stop::OutOfRange);
                 }
-                have.push(data);
                 if have.len() - reported >= PROGRESS_STEP || have.len() == size {
                     reported = have.len();
                     progress(reported as u64);
@@ -597,18 +610,10 @@ pub async fn fetch(
     if let Some(stop) = stop {
         return Err((have, stop));
     }
-    // The copy of up to 200 MB into shared bytes is off the runtime's workers.
-    let want = prepare.sha256.trim().to_owned();
-    let checked = tokio::task::spawn_blocking(move || {
-        let Partial { bytes, digest } = have;
-        crate::sig::hex(&digest.finalize())
-            .eq_ignore_ascii_case(&want)
-            .then(|| Arc::<[u8]>::from(bytes))
-    })
-    .await;
-    match checked {
-        Ok(Some(bytes)) => Ok(bytes),
-        Ok(None) => Err((Partial::default(), Stop::HashMismatch)),
-        Err(_) => Err((Partial::default(), Stop::LinkLost)),
+    let Partial { buffer, digest, .. } = have;
+    if crate::sig::hex(&digest.finalize()).eq_ignore_ascii_case(prepare.sha256.trim()) {
+        Ok(buffer)
+    } else {
+        Err((Partial::default(), Stop::HashMismatch))
     }
 }
