@@ -98,9 +98,8 @@ pub(super) async fn build(
     cert: Option<&DtlsCert>,
     role: Role,
 ) -> Result<(Link, mpsc::UnboundedReceiver<LinkEvent>, watch::Receiver<bool>), RtcError> {
-    let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
-        RtcError::WebRtc("a link must be created on a tokio runtime".to_owned())
-    })?;
+    let runtime = tokio::runtime::Handle::try_current()
+        .map_err(|_| RtcError::WebRtc("a link must be created on a tokio runtime".to_owned()))?;
     let (events_tx, events) = mpsc::unbounded_channel();
     let shared = Arc::new(Shared {
         state: Mutex::new(State {

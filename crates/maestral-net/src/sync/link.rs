@@ -91,6 +91,22 @@ impl PeerLink {
     }
 }
 
+/// Which of `outputs` (in order) are the last update of a register to a peer: those whose first
+/// copy goes now. An earlier one is superseded; its original still goes, its copy would only
+/// follow the later one's.
+pub(crate) fn last_updates(outputs: &[maestral_sync::Output]) -> Vec<usize> {
+    let mut seen = std::collections::HashSet::new();
+    let mut last: Vec<usize> = (0..outputs.len())
+        .rev()
+        .filter(|&i| match &outputs[i] {
+            maestral_sync::Output::Transmit { to, register: Some(r), .. } => seen.insert((to, *r)),
+            _ => false,
+        })
+        .collect();
+    last.reverse();
+    last
+}
+
 /// Every link's events, tagged with the link's generation.
 pub(crate) type LinkEvents = mpsc::UnboundedReceiver<(u64, LinkEvent)>;
 
@@ -209,28 +225,16 @@ impl Links {
     }
 
     /// Queues a message for `peer` (dropped when there is no link: the engine is told of that
-    /// through the link's events). An update of `register` also gets copies
-    /// ([`COPY_AFTER_MS`]), in place of the copies of that register's previous update; the
-    /// first at once, unless [`Links::copy_now`] sent it already.
-    pub(crate) fn send(&mut self, peer: &DeviceId, text: Arc<str>, register: Option<Register>) {
-        if let Some(r) = register
-            && !self.copied(peer, &text, r)
-        {
-            self.copy_now(peer, &text, r);
-        }
+    /// through the link's events). A register update's copies are [`Links::copy_now`]'s.
+    pub(crate) fn send(&mut self, peer: &DeviceId, text: Arc<str>) {
         if let Some(pl) = self.by_peer.get(peer) {
             // A writer that has ended has reported `Closed` too.
             let _ = pl.send.send(Outgoing::Text(text));
         }
     }
 
-    /// Whether `text` is already the latest update of `register` sent to `peer`.
-    fn copied(&self, peer: &DeviceId, text: &Arc<str>, register: Register) -> bool {
-        let Some(pl) = self.by_peer.get(peer) else { return false };
-        pl.latest[register.index()].as_ref().is_some_and(|l| Arc::ptr_eq(&l.text, text))
-    }
-
-    /// Makes `text` the latest update of `register` sent to `peer` and sends its first copy: a
+    /// Makes `text` the latest update of `register` sent to `peer` (its copies then follow,
+    /// [`COPY_AFTER_MS`], in place of the previous update's) and sends its first copy: a
     /// datagram waits in no queue, so it goes from here at once (the worker sends a turn's
     /// copies to every peer before any original's DTLS and SCTP work), or failing that from
     /// the copy task.
@@ -465,6 +469,26 @@ mod tests {
 
     fn after(latest: &Latest, refresh: bool) -> Option<u64> {
         latest.due(refresh).map(|at| at.duration_since(latest.sent).as_millis() as u64)
+    }
+
+    #[test]
+    fn only_the_last_update_of_a_register_to_a_peer_is_copied_in_one_pass() {
+        use maestral_sync::Output;
+        let send = |to: &str, text: &str, register| Output::Transmit {
+            to: DeviceId::new(to),
+            data: Arc::from(text),
+            register,
+        };
+        let outputs = vec![
+            send("A", "page 1", Some(Register::Page)),
+            send("B", "page 1", Some(Register::Page)),
+            send("A", "song", Some(Register::Song)),
+            send("A", "hello", None),
+            send("A", "page 2", Some(Register::Page)),
+        ];
+        // A's page 1 is superseded by its page 2; B's page 1, A's song and page 2 are the last.
+        assert_eq!(last_updates(&outputs), vec![1, 2, 4]);
+        assert!(last_updates(&[send("A", "hello", None)]).is_empty());
     }
 
     #[test]

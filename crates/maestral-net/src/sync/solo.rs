@@ -357,7 +357,7 @@ impl SoloIo {
         let me = ctx.cfg.device_id.clone();
         let text =
             Envelope::new(SessionId::default(), me, ctx.clock.wall(), Message::PairInfo(info));
-        ctx.links.send(peer, text.encode().into(), None);
+        ctx.links.send(peer, text.encode().into());
     }
 
     /// The partner's `PAIR_INFO`: where and how to reach it again.

@@ -145,10 +145,14 @@ pub(crate) fn accept(
 ) {
     let mut channels = link.accept_streams();
     let open = Arc::new(AtomicUsize::new(0));
+    let mut told = false;
     tokio::spawn(async move {
         while let Some(channel) = channels.recv().await {
             if open.load(Ordering::Relaxed) >= MAX_STREAMS_PER_PEER {
-                tokio::spawn(refuse_extra(channel, peer.clone(), tx.clone()));
+                // The app hears of it once per link, however many a rogue opens.
+                let tell = (!told).then(|| tx.clone());
+                told = true;
+                tokio::spawn(refuse_extra(channel, peer.clone(), tell));
                 continue;
             }
             let counted = Counted::new(&open);
@@ -163,7 +167,11 @@ pub(crate) fn accept(
 
 /// A stream channel past [`MAX_STREAMS_PER_PEER`]: refused (`too_many_streams`) once it is open,
 /// so the peer reads why, then closed; the peer's other channels and its link go on.
-async fn refuse_extra(channel: StreamChannel, peer: DeviceId, tx: mpsc::UnboundedSender<Internal>) {
+async fn refuse_extra(
+    channel: StreamChannel,
+    peer: DeviceId,
+    tell: Option<mpsc::UnboundedSender<Internal>>,
+) {
     let opened = async {
         loop {
             match channel.next().await {
@@ -174,8 +182,10 @@ async fn refuse_extra(channel: StreamChannel, peer: DeviceId, tx: mpsc::Unbounde
         }
     };
     if tokio::time::timeout(REFUSAL_WAIT, opened).await == Ok(true) {
-        let why = "it opened more stream channels at once than a Follower needs";
-        let _ = tx.send(Internal::Error(SyncError::StreamRefused { peer, why }));
+        if let Some(tx) = tell {
+            let why = "it opened more stream channels at once than a Follower needs";
+            let _ = tx.send(Internal::Error(SyncError::StreamRefused { peer, why }));
+        }
         let refusal = serde_json::json!({ "error": "too_many_streams" }).to_string();
         let _ = channel.send_text(&refusal).await;
         let closed = async { while channel.next().await != StreamEvent::Closed {} };
@@ -331,8 +341,9 @@ impl Stop {
 /// What a Follower holds of a score being fetched: a buffer of the score's size (made when the
 /// fetch starts, so the whole score is never copied and no large buffer is freed at the end,
 /// while page turns arrive), how much of it has come, and its SHA-256 so far (hashed as the
-/// chunks come: a whole score is checked at once).
-#[derive(Clone, Default)]
+/// chunks come: a whole score is checked at once). Never cloned: it is filled in place while
+/// its buffer is not shared.
+#[derive(Default)]
 pub struct Partial {
     buffer: Arc<[u8]>,
     len: usize,
@@ -362,6 +373,14 @@ impl Partial {
         self.len = end;
         true
     }
+}
+
+/// A buffer of `size` zero bytes, from zeroed memory (the system's fresh pages: none is touched
+/// until a chunk is written there, so making it costs nothing up front).
+#[allow(unsafe_code)]
+fn zeroed(size: usize) -> Arc<[u8]> {
+    // SAFETY: every byte is zero, and zero is a valid `u8`.
+    unsafe { Arc::<[u8]>::new_zeroed_slice(size).assume_init() }
 }
 
 impl std::fmt::Debug for Partial {
@@ -410,7 +429,12 @@ impl Fetches {
         // What was fetched of another song is kept for a resume only until a new song is
         // offered: at most one partial score is held, besides those whose task still runs
         // (ended by the Master's `not_current`).
-        self.by_song.retain(|s, f| *s == song || f.running.is_some());
+        let others: Vec<SongId> = (self.by_song.iter())
+            .filter(|(s, f)| **s != song && f.running.is_none())
+            .map(|(s, _)| s.clone())
+            .collect();
+        let dropped: Vec<Fetch> = others.iter().filter_map(|s| self.by_song.remove(s)).collect();
+        drop_elsewhere(dropped);
         let fetch = self.by_song.entry(song.clone()).or_insert_with(|| Fetch {
             prepare: prepare.clone(),
             have: Partial::default(),
@@ -421,7 +445,7 @@ impl Fetches {
         if fetch.prepare.size_bytes != prepare.size_bytes || fetch.prepare.sha256 != prepare.sha256
         {
             // Another file under the same id cannot be: start over with what is offered now.
-            fetch.have = Partial::default();
+            drop_elsewhere(std::mem::take(&mut fetch.have));
         }
         fetch.prepare = prepare;
         fetch.retries = 0;
@@ -517,12 +541,18 @@ impl Fetches {
             Some(s) => self.by_song.remove(s).into_iter().collect(),
             None => self.by_song.drain().map(|(_, f)| f).collect(),
         };
-        for fetch in gone {
-            if let Some((_, task)) = fetch.running {
+        for fetch in &gone {
+            if let Some((_, task)) = &fetch.running {
                 task.abort();
             }
         }
+        drop_elsewhere(gone);
     }
+}
+
+/// Drops what may hold a score's buffer (up to 200 MB to give back) off the control thread.
+fn drop_elsewhere<T: Send + 'static>(held: T) {
+    drop(tokio::task::spawn_blocking(move || drop(held)));
 }
 
 /// Fetches the rest of `prepare`'s song after `have` over a new stream channel on `link`.
@@ -555,13 +585,7 @@ pub async fn fetch(
 ) -> Result<Arc<[u8]>, (Partial, Stop)> {
     let size = usize::try_from(prepare.size_bytes).unwrap_or(usize::MAX);
     if have.buffer.len() != size {
-        // The score's buffer, zeroed off the runtime's workers (up to the 200 MB limit).
-        let Ok(buffer) =
-            tokio::task::spawn_blocking(move || std::iter::repeat_n(0u8, size).collect()).await
-        else {
-            return Err((Partial::default(), Stop::LinkLost));
-        };
-        have = Partial { buffer, ..Partial::default() };
+        have = Partial { buffer: zeroed(size), ..Partial::default() };
     }
     let Ok(channel) = link.open_stream().await else { return Err((have, Stop::LinkLost)) };
     let mut asked = false;

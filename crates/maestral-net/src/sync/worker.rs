@@ -224,9 +224,10 @@ impl Worker {
             }
             // Every register update's first copy (a datagram) goes before any original is
             // queued: a turn reaches a Master's last Follower without waiting for the DTLS and
-            // SCTP work of the others' originals.
-            for o in &outputs {
-                if let Output::Transmit { to, data, register: Some(r) } = o {
+            // SCTP work of the others' originals. Only the last update of a register to a peer
+            // is copied (it supersedes the earlier ones, whose originals still go).
+            for i in super::link::last_updates(&outputs) {
+                if let Output::Transmit { to, data, register: Some(r) } = &outputs[i] {
                     ctx.links.copy_now(to, data, *r);
                 }
             }
@@ -551,18 +552,17 @@ async fn recv_join(role: &mut RoleIo) -> Option<PendingJoin> {
 /// Carries out one output of the engine.
 fn output(role: &mut RoleIo, ctx: &mut Ctx, o: Output) {
     match o {
-        Output::Transmit { to, data, register } => ctx.links.send(&to, data, register),
+        // Its copies went out in `flush`, before any original.
+        Output::Transmit { to, data, .. } => ctx.links.send(&to, data),
         Output::Event(e) => {
             role.engine_event(ctx, &e);
             ctx.emit(SyncEvent::Engine(e));
         }
-        Output::Request(maestral_sync::TransportRequest::Connect { peer }) => {
-            match role {
-                RoleIo::Master(_) => {}
-                RoleIo::Follower(f) => f.rejoin(ctx, peer),
-                RoleIo::Solo(s) => s.reconnect(ctx, peer),
-            }
-        }
+        Output::Request(maestral_sync::TransportRequest::Connect { peer }) => match role {
+            RoleIo::Master(_) => {}
+            RoleIo::Follower(f) => f.rejoin(ctx, peer),
+            RoleIo::Solo(s) => s.reconnect(ctx, peer),
+        },
         Output::Request(maestral_sync::TransportRequest::JoinByCode) => {
             if let RoleIo::Follower(f) = role {
                 f.join_by_code(ctx);
