@@ -528,26 +528,11 @@ struct Choir {
     errors: Vec<String>,
 }
 
-fn reader(i: usize, rx: Receiver<SyncEvent>, out: Sender<Stamped>) -> std::thread::JoinHandle<()> {
-    std::thread::Builder::new()
-        .name(format!("bench-reader-{i}"))
-        .stack_size(64 * 1024)
-        .spawn(move || {
-            // Ends when the sync thread stops (its sender is dropped).
-            for e in rx.iter() {
-                if out.send((i, Instant::now(), e)).is_err() {
-                    break;
-                }
-            }
-        })
-        .expect("reader thread starts")
-}
-
 /// One thread reading the events of sync threads `first..`, stamped as they come: a Choir's
 /// Followers are read by one thread, not one each (100 reader threads woken by every turn were
 /// the benchmark's own cost, on the cores the sync threads need). Ends when every sync thread
 /// has stopped.
-fn readers(
+fn read_events(
     first: usize,
     rxs: Vec<Receiver<SyncEvent>>,
     out: Sender<Stamped>,
@@ -592,7 +577,7 @@ fn start_followers(
         followers.push(h);
     }
     let rxs = followers.iter().map(|h| h.events().clone()).collect();
-    Ok((followers, vec![readers(1, rxs, tx.clone())]))
+    Ok((followers, vec![read_events(1, rxs, tx.clone())]))
 }
 
 impl Choir {
@@ -601,7 +586,7 @@ impl Choir {
         let (tx, events) = crossbeam_channel::unbounded();
         let master = SyncHandle::start(Role::Master, SyncConfig::new("M", LOCAL), || {})
             .map_err(|e| format!("Master thread: {e}"))?;
-        let mut readers = vec![reader(0, master.events().clone(), tx.clone())];
+        let mut readers = vec![read_events(0, vec![master.events().clone()], tx.clone())];
         master.send(SyncCommand::StartChoir { listen: SocketAddr::new(LOCAL, 0) });
         let (followers, more) = start_followers(n, &tx)?;
         readers.extend(more);
