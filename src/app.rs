@@ -122,8 +122,15 @@ fn build_headless(app: &mut App) -> Waker {
     waker
 }
 
-/// Runs frames when something arrives (a command, a sync event) and at least every 250 ms;
-/// sleeps in between.
+/// A headless frame with nothing woken runs at least this often: a safety net only, since every
+/// thread that brings news (sync, standard input, render, library scan) wakes the loop.
+const HEADLESS_IDLE_FRAME: Duration = Duration::from_secs(1);
+
+/// Runs frames when something arrives (a command, a sync event) and at least every
+/// [`HEADLESS_IDLE_FRAME`]; sleeps in between. Every schedule runs on this thread alone: a
+/// headless frame is a handful of cheap systems, and handing them to the compute pool's threads
+/// cost more than running them (100 headless Followers on 2 cores spent most of their CPU on
+/// frames with nothing to do: `cargo xtask faults`' join storm).
 fn headless_runner(mut app: App, woken: Receiver<()>) -> AppExit {
     if app.plugins_state() != PluginsState::Cleaned {
         while app.plugins_state() == PluginsState::Adding {
@@ -132,12 +139,23 @@ fn headless_runner(mut app: App, woken: Receiver<()>) -> AppExit {
         app.finish();
         app.cleanup();
     }
+    single_threaded(&mut app);
     loop {
         app.update();
         if let Some(exit) = app.should_exit() {
             return exit;
         }
-        let _ = woken.recv_timeout(Duration::from_millis(250));
+        let _ = woken.recv_timeout(HEADLESS_IDLE_FRAME);
+    }
+}
+
+/// Every schedule of `app` on the single-threaded executor (systems run on the calling thread).
+fn single_threaded(app: &mut App) {
+    use bevy::ecs::schedule::{Schedules, SingleThreadedExecutor};
+    if let Some(mut schedules) = app.world_mut().get_resource_mut::<Schedules>() {
+        for (_, schedule) in schedules.iter_mut() {
+            schedule.set_executor(SingleThreadedExecutor::new());
+        }
     }
 }
 

@@ -171,17 +171,19 @@ impl Run {
         Ok(())
     }
 
-    /// One turn of the Master: the time its own show event came.
+    /// One turn of the Master, once it shows it: the time its command was sent, from which
+    /// page latencies count. Not the time its own show line came: that line comes from its main
+    /// loop, which on a loaded machine prints it after the sync thread has sent the turn and
+    /// Followers have shown it (their lines then came before it).
     fn turn(&mut self) -> Result<Instant> {
         let since = Instant::now();
         let next = self.page_after_turn();
         let line = if next < self.page { "prev" } else { "next" };
         self.master.send(line);
         let song = self.song.clone();
-        let (_, at) =
-            self.master.expect(since, CONVERGE, "its turn", |e| is_show(e, &song, next))?;
+        self.master.expect(since, CONVERGE, "its turn", |e| is_show(e, &song, next))?;
         self.page = next;
-        Ok(at)
+        Ok(since)
     }
 
     fn follow_mode(&self) -> impl Iterator<Item = usize> + use<'_> {
@@ -204,8 +206,7 @@ impl Run {
                 // Delivered when the Follower shows this page, or a later turn's page (several
                 // updates arriving together are shown once, as the latest).
                 let later: Vec<u64> = made[k..].iter().map(|(p, _)| *p).collect();
-                let since = *at - Duration::from_millis(50);
-                let shown = f.wait(since, Duration::from_secs(10), |e| {
+                let shown = f.wait(*at, Duration::from_secs(10), |e| {
                     e["event"] == "show"
                         && e["song_id"] == song.as_str()
                         && e["page_index"].as_u64().is_some_and(|p| later.contains(&p))

@@ -38,10 +38,11 @@ impl Run {
         row.converge_ms = Some(last.saturating_duration_since(started).as_secs_f64() * 1e3);
         let at = self.turn()?;
         let (song, page) = (self.song.clone(), self.page);
+        // One bound for the whole crowd (a Follower that never joined does not add 30 s each).
+        let until = Instant::now() + Duration::from_secs(30);
         for d in &mut crowd {
-            // From just before the Master's own line: a Follower may print its show first.
-            let since = at - Duration::from_millis(50);
-            match d.wait(since, Duration::from_secs(30), |e| is_show(e, &song, page)) {
+            let left = until.saturating_duration_since(Instant::now());
+            match d.wait(at, left, |e| is_show(e, &song, page)) {
                 Some((_, shown)) => {
                     let ms = shown.saturating_duration_since(at).as_secs_f64() * 1e3;
                     row.latencies_ms.push(ms);

@@ -48,6 +48,9 @@ fn followers_process(n: usize) {
     };
     let mut fs: Vec<Peer> = (0..n).map(|i| follower(&format!("F{i}"), &code)).collect();
     println!("joined");
+    // This thread reports what is measured: it runs before the 32 Followers' bulk threads, as
+    // a device's own single engine would not have 64 of them beside its window.
+    maestral_net::sync::latency_critical();
     let (stop_tx, stop) = crossbeam_channel::bounded::<()>(1);
     std::thread::spawn(move || {
         for _ in lines {}
@@ -98,6 +101,8 @@ impl Followers {
         let stdout = child.stdout.take().expect("stdout");
         let (tx, lines) = crossbeam_channel::unbounded();
         std::thread::spawn(move || {
+            // It stamps the lines: not behind the Master's bulk threads.
+            maestral_net::sync::latency_critical();
             for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
                 if tx.send((line, Instant::now())).is_err() {
                     break;

@@ -540,6 +540,9 @@ fn read_events(
     std::thread::Builder::new()
         .name("bench-readers".into())
         .spawn(move || {
+            // It stamps what is measured: run it before the bulk threads, as the control
+            // thread is (a device shows its pages from one engine, not from 100 threads' worth).
+            maestral_net::sync::latency_critical();
             let mut select = crossbeam_channel::Select::new();
             for rx in &rxs {
                 select.recv(rx);

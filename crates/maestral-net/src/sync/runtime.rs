@@ -10,11 +10,17 @@
 //!   (DTLS, SCTP, ICE), each link's writer, score streams, listeners, joins. Stopping the sync
 //!   thread stops it, and with it every task the role left.
 //!
-//! The control thread asks the kernel for a short time slice ([`short_slice`]), so that it runs
-//! at once when it wakes instead of waiting for a busy thread's slice to end. It gets no larger
-//! share of the CPU. Lowering the bulk threads' priority instead (nice 10, and 3) was tried:
-//! pages during a stream came faster, but WebRTC starved whenever normal threads kept the CPU
-//! busy (100 Followers joining at once on 2 cores: 43 of them not in after 3 minutes).
+//! The control thread asks the kernel to run it before every ordinary thread ([`latency_critical`]):
+//! real-time scheduling (`SCHED_FIFO`, priority [`CONTROL_RT_PRIORITY`]) where the process may
+//! have it (root, `CAP_SYS_NICE`, or an `RLIMIT_RTPRIO` above 0, as audio groups get), else a
+//! short time slice ([`short_slice`]), so that it runs at once when it wakes instead of waiting
+//! for a busy thread's slice to end. Its work is a few microseconds per message, so it cannot
+//! starve the rest; with a short slice alone it only preempted, and then shared the CPU with
+//! every runnable bulk thread (in a process hosting 100 Followers, 200 of them). Lowering the
+//! bulk threads' priority instead (nice 10, and 3) was tried: pages during a stream came
+//! faster, but WebRTC starved whenever normal threads kept the CPU busy (100 Followers joining
+//! at once on 2 cores: 43 of them not in after 3 minutes). `MAESTRAL_CONTROL_PRIORITY=normal`
+//! keeps the control thread an ordinary one (short slice only), to compare.
 //!
 //! Before the split, a Follower receiving a score (both threads at full load decrypting it)
 //! let a page turn's datagram and then the engine's task wait in the runtime's queue behind the
@@ -43,12 +49,67 @@ fn control() -> std::io::Result<Handle> {
     let side = handle.clone();
     std::thread::Builder::new().name("maestral-control".into()).spawn(move || {
         crate::rtc::link::set_side_runtime(Some(side));
-        let _ = short_slice();
+        let priority = latency_critical();
+        tracing::debug!("the control thread runs with {priority:?}");
         // For the life of the process: the workers and side paths come and go on it.
         runtime.block_on(std::future::pending::<()>());
     })?;
     *control = Some(handle.clone());
     Ok(handle)
+}
+
+/// The real-time priority of the control thread (1–99): low, below the audio servers (PipeWire
+/// and JACK run at 20 and above), so a performer's sound is never preempted by a page turn.
+pub const CONTROL_RT_PRIORITY: i32 = 10;
+
+/// How a thread that asked for [`latency_critical`] is scheduled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Priority {
+    /// `SCHED_FIFO` at [`CONTROL_RT_PRIORITY`]: before every ordinary thread.
+    Realtime,
+    /// An ordinary thread with a short time slice (see [`short_slice`]).
+    ShortSlice,
+    /// Neither was granted.
+    Ordinary,
+}
+
+/// Asks for the calling thread to run before ordinary threads whenever it is runnable: real-time
+/// (`SCHED_FIFO`, reset for any thread or process it starts) where the process may have it and
+/// `MAESTRAL_CONTROL_PRIORITY` is not `normal`, else a short time slice. For threads that only
+/// wake for short work (the control thread; a harness's thread that stamps what it measures).
+pub fn latency_critical() -> Priority {
+    let wanted = std::env::var("MAESTRAL_CONTROL_PRIORITY").map_or(true, |v| v != "normal");
+    if wanted && realtime() {
+        Priority::Realtime
+    } else if short_slice() {
+        Priority::ShortSlice
+    } else {
+        Priority::Ordinary
+    }
+}
+
+/// `SCHED_FIFO` at [`CONTROL_RT_PRIORITY`] for the calling thread, with `SCHED_RESET_ON_FORK`
+/// (threads and processes it starts are ordinary). `false` where it is not permitted.
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+pub fn realtime() -> bool {
+    use nix::libc;
+    let param = libc::sched_param { sched_priority: CONTROL_RT_PRIORITY };
+    // SAFETY: `param` is a valid `struct sched_param`, alive for the call, only read; pid 0 is
+    // the calling thread.
+    let r = unsafe {
+        libc::sched_setscheduler(0, libc::SCHED_FIFO | libc::SCHED_RESET_ON_FORK, &param)
+    };
+    if r != 0 {
+        let e = std::io::Error::last_os_error();
+        tracing::debug!("this thread stays an ordinary one (no real-time priority): {e}");
+    }
+    r == 0
+}
+
+#[cfg(not(target_os = "linux"))]
+pub fn realtime() -> bool {
+    false
 }
 
 /// Asks the kernel for a short time slice for the calling thread (EEVDF, Linux 6.12 and later):
@@ -180,6 +241,35 @@ mod tests {
             assert!(took, "the kernel ({release}) refused the short slice");
             assert_eq!(slice.as_deref(), Some("se.slice:100000"), "{sched}");
         }
+    }
+
+    /// The calling thread's scheduling policy, without its flags.
+    #[allow(unsafe_code)]
+    fn policy() -> i32 {
+        // SAFETY: sched_getscheduler(2) takes a pid (0: this thread) and touches no memory.
+        unsafe { nix::libc::sched_getscheduler(0) & !nix::libc::SCHED_RESET_ON_FORK }
+    }
+
+    #[test]
+    fn the_control_thread_runs_before_ordinary_threads_where_it_may_and_what_it_starts_does_not() {
+        use nix::libc::{SCHED_FIFO, SCHED_OTHER};
+        // Whether this process may have real-time scheduling at all (root in CI may).
+        let permitted = std::thread::spawn(super::realtime).join().expect("probe thread");
+        let rt = Runtimes::new().expect("runtimes");
+        let (control, started) = rt
+            .run(async {
+                let started = std::thread::spawn(policy).join().expect("a thread it starts");
+                (policy(), started)
+            })
+            .expect("the worker ends");
+        if permitted && std::env::var("MAESTRAL_CONTROL_PRIORITY").as_deref() != Ok("normal") {
+            assert_eq!(control, SCHED_FIFO, "the control thread is real-time");
+        } else {
+            assert_eq!(control, SCHED_OTHER, "without permission it stays ordinary");
+        }
+        assert_eq!(started, SCHED_OTHER, "a thread the control thread starts is ordinary");
+        let bulk = rt.bulk.block_on(async { tokio::spawn(async { policy() }).await });
+        assert_eq!(bulk.expect("bulk task"), SCHED_OTHER, "the bulk threads are ordinary");
     }
 
     #[test]
