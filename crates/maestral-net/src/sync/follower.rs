@@ -39,6 +39,25 @@ pub(crate) struct FollowerIo {
     cert: Option<DtlsCert>,
     /// The last first-join attempt did not reach the Master (the next asks where it is).
     unreached: bool,
+    /// The stored code as text, made once: `save` runs after every input (a page turn too).
+    code_text: CodeText,
+}
+
+/// A join code and its text (its URI, with the fingerprint percent-encoded), kept together.
+#[derive(Default)]
+struct CodeText(Option<(JoinCode, String)>);
+
+impl CodeText {
+    fn of(&mut self, code: &JoinCode) -> String {
+        match &self.0 {
+            Some((kept, text)) if kept == code => text.clone(),
+            _ => {
+                let text = code.to_string();
+                self.0 = Some((code.clone(), text.clone()));
+                text
+            }
+        }
+    }
 }
 
 impl FollowerIo {
@@ -278,10 +297,11 @@ impl FollowerIo {
     /// the page shown), or forgets it once the engine has (an end, a refusal, Leave).
     pub(crate) fn save(&mut self, ctx: &mut Ctx) {
         let cert_pem = self.cert.as_ref().map(|c| c.to_pem().to_owned());
+        let code_text = &mut self.code_text;
         let now = ctx.engine.follower_resume().and_then(|session| {
             let (master, code) = self.master.as_ref()?;
             (*master == session.master).then(|| SavedMembership {
-                join_code: code.to_string(),
+                join_code: code_text.of(code),
                 session,
                 cert_pem,
             })

@@ -79,7 +79,14 @@ struct PeerLink {
     window_start: Instant,
     in_window: u32,
     bytes_in_window: u64,
+    /// The last copies taken from the peer ([`Links::took_copy`]), oldest overwritten first.
+    taken: [Option<Box<str>>; TAKEN],
+    next_taken: usize,
 }
+
+/// Copies remembered per link: a register update's refreshes and its original repeat the last
+/// one or two (one per register), so a few suffice.
+const TAKEN: usize = 4;
 
 impl PeerLink {
     /// Whether copies go on the side path (as datagrams).
@@ -88,6 +95,20 @@ impl PeerLink {
             self.side.set(true);
         }
         self.side.get()
+    }
+}
+
+/// Whether the engine takes `peer`'s register updates now: a Follower joined to it as its
+/// Master, a Solo device paired with it. Only then is a copy remembered as taken: one the engine
+/// ignored (it came before the join was accepted) must still count when it comes again.
+pub(crate) fn takes_copies(engine: &maestral_sync::Engine, peer: &DeviceId) -> bool {
+    use maestral_sync::Phase;
+    match engine.phase() {
+        Phase::FollowerConnectedFollow | Phase::FollowerConnectedFree => {
+            engine.follower_master() == Some(peer)
+        }
+        Phase::SoloPairedConnected | Phase::SoloPairedDegraded => true,
+        _ => false,
     }
 }
 
@@ -200,6 +221,8 @@ impl Links {
                 window_start: Instant::now(),
                 in_window: 0,
                 bytes_in_window: 0,
+                taken: Default::default(),
+                next_taken: 0,
             },
         );
         (generation, queued)
@@ -244,6 +267,21 @@ impl Links {
         pl.latest[register.index()] = Some(latest);
         if !pl.link.send_copy_now(text) && pl.side_path() {
             let _ = pl.copies.send(Arc::clone(text));
+        }
+    }
+
+    /// Whether `text` from `peer` is, byte for byte, a copy already taken from it: a refresh of
+    /// that copy, or the original it copied. Applying it again would change nothing (a register
+    /// takes only a newer update), so the worker skips the decoding and the engine.
+    pub(crate) fn repeats_copy(&self, peer: &DeviceId, text: &str) -> bool {
+        self.by_peer.get(peer).is_some_and(|pl| pl.taken.iter().flatten().any(|t| **t == *text))
+    }
+
+    /// A copy from `peer` was given to the engine: remembered for [`Self::repeats_copy`].
+    pub(crate) fn took_copy(&mut self, peer: &DeviceId, text: &str) {
+        if let Some(pl) = self.by_peer.get_mut(peer) {
+            pl.taken[pl.next_taken] = Some(text.into());
+            pl.next_taken = (pl.next_taken + 1) % TAKEN;
         }
     }
 
@@ -466,6 +504,50 @@ pub(crate) async fn dial(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn copies_are_remembered_only_while_the_engine_takes_that_peers_updates() {
+        use maestral_protocol::{SessionId, SessionToken};
+        use maestral_sync::{Engine, EngineConfig, LinkSignal, LocalAction, Output, Role};
+        let engine = |id: &str, role| {
+            let rng = Box::new(<rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(7));
+            Engine::new(EngineConfig::new(DeviceId::new(id)), role, rng)
+        };
+        let (m, f) = (DeviceId::new("M"), DeviceId::new("F"));
+        let (mut master, mut follower) = (engine("M", Role::Master), engine("F", Role::Follower));
+        let (id, token) = (SessionId::new("S"), SessionToken::new("tok"));
+        let start =
+            LocalAction::StartSession { session_id: Some(id.clone()), token: Some(token.clone()) };
+        master.handle_local(0, start).expect("a session starts");
+        follower
+            .handle_local(0, LocalAction::Join { master: m.clone(), session_id: id, token })
+            .expect("join");
+        assert!(!takes_copies(&follower, &m), "not joined yet: a copy now may be ignored");
+        master.handle_link(1, &f, LinkSignal::Up);
+        follower.handle_link(1, &m, LinkSignal::Up);
+        assert!(!takes_copies(&follower, &m), "the link is up, the join not yet accepted");
+        // Messages both ways until both are quiet.
+        fn pass(from: &mut Engine, sender: &DeviceId, to: &mut Engine) {
+            let mut texts = Vec::new();
+            while let Some(out) = from.poll_output() {
+                if let Output::Transmit { data, .. } = out {
+                    texts.push(data);
+                }
+            }
+            for t in texts {
+                let _ = to.handle_message(2, sender, t.as_bytes());
+            }
+        }
+        for _ in 0..4 {
+            pass(&mut master, &m, &mut follower);
+            pass(&mut follower, &f, &mut master);
+        }
+        assert!(takes_copies(&follower, &m), "joined: the Master's updates are taken");
+        assert!(!takes_copies(&follower, &f), "only from its Master");
+        assert!(!takes_copies(&master, &f), "a Master takes no copies");
+        follower.handle_local(3, LocalAction::Leave).expect("leave");
+        assert!(!takes_copies(&follower, &m), "left: no longer");
+    }
 
     fn after(latest: &Latest, refresh: bool) -> Option<u64> {
         latest.due(refresh).map(|at| at.duration_since(latest.sent).as_millis() as u64)

@@ -334,6 +334,10 @@ impl Worker {
                 if ctx.flooded(peer, text.len()) {
                     return;
                 }
+                // The original of a copy already applied (a Solo original may be answered).
+                if !matches!(self.role, RoleIo::Solo(_)) && ctx.links.repeats_copy(peer, &text) {
+                    return;
+                }
                 let now = ctx.now();
                 match maestral_protocol::decode(text.as_bytes()) {
                     Ok(env) => {
@@ -358,15 +362,19 @@ impl Worker {
             }
             // A copy of a register update (a duplicate, stale or lost one changes nothing).
             LinkEvent::Copy(text) => {
-                if ctx.flooded(peer, text.len()) {
+                if ctx.flooded(peer, text.len()) || ctx.links.repeats_copy(peer, &text) {
                     return;
                 }
                 let now = ctx.now();
                 let copied = maestral_protocol::decode(text.as_bytes())
                     .map_err(Into::into)
                     .and_then(|env| ctx.engine.handle_copy(now, peer, env));
-                if let Err(e) = copied {
-                    tracing::debug!(%peer, "copy dropped: {e}");
+                match copied {
+                    Ok(()) if super::link::takes_copies(&ctx.engine, peer) => {
+                        ctx.links.took_copy(peer, &text)
+                    }
+                    Ok(()) => {}
+                    Err(e) => tracing::debug!(%peer, "copy dropped: {e}"),
                 }
             }
             LinkEvent::Open => ctx.link(peer, LinkSignal::Up),
