@@ -55,6 +55,8 @@ pub const DEFAULT_MAX_STREAM_BYTES: u64 = 200 * 1024 * 1024;
 pub const MAX_STREAMS_PER_PEER: usize = 4;
 /// How long a refused peer gets to read the refusal before its channel is closed.
 const REFUSAL_WAIT: Duration = Duration::from_secs(2);
+/// A sender paused on a full window looks again after this long without a `Low` signal.
+const LOW_MISSED: Duration = Duration::from_millis(50);
 /// A progress report goes to the app at most every this many bytes.
 const PROGRESS_STEP: usize = 256 * 1024;
 
@@ -247,7 +249,23 @@ async fn serve(
                 drop(active.take());
             }
         }
-        match channel.next().await {
+        let event = if sending.is_some() {
+            // Paused on a full window. `Low` is edge-triggered on SCTP's buffered amount, which
+            // counts only what is packetized; the window counts the pipeline before it too, so
+            // a window can drain without the buffered amount ever rising above the threshold,
+            // and no `Low` comes (a stream then stalled for 10 s). Checked again after
+            // `LOW_MISSED` at the latest.
+            match tokio::time::timeout(LOW_MISSED, channel.next()).await {
+                Ok(event) => event,
+                Err(_) => {
+                    tracing::debug!("no Low signal within {LOW_MISSED:?}: the window is checked");
+                    continue;
+                }
+            }
+        } else {
+            channel.next().await
+        };
+        match event {
             StreamEvent::Open | StreamEvent::Low => {}
             StreamEvent::Closed => return,
             StreamEvent::Text(text) => {
