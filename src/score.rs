@@ -204,7 +204,9 @@ fn open_scores(
 }
 
 /// Applies opened score files, oldest request first (a later open that finished sooner waits
-/// for the ones before it, so `song A` then `song B` shows B).
+/// for the ones before it, so `song A` then `song B` shows B). Wakes the app once one is
+/// applied: what waited for it (a control command after `song PATH`) runs in the next frame,
+/// not at the next idle one.
 fn receive_opens(
     mut opens: ResMut<PendingOpens>,
     mut library: ResMut<SongLibrary>,
@@ -212,6 +214,7 @@ fn receive_opens(
     mut show: MessageWriter<SongChangeRequested>,
     mut turns: MessageWriter<PageTurnRequested>,
     mut saved: Option<ResMut<SavedPositions>>,
+    waker: Res<Waker>,
 ) {
     for open in opens.0.iter_mut().filter(|o| o.done.is_none()) {
         match open.result.try_recv() {
@@ -222,6 +225,9 @@ fn receive_opens(
                     Some(Err(format!("{}: the thread opening it stopped", open.path.display())));
             }
         }
+    }
+    if opens.0.front().is_some_and(|o| o.done.is_some()) {
+        waker.wake();
     }
     while opens.0.front().is_some_and(|o| o.done.is_some()) {
         let Some(PendingOpen { path, show: show_it, done: Some(result), .. }) = opens.0.pop_front()

@@ -50,7 +50,7 @@ fn followers_process(n: usize) {
     println!("joined");
     // This thread reports what is measured: it runs before the 32 Followers' bulk threads, as
     // a device's own single engine would not have 64 of them beside its window.
-    maestral_net::sync::latency_critical();
+    maestral_net::sync::measuring();
     let (stop_tx, stop) = crossbeam_channel::bounded::<()>(1);
     std::thread::spawn(move || {
         for _ in lines {}
@@ -102,7 +102,7 @@ impl Followers {
         let (tx, lines) = crossbeam_channel::unbounded();
         std::thread::spawn(move || {
             // It stamps the lines: not behind the Master's bulk threads.
-            maestral_net::sync::latency_critical();
+            maestral_net::sync::measuring();
             for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
                 if tx.send((line, Instant::now())).is_err() {
                     break;
@@ -235,7 +235,7 @@ fn main() {
     let rows = {
         let bytes = Arc::clone(&bytes);
         std::thread::spawn(move || {
-            maestral_net::sync::latency_critical();
+            maestral_net::sync::measuring();
             COUNTS.iter().map(|&n| run(n, &song, &bytes)).collect::<Vec<Value>>()
         })
         .join()

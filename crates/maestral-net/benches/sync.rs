@@ -542,7 +542,7 @@ fn read_events(
         .spawn(move || {
             // It stamps what is measured: run it before the bulk threads, as the control
             // thread is (a device shows its pages from one engine, not from 100 threads' worth).
-            maestral_net::sync::latency_critical();
+            maestral_net::sync::measuring();
             let mut select = crossbeam_channel::Select::new();
             for rx in &rxs {
                 select.recv(rx);

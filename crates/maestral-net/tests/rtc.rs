@@ -401,6 +401,11 @@ async fn copies_go_as_sealed_datagrams_once_the_peer_says_where() {
     for datagram in [&forged[..], b"", &[0xff; 2000]] {
         stranger.send_to(datagram, b_addr).await.expect("send");
     }
+    // A flood of them: the side path stops reading for a while (it is read before every other
+    // thread), and the peer's copies still come after it.
+    for _ in 0..1000 {
+        let _ = stranger.send_to(&forged, b_addr).await;
+    }
     // A copy too long for one datagram goes on the copy channel instead.
     let long = "p".repeat(4000);
     a.send_copy(&long).await.expect("long copy");

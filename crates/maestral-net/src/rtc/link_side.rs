@@ -300,23 +300,46 @@ async fn listen(side: Option<Arc<Side>>, hello: Arc<dyn DataChannel>) {
     }
 }
 
+/// Datagrams per second that do not open under this side's key (or come before the link is
+/// open) before it stops reading for the rest of that second. The socket takes datagrams from
+/// any address and is read on the control thread, which may run before every other thread: junk
+/// from the LAN must not take a core. The peer's own copies then wait at most a second (their
+/// originals go on the link as ever).
+const MAX_REFUSED_PER_SECOND: u32 = 64;
+
 /// Hands the peer's datagrams on as copies, between the link's Open and its close; ends (within
 /// a second) once the link is closing or gone.
 async fn receive(shared: Weak<Shared>, side: Arc<Side>) {
     let mut buf = vec![0u8; HEADER + MAX_SIDE_TEXT + 1];
+    let (mut second, mut refused) = (tokio::time::Instant::now(), 0u32);
     loop {
         let got =
             tokio::time::timeout(Duration::from_secs(1), side.socket.recv_from(&mut buf)).await;
         let Some(shared) = shared.upgrade() else { return };
-        let state = shared.lock();
-        if state.closing {
-            return;
+        let opened = {
+            let state = shared.lock();
+            if state.closing {
+                return;
+            }
+            let Ok(Ok((n, _))) = got else { continue };
+            match state.opened.then(|| side.open(&buf[..n])).flatten() {
+                Some(text) => {
+                    Shared::emit(&state, LinkEvent::Copy(text));
+                    true
+                }
+                None => false,
+            }
+        };
+        if opened {
+            continue;
         }
-        let Ok(Ok((n, _))) = got else { continue };
-        if state.opened
-            && let Some(text) = side.open(&buf[..n])
-        {
-            Shared::emit(&state, LinkEvent::Copy(text));
+        if second.elapsed() >= Duration::from_secs(1) {
+            (second, refused) = (tokio::time::Instant::now(), 0);
+        }
+        refused += 1;
+        if refused > MAX_REFUSED_PER_SECOND {
+            tracing::debug!("junk on the side path: not read for the rest of this second");
+            tokio::time::sleep_until(second + Duration::from_secs(1)).await;
         }
     }
 }

@@ -107,7 +107,9 @@ pub(crate) fn takes_copies(engine: &maestral_sync::Engine, peer: &DeviceId) -> b
         Phase::FollowerConnectedFollow | Phase::FollowerConnectedFree => {
             engine.follower_master() == Some(peer)
         }
-        Phase::SoloPairedConnected | Phase::SoloPairedDegraded => true,
+        Phase::SoloPairedConnected | Phase::SoloPairedDegraded => {
+            engine.solo_partner() == Some(peer)
+        }
         _ => false,
     }
 }
@@ -506,7 +508,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn copies_are_remembered_only_while_the_engine_takes_that_peers_updates() {
+    fn a_follower_takes_copies_only_from_the_master_it_joined_and_only_while_joined() {
         use maestral_protocol::{SessionId, SessionToken};
         use maestral_sync::{Engine, EngineConfig, LinkSignal, LocalAction, Output, Role};
         let engine = |id: &str, role| {

@@ -88,13 +88,31 @@ pub fn latency_critical() -> Priority {
     }
 }
 
+/// For a harness's thread that stamps what it measures: [`latency_critical`], one real-time
+/// priority below the control thread, so that it runs before ordinary threads but never delays
+/// the control thread (`SCHED_FIFO` does not preempt a thread of the same priority).
+pub fn measuring() -> Priority {
+    let wanted = std::env::var("MAESTRAL_CONTROL_PRIORITY").map_or(true, |v| v != "normal");
+    if wanted && realtime_at(CONTROL_RT_PRIORITY - 1) {
+        Priority::Realtime
+    } else if short_slice() {
+        Priority::ShortSlice
+    } else {
+        Priority::Ordinary
+    }
+}
+
 /// `SCHED_FIFO` at [`CONTROL_RT_PRIORITY`] for the calling thread, with `SCHED_RESET_ON_FORK`
 /// (threads and processes it starts are ordinary). `false` where it is not permitted.
+pub fn realtime() -> bool {
+    realtime_at(CONTROL_RT_PRIORITY)
+}
+
 #[cfg(target_os = "linux")]
 #[allow(unsafe_code)]
-pub fn realtime() -> bool {
+fn realtime_at(priority: i32) -> bool {
     use nix::libc;
-    let param = libc::sched_param { sched_priority: CONTROL_RT_PRIORITY };
+    let param = libc::sched_param { sched_priority: priority };
     // SAFETY: `param` is a valid `struct sched_param`, alive for the call, only read; pid 0 is
     // the calling thread.
     let r = unsafe {
@@ -108,7 +126,7 @@ pub fn realtime() -> bool {
 }
 
 #[cfg(not(target_os = "linux"))]
-pub fn realtime() -> bool {
+fn realtime_at(_priority: i32) -> bool {
     false
 }
 

@@ -258,7 +258,7 @@ async fn serve(
             match tokio::time::timeout(LOW_MISSED, channel.next()).await {
                 Ok(event) => event,
                 Err(_) => {
-                    tracing::debug!("no Low signal within {LOW_MISSED:?}: the window is checked");
+                    tracing::trace!("no Low signal within {LOW_MISSED:?}: the window is checked");
                     continue;
                 }
             }
