@@ -152,6 +152,12 @@ impl Side {
         self.here
     }
 
+    /// Where the peer's datagrams come from, once it has said (they are sent from the socket
+    /// it announced).
+    fn peer_addr(&self) -> Option<SocketAddr> {
+        self.lock().peer.as_ref().map(|p| p.addr)
+    }
+
     /// Whether the peer has said where its socket is (copies go as datagrams).
     pub(super) fn ready(&self) -> bool {
         self.lock().peer.is_some()
@@ -300,11 +306,11 @@ async fn listen(side: Option<Arc<Side>>, hello: Arc<dyn DataChannel>) {
     }
 }
 
-/// Datagrams per second that do not open under this side's key (or come before the link is
-/// open) before it stops reading for the rest of that second. The socket takes datagrams from
-/// any address and is read on the control thread, which may run before every other thread: junk
-/// from the LAN must not take a core. The peer's own copies then wait at most a second (their
-/// originals go on the link as ever).
+/// Datagrams per second that fail to open under this side's key before the rest of that second's
+/// are dropped unopened. The socket takes datagrams from any address until the peer has said
+/// where it is (then only from there), and is read on the control thread, which may run before
+/// every other thread: junk from the LAN must not take a core. A copy dropped so is refreshed
+/// within a second, and its original goes on the link as ever.
 const MAX_REFUSED_PER_SECOND: u32 = 64;
 
 /// Hands the peer's datagrams on as copies, between the link's Open and its close; ends (within
@@ -316,30 +322,23 @@ async fn receive(shared: Weak<Shared>, side: Arc<Side>) {
         let got =
             tokio::time::timeout(Duration::from_secs(1), side.socket.recv_from(&mut buf)).await;
         let Some(shared) = shared.upgrade() else { return };
-        let opened = {
-            let state = shared.lock();
-            if state.closing {
-                return;
-            }
-            let Ok(Ok((n, _))) = got else { continue };
-            match state.opened.then(|| side.open(&buf[..n])).flatten() {
-                Some(text) => {
-                    Shared::emit(&state, LinkEvent::Copy(text));
-                    true
-                }
-                None => false,
-            }
-        };
-        if opened {
+        let state = shared.lock();
+        if state.closing {
+            return;
+        }
+        let Ok(Ok((n, from))) = got else { continue };
+        if !state.opened || side.peer_addr().is_some_and(|peer| peer != from) {
             continue;
         }
         if second.elapsed() >= Duration::from_secs(1) {
             (second, refused) = (tokio::time::Instant::now(), 0);
         }
-        refused += 1;
-        if refused > MAX_REFUSED_PER_SECOND {
-            tracing::debug!("junk on the side path: not read for the rest of this second");
-            tokio::time::sleep_until(second + Duration::from_secs(1)).await;
+        if refused >= MAX_REFUSED_PER_SECOND {
+            continue;
+        }
+        match side.open(&buf[..n]) {
+            Some(text) => Shared::emit(&state, LinkEvent::Copy(text)),
+            None => refused += 1,
         }
     }
 }
