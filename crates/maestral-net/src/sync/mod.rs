@@ -38,7 +38,5 @@ pub use error::{JoinFailure, StartError, SyncError};
 #[cfg(feature = "test-support")]
 pub use handle::Fault;
 pub use handle::{SyncCommand, SyncConfig, SyncEvent, SyncHandle};
-pub use runtime::{
-    CONTROL_RT_PRIORITY, Priority, latency_critical, measuring, realtime, short_slice,
-};
+pub use runtime::{CONTROL_RT_PRIORITY, Priority, latency_critical, measuring, short_slice};
 pub use store::{Stored, stored};

@@ -65,7 +65,7 @@ pub const CONTROL_RT_PRIORITY: i32 = 10;
 /// How a thread that asked for [`latency_critical`] is scheduled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Priority {
-    /// `SCHED_FIFO` at [`CONTROL_RT_PRIORITY`]: before every ordinary thread.
+    /// `SCHED_FIFO` (at [`CONTROL_RT_PRIORITY`], or below it): before every ordinary thread.
     Realtime,
     /// An ordinary thread with a short time slice (see [`short_slice`]).
     ShortSlice,
@@ -74,26 +74,24 @@ pub enum Priority {
 }
 
 /// Asks for the calling thread to run before ordinary threads whenever it is runnable: real-time
-/// (`SCHED_FIFO`, reset for any thread or process it starts) where the process may have it and
-/// `MAESTRAL_CONTROL_PRIORITY` is not `normal`, else a short time slice. For threads that only
-/// wake for short work (the control thread; a harness's thread that stamps what it measures).
+/// (`SCHED_FIFO` at [`CONTROL_RT_PRIORITY`], reset for any thread or process it starts) where the
+/// process may have it and `MAESTRAL_CONTROL_PRIORITY` is not `normal`, else a short time slice.
+/// For the control thread, which only wakes for short work.
 pub fn latency_critical() -> Priority {
-    let wanted = std::env::var("MAESTRAL_CONTROL_PRIORITY").map_or(true, |v| v != "normal");
-    if wanted && realtime() {
-        Priority::Realtime
-    } else if short_slice() {
-        Priority::ShortSlice
-    } else {
-        Priority::Ordinary
-    }
+    ask_for(CONTROL_RT_PRIORITY)
 }
 
 /// For a harness's thread that stamps what it measures: [`latency_critical`], one real-time
 /// priority below the control thread, so that it runs before ordinary threads but never delays
 /// the control thread (`SCHED_FIFO` does not preempt a thread of the same priority).
 pub fn measuring() -> Priority {
+    ask_for(CONTROL_RT_PRIORITY - 1)
+}
+
+/// Real-time scheduling at `priority` where wanted and permitted, else a short time slice.
+fn ask_for(priority: i32) -> Priority {
     let wanted = std::env::var("MAESTRAL_CONTROL_PRIORITY").map_or(true, |v| v != "normal");
-    if wanted && realtime_at(CONTROL_RT_PRIORITY - 1) {
+    if wanted && realtime_at(priority) {
         Priority::Realtime
     } else if short_slice() {
         Priority::ShortSlice
@@ -102,12 +100,8 @@ pub fn measuring() -> Priority {
     }
 }
 
-/// `SCHED_FIFO` at [`CONTROL_RT_PRIORITY`] for the calling thread, with `SCHED_RESET_ON_FORK`
-/// (threads and processes it starts are ordinary). `false` where it is not permitted.
-pub fn realtime() -> bool {
-    realtime_at(CONTROL_RT_PRIORITY)
-}
-
+/// `SCHED_FIFO` at `priority` for the calling thread, with `SCHED_RESET_ON_FORK` (threads and
+/// processes it starts are ordinary). `false` where it is not permitted.
 #[cfg(target_os = "linux")]
 #[allow(unsafe_code)]
 fn realtime_at(priority: i32) -> bool {
@@ -272,7 +266,8 @@ mod tests {
     fn the_control_thread_runs_before_ordinary_threads_where_it_may_and_what_it_starts_does_not() {
         use nix::libc::{SCHED_FIFO, SCHED_OTHER};
         // Whether this process may have real-time scheduling at all (root in CI may).
-        let permitted = std::thread::spawn(super::realtime).join().expect("probe thread");
+        let probe = || super::realtime_at(super::CONTROL_RT_PRIORITY);
+        let permitted = std::thread::spawn(probe).join().expect("probe thread");
         let rt = Runtimes::new().expect("runtimes");
         let (control, started) = rt
             .run(async {
