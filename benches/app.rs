@@ -19,7 +19,6 @@ use maestral_bench::{Summary, cpu_time, ms, write_report};
 use serde_json::{Value, json};
 use support::{App, TempDir, VirtualDisplay, demo_score};
 
-const MAESTRAL: &str = env!("CARGO_BIN_EXE_maestral");
 const IDLE: Duration = Duration::from_secs(10);
 
 fn stats(app: &mut App) -> Value {
@@ -52,7 +51,7 @@ fn main() {
     let score = demo_score("lanterns-on-the-water.pdf");
 
     let started = Instant::now();
-    let mut command = display.command(Path::new(MAESTRAL));
+    let mut command = display.command();
     command.args(["--control", "--window-size", "1280x800", "--state-dir"]).arg(&dir.0).arg(&score);
     let mut app = App::spawn(command);
     app.wait_presented(&[(0, 0)]);

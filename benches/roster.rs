@@ -24,7 +24,6 @@ use maestral_bench::{Summary, header, ms, write_report};
 use serde_json::{Value, json};
 use support::{App, TempDir, demo_score};
 
-const MAESTRAL: &str = env!("CARGO_BIN_EXE_maestral");
 const FOLLOWERS: usize = 20;
 const FREE: usize = 5;
 const TURNS: u64 = 20; // even: the turns end on page 0
@@ -59,7 +58,7 @@ fn main() {
     let dir = TempDir::new("bench-roster");
     let score = demo_score("lanterns-on-the-water.pdf");
     let started = Instant::now();
-    let mut command = Command::new(MAESTRAL);
+    let mut command = support::maestral();
     command
         .args(["--headless", "--choir-master", "--listen", "127.0.0.1:0", "--state-dir"])
         .arg(dir.0.join("master"))
@@ -71,7 +70,7 @@ fn main() {
 
     let mut followers: Vec<App> = (0..FOLLOWERS)
         .map(|i| {
-            let mut c = Command::new(MAESTRAL);
+            let mut c = support::maestral();
             let name = if i == 0 { "stopped".to_owned() } else { format!("singer-{i:02}") };
             c.args(["--headless", "--join", &code, "--device-name", &name, "--state-dir"])
                 .arg(dir.0.join(format!("f{i}")))

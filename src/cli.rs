@@ -38,6 +38,19 @@ pub struct Cli {
     #[arg(long, value_name = "ADDR", requires = "choir_master")]
     pub listen: Option<SocketAddr>,
 
+    /// Finding a Master whose address changed (a DHCP renewal): `lan` (the default) answers
+    /// and asks on UDP 47474 across the LAN (broadcast); `off` neither answers nor asks;
+    /// `ADDR[:PORT]` answers and asks only there (`127.0.0.1`: never past loopback; a network's
+    /// broadcast address: only that network). A Master on a loopback address, and a singer whose
+    /// code names one, never go past loopback in any case.
+    #[arg(
+        long,
+        value_name = "off|lan|ADDR[:PORT]",
+        env = "MAESTRAL_LOCATE",
+        default_value = "lan"
+    )]
+    pub locate: maestral_net::LocateConfig,
+
     /// This device's id (default: the one stored in the state directory): 1 to 128 letters,
     /// digits, '-', '_' or '.'.
     #[arg(long, value_name = "ID", value_parser = parse_device_id)]
@@ -268,6 +281,7 @@ impl Cli {
                 device_name: self.device_name.unwrap_or_else(persistence::host_name),
                 device_id,
                 state_dir: state.writable.then_some(state_dir),
+                locate: self.locate,
             },
         }
     }
@@ -461,6 +475,16 @@ mod tests {
         assert!(err.contains("could not read the join code"), "{err}");
         let err = read_join_code("-", &mut none).expect_err("empty stdin");
         assert!(err.contains("standard input"), "{err}");
+    }
+
+    #[test]
+    fn locate_is_confined_or_turned_off_from_the_command_line() {
+        use maestral_net::LocateConfig;
+        assert_eq!(options(&["--locate", "off"]).sync.locate, LocateConfig::Off);
+        let at = options(&["--headless", "--locate", "127.0.0.1:9"]).sync.locate;
+        assert_eq!(at, LocateConfig::At("127.0.0.1:9".parse().expect("addr")));
+        let e = Cli::try_parse_from(["maestral", "--locate", "everywhere"]).expect_err("refused");
+        assert!(e.to_string().contains("locate is `off`, `lan`"), "{e}");
     }
 
     #[test]

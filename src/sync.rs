@@ -88,6 +88,7 @@ impl SyncBridge {
         let mut config = SyncConfig::new(settings.device_id.as_str(), bind_ip(settings));
         config.device_name.clone_from(&settings.device_name);
         config.state_dir.clone_from(&settings.state_dir);
+        config.locate = settings.locate;
         let handle = SyncHandle::start(role, config, move || waker.wake())
             .map_err(|e| format!("could not start the sync thread: {e}"))?;
         if let Some(command) = first {

@@ -844,6 +844,7 @@ fn app_with_state(state: &std::path::Path) -> TestApp {
             device_id: "me".into(),
             device_name: "me".into(),
             state_dir: Some(state.to_path_buf()),
+            locate: maestral_net::LocateConfig::Off,
         });
         app.add_plugins(maestral::persistence::PositionsPlugin { resume: true });
     })
@@ -893,6 +894,7 @@ fn a_corrupt_positions_file_is_set_aside_with_one_message_and_the_app_runs() {
             device_id: "me".into(),
             device_name: "me".into(),
             state_dir: Some(state.clone()),
+            locate: maestral_net::LocateConfig::Off,
         });
         app.add_plugins(maestral::persistence::PositionsPlugin { resume: true });
     });

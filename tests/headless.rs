@@ -5,7 +5,6 @@
 mod support;
 
 use std::ops::{Deref, DerefMut};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -37,7 +36,7 @@ impl Peer {
 
     /// With a state folder prepared by the test.
     fn start_in(name: &'static str, args: &[&str], state: TempDir) -> Peer {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_maestral"));
+        let mut command = support::maestral();
         command
             .arg("--headless")
             .arg(demo_library())
@@ -281,7 +280,7 @@ fn a_file_argument_is_shown_at_start_and_a_follower_waits_for_its_masters_song()
     let file = score("lanterns-on-the-water.pdf");
     let dirs = (TempDir::new("file-s"), TempDir::new("file-m"), TempDir::new("file-f"));
     let start = |name: &str, dir: &TempDir, args: &[&str]| {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_maestral"));
+        let mut command = support::maestral();
         command.arg("--headless").arg(&file).args(["--device-id", name, "--state-dir"]);
         command.arg(&dir.0).args(args);
         let mut app = App::spawn(command);

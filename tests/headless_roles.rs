@@ -7,13 +7,11 @@
 
 mod support;
 
-use std::process::Command;
-
 use serde_json::Value;
 use support::{App, TempDir, demo_score};
 
 fn peer(name: &str, state: &TempDir) -> App {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_maestral"));
+    let mut command = support::maestral();
     command
         .arg("--headless")
         .arg(demo_score("lanterns-on-the-water.pdf"))

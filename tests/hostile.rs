@@ -11,7 +11,6 @@ mod support;
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use maestral_net::joincode::JoinCode;
@@ -27,7 +26,7 @@ const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 const WAIT: Duration = Duration::from_secs(60);
 
 fn app(name: &str, state: &Path, args: &[&str]) -> App {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_maestral"));
+    let mut command = support::maestral();
     command.arg("--headless").args(["--device-id", name, "--device-name", name, "--state-dir"]);
     command.arg(state).args(args);
     let mut app = App::spawn(command);

@@ -3,13 +3,11 @@
 
 mod support;
 
-use std::process::Command;
-
 use support::TempDir;
 
 fn without_display(display: Option<&str>) -> (Option<i32>, String) {
     let state = TempDir::new("no-display");
-    let mut command = Command::new(env!("CARGO_BIN_EXE_maestral"));
+    let mut command = support::maestral();
     command
         .args(["--device-id", "D", "--device-name", "N", "--state-dir"])
         .arg(&state.0)

@@ -56,6 +56,7 @@ impl TestApp {
             device_id: id.into(),
             device_name: format!("{id}'s tablet"),
             state_dir: None,
+            locate: maestral_net::LocateConfig::Off,
         });
         app.init_resource::<Errors>().add_systems(Last, collect);
         app.add_plugins((navigation::plugin, sync::plugin));
@@ -121,7 +122,8 @@ impl TestApp {
 /// A headless Follower on its own sync thread, joined with `code`.
 fn follower(id: &str, code: &str) -> SyncHandle {
     let code: JoinCode = code.parse().expect("the app's join code parses");
-    let config = SyncConfig::new(id, code.host.ip());
+    let mut config = SyncConfig::new(id, code.host.ip());
+    config.locate = maestral_net::LocateConfig::Off;
     let handle = SyncHandle::start(Role::Follower, config, || {}).expect("a sync thread");
     handle.send(SyncCommand::Join(code));
     handle

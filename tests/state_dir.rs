@@ -14,7 +14,7 @@ use support::{App, TempDir, demo_library, demo_score};
 const DEVICE_ID: &str = "maestral-00000000000000aa";
 
 fn command(dir: &Path) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_maestral"));
+    let mut command = support::maestral();
     command.arg("--headless").arg(demo_library()).arg("--state-dir").arg(dir);
     command
 }

@@ -8,13 +8,12 @@
 mod support;
 
 use std::path::Path;
-use std::process::Command;
 use std::time::SystemTime;
 
 use support::{App, TempDir, demo_score};
 
 fn singer(name: &str, library: &Path, state: &Path, code: &str) -> App {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_maestral"));
+    let mut command = support::maestral();
     command
         .arg("--headless")
         .arg(library)
@@ -51,7 +50,7 @@ fn eight_followers_without_the_score_receive_it_into_memory_and_lose_it_at_the_e
     let file = demo_score("lanterns-on-the-water.pdf");
     let bytes = std::fs::read(&file).expect("the score");
 
-    let mut command = Command::new(env!("CARGO_BIN_EXE_maestral"));
+    let mut command = support::maestral();
     command
         .args(["--headless", "--choir-master", "--listen", "127.0.0.1:0", "--state-dir"])
         .arg(root.0.join("master"))
@@ -129,7 +128,7 @@ fn a_solo_partner_without_the_score_gets_it_from_the_other_device() {
     std::fs::create_dir_all(&empty).expect("an empty library");
     let file = demo_score("lanterns-on-the-water.pdf");
     let start = |name: &str, library: &Path, args: &[&str]| {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_maestral"));
+        let mut command = support::maestral();
         command.arg("--headless").arg(library).args(["--device-id", name, "--state-dir"]);
         command.arg(root.0.join(name)).args(args);
         let mut app = App::spawn(command);

@@ -14,10 +14,8 @@ use image::RgbaImage;
 use serde_json::Value;
 use support::{App, TempDir, VirtualDisplay, demo_score};
 
-const MAESTRAL: &str = env!("CARGO_BIN_EXE_maestral");
-
 fn render(score: &Path, page: u32, width: u32, height: u32, out: &Path) -> RgbaImage {
-    let status = std::process::Command::new(MAESTRAL)
+    let status = support::maestral()
         .args(["render"])
         .arg(score)
         .args(["--page", &page.to_string(), "--width", &width.to_string()])
@@ -99,7 +97,7 @@ fn a_key_turns_the_page_and_the_window_shows_exactly_what_maestral_render_draws(
     let display = VirtualDisplay::start();
     let dir = TempDir::new("window");
     let score = demo_score("lanterns-on-the-water.pdf");
-    let mut command = display.command(Path::new(MAESTRAL));
+    let mut command = display.command();
     command.args(["--control", "--window-size", "800x600", "--state-dir"]).arg(&dir.0).arg(&score);
     let mut app = App::spawn(command);
     app.wait("ready", |e| e["event"] == "ready");
@@ -132,7 +130,7 @@ fn two_windows_show_the_odd_and_the_even_page_of_the_spread() {
     let display = VirtualDisplay::start();
     let dir = TempDir::new("dual");
     let score = demo_score("lanterns-on-the-water.pdf");
-    let mut command = display.command(Path::new(MAESTRAL));
+    let mut command = display.command();
     command
         .args(["--control", "--dual-window", "--window-size", "500x700", "--state-dir"])
         .arg(&dir.0)
@@ -169,7 +167,7 @@ fn a_follower_window_draws_the_masters_page_from_the_streamed_score() {
     let score = demo_score("lanterns-on-the-water.pdf");
     let empty = dir.0.join("no-scores");
     std::fs::create_dir_all(&empty).expect("an empty library");
-    let mut master = std::process::Command::new(MAESTRAL);
+    let mut master = support::maestral();
     master
         .args(["--headless", "--choir-master", "--listen", "127.0.0.1:0", "--state-dir"])
         .arg(dir.0.join("m"))
@@ -182,7 +180,7 @@ fn a_follower_window_draws_the_masters_page_from_the_streamed_score() {
     master.send("page 1");
     master.wait("page 1", |e| e["event"] == "show" && e["page_index"] == 1);
 
-    let mut command = display.command(Path::new(MAESTRAL));
+    let mut command = display.command();
     command
         .args(["--control", "--window-size", "800x600", "--join", &code, "--state-dir"])
         .arg(dir.0.join("f"))

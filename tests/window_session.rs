@@ -17,7 +17,6 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use support::{App, TempDir, VirtualDisplay, demo_score};
 
-const MAESTRAL: &str = env!("CARGO_BIN_EXE_maestral");
 const INSTALL: &str = "this test clicks with xdotool and reads the QR with zbarimg: on \
     Debian/Ubuntu `apt-get install --no-install-recommends xdotool zbar-tools`";
 
@@ -93,7 +92,7 @@ fn a_session_started_from_the_window_is_joined_through_its_scanned_qr_and_follow
     let display = VirtualDisplay::start();
     let dir = TempDir::new("window-session");
     let score = demo_score("lanterns-on-the-water.pdf");
-    let mut command = display.command(Path::new(MAESTRAL));
+    let mut command = display.command();
     command
         .args(["--control", "--window-size", "1000x800", "--device-name", "Conductor"])
         .arg("--state-dir")
@@ -134,7 +133,7 @@ fn a_session_started_from_the_window_is_joined_through_its_scanned_qr_and_follow
     assert_eq!(read, vec![code.clone()], "zbar reads the join code from the room view");
 
     // A headless Follower joins with what the camera read.
-    let mut singer_cmd = Command::new(MAESTRAL);
+    let mut singer_cmd = support::maestral();
     singer_cmd
         .args(["--headless", "--device-name", "Singer", "--join", &read[0], "--state-dir"])
         .arg(dir.0.join("singer"))

@@ -50,6 +50,8 @@ pub struct SyncSettings {
     pub device_id: String,
     pub device_name: String,
     pub state_dir: Option<PathBuf>,
+    /// Where a Master answers, and a Follower sends, locate queries (`--locate`).
+    pub locate: maestral_net::LocateConfig,
 }
 
 /// The sync thread says: show this view (a peer's turn or song change, a snapshot, a follow

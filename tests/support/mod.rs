@@ -19,6 +19,25 @@ pub const WAIT: Duration = Duration::from_secs(180);
 const INSTALL: &str = "the window test needs a virtual X server and Mesa's software Vulkan \
     driver: on Debian/Ubuntu `apt-get install --no-install-recommends xvfb mesa-vulkan-drivers`";
 
+/// The app's binary, as tests and benchmarks start it: through [`maestral`] or
+/// [`VirtualDisplay::command`], never directly.
+const MAESTRAL: &str = env!("CARGO_BIN_EXE_maestral");
+
+/// What every process a test or benchmark starts is given as `MAESTRAL_LOCATE`: `off`, so that
+/// no locate query is broadcast onto the machine's network (`cargo xtask test` runs the tests
+/// in a network namespace and fails if anything leaves it). `MAESTRAL_TEST_LOCATE=lan` gives
+/// them the app's default instead, to see that check fail.
+pub fn locate() -> String {
+    std::env::var("MAESTRAL_TEST_LOCATE").unwrap_or_else(|_| "off".into())
+}
+
+/// `maestral`, confined to this machine ([`locate`]).
+pub fn maestral() -> Command {
+    let mut c = Command::new(MAESTRAL);
+    c.env("MAESTRAL_LOCATE", locate());
+    c
+}
+
 /// A running Xvfb and what an app needs to draw on it.
 pub struct VirtualDisplay {
     xvfb: Child,
@@ -71,9 +90,9 @@ impl VirtualDisplay {
         panic!("Xvfb did not start on any display number from :{first}");
     }
 
-    /// A command that draws on this display with lavapipe.
-    pub fn command(&self, program: &Path) -> Command {
-        let mut c = Command::new(program);
+    /// `maestral`, confined to this machine ([`locate`]), drawing on this display with lavapipe.
+    pub fn command(&self) -> Command {
+        let mut c = maestral();
         c.env("DISPLAY", &self.display)
             .env("WGPU_BACKEND", "vulkan")
             .env("VK_ICD_FILENAMES", &self.vulkan_icd)

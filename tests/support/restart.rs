@@ -4,7 +4,6 @@
 //! the device to be back in step and returns the time from the new process's spawn to then.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -14,7 +13,7 @@ use super::{App, demo_library, demo_score};
 /// `maestral --headless` on the demo library, as `name`, keeping its state in `dir`, with
 /// `args` (none: what the device stored is resumed).
 pub fn spawn(name: &str, dir: &Path, args: &[&str]) -> App {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_maestral"));
+    let mut command = super::maestral();
     command
         .arg("--headless")
         .arg(demo_library())

@@ -2,6 +2,7 @@
 
 mod features;
 mod pdfium;
+mod sealed;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -47,6 +48,8 @@ fn main() -> Result<()> {
         "run" => run(rest)?,
         "test" => test()?,
         "features" => features::check()?,
+        // Run by `test` inside its sealed network (sealed.rs), to see the check fail.
+        "sealed-canary" => sealed::send_canary()?,
         "sim" => sim(rest)?,
         "bench" => bench(rest)?,
         "fuzz" => fuzz(rest)?,
@@ -118,8 +121,71 @@ fn test() -> Result<()> {
         "-D",
         "warnings",
     ]))?;
-    let mut c = cargo();
-    c.args(["test", "--workspace", "--no-fail-fast"]);
+    // Everything is built here, where the registries are reached; the tests then run in a
+    // network namespace that reaches nothing (sealed.rs), offline.
+    status(cargo().args(["test", "--workspace", "--no-run"]).env("MAESTRAL_PDFIUM", &lib))?;
+    let faults = faults_build()?;
+    let sealed = match sealed::Sealed::make() {
+        Ok(sealed) => {
+            sealed.canary()?;
+            Some(sealed)
+        }
+        Err(e) if std::env::var_os("CI").is_some() => {
+            bail!("the off-machine check needs its network namespace (root, `ip`, `nft`): {e:#}")
+        }
+        Err(e) => {
+            println!(
+                "off-machine check: SKIPPED, not passed ({e:#}); the tests run on this \
+                 machine's own network"
+            );
+            None
+        }
+    };
+    let tests = cargo_tests(sealed.as_ref(), &lib);
+    // The bounded fault run: real processes on a LAN of network namespaces (root only), made
+    // from inside the sealed one.
+    let faults = tests.as_ref().ok().map(|()| {
+        let args = ["--quick".into(), "--followers".into(), "3".into()];
+        faults_in(sealed.as_ref(), &faults, &args)
+    });
+    let leaks = sealed.as_ref().map(sealed::Sealed::check);
+    match &leaks {
+        Some(Ok(())) => {
+            println!("off-machine check: passed (no packet left the tests' network namespace)")
+        }
+        Some(Err(e)) => println!("off-machine check: FAILED: {e:#}"),
+        None => {}
+    }
+    tests?;
+    match faults.transpose()? {
+        Some(FaultsOutcome::Passed) => println!("faults (bounded): passed"),
+        Some(FaultsOutcome::Skipped) => {
+            println!("faults (bounded): SKIPPED, not passed (no network namespaces here)");
+        }
+        None => {}
+    }
+    leaks.transpose()?;
+    Ok(())
+}
+
+/// `program`, inside the sealed network where there is one.
+fn sealed_command(
+    sealed: Option<&sealed::Sealed>,
+    program: impl AsRef<std::ffi::OsStr>,
+) -> Command {
+    let mut c = match sealed {
+        Some(sealed) => sealed.command(program),
+        None => Command::new(program),
+    };
+    c.current_dir(root());
+    c
+}
+
+/// Every test of the workspace (built already), offline.
+fn cargo_tests(sealed: Option<&sealed::Sealed>, lib: &Path) -> Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut c = sealed_command(sealed, cargo);
+    c.args(["test", "--workspace", "--no-fail-fast", "--offline"]);
     c.env("MAESTRAL_PDFIUM", lib);
     c.stdout(std::process::Stdio::piped());
     eprintln!("xtask: running {c:?}");
@@ -149,13 +215,6 @@ fn test() -> Result<()> {
     if !st.success() {
         bail!("cargo test failed with {st}");
     }
-    // The bounded fault run: real processes on a LAN of network namespaces (root only).
-    match faults_run(&["--quick".into(), "--followers".into(), "3".into()])? {
-        FaultsOutcome::Passed => println!("faults (bounded): passed"),
-        FaultsOutcome::Skipped => {
-            println!("faults (bounded): SKIPPED, not passed (no network namespaces here)");
-        }
-    }
     Ok(())
 }
 
@@ -164,10 +223,9 @@ enum FaultsOutcome {
     Skipped,
 }
 
-/// Builds the app and `maestral-faults` (dev profile, the test build) and runs the harness with
-/// `args`. Exit 3 from the harness means namespaces cannot be made here: skipped, said so.
-fn faults_run(args: &[String]) -> Result<FaultsOutcome> {
-    let lib = pdfium::ensure()?;
+/// The app and the harness, built (dev profile, the test build): the harness's binary and
+/// the app's.
+fn faults_build() -> Result<(PathBuf, PathBuf)> {
     // Two builds, not one: built together, their features would unify differently from the
     // test build's, and the app would be compiled again.
     status(cargo().args(["build", "--package", "maestral"]))?;
@@ -176,8 +234,19 @@ fn faults_run(args: &[String]) -> Result<FaultsOutcome> {
         .map(PathBuf::from)
         .map(|p| if p.is_absolute() { p } else { root().join(p) })
         .unwrap_or_else(|| root().join("target"));
-    let mut c = Command::new(target.join("debug").join("maestral-faults"));
-    c.current_dir(root()).arg("--bin").arg(target.join("debug").join("maestral")).args(args);
+    Ok((target.join("debug").join("maestral-faults"), target.join("debug").join("maestral")))
+}
+
+/// Runs the fault harness built by [`faults_build`] with `args` (inside the sealed network where
+/// there is one). Exit 3 from the harness means namespaces cannot be made here: skipped, said so.
+fn faults_in(
+    sealed: Option<&sealed::Sealed>,
+    (harness, app): &(PathBuf, PathBuf),
+    args: &[String],
+) -> Result<FaultsOutcome> {
+    let lib = pdfium::ensure()?;
+    let mut c = sealed_command(sealed, harness);
+    c.arg("--bin").arg(app).args(args);
     c.env("MAESTRAL_PDFIUM", lib);
     eprintln!("xtask: running {c:?}");
     let st = c.status().with_context(|| format!("could not start {c:?}"))?;
@@ -189,7 +258,7 @@ fn faults_run(args: &[String]) -> Result<FaultsOutcome> {
 }
 
 fn faults(rest: &[String]) -> Result<()> {
-    match faults_run(rest)? {
+    match faults_in(None, &faults_build()?, rest)? {
         FaultsOutcome::Passed => Ok(()),
         FaultsOutcome::Skipped => bail!("skipped: network namespaces cannot be made here (root?)"),
     }

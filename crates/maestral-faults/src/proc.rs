@@ -45,6 +45,9 @@ impl Device {
         command.args(["netns", "exec", ns]).arg(bin).arg("--headless");
         command.args(["--device-id", name, "--device-name", name, "--state-dir"]).arg(state);
         command.args(args);
+        // Locate as singers' devices have it: broadcast on each namespace's LAN, which is where
+        // it is tested (whatever the harness itself was given).
+        command.env("MAESTRAL_LOCATE", "lan");
         // Its log beside its state directory (kept with `MAESTRAL_FAULTS_KEEP=1`), a restart's
         // after the one before.
         let log = std::fs::OpenOptions::new()

@@ -67,6 +67,14 @@ const GOAL_REJOIN_MS: f64 = 1000.0;
 
 type Events = UnboundedReceiver<LinkEvent>;
 
+/// A sync thread's configuration on loopback that asks and answers no locate query (nothing
+/// broadcast onto the machine's LAN).
+fn confined(id: String) -> SyncConfig {
+    let mut config = SyncConfig::new(id, LOCAL);
+    config.locate = maestral_net::LocateConfig::Off;
+    config
+}
+
 fn cfg() -> RtcConfig {
     RtcConfig::new(LOCAL)
 }
@@ -574,9 +582,8 @@ fn start_followers(
 ) -> Result<(Vec<SyncHandle>, Vec<std::thread::JoinHandle<()>>), String> {
     let mut followers = Vec::with_capacity(n);
     for i in 1..=n {
-        let h =
-            SyncHandle::start(Role::Follower, SyncConfig::new(format!("F{i:03}"), LOCAL), || {})
-                .map_err(|e| format!("Follower thread {i}: {e}"))?;
+        let h = SyncHandle::start(Role::Follower, confined(format!("F{i:03}")), || {})
+            .map_err(|e| format!("Follower thread {i}: {e}"))?;
         followers.push(h);
     }
     let rxs = followers.iter().map(|h| h.events().clone()).collect();
@@ -587,7 +594,7 @@ impl Choir {
     /// A Master with a running session, and `n` Follower threads started but not joined.
     fn start(n: usize) -> Result<Choir, String> {
         let (tx, events) = crossbeam_channel::unbounded();
-        let master = SyncHandle::start(Role::Master, SyncConfig::new("M", LOCAL), || {})
+        let master = SyncHandle::start(Role::Master, confined("M".into()), || {})
             .map_err(|e| format!("Master thread: {e}"))?;
         let mut readers = vec![read_events(0, vec![master.events().clone()], tx.clone())];
         master.send(SyncCommand::StartChoir { listen: SocketAddr::new(LOCAL, 0) });

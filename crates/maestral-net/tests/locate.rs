@@ -36,14 +36,14 @@ fn kept(file: &std::path::Path, page: u32) -> serde_json::Value {
 fn a_singer_whose_code_names_an_old_address_finds_the_master_and_rejoins_there() {
     let port = free_udp_port();
     let mut mcfg = config("M");
-    mcfg.locate = LocateConfig { port, query_to: None };
+    mcfg.locate = LocateConfig::Lan { port };
     let (m, code) = master_with(mcfg);
     m.local(song("a"));
     let dir = temp_dir("locate");
     let mut cfg = config("F");
     cfg.state_dir = Some(dir.clone());
-    // Asked on loopback (the default is every network's broadcast address).
-    cfg.locate.query_to = Some(SocketAddr::new(LOCAL, port));
+    // The code names a loopback address: asked on loopback only.
+    cfg.locate = LocateConfig::Lan { port };
     let mut f = Peer::with(Role::Follower, cfg.clone());
     f.h.send(SyncCommand::Join(code.clone()));
     f.wait_phase(Phase::FollowerConnectedFollow);
@@ -78,7 +78,7 @@ fn a_singer_whose_code_names_an_old_address_finds_the_master_and_rejoins_there()
 fn a_first_join_with_a_code_scanned_before_the_master_moved_finds_it() {
     let port = free_udp_port();
     let mut mcfg = config("M");
-    mcfg.locate = LocateConfig { port, query_to: None };
+    mcfg.locate = LocateConfig::Lan { port };
     let (m, code) = master_with(mcfg);
     m.local(song("a"));
     // The code names an address nobody listens on now; the first attempt fails there, the next
@@ -92,7 +92,7 @@ fn a_first_join_with_a_code_scanned_before_the_master_moved_finds_it() {
     let dir = temp_dir("locate-first");
     let mut cfg = config("F");
     cfg.state_dir = Some(dir.clone());
-    cfg.locate.query_to = Some(SocketAddr::new(LOCAL, port));
+    cfg.locate = LocateConfig::At(SocketAddr::new(LOCAL, port));
     let mut f = Peer::with(Role::Follower, cfg);
     f.h.send(SyncCommand::Join(stale));
     f.wait_phase(Phase::FollowerConnectedFollow);

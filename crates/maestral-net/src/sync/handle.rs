@@ -41,8 +41,8 @@ pub struct SyncConfig {
     pub max_stream_bytes: u64,
     /// A stream that brings nothing for this long is dropped and tried again.
     pub stream_stall: Duration,
-    /// Finding a Master whose address changed (`super::locate`): the port a Master answers on,
-    /// where a Follower asks.
+    /// Finding a Master whose address changed (`super::locate`): where a Master answers and a
+    /// Follower asks (`Off` in tests: nothing broadcast onto the machine's LAN).
     pub locate: super::locate::LocateConfig,
 }
 

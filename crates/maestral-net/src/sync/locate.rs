@@ -19,7 +19,7 @@
 //! [`ANSWERS_PER_SECOND`] a second.
 
 use std::collections::VecDeque;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
@@ -46,31 +46,102 @@ const QUERY_CONTEXT: &str = "maestral-locate-v1-query";
 /// A datagram larger than this is not a locate message.
 const MAX_DATAGRAM: usize = 1024;
 
-/// Where locate queries go and are heard.
+/// Where locate queries go and are heard (`--locate`, `MAESTRAL_LOCATE` in the app).
+///
+/// Tests, benchmarks and anything else that must not reach past the machine use [`Self::Off`]
+/// or [`Self::At`] a loopback address; the LAN scope itself never leaves loopback for a Master
+/// listening on a loopback address or a code naming one (such an address never moves).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LocateConfig {
-    /// A Master hears queries on this UDP port (0: it does not answer).
-    pub port: u16,
-    /// A Follower sends its queries here; `None` (the default): to the broadcast address of
-    /// each of this machine's networks and to 255.255.255.255, on `port`.
-    pub query_to: Option<SocketAddr>,
+pub enum LocateConfig {
+    /// A Master answers nothing; a Follower never asks.
+    Off,
+    /// The LAN (the default): a Master answers on UDP `port` of every address it has; a
+    /// Follower asks on `port` of each of this machine's networks' broadcast addresses and
+    /// 255.255.255.255. Where the Master listens on a loopback address, it answers on that
+    /// address only; where a Follower's code names a loopback address, it asks there only.
+    Lan { port: u16 },
+    /// Only this address: a Master answers on it (`0.0.0.0:PORT`: on every address, on that
+    /// port); a Follower asks it and nothing else (a network's broadcast address confines the
+    /// queries to that network).
+    At(SocketAddr),
 }
 
 impl Default for LocateConfig {
     fn default() -> Self {
-        LocateConfig { port: LOCATE_PORT, query_to: None }
+        LocateConfig::Lan { port: LOCATE_PORT }
     }
 }
 
-/// Where a query goes: `to`, or every network's broadcast address (a network without a default
-/// route cannot reach 255.255.255.255) and 255.255.255.255 itself.
-fn destinations(to: Option<SocketAddr>, port: u16) -> Vec<SocketAddr> {
-    if let Some(to) = to {
-        return vec![to];
+impl std::fmt::Display for LocateConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LocateConfig::Off => f.write_str("off"),
+            LocateConfig::Lan { port: LOCATE_PORT } => f.write_str("lan"),
+            LocateConfig::Lan { port } => write!(f, "lan:{port}"),
+            LocateConfig::At(addr) => write!(f, "{addr}"),
+        }
     }
-    let mut all = vec![SocketAddr::from((Ipv4Addr::BROADCAST, port))];
-    all.extend(crate::addr::broadcasts().into_iter().map(|b| SocketAddr::from((b, port))));
-    all
+}
+
+impl std::str::FromStr for LocateConfig {
+    type Err = String;
+
+    /// `off`, `lan`, `lan:PORT`, `IP` (on [`LOCATE_PORT`]) or `IP:PORT` (`[IPv6]:PORT`).
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        let bad = || {
+            format!("locate is `off`, `lan`, `lan:PORT`, an address or an address:port, not {s:?}")
+        };
+        let port = |p: &str| p.parse::<u16>().ok().filter(|p| *p != 0).ok_or_else(bad);
+        match s {
+            "off" => return Ok(LocateConfig::Off),
+            "lan" => return Ok(LocateConfig::default()),
+            _ => {}
+        }
+        if let Some(p) = s.strip_prefix("lan:") {
+            return Ok(LocateConfig::Lan { port: port(p)? });
+        }
+        if let Ok(ip) = s.parse::<IpAddr>() {
+            return Ok(LocateConfig::At(SocketAddr::new(ip, LOCATE_PORT)));
+        }
+        let addr = s.parse::<SocketAddr>().map_err(|_| bad())?;
+        port(&addr.port().to_string())?;
+        Ok(LocateConfig::At(addr))
+    }
+}
+
+impl LocateConfig {
+    /// Where a Master listening at `listen` answers queries (`None`: it does not).
+    pub(crate) fn answers_on(self, listen: IpAddr) -> Option<SocketAddr> {
+        match self {
+            LocateConfig::Off => None,
+            LocateConfig::Lan { port } if listen.is_loopback() => {
+                Some(SocketAddr::new(listen, port))
+            }
+            LocateConfig::Lan { port } => Some(SocketAddr::from((Ipv4Addr::UNSPECIFIED, port))),
+            LocateConfig::At(addr) => Some(addr),
+        }
+    }
+
+    /// Where a Follower holding a code that names `host` sends its query (empty: it does not
+    /// ask): the address given, else every network's broadcast address (a network without a
+    /// default route cannot reach 255.255.255.255) and 255.255.255.255 itself, or `host`'s own
+    /// loopback address.
+    fn destinations(self, host: SocketAddr) -> Vec<SocketAddr> {
+        match self {
+            LocateConfig::Off => Vec::new(),
+            LocateConfig::At(to) => vec![to],
+            LocateConfig::Lan { port } if host.ip().is_loopback() => {
+                vec![SocketAddr::new(host.ip(), port)]
+            }
+            LocateConfig::Lan { port } => {
+                let mut all = vec![SocketAddr::from((Ipv4Addr::BROADCAST, port))];
+                let nets = crate::addr::broadcasts().into_iter();
+                all.extend(nets.map(|b| SocketAddr::from((b, port))));
+                all
+            }
+        }
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -151,26 +222,29 @@ pub(crate) fn check(datagram: &[u8], code: &JoinCode, nonce: &str) -> Option<Soc
 /// What a Master answers for: its session, token and signaling address (`None`: no session).
 pub(crate) type Beacon = Arc<Mutex<Option<(String, String, SocketAddr)>>>;
 
-/// A socket on `port` of every address, shared with other listeners of the port (each hears the
-/// broadcasts; two Masters on one machine both answer for their own sessions).
-fn shared_socket(port: u16) -> std::io::Result<UdpSocket> {
+/// A socket on `at`, shared with other listeners of its port (each hears the broadcasts; two
+/// Masters on one machine both answer for their own sessions).
+fn shared_socket(at: SocketAddr) -> std::io::Result<UdpSocket> {
     use socket2::{Domain, Protocol, Socket, Type};
-    let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
+    let s = Socket::new(Domain::for_address(at), Type::DGRAM, Some(Protocol::UDP))?;
     s.set_reuse_address(true)?;
     s.set_nonblocking(true)?;
-    s.bind(&SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)).into())?;
+    s.bind(&at.into())?;
     UdpSocket::from_std(s.into())
 }
 
-/// The Master's responder: answers queries for the session `beacon` names, until the Master
-/// that owns it is gone.
-pub(crate) async fn serve(beacon: Weak<Mutex<Option<(String, String, SocketAddr)>>>, port: u16) {
-    let socket = match shared_socket(port) {
+/// The Master's responder on `at` ([`LocateConfig::answers_on`]): answers queries for the
+/// session `beacon` names, until the Master that owns it is gone.
+pub(crate) async fn serve(
+    beacon: Weak<Mutex<Option<(String, String, SocketAddr)>>>,
+    at: SocketAddr,
+) {
+    let socket = match shared_socket(at) {
         Ok(s) => s,
         Err(e) => {
             tracing::warn!(
-                "locate: cannot listen on UDP port {port} ({e}); singers whose code names an \
-                 address this device no longer has must scan its QR code again"
+                "locate: cannot listen on UDP {at} ({e}); singers whose code names an address \
+                 this device no longer has must scan its QR code again"
             );
             return;
         }
@@ -208,15 +282,19 @@ pub(crate) async fn serve(beacon: Weak<Mutex<Option<(String, String, SocketAddr)
 /// within [`LOCATE_WAIT`] (`None`: nobody did, or only with the address already known, or
 /// asking is off).
 pub(crate) async fn find(code: &JoinCode, cfg: LocateConfig) -> Option<SocketAddr> {
-    if cfg.port == 0 && cfg.query_to.is_none() {
-        return None;
-    }
-    let socket = UdpSocket::bind(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0))).await.ok()?;
+    let destinations = cfg.destinations(code.host);
+    let first = destinations.first()?;
+    let any = if first.is_ipv4() {
+        IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+    } else {
+        Ipv6Addr::UNSPECIFIED.into()
+    };
+    let socket = UdpSocket::bind(SocketAddr::new(any, 0)).await.ok()?;
     socket.set_broadcast(true).ok()?;
     let nonce = new_nonce();
     let q = query(&code.session_id, code.token.expose(), &nonce);
     let mut asked = 0;
-    for to in destinations(cfg.query_to, cfg.port) {
+    for to in destinations {
         match socket.send_to(&q, to).await {
             Ok(_) => asked += 1,
             Err(e) => tracing::debug!("locate: could not ask {to}: {e}"),
@@ -289,16 +367,52 @@ mod tests {
         assert_eq!(check(text.as_bytes(), &code(), &n1), None);
     }
 
+    #[test]
+    fn the_switch_reads_off_lan_and_an_address_and_says_what_is_wrong() {
+        let parse = |s: &str| s.parse::<LocateConfig>();
+        assert_eq!(parse("off"), Ok(LocateConfig::Off));
+        assert_eq!(parse("lan"), Ok(LocateConfig::Lan { port: LOCATE_PORT }));
+        assert_eq!(parse(" lan:5000 "), Ok(LocateConfig::Lan { port: 5000 }));
+        let at = |s: &str| LocateConfig::At(s.parse().expect("addr"));
+        assert_eq!(parse("127.0.0.1"), Ok(at("127.0.0.1:47474")));
+        assert_eq!(parse("10.0.0.255:9"), Ok(at("10.0.0.255:9")));
+        assert_eq!(parse("[::1]:9"), Ok(at("[::1]:9")));
+        for bad in ["", "on", "lan:0", "lan:x", "127.0.0.1:0", "host.local", "10.0.0.1:99999"] {
+            let e = parse(bad).expect_err(bad);
+            assert!(e.starts_with("locate is `off`, `lan`"), "{bad}: {e}");
+        }
+        for shown in ["off", "lan", "lan:5000", "127.0.0.1:9"] {
+            assert_eq!(parse(shown).expect("parses").to_string(), shown);
+        }
+    }
+
+    #[test]
+    fn nothing_goes_past_loopback_for_a_loopback_master_or_code_and_nothing_at_all_when_off() {
+        let addr = |s: &str| -> SocketAddr { s.parse().expect("an address") };
+        let lan = LocateConfig::default();
+        let lo = addr("127.0.0.1:4711");
+        assert_eq!(lan.destinations(lo), vec![addr("127.0.0.1:47474")]);
+        assert_eq!(lan.answers_on(lo.ip()), Some(addr("127.0.0.1:47474")));
+        let lan_host = addr("10.0.0.5:4711");
+        assert!(lan.destinations(lan_host).contains(&addr("255.255.255.255:47474")));
+        assert_eq!(lan.answers_on(lan_host.ip()), Some(addr("0.0.0.0:47474")));
+        assert!(LocateConfig::Off.destinations(lan_host).is_empty());
+        assert_eq!(LocateConfig::Off.answers_on(lan_host.ip()), None);
+        let one = addr("127.0.0.1:9");
+        assert_eq!(LocateConfig::At(one).destinations(lan_host), vec![one]);
+        assert_eq!(LocateConfig::At(one).answers_on(lan_host.ip()), Some(one));
+    }
+
     #[tokio::test]
     async fn a_query_over_udp_finds_the_master_and_nobody_answers_for_an_ended_session() {
         let beacon: Beacon = Arc::new(Mutex::new(None));
         let probe = std::net::UdpSocket::bind("127.0.0.1:0").expect("a free port");
         let port = probe.local_addr().expect("addr").port();
         drop(probe);
-        tokio::spawn(serve(Arc::downgrade(&beacon), port));
+        let to = LocateConfig::At(SocketAddr::from((Ipv4Addr::LOCALHOST, port)));
+        let at = to.answers_on(Ipv4Addr::LOCALHOST.into()).expect("it answers");
+        tokio::spawn(serve(Arc::downgrade(&beacon), at));
         let moved: SocketAddr = "127.0.0.1:5000".parse().expect("addr");
-        let to =
-            LocateConfig { port, query_to: Some(SocketAddr::from((Ipv4Addr::LOCALHOST, port))) };
         *beacon.lock().expect("lock") = Some(("s1".into(), "tok".into(), moved));
         let mut found = None;
         for _ in 0..20 {

@@ -112,9 +112,10 @@ impl MasterIo {
                     }
                 }
             }
-            if ctx.cfg.locate.port != 0 {
+            let at = bound.as_ref().map_or(listen.ip(), |s| s.local_addr().ip());
+            if let Some(at) = ctx.cfg.locate.answers_on(at) {
                 let beacon = std::sync::Arc::downgrade(&self.beacon);
-                tokio::spawn(locate::serve(beacon, ctx.cfg.locate.port));
+                tokio::spawn(locate::serve(beacon, at));
             }
             if let Some(server) = &bound {
                 let listen = server.local_addr();

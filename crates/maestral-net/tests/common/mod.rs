@@ -45,8 +45,8 @@ pub fn config(name: &str) -> SyncConfig {
     let mut cfg = SyncConfig::new(name, LOCAL);
     cfg.join_timeout = Duration::from_secs(20);
     // No locate queries broadcast onto the machine's LAN, no responder (tests/locate.rs sets
-    // its own).
-    cfg.locate = maestral_net::LocateConfig { port: 0, query_to: None };
+    // its own, on loopback).
+    cfg.locate = maestral_net::LocateConfig::Off;
     cfg
 }
 
