@@ -25,8 +25,8 @@ const MAESTRAL: &str = env!("CARGO_BIN_EXE_maestral");
 
 /// What every process a test or benchmark starts is given as `MAESTRAL_LOCATE`: `off`, so that
 /// no locate query is broadcast onto the machine's network (`cargo xtask test` runs the tests
-/// in a network namespace and fails if anything leaves it). `MAESTRAL_TEST_LOCATE=lan` gives
-/// them the app's default instead, to see that check fail.
+/// in a network namespace and fails if anything leaves it). `MAESTRAL_TEST_LOCATE` gives them
+/// another value, e.g. `255.255.255.255`, to see that check fail.
 pub fn locate() -> String {
     std::env::var("MAESTRAL_TEST_LOCATE").unwrap_or_else(|_| "off".into())
 }
