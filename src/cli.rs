@@ -196,10 +196,13 @@ fn parse_rotation(s: &str) -> Result<u16, String> {
 }
 
 impl Cli {
-    /// The positional argument, when it is a join link rather than a score or folder.
+    /// The positional argument, when it is a join link (`maestral://…`, or the web form
+    /// `http://HOST:PORT/#1.…` a phone opens) rather than a score or folder.
     pub fn join_link(&self) -> Option<&str> {
         let text = self.library.as_deref()?.to_str()?;
-        text.starts_with(JOIN_LINK_SCHEME).then_some(text)
+        let link = text.starts_with(JOIN_LINK_SCHEME)
+            || maestral_net::joincode::looks_like_join_code(text);
+        link.then_some(text)
     }
 
     /// A join link as the positional argument together with another session flag: which one
@@ -397,6 +400,14 @@ mod tests {
         assert_eq!(by_flag.sync.mode, by_link.sync.mode);
         assert_eq!(by_link.library, crate::score::demo_library());
         assert_eq!(by_flag.library, by_link.library);
+    }
+
+    #[test]
+    fn the_web_form_of_a_join_code_as_the_argument_joins_too() {
+        let web = "http://192.168.1.20:47110/#1.0123.ABC.00";
+        assert_eq!(options(&[web]).sync.mode, SyncMode::Join(web.to_owned()));
+        let page = options(&["http://example.com/#top"]);
+        assert_eq!(page.sync.mode, SyncMode::Solo, "an ordinary web address is no join code");
     }
 
     #[test]

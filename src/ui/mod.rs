@@ -69,12 +69,13 @@ fn use_read_codes(
 ) {
     for JoinCodeRead(text) in read.read() {
         let text = text.trim();
-        if text.starts_with("maestral://join") && words::session_open(link.phase) {
+        let join = maestral_net::joincode::looks_like_join_code(text);
+        if join && words::session_open(link.phase) {
             // A picture dropped by mistake must not end the session for every singer.
             errors.write(AppError(
                 "this device runs a session: end it in the panel before joining another".into(),
             ));
-        } else if text.starts_with("maestral://join") {
+        } else if join {
             switches.write(SwitchRole(crate::model::SyncMode::Join(text.to_owned())));
             // The switch is carried out at the start of a frame: ask for one.
             waker.wake();

@@ -230,6 +230,8 @@ fn damaged_codes_give_typed_errors() {
         decode_offer("maestral://join?host=10.0.0.1:1&session=s&token=t&fp=x"),
         Err(PairingCodeError::IsJoinCode)
     );
+    assert_eq!(decode_offer("http://10.0.0.1:1/#1.S.T.F"), Err(PairingCodeError::IsJoinCode));
+    assert_eq!(decode_offer("http://10.0.0.1:1/#top"), Err(PairingCodeError::NotAPairingCode));
     assert_eq!(
         decode_offer(&format!("M2O:{payload}")),
         Err(PairingCodeError::UnsupportedVersion(2))

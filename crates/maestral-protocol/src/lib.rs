@@ -6,10 +6,12 @@
 //! `v` other than 1 are distinct [`DecodeError`]s; an unknown `type` decodes to
 //! [`Message::Unknown`]; unknown fields are ignored.
 
+mod base32;
 mod decode;
 mod ids;
 mod payload;
 
+pub use base32::{base32, unbase32};
 pub use decode::{DecodeError, decode};
 pub use ids::{DeviceId, PageRevision, SessionId, SessionToken, SongEpoch, SongId, shown_name};
 pub use payload::*;

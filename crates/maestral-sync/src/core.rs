@@ -3,7 +3,6 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
-use base64::Engine as _;
 use maestral_protocol::{DeviceId, Envelope, Hello, Message, Mode, SessionId, SessionToken};
 use rand_core::CryptoRng;
 
@@ -336,16 +335,17 @@ impl Core {
         (half + self.rng.next_u64() % (d - half + 1)).max(1)
     }
 
-    /// A session token: 128 bits from the RNG, URL-safe base64 without padding.
+    /// A session token: 128 bits from the RNG, in base32 without padding (26 characters, all
+    /// URL-safe, and upper case so that a join code's QR stays in its compact alphanumeric mode).
     pub fn new_token(&mut self) -> SessionToken {
         let mut b = [0u8; 16];
         self.rng.fill_bytes(&mut b);
-        SessionToken::new(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b))
+        SessionToken::new(maestral_protocol::base32(&b))
     }
 
-    /// A session id: 64 random bits in hex (not a secret; it names the session).
+    /// A session id: 64 random bits in upper-case hex (not a secret; it names the session).
     pub fn new_session_id(&mut self) -> SessionId {
-        SessionId(format!("{:016x}", self.rng.next_u64()))
+        SessionId(format!("{:016X}", self.rng.next_u64()))
     }
 }
 

@@ -1098,8 +1098,9 @@ fn s14_tokens_have_128_bits_are_url_safe_and_compare_in_constant_time() {
         m.local(LocalAction::StartSession { session_id: None, token: None });
         let token = master_state(&m).session_token.expect("token");
         let t = token.expose().to_owned();
-        assert_eq!(t.len(), 22, "16 bytes, base64 without padding");
-        assert!(t.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'), "{t}");
+        assert_eq!(t.len(), 26, "16 bytes, base32 without padding");
+        assert_eq!(maestral_protocol::unbase32(&t).map(|b| b.len()), Some(16), "{t}");
+        assert!(t.bytes().all(|c| c.is_ascii_uppercase() || (b'2'..=b'7').contains(&c)), "{t}");
         assert!(!format!("{token:?}").contains(&t), "Debug output hides the token");
         assert!(seen.insert(t));
     }

@@ -8,7 +8,7 @@ const BASE43: &[u8; 43] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ$%+-./:";
 /// Splits a code into its kind and payload, telling apart the usual mistakes.
 pub(super) fn split_prefix(code: &str) -> Result<(PairingKind, &str), PairingCodeError> {
     let code = code.trim();
-    if code.get(..15).is_some_and(|h| h.eq_ignore_ascii_case("maestral://join")) {
+    if crate::joincode::looks_like_join_code(code) {
         return Err(PairingCodeError::IsJoinCode);
     }
     let (Some(head), Some(payload)) = (code.get(..4), code.get(4..)) else {

@@ -1,6 +1,7 @@
 //! The Choir join code: `maestral://join?host=…&session=…&token=…&fp=…` (PROTOCOL_V1.md,
-//! "Choir signaling"), shown by the Master as a QR code and as text, and typed or scanned by a
-//! Follower.
+//! "Choir signaling"), or the same as a web address a phone opens ([`url`]:
+//! `HTTP://HOST:PORT/#1.…`), shown by the Master as a QR code and as text, and typed or scanned
+//! by a Follower. Both forms parse.
 //!
 //! The same text is the QR payload and the "manual token" a singer may type, so parsing forgives
 //! what hands and scanners add (surrounding whitespace, lower-case hex, `+` for the space in the
@@ -13,6 +14,9 @@ use std::str::FromStr;
 use maestral_protocol::SessionToken;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 use thiserror::Error;
+
+mod url;
+pub use url::JOIN_URL_PREFIX;
 
 /// What every join code starts with (compared case-insensitively when parsing).
 pub const JOIN_CODE_PREFIX: &str = "maestral://join?";
@@ -93,6 +97,11 @@ pub enum JoinCodeError {
         "the join code has an empty session — scan the QR code on the conductor's screen again"
     )]
     EmptySessionId,
+    /// A web join code whose fragment has a layout this version does not know.
+    #[error(
+        "this join code was made by a newer Maestral — update this app, or open the code with the phone's camera"
+    )]
+    NewerLayout,
     /// `token` is empty.
     #[error("the join code has an empty token — scan the QR code on the conductor's screen again")]
     EmptyToken,
@@ -127,6 +136,9 @@ impl FromStr for JoinCode {
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         // Hand-typed or pasted codes often carry spaces or a newline at either end.
         let text = text.trim();
+        if let Some(web) = JoinCode::from_url(text) {
+            return web;
+        }
         let query =
             strip_prefix_ignore_case(text, JOIN_CODE_PREFIX).ok_or(JoinCodeError::NotAJoinCode)?;
         // A fragment is not part of the code; some scanners keep whatever follows `#`.
@@ -169,6 +181,13 @@ impl FromStr for JoinCode {
         }
         JoinCode::new(host, session_id, token, &fp)
     }
+}
+
+/// Whether `text` is meant as a join code (either form), valid or not: a picture or a paste that
+/// is one joins, or says what is wrong with it, rather than being taken for something else.
+pub fn looks_like_join_code(text: &str) -> bool {
+    let text = text.trim();
+    strip_prefix_ignore_case(text, "maestral://join").is_some() || url::is_join_url(text)
 }
 
 fn strip_prefix_ignore_case<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
