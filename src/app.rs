@@ -68,10 +68,18 @@ impl Plugin for AppPlugin {
             Frontend::Headless => build_headless(app),
             Frontend::Window(window) => build_window(app, window),
         };
+        // A Master serves its pages to browser Followers, rendered apart from the app's own.
+        let web_pages = crate::web_pages::WebPages::default();
+        let mut sync_settings = options.sync.clone();
+        let renderer: std::sync::Arc<dyn maestral_net::PageImages> =
+            std::sync::Arc::new(web_pages.clone());
+        sync_settings.pages = Some(maestral_net::PageRenderer(renderer));
         app.add_plugins(ModelPlugin { waker: waker.clone() })
             .insert_resource(options.layout)
             .insert_resource(options.projector)
-            .insert_resource(options.sync.clone())
+            .insert_resource(sync_settings)
+            .insert_resource(web_pages)
+            .add_systems(PreUpdate, crate::web_pages::follow_library)
             .add_plugins((score::plugin, navigation::plugin, sync::plugin, crate::stream::plugin));
         let control = match &options.frontend {
             Frontend::Headless => true,

@@ -285,6 +285,7 @@ impl Cli {
                 device_id,
                 state_dir: state.writable.then_some(state_dir),
                 locate: self.locate,
+                pages: None,
             },
         }
     }

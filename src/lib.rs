@@ -41,5 +41,6 @@ pub mod stream;
 pub mod sync;
 pub mod ui;
 pub mod wake;
+pub mod web_pages;
 
 pub use app::{AppOptions, AppPlugin};

@@ -89,6 +89,9 @@ impl SyncBridge {
         config.device_name.clone_from(&settings.device_name);
         config.state_dir.clone_from(&settings.state_dir);
         config.locate = settings.locate;
+        if role == Role::Master {
+            config.pages.clone_from(&settings.pages);
+        }
         let handle = SyncHandle::start(role, config, move || waker.wake())
             .map_err(|e| format!("could not start the sync thread: {e}"))?;
         if let Some(command) = first {

@@ -845,6 +845,7 @@ fn app_with_state(state: &std::path::Path) -> TestApp {
             device_name: "me".into(),
             state_dir: Some(state.to_path_buf()),
             locate: maestral_net::LocateConfig::Off,
+            pages: None,
         });
         app.add_plugins(maestral::persistence::PositionsPlugin { resume: true });
     })
@@ -895,6 +896,7 @@ fn a_corrupt_positions_file_is_set_aside_with_one_message_and_the_app_runs() {
             device_name: "me".into(),
             state_dir: Some(state.clone()),
             locate: maestral_net::LocateConfig::Off,
+            pages: None,
         });
         app.add_plugins(maestral::persistence::PositionsPlugin { resume: true });
     });

@@ -76,7 +76,7 @@ fn a_follower_in_another_process_follows_the_masters_song_and_pages() {
     assert_eq!(ready["mode"], "choir_master");
     assert_eq!(ready["device_id"], "M");
     let code = ready["join_code"].as_str().expect("a Master's ready event has its join code");
-    assert!(code.starts_with("maestral://join?"), "{code}");
+    assert!(code.starts_with("HTTP://127.0.0.1:"), "{code}");
 
     let mut follower = Peer::start("F", &["--join", code]);
     let ready = follower.wait("ready", |e| e["event"] == "ready");
@@ -259,7 +259,7 @@ fn a_master_with_an_unreadable_saved_session_still_starts_with_a_join_code() {
     let mut master = Peer::start_in("M3", &["--choir-master", "--listen", "127.0.0.1:0"], state);
     let ready = master.wait("ready", |e| e["event"] == "ready");
     let code = ready["join_code"].as_str().unwrap_or_else(|| panic!("a join code: {ready}"));
-    assert!(code.starts_with("maestral://join?"), "{code}");
+    assert!(code.starts_with("HTTP://127.0.0.1:"), "{code}");
     let error = master.wait("error", |e| e["event"] == "error");
     assert!(
         error["message"].as_str().is_some_and(|m| m.contains("master-session.json")),

@@ -57,6 +57,7 @@ impl TestApp {
             device_name: format!("{id}'s tablet"),
             state_dir: None,
             locate: maestral_net::LocateConfig::Off,
+            pages: None,
         });
         app.init_resource::<Errors>().add_systems(Last, collect);
         app.add_plugins((navigation::plugin, sync::plugin));

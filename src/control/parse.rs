@@ -71,7 +71,7 @@ pub fn parse_command(line: &str) -> Result<ControlCommand, String> {
         "start" => no_argument(ControlCommand::Switch(SyncMode::ChoirMaster { listen: None })),
         "alone" => no_argument(ControlCommand::Switch(SyncMode::Solo)),
         "join" if !rest.is_empty() => Ok(ControlCommand::Switch(SyncMode::Join(rest.to_owned()))),
-        "join" => Err("`join` takes the join code the Master shows (maestral://join?…)".into()),
+        "join" => Err("`join` takes the join code the Master shows (http://…/#1.… or maestral://join?…)".into()),
         "page" => rest
             .parse()
             .map(ControlCommand::Page)

@@ -52,6 +52,8 @@ pub struct SyncSettings {
     pub state_dir: Option<PathBuf>,
     /// Where a Master answers, and a Follower sends, locate queries (`--locate`).
     pub locate: maestral_net::LocateConfig,
+    /// What a Master renders page images for browser Followers with (`None`: it serves none).
+    pub pages: Option<maestral_net::PageRenderer>,
 }
 
 /// The sync thread says: show this view (a peer's turn or song change, a snapshot, a follow

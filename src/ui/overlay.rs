@@ -208,6 +208,7 @@ fn room_view(ctx: &egui::Context, sync: &SyncView, state: &mut UiState) {
             qr::image(&mut inner, state, &code, side);
             let black = egui::Color32::BLACK;
             inner.label(egui::RichText::new("Scan to join · tap to close").color(black));
+            inner.label(egui::RichText::new(crate::ui::words::SAME_WIFI).color(black));
             response
         });
     if response.inner.clicked() {

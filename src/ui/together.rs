@@ -146,7 +146,7 @@ fn join_box(ui: &mut egui::Ui, state: &mut UiState, out: &mut Vec<UiAction>) {
         let edit = ui
             .add(
                 egui::TextEdit::singleline(&mut state.join_text)
-                    .hint_text("paste the code (maestral://join?…)")
+                    .hint_text("paste the code (http://…/#1.…)")
                     .desired_width(240.0),
             )
             .labelled_by(label.id);
@@ -175,6 +175,7 @@ fn master(
         ui.label("Singers scan this, or paste the code:");
         qr::image(ui, state, code, 200.0);
         qr::text(ui, code);
+        ui.label(words::SAME_WIFI);
         if state.button(ui, ROOM).clicked() {
             state.room_view = true;
             out.push(UiAction::HidePanel);

@@ -3,6 +3,10 @@
 
 use maestral_sync::{LinkState, Phase};
 
+/// Under a join code: what every phone in the room needs before it can open it.
+pub const SAME_WIFI: &str =
+    "Phones join with their camera: they must be on the same Wi-Fi as this device.";
+
 /// One line for where this device stands. `partner`: the Solo partner's or the Master's name,
 /// where known; `members`: a Master's joined Followers.
 pub fn phase(phase: Option<Phase>, partner: Option<&str>, members: usize) -> String {

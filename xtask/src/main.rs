@@ -141,7 +141,8 @@ fn test() -> Result<()> {
             None
         }
     };
-    let tests = cargo_tests(sealed.as_ref(), &lib);
+    let tests = cargo_tests(sealed.as_ref(), &lib)
+        .and_then(|()| node_tests(sealed.as_ref(), &lib, &faults.1));
     // The bounded fault run: real processes on a LAN of network namespaces (root only), made
     // from inside the sealed one.
     let faults = tests.as_ref().ok().map(|()| {
@@ -216,6 +217,21 @@ fn cargo_tests(sealed: Option<&sealed::Sealed>, lib: &Path) -> Result<()> {
         bail!("cargo test failed with {st}");
     }
     Ok(())
+}
+
+/// The browser Follower's JavaScript under node's own test runner: its rules, the conformance
+/// cases through its driver (side by side with the Rust driver's), and a real Chromium joining
+/// a real headless Master (`tests/browser/`, which makes its own network namespace).
+fn node_tests(sealed: Option<&sealed::Sealed>, lib: &Path, app: &Path) -> Result<()> {
+    let target = app.parent().context("the build folder")?;
+    let mut units = sealed_command(sealed, "node");
+    units.args(["--test", "crates/maestral-net/web/test/"]);
+    units.env("MAESTRAL_CONFORMANCE_RUST", target.join("maestral-conformance"));
+    status(&mut units)?;
+    let mut browser = sealed_command(sealed, "node");
+    browser.args(["--test", "--test-concurrency=1", "tests/browser/"]);
+    browser.env("MAESTRAL_BIN", app).env("MAESTRAL_PDFIUM", lib);
+    status(&mut browser)
 }
 
 enum FaultsOutcome {

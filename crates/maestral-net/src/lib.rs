@@ -17,5 +17,6 @@ pub use addr::lan_ip;
 pub use sync::Fault;
 pub use sync::locate::LocateConfig;
 pub use sync::{
-    StartError, Stored, SyncCommand, SyncConfig, SyncError, SyncEvent, SyncHandle, stored,
+    PageImages, PageRenderer, StartError, Stored, SyncCommand, SyncConfig, SyncError, SyncEvent,
+    SyncHandle, stored,
 };

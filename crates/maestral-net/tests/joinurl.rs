@@ -51,7 +51,7 @@ fn an_older_sessions_id_and_token_still_travel_in_the_web_form() {
 fn the_web_form_needs_a_smaller_qr_code_than_the_app_link() {
     let c = code("192.168.100.200:47110");
     let web = qr_info(&c.url()).expect("fits");
-    let app = qr_info(&c.to_string()).expect("fits");
+    let app = qr_info(&c.link()).expect("fits");
     assert!(web.version <= 6, "web form at version {}", web.version);
     assert!(web.version < app.version, "{} vs {}", web.version, app.version);
 }

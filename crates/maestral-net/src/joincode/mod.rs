@@ -38,7 +38,7 @@ const FP: &AsciiSet = &VALUE.remove(b':');
 /// A parsed Choir join code: where the Master listens, which session, the session token, and the
 /// Master's DTLS certificate fingerprint that the Follower checks the answer SDP against.
 ///
-/// `Display` writes the URI; `FromStr` parses one. The fingerprint is kept in SDP form,
+/// `Display` writes the web form; [`JoinCode::link`] the app link; `FromStr` parses either. The fingerprint is kept in SDP form,
 /// `sha-256 AB:01:…` (32 upper-case pairs once parsed).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JoinCode {
@@ -52,10 +52,19 @@ pub struct JoinCode {
     pub fingerprint: String,
 }
 
+/// The code as it is shown and put in the QR: the web form ([`JoinCode::url`]), which a phone's
+/// camera opens in the browser and the app accepts too.
 impl fmt::Display for JoinCode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
+        f.write_str(&self.url())
+    }
+}
+
+impl JoinCode {
+    /// The code as an app link, `maestral://join?host=…&session=…&token=…&fp=…` (what
+    /// earlier versions showed; still accepted).
+    pub fn link(&self) -> String {
+        format!(
             "{JOIN_CODE_PREFIX}host={}&session={}&token={}&fp={}",
             utf8_percent_encode(&self.host.to_string(), HOST),
             utf8_percent_encode(&self.session_id, VALUE),

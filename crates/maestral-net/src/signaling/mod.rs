@@ -1,5 +1,6 @@
-//! Choir signaling over the LAN: the Master's HTTP listener for `POST /v1/join` and the
-//! Follower's client for it (PROTOCOL_V1.md, "Choir signaling").
+//! Choir signaling over the LAN: the Master's HTTP listener for `POST /v1/join` (and for a
+//! browser Follower, its page and page images) and the Follower's client for it (PROTOCOL_V1.md,
+//! "Choir signaling").
 //!
 //! The listener knows nothing of WebRTC or of sessions: it enforces the transport rules (body
 //! size, JSON shape, the rate limit on rejected attempts, status codes, JSON answers) and hands
@@ -8,9 +9,11 @@
 //! answering [`JoinOutcome::SessionEnded`] for an ended session until another one starts.
 //!
 //! Modules: `wire` (the request body and the refusals, as both ends see them), `server` (the
-//! listener), `client` (the Follower's request).
+//! listener), `client` (the Follower's request), `page` (the browser Follower's page and the
+//! page images it shows).
 
 mod client;
+pub mod page;
 mod server;
 mod wire;
 

@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::{Extension, Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
@@ -21,6 +21,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use tokio::task::{JoinHandle, JoinSet};
 
+use super::page::{self, PAGE_PATH, PageOutcome, PageSource};
 use super::{JOIN_PATH, JoinOutcome, JoinRequestBody, MAX_BODY_BYTES};
 
 /// A boxed future as [`JoinHandler::join`] returns it.
@@ -225,6 +226,8 @@ pub struct SignalingServer {
 
 struct Shared {
     handler: Box<dyn JoinHandler>,
+    /// Page images for browser Followers (`None`: `GET /v1/page` is not found).
+    pages: Option<Arc<dyn PageSource>>,
     config: SignalingConfig,
     limiter: RateLimiter,
 }
@@ -245,10 +248,21 @@ impl SignalingServer {
         handler: impl JoinHandler,
         config: SignalingConfig,
     ) -> io::Result<Self> {
+        Self::bind_serving(addr, handler, config, None).await
+    }
+
+    /// [`Self::bind_with`], also serving page images from `pages` (see [`super::page`]).
+    pub async fn bind_serving(
+        addr: SocketAddr,
+        handler: impl JoinHandler,
+        config: SignalingConfig,
+        pages: Option<Arc<dyn PageSource>>,
+    ) -> io::Result<Self> {
         let listener = TcpListener::bind(addr).await?;
         let local_addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
             handler: Box::new(handler),
+            pages,
             limiter: RateLimiter::new(config.max_rejections, config.rate_window),
             config,
         });
@@ -403,6 +417,9 @@ async fn serve_connection(
 fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route(JOIN_PATH, post(join_route))
+        .route(PAGE_PATH, get(page_route))
+        .route("/", get(file_route))
+        .route("/{file}", get(file_route))
         .fallback(|| async { reason(StatusCode::NOT_FOUND, "not_found") })
         .method_not_allowed_fallback(|| async {
             reason(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed")
@@ -484,6 +501,52 @@ async fn join_route(
         JoinOutcome::SessionEnded => refuse(StatusCode::FORBIDDEN, "session_ended"),
         JoinOutcome::BadRequest => refuse(StatusCode::BAD_REQUEST, "bad_request"),
         JoinOutcome::Unavailable => reason(StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+    }
+}
+
+/// One of the browser Follower's bundled files.
+async fn file_route(Extension(seen): Extension<Seen>, uri: Uri) -> Response {
+    seen.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    page::file(uri.path()).unwrap_or_else(|| reason(StatusCode::NOT_FOUND, "not_found"))
+}
+
+/// A page image for a browser Follower (see [`super::page`]).
+async fn page_route(
+    State(shared): State<Arc<Shared>>,
+    Extension(PeerAddr(peer)): Extension<PeerAddr>,
+    Extension(seen): Extension<Seen>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    seen.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    let ip = peer.ip();
+    if shared.limiter.is_limited(ip, Instant::now()) {
+        return reason(StatusCode::TOO_MANY_REQUESTS, "too_many_attempts");
+    }
+    let refuse = |status: StatusCode, why: &str| {
+        if shared.limiter.record_checked(ip, Instant::now()) {
+            reason(status, why)
+        } else {
+            reason(StatusCode::TOO_MANY_REQUESTS, "too_many_attempts")
+        }
+    };
+    let Some(pages) = shared.pages.as_ref() else {
+        return reason(StatusCode::NOT_FOUND, "not_found");
+    };
+    let Some(token) = page::bearer(&headers) else {
+        return refuse(StatusCode::FORBIDDEN, "invalid_token");
+    };
+    let Some((song, page, width)) = page::parse_query(uri.query().unwrap_or_default()) else {
+        return refuse(StatusCode::BAD_REQUEST, "bad_request");
+    };
+    let request = page::PageRequest { token, song, page, width };
+    let outcome = tokio::time::timeout(shared.config.handler_timeout, pages.page(request)).await;
+    match outcome.unwrap_or(PageOutcome::Unavailable) {
+        PageOutcome::Image(image) => page::image_response(image),
+        PageOutcome::InvalidToken => refuse(StatusCode::FORBIDDEN, "invalid_token"),
+        PageOutcome::SessionEnded => refuse(StatusCode::FORBIDDEN, "session_ended"),
+        PageOutcome::NotFound => reason(StatusCode::NOT_FOUND, "not_found"),
+        PageOutcome::Unavailable => reason(StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
     }
 }
 

@@ -44,6 +44,8 @@ pub struct SyncConfig {
     /// Finding a Master whose address changed (`super::locate`): where a Master answers and a
     /// Follower asks (`Off` in tests: nothing broadcast onto the machine's LAN).
     pub locate: super::locate::LocateConfig,
+    /// A Master's page images for browser Followers (`None`: it serves none).
+    pub pages: Option<super::pages::PageRenderer>,
 }
 
 impl SyncConfig {
@@ -61,6 +63,7 @@ impl SyncConfig {
             max_stream_bytes: super::stream::DEFAULT_MAX_STREAM_BYTES,
             stream_stall: super::stream::STALL,
             locate: super::locate::LocateConfig::default(),
+            pages: None,
         }
     }
 }

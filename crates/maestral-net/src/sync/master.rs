@@ -23,6 +23,30 @@ use crate::signaling::{
 };
 use crate::state::files;
 
+/// What a Master's listener serves: join requests (decided by the sync thread) and, where the
+/// app renders them, page images for browser Followers.
+#[derive(Clone)]
+pub(crate) struct Serving {
+    joins: ChannelHandler,
+    pages: Option<std::sync::Arc<dyn crate::signaling::page::PageSource>>,
+}
+
+impl Serving {
+    fn new(joins: ChannelHandler, ctx: &Ctx, beacon: &locate::Beacon) -> Self {
+        let pages = ctx.cfg.pages.clone().map(|images| {
+            let beacon = std::sync::Arc::downgrade(beacon);
+            std::sync::Arc::new(super::pages::MasterPages { beacon, images })
+                as std::sync::Arc<dyn crate::signaling::page::PageSource>
+        });
+        Serving { joins, pages }
+    }
+
+    async fn bind(&self, addr: SocketAddr) -> std::io::Result<SignalingServer> {
+        let config = crate::signaling::SignalingConfig::default();
+        SignalingServer::bind_serving(addr, self.joins.clone(), config, self.pages.clone()).await
+    }
+}
+
 #[derive(Default)]
 pub(crate) struct MasterIo {
     cert: Option<DtlsCert>,
@@ -86,11 +110,12 @@ impl MasterIo {
             }
         }
         if self.server.is_none() {
-            let (handler, rx) = channel_handler(256);
+            let (joins, rx) = channel_handler(256);
+            let handler = Serving::new(joins, ctx, &self.beacon);
             let handler_for_moves = handler.clone();
             let mut bound = None;
             if let Some(saved) = &resumed {
-                match SignalingServer::bind(still_here(saved.listen), handler.clone()).await {
+                match handler.bind(still_here(saved.listen)).await {
                     Ok(s) => bound = Some(s),
                     Err(e) => ctx.error(SyncError::SavedAddress {
                         addr: saved.listen,
@@ -100,7 +125,7 @@ impl MasterIo {
             }
             let resumed_here = bound.is_some();
             if bound.is_none() {
-                match SignalingServer::bind(still_here(listen), handler).await {
+                match handler.bind(still_here(listen)).await {
                     Ok(s) => bound = Some(s),
                     Err(e) => {
                         let reason = e.to_string();
@@ -339,7 +364,7 @@ fn still_here(addr: SocketAddr) -> SocketAddr {
 async fn watch_address(
     mut ip: std::net::IpAddr,
     rebind: Option<u16>,
-    handler: ChannelHandler,
+    handler: Serving,
     tx: mpsc::UnboundedSender<Internal>,
 ) {
     use crate::addr;
@@ -365,12 +390,11 @@ async fn watch_address(
         }
         let mut server = None;
         if let Some(port) = rebind {
-            let bound =
-                match SignalingServer::bind(SocketAddr::new(now, port), handler.clone()).await {
-                    Ok(s) => Ok(s),
-                    // The port taken there: any other.
-                    Err(_) => SignalingServer::bind(SocketAddr::new(now, 0), handler.clone()).await,
-                };
+            let bound = match handler.bind(SocketAddr::new(now, port)).await {
+                Ok(s) => Ok(s),
+                // The port taken there: any other.
+                Err(_) => handler.bind(SocketAddr::new(now, 0)).await,
+            };
             match bound {
                 Ok(s) => server = Some(s),
                 Err(e) => {

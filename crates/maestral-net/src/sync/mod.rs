@@ -27,6 +27,7 @@ mod internal;
 mod link;
 pub mod locate;
 mod master;
+pub mod pages;
 mod runtime;
 mod solo;
 mod store;
@@ -38,5 +39,6 @@ pub use error::{JoinFailure, StartError, SyncError};
 #[cfg(feature = "test-support")]
 pub use handle::Fault;
 pub use handle::{SyncCommand, SyncConfig, SyncEvent, SyncHandle};
+pub use pages::{PageImages, PageRenderer};
 pub use runtime::{CONTROL_RT_PRIORITY, Priority, latency_critical, measuring, short_slice};
 pub use store::{Stored, stored};

@@ -1,0 +1,434 @@
+// The browser Follower's page: reads the join code from the address's fragment, joins the
+// Master over WebRTC (POST /v1/join, then PROTOCOL_V1 on `maestral-sync`), and shows the pages
+// the Master renders as images. The protocol's rules are follower.mjs's; this file is the
+// transport, the storage and the screen.
+//
+// Written for Safari on iOS 15 and Chrome on Android 9: ES2020, no class fields, no top-level
+// await; nothing loaded from elsewhere.
+
+import { create } from './follower.mjs';
+
+const KEYS = { session: 'maestral.session', device: 'maestral.device', name: 'maestral.name' };
+// A join attempt that has not opened its channel by then has failed.
+const JOIN_TIMEOUT_MS = 10000;
+// Two taps or key presses closer than this are one (a pedal's key repeat, a bouncing switch).
+const DEBOUNCE_MS = 250;
+// A swipe is a horizontal move of at least this many CSS pixels.
+const SWIPE_PX = 50;
+// Pages fetched ahead of the one shown.
+const AHEAD = 2;
+
+const $ = (id) => document.getElementById(id);
+const now = () => Date.now();
+
+function store(key, value) {
+  try {
+    if (value === null) localStorage.removeItem(key);
+    else localStorage.setItem(key, JSON.stringify(value));
+  } catch (e) { /* private mode: kept for this page only */ }
+}
+
+function stored(key) {
+  try {
+    const text = localStorage.getItem(key);
+    return text === null ? null : JSON.parse(text);
+  } catch (e) {
+    return null;
+  }
+}
+
+function randomHex(bytes) {
+  const b = crypto.getRandomValues(new Uint8Array(bytes));
+  return Array.prototype.map.call(b, (x) => (x < 16 ? '0' : '') + x.toString(16)).join('');
+}
+
+// RFC 4648 base32 (the fingerprint in the code) to `AB:CD:…`, or null.
+function fingerprintFromBase32(text) {
+  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
+  let acc = 0;
+  let bits = 0;
+  const out = [];
+  for (let i = 0; i < text.length; i++) {
+    const v = alphabet.indexOf(text[i].toUpperCase());
+    if (v < 0) return null;
+    acc = ((acc << 5) | v) & 0xfff;
+    bits += 5;
+    if (bits >= 8) {
+      bits -= 8;
+      const byte = (acc >> bits) & 0xff;
+      out.push((byte < 16 ? '0' : '') + byte.toString(16).toUpperCase());
+    }
+  }
+  return out.length === 32 ? out.join(':') : null;
+}
+
+// The join code in the fragment (`#1.SESSION.TOKEN.FINGERPRINT`): {session, token, fp}, or an
+// {error} to show, or null when there is none.
+export function readCode(hash) {
+  const text = (hash || '').replace(/^#/, '');
+  if (text === '') return null;
+  const fields = text.split('.');
+  if (fields[0] !== '1' || fields.length < 4) {
+    return { error: 'This link is not a Maestral join code. Scan the QR code on the conductor\u2019s screen again.' };
+  }
+  let session;
+  let token;
+  try {
+    session = decodeURIComponent(fields[1]);
+    token = decodeURIComponent(fields[2]);
+  } catch (e) {
+    return { error: 'This join code is damaged. Scan the QR code again.' };
+  }
+  const fp = fingerprintFromBase32(fields[3]);
+  if (session === '' || token === '' || fp === null) {
+    return { error: 'This join code is damaged. Scan the QR code again.' };
+  }
+  return { session: session, token: token, fp: fp };
+}
+
+// The `sha-256` fingerprint an SDP states, upper case, or null.
+export function sdpFingerprint(sdp) {
+  const m = /^a=fingerprint:sha-256 ([0-9A-Fa-f:]+)\s*$/m.exec(sdp || '');
+  return m ? m[1].toUpperCase() : null;
+}
+
+// ---- the session this page belongs to -----------------------------------------------------
+
+const fragment = readCode(location.hash);
+// The fragment leaves the address bar and the history at once.
+if (location.hash) history.replaceState(null, '', location.pathname);
+let code = fragment && !fragment.error ? fragment : stored(KEYS.session);
+if (fragment && !fragment.error) store(KEYS.session, fragment);
+
+let deviceId = stored(KEYS.device);
+if (typeof deviceId !== 'string' || !/^web-[0-9a-f]{16}$/.test(deviceId)) {
+  deviceId = 'web-' + randomHex(8);
+  store(KEYS.device, deviceId);
+}
+const nameInput = $('name');
+nameInput.value = stored(KEYS.name) || 'Singer ' + deviceId.slice(4, 8).toUpperCase();
+
+// Made by the Join tap, with the name the singer gave (its HELLO carries it to the roster).
+let engine = null;
+
+// ---- the link --------------------------------------------------------------------------------
+
+let link = null; // {pc, dc, copy, peer, attempt, open}
+let attempts = 0;
+let timer = null;
+
+function closeLink() {
+  if (link === null) return;
+  const old = link;
+  link = null;
+  try { old.pc.close(); } catch (e) { /* already closed */ }
+}
+
+function lost(which, why) {
+  if (link !== which) return;
+  const peer = which.peer;
+  const opened = which.open;
+  closeLink();
+  if (opened && peer !== null) engine.link(now(), peer, 'down');
+  else if (which.byCode) engine.joinFailed(now(), false);
+  else if (peer !== null) engine.link(now(), peer, 'down');
+  setLinkText(why);
+  pump();
+}
+
+async function connect(byCode, peer) {
+  closeLink();
+  if (code === null) return;
+  const me = { pc: null, dc: null, copy: null, peer: peer, attempt: ++attempts, open: false, byCode: byCode };
+  const pc = new RTCPeerConnection({ iceServers: [] });
+  me.pc = pc;
+  link = me;
+  me.dc = pc.createDataChannel('maestral-sync');
+  // Copies of page and song updates: unordered, never retransmitted, so a lost packet on the
+  // Wi-Fi costs the next copy's delay, not SCTP's one-second retransmission.
+  me.copy = pc.createDataChannel('maestral-copy', { negotiated: true, id: 1001, ordered: false, maxRetransmits: 0 });
+  const giveUp = setTimeout(() => lost(me, 'Could not reach the conductor\u2019s device'), JOIN_TIMEOUT_MS);
+  me.dc.onopen = () => {
+    clearTimeout(giveUp);
+    me.open = true;
+    if (me.peer !== null) {
+      engine.link(now(), me.peer, 'up');
+      pump();
+    }
+  };
+  me.dc.onmessage = (e) => {
+    if (link !== me || typeof e.data !== 'string') return;
+    if (me.peer === null) {
+      // The Master's first message (its HELLO) names it.
+      let sender = null;
+      try { sender = JSON.parse(e.data).sender_id; } catch (err) { sender = null; }
+      if (typeof sender !== 'string') return;
+      me.peer = sender;
+      engine.link(now(), sender, 'up');
+    }
+    engine.recv(now(), me.peer, e.data);
+    pump();
+  };
+  me.copy.onmessage = (e) => {
+    if (link !== me || me.peer === null || typeof e.data !== 'string') return;
+    engine.handleCopy(now(), me.peer, e.data);
+    pump();
+  };
+  me.dc.onclose = () => lost(me, 'Connection lost');
+  pc.onconnectionstatechange = () => {
+    if (pc.connectionState === 'failed' || pc.connectionState === 'closed') lost(me, 'Connection lost');
+  };
+  try {
+    await pc.setLocalDescription(await pc.createOffer());
+    // Posted at once: a browser offers only `.local` candidates, if any; the Master learns the
+    // phone's address from its connectivity checks.
+    const res = await fetch('/v1/join', {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      cache: 'no-store',
+      body: JSON.stringify({ session_id: code.session, token: code.token, device_id: deviceId, offer: pc.localDescription.sdp }),
+    });
+    const body = await res.json().catch(() => ({}));
+    if (link !== me) return;
+    if (res.status === 403) {
+      clearTimeout(giveUp);
+      closeLink();
+      engine.joinRefused(now(), body.reason === 'session_ended' ? 'session_ended' : 'invalid_token');
+      pump();
+      return;
+    }
+    if (!res.ok || typeof body.answer !== 'string') throw new Error('the conductor\u2019s device is busy');
+    if (sdpFingerprint(body.answer) !== code.fp) {
+      clearTimeout(giveUp);
+      lost(me, 'Another device answered: scan the conductor\u2019s QR code again');
+      return;
+    }
+    await pc.setRemoteDescription({ type: 'answer', sdp: body.answer });
+  } catch (err) {
+    clearTimeout(giveUp);
+    lost(me, 'Could not reach the conductor\u2019s device');
+  }
+}
+
+function send(to, text) {
+  if (link !== null && link.open && link.peer === to && link.dc.readyState === 'open') link.dc.send(text);
+}
+
+// Runs what the engine asked for, then waits for its next timer.
+function pump() {
+  const outputs = engine.takeOutputs();
+  for (let i = 0; i < outputs.length; i++) {
+    const o = outputs[i];
+    if (o.kind === 'send') send(o.to, o.text);
+    else if (o.kind === 'event') handle(o.event);
+  }
+  if (timer !== null) clearTimeout(timer);
+  timer = null;
+  const due = engine.nextTimeout();
+  if (due !== null) {
+    timer = setTimeout(() => {
+      timer = null;
+      engine.tick(now());
+      pump();
+    }, Math.max(0, due - now()));
+  }
+}
+
+function handle(event) {
+  switch (event.type) {
+    case 'join_by_code': connect(true, null); break;
+    case 'connect': connect(false, event.peer); break;
+    case 'disconnect': case 'cancel_join': closeLink(); break;
+    case 'show': show(event.view); break;
+    case 'master_view': showMaster(); break;
+    case 'phase': phase(event.phase); break;
+    case 'join_rejected': end(event.reason === 'session_ended' ? 'The session has ended.' : 'The conductor\u2019s device refused this code. Scan its QR code again.'); break;
+    case 'session_ended': end('The session has ended.'); break;
+    default: break;
+  }
+}
+
+// ---- the screen --------------------------------------------------------------------------
+
+const images = new Map(); // "song|page|width" → Promise of an object URL (or null)
+let shown = null; // the view on screen
+let front = $('page-a');
+let back = $('page-b');
+
+function width() {
+  return Math.round(Math.min(2560, Math.max(160, window.innerWidth * (window.devicePixelRatio || 1))));
+}
+
+function image(song, page) {
+  const key = song + '|' + page + '|' + width();
+  if (!images.has(key)) {
+    const url = '/v1/page?song=' + encodeURIComponent(song) + '&page=' + page + '&width=' + width();
+    const p = fetch(url, { headers: { Authorization: 'Bearer ' + code.token }, cache: 'no-store' })
+      .then((res) => (res.ok ? res.blob() : null))
+      .then((blob) => (blob === null ? null : URL.createObjectURL(blob)))
+      .catch(() => null);
+    p.then((u) => { if (u === null) images.delete(key); });
+    images.set(key, p);
+  }
+  return images.get(key);
+}
+
+// A page that could not be fetched is asked for again after this long (doubling, capped).
+const RETRY_MS = 250;
+
+async function show(view, attempt) {
+  shown = view;
+  if (view.song_id === null) {
+    $('waiting').hidden = false;
+    front.hidden = true;
+    return;
+  }
+  const url = await image(view.song_id, view.page_index);
+  if (shown !== view) return; // a later turn came meanwhile
+  if (url === null) {
+    // Not rendered (yet) or not reached: the page on screen stays (with none, the words say
+    // why), and it is asked for again.
+    if (front.hidden || !front.getAttribute('src')) $('waiting').hidden = false;
+    const n = attempt || 0;
+    setTimeout(() => { if (shown === view) show(view, n + 1); }, Math.min(4000, RETRY_MS << Math.min(n, 4)));
+    return;
+  }
+  // The new page is decoded before it replaces the old one: never a blank or half-drawn page.
+  back.src = url;
+  try { if (back.decode) await back.decode(); } catch (e) { /* shown as it is */ }
+  if (shown !== view) return;
+  // What is on screen, for whoever looks at the page from outside (tests, accessibility).
+  back.dataset.song = view.song_id;
+  back.dataset.page = String(view.page_index);
+  back.alt = 'Page ' + (view.page_index + 1);
+  back.hidden = false;
+  front.hidden = true;
+  const t = front;
+  front = back;
+  back = t;
+  $('waiting').hidden = true;
+  for (let i = 1; i <= AHEAD; i++) image(view.song_id, view.page_index + i);
+}
+
+function showMaster() {
+  const free = engine.followMode() === 'free';
+  const m = engine.masterPosition();
+  const marker = $('master-page');
+  marker.hidden = !free || m.song_id === null;
+  marker.textContent = 'Master: p. ' + (m.page_index + 1);
+  $('follow').textContent = free ? 'Follow' : 'Free';
+}
+
+function phase(p) {
+  document.body.dataset.phase = p;
+  showMaster();
+  const words = {
+    FOLLOWER_JOINING: 'Joining\u2026',
+    FOLLOWER_CONNECTED_FOLLOW: '',
+    FOLLOWER_CONNECTED_FREE: '',
+    FOLLOWER_DISCONNECTED_LOCAL: 'Connection lost',
+    FOLLOWER_REJOINING: 'Reconnecting\u2026',
+  };
+  if (p in words) setLinkText(words[p]);
+}
+
+function setLinkText(text) {
+  $('link').textContent = text || '';
+  $('join-status').textContent = text || '';
+}
+
+function end(text) {
+  store(KEYS.session, null);
+  code = null;
+  closeLink();
+  $('stage').hidden = true;
+  $('join').hidden = true;
+  $('ended').hidden = false;
+  $('ended-text').textContent = text;
+}
+
+let lastTurn = 0;
+function turn(step) {
+  if (engine === null) return;
+  const t = now();
+  if (t - lastTurn < DEBOUNCE_MS) return;
+  lastTurn = t;
+  engine.local(t, { kind: step > 0 ? 'next_page' : 'prev_page' });
+  pump();
+}
+
+function setupStage() {
+  const pages = $('pages');
+  let start = null;
+  pages.addEventListener('pointerdown', (e) => { start = { x: e.clientX, y: e.clientY }; });
+  pages.addEventListener('pointerup', (e) => {
+    if (start === null) return;
+    const dx = e.clientX - start.x;
+    start = null;
+    if (Math.abs(dx) >= SWIPE_PX) turn(dx < 0 ? 1 : -1);
+    else turn(e.clientX > window.innerWidth / 2 ? 1 : -1);
+  });
+  document.addEventListener('keydown', (e) => {
+    if (e.repeat) return;
+    if (['PageDown', 'ArrowRight', 'ArrowDown', ' '].indexOf(e.key) >= 0) { e.preventDefault(); turn(1); }
+    if (['PageUp', 'ArrowLeft', 'ArrowUp'].indexOf(e.key) >= 0) { e.preventDefault(); turn(-1); }
+  });
+  $('follow').addEventListener('click', () => {
+    if (engine === null) return;
+    engine.local(now(), { kind: 'set_follow_mode', mode: engine.followMode() === 'free' ? 'follow' : 'free' });
+    pump();
+  });
+  $('master-page').addEventListener('click', () => {
+    if (engine === null) return;
+    engine.local(now(), { kind: 'set_follow_mode', mode: 'follow' });
+    pump();
+  });
+  window.addEventListener('resize', () => { if (shown !== null) show(shown); });
+}
+
+function join() {
+  if (code === null || engine !== null) return;
+  const name = nameInput.value.trim() || 'Singer ' + deviceId.slice(4, 8).toUpperCase();
+  store(KEYS.name, name);
+  engine = create({
+    deviceId: deviceId,
+    deviceName: name,
+    appVersion: 'web-1',
+    random: () => crypto.getRandomValues(new Uint32Array(1))[0] / 4294967296,
+  });
+  $('join').hidden = true;
+  $('stage').hidden = false;
+  $('waiting').hidden = false;
+  engine.local(now(), { kind: 'join', session_id: code.session, token: code.token });
+  pump();
+}
+
+// Back from sleep, a hidden tab or a lost network: try again at once rather than at the next
+// backoff step.
+function wake() {
+  if (code === null || engine === null) return;
+  const state = link === null ? 'closed' : link.pc.connectionState;
+  if (state !== 'connected' && state !== 'connecting' && state !== 'new') {
+    const master = engine.master();
+    if (master !== null) connect(false, master);
+  }
+}
+document.addEventListener('visibilitychange', () => { if (document.visibilityState === 'visible') wake(); });
+window.addEventListener('pageshow', wake);
+window.addEventListener('online', wake);
+
+setupStage();
+$('join-button').addEventListener('click', join);
+// Enabled once this code runs: a tap before that would do nothing.
+$('join-button').disabled = false;
+nameInput.addEventListener('keydown', (e) => { if (e.key === 'Enter') join(); });
+if (fragment && fragment.error) {
+  $('join-status').textContent = fragment.error;
+  $('join-button').disabled = true;
+} else if (code === null) {
+  $('join-status').textContent = 'Scan the QR code on the conductor\u2019s screen with your camera.';
+  $('join-button').disabled = true;
+} else if (!fragment && stored(KEYS.name)) {
+  // A reload or a phone that slept: back in with no tap.
+  join();
+}

@@ -1,0 +1,136 @@
+// A phone's browser as a Choir Follower: headless Chromium in a network namespace opens the
+// join code a real headless Master prints (a LAN address, not a secure context), joins over
+// WebRTC, shows the pages the Master renders, follows, goes free and back, rejoins after a
+// reload, follows a song change and learns that the session ended. Run by `cargo xtask test`
+// (root: it makes its namespaces), with MAESTRAL_BIN naming the app.
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { resolve } from 'node:path';
+
+import { Browser } from './cdp.mjs';
+import { ADDRESS, Lan } from './lan.mjs';
+import { Master } from './master.mjs';
+
+const ROOT = resolve(import.meta.dirname, '..', '..');
+const SCORES = resolve(ROOT, 'assets', 'scores');
+const FIRST = resolve(SCORES, 'lanterns-on-the-water.pdf');
+const SECOND = resolve(SCORES, 'harbour-lights-jig.pdf');
+
+let lan;
+let master;
+let browser;
+let code;
+
+before(async () => {
+  lan = new Lan();
+  master = new Master(lan.ns, ADDRESS + ':0', SCORES);
+  const ready = await master.next((e) => e.event === 'ready', 'ready', 60000, true);
+  code = ready.join_code;
+  browser = new Browser(lan.ns);
+});
+
+after(async () => {
+  if (browser) await browser.close();
+  if (master) await master.close();
+  if (lan) lan.close();
+});
+
+// The page has loaded and its code runs (the Join button is enabled then).
+const READY = "!!document.getElementById('join-button') && !document.getElementById('join-button').disabled";
+
+// What the tab shows: {song, page} of the visible page image, or null.
+const SHOWN = `(() => { const i = [...document.querySelectorAll('img.page')].find((i) => !i.hidden && i.dataset.song);
+  return i ? { song: i.dataset.song, page: Number(i.dataset.page) } : null; })()`;
+
+async function showing(tab, song, page, what) {
+  return tab.until(`(() => { const s = ${SHOWN}; return s && s.song === ${JSON.stringify(song)} && s.page === ${page}; })()`, what);
+}
+
+async function masterShows(song) {
+  master.send('song ' + song);
+  const shown = await master.next((e) => e.event === 'show' && e.song_id !== null, 'the song shown');
+  return shown.song_id;
+}
+
+test('a phone joins from the code, follows, goes free and back, rejoins, and sees the end', async () => {
+  assert.match(code, /^HTTP:\/\/10\.253\.0\.1:\d+\/#1\./, 'the code is the web address');
+  const first = await masterShows(FIRST);
+  const tab = await browser.tab({ ownContext: true });
+  await tab.navigate(code.toLowerCase().slice(0, 7) + code.slice(7));
+  await tab.until(READY, 'the page');
+  assert.equal(await tab.eval('window.isSecureContext'), false, 'a LAN page, as on a phone');
+  assert.equal(await tab.eval('location.hash'), '', 'the code leaves the address bar at once');
+  const name = await tab.eval("document.getElementById('name').value");
+  assert.match(name, /^Singer /, 'a name is already there');
+  await tab.eval("document.getElementById('name').value = 'Alto 2'; document.getElementById('join-button').click()");
+
+  await showing(tab, first, 0, "the Master's page");
+  const seen = await master.next((e) => e.event === 'roster' && e.members.some((m) => m.name === 'Alto 2' && m.shows && m.shows.page_index === 0), 'the browser in its roster', 20000, true);
+  assert.ok(seen);
+  assert.equal(await tab.eval("document.body.dataset.phase"), 'FOLLOWER_CONNECTED_FOLLOW');
+
+  master.send('next');
+  await showing(tab, first, 1, 'the turn');
+
+  // Free: the Master turns, the phone stays; the marker says where the Master is.
+  await tab.eval("document.getElementById('follow').click()");
+  await tab.until("document.body.dataset.phase === 'FOLLOWER_CONNECTED_FREE'", 'free');
+  master.send('next');
+  await tab.until("document.getElementById('master-page').textContent === 'Master: p. 3' && !document.getElementById('master-page').hidden", 'the marker');
+  assert.deepEqual(await tab.eval(SHOWN), { song: first, page: 1 }, 'free holds the page');
+  await tab.eval("document.getElementById('master-page').click()");
+  await showing(tab, first, 2, 'following again');
+
+  // A reload (a phone that slept, a tab reopened) is back in step with no tap.
+  await tab.send('Page.reload');
+  await showing(tab, first, 2, 'the page after a reload');
+  await tab.until("document.body.dataset.phase === 'FOLLOWER_CONNECTED_FOLLOW'", 'joined again');
+
+  // A song change.
+  const second = await masterShows(SECOND);
+  await showing(tab, second, 0, 'the new song');
+
+  // Images need the token, in a header.
+  const token = await tab.eval("JSON.parse(localStorage.getItem('maestral.session')).token");
+  const url = `/v1/page?song=${second}&page=0&width=400`;
+  assert.equal(await tab.eval(`fetch('${url}').then((r) => r.status)`), 403);
+  assert.equal(await tab.eval(`fetch('${url}', {headers: {Authorization: 'Bearer ${token}'}}).then((r) => r.status)`), 200);
+
+  master.send('end');
+  await tab.until("document.getElementById('ended-text').textContent === 'The session has ended.'", 'the end');
+  assert.equal(await tab.eval("localStorage.getItem('maestral.session')"), null, 'the token is forgotten');
+  assert.equal(await tab.eval(`fetch('${url}', {headers: {Authorization: 'Bearer ${token}'}}).then((r) => r.status)`), 403);
+});
+
+test('a code with a wrong token is refused in words', async () => {
+  master.send('start');
+  const ready = await master.next((e) => e.event === 'join_code' || (e.event === 'ready' && e.join_code), 'a new session', 20000);
+  const fresh = ready.join_code;
+  const fields = fresh.split('.');
+  fields[fields.length - 2] = 'WRONGTOKEN';
+  const tab = await browser.tab({ ownContext: true });
+  await tab.navigate(fields.join('.'));
+  await tab.until(READY, 'the page');
+  await tab.eval("document.getElementById('join-button').click()");
+  const words = await tab.until("document.getElementById('ended').hidden === false && document.getElementById('ended-text').textContent", 'the refusal');
+  assert.match(words, /refused this code/);
+  code = fresh;
+});
+
+test('ten phones that tap Join at once all show the Master page', async () => {
+  const song = await masterShows(FIRST);
+  master.send('page 1');
+  await master.next((e) => e.event === 'show' && e.page_index === 1, 'page 1');
+  // The pages are opened one after another: every tab here shares one address, and the
+  // listener serves one address at most 8 connections at once (a phone's browser opens 6).
+  const tabs = [];
+  for (let i = 0; i < 10; i++) {
+    const tab = await browser.tab({ ownContext: true });
+    await tab.navigate(code);
+    await tab.until(READY, 'the page');
+    tabs.push(tab);
+  }
+  await Promise.all(tabs.map((tab, i) => tab.eval(`document.getElementById('name').value = 'Phone ${i}'; document.getElementById('join-button').click()`)));
+  await Promise.all(tabs.map((tab, i) => tab.until(`(() => { const s = ${SHOWN}; return s && s.song === ${JSON.stringify(song)} && s.page === 1; })()`, 'phone ' + i, 30000)));
+});
