@@ -164,7 +164,8 @@ async fn refusals_have_exact_status_and_body() {
     }
 
     assert_reason(&raw(addr, &post("/v2/join", ct, "{}")).await, 404, "not_found");
-    assert_reason(&raw(addr, &post("/", ct, "{}")).await, 404, "not_found");
+    // `/` is the browser Follower's page: GET only.
+    assert_reason(&raw(addr, &post("/", ct, "{}")).await, 405, "method_not_allowed");
     let get = b"GET /v1/join HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
     assert_reason(&raw(addr, get).await, 405, "method_not_allowed");
     server.shutdown().await;
