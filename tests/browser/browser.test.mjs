@@ -69,6 +69,9 @@ test('a phone joins from the code, follows, goes free and back, rejoins, and see
   const seen = await master.next((e) => e.event === 'roster' && e.members.some((m) => m.name === 'Alto 2' && m.shows && m.shows.page_index === 0), 'the browser in its roster', 20000, true);
   assert.ok(seen);
   assert.equal(await tab.eval("document.body.dataset.phase"), 'FOLLOWER_CONNECTED_FOLLOW');
+  // No Wake Lock on a LAN page: the screen is kept on by the looping video the tap started.
+  assert.equal(await tab.eval("'wakeLock' in navigator"), false);
+  await tab.until("document.body.dataset.awake === 'video' && !document.getElementById('wake').paused", 'the wake video');
 
   master.send('next');
   await showing(tab, first, 1, 'the turn');

@@ -339,6 +339,8 @@ function setLinkText(text) {
 
 function end(text) {
   store(KEYS.session, null);
+  $('wake').pause();
+  if (wakeLock !== null) wakeLock.release().catch(() => {});
   code = null;
   closeLink();
   $('stage').hidden = true;
@@ -386,8 +388,47 @@ function setupStage() {
   window.addEventListener('resize', () => { if (shown !== null) show(shown); });
 }
 
+// ---- keeping the screen on ------------------------------------------------------------------
+
+const TIP_AWAKE = 'Tip: set your phone\u2019s Auto-Lock (screen timeout) to Never for the rehearsal.';
+let wakeLock = null;
+
+// While joined, the screen stays on where the browser allows it: the Wake Lock (a secure context
+// only, so not on a LAN page today), else a tiny looping video, which must be started by a tap;
+// where neither works, a one-line tip. Says which: 'lock', 'video' or 'tip'.
+function keepAwake() {
+  const video = $('wake');
+  // Started at once, within the tap (a later start is refused without one).
+  const playing = Promise.resolve(video.play ? video.play() : Promise.reject(new Error('no video')));
+  playing.catch(() => {}); // decided below
+  const locked = 'wakeLock' in navigator
+    ? navigator.wakeLock.request('screen').then((l) => { wakeLock = l; return 'lock'; })
+    : Promise.reject(new Error('no Wake Lock'));
+  return locked
+    .then((how) => { video.pause(); return how; })
+    .catch(() => playing.then(() => 'video'))
+    .catch(() => {
+      $('tip').textContent = TIP_AWAKE;
+      $('tip').hidden = false;
+      setTimeout(() => { $('tip').hidden = true; }, 15000);
+      return 'tip';
+    })
+    .then((how) => { document.body.dataset.awake = how; return how; });
+}
+
+// Back in view: a Wake Lock was released when the page was hidden, and a video may have stopped.
+function stayAwake() {
+  if (engine === null || code === null) return;
+  if (wakeLock !== null && wakeLock.released && 'wakeLock' in navigator) {
+    navigator.wakeLock.request('screen').then((l) => { wakeLock = l; }).catch(() => {});
+  } else if (document.body.dataset.awake === 'video') {
+    $('wake').play().catch(() => {});
+  }
+}
+
 function join() {
   if (code === null || engine !== null) return;
+  keepAwake();
   const name = nameInput.value.trim() || 'Singer ' + deviceId.slice(4, 8).toUpperCase();
   store(KEYS.name, name);
   engine = create({
@@ -413,7 +454,12 @@ function wake() {
     if (master !== null) connect(false, master);
   }
 }
-document.addEventListener('visibilitychange', () => { if (document.visibilityState === 'visible') wake(); });
+document.addEventListener('visibilitychange', () => {
+  if (document.visibilityState === 'visible') {
+    wake();
+    stayAwake();
+  }
+});
 window.addEventListener('pageshow', wake);
 window.addEventListener('online', wake);
 

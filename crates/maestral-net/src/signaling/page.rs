@@ -136,18 +136,22 @@ pub(super) fn image_response(image: PageImage) -> Response {
 }
 
 /// The browser Follower's files, bundled into the binary: path, type, contents.
-const FILES: &[(&str, &str, &str)] = &[
-    ("/", "text/html; charset=utf-8", include_str!("../../web/index.html")),
-    ("/style.css", "text/css; charset=utf-8", include_str!("../../web/style.css")),
-    ("/app.mjs", JS, include_str!("../../web/app.mjs")),
+const FILES: &[(&str, &str, &[u8])] = &[
+    ("/", "text/html; charset=utf-8", include_bytes!("../../web/index.html")),
+    ("/style.css", "text/css; charset=utf-8", include_bytes!("../../web/style.css")),
+    ("/app.mjs", JS, include_bytes!("../../web/app.mjs")),
     // The protocol's rules (also run under node by the conformance driver).
-    ("/follower.mjs", JS, include_str!("../../web/follower.mjs")),
-    ("/core.mjs", JS, include_str!("../../web/core.mjs")),
-    ("/envelope.mjs", JS, include_str!("../../web/envelope.mjs")),
-    ("/actions.mjs", JS, include_str!("../../web/actions.mjs")),
-    ("/json.mjs", JS, include_str!("../../web/json.mjs")),
-    ("/position.mjs", JS, include_str!("../../web/position.mjs")),
-    ("/resume.mjs", JS, include_str!("../../web/resume.mjs")),
+    ("/follower.mjs", JS, include_bytes!("../../web/follower.mjs")),
+    ("/core.mjs", JS, include_bytes!("../../web/core.mjs")),
+    ("/envelope.mjs", JS, include_bytes!("../../web/envelope.mjs")),
+    ("/actions.mjs", JS, include_bytes!("../../web/actions.mjs")),
+    ("/json.mjs", JS, include_bytes!("../../web/json.mjs")),
+    ("/position.mjs", JS, include_bytes!("../../web/position.mjs")),
+    ("/resume.mjs", JS, include_bytes!("../../web/resume.mjs")),
+    // Two seconds of black, looped while joined where the browser has no Wake Lock (made by
+    // `web/make-wake-video.sh`).
+    ("/wake.mp4", "video/mp4", include_bytes!("../../web/wake.mp4")),
+    ("/wake.webm", "video/webm", include_bytes!("../../web/wake.webm")),
 ];
 
 const JS: &str = "text/javascript; charset=utf-8";
@@ -155,7 +159,7 @@ const JS: &str = "text/javascript; charset=utf-8";
 /// The bundled file at `path`, if there is one.
 pub(super) fn file(path: &str) -> Option<Response> {
     let (_, content_type, body) = FILES.iter().find(|(p, _, _)| *p == path)?;
-    let mut response = (StatusCode::OK, *body).into_response();
+    let mut response = (StatusCode::OK, body.to_vec()).into_response();
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     // Nothing from elsewhere, no framing by other pages, and the address (whose fragment the page
