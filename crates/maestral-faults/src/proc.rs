@@ -9,6 +9,13 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
 
+/// Whether a join code (either form: `HTTP://IP:PORT/#…` or `maestral://join?host=IP:PORT&…`)
+/// names the Master at `ip`.
+pub fn names_host(code: &str, ip: std::net::Ipv4Addr) -> bool {
+    code.contains(&format!("host={ip}:"))
+        || code.to_ascii_lowercase().starts_with(&format!("http://{ip}:"))
+}
+
 /// A `show` event of `song`'s page `page`.
 pub fn is_show(e: &Value, song: &str, page: u64) -> bool {
     e["event"] == "show" && e["song_id"] == song && e["page_index"] == page
@@ -236,5 +243,19 @@ impl Drop for Device {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::names_host;
+
+    #[test]
+    fn a_join_code_of_either_form_names_its_host() {
+        let ip = "10.77.200.2".parse().expect("address");
+        assert!(names_host("HTTP://10.77.200.2:46047/#1.S.T.F", ip));
+        assert!(names_host("maestral://join?host=10.77.200.2:46047&session=s", ip));
+        assert!(!names_host("HTTP://10.77.200.21:46047/#1.S.T.F", ip));
+        assert!(!names_host("HTTP://10.77.0.1:46047/#1.S.T.F", ip));
     }
 }

@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 
 use crate::lan::Lan;
 pub use crate::plan::Fault;
-use crate::proc::{Device, is_show};
+use crate::proc::{Device, is_show, names_host};
 use crate::solo::Pair;
 
 /// What to run.
@@ -403,7 +403,7 @@ impl Run {
                     .master
                     .expect(spawned, CONVERGE, "its return", |e| e["event"] == "ready")?;
                 let code = ready["join_code"].as_str().unwrap_or_default().to_owned();
-                if !code.contains(&format!("host={to}:")) {
+                if !names_host(&code, to) {
                     row.violations.push(format!("the join code names another address: {code}"));
                 }
                 self.code = code;
@@ -434,7 +434,7 @@ impl Run {
                     .expect(at, CONVERGE, "a new join code", |e| e["event"] == "join_code")?;
                 row.notice_ms = Some(seen.saturating_duration_since(at).as_secs_f64() * 1e3);
                 let code = said["join_code"].as_str().unwrap_or_default().to_owned();
-                if !code.contains(&format!("host={to}:")) {
+                if !names_host(&code, to) {
                     row.violations.push(format!("the new join code names another address: {code}"));
                 }
                 self.code = code;
