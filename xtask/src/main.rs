@@ -17,7 +17,7 @@ usage: cargo xtask <command>
   test                   set up and run every test (what CI runs)
   sim [--seeds N] [--seed S] [--start S]
                          run the sync-engine simulation for more seeds
-  bench engine|render|sync|stream|app|roster|restart [--dev]
+  bench engine|render|sync|stream|app|roster|restart|browser [--dev]
                          run a benchmark (release; `app --dev`: the dev build, which is
                          much quicker to build); results under target/bench/
   fuzz [--minutes N] [--seed S]
@@ -310,10 +310,32 @@ fn app_bench(name: &str, rest: &[String]) -> Result<()> {
     status(&mut c)
 }
 
+/// Browser Followers against a headless Master (root: it makes its network namespace).
+fn browser_bench(rest: &[String]) -> Result<()> {
+    let lib = pdfium::ensure()?;
+    let dev = rest[1..].iter().any(|a| a == "--dev");
+    let mut build = cargo();
+    build.args(["build", "--package", "maestral"]);
+    if !dev {
+        build.arg("--release");
+    }
+    status(&mut build)?;
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .map(|p| if p.is_absolute() { p } else { root().join(p) })
+        .unwrap_or_else(|| root().join("target"));
+    let app = target.join(if dev { "debug" } else { "release" }).join("maestral");
+    let mut c = Command::new("node");
+    c.current_dir(root()).arg("tests/browser/bench.mjs");
+    c.env("MAESTRAL_BIN", app).env("MAESTRAL_PDFIUM", lib);
+    c.env("MAESTRAL_BUILD", if dev { "dev" } else { "release" });
+    status(&mut c)
+}
+
 fn bench(rest: &[String]) -> Result<()> {
     let Some(which) = rest.first() else {
         bail!(
-            "which benchmark? `cargo xtask bench engine`, `render`, `sync`, `stream`, `app`, `roster` or `restart`"
+            "which benchmark? `cargo xtask bench engine`, `render`, `sync`, `stream`, `app`, `roster`, `restart` or `browser`"
         );
     };
     std::fs::create_dir_all(root().join("target/bench"))?;
@@ -344,9 +366,11 @@ fn bench(rest: &[String]) -> Result<()> {
         "restart" => app_bench("restart", rest),
         // A real window under Xvfb with Mesa's software Vulkan (see tests/window.rs).
         "app" => app_bench("app", rest),
+        // Headless Chromium tabs as phones joining a headless Master (tests/browser/bench.mjs).
+        "browser" => browser_bench(rest),
         other => {
             bail!(
-                "unknown benchmark `{other}`: try `engine`, `render`, `sync`, `stream`, `app`, `roster` or `restart`"
+                "unknown benchmark `{other}`: try `engine`, `render`, `sync`, `stream`, `app`, `roster`, `restart` or `browser`"
             )
         }
     }

@@ -300,6 +300,7 @@ async function show(view, attempt) {
   // What is on screen, for whoever looks at the page from outside (tests, accessibility).
   back.dataset.song = view.song_id;
   back.dataset.page = String(view.page_index);
+  back.dataset.shownAt = String(Date.now());
   back.alt = 'Page ' + (view.page_index + 1);
   back.hidden = false;
   front.hidden = true;
