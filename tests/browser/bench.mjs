@@ -11,12 +11,13 @@
 
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 
 import { Browser } from './cdp.mjs';
 import { ADDRESS, Lan } from './lan.mjs';
 import { Master } from './master.mjs';
 
-const ROOT = resolve(import.meta.dirname, '..', '..');
+const ROOT = resolve(fileURLToPath(new URL('.', import.meta.url)), '..', '..');
 const SCORE = resolve(ROOT, 'assets', 'scores', 'lanterns-on-the-water.pdf');
 const TABS = Number(process.env.BENCH_TABS || 30);
 const TURNS = 50;

@@ -7,12 +7,13 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 
 import { Browser } from './cdp.mjs';
 import { ADDRESS, Lan } from './lan.mjs';
 import { Master } from './master.mjs';
 
-const ROOT = resolve(import.meta.dirname, '..', '..');
+const ROOT = resolve(fileURLToPath(new URL('.', import.meta.url)), '..', '..');
 const SCORES = resolve(ROOT, 'assets', 'scores');
 const FIRST = resolve(SCORES, 'lanterns-on-the-water.pdf');
 const SECOND = resolve(SCORES, 'harbour-lights-jig.pdf');
