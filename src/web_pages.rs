@@ -23,6 +23,11 @@ use crate::model::SongLibrary;
 pub const CACHE_BUDGET: usize = 16 * 1024 * 1024;
 /// A render that takes longer than this has failed (PDFium cannot be interrupted).
 const RENDER_WAIT: Duration = Duration::from_secs(20);
+/// Requests waiting for the worker at most; past them the answer is "unavailable" at once (the
+/// page asks again), so no one can pile up work faster than it drains.
+const QUEUE: usize = 64;
+/// The worker's render thread keeps few bitmaps: what it renders is kept as PNG.
+const BITMAP_BUDGET: usize = 8 * 1024 * 1024;
 
 /// What the renderer knows of a song.
 #[derive(Clone)]
@@ -30,6 +35,9 @@ struct Known {
     source: SongSource,
     pages: u32,
     aspect: f32,
+    /// Where it was found: a change (the same song again from another file, or streamed) makes
+    /// the worker take the new source.
+    path: std::path::PathBuf,
 }
 
 type Key = (String, u32, u32);
@@ -55,14 +63,27 @@ struct Cache {
 }
 
 impl Cache {
+    /// Forgets the pages of songs not in `songs`.
+    fn keep_songs(&mut self, songs: &HashMap<String, Known>) {
+        self.order.retain(|k| songs.contains_key(&k.0));
+        let gone: Vec<Key> =
+            self.images.keys().filter(|k| !songs.contains_key(&k.0)).cloned().collect();
+        for key in gone {
+            if let Some(image) = self.images.remove(&key) {
+                self.bytes -= image.bytes.len();
+            }
+        }
+    }
+
     fn get(&self, key: &Key) -> Option<PageImage> {
         self.images.get(key).cloned()
     }
 
     fn put(&mut self, key: Key, image: PageImage) {
         self.bytes += image.bytes.len();
-        if self.images.insert(key.clone(), image).is_none() {
-            self.order.push_back(key);
+        match self.images.insert(key.clone(), image) {
+            Some(old) => self.bytes -= old.bytes.len(),
+            None => self.order.push_back(key),
         }
         while self.bytes > CACHE_BUDGET {
             let Some(old) = self.order.pop_front() else { break };
@@ -86,7 +107,8 @@ impl Default for WebPages {
 }
 
 impl WebPages {
-    /// The songs this device has, as the library holds them now.
+    /// The songs this device has, as the library holds them now; pages of songs it no longer
+    /// has are forgotten.
     pub fn set_songs(&self, library: &SongLibrary) {
         let songs: HashMap<String, Known> = library
             .songs()
@@ -96,10 +118,18 @@ impl WebPages {
                 let aspect = first.map_or(1.414, |p| {
                     if p.width > 0.0 && p.height > 0.0 { p.height / p.width } else { 1.414 }
                 });
-                let known = Known { source: library.source(song), pages: song.page_count, aspect };
+                let known = Known {
+                    source: library.source(song),
+                    pages: song.page_count,
+                    aspect,
+                    path: song.path.clone(),
+                };
                 (song.id.as_str().to_owned(), known)
             })
             .collect();
+        if let Ok(mut cache) = self.cache.lock() {
+            cache.keep_songs(&songs);
+        }
         if let Ok(mut mine) = self.songs.lock() {
             *mine = songs;
         }
@@ -109,7 +139,7 @@ impl WebPages {
     fn queue(&self) -> Option<Sender<Job>> {
         let mut jobs = self.jobs.lock().ok()?;
         if jobs.is_none() {
-            let (tx, rx) = crossbeam_channel::unbounded();
+            let (tx, rx) = crossbeam_channel::bounded(QUEUE);
             let (songs, cache) = (self.songs.clone(), self.cache.clone());
             std::thread::Builder::new()
                 .name("maestral-web-pages".into())
@@ -128,9 +158,10 @@ impl PageImages for WebPages {
             return Box::pin(async move { PageOutcome::Image(image) });
         }
         let (reply, answer) = page_reply();
-        // Not queued: the reply is dropped, and the answer is "unavailable".
+        // Not queued (the queue full, the worker gone): the reply is dropped, and the answer is
+        // "unavailable".
         if let Some(queue) = self.queue() {
-            let _ = queue.send(Job { key, reply });
+            let _ = queue.try_send(Job { key, reply });
         }
         answer
     }
@@ -138,14 +169,19 @@ impl PageImages for WebPages {
 
 /// The worker: one job at a time, each answered from the cache or rendered and encoded.
 fn work(jobs: &Receiver<Job>, songs: &Mutex<HashMap<String, Known>>, cache: &Mutex<Cache>) {
-    let Ok((renderer, events)) = RenderThread::spawn(RenderConfig::default()) else {
+    let config = RenderConfig { cache_budget: BITMAP_BUDGET, ..RenderConfig::default() };
+    let Ok((renderer, events)) = RenderThread::spawn(config) else {
         for job in jobs.iter() {
             job.reply.send(PageOutcome::Unavailable);
         }
         return;
     };
-    let mut added: HashMap<String, u32> = HashMap::new();
+    // The source each song was given to the render thread from.
+    let mut added: HashMap<String, std::path::PathBuf> = HashMap::new();
     for Job { key, reply } in jobs.iter() {
+        if reply.is_closed() {
+            continue;
+        }
         if let Some(image) = cache.lock().ok().and_then(|c| c.get(&key)) {
             reply.send(PageOutcome::Image(image));
             continue;
@@ -156,8 +192,9 @@ fn work(jobs: &Receiver<Job>, songs: &Mutex<HashMap<String, Known>>, cache: &Mut
             reply.send(PageOutcome::NotFound);
             continue;
         };
-        if added.insert(song.clone(), known.pages).is_none() {
+        if added.get(&song) != Some(&known.path) {
             renderer.add_source(SongId::new(song.as_str()), known.source.clone());
+            added.insert(song.clone(), known.path.clone());
         }
         let height = ((width as f32) * known.aspect).ceil().clamp(1.0, 8192.0) as u32;
         let request =
@@ -223,5 +260,35 @@ pub fn follow_library(library: Res<SongLibrary>, pages: Option<Res<WebPages>>) {
         && library.is_changed()
     {
         pages.set_songs(&library);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn image(n: usize) -> PageImage {
+        PageImage { bytes: vec![0u8; n].into(), content_type: "image/png" }
+    }
+
+    #[test]
+    fn the_cache_counts_each_image_once_and_forgets_songs_that_are_gone() {
+        let mut cache = Cache::default();
+        cache.put(("a".into(), 0, 800), image(10));
+        cache.put(("a".into(), 0, 800), image(30));
+        cache.put(("b".into(), 1, 800), image(5));
+        assert_eq!(cache.bytes, 35, "a replaced image is counted once");
+        let known = Known {
+            source: SongSource::File("b.pdf".into()),
+            pages: 2,
+            aspect: 1.4,
+            path: "b.pdf".into(),
+        };
+        cache.keep_songs(&HashMap::from([("b".to_owned(), known)]));
+        assert_eq!(cache.bytes, 5);
+        assert!(cache.get(&("a".into(), 0, 800)).is_none(), "a song gone is not served");
+        assert!(cache.get(&("b".into(), 1, 800)).is_some());
+        cache.put(("c".into(), 0, 800), image(CACHE_BUDGET));
+        assert!(cache.bytes <= CACHE_BUDGET, "the budget holds");
     }
 }

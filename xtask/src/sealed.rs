@@ -13,6 +13,10 @@
 //!
 //! Each run first sends a broadcast from inside and sees it counted (the check can fail), then
 //! resets the counter for the tests.
+//!
+//! What it does not see: traffic inside namespaces the tests make themselves (the fault
+//! harness's LAN, the browser test's), which never crosses `mt0`; their own sinks lead nowhere,
+//! so nothing of theirs leaves the machine either.
 
 use std::process::Command;
 
@@ -72,7 +76,9 @@ fn sh(program: &str, args: &[&str]) -> Result<String> {
 
 impl Sealed {
     /// Makes the namespaces (root, `ip` and `nft` needed); an error says why they cannot be.
+    /// Namespaces an earlier run left behind (killed before it could remove them) go first.
     pub fn make() -> Result<Sealed> {
+        leftovers();
         let pid = std::process::id();
         let sealed =
             Sealed { ns: format!("maestral-sealed-{pid}"), sink: format!("maestral-sink-{pid}") };
@@ -169,6 +175,22 @@ impl Sealed {
             );
         }
         Ok(())
+    }
+}
+
+/// Removes the sealed and sink namespaces of runs whose process is gone.
+fn leftovers() {
+    let Ok(listed) = sh("ip", &["netns", "list"]) else { return };
+    for name in listed.lines().filter_map(|l| l.split_whitespace().next()) {
+        let pid = name
+            .strip_prefix("maestral-sealed-")
+            .or_else(|| name.strip_prefix("maestral-sink-"))
+            .and_then(|p| p.parse::<u32>().ok());
+        if let Some(pid) = pid
+            && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+        {
+            let _ = sh("ip", &["netns", "del", name]);
+        }
     }
 }
 

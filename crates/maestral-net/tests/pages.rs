@@ -136,6 +136,11 @@ fn page_images_need_the_running_sessions_token_in_a_header() {
     let ended = get(code.host, path, &[&token]);
     assert_eq!(ended.status, 403);
     assert!(String::from_utf8_lossy(&ended.body).contains("session_ended"));
+    // A phone that slept through the end asks again and again: that is no token guessing, and
+    // it must not lock its address out of the next session (10 refusals a minute would).
+    for _ in 0..15 {
+        assert_eq!(get(code.host, path, &[&token]).status, 403, "never 429");
+    }
 }
 
 #[test]

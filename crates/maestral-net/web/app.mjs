@@ -250,7 +250,7 @@ function handle(event) {
 
 // ---- the screen --------------------------------------------------------------------------
 
-const images = new Map(); // "song|page|width" → Promise of an object URL (or null)
+const images = new Map(); // "song|page|width" → {promise of an object URL or null, url once known}
 let shown = null; // the view on screen
 let front = $('page-a');
 let back = $('page-b');
@@ -259,44 +259,80 @@ function width() {
   return Math.round(Math.min(2560, Math.max(160, window.innerWidth * (window.devicePixelRatio || 1))));
 }
 
+// Fetches a page image: its object URL, null when not fetched (try again), or REFUSED when the
+// Master refused the token (no retry: the link learns why and says so).
+const REFUSED = 'refused';
+
 function image(song, page) {
+  if (code === null) return Promise.resolve(REFUSED);
   const key = song + '|' + page + '|' + width();
   if (!images.has(key)) {
     const url = '/v1/page?song=' + encodeURIComponent(song) + '&page=' + page + '&width=' + width();
-    const p = fetch(url, { headers: { Authorization: 'Bearer ' + code.token }, cache: 'no-store' })
-      .then((res) => (res.ok ? res.blob() : null))
-      .then((blob) => (blob === null ? null : URL.createObjectURL(blob)))
-      .catch(() => null);
-    p.then((u) => { if (u === null) images.delete(key); });
-    images.set(key, p);
+    const entry = { promise: null, url: undefined };
+    entry.promise = fetch(url, { headers: { Authorization: 'Bearer ' + code.token }, cache: 'no-store' })
+      .then((res) => (res.ok ? res.blob() : res.status === 403 ? REFUSED : null))
+      .then((blob) => (blob === null || blob === REFUSED ? blob : URL.createObjectURL(blob)))
+      .catch(() => null)
+      .then((u) => {
+        entry.url = u;
+        if ((u === null || u === REFUSED) && images.get(key) === entry) images.delete(key);
+        return u;
+      });
+    images.set(key, entry);
+    forgetOld();
   }
-  return images.get(key);
+  return images.get(key).promise;
+}
+
+// Pages kept ready in memory: the ones around the turn, not a whole evening's.
+const KEPT_IMAGES = 16;
+
+// Forgets the oldest fetched pages past KEPT_IMAGES, freeing their memory: only pages already
+// fetched (a turn may be waiting for one still in flight) and never one on screen.
+function forgetOld() {
+  const onScreen = [front.getAttribute('src'), back.getAttribute('src')];
+  const keys = Array.from(images.keys());
+  for (let i = 0; i < keys.length && images.size > KEPT_IMAGES; i++) {
+    const entry = images.get(keys[i]);
+    if (typeof entry.url !== 'string' || entry.url === REFUSED || onScreen.indexOf(entry.url) >= 0) continue;
+    images.delete(keys[i]);
+    URL.revokeObjectURL(entry.url);
+  }
 }
 
 // A page that could not be fetched is asked for again after this long (doubling, capped).
 const RETRY_MS = 250;
 
+let showing = 0; // which call of show() is the latest (a rotation shows the same view again)
+
 async function show(view, attempt) {
   shown = view;
+  const mine = ++showing;
   if (view.song_id === null) {
     $('waiting').hidden = false;
     front.hidden = true;
     return;
   }
   const url = await image(view.song_id, view.page_index);
-  if (shown !== view) return; // a later turn came meanwhile
+  if (mine !== showing) return; // a later turn came meanwhile
+  // The token refused (the session ended while this phone slept?): no retry; the link is
+  // checked instead, and a rejoin learns why.
+  if (url === REFUSED) {
+    wake();
+    return;
+  }
   if (url === null) {
     // Not rendered (yet) or not reached: the page on screen stays (with none, the words say
     // why), and it is asked for again.
     if (front.hidden || !front.getAttribute('src')) $('waiting').hidden = false;
     const n = attempt || 0;
-    setTimeout(() => { if (shown === view) show(view, n + 1); }, Math.min(4000, RETRY_MS << Math.min(n, 4)));
+    setTimeout(() => { if (mine === showing) show(view, n + 1); }, Math.min(4000, RETRY_MS << Math.min(n, 4)));
     return;
   }
   // The new page is decoded before it replaces the old one: never a blank or half-drawn page.
   back.src = url;
   try { if (back.decode) await back.decode(); } catch (e) { /* shown as it is */ }
-  if (shown !== view) return;
+  if (mine !== showing) return;
   // What is on screen, for whoever looks at the page from outside (tests, accessibility).
   back.dataset.song = view.song_id;
   back.dataset.page = String(view.page_index);
@@ -428,7 +464,7 @@ function stayAwake() {
 }
 
 function join() {
-  if (code === null || engine !== null) return;
+  if (code === null || engine !== null || (fragment && fragment.error)) return;
   keepAwake();
   const name = nameInput.value.trim() || 'Singer ' + deviceId.slice(4, 8).toUpperCase();
   store(KEYS.name, name);

@@ -85,6 +85,12 @@ impl PageReply {
     pub fn send(self, outcome: PageOutcome) {
         let _ = self.0.send(outcome);
     }
+
+    /// Whether nobody waits for the answer any more (the request timed out, or its connection
+    /// closed): not worth rendering.
+    pub fn is_closed(&self) -> bool {
+        self.0.is_closed()
+    }
 }
 
 /// A reply and the future that resolves to it ([`PageOutcome::Unavailable`] if the reply is

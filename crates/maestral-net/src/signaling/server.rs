@@ -498,7 +498,9 @@ async fn join_route(
             json(StatusCode::OK, serde_json::json!({ "answer": answer }))
         }
         JoinOutcome::InvalidToken => refuse(StatusCode::FORBIDDEN, "invalid_token"),
-        JoinOutcome::SessionEnded => refuse(StatusCode::FORBIDDEN, "session_ended"),
+        // Said of a session id whatever the token: no evidence of guessing, and a singer whose
+        // phone slept through the end must not be locked out of the next session.
+        JoinOutcome::SessionEnded => reason(StatusCode::FORBIDDEN, "session_ended"),
         JoinOutcome::BadRequest => refuse(StatusCode::BAD_REQUEST, "bad_request"),
         JoinOutcome::Unavailable => reason(StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
     }
@@ -544,7 +546,7 @@ async fn page_route(
     match outcome.unwrap_or(PageOutcome::Unavailable) {
         PageOutcome::Image(image) => page::image_response(image),
         PageOutcome::InvalidToken => refuse(StatusCode::FORBIDDEN, "invalid_token"),
-        PageOutcome::SessionEnded => refuse(StatusCode::FORBIDDEN, "session_ended"),
+        PageOutcome::SessionEnded => reason(StatusCode::FORBIDDEN, "session_ended"),
         PageOutcome::NotFound => reason(StatusCode::NOT_FOUND, "not_found"),
         PageOutcome::Unavailable => reason(StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
     }
