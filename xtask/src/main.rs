@@ -71,6 +71,14 @@ pub fn root() -> PathBuf {
         .to_path_buf()
 }
 
+/// Where cargo builds: `CARGO_TARGET_DIR` (relative to the root) or `target/`.
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .map(|p| if p.is_absolute() { p } else { root().join(p) })
+        .unwrap_or_else(|| root().join("target"))
+}
+
 pub fn cargo() -> Command {
     let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     c.current_dir(root());
@@ -246,10 +254,7 @@ fn faults_build() -> Result<(PathBuf, PathBuf)> {
     // test build's, and the app would be compiled again.
     status(cargo().args(["build", "--package", "maestral"]))?;
     status(cargo().args(["build", "--package", "maestral-faults"]))?;
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .map(|p| if p.is_absolute() { p } else { root().join(p) })
-        .unwrap_or_else(|| root().join("target"));
+    let target = target_dir();
     Ok((target.join("debug").join("maestral-faults"), target.join("debug").join("maestral")))
 }
 
@@ -320,10 +325,7 @@ fn browser_bench(rest: &[String]) -> Result<()> {
         build.arg("--release");
     }
     status(&mut build)?;
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .map(|p| if p.is_absolute() { p } else { root().join(p) })
-        .unwrap_or_else(|| root().join("target"));
+    let target = target_dir();
     let app = target.join(if dev { "debug" } else { "release" }).join("maestral");
     let mut c = Command::new("node");
     c.current_dir(root()).arg("tests/browser/bench.mjs");

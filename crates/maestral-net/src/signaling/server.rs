@@ -450,13 +450,7 @@ async fn join_route(
     let ip = peer.ip();
     let config = &shared.config;
     // Every refusal counts toward the address's limit, checked and recorded in one step.
-    let refuse = |status: StatusCode, why: &str| {
-        if shared.limiter.record_checked(ip, Instant::now()) {
-            reason(status, why)
-        } else {
-            reason(StatusCode::TOO_MANY_REQUESTS, "too_many_attempts")
-        }
-    };
+    let refuse = |status: StatusCode, why: &str| refusal(&shared.limiter, ip, status, why);
     // Checked before reading anything, so a client past the limit costs us almost nothing.
     if shared.limiter.is_limited(ip, Instant::now()) {
         return reason(StatusCode::TOO_MANY_REQUESTS, "too_many_attempts");
@@ -506,6 +500,15 @@ async fn join_route(
     }
 }
 
+/// A refusal of a request from `ip`, counted toward its limit: `429` once past it.
+fn refusal(limiter: &RateLimiter, ip: IpAddr, status: StatusCode, why: &str) -> Response {
+    if limiter.record_checked(ip, Instant::now()) {
+        reason(status, why)
+    } else {
+        reason(StatusCode::TOO_MANY_REQUESTS, "too_many_attempts")
+    }
+}
+
 /// One of the browser Follower's bundled files.
 async fn file_route(Extension(seen): Extension<Seen>, uri: Uri) -> Response {
     seen.0.store(true, std::sync::atomic::Ordering::SeqCst);
@@ -525,13 +528,7 @@ async fn page_route(
     if shared.limiter.is_limited(ip, Instant::now()) {
         return reason(StatusCode::TOO_MANY_REQUESTS, "too_many_attempts");
     }
-    let refuse = |status: StatusCode, why: &str| {
-        if shared.limiter.record_checked(ip, Instant::now()) {
-            reason(status, why)
-        } else {
-            reason(StatusCode::TOO_MANY_REQUESTS, "too_many_attempts")
-        }
-    };
+    let refuse = |status: StatusCode, why: &str| refusal(&shared.limiter, ip, status, why);
     let Some(pages) = shared.pages.as_ref() else {
         return reason(StatusCode::NOT_FOUND, "not_found");
     };
