@@ -10,7 +10,7 @@ import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { Browser } from './cdp.mjs';
-import { ADDRESS, Lan } from './lan.mjs';
+import { ADDRESS, Lan, loss } from './lan.mjs';
 import { Master } from './master.mjs';
 
 const ROOT = resolve(fileURLToPath(new URL('.', import.meta.url)), '..', '..');
@@ -44,8 +44,8 @@ const READY = "!!document.getElementById('join-button') && !document.getElementB
 const SHOWN = `(() => { const i = [...document.querySelectorAll('img.page')].find((i) => !i.hidden && i.dataset.song);
   return i ? { song: i.dataset.song, page: Number(i.dataset.page) } : null; })()`;
 
-async function showing(tab, song, page, what) {
-  return tab.until(`(() => { const s = ${SHOWN}; return s && s.song === ${JSON.stringify(song)} && s.page === ${page}; })()`, what);
+async function showing(tab, song, page, what, timeoutMs) {
+  return tab.until(`(() => { const s = ${SHOWN}; return s && s.song === ${JSON.stringify(song)} && s.page === ${page}; })()`, what, timeoutMs);
 }
 
 async function masterShows(song) {
@@ -137,4 +137,43 @@ test('ten phones that tap Join at once all show the Master page', async () => {
   }
   await Promise.all(tabs.map((tab, i) => tab.eval(`document.getElementById('name').value = 'Phone ${i}'; document.getElementById('join-button').click()`)));
   await Promise.all(tabs.map((tab, i) => tab.until(`(() => { const s = ${SHOWN}; return s && s.song === ${JSON.stringify(song)} && s.page === 1; })()`, 'phone ' + i, 30000)));
+});
+
+test('a phone whose link goes silent says so, is back in step when it returns, and can leave', async () => {
+  const song = await masterShows(FIRST);
+  const ns = lan.phone();
+  const phone = new Browser(ns);
+  try {
+    const tab = await phone.tab({ ownContext: true });
+    await tab.navigate(code);
+    await tab.until(READY, 'the page');
+    await tab.eval("document.getElementById('name').value = 'Tenor 1'; document.getElementById('join-button').click()");
+    const at = (await master.next((e) => e.event === 'roster' && e.members.some((m) => m.name === 'Tenor 1' && m.shows), 'the phone in its roster', 30000, true))
+      .members.find((m) => m.name === 'Tenor 1').shows.page_index;
+    await showing(tab, song, at, "the Master's page");
+
+    // An idle link is not a silent one: what comes in keeps growing with no message sent
+    // (the Master's connectivity checks), so the heartbeat never drops a quiet rehearsal.
+    const idle = Number(await tab.until('document.body.dataset.linkIn', 'the heartbeat', 10000));
+    await tab.until(`Number(document.body.dataset.linkIn) > ${idle}`, 'something coming in on an idle link', 20000);
+    assert.equal(await tab.eval("document.body.dataset.phase"), 'FOLLOWER_CONNECTED_FOLLOW');
+
+    // Nothing reaches the phone any more (a locked iPhone, a Wi-Fi gone quiet): the page
+    // notices (Chromium's own checks, and the heartbeat where a browser has none).
+    loss(ns, 100);
+    await tab.until("document.body.dataset.phase === 'FOLLOWER_REJOINING'", 'the silence noticed', 25000);
+    master.send('page ' + (at + 1));
+    loss(ns, 0);
+    await showing(tab, song, at + 1, 'the page turned while it was away', 40000);
+    await tab.until("document.body.dataset.phase === 'FOLLOWER_CONNECTED_FOLLOW'", 'joined again', 30000);
+
+    // Leaving: the roster loses it at once, and the page forgets the session.
+    const before = master.mark();
+    await tab.eval("window.confirm = () => true; document.getElementById('leave').click()");
+    await tab.until("document.getElementById('ended-text').textContent === 'You left the session.'", 'left');
+    assert.equal(await tab.eval("localStorage.getItem('maestral.session')"), null, 'the token is forgotten');
+    await master.next((e) => e.event === 'roster' && !e.members.some((m) => m.name === 'Tenor 1'), 'the roster without it', 20000, before);
+  } finally {
+    await phone.close();
+  }
 });

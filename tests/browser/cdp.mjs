@@ -71,7 +71,8 @@ export class Browser {
     try { await Promise.race([this.send('Browser.close'), new Promise((r) => setTimeout(r, 3000))]); } catch (e) { /* gone */ }
     this.child.kill('SIGKILL');
     await this.exited;
-    rmSync(this.profile, { recursive: true, force: true });
+    // Its helper processes may still be writing there for a moment.
+    rmSync(this.profile, { recursive: true, force: true, maxRetries: 10, retryDelay: 100 });
   }
 }
 
@@ -97,8 +98,8 @@ export class Tab {
     return r.result.value;
   }
 
-  // Waits until `expression` is truthy in the page; its value.
-  async until(expression, what, timeoutMs) {
+  // Waits until `expression` is truthy in the page (asked every `everyMs`); its value.
+  async until(expression, what, timeoutMs, everyMs) {
     const deadline = Date.now() + (timeoutMs || 20000);
     let last;
     for (;;) {
@@ -109,7 +110,7 @@ export class Tab {
         last = e.message; // navigating: the context is being replaced
       }
       if (Date.now() > deadline) throw new Error('timed out waiting for ' + what + ' (last: ' + JSON.stringify(last) + ')');
-      await new Promise((r) => setTimeout(r, 50));
+      await new Promise((r) => setTimeout(r, everyMs || 50));
     }
   }
 }

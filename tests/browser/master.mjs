@@ -31,14 +31,20 @@ export class Master {
     this.exited = new Promise((resolve) => this.child.on('exit', resolve));
   }
 
+  // Where the events seen so far end (for `next`).
+  mark() {
+    return this.events.length;
+  }
+
   send(line) {
     this.child.stdin.write(line + '\n');
   }
 
-  // The first event (from now on, or already seen when `seen` is true) that `test` accepts.
+  // The first event that `test` accepts: from now on, or among those already seen when `seen`
+  // is true (or those seen since `mark()` gave `seen`).
   next(test, what, timeoutMs, seen) {
-    if (seen) {
-      const found = this.events.find(test);
+    if (seen === true || typeof seen === 'number') {
+      const found = this.events.slice(seen === true ? 0 : seen).find(test);
       if (found) return Promise.resolve(found);
     }
     return new Promise((resolve, reject) => {

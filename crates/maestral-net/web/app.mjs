@@ -7,6 +7,7 @@
 // await; nothing loaded from elsewhere.
 
 import { create } from './follower.mjs';
+import { HEARTBEAT_MS, receivedCount, Silence, Ticks } from './heartbeat.mjs';
 
 const KEYS = { session: 'maestral.session', device: 'maestral.device', name: 'maestral.name' };
 // A join attempt that has not opened its channel by then has failed.
@@ -113,15 +114,26 @@ let engine = null;
 
 // ---- the link --------------------------------------------------------------------------------
 
-let link = null; // {pc, dc, copy, peer, attempt, open}
+let link = null; // {pc, dc, copy, peer, attempt, open, byCode, silence}
 let attempts = 0;
 let timer = null;
 
-function closeLink() {
+// Drops the link. `gently`: what was just sent on it (a LEAVE_SESSION) must arrive first, and
+// closing at once would throw it away (the Master's stack may see the close before the data
+// that came with it; a browser cannot tell when the Master has acknowledged its bytes). The
+// Master closes the link itself once it has read a LEAVE_SESSION: the page waits for that, a
+// second at most.
+function closeLink(gently) {
   if (link === null) return;
   const old = link;
   link = null;
-  try { old.pc.close(); } catch (e) { /* already closed */ }
+  const close = () => { try { old.pc.close(); } catch (e) { /* already closed */ } };
+  if (!gently || old.dc.readyState !== 'open') {
+    close();
+    return;
+  }
+  old.dc.onclose = close;
+  setTimeout(close, 1000);
 }
 
 function lost(which, why) {
@@ -139,7 +151,7 @@ function lost(which, why) {
 async function connect(byCode, peer) {
   closeLink();
   if (code === null) return;
-  const me = { pc: null, dc: null, copy: null, peer: peer, attempt: ++attempts, open: false, byCode: byCode };
+  const me = { pc: null, dc: null, copy: null, peer: peer, attempt: ++attempts, open: false, byCode: byCode, silence: null };
   const pc = new RTCPeerConnection({ iceServers: [] });
   me.pc = pc;
   link = me;
@@ -151,6 +163,7 @@ async function connect(byCode, peer) {
   me.dc.onopen = () => {
     clearTimeout(giveUp);
     me.open = true;
+    me.silence = new Silence(now());
     if (me.peer !== null) {
       engine.link(now(), me.peer, 'up');
       pump();
@@ -158,6 +171,7 @@ async function connect(byCode, peer) {
   };
   me.dc.onmessage = (e) => {
     if (link !== me || typeof e.data !== 'string') return;
+    me.silence.heard(now());
     if (me.peer === null) {
       // The Master's first message (its HELLO) names it.
       let sender = null;
@@ -210,6 +224,28 @@ async function connect(byCode, peer) {
   }
 }
 
+// The heartbeat (heartbeat.mjs says why): a link silent too long is lost; a page that was
+// frozen checks its link at once.
+const ticks = new Ticks(now());
+
+function heartbeat() {
+  const t = now();
+  const late = ticks.late(t);
+  const me = link;
+  if (me === null || !me.open) return;
+  if (late) {
+    me.silence.heard(t);
+    wake();
+    return;
+  }
+  me.pc.getStats().then((stats) => {
+    if (link !== me) return;
+    const count = receivedCount(stats);
+    document.body.dataset.linkIn = String(count); // for whoever looks from outside (tests)
+    if (me.silence.silent(now(), count)) lost(me, 'Connection lost');
+  }).catch(() => { /* closed meanwhile */ });
+}
+
 function send(to, text) {
   if (link !== null && link.open && link.peer === to && link.dc.readyState === 'open') link.dc.send(text);
 }
@@ -238,7 +274,7 @@ function handle(event) {
   switch (event.type) {
     case 'join_by_code': connect(true, null); break;
     case 'connect': connect(false, event.peer); break;
-    case 'disconnect': case 'cancel_join': closeLink(); break;
+    case 'disconnect': case 'cancel_join': closeLink(true); break;
     case 'show': show(event.view); break;
     case 'master_view': showMaster(); break;
     case 'phase': phase(event.phase); break;
@@ -308,6 +344,8 @@ let showing = 0; // which call of show() is the latest (a rotation shows the sam
 async function show(view, attempt) {
   shown = view;
   const mine = ++showing;
+  // When this page learned what to show (a benchmark tells the link's share from the decode's).
+  if (!attempt) document.body.dataset.heard = view.song_id + ' ' + view.page_index + ' ' + now();
   if (view.song_id === null) {
     $('waiting').hidden = false;
     front.hidden = true;
@@ -417,6 +455,12 @@ function setupStage() {
     engine.local(now(), { kind: 'set_follow_mode', mode: engine.followMode() === 'free' ? 'follow' : 'free' });
     pump();
   });
+  $('leave').addEventListener('click', () => {
+    if (engine === null || !window.confirm('Leave the conductor\u2019s session?')) return;
+    engine.local(now(), { kind: 'leave' });
+    pump();
+    end('You left the session.');
+  });
   $('master-page').addEventListener('click', () => {
     if (engine === null) return;
     engine.local(now(), { kind: 'set_follow_mode', mode: 'follow' });
@@ -499,6 +543,14 @@ document.addEventListener('visibilitychange', () => {
 });
 window.addEventListener('pageshow', wake);
 window.addEventListener('online', wake);
+// A page going away for good (a closed tab, a reload; not one kept in the back-forward cache)
+// says so, and the conductor's roster loses it at once. The token stays: a reload joins again.
+window.addEventListener('pagehide', (e) => {
+  if (e.persisted || engine === null || code === null) return;
+  engine.local(now(), { kind: 'leave' });
+  pump();
+});
+setInterval(heartbeat, HEARTBEAT_MS);
 
 setupStage();
 $('join-button').addEventListener('click', join);

@@ -154,6 +154,7 @@ const FILES: &[(&str, &str, &[u8])] = &[
     ("/json.mjs", JS, include_bytes!("../../web/json.mjs")),
     ("/position.mjs", JS, include_bytes!("../../web/position.mjs")),
     ("/resume.mjs", JS, include_bytes!("../../web/resume.mjs")),
+    ("/heartbeat.mjs", JS, include_bytes!("../../web/heartbeat.mjs")),
     // Two seconds of black, looped while joined where the browser has no Wake Lock (made by
     // `web/make-wake-video.sh`).
     ("/wake.mp4", "video/mp4", include_bytes!("../../web/wake.mp4")),

@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 
-const MODULES = ['follower.mjs', 'core.mjs', 'position.mjs', 'resume.mjs', 'envelope.mjs', 'json.mjs', 'actions.mjs'];
+const MODULES = ['follower.mjs', 'core.mjs', 'position.mjs', 'resume.mjs', 'envelope.mjs', 'json.mjs', 'actions.mjs', 'heartbeat.mjs'];
 
 function source(name) {
   return readFileSync(new URL('../' + name, import.meta.url), 'utf8');
