@@ -1,6 +1,6 @@
 //! `cargo xtask bench roster`: a headless Master with 20 headless Followers (21 processes on
 //! loopback, real WebRTC), 5 of them free, measured from the Master's `roster` event lines
-//! (HEADLESS.md):
+//! (docs/headless.md):
 //!
 //! - joined: process spawn → the roster lists all 20;
 //! - after each Master turn: the Master's `next` → the first roster in which every

@@ -98,7 +98,7 @@ impl Plugin for AppPlugin {
             app.insert_resource(ControlInput::stdin(waker)).add_plugins(control::plugin);
         }
         // The library: opened at start; in the window its first score is shown too, and so is
-        // a file argument headless (HEADLESS.md); a Follower waits for its Master's song.
+        // a file argument headless (docs/headless.md); a Follower waits for its Master's song.
         let shown_at_start =
             matches!(options.frontend, Frontend::Window(_)) || options.library.is_file();
         let show = shown_at_start && !resumes(&options.sync);

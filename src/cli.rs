@@ -1,4 +1,4 @@
-//! The command line (`spec/HEADLESS.md`): the app, headless mode, `render` and `list`.
+//! The command line (`docs/headless.md`): the app, headless mode, `render` and `list`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -242,8 +242,8 @@ impl Cli {
         } else if let Some(code) = self.mode.solo_answer {
             SyncMode::SoloAnswer(code)
         } else {
-            // No mode asked for: what the device kept (HEADLESS.md: `--state-dir` alone resumes
-            // it). A Solo device takes back its pairing in any case.
+            // No mode asked for: what the device kept (docs/headless.md: `--state-dir` alone
+            // resumes it). A Solo device takes back its pairing in any case.
             let stored =
                 if state.writable { maestral_net::stored(&state_dir) } else { Default::default() };
             if stored.master_session {

@@ -1,9 +1,9 @@
-//! Scores streamed in a Choir session (spec §8.3), the app's part. A Master hands the sync
-//! thread the bytes of the song it shows (read off the frame, on a thread of their own); a
+//! Scores streamed in a Choir session (docs/behaviour.md §8.3), the app's part. A Master hands the
+//! sync thread the bytes of the song it shows (read off the frame, on a thread of their own); a
 //! Follower that lacks the Master's song asks for it, and once it arrives (whole, its SHA-256
 //! checked by the sync thread) opens it from memory (PDFium reads the buffer) into the library,
-//! marked streamed. Nothing streamed is ever written anywhere; it is dropped on `STREAM_CLEAR`,
-//! at the session's end, on Leave, on a role switch and with the app.
+//! marked streamed. Nothing streamed is ever written anywhere; it is dropped on `STREAM_CLEAR`, at
+//! the session's end, on Leave, on a role switch and with the app.
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -234,15 +234,16 @@ fn wait(
     }
 }
 
-/// A rendered page as a grey-scale PNG, each row filtered by whichever PNG filter suits it
-/// (engraved music: long white runs and thin lines).
+/// A rendered page as a grey-scale PNG, deflated at the default level (the `image` crate's own
+/// default is its fastest level), rows filtered adaptively.
 ///
 /// Measured on the demo score at 1170 px wide (the 11 pages, mean; release build, this
-/// project's 2-core machine): the `image` crate's default PNG, 99.7 KB in 3.6 ms; PNG with
-/// adaptive filters, 74.7 KB in 38 ms; the pure-Rust lossless WebP encoder (`image-webp`),
-/// 81 KB in 90 ms; libwebp's lossless WebP (a C library this project does not build), 55.7 KB
-/// at level 2 in 141 ms and 29.9 KB at level 6 in 156 ms. Adaptive PNG is the smallest the
-/// project's own encoders make, quick enough that a phone's first page is not held up by it.
+/// project's 2-core machine): the fastest level, 99.7 KB in 3.6 ms; the default level, 74.7 KB
+/// in 38 ms (about 10× the time, once per page and width: renders are cached); the pure-Rust
+/// lossless WebP encoder (`image-webp`), 81 KB in 90 ms; libwebp's lossless WebP (a C library
+/// this project does not build), 55.7 KB at level 2 in 141 ms and 29.9 KB at level 6 in 156 ms.
+/// The default-level PNG is the smallest the project's own encoders make, quick enough that a
+/// phone's first page is not held up by it.
 fn encode(bitmap: &maestral_score::PageBitmap) -> Option<PageImage> {
     let grey: Vec<u8> = bitmap
         .pixels()

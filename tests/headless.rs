@@ -1,5 +1,5 @@
 //! `maestral --headless` end to end: real processes, line commands on standard input, JSON
-//! events on standard output (`spec/HEADLESS.md`), a Choir Master and a Follower over real
+//! events on standard output (`docs/headless.md`), a Choir Master and a Follower over real
 //! WebRTC on loopback. Every wait is bounded; nothing asserts on time.
 
 mod support;
@@ -273,7 +273,7 @@ fn a_master_with_an_unreadable_saved_session_still_starts_with_a_join_code() {
     assert!(master.quit().success());
 }
 
-/// HEADLESS.md: a file argument is the score shown at start, as in the window; a Solo device
+/// docs/headless.md: a file argument is the score shown at start, as in the window; a Solo device
 /// and a Master start on its page 0, a Follower waits for its Master's song.
 #[test]
 fn a_file_argument_is_shown_at_start_and_a_follower_waits_for_its_masters_song() {

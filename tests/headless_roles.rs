@@ -1,7 +1,7 @@
 //! Playing together headless, with the role commands (`start`, `join CODE`, `alone`): two
 //! `maestral --headless` processes over real WebRTC on loopback. One starts a session at run
 //! time and prints its code; the other joins with it, goes free and follows again; the Master
-//! prints the `roster` event of HEADLESS.md (the Follower's name, follow mode, what it shows);
+//! prints the `roster` event of docs/headless.md (the Follower's name, follow mode, what it shows);
 //! the Follower leaves by playing alone, and the roster empties. Every wait is bounded; nothing
 //! asserts on time.
 

@@ -1,4 +1,4 @@
-//! Devices that remember (spec §6.3, §12.2): headless processes over real WebRTC on loopback,
+//! Devices that remember (docs/behaviour.md §6.3, §12.2): headless processes over real WebRTC on loopback,
 //! killed with SIGKILL (nothing saved at exit) and started again with only `--state-dir`. A
 //! Follower rejoins and shows the Master's current page; a Solo device, each of the two in
 //! turn, calls its partner back and takes the latest change; a Master resumes its session and
@@ -144,7 +144,7 @@ fn a_killed_master_restarted_with_only_its_state_dir_has_every_follower_back_in_
     let (mut m, _) = restart_master(m, &m_dir, &mut followers);
     let ready = m.seen.iter().find(|e| e["event"] == "ready").cloned().unwrap_or_default();
     assert_eq!(ready["join_code"].as_str(), Some(code.as_str()), "the same session: {ready}");
-    m.wait("its kept page", |e| is_show(e, &song, 4));
+    m.seen_or_wait("its kept page", |e| is_show(e, &song, 4));
     m.send("next");
     for f in &mut followers {
         f.wait("the resumed Master's turn", |e| is_show(e, &song, 5));

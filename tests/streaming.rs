@@ -1,8 +1,8 @@
-//! Score streaming between processes (spec §8.3): a headless Master and 8 headless Followers
-//! over real WebRTC on loopback, none of the Followers with the song. Each receives it (the
-//! `stream` events of HEADLESS.md), opens it from memory (its page count comes from PDFium),
-//! and follows the turns made during the stream; at the session's end every streamed score is
-//! cleared, by song id, and no copy of its bytes is left in the state directory or the temp
+//! Score streaming between processes (docs/behaviour.md §8.3): a headless Master and 8 headless
+//! Followers over real WebRTC on loopback, none of the Followers with the song. Each receives it
+//! (the `stream` events of docs/headless.md), opens it from memory (its page count comes from
+//! PDFium), and follows the turns made during the stream; at the session's end every streamed score
+//! is cleared, by song id, and no copy of its bytes is left in the state directory or the temp
 //! directory. Every wait is bounded; nothing asserts on time.
 
 mod support;

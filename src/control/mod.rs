@@ -1,4 +1,4 @@
-//! Line commands in, JSON events out (`spec/HEADLESS.md`): headless mode's whole interface, and
+//! Line commands in, JSON events out (`docs/headless.md`): headless mode's whole interface, and
 //! with `--control` a scripting interface to the window (for its tests and benchmarks).
 //!
 //! Standard input is read on its own thread into a crossbeam channel, waking the app (`read`);

@@ -1,4 +1,4 @@
-//! Parsing: one line into one [`ControlCommand`] (`spec/HEADLESS.md`).
+//! Parsing: one line into one [`ControlCommand`] (`docs/headless.md`).
 
 use std::path::PathBuf;
 

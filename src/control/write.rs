@@ -151,7 +151,7 @@ pub(super) struct Roster<'w, 's> {
     changed: MessageReader<'w, 's, RosterChanged>,
 }
 
-/// The `roster` event of HEADLESS.md (each member in the engine's HEADLESS shape).
+/// The `roster` event of docs/headless.md (each member in the engine's headless shape).
 fn roster_line(roster: &RosterState) -> Value {
     json!({"event": "roster", "members": roster.0.members})
 }

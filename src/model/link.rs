@@ -65,11 +65,11 @@ pub struct RemoteShow {
     pub navigations: u64,
 }
 
-/// The role's phase changed (spec §10.2–10.4).
+/// The role's phase changed (docs/behaviour.md §10.2–§10.4).
 #[derive(Message, Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PhaseChanged(pub Phase);
 
-/// The link to one peer changed (spec §10.1).
+/// The link to one peer changed (docs/behaviour.md §10.1).
 #[derive(Message, Debug, Clone, PartialEq, Eq)]
 pub struct LinkChanged {
     pub peer: DeviceId,

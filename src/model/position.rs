@@ -7,8 +7,8 @@ use maestral_protocol::SongId;
 pub use maestral_sync::Turn;
 use maestral_sync::View;
 
-/// The song and page this device shows now (the spec's view: `song_id`, `page_index`). In a
-/// two-page layout, `page` is the spread's first page.
+/// The song and page this device shows now (the engine's view, docs/behaviour.md §9: `song_id`,
+/// `page_index`). In a two-page layout, `page` is the spread's first page.
 #[derive(Resource, Debug, Clone, Default, PartialEq, Eq)]
 pub struct Position {
     pub song: Option<SongId>,

@@ -1,7 +1,8 @@
 //! The performing screen's few marks, small and in the corners: the page indicator `n / m`,
-//! the link dot (spec §10.1), the newest problem for a few seconds, the Master's roster line,
-//! a Follower's Follow/Free control and, while free, where the Master is. Then the two screens
-//! that replace the music: "waiting for the score" and the Master's room view of the join QR.
+//! the link dot (docs/behaviour.md §10.1), the newest problem for a few seconds, the Master's
+//! roster line, a Follower's Follow/Free control and, while free, where the Master is. Then the two
+//! screens that replace the music: "waiting for the score" and the Master's room view of the join
+//! QR.
 
 use bevy_egui::egui;
 use maestral_protocol::FollowMode;

@@ -1,7 +1,7 @@
-//! Playing together (spec §5–§6, §10–§13), in the panel: pair with another device (Solo),
-//! start a session (Choir Master: its QR, its code, its roster, end it), join one (Follower:
-//! paste the code or open a photo of the QR; follow or free; leave), or play alone again.
-//! Switching role ends the old one first; ending a session asks first.
+//! Playing together (docs/behaviour.md §5–§6, §10–§13), in the panel: pair with another device
+//! (Solo), start a session (Choir Master: its QR, its code, its roster, end it), join one
+//! (Follower: paste the code or open a photo of the QR; follow or free; leave), or play alone
+//! again. Switching role ends the old one first; ending a session asks first.
 
 use bevy_egui::egui;
 use maestral_net::SyncCommand;

@@ -1,5 +1,5 @@
-//! What the panel says: a performer's words for the spec's phases and link states (the spec's
-//! names stay in the headless output).
+//! What the panel says: a performer's words for the phases and link states of docs/behaviour.md §10
+//! (their names stay in the headless output).
 
 use maestral_sync::{LinkState, Phase};
 

@@ -13,7 +13,9 @@
 //   the score and back. All 30 phones decode on this machine's 2 cores, where a room has 30 CPUs:
 //   "heard" is the link's share, "shown" adds each phone's decode and swap;
 // - the same with 10 % of the UDP packets toward each phone dropped (nftables in its namespace);
-// - the Master's CPU per browser per turn, and the bytes of each page image at 1170 px.
+// - the Master's CPU per browser per turn, and the bytes of each page image at 1170 px;
+// - while joining and turning: how busy the machine's cores were and the Master's share of
+//   them (the rest is the phones' Chromium processes).
 
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
@@ -36,6 +38,21 @@ const SHOWN = `(() => { const i = [...document.querySelectorAll('img.page')].fin
 function pct(sorted, p) {
   if (sorted.length === 0) return null;
   return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
+}
+
+// The whole machine's busy and total CPU time so far, in ms (every core), from /proc/stat.
+function machineMs() {
+  const f = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+  const idle = f[3] + f[4];
+  const total = f.slice(0, 8).reduce((a, b) => a + b, 0);
+  return { busy: ((total - idle) * 1000) / 100, total: (total * 1000) / 100 };
+}
+
+// Of the machine's CPU time between `m0` and now, the share in use and the Master's share.
+function shares(m0, masterMs) {
+  const m1 = machineMs();
+  const total = m1.total - m0.total;
+  return { machine_busy_pct: Math.round((100 * (m1.busy - m0.busy)) / total), master_pct: Math.round((100 * masterMs) / total) };
 }
 
 function cpuMs(pid) {
@@ -117,15 +134,31 @@ async function main() {
       tabs.push(tab);
     }
     await new Promise((r) => setTimeout(r, 3000)); // 30 browsers started: let the machine settle
+    const mark = master.mark();
+    const joinCpu0 = cpuMs(master.child.pid);
+    const joinMachine0 = machineMs();
     const tapped = Date.now();
     await Promise.all(tabs.map((t) => t.eval("document.getElementById('join-button').click()")));
-    await Promise.all(tabs.map((t) => shows(t, song, 0, 60000, 100)));
-    report.all_joined_ms = { value: Date.now() - tapped, goal: 3000 };
+    const firstShown = await Promise.all(tabs.map((t) => shows(t, song, 0, 60000, 100)));
+    const done = Date.now();
+    // The Master's side of it: when each browser's link opened and when each was a member.
+    const links = master.events.slice(mark).filter((e) => e.event === 'link' && e.state === 'CONNECTED').map((e) => e.seenAt - tapped);
+    report.all_joined_ms = {
+      value: done - tapped,
+      last_link_open: links.length ? Math.max.apply(null, links) : null,
+      links_open: links.length,
+      last_page_shown: Math.max.apply(null, firstShown.map((s) => s.at - tapped)),
+      master_cpu_ms: cpuMs(master.child.pid) - joinCpu0,
+      cpu: shares(joinMachine0, cpuMs(master.child.pid) - joinCpu0),
+      goal: 3000,
+    };
 
     const pid = master.child.pid;
     const cpu0 = cpuMs(pid);
+    const machine0 = machineMs();
     const clean = await turns(master, tabs, song, TURNS);
     const cpu = cpuMs(pid) - cpu0;
+    report.turns_cpu = shares(machine0, cpu);
     report.turn_to_heard_ms = summary(clean.heard);
     report.turn_to_shown_ms = summary(clean.shown, { missed: clean.missed, goal_p99: 100 });
     report.master_cpu_ms_per_browser_per_turn = Number((cpu / (TURNS * TABS)).toFixed(3));

@@ -158,10 +158,11 @@ test('a phone whose link goes silent says so, is back in step when it returns, a
     await tab.until(`Number(document.body.dataset.linkIn) > ${idle}`, 'something coming in on an idle link', 20000);
     assert.equal(await tab.eval("document.body.dataset.phase"), 'FOLLOWER_CONNECTED_FOLLOW');
 
-    // Nothing reaches the phone any more (a locked iPhone, a Wi-Fi gone quiet): the page
-    // notices (Chromium's own checks, and the heartbeat where a browser has none).
+    // Nothing reaches the phone any more (a locked iPhone, a Wi-Fi gone quiet): no close event
+    // comes (Chromium's own ICE checks give up only after about 30 s), and the heartbeat notices.
     loss(ns, 100);
     await tab.until("document.body.dataset.phase === 'FOLLOWER_REJOINING'", 'the silence noticed', 25000);
+    assert.equal(await tab.eval('document.body.dataset.lostBy'), 'silence', 'the heartbeat noticed, no close event');
     master.send('page ' + (at + 1));
     loss(ns, 0);
     await showing(tab, song, at + 1, 'the page turned while it was away', 40000);

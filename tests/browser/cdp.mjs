@@ -19,7 +19,8 @@ export class Browser {
       '--disable-features=Translate,MediaRouter,OptimizationHints,AutofillServerCommunication',
       'about:blank',
     ];
-    this.child = spawn('ip', args, { stdio: ['ignore', 'ignore', 'pipe', 'pipe', 'pipe'] });
+    // A process group of its own: closing kills its helper processes too.
+    this.child = spawn('ip', args, { stdio: ['ignore', 'ignore', 'pipe', 'pipe', 'pipe'], detached: true });
     this.stderr = '';
     this.child.stderr.on('data', (d) => { this.stderr = (this.stderr + d).slice(-4000); });
     this.nextId = 1;
@@ -69,10 +70,21 @@ export class Browser {
 
   async close() {
     try { await Promise.race([this.send('Browser.close'), new Promise((r) => setTimeout(r, 3000))]); } catch (e) { /* gone */ }
-    this.child.kill('SIGKILL');
+    try { process.kill(-this.child.pid, 'SIGKILL'); } catch (e) { /* gone already */ }
     await this.exited;
-    // Its helper processes may still be writing there for a moment.
-    rmSync(this.profile, { recursive: true, force: true, maxRetries: 10, retryDelay: 100 });
+    for (let tries = 0; ; tries++) {
+      try {
+        rmSync(this.profile, { recursive: true, force: true, maxRetries: 10, retryDelay: 100 });
+        return;
+      } catch (e) {
+        // A helper process still dying may write there for a moment more.
+        if (tries >= 20) {
+          console.error('could not remove ' + this.profile + ': ' + e.message);
+          return;
+        }
+        await new Promise((r) => setTimeout(r, 250));
+      }
+    }
   }
 }
 

@@ -15,11 +15,17 @@ function ip(args) {
 // Drops `percent` % of the UDP packets coming into namespace `ns` (its WebRTC links; 100: a
 // silent link), or stops dropping (0).
 export function loss(ns, percent) {
-  const rules = percent > 0
-    ? 'table inet maestral_loss {\n chain input {\n  type filter hook input priority 0;\n' +
-      `  meta l4proto udp ${percent >= 100 ? '' : `numgen random mod 100 < ${percent} `}drop\n }\n}\n`
-    : 'delete table inet maestral_loss\n';
-  execFileSync('ip', ['netns', 'exec', ns, 'nft', '-f', '-'], { input: rules, stdio: ['pipe', 'ignore', 'pipe'] });
+  // The table made (if missing) and emptied first: calling this again replaces the rule.
+  let rules = 'table inet maestral_loss\ndelete table inet maestral_loss\n';
+  if (percent > 0) {
+    rules += 'table inet maestral_loss {\n chain input {\n  type filter hook input priority 0;\n' +
+      `  meta l4proto udp ${percent >= 100 ? '' : `numgen random mod 100 < ${percent} `}drop\n }\n}\n`;
+  }
+  try {
+    execFileSync('ip', ['netns', 'exec', ns, 'nft', '-f', '-'], { input: rules, stdio: ['pipe', 'ignore', 'pipe'] });
+  } catch (e) {
+    throw new Error('dropping packets needs nftables (nft) in the namespace: ' + String(e.stderr || e.message).trim());
+  }
 }
 
 export class Lan {

@@ -25,6 +25,7 @@ export class Master {
     createInterface({ input: this.child.stdout }).on('line', (line) => {
       let event;
       try { event = JSON.parse(line); } catch (e) { return; }
+      event.seenAt = Date.now(); // when this process read it (benchmarks split a join by it)
       this.events.push(event);
       this.waiters = this.waiters.filter((w) => !w(event));
     });

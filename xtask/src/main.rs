@@ -1,5 +1,6 @@
 //! `cargo xtask …`: the project's set-up, test, run and benchmark commands.
 
+mod acorn;
 mod features;
 mod pdfium;
 mod sealed;
@@ -235,6 +236,7 @@ fn node_tests(sealed: Option<&sealed::Sealed>, lib: &Path, app: &Path) -> Result
     let mut units = sealed_command(sealed, "node");
     units.args(["--test", "crates/maestral-net/web/test/"]);
     units.env("MAESTRAL_CONFORMANCE_RUST", target.join("maestral-conformance"));
+    units.env("MAESTRAL_ACORN", acorn::ensure()?);
     status(&mut units)?;
     let mut browser = sealed_command(sealed, "node");
     browser.args(["--test", "--test-concurrency=1", "tests/browser/"]);

@@ -83,7 +83,8 @@ impl Drop for TempDir {
 }
 
 /// How long a Follower may take to be back on the Master's page once a fault is over: the
-/// 1 s of the spec plus the backoff cap (800 ms) and ICE's own timers, generous for 2 cores.
+/// 1 s of docs/behaviour.md §2 plus the backoff cap (800 ms) and ICE's own timers, generous for 2
+/// cores.
 const CONVERGE: Duration = Duration::from_secs(30);
 
 impl Run {

@@ -1,6 +1,6 @@
 //! A Solo pair on two hosts of the LAN, put through the same kinds of faults: after each, both
 //! devices show the two halves of one spread, the spread of the latest page change made on
-//! either (spec: the latest change wins), and neither died.
+//! either (docs/behaviour.md §11.1: the latest change wins), and neither died.
 
 use std::path::Path;
 use std::time::{Duration, Instant};

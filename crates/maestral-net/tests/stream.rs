@@ -1,8 +1,8 @@
-//! Score streaming end to end (spec §8.3): real sync threads, real WebRTC on loopback. A
-//! Follower that lacks the Master's song fetches it on a stream channel of its own, into
-//! memory, its SHA-256 checked; page turns still arrive meanwhile; a stream cut by a drop-out
-//! resumes where it stopped; bad requests and oversized scores are refused with a message and
-//! the session goes on. Every wait is bounded; nothing asserts on time.
+//! Score streaming end to end (docs/behaviour.md §8.3): real sync threads, real WebRTC on loopback.
+//! A Follower that lacks the Master's song fetches it on a stream channel of its own, into memory,
+//! its SHA-256 checked; page turns still arrive meanwhile; a stream cut by a drop-out resumes where
+//! it stopped; bad requests and oversized scores are refused with a message and the session goes
+//! on. Every wait is bounded; nothing asserts on time.
 
 mod common;
 

@@ -1,9 +1,9 @@
 // The browser Follower's page: reads the join code from the address's fragment, joins the
-// Master over WebRTC (POST /v1/join, then PROTOCOL_V1 on `maestral-sync`), and shows the pages
+// Master over WebRTC (POST /v1/join, then the protocol of docs/protocol.md on `maestral-sync`), and shows the pages
 // the Master renders as images. The protocol's rules are follower.mjs's; this file is the
 // transport, the storage and the screen.
 //
-// Written for Safari on iOS 15 and Chrome on Android 9: ES2020, no class fields, no top-level
+// Written for Safari on iOS 15 and Chrome on Android 9 (Chrome 69 and later): ES2019, no class fields, no top-level
 // await; nothing loaded from elsewhere.
 
 import { create } from './follower.mjs';
@@ -115,6 +115,7 @@ let engine = null;
 // ---- the link --------------------------------------------------------------------------------
 
 let link = null; // {pc, dc, copy, peer, attempt, open, byCode, silence}
+let leaving = false; // this page sent LEAVE_SESSION: its link closes gently
 let attempts = 0;
 let timer = null;
 
@@ -209,6 +210,10 @@ async function connect(byCode, peer) {
       closeLink();
       engine.joinRefused(now(), body.reason === 'session_ended' ? 'session_ended' : 'invalid_token');
       pump();
+      // A rejoin refused over HTTP is not the Master's authenticated word (any device could
+      // answer for its address): the rules keep trying for minutes, and the page says what it
+      // was told meanwhile.
+      if (code !== null) setLinkText(body.reason === 'session_ended' ? 'The session seems to have ended' : 'The conductor\u2019s device refused this phone');
       return;
     }
     if (!res.ok || typeof body.answer !== 'string') throw new Error('the conductor\u2019s device is busy');
@@ -225,7 +230,8 @@ async function connect(byCode, peer) {
 }
 
 // The heartbeat (heartbeat.mjs says why): a link silent too long is lost; a page that was
-// frozen checks its link at once.
+// frozen rejoins at once if its browser knows the link is gone, and otherwise gives the link
+// WOKEN_MS to show it still lives.
 const ticks = new Ticks(now());
 
 function heartbeat() {
@@ -234,7 +240,7 @@ function heartbeat() {
   const me = link;
   if (me === null || !me.open) return;
   if (late) {
-    me.silence.heard(t);
+    me.silence.woke(t);
     wake();
     return;
   }
@@ -242,7 +248,10 @@ function heartbeat() {
     if (link !== me) return;
     const count = receivedCount(stats);
     document.body.dataset.linkIn = String(count); // for whoever looks from outside (tests)
-    if (me.silence.silent(now(), count)) lost(me, 'Connection lost');
+    if (me.silence.silent(now(), count)) {
+      document.body.dataset.lostBy = 'silence';
+      lost(me, 'Connection lost');
+    }
   }).catch(() => { /* closed meanwhile */ });
 }
 
@@ -274,7 +283,7 @@ function handle(event) {
   switch (event.type) {
     case 'join_by_code': connect(true, null); break;
     case 'connect': connect(false, event.peer); break;
-    case 'disconnect': case 'cancel_join': closeLink(true); break;
+    case 'disconnect': case 'cancel_join': closeLink(leaving); break;
     case 'show': show(event.view); break;
     case 'master_view': showMaster(); break;
     case 'phase': phase(event.phase); break;
@@ -457,6 +466,7 @@ function setupStage() {
   });
   $('leave').addEventListener('click', () => {
     if (engine === null || !window.confirm('Leave the conductor\u2019s session?')) return;
+    leaving = true;
     engine.local(now(), { kind: 'leave' });
     pump();
     end('You left the session.');
@@ -543,13 +553,9 @@ document.addEventListener('visibilitychange', () => {
 });
 window.addEventListener('pageshow', wake);
 window.addEventListener('online', wake);
-// A page going away for good (a closed tab, a reload; not one kept in the back-forward cache)
-// says so, and the conductor's roster loses it at once. The token stays: a reload joins again.
-window.addEventListener('pagehide', (e) => {
-  if (e.persisted || engine === null || code === null) return;
-  engine.local(now(), { kind: 'leave' });
-  pump();
-});
+// No LEAVE_SESSION when the page goes away (a closed tab): a browser tears the connection down
+// with the page, before the message is out (tried: the Master saw the close, never the leave).
+// The roster shows such a phone as reconnecting until the Master forgets it.
 setInterval(heartbeat, HEARTBEAT_MS);
 
 setupStage();

@@ -1,4 +1,4 @@
-// The PROTOCOL_V1 envelope and payloads: a validating decoder that accepts and refuses exactly
+// The envelope and payloads of docs/protocol.md: a validating decoder that accepts and refuses exactly
 // what the Rust decoder (maestral-protocol) does, and the encoder for what a Follower sends.
 // A refused message is reported, never thrown: bytes from a peer must not break the page.
 

@@ -1,4 +1,4 @@
-// The Choir Follower of PROTOCOL_V1, as the browser runs it: the rules of the Rust sans-IO
+// The Choir Follower of docs/behaviour.md and docs/protocol.md, as the browser runs it: the rules of the Rust sans-IO
 // engine (Role::Follower) ported line for line, with no DOM, no clock and no randomness of its
 // own. Time is the `t` (Unix ms) of every input; what the engine wants done is drained with
 // takeSent() / takeEvents() / takeOutputs(); nextTimeout() says when to call tick().
@@ -87,7 +87,7 @@ export class Follower {
     return out;
   }
 
-  // Spec §9.3 plus page_revision (the last Master revision applied), fields in driver order.
+  // docs/behaviour.md §9.3 plus page_revision (the last Master revision applied), fields in driver order.
   state() {
     const s = this._session;
     return {
@@ -577,7 +577,7 @@ export class Follower {
     }
   }
 
-  // SHOWING (PROTOCOL_V1, browser Followers included): what this device shows, told to the
+  // SHOWING (docs/protocol.md, browser Followers included): what this device shows, told to the
   // Master within the rate limit, only while joined on a link that is up.
   _reportShowing(t) {
     const s = this._session;

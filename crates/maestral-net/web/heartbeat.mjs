@@ -6,12 +6,16 @@
 // transport's counters: the Master's messages and the connectivity checks its WebRTC stack sends
 // every couple of seconds) and counts the link as lost once nothing at all has arrived for
 // SILENT_MS. A tick that comes much later than asked means the page was frozen (a sleeping
-// phone, a background tab): the silence is then timed from that tick, not from before the sleep.
+// phone, a background tab): the link gets only WOKEN_MS from then to show that it still lives
+// (a locked iPhone's sockets are dead while the browser may still say "connected"), not from
+// before the sleep. A browser whose statistics count nothing at all never has its links
+// dropped by this (it would drop every idle link).
 //
 // No DOM here: node's test runner checks these rules (test/heartbeat.test.mjs).
 
 export const HEARTBEAT_MS = 2000;
 export const SILENT_MS = 8000;
+export const WOKEN_MS = 2 * HEARTBEAT_MS;
 
 // One number that grows whenever anything arrives on the link, from an RTCStatsReport (or any
 // iterable with forEach over stats objects).
@@ -48,18 +52,23 @@ export class Silence {
     this.count = -1;
   }
 
-  // Something came in at `now` (a message), or the page woke then.
+  // Something came in at `now` (a message).
   heard(now) {
     this.heardAt = now;
   }
 
-  // The link's `receivedCount` at `now`: whether it has been silent for SILENT_MS.
+  // The page was frozen until `now`: the link has WOKEN_MS from now to show it still lives.
+  woke(now) {
+    this.heardAt = now - (SILENT_MS - WOKEN_MS);
+  }
+
+  // The link's `receivedCount` at `now`: whether it has been silent too long.
   silent(now, count) {
     if (count !== this.count) {
       this.count = count;
       this.heardAt = now;
       return false;
     }
-    return now - this.heardAt >= SILENT_MS;
+    return count > 0 && now - this.heardAt >= SILENT_MS;
   }
 }

@@ -1,4 +1,4 @@
-// The Follower's registers (PROTOCOL_V1 "Choir revisions", "Follow / free"; spec §11.2–§11.4):
+// The Follower's registers (docs/behaviour.md §11.2–§11.4):
 // the newest Master position seen, judged by song epoch and page revision, and the page this
 // device shows. Ported from the Rust Follower; a rule here never moves a Follower back to an
 // older epoch or revision, whatever order messages (or their copies) arrive in.

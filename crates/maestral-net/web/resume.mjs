@@ -1,6 +1,6 @@
 // What a Follower keeps of its session across a reload of the page (e.g. in localStorage), and
 // taking it back: ported from the Rust Follower's resume record. The page shows its page at
-// once and rejoins by itself, as after a drop-out (spec §6.3: the Follower stores its token).
+// once and rejoins by itself, as after a drop-out (docs/behaviour.md §6.3: the Follower stores its token).
 
 import { LINK } from './core.mjs';
 

@@ -1,4 +1,4 @@
-//! Newtypes for the identifiers and counters the spec names.
+//! Newtypes for the identifiers and counters of docs/behaviour.md §3.
 
 use std::fmt;
 
@@ -41,7 +41,8 @@ macro_rules! string_id {
 }
 
 string_id!(
-    /// A stable identifier of one installation (spec §3). Lexicographic order breaks Solo ties.
+    /// A stable identifier of one installation (docs/behaviour.md §3). Lexicographic order breaks
+    /// Solo ties.
     DeviceId
 );
 impl DeviceId {
@@ -90,7 +91,7 @@ pub fn shown_name(raw: &str) -> Option<String> {
 }
 
 string_id!(
-    /// The identifier of one active sync session (spec §3); `""` in Solo.
+    /// The identifier of one active sync session (docs/behaviour.md §3); `""` in Solo.
     SessionId
 );
 string_id!(
@@ -112,14 +113,14 @@ impl SongId {
     }
 }
 
-/// Monotonic counter the Master increments at each song change (spec §3).
+/// Monotonic counter the Master increments at each song change (docs/behaviour.md §3).
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
 )]
 #[serde(transparent)]
 pub struct SongEpoch(pub u64);
 
-/// Monotonic counter of page updates inside one song epoch (spec §3).
+/// Monotonic counter of page updates inside one song epoch (docs/behaviour.md §3).
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
 )]
@@ -142,9 +143,9 @@ impl PageRevision {
     }
 }
 
-/// A session token (spec §3): the secret of a Choir session's join code. Compared in constant
-/// time, never shown in `Debug` output or logs; [`SessionToken::expose`] gives the text where it
-/// must travel (the join code, the join request).
+/// A session token (docs/behaviour.md §3): the secret of a Choir session's join code. Compared in
+/// constant time, never shown in `Debug` output or logs; [`SessionToken::expose`] gives the text
+/// where it must travel (the join code, the join request).
 #[derive(Clone, Default, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct SessionToken(String);

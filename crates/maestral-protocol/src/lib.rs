@@ -1,5 +1,6 @@
-//! Maestral's sync wire protocol V1: the envelope of spec §7, the messages of spec §8 with the
-//! payloads of `PROTOCOL_V1.md`, and a decoder that validates everything a peer sends.
+//! Maestral's sync wire protocol V1: the envelope and the messages of `docs/protocol.md` (§2,
+//! §4; their meaning in `docs/behaviour.md` §7–§8), and a decoder that validates everything a peer
+//! sends.
 //!
 //! Encoding produces exactly the documented JSON (field names and order as in the tables).
 //! Decoding never panics: oversized input, text that is not JSON, missing or mistyped fields and a
@@ -21,14 +22,15 @@ use serde::Serialize;
 /// The protocol version this crate speaks (`v` in every envelope).
 pub const PROTOCOL_VERSION: u64 = 1;
 
-/// A message over this many bytes is rejected unread (spec: "any message over 64 KiB").
+/// A message over this many bytes is rejected unread (docs/protocol.md §2: "a message over 64
+/// KiB").
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 
 /// The label of the one ordered, reliable DataChannel that carries protocol messages.
 pub const SYNC_CHANNEL_LABEL: &str = "maestral-sync";
 
 /// The label of the channels a streamed score travels on (`STREAM_PREPARE`'s `channel`): one
-/// per stream, opened by the Follower that lacks the song (PROTOCOL_V1 "Score streaming").
+/// per stream, opened by the Follower that lacks the song (docs/protocol.md §5).
 pub const STREAM_CHANNEL_LABEL: &str = "maestral-stream";
 
 /// The label of the channel that carries copies of register updates: unordered, never
@@ -50,7 +52,8 @@ pub const SIDE_CHANNEL_LABEL: &str = "maestral-side";
 /// The SCTP stream id of the side channel.
 pub const SIDE_CHANNEL_ID: u16 = 1002;
 
-/// One protocol message with its envelope (spec §7). `v` is implied: always [`PROTOCOL_VERSION`].
+/// One protocol message with its envelope (docs/protocol.md §2). `v` is implied: always
+/// [`PROTOCOL_VERSION`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Envelope {
     /// `""` in Solo before a session id is agreed.
@@ -62,7 +65,7 @@ pub struct Envelope {
     pub message: Message,
 }
 
-/// Every message of spec §8. The Choir and Solo forms of `SET_SONG`, `SET_PAGE` and
+/// Every message of docs/protocol.md §4. The Choir and Solo forms of `SET_SONG`, `SET_PAGE` and
 /// `STATE_SNAPSHOT` share a `type` on the wire and are told apart by their payload's fields.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Message {
@@ -86,7 +89,8 @@ pub enum Message {
     PairInfo(PairInfo),
     /// `SHOWING`, an extension from a Follower to its Master: what the Follower shows now.
     Showing(Showing),
-    /// A `type` this version does not know: receivers ignore it (spec §7, §14).
+    /// A `type` this version does not know: receivers ignore it (docs/protocol.md §2;
+    /// docs/behaviour.md §14).
     Unknown {
         message_type: String,
     },

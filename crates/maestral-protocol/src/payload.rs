@@ -1,4 +1,4 @@
-//! The payloads of every message, field for field as `PROTOCOL_V1.md` lists them.
+//! The payloads of every message, field for field as `docs/protocol.md` §4 lists them.
 
 use std::cmp::Ordering;
 
@@ -15,7 +15,7 @@ pub enum Mode {
     ChoirFollower,
 }
 
-/// Follower control mode (spec §3, §11.4).
+/// Follower control mode (docs/behaviour.md §3, §11.4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FollowMode {
@@ -52,7 +52,7 @@ impl Parity {
     }
 }
 
-/// Why a Master refused a join (spec §8.1).
+/// Why a Master refused a join (docs/behaviour.md §8.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RejectReason {
@@ -102,7 +102,8 @@ pub struct JoinReject {
     pub reason: RejectReason,
 }
 
-/// The Master state of spec §9.2 without `session_token`, which never leaves the Master.
+/// The Master state of docs/behaviour.md §9.2 without `session_token`, which never leaves the
+/// Master.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChoirSnapshot {
     pub session_id: SessionId,
@@ -113,7 +114,7 @@ pub struct ChoirSnapshot {
     pub page_revision: PageRevision,
 }
 
-/// Solo layout: who leads and with which parity (spec §9.1).
+/// Solo layout: who leads and with which parity (docs/behaviour.md §9.1).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Layout {
     pub leader_device_id: DeviceId,
@@ -121,8 +122,9 @@ pub struct Layout {
 }
 
 /// Metadata of the latest Solo change of one register (the page and song, or the layout):
-/// ordered by `ts`, then by the lexicographically higher `sender_id` (PROTOCOL_V1 "Solo, latest
-/// change wins"). The default, `{"sender_id": "", "ts": 0}`, is older than any real change.
+/// ordered by `ts`, then by the lexicographically higher `sender_id` (docs/behaviour.md §11.1,
+/// "the latest change wins"). The default, `{"sender_id": "", "ts": 0}`, is older than any real
+/// change.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct PageChangeStamp {
     pub sender_id: DeviceId,
@@ -141,7 +143,7 @@ impl PartialOrd for PageChangeStamp {
     }
 }
 
-/// The Solo shared state of spec §9.1, whole.
+/// The Solo shared state of docs/behaviour.md §9.1, whole.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SoloState {
     #[serde(deserialize_with = "nullable")]
@@ -150,8 +152,8 @@ pub struct SoloState {
     pub layout: Layout,
     /// The latest song or page change: it alone judges `song_id` and `page_index`.
     pub last_page_change: PageChangeStamp,
-    /// The latest layout change: it alone judges `layout` (PROTOCOL_V1 "the layout is a
-    /// register of its own"). Absent from a peer that predates it: the default stamp.
+    /// The latest layout change: it alone judges `layout` (docs/behaviour.md §11.1: the
+    /// layout is a register of its own). Absent from a peer that predates it: the default stamp.
     #[serde(default)]
     pub last_layout_change: PageChangeStamp,
 }
@@ -219,7 +221,7 @@ pub struct Showing {
     pub page_index: u32,
 }
 
-/// `PAIR_INFO` (an extension, PROTOCOL_V1.md "Solo pairing codes"): where a paired Solo device
+/// `PAIR_INFO` (an extension, docs/protocol.md §4 and §9): where a paired Solo device
 /// listens for its partner's call-back, and the key that call-back must prove. A V1 peer ignores
 /// the type.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,4 +1,4 @@
-//! `decode` rejects everything PROTOCOL_V1.md says a receiver rejects, each with its own
+//! `decode` rejects everything docs/protocol.md §2 says a receiver rejects, each with its own
 //! `DecodeError`, accepts what it says must be accepted (unknown fields, unknown types, `null`
 //! song ids) and tells the Choir and Solo forms of one `type` apart by their fields.
 

@@ -1,7 +1,8 @@
-//! `Envelope::encode` produces exactly the JSON text of `PROTOCOL_V1.md`: envelope fields in the
-//! order `v, session_id, sender_id, type, ts, payload` (spec §7), payload fields in the order of the
-//! payload table, no whitespace. Every expected text below is written by hand from the table, not
-//! produced by the code under test. Each test also checks that the text decodes back to the value.
+//! `Envelope::encode` produces exactly the JSON text of `docs/protocol.md`: envelope fields in the
+//! order `v, session_id, sender_id, type, ts, payload` (docs/protocol.md §2), payload fields in the
+//! order of the payload table, no whitespace. Every expected text below is written by hand from the
+//! table, not produced by the code under test. Each test also checks that the text decodes back to
+//! the value.
 
 use maestral_protocol::{
     ChoirSetPage, ChoirSetSong, ChoirSnapshot, DeviceId, Envelope, FollowMode, Hello, JoinAccept,

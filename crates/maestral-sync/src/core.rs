@@ -19,7 +19,8 @@ pub struct Timing {
     pub attempt_timeout_ms: u64,
     /// A link DEGRADED this long is treated as lost (the transport is told to drop it).
     pub degraded_timeout_ms: u64,
-    /// Solo: after this long without the partner, stop retrying and stay local (spec §10.2).
+    /// Solo: after this long without the partner, stop retrying and stay local (docs/behaviour.md
+    /// §10.2).
     pub solo_give_up_ms: u64,
     /// Master: a Follower away this long is forgotten (it can still rejoin with the token).
     pub member_forget_ms: u64,
@@ -55,7 +56,7 @@ impl Timing {
     /// - A Follower reports what it shows at most every 100 ms (a page flipped through quickly
     ///   costs the Master ten messages a second per Follower, not one per flip); a member is
     ///   lagging 1 s after the Master's turn (a page turn is done in well under that); the Master's
-    ///   roster goes to the app at most 4 times a second (HEADLESS.md's `roster` event).
+    ///   roster goes to the app at most 4 times a second (docs/headless.md's `roster` event).
     /// - A rejoin refused over HTTP is tried again every 5 s, and given up after 5 minutes of
     ///   refusals: an HTTP answer is not authenticated, so one forged `403` must not end a
     ///   singer's membership, while a session that really ended still lets it go.

@@ -1,6 +1,6 @@
-//! Choir Follower (spec §9.3, §10.4, §11.2–§11.4, §12.3–§12.4, §13): follows the Master's
-//! position or browses freely, rejoins by itself with the stored token, never goes back to an
-//! older song epoch.
+//! Choir Follower (docs/behaviour.md §9.3, §10.4, §11.2–§11.4, §12.3–§12.4, §13): follows the
+//! Master's position or browses freely, rejoins by itself with the stored token, never goes back to
+//! an older song epoch.
 
 use maestral_protocol::{
     ChoirSetPage, ChoirSetSong, ChoirSnapshot, DeviceId, Envelope, FollowMode, JoinRequest,
@@ -18,8 +18,8 @@ use crate::types::{
 };
 pub use resume::FollowerResume;
 
-/// Spec §9.3 plus `page_revision` (the last Master revision applied), as the conformance driver
-/// prints it.
+/// docs/behaviour.md §9.3 plus `page_revision` (the last Master revision applied), as the
+/// conformance driver prints it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FollowerState {
     pub session_id: Option<SessionId>,
@@ -153,7 +153,7 @@ impl Follower {
     }
 
     /// After every input: tell the Master what this device shows if that changed, within the
-    /// rate limit (PROTOCOL_V1 "SHOWING"). Only while joined on a link that is up.
+    /// rate limit (docs/protocol.md §4, `SHOWING`). Only while joined on a link that is up.
     pub fn report_showing(&mut self, core: &mut Core, now: u64) {
         let Some(s) = &self.session else { return self.report.pause() };
         let Some(master) = s.master.as_ref().filter(|m| s.joined && core.link(m).is_up()) else {
@@ -377,7 +377,7 @@ impl Follower {
         }
     }
 
-    /// `JOIN_ACCEPT` / `STATE_SNAPSHOT` (PROTOCOL_V1 "Choir revisions", "Follow / free").
+    /// `JOIN_ACCEPT` / `STATE_SNAPSHOT` (docs/behaviour.md §11.2–§11.4).
     fn apply_snapshot(&mut self, core: &Core, snap: &ChoirSnapshot) {
         if snap.song_epoch > self.song_epoch {
             self.new_song_context(

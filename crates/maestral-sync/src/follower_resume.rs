@@ -11,8 +11,8 @@ use crate::types::{LinkState, TransportRequest};
 
 /// What a Follower keeps of its session across a restart of the app (in its state directory):
 /// the Master, the session and its token, the follow mode, and the Master position and the page
-/// shown, so a restarted Follower shows its page at once and rejoins by itself (spec §6.3:
-/// "Follower stores session token locally").
+/// shown, so a restarted Follower shows its page at once and rejoins by itself (docs/behaviour.md
+/// §6.3).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FollowerResume {
     pub master: DeviceId,

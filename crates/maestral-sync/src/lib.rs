@@ -1,4 +1,4 @@
-//! Maestral's sync engine: the behaviour of `SYNC_ENGINE_SPEC_V1.md` as pure, deterministic code.
+//! Maestral's sync engine: the behaviour of `docs/behaviour.md` as pure, deterministic code.
 //!
 //! Like quinn-proto and str0m, this crate has no networking code and never reads a clock or the
 //! operating system's randomness: time is the `now` argument of every input (Unix milliseconds),
@@ -59,7 +59,7 @@ pub enum RecvError {
     NotACopy { from: DeviceId, message_type: String },
 }
 
-/// The role's state object (spec §9), as the conformance driver prints it.
+/// The role's state object (docs/behaviour.md §9), as the conformance driver prints it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StateView {
     Solo(SoloState),

@@ -1,5 +1,5 @@
-//! Choir Master (spec §5.2, §9.2, §10.3, §11.2–§11.3, §13): owns the session, the token and the
-//! authoritative position, and broadcasts it to joined Followers.
+//! Choir Master (docs/behaviour.md §5.2, §9.2, §10.3, §11.2–§11.3, §13): owns the session, the
+//! token and the authoritative position, and broadcasts it to joined Followers.
 
 use std::collections::BTreeMap;
 
@@ -17,8 +17,8 @@ use crate::types::{
     ActionError, Event, LinkSignal, LinkState, LocalAction, Phase, TransportRequest, View,
 };
 
-/// Spec §9.2, as the conformance driver prints it (`session_id`/`session_token` null outside a
-/// session).
+/// docs/behaviour.md §9.2, as the conformance driver prints it (`session_id`/`session_token` null
+/// outside a session).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MasterState {
     pub session_id: Option<SessionId>,
@@ -124,8 +124,8 @@ impl Master {
         }
     }
 
-    /// A restarted Master takes back its saved session and position (PROTOCOL_V1: "a Master
-    /// that restarts resumes the same session, and stored codes still work").
+    /// A restarted Master takes back its saved session and position (docs/behaviour.md §6.3:
+    /// a Master that restarts resumes the same session, and stored codes still work).
     pub fn resume(&mut self, saved: &MasterState) {
         self.song_id = saved.song_id.clone();
         self.song_epoch = saved.song_epoch;
@@ -281,7 +281,8 @@ impl Master {
             }
             LinkSignal::Down => {
                 if self.members.contains_key(peer) {
-                    // A member that drops is expected back (spec §12.3): keep its place.
+                    // A member that drops is expected back (docs/behaviour.md §12.3): keep its
+                    // place.
                     self.set_lost(peer, Some(now));
                     core.set_link(now, peer, LinkState::Reconnecting);
                 } else {
@@ -308,7 +309,7 @@ impl Master {
     }
 
     /// A `JOIN_REQUEST` in the wrong protocol version is answered so the Follower can tell its
-    /// user (PROTOCOL_V1 "Encoding").
+    /// user (docs/protocol.md §2).
     pub fn on_decode_error(
         &mut self,
         core: &mut Core,
@@ -409,8 +410,9 @@ impl Master {
                 }
                 core.event(Event::PeerHello { peer: from.clone(), hello });
             }
-            // Authority (PROTOCOL_V1): a Master ignores SET_SONG, SET_PAGE, STATE_SNAPSHOT and
-            // SESSION_END from Followers, and everything else it does not expect.
+            // Authority (docs/behaviour.md §11.5): a Master ignores SET_SONG, SET_PAGE,
+            // STATE_SNAPSHOT and SESSION_END from Followers, and everything else it does not
+            // expect.
             _ => {}
         }
     }

@@ -1,4 +1,4 @@
-//! Page arithmetic, the one rule for every turn (PROTOCOL_V1 "Pages and parity"): how far a turn
+//! Page arithmetic, the one rule for every turn (docs/behaviour.md §5.1): how far a turn
 //! moves, and which page of the shared position this device shows. The app calls it for its
 //! instant local update; the engine uses the same functions, so the two never disagree.
 

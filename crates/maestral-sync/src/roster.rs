@@ -1,5 +1,5 @@
 //! The Master's roster: what each joined Follower shows, whether it lags, and the pacing of
-//! `Event::Roster` (HEADLESS.md `roster`: on every change, at most 4 a second).
+//! `Event::Roster` (docs/headless.md `roster`: on every change, at most 4 a second).
 
 use std::collections::HashMap;
 
@@ -59,7 +59,7 @@ impl Roster {
     }
 }
 
-/// The HEADLESS.md shape: `{"device_id", "name", "link", "follow_mode", "shows": {"song_id",
+/// The docs/headless.md shape: `{"device_id", "name", "link", "follow_mode", "shows": {"song_id",
 /// "page_index"}|null, "lagging"}`.
 impl Serialize for RosterMember {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {

@@ -1,4 +1,5 @@
-//! Solo mode (spec §5.1, §10.2, §11.1, §12.2): two devices, one open book, latest change wins.
+//! Solo mode (docs/behaviour.md §5.1, §10.2, §11.1, §12.2): two devices, one open book, latest
+//! change wins.
 //!
 //! The shared state holds two last-writer-wins registers, each with its own stamp (`ts`, then
 //! `sender_id`): the song and page (`last_page_change`) and the layout (`last_layout_change`).
@@ -25,7 +26,7 @@ pub(crate) struct Solo {
     partner: Option<DeviceId>,
     /// Set while the link to the partner is lost and retries run.
     retry: Option<Retry>,
-    /// Retries ran out (spec §10.2 "reconnect failure timeout"): local until the partner returns.
+    /// Retries ran out (docs/behaviour.md §10.2): local until the partner returns.
     gave_up: bool,
     /// A song this device's app can stream to the partner (id, size, title): offered
     /// (`STREAM_PREPARE`, an extension beyond V1) while it is the shared song.
@@ -108,7 +109,7 @@ impl Solo {
     }
 
     /// How this device's page follows the shared position: its half of each spread when paired
-    /// (PROTOCOL_V1 "Pages and parity"), one page at a time alone.
+    /// (docs/behaviour.md §5.1), one page at a time alone.
     pub fn pager(&self, me: &DeviceId) -> Pager {
         match &self.partner {
             Some(partner) if self.paired() => Pager::solo(&self.state.layout, me, partner),
@@ -200,7 +201,7 @@ impl Solo {
             return;
         };
         if now.saturating_sub(retry.since) >= core.timing().solo_give_up_ms {
-            // Spec §10.2: reconnect failure timeout, remain local until manual action.
+            // docs/behaviour.md §10.2: reconnect failure timeout, remain local until manual action.
             self.retry = None;
             self.gave_up = true;
             core.request(TransportRequest::Disconnect { peer: partner.clone() });
@@ -279,9 +280,9 @@ impl Solo {
             // Choir messages, unknown types: not Solo's business.
             _ => false,
         };
-        // PROTOCOL_V1: an incoming change applies only if its stamp is greater than ours. One
-        // that is older means the sender has not seen our latest change of that register: answer
-        // with our whole state, so both converge even when changes crossed on the wire.
+        // docs/behaviour.md §11.1: an incoming change applies only if its stamp is greater than
+        // ours. One that is older means the sender has not seen our latest change of that register:
+        // answer with our whole state, so both converge even when changes crossed on the wire.
         if behind && answer {
             self.send_snapshot(core, now, from);
         }
@@ -427,7 +428,8 @@ pub fn ahead_of(env: &Envelope, wall: u64) -> u64 {
     newest.saturating_sub(wall)
 }
 
-/// PROTOCOL_V1's order of two changes of one register: `ts`, then the higher `sender_id`.
+/// The order of two changes (docs/behaviour.md §11.1) of one register: `ts`, then the higher
+/// `sender_id`.
 fn order(core: &Core, a: &PageChangeStamp, b: &PageChangeStamp) -> Ordering {
     if core.planted(PlantedBreak::SoloTieBreakReversed) {
         return a.ts.cmp(&b.ts).then_with(|| b.sender_id.cmp(&a.sender_id));

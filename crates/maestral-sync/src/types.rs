@@ -7,7 +7,7 @@ use maestral_protocol::{
     StreamPrepare,
 };
 
-/// Which of the spec's three modes this engine plays.
+/// Which of the three roles of docs/behaviour.md §3 this engine plays.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Role {
     Solo,
@@ -25,7 +25,7 @@ impl Role {
     }
 }
 
-/// The role's state of spec §10.2–§10.4.
+/// The role's state of docs/behaviour.md §10.2–§10.4.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Phase {
     SoloLocalOnly,
@@ -45,7 +45,7 @@ pub enum Phase {
 }
 
 impl Phase {
-    /// The spec's name, e.g. `SOLO_PAIRED_CONNECTED`.
+    /// The name in docs/behaviour.md §10, e.g. `SOLO_PAIRED_CONNECTED`.
     pub fn as_str(self) -> &'static str {
         match self {
             Phase::SoloLocalOnly => "SOLO_LOCAL_ONLY",
@@ -66,7 +66,7 @@ impl Phase {
     }
 }
 
-/// The generic link state of spec §10.1, one per peer.
+/// The generic link state of docs/behaviour.md §10.1, one per peer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum LinkState {
     Idle,
@@ -106,7 +106,7 @@ pub enum LinkSignal {
     Down,
 }
 
-/// Something the local user did (CONFORMANCE.md "Local actions").
+/// Something the local user did (docs/conformance.md, "Input lines").
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LocalAction {
     SetSong {

@@ -1,4 +1,4 @@
-//! The conformance driver (`spec/CONFORMANCE.md`), run as the black box outside suites see.
+//! The conformance driver (`docs/conformance.md`), run as the black box outside suites see.
 
 use std::io::Write;
 use std::process::{Command, Stdio};

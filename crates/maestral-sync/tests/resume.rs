@@ -1,5 +1,5 @@
-//! What a device takes back after a restart (spec §6.3, §12.2): a Follower its session, a Solo
-//! device its pairing and the shared state with its stamps; and unpairing.
+//! What a device takes back after a restart (docs/behaviour.md §6.3, §12.2): a Follower its
+//! session, a Solo device its pairing and the shared state with its stamps; and unpairing.
 
 mod common;
 

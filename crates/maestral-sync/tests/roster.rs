@@ -1,5 +1,5 @@
-//! The Master's roster (PROTOCOL_V1 "SHOWING"): names from `HELLO`, what each Follower reports
-//! it shows, lagging after `Timing::lag_ms`, `Event::Roster` at most every
+//! The Master's roster (docs/protocol.md §4, `SHOWING`): names from `HELLO`, what each Follower
+//! reports it shows, lagging after `Timing::lag_ms`, `Event::Roster` at most every
 //! `Timing::roster_interval_ms`; and the Follower's side: `SHOWING` after every accept, rate
 //! limited with a trailing send, and `Event::MasterView`.
 

@@ -1,4 +1,4 @@
-//! One named test per rule of SYNC_ENGINE_SPEC_V1 §10–§14 (as PROTOCOL_V1 makes them exact).
+//! One named test per rule of docs/behaviour.md §10–§14 (wire details: docs/protocol.md).
 //! Each fails if its rule is broken.
 
 mod common;
@@ -48,7 +48,7 @@ fn follower_with(snap: ChoirSnapshot) -> Dev {
     assert_eq!(f.sent_types(), ["HELLO", "JOIN_REQUEST"]);
     f.recv("M", "S", Message::JoinAccept(JoinAccept { snapshot: snap }));
     assert_eq!(f.phase(), Phase::FollowerConnectedFollow);
-    // What it shows now goes to the Master right after the accept (PROTOCOL_V1 "SHOWING").
+    // What it shows now goes to the Master right after the accept (docs/protocol.md §4, `SHOWING`).
     assert_eq!(f.sent_types(), ["SHOWING"]);
     f
 }
@@ -516,7 +516,8 @@ fn s11_1_crossed_changes_of_different_fields_converge() {
 #[test]
 fn s11_1_a_layout_change_never_undoes_a_later_page_turn() {
     // Apart, B turns to page 6 at t=100 and then A changes the parity at t=200: the layout is a
-    // register of its own (PROTOCOL_V1), so on reconnect B's turn is still the latest page change.
+    // register of its own (docs/behaviour.md §11.1), so on reconnect B's turn is still the latest
+    // page change.
     let (mut a, mut b) = solo_pair();
     a.link("B", Down);
     b.link("A", Down);

@@ -1,6 +1,6 @@
-//! Score streaming, the engine's part (spec §8.3): a Master whose app can stream the current
-//! song offers it (`STREAM_PREPARE`) to the members there and to each Follower that joins or
-//! rejoins; a song change withdraws the offer; a Follower hands `STREAM_PREPARE` and
+//! Score streaming, the engine's part (docs/behaviour.md §8.3): a Master whose app can stream the
+//! current song offers it (`STREAM_PREPARE`) to the members there and to each Follower that joins
+//! or rejoins; a song change withdraws the offer; a Follower hands `STREAM_PREPARE` and
 //! `STREAM_CLEAR` to its app, and `SESSION_END` clears everything streamed.
 
 mod common;

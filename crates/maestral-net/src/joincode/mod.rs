@@ -1,5 +1,5 @@
-//! The Choir join code: `maestral://join?host=…&session=…&token=…&fp=…` (PROTOCOL_V1.md,
-//! "Choir signaling"), or the same as a web address a phone opens ([`url`]:
+//! The Choir join code: `maestral://join?host=…&session=…&token=…&fp=…` (`docs/protocol.md`
+//! §7), or the same as a web address a phone opens ([`url`]:
 //! `HTTP://HOST:PORT/#1.…`), shown by the Master as a QR code and as text, and typed or scanned
 //! by a Follower. Both forms parse.
 //!

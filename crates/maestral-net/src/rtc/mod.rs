@@ -39,7 +39,7 @@ pub use sdp::{keep_host_candidates, sdp_fingerprints, sha256_fingerprint};
 pub use stream::{StreamChannel, StreamEvent};
 pub use wait::{wait_closed, wait_open};
 
-/// The label of the one protocol channel (`PROTOCOL_V1.md`, "Encoding").
+/// The label of the one protocol channel (`docs/protocol.md` §3.1).
 pub const CHANNEL_LABEL: &str = "maestral-sync";
 
 /// The largest message a link sends: 64 KiB, the SDP `max-message-size` both sides announce and

@@ -1,6 +1,6 @@
 //! Choir signaling over the LAN: the Master's HTTP listener for `POST /v1/join` (and for a
-//! browser Follower, its page and page images) and the Follower's client for it (PROTOCOL_V1.md,
-//! "Choir signaling").
+//! browser Follower, its page and page images) and the Follower's client for it (`docs/protocol.md`
+//! §6).
 //!
 //! The listener knows nothing of WebRTC or of sessions: it enforces the transport rules (body
 //! size, JSON shape, the rate limit on rejected attempts, status codes, JSON answers) and hands

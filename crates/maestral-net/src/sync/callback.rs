@@ -1,5 +1,5 @@
-//! The Solo call-back's proof (PROTOCOL_V1 "Solo pairing codes"; the format is in the
-//! `solo` module's doc): `M1C.<counter>.<hex HMAC-SHA-256>` under the callee's key, over both
+//! The Solo call-back's proof (`docs/protocol.md` §9; also the `solo` module's
+//! doc): `M1C.<counter>.<hex HMAC-SHA-256>` under the callee's key, over both
 //! ids, the caller's offer fingerprint and the counter; and the key each device makes.
 
 use hmac::{Hmac, Mac};

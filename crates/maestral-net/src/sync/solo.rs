@@ -2,7 +2,7 @@
 //! devices each other's id, `PAIR_INFO` (where and how to call back), the call-back listener,
 //! calling the partner back when the engine wants it, and the pairing kept across restarts.
 //!
-//! # The call-back (PROTOCOL_V1 "Solo pairing codes")
+//! # The call-back (`docs/protocol.md` §9)
 //!
 //! Each device has one certificate for its pairing, kept with it; at pairing each pins the
 //! other's fingerprint (read from the offer or answer code). Each makes a key and sends it with
@@ -22,9 +22,9 @@
 //! replayed body could not complete the DTLS handshake anyway (the offer's fingerprint is the
 //! partner's, whose private key the replayer lacks).
 //!
-//! Both devices call back (spec §12.2). When both calls cross, the higher id's call wins: the
-//! lower id refuses the incoming call (`503`) while its own is in flight, the higher id takes
-//! the incoming call and drops its own.
+//! Both devices call back (docs/behaviour.md §12.2). When both calls cross, the higher id's call
+//! wins: the lower id refuses the incoming call (`503`) while its own is in flight, the higher id
+//! takes the incoming call and drops its own.
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -1,4 +1,4 @@
-//! Score streaming (spec §8.3; PROTOCOL_V1 "Score streaming"): the Master serves the current
+//! Score streaming (docs/behaviour.md §8.3; docs/protocol.md §5): the Master serves the current
 //! song's bytes to each Follower that asks, the Follower fetches what it lacks into memory,
 //! checks its SHA-256 and hands it to the app. Never written to disk.
 //!

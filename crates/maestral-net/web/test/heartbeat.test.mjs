@@ -3,7 +3,7 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { HEARTBEAT_MS, receivedCount, SILENT_MS, Silence, Ticks } from '../heartbeat.mjs';
+import { HEARTBEAT_MS, receivedCount, SILENT_MS, Silence, Ticks, WOKEN_MS } from '../heartbeat.mjs';
 
 test('a link whose counters keep moving is never silent', () => {
   const s = new Silence(0);
@@ -25,6 +25,24 @@ test('a message that came in counts as something heard', () => {
   s.heard(SILENT_MS - 1000);
   assert.equal(s.silent(SILENT_MS, 500), false);
   assert.equal(s.silent(2 * SILENT_MS - 1000, 500), true);
+});
+
+test('a page that woke gives its link a short time to show it lives, and lost it if not', () => {
+  const s = new Silence(0);
+  s.silent(0, 500);
+  s.woke(60000); // a minute asleep
+  assert.equal(s.silent(60000 + HEARTBEAT_MS, 500), false);
+  assert.equal(s.silent(60000 + WOKEN_MS, 500), true, 'nothing since the wake');
+  const alive = new Silence(0);
+  alive.silent(0, 500);
+  alive.woke(60000);
+  assert.equal(alive.silent(60000 + HEARTBEAT_MS, 640), false);
+  assert.equal(alive.silent(60000 + WOKEN_MS, 700), false, 'checks came in after the wake');
+});
+
+test('a browser whose statistics count nothing never has its links dropped', () => {
+  const s = new Silence(0);
+  for (let t = 0; t < 5 * SILENT_MS; t += HEARTBEAT_MS) assert.equal(s.silent(t, 0), false);
 });
 
 test('a tick much later than asked tells that the page was frozen', () => {

@@ -1,4 +1,4 @@
-//! The conformance driver of `spec/CONFORMANCE.md`: JSON lines in, one JSON line out per input.
+//! The conformance driver of `docs/conformance.md`: JSON lines in, one JSON line out per input.
 
 use std::io::{BufRead, Write};
 
@@ -21,7 +21,7 @@ fn main() {
             std::process::exit(2);
         }
     };
-    // CONFORMANCE.md: randomness comes from the OS unless an input fixes it.
+    // docs/conformance.md: randomness comes from the OS unless an input fixes it.
     #[allow(clippy::disallowed_methods)]
     let rng = rand::rngs::StdRng::from_os_rng();
     let mut engine = Engine::new(EngineConfig::new(device_id), role, Box::new(rng));

@@ -1,5 +1,5 @@
-//! The checkers: the rules every run must keep, named after the spec, judged at each step, at
-//! each message, and once the network has healed.
+//! The checkers: the rules every run must keep, named after docs/behaviour.md, judged at each step,
+//! at each message, and once the network has healed.
 
 use std::collections::BTreeSet;
 
@@ -94,7 +94,7 @@ impl Sim {
                 format!("{id} changed on {}", short(data)),
             );
         }
-        // Spec §11.4: free Followers are never moved by SET_PAGE.
+        // docs/behaviour.md §11.4: free Followers are never moved by SET_PAGE.
         if self.nodes[to].kind == Kind::Follower
             && matches!(
                 msg_type,

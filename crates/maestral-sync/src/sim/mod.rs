@@ -1,5 +1,6 @@
 //! Deterministic simulation: one seed drives a whole run of real engines over a simulated
-//! network, and checkers named after the spec's rules judge it (TigerBeetle's VOPR, turmoil).
+//! network, and checkers named after the rules of docs/behaviour.md judge it (TigerBeetle's VOPR,
+//! turmoil).
 //!
 //! A run is a Choir session (a Master and 1–50 Followers) or one to three Solo pairs. During the
 //! *chaos* phase the network delays, duplicates, reorders and loses messages (a lost message
