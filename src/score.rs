@@ -42,13 +42,18 @@ pub fn plugin(app: &mut App) {
         );
 }
 
-/// The bundled demo scores: `assets/scores` in the working folder, else in the source tree.
+/// The bundled demo scores: an installed package's (`../share/maestral/scores` from the
+/// executable, or `scores` beside it in a portable archive), else `assets/scores` in the working
+/// folder, else (debug builds only: a release build never reads a path of the machine that built
+/// it) the source tree's.
 pub fn demo_library() -> PathBuf {
-    let here = Path::new("assets/scores");
-    if here.is_dir() {
-        return here.to_path_buf();
-    }
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/scores")
+    let installed = maestral_score::pdfium::executable_dir().into_iter().flat_map(|dir| {
+        [dir.join("..").join("share").join("maestral").join("scores"), dir.join("scores")]
+    });
+    let here = Path::new("assets/scores").to_path_buf();
+    let source =
+        cfg!(debug_assertions).then(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/scores"));
+    installed.chain([here.clone()]).chain(source).find(|p| p.is_dir()).unwrap_or(here)
 }
 
 /// Library scans running on their own threads.

@@ -14,6 +14,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use maestral::input::Debounce;
 use serde_json::Value;
 use support::{App, TempDir, VirtualDisplay, demo_score};
 
@@ -48,6 +49,7 @@ fn window_id(display: &VirtualDisplay) -> String {
             return id.trim().to_owned();
         }
         assert!(Instant::now() < deadline, "the Maestral window never appeared");
+        // The interval of a bounded poll: X maps the window on its own time.
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -118,18 +120,19 @@ fn a_session_started_from_the_window_is_joined_through_its_scanned_qr_and_follow
     click(&mut master, &display, &window, maestral::ui::ROOM);
     let shot = dir.0.join("room.png");
     // The room view is drawn by egui: wait for its widget, then shoot. Its QR texture may come
-    // a frame after the widget (seen once on a loaded CI machine): a few shots, a frame apart.
+    // a frame after the widget (seen once on a loaded CI machine): shot again until zbar reads
+    // a code, each shot a frame of its own (a capture asks for one), within the deadline.
     wait_drawn(&mut master, maestral::ui::ROOM_VIEW);
-    let mut read = Vec::new();
-    for _ in 0..5 {
+    let deadline = Instant::now() + support::WAIT;
+    let read = loop {
         master.send(&format!("screenshot {}", shot.display()));
         master.wait("screenshot", |e| e["event"] == "screenshot");
-        read = zbar(&shot);
+        let read = zbar(&shot);
         if !read.is_empty() {
-            break;
+            break read;
         }
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
+        assert!(Instant::now() < deadline, "zbar read no QR code on the room view");
+    };
     assert_eq!(read, vec![code.clone()], "zbar reads the join code from the room view");
 
     // A headless Follower joins with what the camera read.
@@ -149,10 +152,15 @@ fn a_session_started_from_the_window_is_joined_through_its_scanned_qr_and_follow
     wait_gone(&mut master, maestral::ui::ROOM_VIEW);
     // Key presses on the window, each followed by the Follower (the time is printed for the
     // notes, never asserted): Next, Prior, Next, …, ending on page 1.
+    // The presses are paced as a person's: a second press of one key within the debounce
+    // window counts once (src/input.rs), so presses of one key closer than that would be lost
+    // by design. Each press is then followed by waiting for its effect, never assumed.
+    let pace = Duration::from_millis(400);
+    assert!(pace > 2 * Debounce::default().window, "pace the key presses past the debounce");
     let mut times = Vec::new();
     for (i, key) in ["Next", "Prior", "Next", "Prior", "Next"].into_iter().enumerate() {
         let page = if i % 2 == 0 { 1 } else { 0 };
-        std::thread::sleep(Duration::from_millis(400));
+        std::thread::sleep(pace);
         let pressed = Instant::now();
         xdotool(&display, &["key", key]);
         let (_, at) =

@@ -18,6 +18,18 @@ pub struct Host {
     pub dev: String,
 }
 
+/// Why a run could not start where the first namespace cannot be made (not root, no `ip`, a
+/// kernel without them): a context on the error, found by type (`downcast_ref`), so a run that
+/// could not be tried is told apart from one that failed without matching its message.
+#[derive(Debug)]
+pub struct NoNamespaces;
+
+impl std::fmt::Display for NoNamespaces {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("network namespaces cannot be made here")
+    }
+}
+
 #[derive(Debug)]
 pub struct Lan {
     hub: String,
@@ -53,7 +65,9 @@ impl Lan {
     pub fn new(n: usize) -> Result<Lan> {
         let tag = std::process::id() % 100_000;
         let hub = format!("mfl{tag}-lan");
-        sh("ip", &["netns", "add", &hub]).context("making the LAN's namespace")?;
+        // Only this first step failing means namespaces cannot be made here: any later one
+        // failing is a failure of the run.
+        sh("ip", &["netns", "add", &hub]).context(NoNamespaces)?;
         let mut lan = Lan { hub: hub.clone(), hosts: Vec::new() };
         sh("ip", &["-n", &hub, "link", "set", "lo", "up"])?;
         sh("ip", &["-n", &hub, "link", "add", "br0", "type", "bridge"])?;

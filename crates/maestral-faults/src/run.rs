@@ -89,7 +89,7 @@ const CONVERGE: Duration = Duration::from_secs(30);
 
 impl Run {
     pub fn start(cfg: Config) -> Result<Run> {
-        // Any step of making the LAN failing means namespaces cannot be made here (skipped).
+        // A failure that is `lan::NoNamespaces` means the run cannot be tried here (skipped).
         let lan = Lan::new(cfg.followers + 3 + cfg.storm).context("making the LAN's namespaces")?;
         let dir = std::env::temp_dir().join(format!("maestral-faults-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);

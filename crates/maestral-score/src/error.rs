@@ -51,11 +51,12 @@ pub enum ScoreError {
     )]
     BadSize { width: u32, height: u32 },
 
-    /// No PDFium library could be loaded. `tried` lists where we looked and why each failed.
+    /// No PDFium library could be loaded. `what_to_do` says it in words for whoever runs this
+    /// build; `tried` lists where we looked and why each failed.
     #[error(
-        "PDFium (libpdfium) was not found: run `cargo xtask setup`, or set MAESTRAL_PDFIUM to the library's path (tried: {tried})"
+        "PDFium (libpdfium), which draws the pages, was not found: {what_to_do} (tried: {tried})"
     )]
-    PdfiumMissing { tried: String },
+    PdfiumMissing { what_to_do: &'static str, tried: String },
 
     /// A song the render thread was never told about.
     #[error(

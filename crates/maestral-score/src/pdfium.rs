@@ -3,8 +3,8 @@
 //! PDFium binds once per process (pdfium-render keeps the bindings in a global; a second bind
 //! fails) and is not thread-safe, not even across documents. So: [`bind`] binds once, whoever
 //! calls it first, and every call into PDFium, from the render thread, a library scan or a test,
-//! happens while holding [`lock`]. Calls from different threads are fine as long as they never
-//! overlap, which is what the lock ensures.
+//! happens while holding the crate-private `lock`. Calls from different threads are fine as long
+//! as they never overlap, which is what the lock ensures.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -23,10 +23,14 @@ pub const PDFIUM_ENV: &str = "MAESTRAL_PDFIUM";
 pub enum PdfiumSource {
     /// The `MAESTRAL_PDFIUM` environment variable.
     EnvVar,
-    /// The project's cache folder, filled by `cargo xtask setup`.
+    /// The project's cache folder, filled by `cargo xtask setup` (debug builds only: a release
+    /// build never loads a library from a path of the machine that built it).
     ProjectCache,
-    /// Beside the running executable (how a packaged app ships it).
+    /// Beside the running executable (how a portable archive ships it).
     BesideExecutable,
+    /// The package's library folder, `../lib/maestral/` from the executable (a `.deb`'s
+    /// `/usr/lib/maestral/` for `/usr/bin/maestral`).
+    PackageLibrary,
     /// The system's library search path.
     SystemPath,
 }
@@ -72,8 +76,9 @@ pub(crate) fn lock_background() -> MutexGuard<'static, ()> {
 
 /// Binds PDFium for this process if that has not happened yet, and says which library it is.
 ///
-/// Looks, in order, at `MAESTRAL_PDFIUM`, the project's `.cache/pdfium/`, the folder of the
-/// running executable, then the system's library path. The outcome, good or bad, is kept for the
+/// Looks, in order, at `MAESTRAL_PDFIUM`, the project's `.cache/pdfium/` (debug builds only),
+/// the folder of the running executable, the package's `../lib/maestral/` beside it, then the
+/// system's library path. The outcome, good or bad, is kept for the
 /// life of the process.
 pub fn bind() -> Result<&'static PdfiumInfo, ScoreError> {
     BOUND
@@ -98,6 +103,14 @@ pub fn library_file_name() -> PathBuf {
     PathBuf::from(Pdfium::pdfium_platform_library_name())
 }
 
+/// The folder of the running executable, links resolved (a `/usr/local/bin` link to an unpacked
+/// archive finds the archive's files).
+pub fn executable_dir() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let exe = std::fs::canonicalize(&exe).unwrap_or(exe);
+    exe.parent().map(Path::to_path_buf)
+}
+
 fn candidates() -> Vec<(PdfiumSource, Option<PathBuf>)> {
     let mut out = Vec::new();
     if let Some(value) = std::env::var_os(PDFIUM_ENV).filter(|v| !v.is_empty()) {
@@ -105,11 +118,13 @@ fn candidates() -> Vec<(PdfiumSource, Option<PathBuf>)> {
         let path = if path.is_dir() { path.join(library_file_name()) } else { path };
         out.push((PdfiumSource::EnvVar, Some(path)));
     }
-    out.push((PdfiumSource::ProjectCache, Some(project_cache_dir().join(library_file_name()))));
-    if let Some(dir) =
-        std::env::current_exe().ok().and_then(|exe| exe.parent().map(Path::to_path_buf))
-    {
+    if cfg!(debug_assertions) {
+        out.push((PdfiumSource::ProjectCache, Some(project_cache_dir().join(library_file_name()))));
+    }
+    if let Some(dir) = executable_dir() {
         out.push((PdfiumSource::BesideExecutable, Some(dir.join(library_file_name()))));
+        let package = dir.join("..").join("lib").join("maestral");
+        out.push((PdfiumSource::PackageLibrary, Some(package.join(library_file_name()))));
     }
     out.push((PdfiumSource::SystemPath, None));
     out
@@ -154,7 +169,12 @@ fn bind_first_found() -> Result<PdfiumInfo, ScoreError> {
             }
         }
     }
-    Err(ScoreError::PdfiumMissing { tried: tried.join("; ") })
+    let what_to_do = if cfg!(debug_assertions) {
+        "run `cargo xtask setup`, or set MAESTRAL_PDFIUM to the library's path"
+    } else {
+        "reinstall Maestral (its package carries libpdfium), or set MAESTRAL_PDFIUM to the library's path"
+    };
+    Err(ScoreError::PdfiumMissing { what_to_do, tried: tried.join("; ") })
 }
 
 fn one_line(s: &str) -> String {

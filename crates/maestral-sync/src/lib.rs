@@ -4,8 +4,8 @@
 //! operating system's randomness: time is the `now` argument of every input (Unix milliseconds),
 //! randomness comes from the RNG passed to [`Engine::new`], and everything the engine wants done
 //! comes out of [`Engine::poll_output`]. The same inputs give the same outputs, which is what
-//! lets the simulation in [`sim`] replay any run from its seed. (clippy's `disallowed-methods`
-//! keeps clocks and thread RNGs out of this crate.)
+//! lets the simulation in `sim` (with the `test-support` feature) replay any run from its seed.
+//! (clippy's `disallowed-methods` keeps clocks and thread RNGs out of this crate.)
 //!
 //! The shape: mutate with `handle_link` / `handle_message` / `handle_local` / `handle_timeout`,
 //! then drain `poll_output` until `None` and sleep until `poll_timeout`.

@@ -1,5 +1,5 @@
 //! The Choir join code: `maestral://join?host=…&session=…&token=…&fp=…` (`docs/protocol.md`
-//! §7), or the same as a web address a phone opens ([`url`]:
+//! §7), or the same as a web address a phone opens (the `url` module:
 //! `HTTP://HOST:PORT/#1.…`), shown by the Master as a QR code and as text, and typed or scanned
 //! by a Follower. Both forms parse.
 //!

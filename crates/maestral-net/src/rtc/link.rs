@@ -471,7 +471,8 @@ impl Link {
     }
 
     /// Opens a stream channel (`maestral-stream`) on this link's connection, for one score's
-    /// bytes; [`StreamEvent::Open`] says when it can send. The link must be open.
+    /// bytes; [`StreamEvent::Open`](crate::rtc::StreamEvent::Open) says when it can send. The
+    /// link must be open.
     pub async fn open_stream(&self) -> Result<StreamChannel, RtcError> {
         self.inner.shared.sendable_channel()?;
         let pc = self.inner.shared.peer_connection()?;

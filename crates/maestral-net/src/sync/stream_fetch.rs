@@ -20,7 +20,7 @@ use crate::sync::worker::{Ctx, Internal};
 pub enum Stop {
     /// The link went (a rejoin's `STREAM_PREPARE` resumes it).
     LinkLost,
-    /// Nothing came for the stall time ([`STALL`] by default).
+    /// Nothing came for the stall time ([`STALL`](super::STALL) by default).
     Stalled,
     /// A chunk that is not the next one, or past the end.
     OutOfRange,

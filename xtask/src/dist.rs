@@ -1,0 +1,264 @@
+//! `cargo xtask dist [--check]`: the Linux packages in `target/dist/`.
+//!
+//! - `maestral_VERSION-1_ARCH.deb`, built by cargo-deb (an established packager, installed on
+//!   first use at a pinned version) from `[package.metadata.deb]` in the top `Cargo.toml`: the
+//!   release binary in `/usr/bin`, PDFium in `/usr/lib/maestral` with its licences in
+//!   `/usr/share/doc/maestral/pdfium`, the demo scores in `/usr/share/maestral/scores`, a desktop
+//!   entry (PDF files and `maestral://` join links) and an icon.
+//! - `maestral-VERSION-linux-ARCH.tar.gz`, a portable archive: the same tree as the package's
+//!   `/usr`, taken out of the `.deb` itself (so the two never differ), to unpack anywhere and run
+//!   `bin/maestral` from.
+//!
+//! Why cargo-deb: it builds a `.deb` from the Cargo metadata with no other tooling, and it
+//! strips the binary. cargo-packager would add an AppImage and macOS and Windows bundles, but its
+//! AppImage needs tools downloaded from the internet at build time; cargo-dist builds archives
+//! and installers in CI services, not on a machine like ours.
+//!
+//! `--check` unpacks the archive into a fresh folder (no checkout, no `.cache`, no
+//! `MAESTRAL_PDFIUM`, another working folder) and runs the installed files: `--version`, `list`
+//! of the bundled scores, `render` of a page, and a headless Master that a headless Follower
+//! joins over loopback.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+use crate::{cargo, pdfium, status, target_dir};
+
+/// The cargo-deb release this project packages with.
+const CARGO_DEB: &str = "3.8.0";
+
+pub fn run(rest: &[String]) -> Result<()> {
+    let check = rest.iter().any(|a| a == "--check");
+    pdfium::ensure()?;
+    status(cargo().args(["build", "--release", "--package", "maestral"]))?;
+    ensure_cargo_deb()?;
+    let out = target_dir().join("dist");
+    if out.exists() {
+        std::fs::remove_dir_all(&out)
+            .with_context(|| format!("could not clear {}", out.display()))?;
+    }
+    std::fs::create_dir_all(&out)?;
+    status(cargo().args(["deb", "--package", "maestral", "--no-build", "--output"]).arg(&out))?;
+    let deb = std::fs::read_dir(&out)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.extension().is_some_and(|x| x == "deb"))
+        .context("cargo-deb left no .deb")?;
+    let version = deb_version(&deb)?;
+    let archive = archive_from(&deb, &out, &version)?;
+    for file in [&deb, &archive] {
+        let size = std::fs::metadata(file)?.len();
+        eprintln!("xtask: {} ({:.1} MB)", file.display(), size as f64 / 1e6);
+    }
+    if check {
+        check_archive(&archive, &version)?;
+    }
+    Ok(())
+}
+
+/// The app's version, as the package records it (its Debian revision left out).
+fn deb_version(deb: &Path) -> Result<String> {
+    let field = output({
+        let mut c = Command::new("dpkg-deb");
+        c.arg("--field").arg(deb).arg("Version");
+        c
+    })?;
+    let field = field.trim();
+    Ok(field.rsplit_once('-').map_or(field, |(upstream, _)| upstream).to_owned())
+}
+
+fn ensure_cargo_deb() -> Result<()> {
+    let installed = Command::new("cargo").args(["deb", "--version"]).output().is_ok_and(|o| {
+        o.status.success() && String::from_utf8_lossy(&o.stdout).contains(CARGO_DEB)
+    });
+    if !installed {
+        status(Command::new("cargo").args([
+            "install",
+            "cargo-deb",
+            "--locked",
+            "--version",
+            CARGO_DEB,
+        ]))
+        .context("could not install cargo-deb (it comes from crates.io)")?;
+    }
+    Ok(())
+}
+
+/// `maestral-VERSION-linux-ARCH.tar.gz` beside the `.deb`: its `/usr` tree, under one folder.
+fn archive_from(deb: &Path, out: &Path, version: &str) -> Result<PathBuf> {
+    let name = format!("maestral-{version}-linux-{}", std::env::consts::ARCH);
+    let unpacked = out.join("unpacked");
+    status(Command::new("dpkg-deb").arg("-x").arg(deb).arg(&unpacked))
+        .context("the portable archive is made from the .deb with dpkg-deb (Debian: dpkg)")?;
+    let tree = out.join(&name);
+    std::fs::rename(unpacked.join("usr"), &tree)?;
+    std::fs::remove_dir_all(&unpacked)?;
+    let archive = out.join(format!("{name}.tar.gz"));
+    status(Command::new("tar").arg("-czf").arg(&archive).arg("-C").arg(out).arg(&name))?;
+    std::fs::remove_dir_all(&tree)?;
+    Ok(archive)
+}
+
+/// Runs the unpacked archive's files from a fresh folder, as a performer's machine would.
+fn check_archive(archive: &Path, version: &str) -> Result<()> {
+    let dir = std::env::temp_dir().join(format!("maestral-dist-check-{}", std::process::id()));
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir)?;
+    }
+    std::fs::create_dir_all(&dir)?;
+    let result = check_in(archive, &dir, version);
+    std::fs::remove_dir_all(&dir).ok();
+    result?;
+    eprintln!("xtask: dist check passed (version, list, render, a Master joined by a Follower)");
+    Ok(())
+}
+
+fn check_in(archive: &Path, dir: &Path, version: &str) -> Result<()> {
+    status(Command::new("tar").arg("-xzf").arg(archive).arg("-C").arg(dir))?;
+    let top = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.is_dir())
+        .context("the archive holds no folder")?;
+    let bin = top.join("bin").join("maestral");
+    let home = dir.join("home");
+    std::fs::create_dir_all(&home)?;
+    // Nothing of the checkout: no PDFium path, another working folder and home.
+    let app = |args: &[&str]| {
+        let mut c = Command::new(&bin);
+        c.args(args)
+            .current_dir(dir)
+            .env_remove("MAESTRAL_PDFIUM")
+            .env("HOME", &home)
+            .env("XDG_DATA_HOME", home.join("data"))
+            .env("XDG_CONFIG_HOME", home.join("config"))
+            .env("MAESTRAL_LOCATE", "off");
+        c
+    };
+
+    let said = output(app(&["--version"]))?;
+    if said.trim() != format!("maestral {version}") {
+        bail!("`maestral --version` said {said:?}, not {version}");
+    }
+    let list = output(app(&["list"]))?;
+    if !list.contains("lanterns-on-the-water") {
+        bail!("`maestral list` does not show the bundled scores: {list:?}");
+    }
+    let score = top.join("share/maestral/scores/lanterns-on-the-water.pdf");
+    let png = dir.join("page.png");
+    let score_arg = score.to_string_lossy().into_owned();
+    let png_arg = png.to_string_lossy().into_owned();
+    output(app(&[
+        "render", "--page", "0", "--width", "600", "--height", "800", "--out", &png_arg, &score_arg,
+    ]))?;
+    let bytes = std::fs::read(&png).context("render wrote no page")?;
+    if !bytes.starts_with(b"\x89PNG") {
+        bail!("render wrote no PNG");
+    }
+
+    let mut master = Headless::start(app(&[
+        "--headless",
+        "--choir-master",
+        "--listen",
+        "127.0.0.1:0",
+        "--state-dir",
+        &dir.join("m").to_string_lossy(),
+        "--device-id",
+        "M",
+    ]))?;
+    let ready =
+        master.until("ready", |l| l.contains("\"event\":\"ready\"") && l.contains("join_code"))?;
+    let code = join_code(&ready).context("no join code in `ready`")?;
+    let mut follower = Headless::start(app(&[
+        "--headless",
+        "--join",
+        &code,
+        "--state-dir",
+        &dir.join("f").to_string_lossy(),
+        "--device-id",
+        "F",
+    ]))?;
+    let joined = follower.until("joined", |l| l.contains("FOLLOWER_CONNECTED_FOLLOW"));
+    follower.quit();
+    master.quit();
+    joined?;
+    Ok(())
+}
+
+/// A command's standard output, or its standard error as the failure.
+fn output(mut c: Command) -> Result<String> {
+    let o = c.output().with_context(|| format!("could not start {c:?}"))?;
+    if !o.status.success() {
+        bail!("{c:?} failed: {}", String::from_utf8_lossy(&o.stderr).trim());
+    }
+    Ok(String::from_utf8_lossy(&o.stdout).into_owned())
+}
+
+/// A headless app read line by line, with a deadline on what is awaited.
+struct Headless {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+const WAIT: Duration = Duration::from_secs(60);
+
+impl Headless {
+    fn start(mut c: Command) -> Result<Self> {
+        let mut child = c
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .with_context(|| format!("could not start {c:?}"))?;
+        let stdout = child.stdout.take().context("no stdout")?;
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Ok(Headless { stdin: child.stdin.take(), child, lines })
+    }
+
+    /// The first line that `want` accepts, within WAIT.
+    fn until(&mut self, what: &str, want: impl Fn(&str) -> bool) -> Result<String> {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if want(&line) => return Ok(line),
+                Ok(_) => {}
+                Err(_) => bail!("the installed app never said {what} within {WAIT:?}"),
+            }
+        }
+    }
+
+    fn quit(mut self) {
+        if let Some(mut stdin) = self.stdin.take() {
+            let _ = writeln!(stdin, "quit");
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The join code out of a `ready` line (a JSON string with no escapes: the code is ASCII
+/// letters, digits and `:/#.[]`), without a JSON crate in xtask.
+fn join_code(line: &str) -> Option<String> {
+    let key = "\"join_code\":\"";
+    let start = line.find(key)? + key.len();
+    let end = start + line[start..].find('"')?;
+    Some(line[start..end].to_owned())
+}
