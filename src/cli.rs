@@ -291,9 +291,43 @@ impl Cli {
     }
 }
 
+/// A `file://` URI as a desktop passes an opened file (`Exec=maestral %u`:
+/// `file:///home/me/My%20Score.pdf`) to its path; anything else as it is.
+pub fn path_of_file_uri(arg: PathBuf) -> PathBuf {
+    let Some(rest) = arg.to_str().and_then(|s| s.strip_prefix("file://")) else { return arg };
+    let rest = rest.strip_prefix("localhost").unwrap_or(rest);
+    if !rest.starts_with('/') {
+        return arg;
+    }
+    let mut bytes = Vec::with_capacity(rest.len());
+    let mut it = rest.bytes();
+    while let Some(b) = it.next() {
+        if b != b'%' {
+            bytes.push(b);
+            continue;
+        }
+        let hex = [it.next(), it.next()];
+        let digit = |d: Option<u8>| (d? as char).to_digit(16);
+        match (digit(hex[0]), digit(hex[1])) {
+            (Some(hi), Some(lo)) => bytes.push((hi * 16 + lo) as u8),
+            _ => return arg,
+        }
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStringExt;
+        PathBuf::from(std::ffi::OsString::from_vec(bytes))
+    }
+    #[cfg(not(unix))]
+    {
+        String::from_utf8(bytes).map(PathBuf::from).unwrap_or(arg)
+    }
+}
+
 /// Parses the command line and runs what it asks for.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    cli.library = cli.library.map(path_of_file_uri);
     let outcome = match cli.command {
         Some(Command::Render(args)) => crate::commands::render(&args),
         Some(Command::List { folder }) => {
@@ -378,6 +412,21 @@ mod tests {
     use super::*;
 
     const LINK: &str = "maestral://join?host=192.168.1.20:47110&session=0123&token=abc&fp=00";
+
+    #[test]
+    fn a_file_uri_from_the_desktop_is_the_files_path() {
+        let path = |s: &str| path_of_file_uri(PathBuf::from(s));
+        assert_eq!(path("file:///home/me/My%20Score.pdf"), PathBuf::from("/home/me/My Score.pdf"));
+        assert_eq!(path("file://localhost/tmp/a%C3%A9.pdf"), PathBuf::from("/tmp/aé.pdf"));
+        assert_eq!(path("/tmp/plain.pdf"), PathBuf::from("/tmp/plain.pdf"));
+        assert_eq!(
+            path("file:///bad%2"),
+            PathBuf::from("file:///bad%2"),
+            "a broken escape stays as given"
+        );
+        assert_eq!(path("file://otherhost/x.pdf"), PathBuf::from("file://otherhost/x.pdf"));
+        assert_eq!(path(LINK), PathBuf::from(LINK));
+    }
 
     fn options(args: &[&str]) -> AppOptions {
         static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);

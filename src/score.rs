@@ -48,7 +48,8 @@ pub fn plugin(app: &mut App) {
 /// it) the source tree's.
 pub fn demo_library() -> PathBuf {
     let installed = maestral_score::pdfium::executable_dir().into_iter().flat_map(|dir| {
-        [dir.join("..").join("share").join("maestral").join("scores"), dir.join("scores")]
+        let prefix = dir.parent().map_or_else(|| dir.join(".."), Path::to_path_buf);
+        [prefix.join("share").join("maestral").join("scores"), dir.join("scores")]
     });
     let here = Path::new("assets/scores").to_path_buf();
     let source =

@@ -15,9 +15,10 @@
 //! and installers in CI services, not on a machine like ours.
 //!
 //! `--check` unpacks the archive into a fresh folder (no checkout, no `.cache`, no
-//! `MAESTRAL_PDFIUM`, another working folder) and runs the installed files: `--version`, `list`
-//! of the bundled scores, `render` of a page, and a headless Master that a headless Follower
-//! joins over loopback.
+//! `MAESTRAL_PDFIUM` or `LD_LIBRARY_PATH`, another working folder) and runs the installed files:
+//! `--version`, `list` of the package's scores, `render` of a page, and a headless Master that a
+//! headless Follower joins over loopback; then, with the package's PDFium removed, `render` must
+//! fail with the words a performer gets (so the package's library was the one used).
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -112,7 +113,10 @@ fn check_archive(archive: &Path, version: &str) -> Result<()> {
     let result = check_in(archive, &dir, version);
     std::fs::remove_dir_all(&dir).ok();
     result?;
-    eprintln!("xtask: dist check passed (version, list, render, a Master joined by a Follower)");
+    eprintln!(
+        "xtask: dist check passed (version, list, render, a Master joined by a Follower; \
+         without the package's PDFium, the performer's message)"
+    );
     Ok(())
 }
 
@@ -131,6 +135,7 @@ fn check_in(archive: &Path, dir: &Path, version: &str) -> Result<()> {
         c.args(args)
             .current_dir(dir)
             .env_remove("MAESTRAL_PDFIUM")
+            .env_remove("LD_LIBRARY_PATH")
             .env("HOME", &home)
             .env("XDG_DATA_HOME", home.join("data"))
             .env("XDG_CONFIG_HOME", home.join("config"))
@@ -143,8 +148,12 @@ fn check_in(archive: &Path, dir: &Path, version: &str) -> Result<()> {
         bail!("`maestral --version` said {said:?}, not {version}");
     }
     let list = output(app(&["list"]))?;
-    if !list.contains("lanterns-on-the-water") {
-        bail!("`maestral list` does not show the bundled scores: {list:?}");
+    let installed = top.join("share").join("maestral").join("scores");
+    if !list.contains("lanterns-on-the-water") || !list.contains(&*installed.to_string_lossy()) {
+        bail!(
+            "`maestral list` does not show the package's scores ({}): {list:?}",
+            installed.display()
+        );
     }
     let score = top.join("share/maestral/scores/lanterns-on-the-water.pdf");
     let png = dir.join("page.png");
@@ -184,6 +193,18 @@ fn check_in(archive: &Path, dir: &Path, version: &str) -> Result<()> {
     follower.quit();
     master.quit();
     joined?;
+
+    // The package's PDFium was the one used: without it, a page cannot be drawn, and the app
+    // says what to do in a performer's words.
+    std::fs::remove_file(top.join("lib").join("maestral").join("libpdfium.so"))?;
+    let o = app(&[
+        "render", "--page", "0", "--width", "600", "--height", "800", "--out", &png_arg, &score_arg,
+    ])
+    .output()?;
+    let said = String::from_utf8_lossy(&o.stderr);
+    if o.status.success() || !said.contains("reinstall Maestral") {
+        bail!("without the package's PDFium, render did not fail as it should: {said:?}");
+    }
     Ok(())
 }
 
@@ -196,7 +217,8 @@ fn output(mut c: Command) -> Result<String> {
     Ok(String::from_utf8_lossy(&o.stdout).into_owned())
 }
 
-/// A headless app read line by line, with a deadline on what is awaited.
+/// A headless app read line by line, with a deadline on what is awaited; killed if dropped
+/// without `quit` (a check that failed half-way leaves nothing running).
 struct Headless {
     child: Child,
     stdin: Option<ChildStdin>,
@@ -249,7 +271,14 @@ impl Headless {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        let _ = self.child.kill();
+    }
+}
+
+impl Drop for Headless {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+        }
         let _ = self.child.wait();
     }
 }

@@ -157,6 +157,9 @@ with open(wheel, "rb") as f:
 if got != sha256:
     sys.exit("PDFium set-up stopped: " + os.path.basename(wheel) + " has SHA-256 " + got
              + ", not the pinned " + sha256 + " (a changed or tampered download)")
+# The licences of this wheel only (a package ships this folder).
+import shutil
+shutil.rmtree(os.path.join(out, "licenses"), ignore_errors=True)
 found = False
 with zipfile.ZipFile(wheel) as z:
     for info in z.infolist():

@@ -172,7 +172,7 @@ fn bind_first_found() -> Result<PdfiumInfo, ScoreError> {
     let what_to_do = if cfg!(debug_assertions) {
         "run `cargo xtask setup`, or set MAESTRAL_PDFIUM to the library's path"
     } else {
-        "reinstall Maestral (its package carries libpdfium), or set MAESTRAL_PDFIUM to the library's path"
+        "reinstall Maestral (its package carries libpdfium), or set MAESTRAL_PDFIUM to the library's path (from a checkout: `cargo xtask setup` fetches it into .cache/pdfium)"
     };
     Err(ScoreError::PdfiumMissing { what_to_do, tried: tried.join("; ") })
 }
