@@ -24,16 +24,12 @@ import { fileURLToPath } from 'node:url';
 import { Browser } from './cdp.mjs';
 import { ADDRESS, Lan, loss } from './lan.mjs';
 import { Master } from './master.mjs';
+import { READY, showing } from './page.mjs';
 
 const ROOT = resolve(fileURLToPath(new URL('.', import.meta.url)), '..', '..');
 const SCORE = resolve(ROOT, 'assets', 'scores', 'lanterns-on-the-water.pdf');
 const TABS = Number(process.env.BENCH_TABS || 30);
 const TURNS = 50;
-const READY = "!!document.getElementById('join-button') && !document.getElementById('join-button').disabled";
-const SHOWN = `(() => { const i = [...document.querySelectorAll('img.page')].find((i) => !i.hidden && i.dataset.song);
-  const h = (document.body.dataset.heard || '').split(' ');
-  return i ? { song: i.dataset.song, page: Number(i.dataset.page), at: Number(i.dataset.shownAt),
-    heard: h[0] === i.dataset.song && Number(h[1]) === Number(i.dataset.page) ? Number(h[2]) : null } : null; })()`;
 
 function pct(sorted, p) {
   if (sorted.length === 0) return null;
@@ -60,8 +56,8 @@ function cpuMs(pid) {
   return ((Number(f[11]) + Number(f[12])) * 1000) / 100; // utime + stime in clock ticks (100 Hz)
 }
 
-async function shows(tab, song, page, timeoutMs, everyMs) {
-  return tab.until(`(() => { const s = ${SHOWN}; return s && s.song === ${JSON.stringify(song)} && s.page === ${page} ? s : null; })()`, 'page ' + page, timeoutMs, everyMs);
+function shows(tab, song, page, timeoutMs, everyMs) {
+  return showing(tab, song, page, 'page ' + page, timeoutMs, everyMs);
 }
 
 function summary(sorted, extra) {

@@ -12,6 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { Browser } from './cdp.mjs';
 import { ADDRESS, Lan, loss } from './lan.mjs';
 import { Master } from './master.mjs';
+import { READY, SHOWN, showing } from './page.mjs';
 
 const ROOT = resolve(fileURLToPath(new URL('.', import.meta.url)), '..', '..');
 const SCORES = resolve(ROOT, 'assets', 'scores');
@@ -37,16 +38,6 @@ after(async () => {
   if (lan) lan.close();
 });
 
-// The page has loaded and its code runs (the Join button is enabled then).
-const READY = "!!document.getElementById('join-button') && !document.getElementById('join-button').disabled";
-
-// What the tab shows: {song, page} of the visible page image, or null.
-const SHOWN = `(() => { const i = [...document.querySelectorAll('img.page')].find((i) => !i.hidden && i.dataset.song);
-  return i ? { song: i.dataset.song, page: Number(i.dataset.page) } : null; })()`;
-
-async function showing(tab, song, page, what, timeoutMs) {
-  return tab.until(`(() => { const s = ${SHOWN}; return s && s.song === ${JSON.stringify(song)} && s.page === ${page}; })()`, what, timeoutMs);
-}
 
 async function masterShows(song) {
   master.send('song ' + song);
@@ -82,7 +73,8 @@ test('a phone joins from the code, follows, goes free and back, rejoins, and see
   await tab.until("document.body.dataset.phase === 'FOLLOWER_CONNECTED_FREE'", 'free');
   master.send('next');
   await tab.until("document.getElementById('master-page').textContent === 'Master: p. 3' && !document.getElementById('master-page').hidden", 'the marker');
-  assert.deepEqual(await tab.eval(SHOWN), { song: first, page: 1 }, 'free holds the page');
+  const held = await tab.eval(SHOWN);
+  assert.deepEqual({ song: held.song, page: held.page }, { song: first, page: 1 }, 'free holds the page');
   await tab.eval("document.getElementById('master-page').click()");
   await showing(tab, first, 2, 'following again');
 
@@ -136,7 +128,7 @@ test('ten phones that tap Join at once all show the Master page', async () => {
     tabs.push(tab);
   }
   await Promise.all(tabs.map((tab, i) => tab.eval(`document.getElementById('name').value = 'Phone ${i}'; document.getElementById('join-button').click()`)));
-  await Promise.all(tabs.map((tab, i) => tab.until(`(() => { const s = ${SHOWN}; return s && s.song === ${JSON.stringify(song)} && s.page === 1; })()`, 'phone ' + i, 30000)));
+  await Promise.all(tabs.map((tab, i) => showing(tab, song, 1, 'phone ' + i, 30000)));
 });
 
 test('a phone whose link goes silent says so, is back in step when it returns, and can leave', async () => {

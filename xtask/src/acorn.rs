@@ -47,14 +47,14 @@ with open(tmp, "wb") as f:
     f.write(module)
 os.replace(tmp, os.path.join(out, name))
 "#;
-    let st = Command::new("python3")
+    let st = Command::new(crate::pdfium::python()?)
         .arg("-c")
         .arg(SCRIPT)
         .args([URL, INTEGRITY])
         .arg(&dir)
         .arg(module.file_name().context("a file name")?)
         .status()
-        .context("the acorn set-up needs python3")?;
+        .context("could not start Python for the acorn set-up")?;
     if !st.success() {
         bail!("could not fetch acorn from {URL} ({st}): check the network");
     }

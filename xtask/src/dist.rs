@@ -159,9 +159,10 @@ fn check_in(archive: &Path, dir: &Path, version: &str) -> Result<()> {
     let png = dir.join("page.png");
     let score_arg = score.to_string_lossy().into_owned();
     let png_arg = png.to_string_lossy().into_owned();
-    output(app(&[
+    let render = [
         "render", "--page", "0", "--width", "600", "--height", "800", "--out", &png_arg, &score_arg,
-    ]))?;
+    ];
+    output(app(&render))?;
     let bytes = std::fs::read(&png).context("render wrote no page")?;
     if !bytes.starts_with(b"\x89PNG") {
         bail!("render wrote no PNG");
@@ -197,10 +198,7 @@ fn check_in(archive: &Path, dir: &Path, version: &str) -> Result<()> {
     // The package's PDFium was the one used: without it, a page cannot be drawn, and the app
     // says what to do in a performer's words.
     std::fs::remove_file(top.join("lib").join("maestral").join("libpdfium.so"))?;
-    let o = app(&[
-        "render", "--page", "0", "--width", "600", "--height", "800", "--out", &png_arg, &score_arg,
-    ])
-    .output()?;
+    let o = app(&render).output()?;
     let said = String::from_utf8_lossy(&o.stderr);
     if o.status.success() || !said.contains("reinstall Maestral") {
         bail!("without the package's PDFium, render did not fail as it should: {said:?}");

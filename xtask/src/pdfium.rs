@@ -127,7 +127,7 @@ pub fn ensure() -> Result<PathBuf> {
 }
 
 /// `python3` where it exists (and on Windows, `python`).
-fn python() -> Result<String> {
+pub fn python() -> Result<String> {
     for candidate in ["python3", "python"] {
         let ok = Command::new(candidate)
             .args(["-c", "import pip, zipfile"])

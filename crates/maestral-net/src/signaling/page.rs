@@ -12,7 +12,6 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -47,10 +46,10 @@ impl std::fmt::Debug for PageRequest {
     }
 }
 
-/// An encoded page image.
+/// An encoded page image (its bytes shared: a cached image is answered without a copy).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PageImage {
-    pub bytes: Arc<[u8]>,
+    pub bytes: bytes::Bytes,
     /// `image/webp` or `image/png`.
     pub content_type: &'static str,
 }
@@ -134,7 +133,7 @@ pub(super) fn bearer(headers: &HeaderMap) -> Option<String> {
 
 /// The answer for an image.
 pub(super) fn image_response(image: PageImage) -> Response {
-    let mut response = (StatusCode::OK, image.bytes.to_vec()).into_response();
+    let mut response = (StatusCode::OK, image.bytes).into_response();
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(image.content_type));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));

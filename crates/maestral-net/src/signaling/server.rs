@@ -373,6 +373,13 @@ impl Drop for AddressSlot {
 #[derive(Clone)]
 struct Seen(Arc<std::sync::atomic::AtomicBool>);
 
+impl Seen {
+    /// The request reached its route.
+    fn mark(&self) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
 async fn serve_connection(
     stream: TcpStream,
     peer: SocketAddr,
@@ -446,7 +453,7 @@ async fn join_route(
     Extension(seen): Extension<Seen>,
     request: Request,
 ) -> Response {
-    seen.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    seen.mark();
     let ip = peer.ip();
     let config = &shared.config;
     // Every refusal counts toward the address's limit, checked and recorded in one step.
@@ -511,7 +518,7 @@ fn refusal(limiter: &RateLimiter, ip: IpAddr, status: StatusCode, why: &str) -> 
 
 /// One of the browser Follower's bundled files.
 async fn file_route(Extension(seen): Extension<Seen>, uri: Uri) -> Response {
-    seen.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    seen.mark();
     page::file(uri.path()).unwrap_or_else(|| reason(StatusCode::NOT_FOUND, "not_found"))
 }
 
@@ -523,7 +530,7 @@ async fn page_route(
     uri: Uri,
     headers: HeaderMap,
 ) -> Response {
-    seen.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    seen.mark();
     let ip = peer.ip();
     if shared.limiter.is_limited(ip, Instant::now()) {
         return reason(StatusCode::TOO_MANY_REQUESTS, "too_many_attempts");
