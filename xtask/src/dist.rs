@@ -72,18 +72,12 @@ fn deb_version(deb: &Path) -> Result<String> {
 }
 
 fn ensure_cargo_deb() -> Result<()> {
-    let installed = Command::new("cargo").args(["deb", "--version"]).output().is_ok_and(|o| {
+    let installed = cargo().args(["deb", "--version"]).output().is_ok_and(|o| {
         o.status.success() && String::from_utf8_lossy(&o.stdout).contains(CARGO_DEB)
     });
     if !installed {
-        status(Command::new("cargo").args([
-            "install",
-            "cargo-deb",
-            "--locked",
-            "--version",
-            CARGO_DEB,
-        ]))
-        .context("could not install cargo-deb (it comes from crates.io)")?;
+        status(cargo().args(["install", "cargo-deb", "--locked", "--version", CARGO_DEB]))
+            .context("could not install cargo-deb (it comes from crates.io)")?;
     }
     Ok(())
 }

@@ -1,10 +1,23 @@
-//! `cargo xtask features`: the app's build (`cargo xtask run`) and the tests' build
-//! (`cargo xtask test`) must ask for the same features of every shared crate, or the second of
-//! the two commands compiles bevy, wgpu and the rest again.
+//! `cargo xtask features`: the app's build (`cargo xtask run`) must reuse every crate that is
+//! not ours from the tests' build (`cargo xtask test`), or the second of the two commands
+//! compiles bevy, wgpu or the WebRTC stack again.
+//!
+//! Two ways it has gone wrong, and the check for each:
+//! - the two builds ask for other features of a shared crate (a dev-dependency adds some):
+//!   [`agree_in_tree`] reads them from `cargo tree` before anything is built, and
+//!   [`reused`] compares the units the two builds produce (their file names carry the hash of
+//!   features, dependencies and profile);
+//! - a build script re-runs because a variable it watches differs between the two cargo
+//!   processes (`ring`'s watched the `CARGO_PKG_*` that `cargo run` sets for xtask):
+//!   [`reused`] fails on any unit the app's build compiled again although the tests' build
+//!   made it.
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use std::process::{Command, Stdio};
+
 use anyhow::{Context, Result, bail};
+use tinyjson::JsonValue;
 
 /// Each non-workspace crate's feature sets in one `cargo tree` (one line per crate and feature
 /// set: under resolver 2 a build-time copy may have its own).
@@ -29,9 +42,18 @@ fn feature_sets(args: &[&str]) -> Result<BTreeMap<String, BTreeSet<String>>> {
     Ok(sets)
 }
 
-/// Fails, naming the crates, if `cargo xtask run` (and `cargo xtask` itself) would build a
-/// shared crate with other features than `cargo xtask test` does.
+/// `cargo xtask features`: [`agree_in_tree`], then both builds, then [`reused`].
 pub fn check() -> Result<()> {
+    agree_in_tree()?;
+    let tests = build(super::cargo().args(["test", "--workspace", "--no-run"]))?;
+    let app = build(super::cargo().args(["build", "--package", "maestral"]))?;
+    reused(&tests, &app)
+}
+
+/// Fails, naming the crates, if `cargo xtask run` (and `cargo xtask` itself) would build a
+/// shared crate with other features than `cargo xtask test` does (read from `cargo tree`,
+/// before anything is built).
+pub fn agree_in_tree() -> Result<()> {
     let tests = feature_sets(&["--workspace", "--edges", "normal,build,dev"])?;
     let mut differ = Vec::new();
     for package in ["maestral", "xtask"] {
@@ -54,6 +76,137 @@ pub fn check() -> Result<()> {
             differ.join("\n")
         );
     }
-    eprintln!("xtask: features agree: `cargo xtask run` reuses the build of `cargo xtask test`");
     Ok(())
+}
+
+/// One unit a build produced (a library, a binary, a build script), as cargo reports it.
+#[derive(Debug)]
+struct Unit {
+    package: String,
+    target: String,
+    /// The files it made; their names carry the unit's hash.
+    files: BTreeSet<String>,
+    /// Whether cargo found it up to date instead of compiling it.
+    fresh: bool,
+}
+
+impl Unit {
+    /// Ours: a workspace crate (its own features, e.g. `test-support`, are allowed to differ).
+    fn ours(&self) -> bool {
+        self.package.starts_with("path+file://")
+    }
+}
+
+/// The units one build produced.
+#[derive(Debug)]
+pub struct Build(Vec<Unit>);
+
+/// Runs `c` (a `cargo build` or `cargo test --no-run`) with cargo's JSON messages on stdout
+/// (warnings and errors still shown on stderr) and collects its units.
+pub fn build(c: &mut Command) -> Result<Build> {
+    c.arg("--message-format=json-render-diagnostics").stdout(Stdio::piped());
+    eprintln!("xtask: running {c:?}");
+    let out = c.spawn().with_context(|| format!("could not start {c:?}"))?.wait_with_output()?;
+    if !out.status.success() {
+        bail!("{c:?} failed with {}", out.status);
+    }
+    let mut units = Vec::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let Ok(JsonValue::Object(msg)) = line.parse::<JsonValue>() else { continue };
+        let text = |v: Option<&JsonValue>| match v {
+            Some(JsonValue::String(s)) => s.clone(),
+            _ => String::new(),
+        };
+        if text(msg.get("reason")) != "compiler-artifact" {
+            continue;
+        }
+        let target = match msg.get("target") {
+            Some(JsonValue::Object(target)) => text(target.get("name")),
+            _ => String::new(),
+        };
+        let files = match msg.get("filenames") {
+            Some(JsonValue::Array(files)) => files.iter().map(|f| text(Some(f))).collect(),
+            _ => BTreeSet::new(),
+        };
+        let fresh = matches!(msg.get("fresh"), Some(JsonValue::Boolean(true)));
+        units.push(Unit { package: text(msg.get("package_id")), target, files, fresh });
+    }
+    if units.is_empty() {
+        bail!("{c:?} reported no units (cargo's JSON messages were not understood)");
+    }
+    Ok(Build(units))
+}
+
+/// Fails, naming them, if the app's build compiled a crate that is not ours: either a unit the
+/// tests' build does not have (other features or dependencies), or one it has that the app's
+/// build made again (a build script re-ran).
+pub fn reused(tests: &Build, app: &Build) -> Result<()> {
+    let made: BTreeSet<&BTreeSet<String>> = tests.0.iter().map(|u| &u.files).collect();
+    let mut wrong = Vec::new();
+    for unit in app.0.iter().filter(|u| !u.ours()) {
+        let name =
+            format!("{} ({})", unit.package.rsplit('#').next().unwrap_or_default(), unit.target);
+        if !made.contains(&unit.files) {
+            wrong.push(format!(
+                "  {name}: not in the tests' build (other features or dependencies)"
+            ));
+        } else if !unit.fresh {
+            wrong.push(format!(
+                "  {name}: compiled again although the tests' build made it (a build script \
+                 re-ran: a variable it watches differs between the two cargo processes)"
+            ));
+        }
+    }
+    if !wrong.is_empty() {
+        bail!(
+            "the app's build (`cargo xtask run`) did not reuse the tests' build for:\n{}",
+            wrong.join("\n")
+        );
+    }
+    let shared = app.0.iter().filter(|u| !u.ours()).count();
+    eprintln!(
+        "xtask: the app's build reused all {shared} units of crates that are not ours from the \
+         tests' build"
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unit(package: &str, file: &str, fresh: bool) -> Unit {
+        Unit {
+            package: package.into(),
+            target: "lib".into(),
+            files: BTreeSet::from([file.to_owned()]),
+            fresh,
+        }
+    }
+
+    const RING: &str = "registry+https://github.com/rust-lang/crates.io-index#ring@0.17.14";
+    const OURS: &str = "path+file:///work/main/crates/maestral-net#0.1.0";
+
+    #[test]
+    fn the_same_units_found_fresh_are_reused() {
+        let tests = Build(vec![unit(RING, "libring-1.rlib", false), unit(OURS, "a", false)]);
+        let app = Build(vec![unit(RING, "libring-1.rlib", true), unit(OURS, "b", false)]);
+        assert!(reused(&tests, &app).is_ok(), "our own crates may differ");
+    }
+
+    #[test]
+    fn a_unit_with_other_features_is_named() {
+        let tests = Build(vec![unit(RING, "libring-1.rlib", false)]);
+        let app = Build(vec![unit(RING, "libring-2.rlib", false)]);
+        let e = format!("{:#}", reused(&tests, &app).unwrap_err());
+        assert!(e.contains("ring@0.17.14 (lib): not in the tests' build"), "{e}");
+    }
+
+    #[test]
+    fn a_unit_compiled_again_is_named() {
+        let tests = Build(vec![unit(RING, "libring-1.rlib", false)]);
+        let app = Build(vec![unit(RING, "libring-1.rlib", false)]);
+        let e = format!("{:#}", reused(&tests, &app).unwrap_err());
+        assert!(e.contains("ring@0.17.14 (lib): compiled again"), "{e}");
+    }
 }

@@ -35,8 +35,8 @@ usage: cargo xtask <command>
   dist [--check]         the Linux packages in target/dist/ (a .deb with cargo-deb and a
                          portable .tar.gz); --check runs the unpacked archive from a
                          fresh folder (version, list, render, a Master and a Follower)
-  features               check that `run` and `test` build shared crates with the same
-                         features (so either command reuses the other's build)
+  features               check that `run` reuses the build of `test` for every crate
+                         that is not ours (same features, no build script re-run)
   setup                  fetch PDFium into .cache/pdfium if it is not there yet
 ";
 
@@ -85,9 +85,34 @@ pub fn target_dir() -> PathBuf {
         .unwrap_or_else(|| root().join("target"))
 }
 
+/// The cargo that started xtask, in the workspace root, without the variables `cargo run` set
+/// for xtask ([`without_run_env`]).
 pub fn cargo() -> Command {
     let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     c.current_dir(root());
+    without_run_env(&mut c);
+    c
+}
+
+/// Removes from `c`'s environment what `cargo run` set for xtask itself (`CARGO_PKG_NAME=xtask`,
+/// `CARGO_MANIFEST_DIR=…/xtask` and the rest of its package's variables).
+///
+/// A cargo started with them re-runs every build script that watches one of them: `ring`'s
+/// watches `CARGO_PKG_NAME`, `CARGO_MANIFEST_DIR` and the version
+/// numbers, so `ring` and the eleven WebRTC crates above it were compiled again whenever a
+/// nested build followed one from a plain shell (CI's clippy, a developer's `cargo test`), and
+/// back again after. Without them, a build from xtask and one from a shell are the same build.
+pub fn without_run_env(c: &mut Command) -> &mut Command {
+    for (name, _) in std::env::vars_os() {
+        let Some(name) = name.to_str() else { continue };
+        let set_by_run = ["CARGO_PKG_", "CARGO_MANIFEST_", "CARGO_CRATE_", "CARGO_BIN_"]
+            .iter()
+            .any(|prefix| name.starts_with(prefix))
+            || name == "CARGO_PRIMARY_PACKAGE";
+        if set_by_run {
+            c.env_remove(name);
+        }
+    }
     c
 }
 
@@ -121,7 +146,7 @@ fn run(rest: &[String]) -> Result<()> {
 fn test() -> Result<()> {
     let lib = pdfium::ensure()?;
     // Before anything is built: a feature drift would make `cargo xtask run` build it all again.
-    features::check()?;
+    features::agree_in_tree()?;
     // The engine crates must stay pure (no clock, no thread RNG): clippy's disallowed-methods checks it.
     status(cargo().args([
         "clippy",
@@ -137,7 +162,11 @@ fn test() -> Result<()> {
     ]))?;
     // Everything is built here, where the registries are reached; the tests then run in a
     // network namespace that reaches nothing (sealed.rs), offline.
-    status(cargo().args(["test", "--workspace", "--no-run"]).env("MAESTRAL_PDFIUM", &lib))?;
+    let tests = features::build(
+        cargo().args(["test", "--workspace", "--no-run"]).env("MAESTRAL_PDFIUM", &lib),
+    )?;
+    // The app's build (`cargo xtask run`'s) must compile nothing that is not ours again.
+    features::reused(&tests, &features::build(cargo().args(["build", "--package", "maestral"]))?)?;
     let faults = faults_build()?;
     let sealed = match sealed::Sealed::make() {
         Ok(sealed) => {
@@ -204,7 +233,7 @@ fn sealed_command(
 fn cargo_tests(sealed: Option<&sealed::Sealed>, lib: &Path) -> Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut c = sealed_command(sealed, cargo);
-    c.args(["test", "--workspace", "--no-fail-fast", "--offline"]);
+    without_run_env(&mut c).args(["test", "--workspace", "--no-fail-fast", "--offline"]);
     c.env("MAESTRAL_PDFIUM", lib);
     c.stdout(std::process::Stdio::piped());
     eprintln!("xtask: running {c:?}");
