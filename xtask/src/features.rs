@@ -198,7 +198,7 @@ mod tests {
     fn a_unit_with_other_features_is_named() {
         let tests = Build(vec![unit(RING, "libring-1.rlib", false)]);
         let app = Build(vec![unit(RING, "libring-2.rlib", false)]);
-        let e = format!("{:#}", reused(&tests, &app).unwrap_err());
+        let e = format!("{:#}", reused(&tests, &app).expect_err("another hash must fail"));
         assert!(e.contains("ring@0.17.14 (lib): not in the tests' build"), "{e}");
     }
 
@@ -206,7 +206,7 @@ mod tests {
     fn a_unit_compiled_again_is_named() {
         let tests = Build(vec![unit(RING, "libring-1.rlib", false)]);
         let app = Build(vec![unit(RING, "libring-1.rlib", false)]);
-        let e = format!("{:#}", reused(&tests, &app).unwrap_err());
+        let e = format!("{:#}", reused(&tests, &app).expect_err("a unit compiled again must fail"));
         assert!(e.contains("ring@0.17.14 (lib): compiled again"), "{e}");
     }
 }
