@@ -174,6 +174,8 @@ fn a_second_instance_on_the_same_directory_says_so_and_exits_and_the_first_runs_
     assert!(status.success(), "{log:?}");
 }
 
+// Unix permissions make the directory read-only (Windows has no mode bits to clear).
+#[cfg(unix)]
 #[test]
 fn a_state_directory_that_cannot_be_written_gets_one_warning_and_the_app_plays() {
     let dir = with_file("read-only", "positions.json", br#"{"last_song":null,"pages":{}}"#);
@@ -204,6 +206,7 @@ fn a_state_directory_that_cannot_be_written_gets_one_warning_and_the_app_plays()
     }
 }
 
+#[cfg(unix)]
 fn set_mode(dir: &Path, mode: u32) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode)).expect("chmod");

@@ -60,9 +60,9 @@ fn click(app: &mut App, display: &VirtualDisplay, window: &str, label: &str) {
     let widget = loop {
         app.send(&format!("widget {label}"));
         let got = app.wait(&format!("where {label:?} is"), |e| {
-            e["event"] == "widget" || (e["event"] == "error" && e["message"].is_string())
+            e["event"] == "widget" && e["label"] == label
         });
-        if got["event"] == "widget" {
+        if got["drawn"] == true {
             break got;
         }
         assert!(Instant::now() < deadline, "no button {label:?}: {got}");
@@ -183,9 +183,9 @@ fn a_session_started_from_the_window_is_joined_through_its_scanned_qr_and_follow
 /// Whether the UI drew the widget `label` in its last frame.
 fn drawn(app: &mut App, label: &str) -> bool {
     app.send(&format!("widget {label}"));
-    let got = app
-        .wait(&format!("where {label:?} is"), |e| e["event"] == "widget" || e["event"] == "error");
-    got["event"] == "widget"
+    let got =
+        app.wait(&format!("where {label:?} is"), |e| e["event"] == "widget" && e["label"] == label);
+    got["drawn"] == true
 }
 
 /// Waits until the UI has drawn the widget `label`.

@@ -52,7 +52,6 @@ fn window_commands(
     position: Res<Position>,
     frame: Res<FrameCount>,
     ui: Option<Res<UiState>>,
-    mut errors: MessageWriter<AppError>,
 ) {
     let window_of = |index: u8| windows.iter().find(|(_, w)| w.index == index).map(|(e, _)| e);
     for command in commands.read() {
@@ -80,21 +79,18 @@ fn window_commands(
                 pending.0.push((path.clone(), *window));
             }
             WindowCommand::Widget(label) => {
-                match ui.as_ref().and_then(|ui| ui.widgets.get(label)) {
-                    Some(rect) => {
-                        events.write(ControlEvent(json!({
-                            "event": "widget",
-                            "label": label,
-                            "x": rect.min.x,
-                            "y": rect.min.y,
-                            "width": rect.width(),
-                            "height": rect.height(),
-                        })));
-                    }
-                    None => {
-                        errors.write(AppError(format!("no button {label:?} on screen now")));
-                    }
+                // Always a `widget` event, never an `AppError`: a question from automation is
+                // not a problem for the performer (an error would show in the panel).
+                let rect = ui.as_ref().and_then(|ui| ui.widgets.get(label));
+                let mut event =
+                    json!({ "event": "widget", "label": label, "drawn": rect.is_some() });
+                if let Some(rect) = rect {
+                    event["x"] = json!(rect.min.x);
+                    event["y"] = json!(rect.min.y);
+                    event["width"] = json!(rect.width());
+                    event["height"] = json!(rect.height());
                 }
+                events.write(ControlEvent(event));
             }
             WindowCommand::Stats => {
                 events.write(ControlEvent(json!({

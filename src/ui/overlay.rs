@@ -64,7 +64,10 @@ fn corner_marks(ctx: &egui::Context, model: &UiModel) {
         egui::Area::new(egui::Id::new("page-indicator"))
             .anchor(egui::Align2::RIGHT_BOTTOM, egui::vec2(-8.0, -6.0))
             .interactable(false)
-            .show(ctx, |ui| ui.label(egui::RichText::new(text).small().color(faint)));
+            // Never wrapped: an anchored area near the edge would break "2 / 11" in two lines.
+            .show(ctx, |ui| {
+                ui.add(egui::Label::new(egui::RichText::new(text).small().color(faint)).extend())
+            });
     }
     let (colour, words) = match model.indicator {
         LinkIndicator::Alone => return,
@@ -82,7 +85,9 @@ fn corner_marks(ctx: &egui::Context, model: &UiModel) {
                 let (rect, _) = ui.allocate_exact_size(egui::vec2(8.0, 8.0), egui::Sense::hover());
                 ui.painter().circle_filled(rect.center(), 4.0, colour);
                 if model.indicator != LinkIndicator::Connected {
-                    ui.label(egui::RichText::new(words).small().color(faint));
+                    ui.add(
+                        egui::Label::new(egui::RichText::new(words).small().color(faint)).extend(),
+                    );
                 }
             });
         });

@@ -21,7 +21,14 @@ const INSTALL: &str = "the window test needs a virtual X server and Mesa's softw
 
 /// The app's binary, as tests and benchmarks start it: through [`maestral`] or
 /// [`VirtualDisplay::command`], never directly.
-const MAESTRAL: &str = env!("CARGO_BIN_EXE_maestral");
+///
+/// `MAESTRAL_BIN` when set: `cargo xtask test` sets it to the app's own build (`cargo build
+/// -p maestral`, the binary a user gets, without the workspace's `test-support` features).
+/// Otherwise cargo's binary of this test build, which a `cargo test --workspace` compiles with
+/// them (dev-dependency features are unified across the workspace's test build).
+fn binary() -> std::ffi::OsString {
+    std::env::var_os("MAESTRAL_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_maestral").into())
+}
 
 /// What every process a test or benchmark starts is given as `MAESTRAL_LOCATE`: `off`, so that
 /// no locate query is broadcast onto the machine's network (`cargo xtask test` runs the tests
@@ -33,7 +40,7 @@ pub fn locate() -> String {
 
 /// `maestral`, confined to this machine ([`locate`]).
 pub fn maestral() -> Command {
-    let mut c = Command::new(MAESTRAL);
+    let mut c = Command::new(binary());
     c.env("MAESTRAL_LOCATE", locate());
     c
 }

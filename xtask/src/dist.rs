@@ -1,10 +1,13 @@
-//! `cargo xtask dist [--check]`: the Linux packages in `target/dist/`.
+//! `cargo xtask dist [--check]`: the Linux packages in `target/packages/`.
 //!
 //! - `maestral_VERSION-1_ARCH.deb`, built by cargo-deb (an established packager, installed on
 //!   first use at a pinned version) from `[package.metadata.deb]` in the top `Cargo.toml`: the
-//!   release binary in `/usr/bin`, PDFium in `/usr/lib/maestral` with its licences in
+//!   binary of the `dist` profile (release, whole-program LTO, one codegen unit; measured in
+//!   `docs/packaging.md`) in `/usr/bin`, PDFium in `/usr/lib/maestral` with its licences in
 //!   `/usr/share/doc/maestral/pdfium`, the demo scores in `/usr/share/maestral/scores`, a desktop
-//!   entry (PDF files and `maestral://` join links) and an icon.
+//!   entry (PDF files and `maestral://` join links), an icon, a machine-readable Debian
+//!   `copyright` (packaging/linux/copyright) and `CRATES.txt` (every crate compiled in, with its
+//!   licence).
 //! - `maestral-VERSION-linux-ARCH.tar.gz`, a portable archive: the same tree as the package's
 //!   `/usr`, taken out of the `.deb` itself (so the two never differ), to unpack anywhere and run
 //!   `bin/maestral` from.
@@ -32,18 +35,36 @@ use crate::{cargo, pdfium, status, target_dir};
 /// The cargo-deb release this project packages with.
 const CARGO_DEB: &str = "3.8.0";
 
+/// The build profile the packages ship (`[profile.dist]` in the top `Cargo.toml`).
+const PROFILE: &str = "dist";
+
 pub fn run(rest: &[String]) -> Result<()> {
     let check = rest.iter().any(|a| a == "--check");
+    // `--profile release`: the same packages from the release build, for CI, which checks the
+    // packaging on every change and cannot spend the `dist` profile's link time each run
+    // (docs/packaging.md §3).
+    let profile = match rest.iter().position(|a| a == "--profile") {
+        Some(i) => match rest.get(i + 1).map(String::as_str) {
+            Some(p @ ("dist" | "release")) => p,
+            other => bail!("--profile takes `dist` (the default) or `release`, not {other:?}"),
+        },
+        None => PROFILE,
+    };
     pdfium::ensure()?;
-    status(cargo().args(["build", "--release", "--package", "maestral"]))?;
+    status(cargo().args(["build", "--profile", profile, "--package", "maestral"]))?;
+    write_crates_list(&target_dir().join(profile).join("CRATES.txt"))?;
     ensure_cargo_deb()?;
-    let out = target_dir().join("dist");
+    let out = target_dir().join("packages");
     if out.exists() {
         std::fs::remove_dir_all(&out)
             .with_context(|| format!("could not clear {}", out.display()))?;
     }
     std::fs::create_dir_all(&out)?;
-    status(cargo().args(["deb", "--package", "maestral", "--no-build", "--output"]).arg(&out))?;
+    status(
+        cargo()
+            .args(["deb", "--package", "maestral", "--profile", profile, "--no-build", "--output"])
+            .arg(&out),
+    )?;
     let deb = std::fs::read_dir(&out)?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .find(|p| p.extension().is_some_and(|x| x == "deb"))
@@ -58,6 +79,36 @@ pub fn run(rest: &[String]) -> Result<()> {
         check_archive(&archive, &version)?;
     }
     Ok(())
+}
+
+/// `CRATES.txt`, installed beside the licences: every crate compiled into the binary, with its
+/// version and licence (from `cargo tree`; our own crates without the build machine's path).
+fn write_crates_list(to: &Path) -> Result<()> {
+    let tree = output({
+        let mut c = cargo();
+        c.args(["tree", "--package", "maestral", "--edges", "normal", "--prefix", "none"]);
+        c.args(["--format", "{p}|{l}"]);
+        c
+    })?;
+    let mut crates: Vec<String> = tree
+        .lines()
+        .filter_map(|line| {
+            let (package, licence) = line.trim_end_matches(" (*)").split_once('|')?;
+            let package = package.split(" (").next().unwrap_or(package);
+            Some(format!(
+                "{package}: {}",
+                if licence.is_empty() { "(none given)" } else { licence }
+            ))
+        })
+        .collect();
+    crates.sort();
+    crates.dedup();
+    let text = format!(
+        "The Rust crates compiled into usr/bin/maestral, each with its version and licence \
+         (SPDX).\nTheir licence texts come with each crate's source on crates.io.\n\n{}\n",
+        crates.join("\n")
+    );
+    std::fs::write(to, text).with_context(|| format!("could not write {}", to.display()))
 }
 
 /// The app's version, as the package records it (its Debian revision left out).
@@ -108,8 +159,8 @@ fn check_archive(archive: &Path, version: &str) -> Result<()> {
     std::fs::remove_dir_all(&dir).ok();
     result?;
     eprintln!(
-        "xtask: dist check passed (version, list, render, a Master joined by a Follower; \
-         without the package's PDFium, the performer's message)"
+        "xtask: dist check passed (version, desktop entry, notices, list, render, a Master \
+         joined by a Follower; without the package's PDFium, the performer's message)"
     );
     Ok(())
 }
@@ -140,6 +191,20 @@ fn check_in(archive: &Path, dir: &Path, version: &str) -> Result<()> {
     let said = output(app(&["--version"]))?;
     if said.trim() != format!("maestral {version}") {
         bail!("`maestral --version` said {said:?}, not {version}");
+    }
+    // The desktop entry, as desktops read it (desktop-file-utils' validator), and the notices.
+    let entry = top.join("share/applications/maestral.desktop");
+    let o = Command::new("desktop-file-validate").arg(&entry).output().context(
+        "the desktop entry is checked with desktop-file-validate (Debian: desktop-file-utils)",
+    )?;
+    if !o.status.success() || !o.stdout.is_empty() {
+        bail!("{} is not valid: {}", entry.display(), String::from_utf8_lossy(&o.stdout));
+    }
+    for notice in ["copyright", "CRATES.txt", "pdfium/LICENSES/BSD-3-Clause.txt"] {
+        let path = top.join("share/doc/maestral").join(notice);
+        if !path.is_file() {
+            bail!("the package lacks {}", path.display());
+        }
     }
     let list = output(app(&["list"]))?;
     let installed = top.join("share").join("maestral").join("scores");

@@ -32,9 +32,13 @@ usage: cargo xtask <command>
                          the same second, 100 by default; --only LABEL: N faults of
                          one kind, e.g. 'loss 30% to followers'); report in
                          target/bench/faults.*
-  dist [--check]         the Linux packages in target/dist/ (a .deb with cargo-deb and a
-                         portable .tar.gz); --check runs the unpacked archive from a
+  dist [--check] [--profile dist|release]
+                         the Linux packages in target/packages/ (a .deb with cargo-deb and a
+                         portable .tar.gz) from the `dist` build (whole-program LTO; CI uses
+                         `--profile release`); --check runs the unpacked archive from a
                          fresh folder (version, list, render, a Master and a Follower)
+  guide                  take the performer's guide's pictures (docs/guide/*.png) from the
+                         real window (Xvfb, Mesa's software Vulkan, xdotool)
   features               check that `run` reuses the build of `test` for every crate
                          that is not ours (same features, no build script re-run)
   setup                  fetch PDFium into .cache/pdfium if it is not there yet
@@ -60,6 +64,7 @@ fn main() -> Result<()> {
         "fuzz" => fuzz(rest)?,
         "faults" => faults(rest)?,
         "dist" => dist::run(rest)?,
+        "guide" => guide()?,
         "-h" | "--help" | "help" => print!("{USAGE}"),
         other => {
             eprint!("unknown command `{other}`\n\n{USAGE}");
@@ -184,7 +189,7 @@ fn test() -> Result<()> {
             None
         }
     };
-    let tests = cargo_tests(sealed.as_ref(), &lib)
+    let tests = cargo_tests(sealed.as_ref(), &lib, &faults.1)
         .and_then(|()| node_tests(sealed.as_ref(), &lib, &faults.1));
     // The bounded fault run: real processes on a LAN of network namespaces (root only), made
     // from inside the sealed one.
@@ -229,12 +234,12 @@ fn sealed_command(
     c
 }
 
-/// Every test of the workspace (built already), offline.
-fn cargo_tests(sealed: Option<&sealed::Sealed>, lib: &Path) -> Result<()> {
+/// Every test of the workspace (built already), offline; the process tests start `app`.
+fn cargo_tests(sealed: Option<&sealed::Sealed>, lib: &Path, app: &Path) -> Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut c = sealed_command(sealed, cargo);
     without_run_env(&mut c).args(["test", "--workspace", "--no-fail-fast", "--offline"]);
-    c.env("MAESTRAL_PDFIUM", lib);
+    c.env("MAESTRAL_PDFIUM", lib).env("MAESTRAL_BIN", app);
     c.stdout(std::process::Stdio::piped());
     eprintln!("xtask: running {c:?}");
     let mut child = c.spawn().with_context(|| format!("could not start {c:?}"))?;
@@ -270,7 +275,7 @@ fn cargo_tests(sealed: Option<&sealed::Sealed>, lib: &Path) -> Result<()> {
 /// cases through its driver (side by side with the Rust driver's), and a real Chromium joining
 /// a real headless Master (`tests/browser/`, which makes its own network namespace).
 fn node_tests(sealed: Option<&sealed::Sealed>, lib: &Path, app: &Path) -> Result<()> {
-    let target = app.parent().context("the build folder")?;
+    let target = target_dir().join("debug");
     let mut units = sealed_command(sealed, "node");
     units.args(["--test", "crates/maestral-net/web/test/"]);
     units.env("MAESTRAL_CONFORMANCE_RUST", target.join("maestral-conformance"));
@@ -293,15 +298,31 @@ enum FaultsOutcome {
     Skipped,
 }
 
-/// The app and the harness, built (dev profile, the test build): the harness's binary and
-/// the app's.
+/// The app and the harness, built (dev profile, sharing the test build's dependencies): the
+/// harness's binary and the app's, the binary a user gets.
+///
+/// The app's is linked to `app-build/maestral` in the build folder: cargo's own
+/// `debug/maestral` is replaced by the test build's binary whenever `cargo test` runs, and that
+/// one has the workspace's `test-support` features (dev-dependency features are unified across
+/// a workspace's test build). The process tests, the browser tests and the fault run all start
+/// the app's build instead (`MAESTRAL_BIN`).
 fn faults_build() -> Result<(PathBuf, PathBuf)> {
     // Two builds, not one: built together, their features would unify differently from the
     // test build's, and the app would be compiled again.
     status(cargo().args(["build", "--package", "maestral"]))?;
     status(cargo().args(["build", "--package", "maestral-faults"]))?;
     let target = target_dir();
-    Ok((target.join("debug").join("maestral-faults"), target.join("debug").join("maestral")))
+    let built = target.join("debug").join("maestral");
+    let app = target.join("app-build").join("maestral");
+    std::fs::create_dir_all(target.join("app-build"))?;
+    let _ = std::fs::remove_file(&app);
+    // A second name for the same file (cargo replaces `debug/maestral`, never rewrites it);
+    // a copy where links are not possible.
+    if std::fs::hard_link(&built, &app).is_err() {
+        std::fs::copy(&built, &app)
+            .with_context(|| format!("could not copy {} to {}", built.display(), app.display()))?;
+    }
+    Ok((target.join("debug").join("maestral-faults"), app))
 }
 
 /// Runs the fault harness built by [`faults_build`] with `args` (inside the sealed network where
@@ -357,6 +378,17 @@ fn app_bench(name: &str, rest: &[String]) -> Result<()> {
     if rest[1..].iter().any(|a| a == "--dev") {
         c.args(["--profile", "dev"]);
     }
+    c.env("MAESTRAL_PDFIUM", lib);
+    status(&mut c)
+}
+
+/// The guide's pictures: the app's build (dev), driven by docs/guide/screenshots.mjs.
+fn guide() -> Result<()> {
+    let lib = pdfium::ensure()?;
+    status(cargo().args(["build", "--package", "maestral"]))?;
+    let mut c = Command::new("node");
+    c.current_dir(root()).arg("docs/guide/screenshots.mjs");
+    c.env("MAESTRAL_BIN", target_dir().join("debug").join("maestral"));
     c.env("MAESTRAL_PDFIUM", lib);
     status(&mut c)
 }

@@ -527,7 +527,6 @@ fn older_song_after_newer(
     None
 }
 
-#[path = "run_end.rs"]
 mod end;
 
 #[cfg(test)]

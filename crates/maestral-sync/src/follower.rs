@@ -10,7 +10,6 @@ use serde::Serialize;
 
 use crate::core::{Core, PlantedBreak, Retry, RetryDue};
 
-#[path = "follower_resume.rs"]
 mod resume;
 use crate::showing::ShowingReport;
 use crate::types::{

@@ -519,18 +519,14 @@ enum Role {
     Answerer,
 }
 
-#[path = "link_setup.rs"]
 mod setup;
 pub use setup::check_offer;
 use setup::{complete_local_sdp, poke_while_connecting};
 
-#[path = "link_copy.rs"]
 mod copy;
 
-#[path = "link_side.rs"]
 mod side;
 pub(crate) use side::set_side_runtime;
 
 #[cfg(test)]
-#[path = "link_tests.rs"]
 mod tests;

@@ -25,7 +25,7 @@ enum Outgoing {
 /// When the copies of a register update go out, after the update itself (milliseconds). Under
 /// 30 % loss the update and its four copies are all lost once in 400 (0.3⁵), so 99 % of updates
 /// arrive within 700 ms without waiting for SCTP's retransmission timer (≥ 1 s, doubling).
-/// Where the peer announced a side path (datagrams outside SCTP, `rtc/link_side.rs`) one more
+/// Where the peer announced a side path (datagrams outside SCTP, `rtc/link/side.rs`) one more
 /// copy goes at once, beside the original; on the copy channel none does, so that no turn waits
 /// in SCTP's queue behind its own copy.
 const COPY_AFTER_MS: [u64; 4] = [40, 150, 350, 700];

@@ -2,7 +2,7 @@
 //!
 //! - **control**: one current-thread runtime for the whole process, on a thread of its own
 //!   (`maestral-control`). It polls the workers (the engines) and reads the side paths'
-//!   datagrams (`rtc/link_side.rs`), and nothing else, so it is asleep in `epoll` when a copy
+//!   datagrams (`rtc/link/side.rs`), and nothing else, so it is asleep in `epoll` when a copy
 //!   of a page turn arrives and the kernel runs it at once. One thread for every sync thread of
 //!   the process: the app has one (two during a role switch); a benchmark hosting 100
 //!   Followers wakes one thread for a turn's 100 datagrams, not 100.

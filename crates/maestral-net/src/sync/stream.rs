@@ -317,7 +317,6 @@ impl Drop for Counted {
     }
 }
 
-#[path = "stream_fetch.rs"]
 mod fetch;
 pub(crate) use fetch::Fetches;
 pub use fetch::{Partial, Stop, fetch};

@@ -47,7 +47,7 @@ async fn pump(shared: Arc<Shared>, dc: Arc<dyn DataChannel>) {
 
 impl Link {
     /// Sends one copy of a register update (`maestral_protocol::Register`): as a datagram on
-    /// the side path once the peer has announced its own (see `link_side.rs`), otherwise on the
+    /// the side path once the peer has announced its own (see `side.rs`), otherwise on the
     /// copy channel (`maestral-copy`). Either way unordered and never retransmitted, so it may
     /// be lost, come twice with the reliable original, or overtake it. Errors before
     /// [`LinkEvent::Open`] and once closing has begun.
