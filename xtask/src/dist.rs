@@ -76,8 +76,71 @@ pub fn run(rest: &[String]) -> Result<()> {
         eprintln!("xtask: {} ({:.1} MB)", file.display(), size as f64 / 1e6);
     }
     if check {
+        check_dpkg(&deb, &version)?;
         check_archive(&archive, &version)?;
     }
+    Ok(())
+}
+
+/// Installs the `.deb` with dpkg into a fresh root (`dpkg --root`: its own empty package
+/// database, nothing of this machine's), runs the installed `maestral --version` and `list`,
+/// then removes the package and checks that it took all its files with it.
+fn check_dpkg(deb: &Path, version: &str) -> Result<()> {
+    let root = std::env::temp_dir().join(format!("maestral-dpkg-root-{}", std::process::id()));
+    if root.exists() {
+        std::fs::remove_dir_all(&root)?;
+    }
+    let result = dpkg_in(deb, &root, version);
+    std::fs::remove_dir_all(&root).ok();
+    result
+}
+
+fn dpkg_in(deb: &Path, root: &Path, version: &str) -> Result<()> {
+    let admin = root.join("var/lib/dpkg");
+    for dir in ["updates", "info", "triggers"] {
+        std::fs::create_dir_all(admin.join(dir))?;
+    }
+    std::fs::write(admin.join("status"), "")?;
+    let dpkg = |args: &[&str]| {
+        let mut c = Command::new("dpkg");
+        // The fresh root has none of the package's dependencies (libc, Vulkan…): this machine's
+        // serve at run time. No maintainer scripts run (cargo-deb writes none).
+        c.arg("--root").arg(root).args(["--force-depends", "--force-script-chrootless"]);
+        c.args(["--log", "/dev/null"]).args(args);
+        c
+    };
+    status(dpkg(&["--install"]).arg(deb)).context("dpkg could not install the package")?;
+    let bin = root.join("usr/bin/maestral");
+    let said = output({
+        let mut c = Command::new(&bin);
+        c.arg("--version").env_remove("MAESTRAL_PDFIUM");
+        c
+    })?;
+    if said.trim() != format!("maestral {version}") {
+        bail!("the installed `maestral --version` said {said:?}, not {version}");
+    }
+    let list = output({
+        let mut c = Command::new(&bin);
+        c.arg("list").current_dir(root).env_remove("MAESTRAL_PDFIUM");
+        c
+    })?;
+    let scores = root.join("usr/share/maestral/scores");
+    if !list.contains(&*scores.to_string_lossy()) {
+        bail!("the installed `maestral list` does not show {}: {list:?}", scores.display());
+    }
+    status(&mut dpkg(&["--purge", "maestral"])).context("dpkg could not remove the package")?;
+    let mut left = Vec::new();
+    let mut dirs = vec![root.join("usr")];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir)? {
+            let path = entry?.path();
+            if path.is_dir() { dirs.push(path) } else { left.push(path) }
+        }
+    }
+    if !left.is_empty() {
+        bail!("removing the package left files behind: {left:?}");
+    }
+    eprintln!("xtask: dpkg installed the package into a fresh root, ran it, and removed it whole");
     Ok(())
 }
 
@@ -267,9 +330,9 @@ fn check_in(archive: &Path, dir: &Path, version: &str) -> Result<()> {
 
 /// A command's standard output, or its standard error as the failure.
 fn output(mut c: Command) -> Result<String> {
-    let o = c.output().with_context(|| format!("could not start {c:?}"))?;
+    let o = c.output().with_context(|| format!("could not start {}", crate::shown(&c)))?;
     if !o.status.success() {
-        bail!("{c:?} failed: {}", String::from_utf8_lossy(&o.stderr).trim());
+        bail!("{} failed: {}", crate::shown(&c), String::from_utf8_lossy(&o.stderr).trim());
     }
     Ok(String::from_utf8_lossy(&o.stdout).into_owned())
 }
@@ -291,7 +354,7 @@ impl Headless {
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
-            .with_context(|| format!("could not start {c:?}"))?;
+            .with_context(|| format!("could not start {}", crate::shown(&c)))?;
         let stdout = child.stdout.take().context("no stdout")?;
         let (tx, lines) = std::sync::mpsc::channel();
         std::thread::spawn(move || {

@@ -24,9 +24,9 @@ use tinyjson::JsonValue;
 fn feature_sets(args: &[&str]) -> Result<BTreeMap<String, BTreeSet<String>>> {
     let mut c = super::cargo();
     c.args(["tree", "--quiet", "--prefix", "none", "--format", "{p}|{f}"]).args(args);
-    let out = c.output().with_context(|| format!("could not start {c:?}"))?;
+    let out = c.output().with_context(|| format!("could not start {}", crate::shown(&c)))?;
     if !out.status.success() {
-        bail!("{c:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        bail!("{} failed: {}", crate::shown(&c), String::from_utf8_lossy(&out.stderr));
     }
     let mut sets: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for line in String::from_utf8_lossy(&out.stdout).lines() {
@@ -105,10 +105,13 @@ pub struct Build(Vec<Unit>);
 /// (warnings and errors still shown on stderr) and collects its units.
 pub fn build(c: &mut Command) -> Result<Build> {
     c.arg("--message-format=json-render-diagnostics").stdout(Stdio::piped());
-    eprintln!("xtask: running {c:?}");
-    let out = c.spawn().with_context(|| format!("could not start {c:?}"))?.wait_with_output()?;
+    eprintln!("xtask: running {}", crate::shown(c));
+    let out = c
+        .spawn()
+        .with_context(|| format!("could not start {}", crate::shown(c)))?
+        .wait_with_output()?;
     if !out.status.success() {
-        bail!("{c:?} failed with {}", out.status);
+        bail!("{} failed with {}", crate::shown(c), out.status);
     }
     let mut units = Vec::new();
     for line in String::from_utf8_lossy(&out.stdout).lines() {
@@ -132,7 +135,7 @@ pub fn build(c: &mut Command) -> Result<Build> {
         units.push(Unit { package: text(msg.get("package_id")), target, files, fresh });
     }
     if units.is_empty() {
-        bail!("{c:?} reported no units (cargo's JSON messages were not understood)");
+        bail!("{} reported no units (cargo's JSON messages were not understood)", crate::shown(c));
     }
     Ok(Build(units))
 }

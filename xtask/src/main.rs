@@ -121,11 +121,21 @@ pub fn without_run_env(c: &mut Command) -> &mut Command {
     c
 }
 
+/// A command as a person would type it: the program and its arguments (not the variables
+/// [`without_run_env`] removed, which `{:?}` would list first).
+pub fn shown(c: &Command) -> String {
+    std::iter::once(c.get_program())
+        .chain(c.get_args())
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 pub fn status(cmd: &mut Command) -> Result<()> {
-    eprintln!("xtask: running {cmd:?}");
-    let st = cmd.status().with_context(|| format!("could not start {cmd:?}"))?;
+    eprintln!("xtask: running {}", crate::shown(cmd));
+    let st = cmd.status().with_context(|| format!("could not start {}", crate::shown(cmd)))?;
     if !st.success() {
-        bail!("{cmd:?} failed with {st}");
+        bail!("{} failed with {st}", crate::shown(cmd));
     }
     Ok(())
 }
@@ -241,8 +251,8 @@ fn cargo_tests(sealed: Option<&sealed::Sealed>, lib: &Path, app: &Path) -> Resul
     without_run_env(&mut c).args(["test", "--workspace", "--no-fail-fast", "--offline"]);
     c.env("MAESTRAL_PDFIUM", lib).env("MAESTRAL_BIN", app);
     c.stdout(std::process::Stdio::piped());
-    eprintln!("xtask: running {c:?}");
-    let mut child = c.spawn().with_context(|| format!("could not start {c:?}"))?;
+    eprintln!("xtask: running {}", crate::shown(&c));
+    let mut child = c.spawn().with_context(|| format!("could not start {}", crate::shown(&c)))?;
     // Pass the output through, adding up every test binary's result line, so the run ends on
     // one line that counts them all (doc-test binaries with 0 tests come last otherwise).
     let (mut passed, mut failed) = (0u64, 0u64);
@@ -336,8 +346,8 @@ fn faults_in(
     let mut c = sealed_command(sealed, harness);
     c.arg("--bin").arg(app).args(args);
     c.env("MAESTRAL_PDFIUM", lib);
-    eprintln!("xtask: running {c:?}");
-    let st = c.status().with_context(|| format!("could not start {c:?}"))?;
+    eprintln!("xtask: running {}", crate::shown(&c));
+    let st = c.status().with_context(|| format!("could not start {}", crate::shown(&c)))?;
     match st.code() {
         Some(0) => Ok(FaultsOutcome::Passed),
         Some(3) => Ok(FaultsOutcome::Skipped),
