@@ -43,18 +43,16 @@ pub fn plugin(app: &mut App) {
 }
 
 /// The bundled demo scores: an installed package's (`../share/maestral/scores` from the
-/// executable, a macOS bundle's `../Resources/scores`, or `scores` beside it), else
+/// executable, on macOS the bundle's `../Resources/scores`, or `scores` beside it), else
 /// `assets/scores` in the working folder, else (debug builds only: a release build never reads a
 /// path of the machine that built it) the source tree's.
 pub fn demo_library() -> PathBuf {
     let installed = maestral_score::pdfium::executable_dir().into_iter().flat_map(|dir| {
         let prefix = dir.parent().map_or_else(|| dir.join(".."), Path::to_path_buf);
-        [
-            prefix.join("share").join("maestral").join("scores"),
-            // A macOS app bundle: `Contents/Resources/scores` beside `Contents/MacOS/`.
-            prefix.join("Resources").join("scores"),
-            dir.join("scores"),
-        ]
+        let share = prefix.join("share").join("maestral").join("scores");
+        // A macOS app bundle: `Contents/Resources/scores` beside `Contents/MacOS/`.
+        let bundle = cfg!(target_os = "macos").then(|| prefix.join("Resources").join("scores"));
+        [Some(share), bundle, Some(dir.join("scores"))].into_iter().flatten()
     });
     let here = Path::new("assets/scores").to_path_buf();
     let source =

@@ -3,10 +3,11 @@
 // widget, screenshot), with headless Masters and Followers on loopback where a picture needs a
 // session. Nothing here is drawn by hand: run it again after the UI changes.
 //
-// Needs MAESTRAL_BIN (the app), MAESTRAL_PDFIUM, Xvfb and lavapipe (xtask sets and checks them).
+// Needs MAESTRAL_BIN (the app) and MAESTRAL_PDFIUM (`cargo xtask guide` sets both), Xvfb, Mesa's
+// lavapipe and xdotool (checked below, with what to install).
 
 import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -18,7 +19,18 @@ const bin = process.env.MAESTRAL_BIN;
 if (!bin) throw new Error('MAESTRAL_BIN must name the maestral binary (cargo xtask guide sets it)');
 const score = join(root, 'assets', 'scores', 'lanterns-on-the-water.pdf');
 const library = join(root, 'assets', 'scores');
-const ICD = '/usr/share/vulkan/icd.d/lvp_icd.x86_64.json';
+const INSTALL = 'Debian: apt-get install --no-install-recommends xvfb mesa-vulkan-drivers xdotool';
+const ICD_DIR = '/usr/share/vulkan/icd.d';
+const lavapipe = existsSync(ICD_DIR) && readdirSync(ICD_DIR).find((f) => /^lvp_icd.*\.json$/.test(f));
+if (!lavapipe) throw new Error(`Mesa's lavapipe Vulkan driver (lvp_icd*.json) not found: ${INSTALL}`);
+for (const tool of ['Xvfb', 'xdotool']) {
+  try {
+    execFileSync('sh', ['-c', `command -v ${tool}`]);
+  } catch (e) {
+    throw new Error(`${tool} not found: ${INSTALL}`);
+  }
+}
+const ICD = join(ICD_DIR, lavapipe);
 const WAIT_MS = 180000; // software rendering, and shaders compiled on a cold start
 
 // An app process (window or headless) read by its JSON event lines.

@@ -113,9 +113,26 @@ pub fn build(c: &mut Command) -> Result<Build> {
     if !out.status.success() {
         bail!("{} failed with {}", crate::shown(c), out.status);
     }
-    let mut units = Vec::new();
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        let Ok(JsonValue::Object(msg)) = line.parse::<JsonValue>() else { continue };
+    let (units, unread) = units_of(&String::from_utf8_lossy(&out.stdout));
+    if unread > 0 {
+        bail!(
+            "{unread} of cargo's JSON messages could not be read: the check would be blind to them"
+        );
+    }
+    if units.is_empty() {
+        bail!("{} reported no units (cargo's JSON messages were not understood)", crate::shown(c));
+    }
+    Ok(Build(units))
+}
+
+/// The units in cargo's JSON messages (one a line), and how many lines could not be read.
+fn units_of(messages: &str) -> (Vec<Unit>, usize) {
+    let (mut units, mut unread) = (Vec::new(), 0);
+    for line in messages.lines().filter(|l| !l.trim().is_empty()) {
+        let Ok(JsonValue::Object(msg)) = line.parse::<JsonValue>() else {
+            unread += 1;
+            continue;
+        };
         let text = |v: Option<&JsonValue>| match v {
             Some(JsonValue::String(s)) => s.clone(),
             _ => String::new(),
@@ -134,10 +151,7 @@ pub fn build(c: &mut Command) -> Result<Build> {
         let fresh = matches!(msg.get("fresh"), Some(JsonValue::Boolean(true)));
         units.push(Unit { package: text(msg.get("package_id")), target, files, fresh });
     }
-    if units.is_empty() {
-        bail!("{} reported no units (cargo's JSON messages were not understood)", crate::shown(c));
-    }
-    Ok(Build(units))
+    (units, unread)
 }
 
 /// Fails, naming them, if the app's build compiled a crate that is not ours: either a unit the
@@ -188,7 +202,43 @@ mod tests {
     }
 
     const RING: &str = "registry+https://github.com/rust-lang/crates.io-index#ring@0.17.14";
-    const OURS: &str = "path+file:///work/main/crates/maestral-net#0.1.0";
+    const OURS: &str = "path+file:///src/maestral/crates/maestral-net#0.1.0";
+
+    #[test]
+    fn cargo_s_own_messages_are_read() {
+        let messages = concat!(
+            r#"{"reason":"compiler-artifact","package_id":"registry+https://github.com/rust-lang/crates.io-index#ring@0.17.14","manifest_path":"/r/ring-0.17.14/Cargo.toml","target":{"kind":["lib"],"crate_types":["lib"],"name":"ring","src_path":"/r/ring-0.17.14/src/lib.rs","edition":"2021","doc":true,"doctest":false,"test":false},"profile":{"opt_level":"0","debuginfo":2,"debug_assertions":true,"overflow_checks":true,"test":false},"features":["alloc","default"],"filenames":["/t/debug/deps/libring-bf569405c8292bf4.rlib","/t/debug/deps/libring-bf569405c8292bf4.rmeta"],"executable":null,"fresh":true}"#,
+            "\n",
+            r#"{"reason":"build-finished","success":true}"#,
+            "\n",
+            "not json\n",
+        );
+        let (units, unread) = units_of(messages);
+        assert_eq!(unread, 1, "the line that is not JSON is counted");
+        assert_eq!(units.len(), 1, "{units:?}");
+        assert_eq!(units[0].target, "ring");
+        assert!(units[0].fresh && !units[0].ours());
+        assert!(units[0].files.contains("/t/debug/deps/libring-bf569405c8292bf4.rlib"));
+    }
+
+    #[test]
+    fn nested_cargo_runs_without_what_cargo_run_set_for_xtask() {
+        // `cargo test` gives this test the same package variables `cargo run` gives xtask.
+        let set: Vec<String> = std::env::vars()
+            .map(|(k, _)| k)
+            .filter(|k| k.starts_with("CARGO_PKG_") || k.starts_with("CARGO_MANIFEST_"))
+            .collect();
+        assert!(set.iter().any(|k| k == "CARGO_PKG_NAME"), "cargo sets them: {set:?}");
+        let c = crate::cargo();
+        let removed: BTreeSet<String> = c
+            .get_envs()
+            .filter(|(_, v)| v.is_none())
+            .map(|(k, _)| k.to_string_lossy().into_owned())
+            .collect();
+        for k in &set {
+            assert!(removed.contains(k), "{k} reaches the nested cargo");
+        }
+    }
 
     #[test]
     fn the_same_units_found_fresh_are_reused() {

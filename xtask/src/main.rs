@@ -35,8 +35,10 @@ usage: cargo xtask <command>
   dist [--check] [--profile dist|release]
                          the Linux packages in target/packages/ (a .deb with cargo-deb and a
                          portable .tar.gz) from the `dist` build (whole-program LTO; CI uses
-                         `--profile release`); --check runs the unpacked archive from a
-                         fresh folder (version, list, render, a Master and a Follower)
+                         `--profile release`); --check installs the .deb into a fresh
+                         root with dpkg and purges it, then runs the unpacked archive from
+                         a fresh folder (version, desktop entry, notices, list, render, a
+                         Master and a Follower, the missing-PDFium message)
   guide                  take the performer's guide's pictures (docs/guide/*.png) from the
                          real window (Xvfb, Mesa's software Vulkan, xdotool)
   features               check that `run` reuses the build of `test` for every crate
@@ -181,7 +183,10 @@ fn test() -> Result<()> {
         cargo().args(["test", "--workspace", "--no-run"]).env("MAESTRAL_PDFIUM", &lib),
     )?;
     // The app's build (`cargo xtask run`'s) must compile nothing that is not ours again.
-    features::reused(&tests, &features::build(cargo().args(["build", "--package", "maestral"]))?)?;
+    let app = features::build(
+        cargo().args(["build", "--package", "maestral"]).env("MAESTRAL_PDFIUM", &lib),
+    )?;
+    features::reused(&tests, &app)?;
     let faults = faults_build()?;
     let sealed = match sealed::Sealed::make() {
         Ok(sealed) => {
@@ -299,7 +304,7 @@ fn node_tests(sealed: Option<&sealed::Sealed>, lib: &Path, app: &Path) -> Result
 
 /// Whether this runs in CI (`CI` set and not empty, as CI services set it): there, a check
 /// that cannot run fails the run instead of being skipped.
-fn in_ci() -> bool {
+pub fn in_ci() -> bool {
     std::env::var_os("CI").is_some_and(|v| !v.is_empty())
 }
 

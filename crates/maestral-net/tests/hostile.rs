@@ -41,9 +41,10 @@ fn a_token_holder_claiming_epochs_never_moves_the_choir() {
     free.wait_view("a", 7);
 
     let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let (link, _events) = rogue_link(&rt, &code, "ROGUE", None).expect("a valid token joins");
+    let (link, mut events) = rogue_link(&rt, &code, "ROGUE", None).expect("a valid token joins");
     rt.block_on(async {
-        for epoch in [u64::MAX, 2, 3, 4, 5, 6, 7, 8] {
+        let claims = [u64::MAX, 2, 3, 4, 5, 6, 7, 8];
+        for epoch in claims {
             let req = Message::JoinRequest(JoinRequest {
                 session_token: code.token.clone(),
                 follow_mode: FollowMode::Follow,
@@ -57,7 +58,18 @@ fn a_token_holder_claiming_epochs_never_moves_the_choir() {
             );
             link.send_text(&env.encode()).await.expect("sent");
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        // Every claim has been handled once the Master has answered each with a JOIN_ACCEPT
+        // (a positive event, not a pause): only then is "nobody moved" worth checking.
+        let mut accepted = 0;
+        while accepted < claims.len() {
+            match tokio::time::timeout(WAIT, events.recv()).await {
+                Ok(Some(LinkEvent::Text(text))) if text.contains("\"JOIN_ACCEPT\"") => {
+                    accepted += 1
+                }
+                Ok(Some(_)) => {}
+                other => panic!("the Master answered {accepted} claims, then {other:?}"),
+            }
+        }
     });
     // The honest Followers were not moved; the Master's next change reaches them as usual.
     m.local(LocalAction::NextPage);

@@ -80,8 +80,8 @@ pub(crate) fn lock_background() -> MutexGuard<'static, ()> {
 /// Binds PDFium for this process if that has not happened yet, and says which library it is.
 ///
 /// Looks, in order, at `MAESTRAL_PDFIUM`, the project's `.cache/pdfium/` (debug builds only),
-/// the folder of the running executable, the package's `../lib/maestral/` beside it, a macOS
-/// app bundle's `../Frameworks/`, then the system's library path. The outcome, good or bad, is kept for the
+/// the folder of the running executable, the package's `../lib/maestral/` beside it, on macOS
+/// the app bundle's `../Frameworks/`, then the system's library path. The outcome, good or bad, is kept for the
 /// life of the process.
 pub fn bind() -> Result<&'static PdfiumInfo, ScoreError> {
     BOUND
@@ -128,8 +128,10 @@ fn candidates() -> Vec<(PdfiumSource, Option<PathBuf>)> {
         out.push((PdfiumSource::BesideExecutable, Some(dir.join(library_file_name()))));
         let package = dir.join("..").join("lib").join("maestral");
         out.push((PdfiumSource::PackageLibrary, Some(package.join(library_file_name()))));
-        let bundle = dir.join("..").join("Frameworks");
-        out.push((PdfiumSource::AppBundle, Some(bundle.join(library_file_name()))));
+        if cfg!(target_os = "macos") {
+            let bundle = dir.join("..").join("Frameworks");
+            out.push((PdfiumSource::AppBundle, Some(bundle.join(library_file_name()))));
+        }
     }
     out.push((PdfiumSource::SystemPath, None));
     out
