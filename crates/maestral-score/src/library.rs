@@ -104,6 +104,9 @@ pub enum ScanEvent {
     Started {
         total: usize,
     },
+    /// The scan starts on this file (its pages are read next, in steps that let page turns
+    /// through).
+    Opening(PathBuf),
     /// One file done (a song or an unreadable file).
     Entry(LibraryEntry),
     Progress {
@@ -177,6 +180,7 @@ fn run_scan(root: &Path, cancel: &AtomicBool, report: &mut dyn FnMut(ScanEvent))
         if cancel.load(Ordering::Relaxed) {
             break;
         }
+        report(ScanEvent::Opening(path.clone()));
         let entry = match Song::open(&path) {
             Ok(song) => LibraryEntry::Song(song),
             Err(reason) => LibraryEntry::Unreadable { path, reason },

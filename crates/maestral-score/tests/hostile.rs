@@ -44,8 +44,11 @@ fn a_scan_of_a_score_with_many_pages_lets_a_page_turn_through() {
 
     let scan = Library::scan(&dir);
     assert!(matches!(scan.events().recv(), Ok(ScanEvent::Started { total: 1 })));
-    // The scan is inspecting the tome now: a turn asks for a page.
-    std::thread::sleep(Duration::from_millis(50));
+    // The scan goes on to read the tome's 60,000 pages: a turn asks for a page meanwhile.
+    assert!(
+        matches!(scan.events().recv(), Ok(ScanEvent::Opening(p)) if p.ends_with("tome.pdf")),
+        "the scan opens the tome"
+    );
     let turn = RenderRequest::visible(song.id.clone(), 1, PixelSize::new(400, 300));
     renderer.request(turn.clone());
     assert!(matches!(event_for(&events, &turn), RenderEvent::Rendered { .. }));
