@@ -386,7 +386,8 @@ fn receive_qr_reads(
     for result in results {
         match result {
             Ok(text) => {
-                info!("read a QR code: {text}");
+                // Not the text: a join code carries the session's token.
+                info!("read a QR code ({} characters)", text.chars().count());
                 read.write(JoinCodeRead(text));
             }
             Err(message) => {

@@ -30,7 +30,7 @@ pub mod files {
 /// only (mode 0600 on Unix). Creates the directory if needed.
 pub fn write_atomically(path: &Path, bytes: &[u8], secret: bool) -> io::Result<()> {
     let dir = parent(path);
-    std::fs::create_dir_all(dir)?;
+    create_private_dir(dir)?;
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let mut opts = OpenOptions::new();
     opts.write(true).create_new(true);
@@ -167,7 +167,7 @@ pub fn lock(dir: &Path) -> Result<StateLock, LockError> {
     let unwritable =
         |e: io::Error| LockError::Unwritable { dir: dir.to_owned(), reason: e.to_string() };
     let path = dir.join(files::LOCK);
-    let file = match std::fs::create_dir_all(dir).and_then(|()| {
+    let file = match create_private_dir(dir).and_then(|()| {
         OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path)
     }) {
         Ok(f) => f,
@@ -181,6 +181,18 @@ pub fn lock(dir: &Path) -> Result<StateLock, LockError> {
         }
         Err(std::fs::TryLockError::Error(e)) => return Err(unwritable(e)),
     }
+    // A folder made before it was made private (or by hand): others lose their access; the
+    // owner's own bits stay as they are (a read-only folder stays read-only).
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(meta) = std::fs::metadata(dir)
+            && meta.permissions().mode() & 0o077 != 0
+        {
+            let owner_only = std::fs::Permissions::from_mode(meta.permissions().mode() & 0o700);
+            let _ = std::fs::set_permissions(dir, owner_only);
+        }
+    }
     // Writable at all? A directory we can lock but not write still says so, once.
     let probe = dir.join(format!(".probe.{}", std::process::id()));
     match OpenOptions::new().write(true).create(true).truncate(true).open(&probe) {
@@ -190,6 +202,19 @@ pub fn lock(dir: &Path) -> Result<StateLock, LockError> {
         }
         Err(e) => Err(unwritable(e)),
     }
+}
+
+/// Creates `dir` and its missing parents for the owner only (0700 on Unix): the folder holds
+/// session tokens and private keys.
+pub fn create_private_dir(dir: &Path) -> io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(dir)
 }
 
 fn parent(path: &Path) -> &Path {
@@ -225,6 +250,27 @@ mod tests {
         ));
         std::fs::create_dir_all(&dir).expect("temp dir");
         dir
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_state_folder_is_the_owner_s_alone() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |d: &Path| std::fs::metadata(d).expect("meta").permissions().mode() & 0o777;
+        let base = temp_dir("private");
+        // Made by the app: 0700, parents included.
+        let made = base.join("a").join("state");
+        let held = lock(&made).expect("locks");
+        assert_eq!(mode(&made), 0o700);
+        assert_eq!(mode(&base.join("a")), 0o700);
+        drop(held);
+        // Made before, open to all: others lose their access at the next start.
+        let old = base.join("old");
+        std::fs::create_dir_all(&old).expect("dir");
+        std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        let _held = lock(&old).expect("locks");
+        assert_eq!(mode(&old), 0o700);
+        let _ = std::fs::remove_dir_all(base);
     }
 
     #[test]
