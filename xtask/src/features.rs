@@ -42,11 +42,22 @@ fn feature_sets(args: &[&str]) -> Result<BTreeMap<String, BTreeSet<String>>> {
     Ok(sets)
 }
 
-/// `cargo xtask features`: [`agree_in_tree`], then both builds, then [`reused`].
+/// `cargo xtask features`: [`agree_in_tree`], then [`build_both`].
 pub fn check() -> Result<()> {
     agree_in_tree()?;
-    let tests = build(super::cargo().args(["test", "--workspace", "--no-run"]))?;
-    let app = build(super::cargo().args(["build", "--package", "maestral"]))?;
+    build_both(&super::pdfium::ensure()?)
+}
+
+/// The tests' build (`cargo test --workspace --no-run`), then the app's (`cargo build -p
+/// maestral`, `cargo xtask run`'s), each with `MAESTRAL_PDFIUM` as those commands set it, and
+/// [`reused`] on the two.
+pub fn build_both(pdfium: &std::path::Path) -> Result<()> {
+    let tests = build(
+        super::cargo().args(["test", "--workspace", "--no-run"]).env("MAESTRAL_PDFIUM", pdfium),
+    )?;
+    let app = build(
+        super::cargo().args(["build", "--package", "maestral"]).env("MAESTRAL_PDFIUM", pdfium),
+    )?;
     reused(&tests, &app)
 }
 
@@ -99,11 +110,11 @@ impl Unit {
 
 /// The units one build produced.
 #[derive(Debug)]
-pub struct Build(Vec<Unit>);
+struct Build(Vec<Unit>);
 
 /// Runs `c` (a `cargo build` or `cargo test --no-run`) with cargo's JSON messages on stdout
 /// (warnings and errors still shown on stderr) and collects its units.
-pub fn build(c: &mut Command) -> Result<Build> {
+fn build(c: &mut Command) -> Result<Build> {
     c.arg("--message-format=json-render-diagnostics").stdout(Stdio::piped());
     eprintln!("xtask: running {}", crate::shown(c));
     let out = c
@@ -157,7 +168,7 @@ fn units_of(messages: &str) -> (Vec<Unit>, usize) {
 /// Fails, naming them, if the app's build compiled a crate that is not ours: either a unit the
 /// tests' build does not have (other features or dependencies), or one it has that the app's
 /// build made again (a build script re-ran).
-pub fn reused(tests: &Build, app: &Build) -> Result<()> {
+fn reused(tests: &Build, app: &Build) -> Result<()> {
     let made: BTreeSet<&BTreeSet<String>> = tests.0.iter().map(|u| &u.files).collect();
     let mut wrong = Vec::new();
     for unit in app.0.iter().filter(|u| !u.ours()) {

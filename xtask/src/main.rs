@@ -134,10 +134,10 @@ pub fn shown(c: &Command) -> String {
 }
 
 pub fn status(cmd: &mut Command) -> Result<()> {
-    eprintln!("xtask: running {}", crate::shown(cmd));
-    let st = cmd.status().with_context(|| format!("could not start {}", crate::shown(cmd)))?;
+    eprintln!("xtask: running {}", shown(cmd));
+    let st = cmd.status().with_context(|| format!("could not start {}", shown(cmd)))?;
     if !st.success() {
-        bail!("{} failed with {st}", crate::shown(cmd));
+        bail!("{} failed with {st}", shown(cmd));
     }
     Ok(())
 }
@@ -179,14 +179,8 @@ fn test() -> Result<()> {
     ]))?;
     // Everything is built here, where the registries are reached; the tests then run in a
     // network namespace that reaches nothing (sealed.rs), offline.
-    let tests = features::build(
-        cargo().args(["test", "--workspace", "--no-run"]).env("MAESTRAL_PDFIUM", &lib),
-    )?;
     // The app's build (`cargo xtask run`'s) must compile nothing that is not ours again.
-    let app = features::build(
-        cargo().args(["build", "--package", "maestral"]).env("MAESTRAL_PDFIUM", &lib),
-    )?;
-    features::reused(&tests, &app)?;
+    features::build_both(&lib)?;
     let faults = faults_build()?;
     let sealed = match sealed::Sealed::make() {
         Ok(sealed) => {
