@@ -121,6 +121,47 @@ fn a_token_holder_cannot_move_kick_or_flood_the_choir() {
 }
 
 #[test]
+fn links_that_never_join_are_closed_and_the_end_closes_every_link() {
+    let root = TempDir::new("hostile-silent");
+    let (mut m, code_text) = master(&root.0);
+    let code: JoinCode = code_text.parse().expect("our join code");
+    let song = show_song(&mut m, "lanterns-on-the-water.pdf");
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    // Token holders' links that open and never send `JOIN_REQUEST`.
+    let mut silent = Vec::new();
+    for i in 0..20 {
+        silent.push(rt.block_on(rogue(&code, &format!("silent-{i}"))).expect("a link opens"));
+    }
+    // An honest singer joins beside them and follows.
+    let mut alto = singer(&root.0, "alto", &code_text);
+    m.send("page 2");
+    alto.wait("page 2", |e| is_show(e, &song, 2));
+    // The Master closes every silent link by itself.
+    let opened = std::time::Instant::now();
+    for (link, events) in &mut silent {
+        assert!(rt.block_on(wait_closed(events, WAIT)), "the Master closed a silent link");
+        rt.block_on(link.close());
+    }
+    eprintln!("the silent links were closed {:?} after the last opened", opened.elapsed());
+    // At the end, a link that has not joined (yet) goes with the members' links, and the code
+    // opens no other.
+    let (late, mut late_events) = rt.block_on(rogue(&code, "late")).expect("a link opens");
+    m.send("end");
+    alto.wait("the end", |e| is_phase(e, "FOLLOWER_IDLE_LOCAL"));
+    assert!(rt.block_on(wait_closed(&mut late_events, WAIT)), "closed at the end");
+    rt.block_on(late.close());
+    match rt.block_on(rogue(&code, "after")) {
+        Err(JoinError::Rejected(RejectReason::SessionEnded)) => {}
+        Err(other) => panic!("refused, but not as ended: {other:?}"),
+        Ok(_) => panic!("a link opened after the end"),
+    }
+    let dropped = alto.seen_at().any(|(e, _)| is_phase(e, "FOLLOWER_DISCONNECTED_LOCAL"));
+    assert!(!dropped, "the singer never lost its link before the end");
+    assert!(alto.quit().success());
+    assert!(m.quit().success());
+}
+
+#[test]
 fn a_forged_403_while_the_master_is_away_does_not_end_a_singers_membership() {
     let root = TempDir::new("hostile-403");
     let (mut m, code_text) = master(&root.0);

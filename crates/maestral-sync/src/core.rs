@@ -37,6 +37,9 @@ pub struct Timing {
     /// Follower: rejoins refused over HTTP for this long end the membership. A `JOIN_REJECT` or
     /// `SESSION_END` over the Master's pinned link ends it at once.
     pub refused_rejoin_give_up_ms: u64,
+    /// Master: a link that has not joined (an accepted `JOIN_REQUEST`) this long after it came
+    /// up is closed.
+    pub join_deadline_ms: u64,
 }
 
 impl Timing {
@@ -60,6 +63,9 @@ impl Timing {
     /// - A rejoin refused over HTTP is tried again every 5 s, and given up after 5 minutes of
     ///   refusals: an HTTP answer is not authenticated, so one forged `403` must not end a
     ///   singer's membership, while a session that really ended still lets it go.
+    /// - A Master closes a link that has not joined 10 s after it opened: an honest Follower
+    ///   sends `JOIN_REQUEST` the moment its channel opens (milliseconds), and a link that never
+    ///   joins would otherwise hold one of the Master's member places for ever.
     pub const LAN: Timing = Timing {
         backoff_initial_ms: 100,
         backoff_max_ms: 800,
@@ -72,6 +78,7 @@ impl Timing {
         roster_interval_ms: 250,
         refused_rejoin_backoff_ms: 5_000,
         refused_rejoin_give_up_ms: 5 * 60 * 1000,
+        join_deadline_ms: 10_000,
     };
 }
 

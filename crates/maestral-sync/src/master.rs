@@ -64,6 +64,9 @@ pub(crate) struct Master {
     /// The current song as the app can stream it (its id and size): offered (`STREAM_PREPARE`)
     /// to every member there when it is set, and to each Follower that joins or rejoins.
     stream: Option<(SongId, u64, Option<String>)>,
+    /// Links up from devices that are not members, and since when: closed once they have not
+    /// joined within `Timing::join_deadline_ms`.
+    unjoined: BTreeMap<DeviceId, u64>,
 }
 
 impl Master {
@@ -79,6 +82,7 @@ impl Master {
             away: 0,
             roster: RosterBook::default(),
             stream: None,
+            unjoined: BTreeMap::new(),
         }
     }
 
@@ -210,10 +214,9 @@ impl Master {
         let forget = core.timing().member_forget_ms;
         let lost =
             self.members.values().filter_map(|m| m.lost_at.map(|t| t.saturating_add(forget))).min();
-        match (lost, self.roster.deadline()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let deadline = core.timing().join_deadline_ms;
+        let unjoined = self.unjoined.values().map(|t| t.saturating_add(deadline)).min();
+        [lost, self.roster.deadline(), unjoined].into_iter().flatten().min()
     }
 
     // ---- roster ------------------------------------------------------------------------------
@@ -269,6 +272,14 @@ impl Master {
         }
         match signal {
             LinkSignal::Up => {
+                // A device that is not a member, or a member back after losing its link, must
+                // join (its `JOIN_REQUEST` comes the moment its channel opens); until it does,
+                // this is only a link. A member's link that recovers, or that the same device
+                // replaced while up, stays joined.
+                let joined = self.members.get(peer).is_some_and(|m| m.lost_at.is_none());
+                if !joined {
+                    self.unjoined.entry(peer.clone()).or_insert(now);
+                }
                 core.set_link(now, peer, LinkState::Connected);
                 self.set_lost(peer, None);
                 let hello = core.hello(Mode::ChoirMaster);
@@ -280,6 +291,7 @@ impl Master {
                 }
             }
             LinkSignal::Down => {
+                self.unjoined.remove(peer);
                 if self.members.contains_key(peer) {
                     // A member that drops is expected back (docs/behaviour.md §12.3): keep its
                     // place.
@@ -306,6 +318,31 @@ impl Master {
             core.forget_link(&d);
             self.roster.forget(&d);
         }
+        let deadline = core.timing().join_deadline_ms;
+        let silent: Vec<DeviceId> = self
+            .unjoined
+            .iter()
+            .filter(|&(_, &since)| now >= since.saturating_add(deadline))
+            .map(|(d, _)| d.clone())
+            .collect();
+        for d in silent {
+            self.unjoined.remove(&d);
+            self.close_unjoined(core, now, &d);
+        }
+    }
+
+    /// Closes the link of `d`, which is up but not a member's (it never joined, or was
+    /// refused): whatever it was, the Master forgets it.
+    fn close_unjoined(&mut self, core: &mut Core, now: u64, d: &DeviceId) {
+        if self.members.contains_key(d) {
+            // A member whose new link never joined: its place stays, as after a drop-out.
+            self.set_lost(d, Some(now));
+            core.set_link(now, d, LinkState::Reconnecting);
+        } else {
+            core.forget_link(d);
+            self.roster.forget(d);
+        }
+        core.request(TransportRequest::Disconnect { peer: d.clone() });
     }
 
     /// A `JOIN_REQUEST` in the wrong protocol version is answered so the Follower can tell its
@@ -347,6 +384,7 @@ impl Master {
                         // Master that lost its position resumes at an epoch from its clock
                         // instead (`Engine::resume_master`).
                         self.add_member(from, req.follow_mode);
+                        self.unjoined.remove(from);
                         let accept = Message::JoinAccept(JoinAccept { snapshot: self.snapshot() });
                         core.send(now, &self.session_id(), from, accept);
                         // A (re)joining Follower that lacks the song fetches it (a rejoin
@@ -482,7 +520,15 @@ impl Master {
                 }
                 self.away = 0;
                 for d in std::mem::take(&mut self.members).into_keys() {
+                    self.unjoined.remove(&d);
                     core.set_link(now, &d, LinkState::Ended);
+                    core.request(TransportRequest::Disconnect { peer: d });
+                }
+                // Links that never joined go too: nothing of the session is served after its
+                // end.
+                for d in std::mem::take(&mut self.unjoined).into_keys() {
+                    core.forget_link(&d);
+                    self.roster.forget(&d);
                     core.request(TransportRequest::Disconnect { peer: d });
                 }
                 // The token dies with the session (§13): it is dropped here and only the id is

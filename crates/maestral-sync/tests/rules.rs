@@ -232,6 +232,65 @@ fn s10_3_master_idle_active_reconnecting_links_ended() {
     assert_eq!(m.phase(), Phase::MasterSessionEnded);
 }
 
+fn disconnects(reqs: &[TransportRequest]) -> Vec<String> {
+    reqs.iter()
+        .filter_map(|r| match r {
+            TransportRequest::Disconnect { peer } => Some(peer.to_string()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn s10_3_a_link_that_does_not_join_within_the_deadline_is_closed() {
+    let deadline = Timing::LAN.join_deadline_ms;
+    let mut m = master();
+    let mut f = joined("F", &mut m);
+    // A link that opens and never asks to join; one that asks with a wrong token.
+    m.link("X", Up);
+    m.link("Y", Up);
+    m.recv("Y", "S", join_request("wrong"));
+    m.take_requests();
+    m.tick(deadline - 1);
+    assert_eq!(disconnects(&m.take_requests()), Vec::<String>::new(), "not yet");
+    m.tick(1);
+    assert_eq!(disconnects(&m.take_requests()), ["X", "Y"], "closed at the deadline");
+    assert_eq!(m.link_state("X"), LinkState::Idle, "and forgotten");
+    // The member's link recovering after a wobble does not make it join again.
+    m.link("F", Degraded);
+    m.link("F", Up);
+    m.tick(deadline * 2);
+    assert_eq!(disconnects(&m.take_requests()), Vec::<String>::new(), "a member stays");
+    // A member back on a new link that never joins: closed, its place kept as after a drop-out.
+    m.link("F", Down);
+    m.link("F", Up);
+    m.tick(deadline);
+    assert_eq!(disconnects(&m.take_requests()), ["F"]);
+    assert_eq!(m.link_state("F"), LinkState::Reconnecting);
+    assert_eq!(m.phase(), Phase::MasterReconnectingLinks);
+    // Its real rejoin (a new link that joins at once) is never cut.
+    f.link("M", Down);
+    m.link("F", Down);
+    connect(&mut f, &mut m);
+    m.tick(deadline * 2);
+    assert_eq!(disconnects(&m.take_requests()), Vec::<String>::new());
+    assert_eq!(m.phase(), Phase::MasterSessionActive);
+}
+
+#[test]
+fn s13_ending_the_session_closes_links_that_never_joined_too() {
+    let mut m = master();
+    let _f = joined("F", &mut m);
+    m.link("X", Up);
+    m.take_requests();
+    m.take_sent();
+    m.local(LocalAction::EndSession);
+    assert_eq!(disconnects(&m.take_requests()), ["F", "X"]);
+    assert_eq!(m.link_state("X"), LinkState::Idle);
+    let to: Vec<String> = m.take_sent().into_iter().map(|(to, ..)| to.to_string()).collect();
+    assert_eq!(to, ["F"], "SESSION_END goes to members only");
+}
+
 // ---- §10.4 Follower --------------------------------------------------------------------------
 
 #[test]

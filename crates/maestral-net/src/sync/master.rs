@@ -190,6 +190,9 @@ impl MasterIo {
             Event::SessionEnded => {
                 self.ended_session = self.session.take().map(|(id, _)| id);
                 self.member_certs.clear();
+                // Nothing of the session is served after its end: a stream running stops at
+                // its next chunk (`not_current`), and its link is closed with the others.
+                self.served.set(None);
                 if let Ok(mut b) = self.beacon.lock() {
                     *b = None;
                 }
