@@ -94,7 +94,7 @@ fn a_token_holder_cannot_move_kick_or_flood_the_choir() {
         link.close().await;
         // 3. A join naming a connected singer's id, from another device: refused.
         match rogue(&code, "alto").await {
-            Err(JoinError::Rejected(RejectReason::Unavailable)) => {}
+            Err(JoinError::Rejected(RejectReason::DeviceInUse)) => {}
             Err(other) => panic!("refused, but not as in use: {other:?}"),
             Ok((link, _)) => {
                 link.close().await;
@@ -157,6 +157,43 @@ fn links_that_never_join_are_closed_and_the_end_closes_every_link() {
     }
     let dropped = alto.seen_at().any(|(e, _)| is_phase(e, "FOLLOWER_DISCONNECTED_LOCAL"));
     assert!(!dropped, "the singer never lost its link before the end");
+    assert!(alto.quit().success());
+    assert!(m.quit().success());
+}
+
+#[test]
+fn a_dropped_singers_place_stays_its_own_across_restarts_of_both() {
+    let root = TempDir::new("hostile-seat");
+    let (mut m, code_text) = master(&root.0);
+    let code: JoinCode = code_text.parse().expect("our join code");
+    let alto = singer(&root.0, "alto", &code_text);
+    let song = show_song(&mut m, "lanterns-on-the-water.pdf");
+    restart::kept(&root.0.join("alto"), "follower-session.json", |v| v["cert_pem"].is_string());
+    restart::kept(&root.0.join("conductor"), "master-session.json", |v| {
+        v["bound"]["alto"].is_string()
+    });
+    // The singer's device dies; a token holder asks for its place, before and after the
+    // Master restarts.
+    restart::kill(alto);
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let take_place = |round: &str| match rt.block_on(rogue(&code, "alto")) {
+        Err(JoinError::Rejected(RejectReason::DeviceInUse)) => {}
+        Err(other) => panic!("{round}: refused, but not as in use: {other:?}"),
+        Ok((link, _)) => {
+            rt.block_on(link.close());
+            panic!("{round}: the singer's place was taken");
+        }
+    };
+    take_place("the singer away");
+    restart::kill(m);
+    let mut m = restart::spawn("conductor", &root.0.join("conductor"), &[]);
+    m.wait("resumed", |e| e["event"] == "ready");
+    take_place("the Master restarted");
+    // The real singer comes back from its state directory, with its certificate, and follows.
+    let mut alto = restart::spawn("alto", &root.0.join("alto"), &[]);
+    alto.wait("back in", |e| is_phase(e, "FOLLOWER_CONNECTED_FOLLOW"));
+    m.send("page 5");
+    alto.wait("page 5", |e| is_show(e, &song, 5));
     assert!(alto.quit().success());
     assert!(m.quit().success());
 }

@@ -39,6 +39,17 @@ after(async () => {
 });
 
 
+// What the page keeps of its identity in IndexedDB: {id, cert: whether it is an RTCCertificate}.
+const IDENTITY = `new Promise((resolve) => {
+  const open = indexedDB.open('maestral', 1);
+  open.onerror = () => resolve(null);
+  open.onsuccess = () => {
+    const get = open.result.transaction('identity', 'readonly').objectStore('identity').get('me');
+    get.onsuccess = () => resolve(get.result ? { id: get.result.deviceId, cert: get.result.cert instanceof RTCCertificate } : null);
+    get.onerror = () => resolve(null);
+  };
+})`;
+
 async function masterShows(song) {
   master.send('song ' + song);
   const shown = await master.next((e) => e.event === 'show' && e.song_id !== null, 'the song shown');
@@ -78,10 +89,20 @@ test('a phone joins from the code, follows, goes free and back, rejoins, and see
   await tab.eval("document.getElementById('master-page').click()");
   await showing(tab, first, 2, 'following again');
 
-  // A reload (a phone that slept, a tab reopened) is back in step with no tap.
+  // A reload (a phone that slept, a tab reopened) is back in step with no tap, as the same
+  // member: the Master binds its device id to the certificate it joined with, which the page
+  // keeps in IndexedDB (a new certificate under the same id would be refused, 403).
+  const me = seen.members.find((m) => m.name === 'Alto 2').device_id;
+  assert.match(me, /^web-[0-9a-f]{16}$/);
+  const reloaded = master.events.length;
   await tab.send('Page.reload');
   await showing(tab, first, 2, 'the page after a reload');
   await tab.until("document.body.dataset.phase === 'FOLLOWER_CONNECTED_FOLLOW'", 'joined again');
+  const kept = await tab.eval(IDENTITY);
+  assert.equal(kept.id, me, 'the same device id');
+  assert.ok(kept.cert, 'with its certificate');
+  const back = await master.next((e) => e.event === 'roster' && e.members.some((m) => m.device_id === me && m.link === 'CONNECTED'), 'the same member back', 20000, reloaded);
+  assert.equal(back.members.filter((m) => m.name === 'Alto 2').length, 1, 'one member, not a second one');
 
   // A song change.
   const second = await masterShows(SECOND);

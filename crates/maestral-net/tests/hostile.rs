@@ -96,7 +96,7 @@ fn a_join_naming_a_connected_singers_device_id_is_refused_and_the_singer_stays()
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     for round in 0..3 {
         match rogue_link(&rt, &code, "F", None) {
-            Err(JoinError::Rejected(maestral_net::signaling::RejectReason::Unavailable)) => {}
+            Err(JoinError::Rejected(maestral_net::signaling::RejectReason::DeviceInUse)) => {}
             Err(other) => panic!("round {round}: refused, but not as in use: {other:?}"),
             Ok((link, _)) => {
                 rt.block_on(link.close());

@@ -10,6 +10,14 @@ import { create } from './follower.mjs';
 import { HEARTBEAT_MS, receivedCount, Silence, Ticks } from './heartbeat.mjs';
 
 const KEYS = { session: 'maestral.session', device: 'maestral.device', name: 'maestral.name' };
+// Where this phone's identity (its device id and certificate) is kept: IndexedDB, which can hold
+// an RTCCertificate (localStorage holds only text) and works on a plain http:// page.
+const IDENTITY_DB = 'maestral';
+const IDENTITY_STORE = 'identity';
+// A certificate is made to last a year (browsers default to 30 days) and replaced, with a new
+// device id, when it has less than a day left.
+const CERT_LIFE_MS = 365 * 24 * 3600 * 1000;
+const DAY_MS = 24 * 3600 * 1000;
 // A join attempt that has not opened its channel by then has failed.
 const JOIN_TIMEOUT_MS = 10000;
 // Two taps or key presses closer than this are one (a pedal's key repeat, a bouncing switch).
@@ -101,13 +109,69 @@ if (location.hash) history.replaceState(null, '', location.pathname);
 let code = fragment && !fragment.error ? fragment : stored(KEYS.session);
 if (fragment && !fragment.error) store(KEYS.session, fragment);
 
-let deviceId = stored(KEYS.device);
-if (typeof deviceId !== 'string' || !/^web-[0-9a-f]{16}$/.test(deviceId)) {
-  deviceId = 'web-' + randomHex(8);
-  store(KEYS.device, deviceId);
+// ---- this phone's identity -------------------------------------------------------------------
+
+// The Master binds a device id to the certificate it first joined with, for the whole session
+// (a token holder cannot take a singer's place): every link this page makes uses the same
+// certificate, kept with the id, so a reload or a phone that slept rejoins as itself. Where
+// they cannot be kept (storage refused), this page makes a new id with its new certificate:
+// it never asks for a place it cannot prove.
+let deviceId = null;
+let certificate = null;
+
+function request(r) {
+  return new Promise((resolve) => {
+    r.onsuccess = () => resolve(r.result);
+    r.onerror = () => resolve(null);
+  });
 }
+
+function openIdentityDb() {
+  try {
+    const open = indexedDB.open(IDENTITY_DB, 1);
+    open.onupgradeneeded = () => open.result.createObjectStore(IDENTITY_STORE);
+    return request(open);
+  } catch (e) {
+    return Promise.resolve(null);
+  }
+}
+
+function identityStore(db, mode) {
+  return db.transaction(IDENTITY_STORE, mode).objectStore(IDENTITY_STORE);
+}
+
+// A kept identity, if it is whole and its certificate has time left.
+function usable(r) {
+  return r !== null && typeof r === 'object' && typeof r.deviceId === 'string' &&
+    /^web-[0-9a-f]{16}$/.test(r.deviceId) && r.cert instanceof RTCCertificate &&
+    r.cert.expires > now() + DAY_MS;
+}
+
+async function loadIdentity() {
+  const db = await openIdentityDb();
+  let kept = null;
+  if (db !== null) {
+    try {
+      kept = await request(identityStore(db, 'readonly').get('me'));
+    } catch (e) {
+      kept = null;
+    }
+  }
+  if (usable(kept)) return kept;
+  const cert = await RTCPeerConnection.generateCertificate({ name: 'ECDSA', namedCurve: 'P-256', expires: CERT_LIFE_MS });
+  const made = { deviceId: 'web-' + randomHex(8), cert: cert };
+  if (db !== null) {
+    try {
+      await request(identityStore(db, 'readwrite').put(made, 'me'));
+    } catch (e) { /* not kept: this page's identity only */ }
+  }
+  return made;
+}
+
+// The id was kept in localStorage, without its certificate, before.
+store(KEYS.device, null);
+
 const nameInput = $('name');
-nameInput.value = stored(KEYS.name) || 'Singer ' + deviceId.slice(4, 8).toUpperCase();
 
 // Made by the Join tap, with the name the singer gave (its HELLO carries it to the roster).
 let engine = null;
@@ -153,7 +217,7 @@ async function connect(byCode, peer) {
   closeLink();
   if (code === null) return;
   const me = { pc: null, dc: null, copy: null, peer: peer, attempt: ++attempts, open: false, byCode: byCode, silence: null };
-  const pc = new RTCPeerConnection({ iceServers: [] });
+  const pc = new RTCPeerConnection({ iceServers: [], certificates: [certificate] });
   me.pc = pc;
   link = me;
   me.dc = pc.createDataChannel('maestral-sync');
@@ -208,12 +272,13 @@ async function connect(byCode, peer) {
     if (res.status === 403) {
       clearTimeout(giveUp);
       closeLink();
-      engine.joinRefused(now(), body.reason === 'session_ended' ? 'session_ended' : 'invalid_token');
+      const reason = body.reason === 'session_ended' || body.reason === 'device_in_use' ? body.reason : 'invalid_token';
+      engine.joinRefused(now(), reason === 'device_in_use' ? 'other' : reason);
       pump();
       // A rejoin refused over HTTP is not the Master's authenticated word (any device could
       // answer for its address): the rules keep trying for minutes, and the page says what it
       // was told meanwhile.
-      if (code !== null) setLinkText(body.reason === 'session_ended' ? 'The session seems to have ended' : 'The conductor\u2019s device refused this phone');
+      if (code !== null) setLinkText(REFUSAL_TEXT[reason]);
       return;
     }
     if (!res.ok || typeof body.answer !== 'string') throw new Error('the conductor\u2019s device is busy');
@@ -228,6 +293,12 @@ async function connect(byCode, peer) {
     lost(me, 'Could not reach the conductor\u2019s device');
   }
 }
+
+const REFUSAL_TEXT = {
+  session_ended: 'The session seems to have ended',
+  invalid_token: 'The conductor\u2019s device refused this phone',
+  device_in_use: 'Another device joined under this phone\u2019s name',
+};
 
 // The heartbeat (heartbeat.mjs says why): a link silent too long is lost; a page that was
 // frozen rejoins at once if its browser knows the link is gone, and otherwise gives the link
@@ -518,7 +589,7 @@ function stayAwake() {
 }
 
 function join() {
-  if (code === null || engine !== null || (fragment && fragment.error)) return;
+  if (code === null || engine !== null || deviceId === null || (fragment && fragment.error)) return;
   keepAwake();
   const name = nameInput.value.trim() || 'Singer ' + deviceId.slice(4, 8).toUpperCase();
   store(KEYS.name, name);
@@ -560,16 +631,29 @@ setInterval(heartbeat, HEARTBEAT_MS);
 
 setupStage();
 $('join-button').addEventListener('click', join);
-// Enabled once this code runs: a tap before that would do nothing.
-$('join-button').disabled = false;
 nameInput.addEventListener('keydown', (e) => { if (e.key === 'Enter') join(); });
-if (fragment && fragment.error) {
-  $('join-status').textContent = fragment.error;
+loadIdentity().then((identity) => {
+  deviceId = identity.deviceId;
+  certificate = identity.cert;
+  start();
+}, () => {
+  $('join-status').textContent = 'This browser cannot make a secure connection. Try another browser.';
   $('join-button').disabled = true;
-} else if (code === null) {
-  $('join-status').textContent = 'Scan the QR code on the conductor\u2019s screen with your camera.';
-  $('join-button').disabled = true;
-} else if (!fragment && stored(KEYS.name)) {
-  // A reload or a phone that slept: back in with no tap.
-  join();
+});
+
+// Once this phone's identity is known.
+function start() {
+  if (!nameInput.value) nameInput.value = stored(KEYS.name) || 'Singer ' + deviceId.slice(4, 8).toUpperCase();
+  // Enabled once the page can join: a tap before that would do nothing.
+  $('join-button').disabled = false;
+  if (fragment && fragment.error) {
+    $('join-status').textContent = fragment.error;
+    $('join-button').disabled = true;
+  } else if (code === null) {
+    $('join-status').textContent = 'Scan the QR code on the conductor\u2019s screen with your camera.';
+    $('join-button').disabled = true;
+  } else if (!fragment && stored(KEYS.name)) {
+    // A reload or a phone that slept: back in with no tap.
+    join();
+  }
 }

@@ -110,6 +110,7 @@ fn interpret_answer(status: StatusCode, bytes: &[u8]) -> Result<String, JoinErro
         StatusCode::FORBIDDEN => match reason().as_deref() {
             Some("invalid_token") => Err(JoinError::Rejected(RejectReason::InvalidToken)),
             Some("session_ended") => Err(JoinError::Rejected(RejectReason::SessionEnded)),
+            Some("device_in_use") => Err(JoinError::Rejected(RejectReason::DeviceInUse)),
             other => Err(JoinError::BadResponse(format!("403 with reason {other:?}"))),
         },
         // For these the status alone is unambiguous.

@@ -502,6 +502,7 @@ async fn join_route(
         // Said of a session id whatever the token: no evidence of guessing, and a singer whose
         // phone slept through the end must not be locked out of the next session.
         JoinOutcome::SessionEnded => reason(StatusCode::FORBIDDEN, "session_ended"),
+        JoinOutcome::DeviceInUse => refuse(StatusCode::FORBIDDEN, "device_in_use"),
         JoinOutcome::BadRequest => refuse(StatusCode::BAD_REQUEST, "bad_request"),
         JoinOutcome::Unavailable => reason(StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
     }

@@ -41,6 +41,8 @@ pub enum JoinOutcome {
     InvalidToken,
     /// The session has ended (`403 session_ended`).
     SessionEnded,
+    /// The device id joined this session from another certificate (`403 device_in_use`).
+    DeviceInUse,
     /// The offer could not be applied (`400 bad_request`).
     BadRequest,
     /// The sync thread cannot decide now (gone, or too slow):
@@ -56,6 +58,9 @@ pub enum RejectReason {
     InvalidToken,
     /// `403 session_ended`.
     SessionEnded,
+    /// `403 device_in_use`: this device id is bound to another device's certificate for the
+    /// session.
+    DeviceInUse,
     /// `429 too_many_attempts`.
     TooManyAttempts,
     /// `400 bad_request`.
@@ -72,6 +77,7 @@ impl RejectReason {
         match self {
             Self::InvalidToken => "invalid_token",
             Self::SessionEnded => "session_ended",
+            Self::DeviceInUse => "device_in_use",
             Self::TooManyAttempts => "too_many_attempts",
             Self::BadRequest => "bad_request",
             Self::TooLarge => "too_large",
@@ -88,6 +94,9 @@ impl fmt::Display for RejectReason {
             }
             Self::SessionEnded => {
                 "the conductor has ended this session — scan the new QR code when a session starts"
+            }
+            Self::DeviceInUse => {
+                "another device has joined this session under this device's name — leave, then scan the QR code again"
             }
             Self::TooManyAttempts => {
                 "too many wrong join codes were tried from this device — wait a minute, then scan the QR code again"

@@ -160,6 +160,7 @@ impl JoinFailure {
                 | JoinFailure::Refused(
                     RejectReason::InvalidToken
                         | RejectReason::SessionEnded
+                        | RejectReason::DeviceInUse
                         | RejectReason::BadRequest
                         | RejectReason::TooLarge
                 )
@@ -174,6 +175,11 @@ impl JoinFailure {
             }
             JoinFailure::Refused(RejectReason::SessionEnded) => {
                 Some(maestral_protocol::RejectReason::SessionEnded)
+            }
+            // Over HTTP, so not the Master's authenticated word: a rejoin refused so is tried
+            // again for minutes, as after a `403 invalid_token`.
+            JoinFailure::Refused(RejectReason::DeviceInUse) => {
+                Some(maestral_protocol::RejectReason::Other)
             }
             _ => None,
         }

@@ -236,7 +236,13 @@ impl FollowerIo {
         let Some(master) = master else {
             self.unreached = matches!(error, JoinFailure::Other(_));
             match error.protocol_reason() {
-                Some(reason) => ctx.engine.handle_join_refused(now, reason),
+                Some(reason) => {
+                    if reason == maestral_protocol::RejectReason::Other {
+                        // The engine knows it only as a refusal: the app hears why.
+                        ctx.error(SyncError::Join(error));
+                    }
+                    ctx.engine.handle_join_refused(now, reason)
+                }
                 None if error.is_final() => {
                     self.joining = None;
                     ctx.error(SyncError::Join(error));

@@ -1,7 +1,7 @@
 //! The Master's side of a Choir session: its certificate and join listener, deciding each
 //! `POST /v1/join`, the join code, and keeping the session in its file so a restart resumes it.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -62,14 +62,28 @@ pub(crate) struct MasterIo {
     saved: Option<SavedSession>,
     /// The current song's bytes, served to Followers that lack it.
     pub(crate) served: super::stream::ServedSlot,
-    /// The DTLS certificate fingerprint each member's link was opened with: a join naming a
-    /// connected member's device id replaces that member's link only if it proves the same
-    /// certificate (the DTLS handshake proves the key), so a token holder cannot kick a singer.
-    member_certs: HashMap<DeviceId, String>,
+    /// The DTLS certificate fingerprint each device id first joined this session with: a join
+    /// under that id from any other certificate is refused (`403 device_in_use`) for the whole
+    /// session, whether that device's link is up or not, and across a restart (kept with the
+    /// session). The DTLS handshake proves the key, so a token holder can neither kick a singer
+    /// nor take a dropped singer's place. At most [`MAX_BOUND`].
+    bound: BTreeMap<DeviceId, String>,
     /// Joins being answered now (each holds a PeerConnection until its channel opens).
     answering: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     /// What the locate responder answers for (the session and where it listens now).
     beacon: locate::Beacon,
+}
+
+/// What a device id's binding says of a link from one certificate.
+enum Binding {
+    /// The id joined this session with this certificate.
+    Same,
+    /// The id joined this session with another certificate.
+    Other,
+    /// The id has not joined this session; there is room for its binding.
+    New,
+    /// The id has not joined, and [`MAX_BOUND`] others have.
+    Full,
 }
 
 /// How often a Master checks that the address it listens on is still its own.
@@ -81,6 +95,10 @@ pub const MAX_PENDING_ANSWERS: usize = 32;
 /// Members with a link at once; a join past it gets `503`. No choir is this large: the cap
 /// only bounds what token holders can make this device hold.
 pub const MAX_MEMBERS: usize = 500;
+/// Device ids bound to a certificate in one session. Past it, a join under a new id gets `503`
+/// (ids already bound still join): the bindings must outlive a device's absence, so they are
+/// never evicted for a newcomer (that would let a token holder flush a singer's binding).
+pub const MAX_BOUND: usize = 4 * MAX_MEMBERS;
 
 impl MasterIo {
     pub(crate) fn join_requests(&mut self) -> Option<&mut mpsc::Receiver<PendingJoin>> {
@@ -166,6 +184,7 @@ impl MasterIo {
             if let Some(saved) = resumed.filter(|_| resumed_here) {
                 ctx.now();
                 ctx.engine.resume_master(&saved.state);
+                self.bound = saved.bound.clone();
                 self.saved = Some(saved);
                 return;
             }
@@ -189,7 +208,7 @@ impl MasterIo {
             }
             Event::SessionEnded => {
                 self.ended_session = self.session.take().map(|(id, _)| id);
-                self.member_certs.clear();
+                self.bound.clear();
                 // Nothing of the session is served after its end: a stream running stops at
                 // its next chunk (`not_current`), and its link is closed with the others.
                 self.served.set(None);
@@ -270,10 +289,17 @@ impl MasterIo {
         });
         let refusal = refusal.or_else(|| {
             let offered = sha256_fingerprint(&r.offer).unwrap_or_default();
-            (!self.may_replace(ctx, &peer, &offered)).then(|| {
-                tracing::warn!("a join named {peer:?}, a connected member, from another device");
-                JoinOutcome::Unavailable
-            })
+            match self.binding(&peer, &offered) {
+                Binding::Same | Binding::New => None,
+                Binding::Other => {
+                    tracing::warn!("a join named {peer:?}, a member's id, from another device");
+                    Some(JoinOutcome::DeviceInUse)
+                }
+                Binding::Full => {
+                    tracing::warn!("a join under a new id refused: {MAX_BOUND} ids joined");
+                    Some(JoinOutcome::Unavailable)
+                }
+            }
         });
         let Some(cert) = self.cert.clone().filter(|_| refusal.is_none()) else {
             // The listener gone means the client gets `503` anyway.
@@ -289,24 +315,31 @@ impl MasterIo {
         });
     }
 
-    /// Whether a link from the certificate `fingerprint` may be bound to `peer`: always, unless
-    /// `peer` is a connected member whose link was opened with another certificate.
-    fn may_replace(&self, ctx: &Ctx, peer: &DeviceId, fingerprint: &str) -> bool {
-        !ctx.links.contains(peer)
-            || self.member_certs.get(peer).is_none_or(|fp| fingerprints_match(fp, fingerprint))
+    /// What `peer`'s binding says of a link from the certificate `fingerprint`.
+    fn binding(&self, peer: &DeviceId, fingerprint: &str) -> Binding {
+        match self.bound.get(peer) {
+            Some(fp) if fingerprints_match(fp, fingerprint) => Binding::Same,
+            Some(_) => Binding::Other,
+            None if self.bound.len() >= MAX_BOUND => Binding::Full,
+            None => Binding::New,
+        }
     }
 
-    /// A joining Follower's link is open (its certificate proven): bound to `peer` unless that
-    /// would replace a connected member's link from another certificate. `false`: refused.
-    pub(crate) fn admit(&mut self, ctx: &Ctx, peer: &DeviceId, fingerprint: &str) -> bool {
-        if !self.may_replace(ctx, peer, fingerprint) {
-            tracing::warn!(
-                "refused a link naming {peer:?}, a connected member, from another device"
-            );
-            return false;
+    /// A joining Follower's link is open (its certificate proven by DTLS): taken for `peer` if
+    /// `peer` first joined with this certificate, or joins for the first time (it is bound to
+    /// it from now on). `false`: refused.
+    pub(crate) fn admit(&mut self, peer: &DeviceId, fingerprint: &str) -> bool {
+        match self.binding(peer, fingerprint) {
+            Binding::Same => true,
+            Binding::New => {
+                self.bound.insert(peer.clone(), fingerprint.to_owned());
+                true
+            }
+            Binding::Other | Binding::Full => {
+                tracing::warn!("refused a link naming {peer:?} from another device");
+                false
+            }
         }
-        self.member_certs.insert(peer.clone(), fingerprint.to_owned());
-        true
     }
 
     /// Keeps the session on disk whenever it changes (written aside, then renamed, so a crash
@@ -322,8 +355,12 @@ impl MasterIo {
             return;
         }
         let (Some(server), Some(cert)) = (&self.server, &self.cert) else { return };
-        let session =
-            SavedSession { listen: server.local_addr(), cert_pem: cert.to_pem().to_owned(), state };
+        let session = SavedSession {
+            listen: server.local_addr(),
+            cert_pem: cert.to_pem().to_owned(),
+            state,
+            bound: self.bound.clone(),
+        };
         if self.saved.as_ref() == Some(&session) {
             return;
         }

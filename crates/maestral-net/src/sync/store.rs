@@ -28,6 +28,11 @@ pub(crate) struct SavedSession {
     pub(crate) listen: SocketAddr,
     pub(crate) cert_pem: String,
     pub(crate) state: maestral_sync::MasterState,
+    /// Each device id that joined the session, with the fingerprint of the certificate it
+    /// joined with: a join under that id from another certificate is refused for the whole
+    /// session, across a restart of the Master too.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub(crate) bound: std::collections::BTreeMap<DeviceId, String>,
 }
 
 /// A Follower's session as kept in its state directory.

@@ -422,7 +422,7 @@ impl Worker {
                 }
                 if let (ReadyKind::Answered { fingerprint }, RoleIo::Master(m)) =
                     (&kind, &mut self.role)
-                    && !m.admit(&self.ctx, &peer, fingerprint)
+                    && !m.admit(&peer, fingerprint)
                 {
                     tokio::spawn(async move { link.close().await });
                     return;
