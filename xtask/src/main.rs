@@ -77,11 +77,15 @@ fn main() -> Result<()> {
 }
 
 /// The workspace root (the folder holding the top `Cargo.toml`).
+///
+/// From `CARGO_MANIFEST_DIR` as `cargo run` gives it to this process, and only without it from
+/// the path compiled in: clones that share one `CARGO_TARGET_DIR` share this binary too (cargo
+/// does not rebuild it for another clone of the same sources), and the path compiled in is then
+/// another clone's.
 pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("xtask lives one level below the workspace root")
-        .to_path_buf()
+    let manifest = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
+    manifest.parent().expect("xtask lives one level below the workspace root").to_path_buf()
 }
 
 /// Where cargo builds: `CARGO_TARGET_DIR` (relative to the root) or `target/`.

@@ -548,9 +548,9 @@ fn read_events(
     std::thread::Builder::new()
         .name("bench-readers".into())
         .spawn(move || {
-            // It stamps what is measured: run it before the bulk threads, as the control
-            // thread is (a device shows its pages from one engine, not from 100 threads' worth).
-            maestral_net::sync::measuring();
+            // It stamps what is measured: a short slice, as the control thread has, so that it
+            // runs when it wakes rather than at the end of a busy thread's slice.
+            maestral_net::sync::short_slice();
             let mut select = crossbeam_channel::Select::new();
             for rx in &rxs {
                 select.recv(rx);

@@ -113,6 +113,9 @@ pub enum PlantedBreak {
     SoloTieBreakReversed,
     /// Solo: a layout change also stamps the page register (the old single register).
     LayoutStampsPage,
+    /// A Follower applies a copied `SET_PAGE` of the current epoch whatever its revision (a
+    /// late copy moves it back).
+    StaleCopyApplied,
 }
 
 impl EngineConfig {

@@ -250,7 +250,16 @@ impl Follower {
         }
     }
 
-    pub fn on_message(&mut self, core: &mut Core, now: u64, from: &DeviceId, env: Envelope) {
+    /// A message from `from`; `copy`: it came as a copy (docs/protocol.md §3.2), taken by the
+    /// same rules.
+    pub fn on_message(
+        &mut self,
+        core: &mut Core,
+        now: u64,
+        from: &DeviceId,
+        env: Envelope,
+        copy: bool,
+    ) {
         // Authority: only our Master, on an open link, for our session. State that arrives before
         // JOIN_ACCEPT on that link is applied too (the Master only sends it to members).
         let Some(s) = self.session.as_mut() else { return };
@@ -301,7 +310,7 @@ impl Follower {
             {
                 self.new_song_context(core, song_id, song_epoch, 0, PageRevision(0));
             }
-            Message::ChoirSetPage(p) => self.apply_set_page(core, p),
+            Message::ChoirSetPage(p) => self.apply_set_page(core, p, copy),
             Message::StreamPrepare(p) => core.event(Event::StreamPrepare(p)),
             Message::StreamClear(c) => core.event(Event::StreamClear { song_id: c.song_id }),
             Message::Hello(hello) => core.event(Event::PeerHello { peer: from.clone(), hello }),
@@ -351,11 +360,12 @@ impl Follower {
 
     /// §11.2: only the current epoch, only a strictly newer revision; a newer epoch's page waits
     /// for its song.
-    fn apply_set_page(&mut self, core: &Core, p: ChoirSetPage) {
+    fn apply_set_page(&mut self, core: &Core, p: ChoirSetPage, copy: bool) {
         if p.song_epoch == self.song_epoch {
             let newer = p.page_revision > self.page_revision
                 || (core.planted(PlantedBreak::RevisionAtLeast)
-                    && p.page_revision == self.page_revision);
+                    && p.page_revision == self.page_revision)
+                || (copy && core.planted(PlantedBreak::StaleCopyApplied));
             if newer {
                 self.page_revision = p.page_revision;
                 self.master_page = p.page_index;
@@ -418,7 +428,7 @@ impl Follower {
         if let Some(p) = self.pending.take()
             && p.song_epoch >= epoch
         {
-            self.apply_set_page(core, p);
+            self.apply_set_page(core, p, false);
         }
     }
 

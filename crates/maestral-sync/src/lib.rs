@@ -358,7 +358,7 @@ impl Engine {
         match &mut self.role {
             RoleState::Solo(s) => s.on_message(&mut self.core, now, from, env, !copy),
             RoleState::Master(m) => m.on_message(&mut self.core, now, from, env),
-            RoleState::Follower(f) => f.on_message(&mut self.core, now, from, env),
+            RoleState::Follower(f) => f.on_message(&mut self.core, now, from, env, copy),
         }
         self.settle(now);
         Ok(())

@@ -105,6 +105,7 @@ fn planted_rule_breaks_are_caught_by_their_checkers() {
         (PlantedBreak::FreeFollowsSetPage, "§11.4 free Followers ignore SET_PAGE"),
         (PlantedBreak::SoloTieBreakReversed, "§11.1 Solo: the latest page change wins"),
         (PlantedBreak::LayoutStampsPage, "§11.1 Solo: the latest page change wins"),
+        (PlantedBreak::StaleCopyApplied, "PROTOCOL §3.2 a copy never moves a Follower back"),
     ];
     for (rule, checker) in planted {
         let caught = (0..DEFAULT_SEEDS).find_map(|seed| run_seed_with(seed, 1, Some(rule)).err());

@@ -40,5 +40,5 @@ pub use error::{JoinFailure, StartError, SyncError};
 pub use handle::Fault;
 pub use handle::{SyncCommand, SyncConfig, SyncEvent, SyncHandle};
 pub use pages::{PageImages, PageRenderer};
-pub use runtime::{CONTROL_RT_PRIORITY, Priority, latency_critical, measuring, short_slice};
+pub use runtime::short_slice;
 pub use store::{Stored, stored};

@@ -10,17 +10,19 @@
 //!   (DTLS, SCTP, ICE), each link's writer, score streams, listeners, joins. Stopping the sync
 //!   thread stops it, and with it every task the role left.
 //!
-//! The control thread asks the kernel to run it before every ordinary thread ([`latency_critical`]):
-//! real-time scheduling (`SCHED_FIFO`, priority [`CONTROL_RT_PRIORITY`]) where the process may
-//! have it (root, `CAP_SYS_NICE`, or an `RLIMIT_RTPRIO` above 0, as audio groups get), else a
-//! short time slice ([`short_slice`]), so that it runs at once when it wakes instead of waiting
-//! for a busy thread's slice to end. Its work is a few microseconds per message, so it cannot
-//! starve the rest; with a short slice alone it only preempted, and then shared the CPU with
-//! every runnable bulk thread (in a process hosting 100 Followers, 200 of them). Lowering the
-//! bulk threads' priority instead (nice 10, and 3) was tried: pages during a stream came
-//! faster, but WebRTC starved whenever normal threads kept the CPU busy (100 Followers joining
-//! at once on 2 cores: 43 of them not in after 3 minutes). `MAESTRAL_CONTROL_PRIORITY=normal`
-//! keeps the control thread an ordinary one (short slice only), to compare.
+//! Every thread runs at ordinary priority. The control thread only asks for a short time slice
+//! ([`short_slice`], an ordinary `SCHED_OTHER` thread's setting that needs no privilege), so
+//! that it runs at once when it wakes instead of waiting for a busy thread's slice to end.
+//!
+//! It parses what any peer sends, so it never runs at real-time priority: a bug that made it
+//! spin would then run ahead of the render and UI threads. It did, as `SCHED_FIFO` 10, to meet
+//! a benchmark hosting 101 engines in one process on 2 cores; measured in the product's shape
+//! instead (`cargo xtask bench stream`: the Master alone in its process, 32 Followers in another,
+//! a turn every 100 ms while 20 MB scores stream to them, at least 100 turns), a turn's p99 was
+//! 15–19 ms at ordinary priority and 7–14 ms real-time, both within the 20 ms goal
+//! (docs/architecture.md, "Threads"). Lowering the bulk threads' priority instead (nice 10, and
+//! 3) was tried earlier: WebRTC starved whenever normal threads kept the CPU busy (100
+//! Followers joining at once on 2 cores: 43 of them not in after 3 minutes).
 //!
 //! Before the split, a Follower receiving a score (both threads at full load decrypting it)
 //! let a page turn's datagram and then the engine's task wait in the runtime's queue behind the
@@ -49,79 +51,12 @@ fn control() -> std::io::Result<Handle> {
     let side = handle.clone();
     std::thread::Builder::new().name("maestral-control".into()).spawn(move || {
         crate::rtc::link::set_side_runtime(Some(side));
-        let priority = latency_critical();
-        tracing::debug!("the control thread runs with {priority:?}");
+        short_slice();
         // For the life of the process: the workers and side paths come and go on it.
         runtime.block_on(std::future::pending::<()>());
     })?;
     *control = Some(handle.clone());
     Ok(handle)
-}
-
-/// The real-time priority of the control thread (1–99): low, below the audio servers (PipeWire
-/// and JACK run at 20 and above), so a performer's sound is never preempted by a page turn.
-pub const CONTROL_RT_PRIORITY: i32 = 10;
-
-/// How a thread that asked for [`latency_critical`] is scheduled.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Priority {
-    /// `SCHED_FIFO` (at [`CONTROL_RT_PRIORITY`], or below it): before every ordinary thread.
-    Realtime,
-    /// An ordinary thread with a short time slice (see [`short_slice`]).
-    ShortSlice,
-    /// Neither was granted.
-    Ordinary,
-}
-
-/// Asks for the calling thread to run before ordinary threads whenever it is runnable: real-time
-/// (`SCHED_FIFO` at [`CONTROL_RT_PRIORITY`], reset for any thread or process it starts) where the
-/// process may have it and `MAESTRAL_CONTROL_PRIORITY` is not `normal`, else a short time slice.
-/// For the control thread, which only wakes for short work.
-pub fn latency_critical() -> Priority {
-    ask_for(CONTROL_RT_PRIORITY)
-}
-
-/// For a harness's thread that stamps what it measures: [`latency_critical`], one real-time
-/// priority below the control thread, so that it runs before ordinary threads but never delays
-/// the control thread (`SCHED_FIFO` does not preempt a thread of the same priority).
-pub fn measuring() -> Priority {
-    ask_for(CONTROL_RT_PRIORITY - 1)
-}
-
-/// Real-time scheduling at `priority` where wanted and permitted, else a short time slice.
-fn ask_for(priority: i32) -> Priority {
-    let wanted = std::env::var("MAESTRAL_CONTROL_PRIORITY").map_or(true, |v| v != "normal");
-    if wanted && realtime_at(priority) {
-        Priority::Realtime
-    } else if short_slice() {
-        Priority::ShortSlice
-    } else {
-        Priority::Ordinary
-    }
-}
-
-/// `SCHED_FIFO` at `priority` for the calling thread, with `SCHED_RESET_ON_FORK` (threads and
-/// processes it starts are ordinary). `false` where it is not permitted.
-#[cfg(target_os = "linux")]
-#[allow(unsafe_code)]
-fn realtime_at(priority: i32) -> bool {
-    use nix::libc;
-    let param = libc::sched_param { sched_priority: priority };
-    // SAFETY: `param` is a valid `struct sched_param`, alive for the call, only read; pid 0 is
-    // the calling thread.
-    let r = unsafe {
-        libc::sched_setscheduler(0, libc::SCHED_FIFO | libc::SCHED_RESET_ON_FORK, &param)
-    };
-    if r != 0 {
-        let e = std::io::Error::last_os_error();
-        tracing::debug!("this thread stays an ordinary one (no real-time priority): {e}");
-    }
-    r == 0
-}
-
-#[cfg(not(target_os = "linux"))]
-fn realtime_at(_priority: i32) -> bool {
-    false
 }
 
 /// Asks the kernel for a short time slice for the calling thread (EEVDF, Linux 6.12 and later):
@@ -263,11 +198,8 @@ mod tests {
     }
 
     #[test]
-    fn the_control_thread_runs_before_ordinary_threads_where_it_may_and_what_it_starts_does_not() {
-        use nix::libc::{SCHED_FIFO, SCHED_OTHER};
-        // Whether this process may have real-time scheduling at all (root in CI may).
-        let probe = || super::realtime_at(super::CONTROL_RT_PRIORITY);
-        let permitted = std::thread::spawn(probe).join().expect("probe thread");
+    fn every_thread_of_the_runtimes_is_an_ordinary_one_even_where_real_time_is_permitted() {
+        use nix::libc::SCHED_OTHER;
         let rt = Runtimes::new().expect("runtimes");
         let (control, started) = rt
             .run(async {
@@ -275,11 +207,7 @@ mod tests {
                 (policy(), started)
             })
             .expect("the worker ends");
-        if permitted && std::env::var("MAESTRAL_CONTROL_PRIORITY").as_deref() != Ok("normal") {
-            assert_eq!(control, SCHED_FIFO, "the control thread is real-time");
-        } else {
-            assert_eq!(control, SCHED_OTHER, "without permission it stays ordinary");
-        }
+        assert_eq!(control, SCHED_OTHER, "the control thread parses peers' input: ordinary");
         assert_eq!(started, SCHED_OTHER, "a thread the control thread starts is ordinary");
         let bulk = rt.bulk.block_on(async { tokio::spawn(async { policy() }).await });
         assert_eq!(bulk.expect("bulk task"), SCHED_OTHER, "the bulk threads are ordinary");

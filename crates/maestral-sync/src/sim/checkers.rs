@@ -15,6 +15,13 @@ pub(super) struct SoloLatest {
     layout: Option<(PageChangeStamp, maestral_protocol::Layout)>,
 }
 
+/// A Follower's session, the Master's position it knows, and its state and view.
+pub(super) struct FollowerPosition {
+    session: Option<maestral_protocol::SessionId>,
+    at: (maestral_protocol::SongEpoch, maestral_protocol::PageRevision),
+    state: (StateView, View),
+}
+
 /// The receiver of a message, as it was before the message: what the delivery checkers compare.
 pub(super) struct BeforeDelivery {
     before_free: bool,
@@ -126,6 +133,50 @@ impl Sim {
         {
             let id = self.nodes[to].id.clone();
             self.violation("§11.4 free Followers ignore SET_PAGE", format!("{id} moved"));
+        }
+    }
+
+    /// A Follower's session and where it knows the Master to be (epoch, revision), with its
+    /// state and view: what [`Sim::check_copy`] compares.
+    pub(super) fn follower_position(&self, i: usize) -> Option<FollowerPosition> {
+        let e = &self.nodes[i].engine;
+        let StateView::Follower(f) = e.state() else { return None };
+        let (_, _, epoch, revision) = e.follower_master_position()?;
+        Some(FollowerPosition {
+            session: f.session_id.clone(),
+            at: (epoch, revision),
+            state: (e.state(), e.view()),
+        })
+    }
+
+    /// PROTOCOL §3.2: a copy never moves a Follower back (within a session, the Master's
+    /// position it knows never goes to an older epoch and revision), and a copy that is not
+    /// newer than what it knows changes nothing at all.
+    pub(super) fn check_copy(
+        &mut self,
+        i: usize,
+        copy: &Message,
+        before: Option<FollowerPosition>,
+    ) {
+        let (Some(before), Some(after)) = (before, self.follower_position(i)) else { return };
+        let id = self.nodes[i].id.clone();
+        if before.session == after.session && after.at < before.at {
+            self.violation(
+                "PROTOCOL §3.2 a copy never moves a Follower back",
+                format!("{id} went from {:?} to {:?} on {copy:?}", before.at, after.at),
+            );
+        }
+        let (epoch, revision) = before.at;
+        let stale = match copy {
+            Message::ChoirSetSong(s) => s.song_epoch <= epoch,
+            Message::ChoirSetPage(p) => (p.song_epoch, p.page_revision) <= (epoch, revision),
+            _ => false,
+        };
+        if stale && before.session == after.session && before.state != after.state {
+            self.violation(
+                "PROTOCOL §3.2 a stale or duplicate copy changes nothing",
+                format!("{id} changed: {:?} -> {:?} on {copy:?}", before.state, after.state),
+            );
         }
     }
 

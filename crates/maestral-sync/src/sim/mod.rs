@@ -6,7 +6,10 @@
 //! *chaos* phase the network delays, duplicates, reorders and loses messages (a lost message
 //! breaks the link, as it does on a reliable DataChannel), links are cut and nodes partitioned,
 //! Followers leave, rejoin and toggle follow/free, the Master changes song and turns pages in
-//! bursts and may end the session, peers receive garbage and forged messages. Then the network
+//! bursts and may end the session, peers receive garbage and forged messages. Every register
+//! update (a page turn, a song change, a layout) also travels as copies, as the transport sends
+//! them (docs/protocol.md §3.2): lost, duplicated, early, or seconds late, after later turns, a
+//! song change or a new link; a copy must never move anyone back. Then the network
 //! *heals* and the run goes on quietly until everything should have converged.
 //!
 //! Replay a failing seed with `MAESTRAL_SEED=<seed> cargo test -p maestral-sync --test sim` or
@@ -128,10 +131,32 @@ struct Node {
 
 #[derive(Debug, Clone)]
 enum What {
-    Deliver { from: usize, to: usize, generation: u64, data: Arc<str> },
-    Link { node: usize, peer: usize, signal: LinkSignal, generation: u64 },
-    Connect { from: usize, to: usize },
-    Act { node: usize, act: Act },
+    Deliver {
+        from: usize,
+        to: usize,
+        generation: u64,
+        data: Arc<str>,
+    },
+    /// A copy of a register update: not bound to the link it was sent on.
+    Copy {
+        from: usize,
+        to: usize,
+        data: Arc<str>,
+    },
+    Link {
+        node: usize,
+        peer: usize,
+        signal: LinkSignal,
+        generation: u64,
+    },
+    Connect {
+        from: usize,
+        to: usize,
+    },
+    Act {
+        node: usize,
+        act: Act,
+    },
 }
 
 struct Scheduled {
@@ -384,6 +409,7 @@ impl Sim {
                 }
                 self.deliver(from, to, &data);
             }
+            What::Copy { from, to, data } => self.deliver_copy(from, to, &data),
             What::Link { node, peer, signal, generation } => {
                 if self.links.get(&key(node, peer)).is_none_or(|l| l.generation != generation) {
                     return;
@@ -426,8 +452,11 @@ impl Sim {
     fn drain(&mut self, i: usize) {
         while let Some(o) = self.nodes[i].engine.poll_output() {
             match o {
-                Output::Transmit { to, data, .. } => {
+                Output::Transmit { to, data, register } => {
                     if let Some(&j) = self.index.get(&to) {
+                        if register.is_some() {
+                            self.transmit_copies(i, j, &data);
+                        }
                         self.transmit(i, j, data);
                     }
                 }

@@ -121,6 +121,42 @@ impl Sim {
         self.schedule(at, What::Link { node: b, peer: a, signal: LinkSignal::Down, generation: g });
     }
 
+    /// The copies of a register update sent beside it: unreliable datagrams, so each may be
+    /// lost (none of them arrives one time in four), duplicated, early (before the original)
+    /// or late (up to 5 s: after later updates, a song change or a new link). Losing one never
+    /// breaks the link.
+    pub(super) fn transmit_copies(&mut self, from: usize, to: usize, data: &Arc<str>) {
+        if !self.links.get(&key(from, to)).is_some_and(|l| l.up) {
+            return;
+        }
+        for _ in 0..self.rng.random_range(0..=3) {
+            let delay = if self.rng.random_ratio(1, 6) {
+                self.rng.random_range(100..5_000)
+            } else {
+                self.rng.random_range(0..6)
+            };
+            let at = self.now + delay;
+            self.schedule(at, What::Copy { from, to, data: data.clone() });
+        }
+    }
+
+    /// A copy arrives: the receiver's engine takes it as the transport hands it over
+    /// (`Engine::handle_copy`), and the delivery checkers judge it as they judge an original,
+    /// and more: it never moves a Follower back.
+    pub(super) fn deliver_copy(&mut self, from: usize, to: usize, data: &str) {
+        let Ok(env) = decode(data.as_bytes()) else { return };
+        let message = env.message.clone();
+        let before = self.before_delivery(to, Some(&message));
+        let position = self.follower_position(to);
+        let fid = self.nodes[from].id.clone();
+        self.trace(|s| format!("{} -> {} (copy): {}", s.name(from), s.name(to), short(data)));
+        self.stats.inputs += 1;
+        let _ = self.nodes[to].engine.handle_copy(self.now, &fid, env);
+        self.check_copy(to, &message, position);
+        self.check_delivery(from, to, data, Some(&message), before);
+        self.after_input(to);
+    }
+
     pub(super) fn transmit(&mut self, from: usize, to: usize, data: Arc<str>) {
         let k = key(from, to);
         let Some(l) = self.links.get(&k).copied() else { return };
