@@ -199,6 +199,57 @@ fn a_dropped_singers_place_stays_its_own_across_restarts_of_both() {
 }
 
 #[test]
+fn a_stored_token_no_master_would_make_is_never_used() {
+    let root = TempDir::new("hostile-token");
+    let (m, code_text) = master(&root.0);
+    let code: JoinCode = code_text.parse().expect("our join code");
+    let alto = singer(&root.0, "alto", &code_text);
+    let token = code.token.expose().to_owned();
+    for (who, name) in [("conductor", "master-session.json"), ("alto", "follower-session.json")] {
+        restart::kept(&root.0.join(who), name, |v| v.to_string().contains(&token));
+    }
+    restart::kill(alto);
+    restart::kill(m);
+    // Both files now hold a token of four characters: damaged, or written by someone else.
+    let weaken = |who: &str, name: &str| {
+        let path = root.0.join(who).join(name);
+        let text = std::fs::read_to_string(&path).expect("kept");
+        std::fs::write(&path, text.replace(&token, "weak")).expect("written");
+    };
+    weaken("conductor", "master-session.json");
+    weaken("alto", "follower-session.json");
+    let told = |app: &mut App, name: &str| {
+        let e = app.wait("the message", |e| e["event"] == "error");
+        let text = e["message"].as_str().unwrap_or_default().to_owned();
+        assert!(text.contains(name) && text.contains("token"), "{text}");
+        assert!(
+            root.0
+                .join(if name.starts_with("master") { "conductor" } else { "alto" })
+                .join(format!("{name}.broken"))
+                .is_file()
+        );
+    };
+    // The Master starts a new session instead, with a token of its own.
+    let mut m = restart::spawn("conductor", &root.0.join("conductor"), &[]);
+    told(&mut m, "master-session.json");
+    let ready = m.seen_or_wait("ready", |e| e["event"] == "ready");
+    let fresh: JoinCode = ready["join_code"].as_str().expect("a new code").parse().expect("code");
+    assert_ne!(fresh.session_id, code.session_id, "a new session");
+    assert_ne!(fresh.token.expose(), "weak");
+    // The singer plays alone rather than rejoin with it.
+    let mut alto = restart::spawn("alto", &root.0.join("alto"), &[]);
+    told(&mut alto, "follower-session.json");
+    alto.send(&format!("song {}", demo_score("harbour-lights-jig.pdf").display()));
+    alto.wait("its own score", |e| e["event"] == "show" && e["page_index"] == 0);
+    let rejoined = alto.seen_at().any(|(e, _)| {
+        e["event"] == "phase" && e["phase"].as_str().is_some_and(|p| p != "FOLLOWER_IDLE_LOCAL")
+    });
+    assert!(!rejoined, "the singer never tried to rejoin: {:#?}", alto.seen);
+    assert!(alto.quit().success());
+    assert!(m.quit().success());
+}
+
+#[test]
 fn a_forged_403_while_the_master_is_away_does_not_end_a_singers_membership() {
     let root = TempDir::new("hostile-403");
     let (mut m, code_text) = master(&root.0);

@@ -276,15 +276,20 @@ impl FollowerIo {
             Ok(None) => return ctx.error(SyncError::NothingToRejoin { dir }),
             Err(e) => return ctx.error(e),
         };
-        let code = match kept.join_code.parse::<JoinCode>() {
+        let parsed =
+            kept.join_code.parse::<JoinCode>().map_err(|e| e.to_string()).and_then(|code| {
+                store::check_token(&code.token)?;
+                Ok(code)
+            });
+        let code = match parsed {
             Ok(code) if code.token == kept.session.token => code,
             Ok(_) => {
                 let reason = "its join code and token disagree".to_owned();
                 let error = state::broken(&dir.join(files::FOLLOWER_SESSION), reason);
                 return ctx.error(SyncError::StateFile { name: files::FOLLOWER_SESSION, error });
             }
-            Err(e) => {
-                let error = state::broken(&dir.join(files::FOLLOWER_SESSION), e.to_string());
+            Err(reason) => {
+                let error = state::broken(&dir.join(files::FOLLOWER_SESSION), reason);
                 return ctx.error(SyncError::StateFile { name: files::FOLLOWER_SESSION, error });
             }
         };

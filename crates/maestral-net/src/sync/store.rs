@@ -86,10 +86,34 @@ pub(crate) fn load<T: serde::de::DeserializeOwned>(
     state::read_json::<T>(&dir.join(name)).map_err(|error| SyncError::StateFile { name, error })
 }
 
-/// The Master's saved session, if it has one running.
+/// The Master's saved session, if it has one running. A file whose token is not one a Master
+/// makes is set aside (reported), and a new session starts.
 pub(crate) fn load_session(dir: &Path) -> Result<Option<SavedSession>, SyncError> {
-    Ok(load::<SavedSession>(dir, files::MASTER_SESSION)?
-        .filter(|s| s.state.session_id.is_some() && s.state.session_token.is_some()))
+    let saved = load::<SavedSession>(dir, files::MASTER_SESSION)?
+        .filter(|s| s.state.session_id.is_some() && s.state.session_token.is_some());
+    if let Some(token) = saved.as_ref().and_then(|s| s.state.session_token.as_ref())
+        && let Err(reason) = check_token(token)
+    {
+        let error = state::broken(&dir.join(files::MASTER_SESSION), reason);
+        return Err(SyncError::StateFile { name: files::MASTER_SESSION, error });
+    }
+    Ok(saved)
+}
+
+/// Whether a stored token is one a Master makes (`Core::new_token`: 16 random bytes in
+/// base32, 26 characters) or at least as long: 26 to 256 characters, letters, digits, `-` and
+/// `_` only. An empty, short or odd token in a state file (damaged, edited, or written by
+/// another account) is never used: a Master would let anyone who guesses it join, a Follower
+/// would send it wherever its file says.
+pub(crate) fn check_token(token: &maestral_protocol::SessionToken) -> Result<(), String> {
+    let t = token.expose();
+    if !(26..=256).contains(&t.len()) {
+        return Err(format!("its session token has {} characters, not 26 to 256", t.len()));
+    }
+    if !t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+        return Err("its session token holds characters a token never has".into());
+    }
+    Ok(())
 }
 
 /// What a state directory holds for each role, as far as choosing the role at start needs (a
