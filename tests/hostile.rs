@@ -250,6 +250,66 @@ fn a_stored_token_no_master_would_make_is_never_used() {
 }
 
 #[test]
+fn a_join_request_naming_a_third_address_sends_it_nothing() {
+    let root = TempDir::new("hostile-reflect");
+    let (mut m, code_text) = master(&root.0);
+    let code: JoinCode = code_text.parse().expect("our join code");
+    let song = show_song(&mut m, "lanterns-on-the-water.pdf");
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    // Another host on the LAN (another loopback address here), named by the offer as the
+    // joiner's first candidate; the request itself comes from 127.0.0.1.
+    let victim = std::net::UdpSocket::bind("127.0.0.2:0").expect("a victim's socket");
+    victim.set_nonblocking(true).expect("non-blocking");
+    let at = victim.local_addr().expect("its address");
+    let mut request_bytes = 0;
+    let (link, mut events) = rt
+        .block_on(rogue::join_edited(&code, "reflector", None, WAIT, |offer| {
+            let line =
+                format!("a=candidate:9 1 udp 2130706431 {} {} typ host\r\n", at.ip(), at.port());
+            let edited = match offer.find("a=candidate:") {
+                Some(i) => format!("{}{line}{}", &offer[..i], &offer[i..]),
+                None => offer + &line,
+            };
+            request_bytes = edited.len() + code.token.expose().len() + 200;
+            edited
+        }))
+        .expect("the link opens, at the address the request came from");
+    // The link is open and the Master has answered on it: its connectivity checks are done.
+    let session = SessionId::new(code.session_id.clone());
+    let join = Message::JoinRequest(JoinRequest {
+        session_token: code.token.clone(),
+        follow_mode: FollowMode::Follow,
+        song_epoch: SongEpoch(0),
+    });
+    let env = Envelope::new(session, DeviceId::new("reflector"), 1, join);
+    rt.block_on(link.send_text(&env.encode())).expect("sent");
+    rt.block_on(async {
+        loop {
+            match tokio::time::timeout(WAIT, events.recv()).await {
+                Ok(Some(LinkEvent::Text(t))) if t.contains("\"JOIN_ACCEPT\"") => break,
+                Ok(Some(_)) => {}
+                other => panic!("no JOIN_ACCEPT: {other:?}"),
+            }
+        }
+    });
+    let mut sent_there = 0;
+    let mut buf = [0u8; 2048];
+    while let Ok((n, _)) = victim.recv_from(&mut buf) {
+        sent_there += n;
+    }
+    eprintln!("bytes to the third address: {sent_there} (request ~{request_bytes})");
+    assert!(sent_there <= request_bytes, "{sent_there} bytes sent to a third address");
+    assert_eq!(sent_there, 0, "nothing at all reaches it");
+    rt.block_on(link.close());
+    // An honest singer joins and follows meanwhile.
+    let mut alto = singer(&root.0, "alto", &code_text);
+    m.send("page 4");
+    alto.wait("page 4", |e| is_show(e, &song, 4));
+    assert!(alto.quit().success());
+    assert!(m.quit().success());
+}
+
+#[test]
 fn a_forged_403_while_the_master_is_away_does_not_end_a_singers_membership() {
     let root = TempDir::new("hostile-403");
     let (mut m, code_text) = master(&root.0);

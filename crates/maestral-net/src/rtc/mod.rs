@@ -35,7 +35,7 @@ use std::time::Duration;
 
 pub use cert::DtlsCert;
 pub use link::{Link, LinkEvent, check_offer};
-pub use sdp::{keep_host_candidates, sdp_fingerprints, sha256_fingerprint};
+pub use sdp::{keep_host_candidates, only_candidates_from, sdp_fingerprints, sha256_fingerprint};
 pub use stream::{StreamChannel, StreamEvent};
 pub use wait::{wait_closed, wait_open};
 

@@ -144,6 +144,29 @@ pub fn keep_host_candidates(sdp: &str, bind_ip: std::net::IpAddr) -> String {
     out
 }
 
+/// `sdp` with only the candidates at `from`, the address the offer came from (its HTTP
+/// request's): the answerer then sends connectivity checks to no other address. An offer could
+/// otherwise name any host on the LAN, and every candidate costs tens of STUN packets sent
+/// there: a join request would make the answerer a reflector. A peer whose candidates are mDNS
+/// names (a browser) or another address is still reached, at the address its own checks come
+/// from (a peer-reflexive candidate: the address it proved it holds).
+pub fn only_candidates_from(sdp: &str, from: std::net::IpAddr) -> String {
+    let from = from.to_canonical();
+    let mut out = String::with_capacity(sdp.len());
+    for line in sdp.split_inclusive('\n') {
+        let text = line.trim_end_matches(['\r', '\n']);
+        if let Some(candidate) = text.strip_prefix("a=candidate:") {
+            let address = candidate.split_ascii_whitespace().nth(4);
+            let at = address.and_then(|a| a.parse::<std::net::IpAddr>().ok());
+            if at.map(|ip| ip.to_canonical()) != Some(from) {
+                continue;
+            }
+        }
+        out.push_str(line);
+    }
+    out
+}
+
 fn usable_candidate(candidate: &str, bind_ip: std::net::IpAddr) -> bool {
     let fields: Vec<&str> = candidate.split_ascii_whitespace().collect();
     let [_foundation, _component, transport, _priority, address, _port, "typ", kind, ..] =
@@ -220,5 +243,26 @@ mod tests {
         let on_lan = keep_host_candidates(&sdp, lan);
         let kept: Vec<&str> = on_lan.lines().filter(|l| l.starts_with("a=candidate:")).collect();
         assert_eq!(kept, ["a=candidate:w 1 udp 1 192.168.1.8 5000 typ host"]);
+    }
+
+    #[test]
+    fn only_the_candidates_at_the_address_an_offer_came_from_are_kept() {
+        let sdp = "v=0\r\nm=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\n\
+            a=candidate:1 1 udp 9 192.168.1.7 5000 typ host\r\n\
+            a=candidate:2 1 udp 8 192.168.1.99 5000 typ host\r\n\
+            a=candidate:3 1 udp 7 phone.local 5000 typ host\r\n\
+            a=candidate:4 1 udp 6 192.168.1.7 5002 typ srflx raddr 0.0.0.0 rport 0\r\n\
+            a=candidate:broken\r\na=end-of-candidates\r\n";
+        let from: std::net::IpAddr = "192.168.1.7".parse().expect("ip");
+        let kept = only_candidates_from(sdp, from);
+        let lines: Vec<&str> = kept.lines().filter(|l| l.starts_with("a=candidate:")).collect();
+        assert_eq!(lines.len(), 2, "{kept}");
+        assert!(lines.iter().all(|l| l.contains(" 192.168.1.7 ")));
+        assert!(kept.ends_with("a=end-of-candidates\r\n"));
+        // A request over IPv6 from an IPv4-mapped address is the same device.
+        let mapped: std::net::IpAddr = "::ffff:192.168.1.7".parse().expect("ip");
+        assert_eq!(only_candidates_from(sdp, mapped), kept);
+        let elsewhere: std::net::IpAddr = "10.0.0.1".parse().expect("ip");
+        assert!(!only_candidates_from(sdp, elsewhere).contains("a=candidate:"));
     }
 }

@@ -483,12 +483,14 @@ async fn join_route(
     };
     // The body is parsed whatever the Content-Type says (or if it is absent), as the protocol
     // requires; axum's `Json` extractor would insist on the header.
-    let Ok(body) = serde_json::from_slice::<JoinRequestBody>(&bytes) else {
+    let Ok(mut body) = serde_json::from_slice::<JoinRequestBody>(&bytes) else {
         return refuse(StatusCode::BAD_REQUEST, "bad_request");
     };
     if !maestral_protocol::DeviceId::is_valid(&body.device_id) || !looks_like_offer(&body.offer) {
         return refuse(StatusCode::BAD_REQUEST, "bad_request");
     }
+    // Connectivity checks go to the address the request came from, and nowhere else.
+    body.offer = crate::rtc::only_candidates_from(&body.offer, ip);
     let outcome =
         match tokio::time::timeout(config.handler_timeout, shared.handler.join(body)).await {
             Ok(outcome) => outcome,

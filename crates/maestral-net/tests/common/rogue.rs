@@ -17,8 +17,20 @@ pub async fn join(
     cert: Option<&DtlsCert>,
     wait: Duration,
 ) -> Result<(Link, UnboundedReceiver<LinkEvent>), JoinError> {
+    join_edited(code, id, cert, wait, |offer| offer).await
+}
+
+/// As [`join`], with the offer changed by `edit` before it is posted.
+pub async fn join_edited(
+    code: &JoinCode,
+    id: &str,
+    cert: Option<&DtlsCert>,
+    wait: Duration,
+    edit: impl FnOnce(String) -> String,
+) -> Result<(Link, UnboundedReceiver<LinkEvent>), JoinError> {
     let local = RtcConfig::new(IpAddr::V4(Ipv4Addr::LOCALHOST));
     let (link, offer, mut events) = Link::offer(&local, cert).await.expect("offer");
+    let offer = edit(offer);
     let body = JoinRequestBody {
         session_id: code.session_id.clone(),
         token: code.token.clone(),

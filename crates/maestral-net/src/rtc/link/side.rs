@@ -21,7 +21,9 @@
 //! so a copy that comes twice or late changes nothing. So a side can take datagrams before it
 //! has heard where the peer's socket is.
 //! Until the peer's announcement arrives (or where it never does: a peer without the channel),
-//! this side's copies go on `maestral-copy`.
+//! this side's copies go on `maestral-copy`. An announcement is taken only if its address is the
+//! one ICE validated for the link (the remote side of the selected candidate pair, which
+//! answered connectivity checks): a peer cannot make this side send datagrams to a third host.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
@@ -104,6 +106,24 @@ struct SideState {
     peer: Option<Peer>,
 }
 
+/// Where a peer's announcement `text` says to send its datagrams, if it is whole and names
+/// `validated`, the address ICE validated for the link.
+fn announced(text: &str, validated: Option<IpAddr>) -> Option<Peer> {
+    let h = serde_json::from_str::<Hello>(text).ok()?;
+    let key = unhex(&h.key).and_then(|k| <[u8; 32]>::try_from(k).ok())?;
+    if h.ip.is_unspecified() || h.ip.is_multicast() || h.port == 0 {
+        return None;
+    }
+    if validated.map(|v| v.to_canonical()) != Some(h.ip.to_canonical()) {
+        tracing::warn!(
+            "a peer named {} for its datagrams, not its link's address {validated:?}: ignored",
+            h.ip
+        );
+        return None;
+    }
+    Some(Peer { addr: SocketAddr::new(h.ip, h.port), key })
+}
+
 /// `text` as datagram number `seq`, sealed with `key`.
 fn seal(key: &[u8; 32], seq: u64, text: &[u8]) -> Vec<u8> {
     let mut datagram = Vec::with_capacity(HEADER + text.len());
@@ -171,16 +191,13 @@ impl Side {
         }
     }
 
-    /// The peer's announcement (the first valid one; a later one changes nothing).
-    fn heard(&self, text: &str) {
-        let Ok(h) = serde_json::from_str::<Hello>(text) else { return };
-        let Some(key) = unhex(&h.key).and_then(|k| <[u8; 32]>::try_from(k).ok()) else { return };
-        if h.ip.is_unspecified() || h.ip.is_multicast() || h.port == 0 {
-            return;
-        }
+    /// The peer's announcement (the first valid one; a later one changes nothing), taken only
+    /// if it names `validated`, the address ICE validated for the link.
+    fn heard(&self, text: &str, validated: Option<IpAddr>) {
+        let Some(peer) = announced(text, validated) else { return };
         let mut state = self.lock();
         if state.peer.is_none() {
-            state.peer = Some(Peer { addr: SocketAddr::new(h.ip, h.port), key });
+            state.peer = Some(peer);
         }
     }
 
@@ -251,7 +268,7 @@ pub(super) async fn attach(
     };
     let Some((socket, here)) = bound else {
         // The channel still made, so the peer's announcement is read (and ignored).
-        drop(shared.runtime.spawn(listen(None, hello)));
+        drop(shared.runtime.spawn(listen(Weak::new(), None, hello)));
         return Ok(());
     };
     let side = Arc::new(Side {
@@ -262,7 +279,7 @@ pub(super) async fn attach(
         hello: Arc::clone(&hello),
     });
     shared.lock().side = Some(Arc::clone(&side));
-    drop(shared.runtime.spawn(listen(Some(Arc::clone(&side)), hello)));
+    drop(shared.runtime.spawn(listen(Arc::downgrade(shared), Some(Arc::clone(&side)), hello)));
     drop(runtime.spawn(receive(Arc::downgrade(shared), side)));
     Ok(())
 }
@@ -292,18 +309,27 @@ fn bind(runtime: &Handle, ip: IpAddr) -> std::io::Result<UdpSocket> {
 }
 
 /// Reads the peer's announcement off the side channel; ends with the connection.
-async fn listen(side: Option<Arc<Side>>, hello: Arc<dyn DataChannel>) {
+async fn listen(shared: Weak<Shared>, side: Option<Arc<Side>>, hello: Arc<dyn DataChannel>) {
     while let Some(event) = hello.poll().await {
         match event {
             DataChannelEvent::OnMessage(m) => {
                 if let (Some(side), Ok(text)) = (&side, std::str::from_utf8(&m.data)) {
-                    side.heard(text);
+                    side.heard(text, validated_ip(&shared).await);
                 }
             }
             DataChannelEvent::OnClose => break,
             _ => {}
         }
     }
+}
+
+/// The address ICE validated for the link: the remote side of its selected candidate pair (the
+/// peer answered connectivity checks there). `None` before one is selected, or once closed.
+async fn validated_ip(shared: &Weak<Shared>) -> Option<IpAddr> {
+    let pc = shared.upgrade()?.peer_connection().ok()?;
+    let ice = pc.sctp().await?.transport().ice_transport();
+    let pair = ice.get_selected_candidate_pair().await.ok()??;
+    pair.remote().address.parse().ok()
 }
 
 /// Datagrams per second that fail to open under this side's key before the rest of that second's
@@ -345,7 +371,22 @@ async fn receive(shared: Weak<Shared>, side: Arc<Side>) {
 
 #[cfg(test)]
 mod tests {
-    use super::{HEADER, MAX_SIDE_TEXT, Window, seal, unseal};
+    use super::{HEADER, MAX_SIDE_TEXT, Window, announced, seal, unseal};
+
+    #[test]
+    fn datagrams_go_only_to_the_address_ice_validated() {
+        let key = "ab".repeat(32);
+        let hello = |ip: &str| format!(r#"{{"ip":"{ip}","port":4000,"key":"{key}"}}"#);
+        let link: std::net::IpAddr = "192.168.1.7".parse().expect("ip");
+        let peer = announced(&hello("192.168.1.7"), Some(link)).expect("its own address");
+        assert_eq!(peer.addr, "192.168.1.7:4000".parse::<std::net::SocketAddr>().expect("addr"));
+        assert!(announced(&hello("192.168.1.99"), Some(link)).is_none(), "a third host");
+        assert!(announced(&hello("192.168.1.7"), None).is_none(), "nothing validated yet");
+        let mapped: std::net::IpAddr = "::ffff:192.168.1.7".parse().expect("ip");
+        assert!(announced(&hello("192.168.1.7"), Some(mapped)).is_some(), "IPv4-mapped");
+        assert!(announced(&hello("0.0.0.0"), Some(link)).is_none());
+        assert!(announced("{}", Some(link)).is_none());
+    }
 
     #[test]
     fn only_an_untouched_datagram_under_the_right_key_opens() {
