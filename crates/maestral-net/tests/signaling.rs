@@ -610,3 +610,50 @@ async fn a_device_id_that_is_not_one_gets_400() {
     }
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn an_address_already_refused_takes_none_of_the_slots() {
+    let config =
+        SignalingConfig { max_connections: 4, max_rejections: 1, ..SignalingConfig::default() };
+    let server = SignalingServer::bind_with(local(), stub, config).await.expect("binds");
+    let addr = server.local_addr();
+    let r = raw(addr, &post("/v1/join", None, &json(&body("bad")))).await;
+    assert_reason(&r, 403, "invalid_token");
+    // 127.0.0.1 is past its limit: its requests are answered 429 ...
+    for _ in 0..10 {
+        let r = raw(addr, &post("/v1/join", None, &json(&body("good")))).await;
+        assert_reason(&r, 429, "too_many_attempts");
+    }
+    // ... and sockets it holds open without a word take no slot: another host joins.
+    let mut held = Vec::new();
+    for _ in 0..8 {
+        held.push(TcpStream::connect(addr).await.expect("connects"));
+    }
+    let Some(mut honest) = connect_from("127.0.0.2", addr).await else {
+        panic!("127.0.0.2 is loopback on Linux");
+    };
+    let r = raw_on(&mut honest, &post("/v1/join", None, &json(&body("good")))).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    for s in &mut held {
+        assert!(closed(s, TIMEOUT).await, "a refused address's idle socket is closed");
+    }
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_request_head_over_8_kib_gets_431() {
+    let server = server().await;
+    let addr = server.local_addr();
+    let filler = format!("X-Filler: {}\r\n", "a".repeat(1000)).repeat(20);
+    let request = format!("GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{filler}\r\n");
+    let mut stream = TcpStream::connect(addr).await.expect("connects");
+    let _ = stream.write_all(request.as_bytes()).await;
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(TIMEOUT, stream.read_to_end(&mut out)).await;
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.starts_with("HTTP/1.1 431"), "{text}");
+    // A request of the usual size is still served.
+    let r = raw(addr, &post("/v1/join", None, &json(&body("good")))).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    server.shutdown().await;
+}

@@ -285,6 +285,17 @@ impl SignalingServer {
 
 /// How long requests in flight may take to finish after shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+/// Connections of addresses past their refusal limit answered at once (each `429`, within
+/// [`REFUSAL_READ`] twice); more of them are closed on accept. They never take one of the
+/// listener's `max_connections`: an address already refused cannot crowd out honest joins.
+const REFUSAL_SLOTS: usize = 64;
+/// How long a refused connection's request (and, after the answer, its close) is waited for.
+const REFUSAL_READ: Duration = Duration::from_millis(200);
+/// The most a request head (request line and headers) may hold; past it the answer is
+/// `431`. A join's head is a few hundred bytes, a browser's page request about one KiB.
+pub const MAX_HEAD_BYTES: usize = 8 * 1024;
+/// The most a connection buffers of what it reads (hyper's default is ~400 KB).
+const MAX_BUFFER_BYTES: usize = 16 * 1024;
 
 async fn accept_loop(
     listener: TcpListener,
@@ -293,6 +304,7 @@ async fn accept_loop(
 ) {
     let router = router(shared.clone());
     let slots = Arc::new(Semaphore::new(shared.config.max_connections.max(1)));
+    let refusals = Arc::new(Semaphore::new(REFUSAL_SLOTS));
     let per_address = Arc::new(Mutex::new(HashMap::<IpAddr, usize>::new()));
     let mut connections = JoinSet::new();
     loop {
@@ -302,6 +314,17 @@ async fn accept_loop(
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
+                    // An address past its refusal limit is answered from here, outside the
+                    // listener's slots (and closed at once when too many such answers run).
+                    if shared.limiter.is_limited(peer.ip(), Instant::now()) {
+                        if let Ok(permit) = refusals.clone().try_acquire_owned() {
+                            connections.spawn(async move {
+                                answer_limited(stream).await;
+                                drop(permit);
+                            });
+                        }
+                        continue;
+                    }
                     // Over a limit: closing at once is cheaper than queueing.
                     let Some(own) = AddressSlot::take(&per_address, peer.ip(), &shared.config)
                     else {
@@ -327,6 +350,43 @@ async fn accept_loop(
     if tokio::time::timeout(SHUTDOWN_GRACE, drain).await.is_err() {
         connections.abort_all();
     }
+}
+
+/// `429 too_many_attempts` to a connection from an address past its refusal limit: its request
+/// head is read first (a close with unread bytes would reset the connection before the client
+/// read the answer), then whatever else it sends until it closes, [`REFUSAL_READ`] at most
+/// each.
+async fn answer_limited(mut stream: TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let body = r#"{"reason":"too_many_attempts"}"#;
+    let answer = format!(
+        "HTTP/1.1 429 Too Many Requests\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let mut buf = [0u8; 4096];
+    let mut head = Vec::new();
+    let _ = tokio::time::timeout(REFUSAL_READ, async {
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < MAX_HEAD_BYTES {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => head.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    let _ = tokio::time::timeout(REFUSAL_READ, async {
+        stream.write_all(answer.as_bytes()).await?;
+        stream.shutdown().await
+    })
+    .await;
+    let _ = tokio::time::timeout(REFUSAL_READ, async {
+        while let Ok(n) = stream.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
 /// One of the connections a client address holds; given back when dropped.
@@ -400,6 +460,8 @@ async fn serve_connection(
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(config.header_read_timeout)
+        .max_header_size(MAX_HEAD_BYTES)
+        .max_buf_size(MAX_BUFFER_BYTES)
         .keep_alive(false);
     let connection = builder.serve_connection(TokioIo::new(stream), service);
     tokio::pin!(connection);
