@@ -12,7 +12,7 @@ use std::time::Duration;
 use common::*;
 use maestral_net::rtc::{Link, RtcConfig, StreamEvent};
 use maestral_net::signaling::{JoinRequestBody, post_join};
-use maestral_net::sync::stream::MAX_STREAMS_PER_PEER;
+use maestral_net::sync::stream::{MAX_SERVED_PER_DEVICE, MAX_STREAMS_PER_PEER};
 use maestral_net::{Fault, SyncCommand};
 use maestral_protocol::{DeviceId, SongId};
 use maestral_sync::LocalAction;
@@ -219,6 +219,67 @@ fn a_peer_asking_for_another_song_or_sending_data_is_cut_off_and_the_session_goe
     m.local(LocalAction::NextPage);
     f.wait_view(song.as_str(), 1);
     f.wait("the whole score", |s| s.streamed.contains_key(&song));
+    assert!(f.errors.is_empty(), "{:?}", f.errors);
+}
+
+#[test]
+fn a_device_asking_for_the_score_over_and_over_is_refused_and_one_that_reads_nothing_is_dropped() {
+    let (mut m, code) = master();
+    let mut f = follower("F", &code);
+    let (small, small_bytes) = score(256 * 1024, 5);
+    serve(&m, &small, &small_bytes);
+    f.wait("the offer", |s| !s.prepares.is_empty());
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let whole = |song: &SongId| format!(r#"{{"song_id": "{}", "offset": 0}}"#, song.as_str());
+    rt.block_on(async {
+        // The whole score, asked and read again and again.
+        let (link, _events) = rogue::join(&code, "greedy", None, WAIT).await.expect("joins");
+        rogue::ask_to_join(&link, &code, "greedy").await;
+        let ask = whole(&small);
+        for round in 0..=MAX_SERVED_PER_DEVICE {
+            let ch = link.open_stream().await.expect("a stream channel");
+            assert_eq!(next_event(&ch, WAIT).await, Some(StreamEvent::Open));
+            ch.send_text(&ask).await.expect("sent");
+            let mut got = 0;
+            while got < small_bytes.len() {
+                match next_event(&ch, WAIT).await {
+                    Some(StreamEvent::Binary(frame)) => got += frame.len() - 8,
+                    Some(StreamEvent::Text(t)) if round == MAX_SERVED_PER_DEVICE => {
+                        assert_eq!(t, r#"{"error":"too_many_requests"}"#);
+                        break;
+                    }
+                    other => panic!("round {round}: {other:?} after {got} bytes"),
+                }
+            }
+            assert!(round < MAX_SERVED_PER_DEVICE || got == 0, "the last round is refused");
+            ch.close().await;
+        }
+        link.close().await;
+    });
+    m.wait("the greedy device told of", |s| {
+        s.errors.iter().any(|e| e.contains("greedy") && e.contains("over and over"))
+    });
+    // A device that asks for a large score and then reads nothing of it: its stream is
+    // dropped, and meanwhile the honest Follower gets the whole score.
+    let (song, bytes) = score(20 * 1024 * 1024, 6);
+    serve(&m, &song, &bytes);
+    let (slow, _events) = rt.block_on(rogue::join(&code, "sleeper", None, WAIT)).expect("joins");
+    let held = rt.block_on(async {
+        rogue::ask_to_join(&slow, &code, "sleeper").await;
+        let ch = slow.open_stream().await.expect("a stream channel");
+        assert_eq!(next_event(&ch, WAIT).await, Some(StreamEvent::Open));
+        ch.send_text(&whole(&song)).await.expect("sent");
+        ch
+    });
+    fetch(&mut f, &song);
+    f.wait("the whole score", |s| s.streamed.contains_key(&song));
+    m.wait("the sleeper's stream dropped", |s| {
+        s.errors.iter().any(|e| e.contains("sleeper") && e.contains("read nothing"))
+    });
+    m.local(LocalAction::NextPage);
+    f.wait_view(song.as_str(), 1);
+    drop(held);
+    rt.block_on(slow.close());
     assert!(f.errors.is_empty(), "{:?}", f.errors);
 }
 

@@ -12,8 +12,10 @@
 //! - Master → Follower, binary: chunks of `[offset: u64 big-endian][up to 16 KiB of the file]`,
 //!   in order from `offset` to the end;
 //! - Master → Follower, text, instead: `{"error": "not_current" | "bad_request" |
-//!   "too_many_streams"}`, then the Master closes the channel (a peer has at most
-//!   [`MAX_STREAMS_PER_PEER`] stream channels served at once).
+//!   "too_many_streams" | "too_many_requests"}`, then the Master closes the channel (a peer has
+//!   at most [`MAX_STREAMS_PER_PEER`] stream channels served at once, and may ask for
+//!   [`MAX_SERVED_PER_DEVICE`] times the song's size in all). A stream whose peer reads nothing
+//!   for [`UNREAD_TIMEOUT`] is closed.
 //!
 //! The Follower closes the channel once it has every byte. The Master keeps at most a share of
 //! [`BUDGET`] queued per channel (the association's send queue is shared with `maestral-sync`,
@@ -55,6 +57,17 @@ pub const DEFAULT_MAX_STREAM_BYTES: u64 = 200 * 1024 * 1024;
 pub const MAX_STREAMS_PER_PEER: usize = 4;
 /// How long a refused peer gets to read the refusal before its channel is closed.
 const REFUSAL_WAIT: Duration = Duration::from_secs(2);
+/// Extra channels of one link being refused at once ([`refuse_extra`], a task each); past it an
+/// extra channel is closed unanswered, in line: a peer opening thousands costs no task each.
+const MAX_REFUSING_PER_PEER: usize = 4;
+/// What one device may ask of the current song, in all its streams together, as a multiple of
+/// the song's size: a Follower asks once, and after a drop-out only for what it lacks (a
+/// stream cut at half and resumed costs 1.5). Past it a request is refused (`too_many_requests`)
+/// until the song changes.
+pub const MAX_SERVED_PER_DEVICE: u64 = 4;
+/// A stream whose window stays full this long (its peer reads nothing) is closed: it no longer
+/// shares [`BUDGET`] with the streams that are read.
+pub const UNREAD_TIMEOUT: Duration = Duration::from_secs(10);
 /// A sender paused on a full window looks again after this long without a `Low` signal.
 const LOW_MISSED: Duration = Duration::from_millis(50);
 /// A progress report goes to the app at most every this many bytes.
@@ -80,14 +93,33 @@ pub(crate) struct Served {
     pub(crate) bytes: Arc<[u8]>,
 }
 
-/// What every serving task reads: the current song's bytes, or nothing; and how many streams
-/// are sending now (they share [`BUDGET`]).
+/// What every serving task reads: the current song's bytes, or nothing; how many streams are
+/// sending now (they share [`BUDGET`]); and how much of the current song each device has asked
+/// for ([`MAX_SERVED_PER_DEVICE`]).
 #[derive(Clone, Default)]
-pub(crate) struct ServedSlot(Arc<Mutex<Option<Served>>>, Arc<AtomicUsize>);
+pub(crate) struct ServedSlot(
+    Arc<Mutex<Option<Served>>>,
+    Arc<AtomicUsize>,
+    Arc<Mutex<std::collections::HashMap<DeviceId, u64>>>,
+);
 
 impl ServedSlot {
     pub(crate) fn set(&self, served: Option<Served>) {
         *self.0.lock().unwrap_or_else(PoisonError::into_inner) = served;
+        // Each song its own allowance.
+        self.2.lock().unwrap_or_else(PoisonError::into_inner).clear();
+    }
+
+    /// Charges `peer` for `bytes` more of the current song of `size` bytes: `false` (nothing
+    /// charged) past its allowance.
+    fn charge(&self, peer: &DeviceId, bytes: u64, size: u64) -> bool {
+        let mut asked = self.2.lock().unwrap_or_else(PoisonError::into_inner);
+        let total = asked.get(peer).copied().unwrap_or(0).saturating_add(bytes);
+        if total > size.max(1).saturating_mul(MAX_SERVED_PER_DEVICE) {
+            return false;
+        }
+        asked.insert(peer.clone(), total);
+        true
     }
 
     fn get(&self) -> Option<Served> {
@@ -144,14 +176,24 @@ pub(crate) fn accept(
 ) {
     let mut channels = link.accept_streams();
     let open = Arc::new(AtomicUsize::new(0));
+    let refusing = Arc::new(AtomicUsize::new(0));
     let mut told = false;
     tokio::spawn(async move {
         while let Some(channel) = channels.recv().await {
             if open.load(Ordering::Relaxed) >= MAX_STREAMS_PER_PEER {
+                if refusing.load(Ordering::Relaxed) >= MAX_REFUSING_PER_PEER {
+                    channel.close().await;
+                    continue;
+                }
                 // The app hears of it once per link, however many a rogue opens.
                 let tell = (!told).then(|| tx.clone());
                 told = true;
-                tokio::spawn(refuse_extra(channel, peer.clone(), tell));
+                let counted = Counted::new(&refusing);
+                let peer = peer.clone();
+                tokio::spawn(async move {
+                    refuse_extra(channel, peer, tell).await;
+                    drop(counted);
+                });
                 continue;
             }
             let counted = Counted::new(&open);
@@ -209,6 +251,8 @@ async fn serve(
     let mut threshold = 0;
     // Counted among the streams sharing the budget only while it sends.
     let mut active: Option<Counted> = None;
+    // When the last chunk went: a stream whose peer reads nothing is closed after a while.
+    let mut progressed = tokio::time::Instant::now();
     loop {
         if let Some((served, offset)) = &mut sending {
             // The Master moved on: the old song is not sent to its end.
@@ -243,6 +287,7 @@ async fn serve(
                     return;
                 }
                 *offset = end;
+                progressed = tokio::time::Instant::now();
             }
             if *offset >= len {
                 sending = None;
@@ -255,6 +300,11 @@ async fn serve(
             // a window can drain without the buffered amount ever rising above the threshold,
             // and no `Low` comes (a stream then stalled for 10 s). Checked again after
             // `LOW_MISSED` at the latest.
+            if progressed.elapsed() >= UNREAD_TIMEOUT {
+                refuse("it read nothing of its stream for 10 s");
+                channel.close().await;
+                return;
+            }
             match tokio::time::timeout(LOW_MISSED, channel.next()).await {
                 Ok(event) => event,
                 Err(_) => {
@@ -273,9 +323,16 @@ async fn serve(
                 let current = slot.get();
                 let (answer, why) = match (&request, current) {
                     (Ok(r), Some(s)) if s.song == r.song_id && r.offset <= s.bytes.len() as u64 => {
-                        sending = Some((s, r.offset as usize));
-                        active.get_or_insert_with(|| Counted::new(&slot.1));
-                        continue;
+                        let size = s.bytes.len() as u64;
+                        if !slot.charge(&peer, size - r.offset, size) {
+                            let why = "it asked for the same score over and over";
+                            ("too_many_requests", why)
+                        } else {
+                            sending = Some((s, r.offset as usize));
+                            active.get_or_insert_with(|| Counted::new(&slot.1));
+                            progressed = tokio::time::Instant::now();
+                            continue;
+                        }
                     }
                     (Ok(_), _) => {
                         ("not_current", "it asked for a song that is not the current one")

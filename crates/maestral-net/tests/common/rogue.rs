@@ -77,3 +77,18 @@ pub fn forge_403s(
     });
     count
 }
+
+/// Sends the `JOIN_REQUEST` an honest Follower sends once its link opens (a link that never
+/// sends one is closed by the Master after 10 s).
+pub async fn ask_to_join(link: &Link, code: &JoinCode, id: &str) {
+    use maestral_protocol::{
+        DeviceId, Envelope, FollowMode, JoinRequest, Message, SessionId, SongEpoch,
+    };
+    let join = Message::JoinRequest(JoinRequest {
+        session_token: code.token.clone(),
+        follow_mode: FollowMode::Follow,
+        song_epoch: SongEpoch(0),
+    });
+    let env = Envelope::new(SessionId::new(code.session_id.clone()), DeviceId::new(id), 1, join);
+    link.send_text(&env.encode()).await.expect("the request is sent");
+}
