@@ -92,6 +92,12 @@ fn a_token_holder_cannot_move_kick_or_flood_the_choir() {
         }
         assert!(wait_closed(&mut events, WAIT).await, "the Master cut the heavy sender off");
         link.close().await;
+        // Cut off, it cannot come straight back and flood again.
+        match rogue(&code, "intruder").await {
+            Err(JoinError::Rejected(RejectReason::Unavailable)) => {}
+            Err(other) => panic!("refused, but not as busy: {other:?}"),
+            Ok(_) => panic!("a flooder back at once"),
+        }
         // 3. A join naming a connected singer's id, from another device: refused.
         match rogue(&code, "alto").await {
             Err(JoinError::Rejected(RejectReason::DeviceInUse)) => {}

@@ -230,3 +230,42 @@ fn a_join_copying_a_singers_certificate_fingerprint_cannot_take_its_link_without
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn one_address_holds_at_most_sixteen_places_and_one_given_back_is_free_again() {
+    use maestral_net::sync::MAX_MEMBERS_PER_ADDRESS;
+    // 127.0.0.1 plays one host on the LAN (loopback is exempt by default).
+    let mut cfg = config("M");
+    cfg.exempt_loopback = false;
+    let (mut m, code) = master_with(cfg);
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let mut held = Vec::new();
+    for i in 0..MAX_MEMBERS_PER_ADDRESS {
+        let id = format!("H{i}");
+        let (link, events) = rogue_link(&rt, &code, &id, None).expect("within the cap");
+        rt.block_on(common::rogue::ask_to_join(&link, &code, &id));
+        held.push((link, events));
+    }
+    m.wait("every place taken", |s| {
+        (0..MAX_MEMBERS_PER_ADDRESS)
+            .all(|i| s.links.get(&DeviceId::new(format!("H{i}"))).is_some_and(|l| l.is_up()))
+    });
+    match rogue_link(&rt, &code, "one-more", None) {
+        Err(JoinError::Rejected(maestral_net::signaling::RejectReason::Unavailable)) => {}
+        Err(other) => panic!("refused, but not as busy: {other:?}"),
+        Ok(_) => panic!("a seventeenth place from one address"),
+    }
+    // A place given back is a place again.
+    let (link, _) = held.pop().expect("one");
+    rt.block_on(link.close());
+    m.wait("the place freed", |s| {
+        !s.links
+            .get(&DeviceId::new(format!("H{}", MAX_MEMBERS_PER_ADDRESS - 1)))
+            .is_some_and(|l| l.is_up())
+    });
+    let (link, _) = rogue_link(&rt, &code, "one-more", None).expect("a freed place");
+    rt.block_on(link.close());
+    for (link, _) in held {
+        rt.block_on(link.close());
+    }
+}

@@ -33,8 +33,8 @@ pub type JoinFuture = Pin<Box<dyn Future<Output = JoinOutcome> + Send + 'static>
 /// by [`ChannelHandler`], which forwards requests over an mpsc channel.
 pub trait JoinHandler: Send + Sync + 'static {
     /// Checks the session and token (in constant time), applies the offer and returns the answer
-    /// or the reason to refuse.
-    fn join(&self, request: JoinRequestBody) -> JoinFuture;
+    /// or the reason to refuse. `from`: the address the request came from.
+    fn join(&self, from: IpAddr, request: JoinRequestBody) -> JoinFuture;
 }
 
 impl<F, Fut> JoinHandler for F
@@ -42,7 +42,7 @@ where
     F: Fn(JoinRequestBody) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = JoinOutcome> + Send + 'static,
 {
-    fn join(&self, request: JoinRequestBody) -> JoinFuture {
+    fn join(&self, _from: IpAddr, request: JoinRequestBody) -> JoinFuture {
         Box::pin(self(request))
     }
 }
@@ -52,6 +52,8 @@ where
 pub struct PendingJoin {
     /// The request.
     pub request: JoinRequestBody,
+    /// The address it came from.
+    pub from: IpAddr,
     /// Where the decision goes. Dropping it unanswered makes the listener answer
     /// `503 {"reason": "unavailable"}`.
     pub reply: oneshot::Sender<JoinOutcome>,
@@ -72,11 +74,11 @@ pub fn channel_handler(capacity: usize) -> (ChannelHandler, mpsc::Receiver<Pendi
 }
 
 impl JoinHandler for ChannelHandler {
-    fn join(&self, request: JoinRequestBody) -> JoinFuture {
+    fn join(&self, from: IpAddr, request: JoinRequestBody) -> JoinFuture {
         let tx = self.tx.clone();
         Box::pin(async move {
             let (reply, answer) = oneshot::channel();
-            if tx.send(PendingJoin { request, reply }).await.is_err() {
+            if tx.send(PendingJoin { request, from: from.to_canonical(), reply }).await.is_err() {
                 return JoinOutcome::Unavailable;
             }
             answer.await.unwrap_or(JoinOutcome::Unavailable)
@@ -554,7 +556,7 @@ async fn join_route(
     // Connectivity checks go to the address the request came from, and nowhere else.
     body.offer = crate::rtc::only_candidates_from(&body.offer, ip);
     let outcome =
-        match tokio::time::timeout(config.handler_timeout, shared.handler.join(body)).await {
+        match tokio::time::timeout(config.handler_timeout, shared.handler.join(ip, body)).await {
             Ok(outcome) => outcome,
             Err(_) => JoinOutcome::Unavailable,
         };

@@ -46,6 +46,11 @@ pub struct SyncConfig {
     pub locate: super::locate::LocateConfig,
     /// A Master's page images for browser Followers (`None`: it serves none).
     pub pages: Option<super::pages::PageRenderer>,
+    /// Whether a Master exempts loopback addresses from its per-address limits (members per
+    /// address, the cool-down of an address after a flood): they are its own machine's, and no
+    /// device on the LAN can send from one. On by default; tests turn it off to play a LAN host
+    /// on loopback.
+    pub exempt_loopback: bool,
 }
 
 impl SyncConfig {
@@ -64,6 +69,7 @@ impl SyncConfig {
             stream_stall: super::stream::STALL,
             locate: super::locate::LocateConfig::default(),
             pages: None,
+            exempt_loopback: true,
         }
     }
 }

@@ -19,7 +19,7 @@ pub(crate) enum ReadyKind {
     Moved(JoinCode),
     /// A link this device answered (a Follower accepted by this Master, or the Solo partner
     /// calling back), opened with the certificate `fingerprint`.
-    Answered { fingerprint: String },
+    Answered { fingerprint: String, from: std::net::IpAddr },
     /// A Solo pairing: the partner's id and name were learned from its first message, its
     /// certificate fingerprint from its code.
     Solo { fingerprint: String, name: String },

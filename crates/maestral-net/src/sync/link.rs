@@ -341,6 +341,11 @@ impl Links {
         }
     }
 
+    /// The peers with a link.
+    pub(crate) fn peers(&self) -> impl Iterator<Item = &DeviceId> {
+        self.by_peer.keys()
+    }
+
     /// Forgets the link to `peer` (it closed by itself).
     pub(crate) fn forget(&mut self, peer: &DeviceId) {
         self.remove(peer);

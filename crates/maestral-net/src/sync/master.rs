@@ -1,9 +1,9 @@
 //! The Master's side of a Choir session: its certificate and join listener, deciding each
 //! `POST /v1/join`, the join code, and keeping the session in its file so a restart resumes it.
 
-use std::collections::BTreeMap;
-use std::net::SocketAddr;
-use std::time::Duration;
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
 
 use maestral_protocol::DeviceId;
 use maestral_protocol::SessionToken;
@@ -72,6 +72,12 @@ pub(crate) struct MasterIo {
     answering: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     /// What the locate responder answers for (the session and where it listens now).
     beacon: locate::Beacon,
+    /// The address each member's link was answered for (its join request's).
+    addr_of: HashMap<DeviceId, IpAddr>,
+    /// Devices cut off for flooding, and addresses they joined from, with when: their joins are
+    /// refused (`503`) for [`FLOOD_COOL_DOWN`], so a flooder cannot rejoin at once and again.
+    cut_off: HashMap<DeviceId, Instant>,
+    cooled: HashMap<IpAddr, Instant>,
 }
 
 /// What a device id's binding says of a link from one certificate.
@@ -95,6 +101,13 @@ pub const MAX_PENDING_ANSWERS: usize = 32;
 /// Members with a link at once; a join past it gets `503`. No choir is this large: the cap
 /// only bounds what token holders can make this device hold.
 pub const MAX_MEMBERS: usize = 500;
+/// Members with a link from one address at once; a join past it gets `503`. A phone or a
+/// laptop is one device: 16 leaves room for a few devices behind one address, not for one host
+/// holding the choir's places. Loopback is exempt ([`super::SyncConfig::exempt_loopback`]).
+pub const MAX_MEMBERS_PER_ADDRESS: usize = 16;
+/// How long a device cut off for flooding, and the address it joined from, are refused.
+pub const FLOOD_COOL_DOWN: Duration = Duration::from_secs(60);
+
 /// Device ids bound to a certificate in one session. Past it, a join under a new id gets `503`
 /// (ids already bound still join): the bindings must outlive a device's absence, so they are
 /// never evicted for a newcomer (that would let a token holder flush a singer's binding).
@@ -209,6 +222,7 @@ impl MasterIo {
             Event::SessionEnded => {
                 self.ended_session = self.session.take().map(|(id, _)| id);
                 self.bound.clear();
+                self.addr_of.clear();
                 // Nothing of the session is served after its end: a stream running stops at
                 // its next chunk (`not_current`), and its link is closed with the others.
                 self.served.set(None);
@@ -287,6 +301,29 @@ impl MasterIo {
                 JoinOutcome::Unavailable
             })
         });
+        let limited = |ip: &IpAddr| !(ctx.cfg.exempt_loopback && ip.is_loopback());
+        let refusal = refusal.or_else(|| {
+            let cooling = |at: Option<&Instant>| at.is_some_and(|t| t.elapsed() < FLOOD_COOL_DOWN);
+            let cut = cooling(self.cut_off.get(&peer))
+                || (limited(&p.from) && cooling(self.cooled.get(&p.from)));
+            cut.then(|| {
+                tracing::warn!("a join refused for now: {peer:?} or its address flooded lately");
+                JoinOutcome::Unavailable
+            })
+        });
+        let refusal = refusal.or_else(|| {
+            let here = |d: &DeviceId| *d != peer && self.addr_of.get(d) == Some(&p.from);
+            let crowded = limited(&p.from)
+                && ctx.links.peers().filter(|d| here(d)).count() >= MAX_MEMBERS_PER_ADDRESS;
+            crowded.then(|| {
+                tracing::warn!(
+                    "a join refused: {} links from {} already",
+                    MAX_MEMBERS_PER_ADDRESS,
+                    p.from
+                );
+                JoinOutcome::Unavailable
+            })
+        });
         let refusal = refusal.or_else(|| {
             let offered = sha256_fingerprint(&r.offer).unwrap_or_default();
             match self.binding(&peer, &offered) {
@@ -328,17 +365,33 @@ impl MasterIo {
     /// A joining Follower's link is open (its certificate proven by DTLS): taken for `peer` if
     /// `peer` first joined with this certificate, or joins for the first time (it is bound to
     /// it from now on). `false`: refused.
-    pub(crate) fn admit(&mut self, peer: &DeviceId, fingerprint: &str) -> bool {
+    pub(crate) fn admit(&mut self, peer: &DeviceId, fingerprint: &str, from: IpAddr) -> bool {
         match self.binding(peer, fingerprint) {
-            Binding::Same => true,
+            Binding::Same => {
+                self.addr_of.insert(peer.clone(), from);
+                true
+            }
             Binding::New => {
                 self.bound.insert(peer.clone(), fingerprint.to_owned());
+                self.addr_of.insert(peer.clone(), from);
                 true
             }
             Binding::Other | Binding::Full => {
                 tracing::warn!("refused a link naming {peer:?} from another device");
                 false
             }
+        }
+    }
+
+    /// `peer` was cut off for flooding: it, and the address it joined from, are refused for
+    /// [`FLOOD_COOL_DOWN`].
+    pub(crate) fn flooded(&mut self, peer: &DeviceId) {
+        let now = Instant::now();
+        self.cut_off.retain(|_, t| t.elapsed() < FLOOD_COOL_DOWN);
+        self.cooled.retain(|_, t| t.elapsed() < FLOOD_COOL_DOWN);
+        self.cut_off.insert(peer.clone(), now);
+        if let Some(ip) = self.addr_of.get(peer) {
+            self.cooled.insert(*ip, now);
         }
     }
 
@@ -461,7 +514,7 @@ pub(crate) async fn answer_join(
     timeout: Duration,
     tx: mpsc::UnboundedSender<Internal>,
 ) {
-    let PendingJoin { request, reply } = p;
+    let PendingJoin { request, from, reply } = p;
     let Ok((link, answer, mut events)) = Link::answer(&cfg, cert.as_ref(), &request.offer).await
     else {
         // A client gone already needs no answer.
@@ -474,7 +527,7 @@ pub(crate) async fn answer_join(
     }
     // The offer's fingerprint is the one the DTLS handshake just proved.
     let fingerprint = sha256_fingerprint(&request.offer).unwrap_or_default();
-    let ready = ReadyKind::Answered { fingerprint };
+    let ready = ReadyKind::Answered { fingerprint, from };
     let msg = Internal::Ready { peer, link, events, first: None, kind: ready, attempt: 0 };
     if let Err(mpsc::error::SendError(Internal::Ready { link, .. })) = tx.send(msg) {
         // The worker has stopped: nobody will close this link but us.

@@ -39,6 +39,9 @@ pub use error::{JoinFailure, StartError, SyncError};
 #[cfg(feature = "test-support")]
 pub use handle::Fault;
 pub use handle::{SyncCommand, SyncConfig, SyncEvent, SyncHandle};
+pub use master::{
+    FLOOD_COOL_DOWN, MAX_BOUND, MAX_MEMBERS, MAX_MEMBERS_PER_ADDRESS, MAX_PENDING_ANSWERS,
+};
 pub use pages::{PageImages, PageRenderer};
 pub use runtime::short_slice;
 pub use store::{Stored, stored};

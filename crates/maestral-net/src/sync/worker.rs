@@ -328,10 +328,10 @@ impl Worker {
         match ev {
             // A binary message on `maestral-sync` is bad input: counted, then dropped.
             LinkEvent::Binary(len) => {
-                ctx.flooded(peer, len);
+                flooded(ctx, &mut self.role, peer, len);
             }
             LinkEvent::Text(text) => {
-                if ctx.flooded(peer, text.len()) {
+                if flooded(ctx, &mut self.role, peer, text.len()) {
                     return;
                 }
                 // The original of a copy already applied (a Solo original may be answered).
@@ -362,7 +362,9 @@ impl Worker {
             }
             // A copy of a register update (a duplicate, stale or lost one changes nothing).
             LinkEvent::Copy(text) => {
-                if ctx.flooded(peer, text.len()) || ctx.links.repeats_copy(peer, &text) {
+                if flooded(ctx, &mut self.role, peer, text.len())
+                    || ctx.links.repeats_copy(peer, &text)
+                {
                     return;
                 }
                 let now = ctx.now();
@@ -420,9 +422,9 @@ impl Worker {
                 {
                     return;
                 }
-                if let (ReadyKind::Answered { fingerprint }, RoleIo::Master(m)) =
+                if let (ReadyKind::Answered { fingerprint, from }, RoleIo::Master(m)) =
                     (&kind, &mut self.role)
-                    && !m.admit(&peer, fingerprint)
+                    && !m.admit(&peer, fingerprint, *from)
                 {
                     tokio::spawn(async move { link.close().await });
                     return;
@@ -543,6 +545,15 @@ impl RoleIo {
             RoleIo::Solo(_) => {}
         }
     }
+}
+
+/// [`Ctx::flooded`], and a Master remembers who flooded (its next joins wait).
+fn flooded(ctx: &mut Ctx, role: &mut RoleIo, peer: &DeviceId, len: usize) -> bool {
+    let cut = ctx.flooded(peer, len);
+    if cut && let RoleIo::Master(m) = role {
+        m.flooded(peer);
+    }
+    cut
 }
 
 async fn recv_join(role: &mut RoleIo) -> Option<PendingJoin> {
