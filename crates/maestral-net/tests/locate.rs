@@ -105,3 +105,59 @@ fn a_first_join_with_a_code_scanned_before_the_master_moved_finds_it() {
     assert_eq!(stored.host, code.host, "the kept code names where the Master is");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_token_holder_answering_every_locate_query_with_a_refusing_listener_never_stops_a_rejoin() {
+    let (m, code) = master();
+    m.local(song("a"));
+    let port = free_udp_port();
+    let dir = temp_dir("locate-forged");
+    let mut cfg = config("F");
+    cfg.state_dir = Some(dir.clone());
+    cfg.locate = LocateConfig::At(SocketAddr::new(LOCAL, port));
+    let mut f = Peer::with(Role::Follower, cfg.clone());
+    f.h.send(SyncCommand::Join(code.clone()));
+    f.wait_phase(Phase::FollowerConnectedFollow);
+    kept(&dir.join("follower-session.json"), 0);
+    f.h.shutdown();
+    // A token holder answers every query, with a proof, naming a listener that refuses all.
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let fake = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
+    let fake_at = fake.local_addr().expect("its address");
+    drop(fake);
+    let refused = rogue::forge_403s(&rt, fake_at);
+    let forger = std::net::UdpSocket::bind(SocketAddr::new(LOCAL, port)).expect("the port");
+    let answered = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = answered.clone();
+    let (session, token) = (code.session_id.clone(), code.token.expose().to_owned());
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 2048];
+        while let Ok((n, from)) = forger.recv_from(&mut buf) {
+            if let Some((_, reply)) =
+                maestral_net::sync::locate::answer(&buf[..n], &session, &token, fake_at)
+            {
+                let _ = forger.send_to(&reply, from);
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+    });
+    // The singer restarts and rejoins its Master while the forger answers.
+    let mut f = Peer::with(Role::Follower, cfg);
+    f.h.send(SyncCommand::Rejoin);
+    f.wait_phase(Phase::FollowerConnectedFollow);
+    assert!(answered.load(std::sync::atomic::Ordering::SeqCst) >= 1, "the forger answered");
+    m.local(LocalAction::NextPage);
+    f.wait_view("a", 1);
+    // Its stored code still names the real Master.
+    let now = kept(&dir.join("follower-session.json"), 1);
+    let stored: maestral_net::joincode::JoinCode =
+        now["join_code"].as_str().expect("a code").parse().expect("it parses");
+    assert_eq!(stored.host, code.host);
+    // The join at the forged address was tried (and refused) beside the real one.
+    let deadline = Instant::now() + WAIT;
+    while refused.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+        assert!(Instant::now() < deadline, "the forged address was never tried");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -178,32 +178,18 @@ impl FollowerIo {
             locate_beside(ctx, &code, attempt);
         }
         tokio::spawn(async move {
-            let failure = match join_link(&cfg, cert.as_ref(), &me, &code, timeout).await {
-                // The Master's first message (its HELLO) names it.
-                Ok((link, mut events)) => match first_text(&mut events, timeout).await {
-                    Some((sender, text)) => {
-                        let kind = ReadyKind::FirstJoin(code);
-                        let first = Some(text);
-                        let msg =
-                            Internal::Ready { peer: sender, link, events, first, kind, attempt };
-                        if let Err(mpsc::error::SendError(Internal::Ready { link, .. })) =
-                            tx.send(msg)
-                        {
-                            link.close().await;
-                        }
-                        return;
-                    }
-                    None => {
-                        link.close().await;
-                        JoinFailure::Other(
-                            "the conductor's device connected but never introduced itself".into(),
-                        )
-                    }
-                },
-                Err(e) => e,
+            let result = first_join_link(&cfg, cert.as_ref(), &me, &code, timeout).await;
+            let msg = match result {
+                Ok((peer, link, events, text)) => {
+                    let (first, kind) = (Some(text), ReadyKind::FirstJoin(code));
+                    Internal::Ready { peer, link, events, first, kind, attempt }
+                }
+                Err(error) => Internal::JoinFailed { peer: None, error, attempt },
             };
             // The worker gone means nobody waits for the result.
-            let _ = tx.send(Internal::JoinFailed { peer: None, error: failure, attempt });
+            if let Err(mpsc::error::SendError(Internal::Ready { link, .. })) = tx.send(msg) {
+                link.close().await;
+            }
         });
     }
 
@@ -336,21 +322,20 @@ impl FollowerIo {
         let Some((master, code)) = self.master.clone().filter(|(m, _)| *m == peer) else {
             return;
         };
-        self.attempt_at(ctx, master, code, false);
+        self.attempt_at(ctx, master, code);
     }
 
-    /// One rejoin attempt with `code` (`moved`: at an address a locate answer gave, which the
-    /// stored code takes once the link is open). The Master may have moved (a DHCP renewal):
-    /// it is asked at once, beside the attempt, which at a vanished address takes until its
-    /// connect gives up.
-    fn attempt_at(&mut self, ctx: &Ctx, master: DeviceId, code: JoinCode, moved: bool) {
+    /// One rejoin attempt with `code`. The Master may have moved (a DHCP renewal): it is asked
+    /// at once, beside the attempt, which at a vanished address takes until its connect gives
+    /// up ([`Self::located`]).
+    fn attempt_at(&mut self, ctx: &Ctx, master: DeviceId, code: JoinCode) {
         let cert = self.cert(ctx);
         let attempt = self.drop_attempts();
         let (cfg, me, timeout, tx) =
             (ctx.cfg.rtc, ctx.cfg.device_id.clone(), ctx.cfg.join_timeout, ctx.internal.clone());
         locate_beside(ctx, &code, attempt);
         tokio::spawn(async move {
-            let kind = if moved { ReadyKind::Moved(code.clone()) } else { ReadyKind::Known };
+            let kind = ReadyKind::Known;
             let msg = match join_link(&cfg, cert.as_ref(), &me, &code, timeout).await {
                 Ok((link, events)) => {
                     Internal::Ready { peer: master, link, events, first: None, kind, attempt }
@@ -363,13 +348,13 @@ impl FollowerIo {
         });
     }
 
-    /// The Master of the stored session answered rejoin attempt `attempt`'s locate query from
-    /// another address (`code.host`): that attempt, still under way at the old address, gives
-    /// way to one there. A singer holds the token too, so the answer alone is not trusted: the
-    /// join there is checked against the code's certificate, and only an open link makes the
-    /// stored code take the address ([`Self::moved`]).
-    /// On a first join the code being joined takes the address at once (the join there is
-    /// checked against its certificate just the same).
+    /// The Master of the session answered (re)join attempt `attempt`'s locate query from
+    /// another address (`code.host`): a join there is tried beside that attempt, which goes on
+    /// at the old address. Any token holder can answer a locate query, so an answer never stops
+    /// the attempt in flight: whichever opens a link first is taken (the other is closed), a
+    /// failure there changes nothing, and the join there is checked against the code's
+    /// certificate as always. Only an open link makes the stored code take the address
+    /// ([`Self::moved`], or [`Self::joined`] on a first join).
     pub(crate) fn located(&mut self, ctx: &Ctx, code: JoinCode, attempt: u64) {
         if !self.wants(attempt) {
             return;
@@ -379,9 +364,11 @@ impl FollowerIo {
                 && joining.token == code.token
                 && joining.host != code.host
             {
-                tracing::warn!("the conductor's device answered from {}: joining there", code.host);
-                self.joining = Some(code);
-                self.join_by_code(ctx);
+                tracing::warn!(
+                    "the conductor's device answered from {}: trying there too",
+                    code.host
+                );
+                self.beside(ctx, None, code, attempt);
             }
             return;
         }
@@ -393,8 +380,50 @@ impl FollowerIo {
         {
             return;
         }
-        tracing::warn!("the conductor's device answered from {}: rejoining there", code.host);
-        self.attempt_at(ctx, master, code, true);
+        tracing::warn!("the conductor's device answered from {}: trying there too", code.host);
+        self.beside(ctx, Some(master), code, attempt);
+    }
+
+    /// A join with `code` (at a located address) beside attempt `attempt`, under the same
+    /// number: its link is taken if that attempt is still the one wanted; its failure is only
+    /// logged. `master`: the Master's id on a rejoin (`None`: a first join, named by its
+    /// first message).
+    fn beside(&mut self, ctx: &Ctx, master: Option<DeviceId>, code: JoinCode, attempt: u64) {
+        let cert = self.cert(ctx);
+        let (cfg, me, timeout, tx) =
+            (ctx.cfg.rtc, ctx.cfg.device_id.clone(), ctx.cfg.join_timeout, ctx.internal.clone());
+        tokio::spawn(async move {
+            let host = code.host;
+            let msg = match master {
+                None => first_join_link(&cfg, cert.as_ref(), &me, &code, timeout).await.map(
+                    |(peer, link, events, text)| {
+                        let (first, kind) = (Some(text), ReadyKind::FirstJoin(code));
+                        Internal::Ready { peer, link, events, first, kind, attempt }
+                    },
+                ),
+                Some(peer) => join_link(&cfg, cert.as_ref(), &me, &code, timeout).await.map(
+                    |(link, events)| {
+                        let kind = ReadyKind::Moved(code);
+                        Internal::Ready { peer, link, events, first: None, kind, attempt }
+                    },
+                ),
+            };
+            match msg {
+                Ok(msg) => {
+                    if let Err(mpsc::error::SendError(Internal::Ready { link, .. })) = tx.send(msg)
+                    {
+                        link.close().await;
+                    }
+                }
+                Err(e) => tracing::warn!("the join at the located address {host} failed: {e}"),
+            }
+        });
+    }
+
+    /// A link of the wanted attempt was taken: any other result of it (the join at a located
+    /// address beside it, or the other way round) is closed when it comes.
+    pub(crate) fn settled(&self) {
+        self.drop_attempts();
     }
 
     /// A rejoin at a located address opened: the stored code names it from now on.
@@ -419,6 +448,26 @@ fn locate_beside(ctx: &Ctx, code: &JoinCode, attempt: u64) {
             let _ = found.send(Internal::Located { code, attempt });
         }
     });
+}
+
+/// A first join's link: [`join_link`], then the Master's first message (its `HELLO`), which
+/// names it: `(its id, the link, its events, that message)`.
+async fn first_join_link(
+    cfg: &RtcConfig,
+    cert: Option<&DtlsCert>,
+    me: &DeviceId,
+    code: &JoinCode,
+    timeout: Duration,
+) -> Result<(DeviceId, Link, mpsc::UnboundedReceiver<LinkEvent>, String), JoinFailure> {
+    let (link, mut events) = join_link(cfg, cert, me, code, timeout).await?;
+    match first_text(&mut events, timeout).await {
+        Some((sender, text)) => Ok((sender, link, events, text)),
+        None => {
+            link.close().await;
+            let why = "the conductor's device connected but never introduced itself";
+            Err(JoinFailure::Other(why.into()))
+        }
+    }
 }
 
 /// Offer → `POST /v1/join` → check the answer's fingerprint against the join code → open.

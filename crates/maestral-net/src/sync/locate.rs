@@ -185,8 +185,10 @@ pub(crate) fn query(session: &str, token: &str, nonce: &str) -> Vec<u8> {
 }
 
 /// What the Master of `session` (holding `token`, listening at `host`) answers to `datagram`,
-/// if it is a query for that session from a token holder; the query's nonce with it.
-pub(crate) fn answer(
+/// if it is a query for that session from a token holder; the query's nonce with it. Any token
+/// holder can answer so (the hostile tests do): a Follower never trusts an answer beyond trying
+/// a join there beside its own attempt.
+pub fn answer(
     datagram: &[u8],
     session: &str,
     token: &str,
@@ -216,7 +218,21 @@ pub(crate) fn check(datagram: &[u8], code: &JoinCode, nonce: &str) -> Option<Soc
     }
     let mac = proof(code.token.expose(), &code.session_id, nonce, a.host);
     mac.verify_slice(&unhex(&a.proof)?).ok()?;
-    Some(a.host)
+    plausible(a.host, code.host).then_some(a.host)
+}
+
+/// Whether `host`, from an answer, can be where the Master of a code naming `known` moved: of
+/// the same family, a unicast address with a port, and a loopback one only if `known` is (an
+/// answer naming the Follower's own machine would make it post the token there).
+fn plausible(host: SocketAddr, known: SocketAddr) -> bool {
+    let ip = host.ip().to_canonical();
+    let broadcast = matches!(ip, IpAddr::V4(v4) if v4.is_broadcast());
+    host.port() != 0
+        && ip.is_ipv4() == known.ip().to_canonical().is_ipv4()
+        && !ip.is_unspecified()
+        && !ip.is_multicast()
+        && !broadcast
+        && (!ip.is_loopback() || known.ip().is_loopback())
 }
 
 /// What a Master answers for: its session, token and signaling address (`None`: no session).
@@ -368,6 +384,21 @@ mod tests {
     }
 
     #[test]
+    fn an_answer_naming_a_loopback_broadcast_or_other_family_address_is_not_taken() {
+        let lan: SocketAddr = "192.168.1.20:4000".parse().expect("addr");
+        let lo: SocketAddr = "127.0.0.1:4000".parse().expect("addr");
+        let at = |s: &str| s.parse::<SocketAddr>().expect("addr");
+        assert!(plausible(at("192.168.1.21:4001"), lan));
+        assert!(!plausible(at("127.0.0.1:4001"), lan), "the singer's own machine");
+        assert!(plausible(at("127.0.0.1:4001"), lo), "a loopback code stays on loopback");
+        assert!(!plausible(at("255.255.255.255:4001"), lan));
+        assert!(!plausible(at("224.0.0.1:4001"), lan));
+        assert!(!plausible(at("0.0.0.0:4001"), lan));
+        assert!(!plausible(at("192.168.1.21:0"), lan));
+        assert!(!plausible(at("[fe80::1]:4001"), lan), "another family");
+    }
+
+    #[test]
     fn the_switch_reads_off_lan_and_an_address_and_says_what_is_wrong() {
         let parse = |s: &str| s.parse::<LocateConfig>();
         assert_eq!(parse("off"), Ok(LocateConfig::Off));
@@ -412,7 +443,7 @@ mod tests {
         let to = LocateConfig::At(SocketAddr::from((Ipv4Addr::LOCALHOST, port)));
         let at = to.answers_on(Ipv4Addr::LOCALHOST.into()).expect("it answers");
         tokio::spawn(serve(Arc::downgrade(&beacon), at));
-        let moved: SocketAddr = "127.0.0.1:5000".parse().expect("addr");
+        let moved: SocketAddr = "10.0.0.9:5000".parse().expect("addr");
         *beacon.lock().expect("lock") = Some(("s1".into(), "tok".into(), moved));
         let mut found = None;
         for _ in 0..20 {

@@ -417,6 +417,11 @@ impl Worker {
                     tokio::spawn(async move { link.close().await });
                     return;
                 }
+                if let RoleIo::Follower(f) = &self.role
+                    && attempt != 0
+                {
+                    f.settled();
+                }
                 if let ReadyKind::FirstJoin(_) = kind
                     && !matches!(self.role, RoleIo::Follower(_))
                 {
