@@ -149,3 +149,42 @@ fn a_master_without_a_renderer_serves_no_images() {
     let token = format!("Authorization: Bearer {}", code.token.expose());
     assert_eq!(get(code.host, "/v1/page?song=a&page=0&width=600", &[&token]).status, 404);
 }
+
+#[test]
+fn one_address_asking_for_pages_faster_than_a_phone_turns_is_slowed_and_others_are_not() {
+    let fake = Arc::new(Fake::default());
+    let mut cfg = config("M");
+    cfg.pages = Some(PageRenderer(fake.clone()));
+    // 127.0.0.1 plays a host on the LAN (loopback is exempt by default).
+    cfg.exempt_loopback = false;
+    let (_m, code) = master_with(cfg);
+    let limit = maestral_net::signaling::SignalingConfig::default().max_page_requests;
+    let token = format!("Authorization: Bearer {}", code.token.expose());
+    for i in 0..limit {
+        let path = format!("/v1/page?song=abc&page={}&width={}", i % 10, 160 + 16 * (i % 100));
+        assert_eq!(get(code.host, &path, &[&token]).status, 200, "request {i}");
+    }
+    let past = get(code.host, "/v1/page?song=abc&page=0&width=600", &[&token]);
+    assert_eq!(past.status, 429);
+    assert!(String::from_utf8_lossy(&past.body).contains("too_many_requests"));
+    assert_eq!(
+        fake.asked.lock().expect("lock").len(),
+        limit,
+        "the request past it renders nothing"
+    );
+    // Another address is not slowed by it.
+    let mut s = {
+        let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+            .expect("socket");
+        sock.bind(&"127.0.0.2:0".parse::<SocketAddr>().expect("addr").into()).expect("bind");
+        sock.connect(&code.host.into()).expect("connect");
+        TcpStream::from(sock)
+    };
+    let request = format!(
+        "GET /v1/page?song=abc&page=1&width=600 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{token}\r\n\r\n"
+    );
+    s.write_all(request.as_bytes()).expect("send");
+    let mut all = Vec::new();
+    s.read_to_end(&mut all).expect("an answer");
+    assert!(all.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&all));
+}

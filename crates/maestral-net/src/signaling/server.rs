@@ -114,6 +114,10 @@ pub struct SignalingConfig {
     /// Master's own machine (every local test peer shares one address), and no device on the
     /// LAN can send from a loopback address. On by default.
     pub exempt_loopback: bool,
+    /// Page image requests one address may make within `rate_window`; past it, `429
+    /// too_many_requests` until the window frees up (loopback exempt as above). A phone asks
+    /// for the page it shows and the two after it, at a turn or a song change.
+    pub max_page_requests: usize,
 }
 
 impl Default for SignalingConfig {
@@ -130,6 +134,7 @@ impl Default for SignalingConfig {
             max_connections: 256,
             max_connections_per_address: 8,
             exempt_loopback: true,
+            max_page_requests: 240,
         }
     }
 }
@@ -232,6 +237,8 @@ struct Shared {
     pages: Option<Arc<dyn PageSource>>,
     config: SignalingConfig,
     limiter: RateLimiter,
+    /// Page image requests per address ([`SignalingConfig::max_page_requests`]).
+    page_rate: RateLimiter,
 }
 
 #[derive(Clone, Copy)]
@@ -266,6 +273,7 @@ impl SignalingServer {
             handler: Box::new(handler),
             pages,
             limiter: RateLimiter::new(config.max_rejections, config.rate_window),
+            page_rate: RateLimiter::new(config.max_page_requests, config.rate_window),
             config,
         });
         let (stop, stopped) = watch::channel(false);
@@ -606,6 +614,10 @@ async fn page_route(
     let Some(pages) = shared.pages.as_ref() else {
         return reason(StatusCode::NOT_FOUND, "not_found");
     };
+    let exempt = shared.config.exempt_loopback && ip.is_loopback();
+    if !exempt && !shared.page_rate.record_checked(ip, Instant::now()) {
+        return reason(StatusCode::TOO_MANY_REQUESTS, "too_many_requests");
+    }
     let Some(token) = page::bearer(&headers) else {
         return refuse(StatusCode::FORBIDDEN, "invalid_token");
     };

@@ -29,6 +29,7 @@ use crate::state::files;
 pub(crate) struct Serving {
     joins: ChannelHandler,
     pages: Option<std::sync::Arc<dyn crate::signaling::page::PageSource>>,
+    exempt_loopback: bool,
 }
 
 impl Serving {
@@ -38,11 +39,14 @@ impl Serving {
             std::sync::Arc::new(super::pages::MasterPages { beacon, images })
                 as std::sync::Arc<dyn crate::signaling::page::PageSource>
         });
-        Serving { joins, pages }
+        Serving { joins, pages, exempt_loopback: ctx.cfg.exempt_loopback }
     }
 
     async fn bind(&self, addr: SocketAddr) -> std::io::Result<SignalingServer> {
-        let config = crate::signaling::SignalingConfig::default();
+        let config = crate::signaling::SignalingConfig {
+            exempt_loopback: self.exempt_loopback,
+            ..Default::default()
+        };
         SignalingServer::bind_serving(addr, self.joins.clone(), config, self.pages.clone()).await
     }
 }

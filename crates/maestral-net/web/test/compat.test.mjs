@@ -126,6 +126,14 @@ test('app.mjs uses only what Safari 15 and Chrome 69 have', () => {
   });
 });
 
+// What a hostile Master or singer sends (a name, a song id, an error text) is shown as text: the
+// page never parses a string as markup.
+test('app.mjs never puts a string into the page as markup', () => {
+  const c = code(source('app.mjs'));
+  [/\binnerHTML\b/, /\bouterHTML\b/, /\binsertAdjacentHTML\b/, /\bdocument\.write/, /\beval\s*\(/, /\bnew\s+Function\b/, /\bcreateContextualFragment\b/]
+    .forEach((re) => assert.equal(re.exec(c), null, 'app.mjs uses ' + re));
+});
+
 // acorn, when `cargo xtask test` fetched it (a plain `node --test` has none).
 const ACORN = process.env.MAESTRAL_ACORN || '';
 const noParser = ACORN === '' ? 'MAESTRAL_ACORN is not set (cargo xtask test sets it)' : false;
