@@ -22,6 +22,7 @@ pub fn all_targets() -> Vec<Box<dyn Target>> {
         Box::new(PairingCodes::new()),
         Box::new(JoinBody),
         Box::new(SdpChecks),
+        Box::new(PageQuery),
     ]
 }
 
@@ -378,7 +379,48 @@ impl Target for SdpChecks {
         let kept = rtc::keep_host_candidates(text, lo);
         let candidates = kept.lines().filter(|l| l.starts_with("a=candidate:")).count();
         assert!(candidates <= rtc::sdp::MAX_REMOTE_CANDIDATES, "{candidates} candidates kept");
+        // What the listener keeps of an offer from 127.0.0.1: candidates at that address only.
+        let from = rtc::only_candidates_from(text, lo);
+        for line in from.lines().filter_map(|l| l.strip_prefix("a=candidate:")) {
+            for fields in
+                [line.split(' ').collect::<Vec<_>>(), line.split_ascii_whitespace().collect()]
+            {
+                let address = fields.get(4).and_then(|a| a.parse::<IpAddr>().ok());
+                assert_eq!(address, Some(lo), "a candidate elsewhere kept: {line}");
+            }
+        }
         // The WebRTC stack's own parse, as `Link::answer` runs it before binding a socket.
         rtc::check_offer(text, lo).is_ok()
+    }
+}
+
+// ---- the page image request's query -----------------------------------------------------------
+
+struct PageQuery;
+
+impl Target for PageQuery {
+    fn name(&self) -> &'static str {
+        "page-query"
+    }
+
+    fn corpus(&self) -> Vec<Vec<u8>> {
+        [
+            format!("song={SONG}&page=2&width=1080"),
+            "width=100000&page=0&song=abc".to_owned(),
+            "song=a%20b&page=4294967295&width=1&extra=x".to_owned(),
+        ]
+        .into_iter()
+        .map(String::into_bytes)
+        .collect()
+    }
+
+    fn run(&mut self, input: &[u8]) -> bool {
+        use maestral_net::signaling::page::{MAX_WIDTH, MIN_WIDTH, parse_query};
+        let Ok(text) = std::str::from_utf8(input) else { return false };
+        let Some((song, _page, width)) = parse_query(text) else { return false };
+        // What reaches the renderer is bounded whatever was asked.
+        assert!(!song.is_empty() && song.len() <= 256, "a song id of {} bytes", song.len());
+        assert!((MIN_WIDTH..=MAX_WIDTH).contains(&width) && width % 16 == 0, "width {width}");
+        true
     }
 }

@@ -156,9 +156,13 @@ pub fn only_candidates_from(sdp: &str, from: std::net::IpAddr) -> String {
     for line in sdp.split_inclusive('\n') {
         let text = line.trim_end_matches(['\r', '\n']);
         if let Some(candidate) = text.strip_prefix("a=candidate:") {
-            let address = candidate.split_ascii_whitespace().nth(4);
-            let at = address.and_then(|a| a.parse::<std::net::IpAddr>().ok());
-            if at.map(|ip| ip.to_canonical()) != Some(from) {
+            // The address read both ways a parser might split the fields (on spaces, or on any
+            // whitespace): kept only where both say `from`.
+            let at = |field: Option<&str>| {
+                field.and_then(|a| a.parse::<std::net::IpAddr>().ok()).map(|ip| ip.to_canonical())
+            };
+            let spaced = at(candidate.split(' ').nth(4));
+            if spaced != Some(from) || at(candidate.split_ascii_whitespace().nth(4)) != spaced {
                 continue;
             }
         }

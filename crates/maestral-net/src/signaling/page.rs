@@ -105,7 +105,7 @@ pub fn clamp_width(asked: u32) -> u32 {
 }
 
 /// Reads `song`, `page` and `width` from a query string; `None` if one is missing or malformed.
-pub(super) fn parse_query(query: &str) -> Option<(String, u32, u32)> {
+pub fn parse_query(query: &str) -> Option<(String, u32, u32)> {
     let (mut song, mut page, mut width) = (None, None, None);
     for pair in query.split('&') {
         let (key, value) = pair.split_once('=')?;
