@@ -19,6 +19,11 @@ pub mod files {
     pub const MASTER_SESSION: &str = "master-session.json";
     /// A Follower's session: the join code (with its token) and what it last showed.
     pub const FOLLOWER_SESSION: &str = "follower-session.json";
+    /// A Follower's certificate (with its private key) and the session it was made for: the
+    /// Master binds a device id to the certificate it first joined with for the whole session,
+    /// so joining the same session again (after Leave, a role switch or a restart) must use it.
+    /// Replaced when another session is joined.
+    pub const FOLLOWER_IDENTITY: &str = "follower-identity.json";
     /// A Solo pairing: this device's certificate and key, the partner's id, address, key and
     /// certificate fingerprint, and the shared position.
     pub const SOLO_PAIRING: &str = "solo-pairing.json";

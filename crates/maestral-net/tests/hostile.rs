@@ -269,3 +269,32 @@ fn one_address_holds_at_most_sixteen_places_and_one_given_back_is_free_again() {
         rt.block_on(link.close());
     }
 }
+
+#[test]
+fn a_singer_that_leaves_and_scans_the_same_code_again_is_the_same_member() {
+    let (m, code) = master();
+    m.local(song("a"));
+    let dir = temp_dir("rescan");
+    let mut cfg = config("F");
+    cfg.state_dir = Some(dir.clone());
+    let mut f = Peer::with(Role::Follower, cfg.clone());
+    f.h.send(SyncCommand::Join(code.clone()));
+    f.wait_phase(Phase::FollowerConnectedFollow);
+    // Leave, and scan the code again: its id is bound to the certificate it joined with.
+    f.local(LocalAction::Leave);
+    f.wait_phase(Phase::FollowerIdleLocal);
+    f.h.send(SyncCommand::Join(code.clone()));
+    f.wait_phase(Phase::FollowerConnectedFollow);
+    f.local(LocalAction::Leave);
+    f.wait_phase(Phase::FollowerIdleLocal);
+    f.h.shutdown();
+    // A restart (or a role switch) after leaving: the certificate comes from the state
+    // directory.
+    let mut f = Peer::with(Role::Follower, cfg);
+    f.h.send(SyncCommand::Join(code.clone()));
+    f.wait_phase(Phase::FollowerConnectedFollow);
+    m.local(LocalAction::NextPage);
+    f.wait_view("a", 1);
+    assert!(f.errors.is_empty(), "{:?}", f.errors);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -18,6 +18,7 @@ const IDENTITY_STORE = 'identity';
 // device id, when it has less than a day left.
 const CERT_LIFE_MS = 365 * 24 * 3600 * 1000;
 const DAY_MS = 24 * 3600 * 1000;
+const IDENTITY_WAIT_MS = 3000;
 // A join attempt that has not opened its channel by then has failed.
 const JOIN_TIMEOUT_MS = 10000;
 // Two taps or key presses closer than this are one (a pedal's key repeat, a bouncing switch).
@@ -126,14 +127,19 @@ function request(r) {
   });
 }
 
+// The identity database, or null where there is none, it lacks the store, or it does not open
+// within IDENTITY_WAIT_MS (some browsers never settle the request): the page joins anyway.
 function openIdentityDb() {
+  let opened;
   try {
     const open = indexedDB.open(IDENTITY_DB, 1);
     open.onupgradeneeded = () => open.result.createObjectStore(IDENTITY_STORE);
-    return request(open);
+    opened = request(open);
   } catch (e) {
     return Promise.resolve(null);
   }
+  const late = new Promise((resolve) => setTimeout(() => resolve(null), IDENTITY_WAIT_MS));
+  return Promise.race([opened, late]).then((db) => (db && db.objectStoreNames.contains(IDENTITY_STORE) ? db : null));
 }
 
 function identityStore(db, mode) {

@@ -614,7 +614,7 @@ async fn page_route(
     let Some(pages) = shared.pages.as_ref() else {
         return reason(StatusCode::NOT_FOUND, "not_found");
     };
-    let exempt = shared.config.exempt_loopback && ip.is_loopback();
+    let exempt = shared.config.exempt_loopback && ip.to_canonical().is_loopback();
     if !exempt && !shared.page_rate.record_checked(ip, Instant::now()) {
         return reason(StatusCode::TOO_MANY_REQUESTS, "too_many_requests");
     }

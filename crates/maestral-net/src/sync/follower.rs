@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 
 use super::error::{JoinFailure, SyncError};
 use super::link::{Callee, dial, first_text};
-use super::store::{self, SavedMembership};
+use super::store::{self, SavedIdentity, SavedMembership};
 use super::worker::{Ctx, Internal, ReadyKind};
 use crate::joincode::JoinCode;
 use crate::rtc::{DtlsCert, Link, LinkEvent, RtcConfig};
@@ -34,11 +34,16 @@ pub(crate) struct FollowerIo {
     saved: Option<SavedMembership>,
     /// Scores being fetched from the Master, kept in memory only.
     pub(crate) fetches: super::stream::Fetches,
-    /// The certificate every join and rejoin of this session is made with (kept with the
-    /// session): the Master replaces a connected member's link only for the same certificate.
-    cert: Option<DtlsCert>,
+    /// The certificate every join and rejoin of a session is made with, and that session's id
+    /// (kept in `follower-identity.json`, and with the session): the Master binds this device's
+    /// id to it for the whole session, and refuses the id from any other certificate.
+    cert: Option<(String, DtlsCert)>,
     /// The last first-join attempt did not reach the Master (the next asks where it is).
     unreached: bool,
+    /// Where a locate answer last said the Master is, until a link opens: every later attempt
+    /// tries there too, beside the stored address (an attempt that fails fast at the old
+    /// address must not drop the answer before the join there is done).
+    located: Option<JoinCode>,
     /// The stored code as text, made once: `save` runs after every input (a page turn too).
     code_text: CodeText,
 }
@@ -75,6 +80,7 @@ impl FollowerIo {
     pub(crate) fn leave(&mut self) {
         self.master = None;
         self.joining = None;
+        self.located = None;
         self.drop_attempts();
         self.fetches.clear(None);
     }
@@ -141,8 +147,7 @@ impl FollowerIo {
         ctx.store(|w| w.remove(files::FOLLOWER_SESSION));
         self.told = false;
         self.unreached = false;
-        // Each session its own certificate (one device is not tracked across sessions).
-        self.cert = None;
+        self.located = None;
         let join = LocalAction::JoinByCode {
             session_id: SessionId::new(code.session_id.clone()),
             token: code.token.clone(),
@@ -151,32 +156,58 @@ impl FollowerIo {
         ctx.local(join);
     }
 
-    /// This session's certificate, made on first use.
-    fn cert(&mut self, ctx: &Ctx) -> Option<DtlsCert> {
-        if self.cert.is_none() {
-            match DtlsCert::generate() {
-                Ok(c) => self.cert = Some(c),
-                Err(e) => ctx.error(SyncError::Join(JoinFailure::Other(format!(
+    /// The certificate of session `session`: the one this device joined it with before (held,
+    /// or kept in the state directory), else a new one, kept from now on. Each session its own
+    /// certificate (one device is not tracked across sessions).
+    fn cert(&mut self, ctx: &mut Ctx, session: &str) -> Option<DtlsCert> {
+        if let Some((id, cert)) = &self.cert
+            && id == session
+        {
+            return Some(cert.clone());
+        }
+        let kept = ctx.cfg.state_dir.as_deref().and_then(|dir| {
+            store::load::<SavedIdentity>(dir, files::FOLLOWER_IDENTITY).ok().flatten()
+        });
+        if let Some(cert) = kept
+            .filter(|k| k.session_id == session)
+            .and_then(|k| DtlsCert::from_pem(&k.cert_pem).ok())
+        {
+            self.cert = Some((session.to_owned(), cert.clone()));
+            return Some(cert);
+        }
+        match DtlsCert::generate() {
+            Ok(cert) => {
+                let identity = SavedIdentity {
+                    session_id: session.to_owned(),
+                    cert_pem: cert.to_pem().to_owned(),
+                };
+                ctx.store(|w| w.save(files::FOLLOWER_IDENTITY, &identity));
+                self.cert = Some((session.to_owned(), cert.clone()));
+                Some(cert)
+            }
+            Err(e) => {
+                ctx.error(SyncError::Join(JoinFailure::Other(format!(
                     "could not make this device's certificate: {e}"
-                )))),
+                ))));
+                None
             }
         }
-        self.cert.clone()
     }
 
     /// The engine wants an attempt of the first join (abandoning any still running). After an
     /// attempt that did not reach the Master, it is asked where it is beside the next, as on a
     /// rejoin: a code scanned before the Master's address changed still finds it
     /// ([`Self::located`]). A busy or refusing Master was reached: nothing to ask.
-    pub(crate) fn join_by_code(&mut self, ctx: &Ctx) {
+    pub(crate) fn join_by_code(&mut self, ctx: &mut Ctx) {
         let Some(code) = self.joining.clone() else { return };
-        let cert = self.cert(ctx);
+        let cert = self.cert(ctx, &code.session_id);
         let attempt = self.drop_attempts();
         let (cfg, me, timeout, tx) =
             (ctx.cfg.rtc, ctx.cfg.device_id.clone(), ctx.cfg.join_timeout, ctx.internal.clone());
         if std::mem::take(&mut self.unreached) {
             locate_beside(ctx, &code, attempt);
         }
+        self.try_located(ctx, None, &code, attempt);
         tokio::spawn(async move {
             let result = first_join_link(&cfg, cert.as_ref(), &me, &code, timeout).await;
             let msg = match result {
@@ -203,6 +234,7 @@ impl FollowerIo {
     /// it and sent `JOIN_REQUEST`): later rejoins use the same code.
     pub(crate) fn joined(&mut self, master: &DeviceId, code: JoinCode) {
         self.joining = None;
+        self.located = None;
         self.master = Some((master.clone(), code));
     }
 
@@ -281,9 +313,10 @@ impl FollowerIo {
         };
         self.joining = None;
         self.told = false;
-        // The certificate the Master bound this member's link to (a broken one: a new one is
-        // made, and the rejoin waits until the Master sees the old link gone).
-        self.cert = kept.cert_pem.as_deref().and_then(|pem| DtlsCert::from_pem(pem).ok());
+        // The certificate the Master bound this device's id to (a broken one: the identity
+        // file's, else a new one, which the Master refuses for this session).
+        let cert = kept.cert_pem.as_deref().and_then(|pem| DtlsCert::from_pem(pem).ok());
+        self.cert = cert.map(|c| (code.session_id.clone(), c));
         self.master = Some((kept.session.master.clone(), code));
         let now = ctx.now();
         ctx.engine.resume_follower(now, &kept.session);
@@ -293,7 +326,7 @@ impl FollowerIo {
     /// After every input: keeps the session as it now is (the join code, the Master position and
     /// the page shown), or forgets it once the engine has (an end, a refusal, Leave).
     pub(crate) fn save(&mut self, ctx: &mut Ctx) {
-        let cert_pem = self.cert.as_ref().map(|c| c.to_pem().to_owned());
+        let cert_pem = self.cert.as_ref().map(|(_, c)| c.to_pem().to_owned());
         let code_text = &mut self.code_text;
         let now = ctx.engine.follower_resume().and_then(|session| {
             let (master, code) = self.master.as_ref()?;
@@ -318,7 +351,7 @@ impl FollowerIo {
     // ---- rejoins -------------------------------------------------------------------------------
 
     /// The engine wants the link to the Master back: a rejoin with the stored code.
-    pub(crate) fn rejoin(&mut self, ctx: &Ctx, peer: DeviceId) {
+    pub(crate) fn rejoin(&mut self, ctx: &mut Ctx, peer: DeviceId) {
         let Some((master, code)) = self.master.clone().filter(|(m, _)| *m == peer) else {
             return;
         };
@@ -328,12 +361,13 @@ impl FollowerIo {
     /// One rejoin attempt with `code`. The Master may have moved (a DHCP renewal): it is asked
     /// at once, beside the attempt, which at a vanished address takes until its connect gives
     /// up ([`Self::located`]).
-    fn attempt_at(&mut self, ctx: &Ctx, master: DeviceId, code: JoinCode) {
-        let cert = self.cert(ctx);
+    fn attempt_at(&mut self, ctx: &mut Ctx, master: DeviceId, code: JoinCode) {
+        let cert = self.cert(ctx, &code.session_id);
         let attempt = self.drop_attempts();
         let (cfg, me, timeout, tx) =
             (ctx.cfg.rtc, ctx.cfg.device_id.clone(), ctx.cfg.join_timeout, ctx.internal.clone());
         locate_beside(ctx, &code, attempt);
+        self.try_located(ctx, Some(master.clone()), &code, attempt);
         tokio::spawn(async move {
             let kind = ReadyKind::Known;
             let msg = match join_link(&cfg, cert.as_ref(), &me, &code, timeout).await {
@@ -355,7 +389,7 @@ impl FollowerIo {
     /// failure there changes nothing, and the join there is checked against the code's
     /// certificate as always. Only an open link makes the stored code take the address
     /// ([`Self::moved`], or [`Self::joined`] on a first join).
-    pub(crate) fn located(&mut self, ctx: &Ctx, code: JoinCode, attempt: u64) {
+    pub(crate) fn located(&mut self, ctx: &mut Ctx, code: JoinCode, attempt: u64) {
         if !self.wants(attempt) {
             return;
         }
@@ -368,6 +402,7 @@ impl FollowerIo {
                     "the conductor's device answered from {}: trying there too",
                     code.host
                 );
+                self.located = Some(code.clone());
                 self.beside(ctx, None, code, attempt);
             }
             return;
@@ -381,6 +416,7 @@ impl FollowerIo {
             return;
         }
         tracing::warn!("the conductor's device answered from {}: trying there too", code.host);
+        self.located = Some(code.clone());
         self.beside(ctx, Some(master), code, attempt);
     }
 
@@ -388,8 +424,8 @@ impl FollowerIo {
     /// number: its link is taken if that attempt is still the one wanted; its failure is only
     /// logged. `master`: the Master's id on a rejoin (`None`: a first join, named by its
     /// first message).
-    fn beside(&mut self, ctx: &Ctx, master: Option<DeviceId>, code: JoinCode, attempt: u64) {
-        let cert = self.cert(ctx);
+    fn beside(&mut self, ctx: &mut Ctx, master: Option<DeviceId>, code: JoinCode, attempt: u64) {
+        let cert = self.cert(ctx, &code.session_id);
         let (cfg, me, timeout, tx) =
             (ctx.cfg.rtc, ctx.cfg.device_id.clone(), ctx.cfg.join_timeout, ctx.internal.clone());
         tokio::spawn(async move {
@@ -420,14 +456,31 @@ impl FollowerIo {
         });
     }
 
+    /// Attempt `attempt` (with `code`) also tries where a locate answer said the Master is.
+    fn try_located(
+        &mut self,
+        ctx: &mut Ctx,
+        master: Option<DeviceId>,
+        code: &JoinCode,
+        attempt: u64,
+    ) {
+        if let Some(there) = self.located.clone().filter(|l| {
+            l.session_id == code.session_id && l.token == code.token && l.host != code.host
+        }) {
+            self.beside(ctx, master, there, attempt);
+        }
+    }
+
     /// A link of the wanted attempt was taken: any other result of it (the join at a located
     /// address beside it, or the other way round) is closed when it comes.
-    pub(crate) fn settled(&self) {
+    pub(crate) fn settled(&mut self) {
         self.drop_attempts();
+        self.located = None;
     }
 
     /// A rejoin at a located address opened: the stored code names it from now on.
     pub(crate) fn moved(&mut self, code: JoinCode) {
+        self.located = None;
         if let Some((_, stored)) = self.master.as_mut()
             && stored.session_id == code.session_id
             && stored.host != code.host

@@ -232,7 +232,7 @@ fn plausible(host: SocketAddr, known: SocketAddr) -> bool {
         && !ip.is_unspecified()
         && !ip.is_multicast()
         && !broadcast
-        && (!ip.is_loopback() || known.ip().is_loopback())
+        && (!ip.is_loopback() || known.ip().to_canonical().is_loopback())
 }
 
 /// What a Master answers for: its session, token and signaling address (`None`: no session).

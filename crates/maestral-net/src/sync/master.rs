@@ -74,6 +74,8 @@ pub(crate) struct MasterIo {
     bound: BTreeMap<DeviceId, String>,
     /// Joins being answered now (each holds a PeerConnection until its channel opens).
     answering: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// The same, per address the requests came from (toward [`MAX_MEMBERS_PER_ADDRESS`]).
+    answering_from: std::sync::Arc<std::sync::Mutex<HashMap<IpAddr, usize>>>,
     /// What the locate responder answers for (the session and where it listens now).
     beacon: locate::Beacon,
     /// The address each member's link was answered for (its join request's).
@@ -292,8 +294,9 @@ impl MasterIo {
             }
         };
         let peer = DeviceId::new(p.request.device_id.clone());
-        // A connected member's id, from another certificate: refused before any connection
-        // is made (a forged fingerprint is caught later, by DTLS, before the link is taken).
+        // Busy, a flooder cooling down, an address holding its share of places, or an id bound
+        // to another certificate: refused before any connection is made (a forged fingerprint
+        // in the offer is caught later, by DTLS, before the link is taken: `admit`).
         let answering = self.answering.load(std::sync::atomic::Ordering::SeqCst);
         let refusal = refusal.or_else(|| {
             let full = ctx.links.len() >= MAX_MEMBERS && !ctx.links.contains(&peer);
@@ -305,7 +308,7 @@ impl MasterIo {
                 JoinOutcome::Unavailable
             })
         });
-        let limited = |ip: &IpAddr| !(ctx.cfg.exempt_loopback && ip.is_loopback());
+        let limited = |ip: &IpAddr| !(ctx.cfg.exempt_loopback && ip.to_canonical().is_loopback());
         let refusal = refusal.or_else(|| {
             let cooling = |at: Option<&Instant>| at.is_some_and(|t| t.elapsed() < FLOOD_COOL_DOWN);
             let cut = cooling(self.cut_off.get(&peer))
@@ -316,9 +319,13 @@ impl MasterIo {
             })
         });
         let refusal = refusal.or_else(|| {
+            // Its links, and its joins being answered (their links not open yet).
             let here = |d: &DeviceId| *d != peer && self.addr_of.get(d) == Some(&p.from);
+            let answering_here =
+                self.answering_from.lock().map_or(0, |a| a.get(&p.from).copied().unwrap_or(0));
             let crowded = limited(&p.from)
-                && ctx.links.peers().filter(|d| here(d)).count() >= MAX_MEMBERS_PER_ADDRESS;
+                && ctx.links.peers().filter(|d| here(d)).count() + answering_here
+                    >= MAX_MEMBERS_PER_ADDRESS;
             crowded.then(|| {
                 tracing::warn!(
                     "a join refused: {} links from {} already",
@@ -350,9 +357,22 @@ impl MasterIo {
         let (cfg, timeout, tx) = (ctx.cfg.rtc, ctx.cfg.join_timeout, ctx.internal.clone());
         let answering = self.answering.clone();
         answering.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let from = p.from;
+        let answering_from = self.answering_from.clone();
+        if let Ok(mut a) = answering_from.lock() {
+            *a.entry(from).or_default() += 1;
+        }
         tokio::spawn(async move {
             answer_join(p, cfg, Some(cert), peer, timeout, tx).await;
             answering.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+            if let Ok(mut a) = answering_from.lock()
+                && let Some(n) = a.get_mut(&from)
+            {
+                *n -= 1;
+                if *n == 0 {
+                    a.remove(&from);
+                }
+            }
         });
     }
 
@@ -412,15 +432,24 @@ impl MasterIo {
             return;
         }
         let (Some(server), Some(cert)) = (&self.server, &self.cert) else { return };
+        let listen = server.local_addr();
+        // Checked without copies: this runs after every input. The bindings only grow within a
+        // session, so their count says whether they changed.
+        let unchanged = self.saved.as_ref().is_some_and(|s| {
+            s.listen == listen
+                && s.state == state
+                && s.bound.len() == self.bound.len()
+                && s.cert_pem == cert.to_pem()
+        });
+        if unchanged {
+            return;
+        }
         let session = SavedSession {
-            listen: server.local_addr(),
+            listen,
             cert_pem: cert.to_pem().to_owned(),
             state,
             bound: self.bound.clone(),
         };
-        if self.saved.as_ref() == Some(&session) {
-            return;
-        }
         // The file holds the certificate's private key and the token: owner-only.
         ctx.store(|w| w.save(files::MASTER_SESSION, &session));
         self.saved = Some(session);

@@ -18,9 +18,9 @@
 //! spin would then run ahead of the render and UI threads. It did, as `SCHED_FIFO` 10, to meet
 //! a benchmark hosting 101 engines in one process on 2 cores; measured in the product's shape
 //! instead (`cargo xtask bench stream`: the Master alone in its process, 32 Followers in another,
-//! a turn every 100 ms while 20 MB scores stream to them, at least 100 turns), a turn's p99 was
-//! 15–19 ms at ordinary priority and 7–14 ms real-time, both within the 20 ms goal
-//! (docs/architecture.md, "Threads"). Lowering the bulk threads' priority instead (nice 10, and
+//! a turn every 100 ms while 20 MB scores stream to them, over 100 turns), a turn's p99 was
+//! 17–20 ms at ordinary priority and 5–6 ms real-time, both within the 20 ms goal
+//! (docs/architecture.md, "Threads", has the table). Lowering the bulk threads' priority instead (nice 10, and
 //! 3) was tried earlier: WebRTC starved whenever normal threads kept the CPU busy (100
 //! Followers joining at once on 2 cores: 43 of them not in after 3 minutes).
 //!

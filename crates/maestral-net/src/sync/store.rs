@@ -47,6 +47,13 @@ pub(crate) struct SavedMembership {
     pub(crate) cert_pem: Option<String>,
 }
 
+/// The certificate a Follower joins one session with ([`files::FOLLOWER_IDENTITY`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct SavedIdentity {
+    pub(crate) session_id: String,
+    pub(crate) cert_pem: String,
+}
+
 /// A Solo pairing as kept in the state directory.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub(crate) struct SavedPairing {

@@ -13,8 +13,8 @@
 //!   in order from `offset` to the end;
 //! - Master → Follower, text, instead: `{"error": "not_current" | "bad_request" |
 //!   "too_many_streams" | "too_many_requests"}`, then the Master closes the channel (a peer has
-//!   at most [`MAX_STREAMS_PER_PEER`] stream channels served at once, and may ask for
-//!   [`MAX_SERVED_PER_DEVICE`] times the song's size in all). A stream whose peer reads nothing
+//!   at most [`MAX_STREAMS_PER_PEER`] stream channels served at once, and is sent at most
+//!   about [`MAX_SERVED_PER_DEVICE`] times the song's size in all). A stream whose peer reads nothing
 //!   for [`UNREAD_TIMEOUT`] is closed.
 //!
 //! The Follower closes the channel once it has every byte. The Master keeps at most a share of
@@ -60,10 +60,10 @@ const REFUSAL_WAIT: Duration = Duration::from_secs(2);
 /// Extra channels of one link being refused at once ([`refuse_extra`], a task each); past it an
 /// extra channel is closed unanswered, in line: a peer opening thousands costs no task each.
 const MAX_REFUSING_PER_PEER: usize = 4;
-/// What one device may ask of the current song, in all its streams together, as a multiple of
-/// the song's size: a Follower asks once, and after a drop-out only for what it lacks (a
-/// stream cut at half and resumed costs 1.5). Past it a request is refused (`too_many_requests`)
-/// until the song changes.
+/// What one device may be sent of the current song, in all its streams together, as a multiple
+/// of the song's size: a Follower asks once, and after a drop-out only for what it lacks (only
+/// what was sent counts). Once it has had this much, its requests are refused
+/// (`too_many_requests`) until the song changes.
 pub const MAX_SERVED_PER_DEVICE: u64 = 4;
 /// A stream whose window stays full this long (its peer reads nothing) is closed: it no longer
 /// shares [`BUDGET`] with the streams that are read.
@@ -110,16 +110,18 @@ impl ServedSlot {
         self.2.lock().unwrap_or_else(PoisonError::into_inner).clear();
     }
 
-    /// Charges `peer` for `bytes` more of the current song of `size` bytes: `false` (nothing
-    /// charged) past its allowance.
-    fn charge(&self, peer: &DeviceId, bytes: u64, size: u64) -> bool {
-        let mut asked = self.2.lock().unwrap_or_else(PoisonError::into_inner);
-        let total = asked.get(peer).copied().unwrap_or(0).saturating_add(bytes);
-        if total > size.max(1).saturating_mul(MAX_SERVED_PER_DEVICE) {
-            return false;
-        }
-        asked.insert(peer.clone(), total);
-        true
+    /// Whether `peer` may ask for more of the current song of `size` bytes: what it was sent
+    /// of it so far is under its allowance.
+    fn may_ask(&self, peer: &DeviceId, size: u64) -> bool {
+        let sent = self.2.lock().unwrap_or_else(PoisonError::into_inner);
+        sent.get(peer).copied().unwrap_or(0) < size.max(1).saturating_mul(MAX_SERVED_PER_DEVICE)
+    }
+
+    /// `bytes` more of the current song went to `peer`.
+    fn charge(&self, peer: &DeviceId, bytes: u64) {
+        let mut sent = self.2.lock().unwrap_or_else(PoisonError::into_inner);
+        let total = sent.entry(peer.clone()).or_default();
+        *total = total.saturating_add(bytes);
     }
 
     fn get(&self) -> Option<Served> {
@@ -286,6 +288,7 @@ async fn serve(
                 if channel.send_binary(&frame).await.is_err() {
                     return;
                 }
+                slot.charge(&peer, (end - *offset) as u64);
                 *offset = end;
                 progressed = tokio::time::Instant::now();
             }
@@ -324,7 +327,7 @@ async fn serve(
                 let (answer, why) = match (&request, current) {
                     (Ok(r), Some(s)) if s.song == r.song_id && r.offset <= s.bytes.len() as u64 => {
                         let size = s.bytes.len() as u64;
-                        if !slot.charge(&peer, size - r.offset, size) {
+                        if !slot.may_ask(&peer, size) {
                             let why = "it asked for the same score over and over";
                             ("too_many_requests", why)
                         } else {

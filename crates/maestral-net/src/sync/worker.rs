@@ -417,7 +417,7 @@ impl Worker {
                     tokio::spawn(async move { link.close().await });
                     return;
                 }
-                if let RoleIo::Follower(f) = &self.role
+                if let RoleIo::Follower(f) = &mut self.role
                     && attempt != 0
                 {
                     f.settled();
@@ -505,7 +505,7 @@ impl Worker {
             },
             Internal::Located { code, attempt } => {
                 if let RoleIo::Follower(f) = &mut self.role {
-                    f.located(&self.ctx, code, attempt);
+                    f.located(&mut self.ctx, code, attempt);
                 }
             }
             Internal::Error(e) => self.ctx.error(e),
