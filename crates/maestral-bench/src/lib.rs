@@ -90,9 +90,17 @@ pub fn header(title: &str) -> (usize, &'static str) {
     (cores, profile)
 }
 
-/// `<workspace>/target/bench/`, where every benchmark writes its report.
+/// `<workspace>/target/bench/`, where every benchmark writes its report. The workspace is the
+/// first folder holding `Cargo.lock` above the running benchmark's package (`cargo bench` sets
+/// `CARGO_MANIFEST_DIR`), else above this crate as compiled (a target folder shared by clones at
+/// other paths holds binaries compiled in another clone).
 pub fn report_dir() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../..")).join("target/bench")
+    let compiled = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."));
+    let running = std::env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from);
+    let root = running
+        .and_then(|dir| dir.ancestors().find(|d| d.join("Cargo.lock").is_file()).map(PathBuf::from))
+        .unwrap_or(compiled);
+    root.join("target/bench")
 }
 
 /// Writes `report` to `target/bench/<name>.json` and prints where (or why not: a benchmark

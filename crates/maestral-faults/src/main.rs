@@ -82,7 +82,10 @@ fn main() -> ExitCode {
         eprintln!("maestral-faults: --bin PATH (the maestral binary) is required");
         return ExitCode::from(2);
     };
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../assets/scores");
+    // As `cargo run` gives it, else as compiled (see `maestral_bench::report_dir`).
+    let root = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
+        .join("../../assets/scores");
     let scores = [root.join("lanterns-on-the-water.pdf"), root.join("harbour-lights-jig.pdf")];
     let mut replay =
         format!("cargo xtask faults --seed {seed} --scenarios {scenarios} --followers {followers}");

@@ -7,7 +7,6 @@
 //! plus the time from a burst of ten page turns to the final page's bitmap.
 //! Prints a table and writes `target/bench/render.json`. Goal: (a) ≤ 1.1 × (b).
 
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -26,7 +25,13 @@ const TOOL_RUNS: usize = 5;
 const BURST_RUNS: usize = 7;
 
 fn main() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    // As `cargo bench` gives it, else as compiled (see `maestral_bench::report_dir`).
+    let root = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(
+            || std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")),
+            std::path::PathBuf::from,
+        )
+        .join("../..");
     let scores = [
         root.join("assets/scores/lanterns-on-the-water.pdf"),
         root.join("assets/scores/harbour-lights-jig.pdf"),

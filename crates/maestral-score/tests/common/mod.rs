@@ -7,9 +7,18 @@ use std::time::Duration;
 use crossbeam_channel::Receiver;
 use maestral_score::{RenderEvent, RenderRequest};
 
+/// This package's folder, as cargo gives it to the running process (`cargo test`, `cargo run`
+/// and `cargo bench` set it), else as compiled. Clones at other paths that share one target
+/// folder share this binary too (cargo fingerprints path packages by their relative path), and
+/// the path compiled in is then another clone's.
+pub fn package_dir() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
+}
+
 /// The demo library, which doubles as the tests' fixtures.
 pub fn demo_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../assets/scores")
+    package_dir().join("../../assets/scores")
 }
 
 /// The SATB piece: 11 pages, A4 portrait.
@@ -23,7 +32,7 @@ pub fn jig() -> PathBuf {
 }
 
 pub fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+    package_dir().join("tests/fixtures").join(name)
 }
 
 /// Binds PDFium or fails the test saying how to get it. Tests never skip for a missing PDFium.
