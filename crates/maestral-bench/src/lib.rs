@@ -95,12 +95,20 @@ pub fn header(title: &str) -> (usize, &'static str) {
 /// `CARGO_MANIFEST_DIR`), else above this crate as compiled (a target folder shared by clones at
 /// other paths holds binaries compiled in another clone).
 pub fn report_dir() -> PathBuf {
+    workspace_root().join("target/bench")
+}
+
+/// The workspace's folder: the first one holding `Cargo.lock` above the package cargo names in
+/// `CARGO_MANIFEST_DIR` at run time (`cargo bench`, `cargo run`, and what they start), else
+/// above this crate as compiled. The compiled path alone can be another clone's: cargo
+/// fingerprints path packages by relative path, so clones sharing a target folder share these
+/// binaries.
+pub fn workspace_root() -> PathBuf {
     let compiled = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."));
-    let running = std::env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from);
-    let root = running
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
         .and_then(|dir| dir.ancestors().find(|d| d.join("Cargo.lock").is_file()).map(PathBuf::from))
-        .unwrap_or(compiled);
-    root.join("target/bench")
+        .unwrap_or(compiled)
 }
 
 /// Writes `report` to `target/bench/<name>.json` and prints where (or why not: a benchmark
