@@ -323,14 +323,9 @@ impl Drop for TempDir {
     }
 }
 
-/// The workspace's folder (the app's package), as cargo gives it to the running process (`cargo test`, `cargo run`
-/// and `cargo bench` set it), else as compiled. Clones at other paths that share one target
-/// folder share this binary too (cargo fingerprints path packages by their relative path), and
-/// the path compiled in is then another clone's.
+/// The demo library (found from where cargo runs the test: `maestral_bench::workspace_root`).
 pub fn demo_library() -> PathBuf {
-    std::env::var_os("CARGO_MANIFEST_DIR")
-        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
-        .join("assets/scores")
+    maestral_bench::workspace_root().join("assets/scores")
 }
 
 pub fn demo_score(name: &str) -> PathBuf {

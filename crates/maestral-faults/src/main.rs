@@ -82,14 +82,8 @@ fn main() -> ExitCode {
         eprintln!("maestral-faults: --bin PATH (the maestral binary) is required");
         return ExitCode::from(2);
     };
-    // The workspace above the package cargo names at run time (`cargo xtask` starts this
-    // binary with its own), else above this crate as compiled (see `maestral_bench::report_dir`).
-    let compiled = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."));
-    let root = std::env::var_os("CARGO_MANIFEST_DIR")
-        .map(PathBuf::from)
-        .and_then(|dir| dir.ancestors().find(|d| d.join("Cargo.lock").is_file()).map(PathBuf::from))
-        .unwrap_or(compiled)
-        .join("assets/scores");
+    // `cargo xtask` starts this binary with its own CARGO_MANIFEST_DIR: the workspace is above.
+    let root = maestral_bench::workspace_root().join("assets/scores");
     let scores = [root.join("lanterns-on-the-water.pdf"), root.join("harbour-lights-jig.pdf")];
     let mut replay =
         format!("cargo xtask faults --seed {seed} --scenarios {scenarios} --followers {followers}");

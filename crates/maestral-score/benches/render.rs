@@ -25,13 +25,7 @@ const TOOL_RUNS: usize = 5;
 const BURST_RUNS: usize = 7;
 
 fn main() {
-    // As `cargo bench` gives it, else as compiled (see `maestral_bench::report_dir`).
-    let root = std::env::var_os("CARGO_MANIFEST_DIR")
-        .map_or_else(
-            || std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")),
-            std::path::PathBuf::from,
-        )
-        .join("../..");
+    let root = maestral_bench::workspace_root();
     let scores = [
         root.join("assets/scores/lanterns-on-the-water.pdf"),
         root.join("assets/scores/harbour-lights-jig.pdf"),

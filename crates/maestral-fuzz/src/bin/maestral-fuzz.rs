@@ -56,13 +56,7 @@ fn main() -> ExitCode {
     maestral_fuzz::quiet_panics();
     let per_target = minutes.map(|m| Duration::from_secs_f64(m * 60.0 / targets.len() as f64));
     let inputs = inputs.unwrap_or(if per_target.is_some() { u64::MAX } else { 100_000 });
-    // As `cargo run` gives it, else as compiled (see `maestral_bench::report_dir`).
-    let out = std::env::var_os("CARGO_MANIFEST_DIR")
-        .map_or_else(
-            || std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")),
-            std::path::PathBuf::from,
-        )
-        .join("../../target/fuzz");
+    let out = maestral_bench::workspace_root().join("target/fuzz");
     println!(
         "{:<14} {:>12} {:>12} {:>8} {:>9}",
         "target", "inputs", "accepted", "crashes", "seconds"

@@ -217,10 +217,7 @@ impl FollowerIo {
                 }
                 Err(error) => Internal::JoinFailed { peer: None, error, attempt },
             };
-            // The worker gone means nobody waits for the result.
-            if let Err(mpsc::error::SendError(Internal::Ready { link, .. })) = tx.send(msg) {
-                link.close().await;
-            }
+            super::internal::hand_over(&tx, msg).await;
         });
     }
 
@@ -376,9 +373,7 @@ impl FollowerIo {
                 }
                 Err(error) => Internal::JoinFailed { peer: Some(master), error, attempt },
             };
-            if let Err(mpsc::error::SendError(Internal::Ready { link, .. })) = tx.send(msg) {
-                link.close().await;
-            }
+            super::internal::hand_over(&tx, msg).await;
         });
     }
 
@@ -445,12 +440,7 @@ impl FollowerIo {
                 ),
             };
             match msg {
-                Ok(msg) => {
-                    if let Err(mpsc::error::SendError(Internal::Ready { link, .. })) = tx.send(msg)
-                    {
-                        link.close().await;
-                    }
-                }
+                Ok(msg) => super::internal::hand_over(&tx, msg).await,
                 Err(e) => tracing::warn!("the join at the located address {host} failed: {e}"),
             }
         });

@@ -9,6 +9,14 @@ use super::error::{JoinFailure, StartError, SyncError};
 use crate::joincode::JoinCode;
 use crate::rtc::{Link, LinkEvent};
 
+/// Hands what a join task came to (`Internal::Ready` or its failure) to the worker; a link
+/// nobody will take any more (the worker has stopped) is closed here.
+pub(crate) async fn hand_over(tx: &mpsc::UnboundedSender<Internal>, msg: Internal) {
+    if let Err(mpsc::error::SendError(Internal::Ready { link, .. })) = tx.send(msg) {
+        link.close().await;
+    }
+}
+
 /// How a link came to be ready.
 pub(crate) enum ReadyKind {
     /// The Follower's first join: the Master's id was learned from its first message.

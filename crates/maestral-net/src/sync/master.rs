@@ -562,8 +562,5 @@ pub(crate) async fn answer_join(
     let fingerprint = sha256_fingerprint(&request.offer).unwrap_or_default();
     let ready = ReadyKind::Answered { fingerprint, from };
     let msg = Internal::Ready { peer, link, events, first: None, kind: ready, attempt: 0 };
-    if let Err(mpsc::error::SendError(Internal::Ready { link, .. })) = tx.send(msg) {
-        // The worker has stopped: nobody will close this link but us.
-        link.close().await;
-    }
+    super::internal::hand_over(&tx, msg).await;
 }
