@@ -100,7 +100,7 @@ fn a_token_holder_cannot_move_kick_or_flood_the_choir() {
         }
         // 3. A join naming a connected singer's id, from another device: refused.
         match rogue(&code, "alto").await {
-            Err(JoinError::Rejected(RejectReason::DeviceInUse)) => {}
+            Err(JoinError::Refused(RejectReason::DeviceInUse, _)) => {}
             Err(other) => panic!("refused, but not as in use: {other:?}"),
             Ok((link, _)) => {
                 link.close().await;
@@ -157,7 +157,7 @@ fn links_that_never_join_are_closed_and_the_end_closes_every_link() {
     assert!(rt.block_on(wait_closed(&mut late_events, WAIT)), "closed at the end");
     rt.block_on(late.close());
     match rt.block_on(rogue(&code, "after")) {
-        Err(JoinError::Rejected(RejectReason::SessionEnded)) => {}
+        Err(JoinError::Refused(RejectReason::SessionEnded, _)) => {}
         Err(other) => panic!("refused, but not as ended: {other:?}"),
         Ok(_) => panic!("a link opened after the end"),
     }
@@ -183,7 +183,7 @@ fn a_dropped_singers_place_stays_its_own_across_restarts_of_both() {
     restart::kill(alto);
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let take_place = |round: &str| match rt.block_on(rogue(&code, "alto")) {
-        Err(JoinError::Rejected(RejectReason::DeviceInUse)) => {}
+        Err(JoinError::Refused(RejectReason::DeviceInUse, _)) => {}
         Err(other) => panic!("{round}: refused, but not as in use: {other:?}"),
         Ok((link, _)) => {
             rt.block_on(link.close());

@@ -24,7 +24,8 @@ usage: cargo xtask <command>
                          much quicker to build); results under target/bench/
   fuzz [--minutes N] [--seed S]
                          fuzz the decoder, the engine, join and pairing codes, the
-                         join body and SDP for N minutes (default 5); crashes are
+                         join body, SDP, page queries and signed refusals for N
+                         minutes (default 5); crashes are
                          kept under target/fuzz/ with the command that replays them
   faults [--seed S] [--scenarios N] [--followers N] [--storm N] [--quick] [--only LABEL]
                          headless processes on a LAN of network namespaces (root),

@@ -23,6 +23,7 @@ pub fn all_targets() -> Vec<Box<dyn Target>> {
         Box::new(JoinBody),
         Box::new(SdpChecks),
         Box::new(PageQuery),
+        Box::new(Refusals::new()),
     ]
 }
 
@@ -421,6 +422,80 @@ impl Target for PageQuery {
         // What reaches the renderer is bounded whatever was asked.
         assert!(!song.is_empty() && song.len() <= 256, "a song id of {} bytes", song.len());
         assert!((MIN_WIDTH..=MAX_WIDTH).contains(&width) && width % 16 == 0, "width {width}");
+        true
+    }
+}
+
+// ---- signed refusals ------------------------------------------------------------------------
+
+/// A `403` body as a Follower reads it (`{"reason", "cert", "sig"}`), checked against the code's
+/// pinned fingerprint and the request the Follower sent. Property: whatever was changed, a
+/// refusal is believed only with the pinned certificate, for the refused request's reason.
+struct Refusals {
+    master: rtc::DtlsCert,
+    request: JoinRequestBody,
+}
+
+impl Refusals {
+    fn new() -> Self {
+        let master = rtc::DtlsCert::generate().expect("a certificate");
+        let singer = rtc::DtlsCert::generate().expect("a certificate");
+        let request = JoinRequestBody {
+            session_id: "0123456789abcdef".into(),
+            token: maestral_protocol::SessionToken::new("tok"),
+            device_id: "alto-2".into(),
+            offer: format!("v=0\r\na=fingerprint:{}\r\n", singer.fingerprint()),
+        };
+        Refusals { master, request }
+    }
+}
+
+impl Target for Refusals {
+    fn name(&self) -> &'static str {
+        "refusal"
+    }
+
+    fn corpus(&self) -> Vec<Vec<u8>> {
+        use maestral_net::signaling::{RejectReason, proof::prove};
+        [RejectReason::InvalidToken, RejectReason::SessionEnded, RejectReason::DeviceInUse]
+            .into_iter()
+            .filter_map(|r| {
+                let p = prove(&self.master, r, &self.request)?;
+                let body =
+                    serde_json::json!({ "reason": r.as_str(), "cert": p.cert, "sig": p.sig });
+                Some(body.to_string().into_bytes())
+            })
+            .collect()
+    }
+
+    fn run(&mut self, input: &[u8]) -> bool {
+        use maestral_net::signaling::RejectReason;
+        use maestral_net::signaling::proof::{RefusalProof, verify};
+        #[derive(serde::Deserialize)]
+        struct Body {
+            reason: String,
+            #[serde(flatten)]
+            proof: Option<RefusalProof>,
+        }
+        let Ok(body) = serde_json::from_slice::<Body>(input) else { return false };
+        let reason = match body.reason.as_str() {
+            "invalid_token" => RejectReason::InvalidToken,
+            "session_ended" => RejectReason::SessionEnded,
+            "device_in_use" => RejectReason::DeviceInUse,
+            _ => return false,
+        };
+        let Some(proof) = body.proof else { return false };
+        let believed = verify(self.master.fingerprint(), reason, &self.request, &proof);
+        if believed {
+            use base64::Engine as _;
+            let der = base64::engine::general_purpose::STANDARD.decode(&proof.cert);
+            assert_eq!(
+                der.ok().as_deref(),
+                Some(self.master.der()),
+                "believed another certificate"
+            );
+        }
+        // Accepted: read far enough to be checked.
         true
     }
 }

@@ -96,7 +96,7 @@ fn a_join_naming_a_connected_singers_device_id_is_refused_and_the_singer_stays()
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     for round in 0..3 {
         match rogue_link(&rt, &code, "F", None) {
-            Err(JoinError::Rejected(maestral_net::signaling::RejectReason::DeviceInUse)) => {}
+            Err(JoinError::Refused(maestral_net::signaling::RejectReason::DeviceInUse, _)) => {}
             Err(other) => panic!("round {round}: refused, but not as in use: {other:?}"),
             Ok((link, _)) => {
                 rt.block_on(link.close());
@@ -297,4 +297,49 @@ fn a_singer_that_leaves_and_scans_the_same_code_again_is_the_same_member() {
     f.wait_view("a", 1);
     assert!(f.errors.is_empty(), "{:?}", f.errors);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The Master's refusals carry its proof, checked against the fingerprint its join code pins,
+/// and a token holder cannot make the Master prove a refusal of a singer's request: a wrong
+/// token under the singer's id and certificate is refused for that token only.
+#[test]
+fn the_masters_refusals_prove_themselves_only_for_the_request_refused() {
+    use maestral_net::signaling::RejectReason;
+    use maestral_net::signaling::proof::verify;
+    let (m, code) = master();
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let singer = DtlsCert::generate().expect("a certificate");
+    let ask = |token: &str| {
+        rt.block_on(async {
+            let (link, offer, _events) =
+                Link::offer(&RtcConfig::new(LOCAL), Some(&singer)).await.expect("an offer");
+            let body = JoinRequestBody {
+                session_id: code.session_id.clone(),
+                token: maestral_protocol::SessionToken::new(token),
+                device_id: "singer".into(),
+                offer,
+            };
+            let outcome = post_join(code.host, &body, WAIT).await;
+            link.close().await;
+            (body, outcome)
+        })
+    };
+    let (wrong, outcome) = ask("a-token-the-master-never-made");
+    let Err(JoinError::Refused(RejectReason::InvalidToken, Some(proof))) = outcome else {
+        panic!("refused with a proof: {outcome:?}")
+    };
+    assert!(verify(&code.fingerprint, RejectReason::InvalidToken, &wrong, &proof));
+    // The same refusal replayed to the singer, whose request has the right token: no proof.
+    let mut right = wrong.clone();
+    right.token = code.token.clone();
+    assert!(!verify(&code.fingerprint, RejectReason::InvalidToken, &right, &proof));
+    // After the end, the singer's own request is refused as ended, provably.
+    m.local(LocalAction::EndSession);
+    let mut m = m;
+    m.wait_phase(Phase::MasterSessionEnded);
+    let (asked, outcome) = ask(code.token.expose());
+    let Err(JoinError::Refused(RejectReason::SessionEnded, Some(proof))) = outcome else {
+        panic!("refused as ended with a proof: {outcome:?}")
+    };
+    assert!(verify(&code.fingerprint, RejectReason::SessionEnded, &asked, &proof));
 }

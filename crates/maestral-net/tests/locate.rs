@@ -161,3 +161,67 @@ fn a_token_holder_answering_every_locate_query_with_a_refusing_listener_never_st
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A device at the address a singer's code names (the Master moved, and another device has the
+/// address now) refuses the join, with no proof or with a proof of another certificate, or
+/// answers it as if it were the Master. None of it ends the join: the singer asks where the
+/// Master is and joins there.
+#[test]
+fn a_device_at_the_codes_address_refusing_or_answering_never_ends_a_first_join() {
+    use base64::Engine as _;
+    use maestral_net::rtc::DtlsCert;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let other = DtlsCert::generate().expect("a certificate");
+    let someone_elses = format!(
+        r#"{{"reason":"session_ended","cert":"{}","sig":"{}"}}"#,
+        b64.encode(other.der()),
+        b64.encode(other.sign(b"anything").expect("signed"))
+    );
+    let its_own = format!(
+        r#"{{"answer":"v=0\r\nm=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\na=fingerprint:{}\r\n"}}"#,
+        other.fingerprint()
+    );
+    let cases = [
+        ("a refusal without proof", "403 Forbidden", r#"{"reason":"invalid_token"}"#.to_owned()),
+        ("a refusal proved by another certificate", "403 Forbidden", someone_elses),
+        ("an answer of its own", "200 OK", its_own),
+        (
+            "a refusal of the request's shape",
+            "400 Bad Request",
+            r#"{"reason":"bad_request"}"#.into(),
+        ),
+    ];
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    for (what, status, body) in cases {
+        let port = free_udp_port();
+        let mut mcfg = config("M");
+        mcfg.locate = LocateConfig::Lan { port };
+        let (m, code) = master_with(mcfg);
+        m.local(song("a"));
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
+        let fake_at = taken.local_addr().expect("its address");
+        drop(taken);
+        let answered = rogue::pretend(&rt, fake_at, status, body);
+        let stale: maestral_net::joincode::JoinCode = code
+            .to_string()
+            .replace(&code.host.to_string(), &fake_at.to_string())
+            .parse()
+            .expect("code");
+        let mut cfg = config("F");
+        cfg.locate = LocateConfig::At(SocketAddr::new(LOCAL, port));
+        let mut f = Peer::with(Role::Follower, cfg);
+        f.h.send(SyncCommand::Join(stale));
+        f.wait_phase(Phase::FollowerConnectedFollow);
+        assert!(answered.load(std::sync::atomic::Ordering::SeqCst) >= 1, "{what}: it was asked");
+        m.local(LocalAction::NextPage);
+        f.wait_view("a", 1);
+        let joining = f.phases.iter().position(|p| *p == Phase::FollowerJoining);
+        let after = &f.phases[joining.expect("it was joining")..];
+        assert!(
+            !after.contains(&Phase::FollowerIdleLocal) && f.rejected.is_none(),
+            "{what}: the join never ended: {:?}",
+            f.phases
+        );
+        f.h.shutdown();
+    }
+}

@@ -32,10 +32,10 @@ fn body(token: &str) -> JoinRequestBody {
 /// A handler as the sync thread would be: one session, token "good", ended session "old".
 fn stub(req: JoinRequestBody) -> std::future::Ready<JoinOutcome> {
     std::future::ready(match (req.session_id.as_str(), req.token.expose()) {
-        ("old", _) => JoinOutcome::SessionEnded,
+        ("old", _) => JoinOutcome::SessionEnded(None),
         (_, "good") => JoinOutcome::Answer(format!("{ANSWER}a=x-device:{}\r\n", req.device_id)),
         (_, "unusable") => JoinOutcome::BadRequest,
-        _ => JoinOutcome::InvalidToken,
+        _ => JoinOutcome::InvalidToken(None),
     })
 }
 
@@ -234,7 +234,10 @@ async fn the_eleventh_403_in_the_window_gets_429() {
 
     for i in 0..10 {
         let e = post_join(addr, &body("bad"), TIMEOUT).await.expect_err("refused");
-        assert!(matches!(e, JoinError::Rejected(RejectReason::InvalidToken)), "attempt {i}: {e:?}");
+        assert!(
+            matches!(e, JoinError::Refused(RejectReason::InvalidToken, _)),
+            "attempt {i}: {e:?}"
+        );
     }
     let r = raw(addr, &post("/v1/join", None, &json(&body("bad")))).await;
     assert_reason(&r, 429, "too_many_attempts");
@@ -268,7 +271,7 @@ async fn a_limited_address_may_try_again_once_the_window_passed() {
     let server = SignalingServer::bind_with(local(), stub, config).await.expect("binds");
     let addr = server.local_addr();
     let e = post_join(addr, &body("bad"), TIMEOUT).await.expect_err("refused");
-    assert!(matches!(e, JoinError::Rejected(RejectReason::InvalidToken)), "{e:?}");
+    assert!(matches!(e, JoinError::Refused(RejectReason::InvalidToken, _)), "{e:?}");
 
     // A limited request is not counted, so polling does not keep the address limited.
     let deadline = tokio::time::Instant::now() + TIMEOUT;
@@ -442,12 +445,12 @@ async fn reject_reasons_map_to_readable_errors() {
     let server = server().await;
     let addr = server.local_addr();
     let e = post_join(addr, &body("bad"), TIMEOUT).await.expect_err("refused");
-    assert!(matches!(e, JoinError::Rejected(RejectReason::InvalidToken)));
+    assert!(matches!(e, JoinError::Refused(RejectReason::InvalidToken, _)));
     assert!(e.to_string().contains("scan the QR code"), "{e}");
     let mut ended = body("good");
     ended.session_id = "old".into();
     let e = post_join(addr, &ended, TIMEOUT).await.expect_err("ended");
-    assert!(matches!(e, JoinError::Rejected(RejectReason::SessionEnded)));
+    assert!(matches!(e, JoinError::Refused(RejectReason::SessionEnded, _)));
     assert!(e.to_string().contains("ended"), "{e}");
     let mut big = body("good");
     big.offer = format!("{OFFER}{}", "a=x\r\n".repeat(MAX_BODY_BYTES / 5));
@@ -574,7 +577,7 @@ async fn a_burst_of_guesses_in_flight_together_gets_no_more_than_the_limit_of_40
     let (mut forbidden, mut limited) = (0, 0);
     while let Some(done) = tasks.join_next().await {
         match done.expect("task") {
-            Err(JoinError::Rejected(RejectReason::InvalidToken)) => forbidden += 1,
+            Err(JoinError::Refused(RejectReason::InvalidToken, _)) => forbidden += 1,
             Err(JoinError::Rejected(RejectReason::TooManyAttempts)) => limited += 1,
             other => panic!("{other:?}"),
         }

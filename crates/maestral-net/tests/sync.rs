@@ -373,7 +373,9 @@ fn forged_solo_call_backs_are_refused_and_the_live_pair_is_untouched() {
     };
     let refused =
         |outcome: Result<String, JoinError>, reason: RejectReason, what: &str| match outcome {
-            Err(JoinError::Rejected(r)) => assert_eq!(r, reason, "{what}"),
+            Err(JoinError::Rejected(r) | JoinError::Refused(r, _)) => {
+                assert_eq!(r, reason, "{what}")
+            }
             other => panic!("{what}: not refused as {reason:?}: {other:?}"),
         };
     let other_cert = DtlsCert::generate().expect("a certificate");

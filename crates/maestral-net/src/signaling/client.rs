@@ -13,12 +13,18 @@ use thiserror::Error;
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 
+use super::proof::RefusalProof;
 use super::{JOIN_PATH, JoinRequestBody, MAX_BODY_BYTES, RejectReason};
 
 /// Why [`post_join`] got no answer SDP.
 #[derive(Debug, Error)]
 pub enum JoinError {
-    /// The Master answered with a refusal.
+    /// A `403`: `invalid_token`, `session_ended` or `device_in_use`, with the proof that came
+    /// with it, if any. Only a proof checked against the join code's fingerprint makes it the
+    /// Master's word ([`super::proof::verify`]).
+    #[error("{0}")]
+    Refused(RejectReason, Option<RefusalProof>),
+    /// Refused for the request's shape or the listener's load (`400`, `413`, `429`, `503`).
     #[error("{0}")]
     Rejected(RejectReason),
     /// No connection to the Master's listener.
@@ -100,19 +106,26 @@ fn interpret_answer(status: StatusCode, bytes: &[u8]) -> Result<String, JoinErro
     #[derive(Deserialize)]
     struct Reason {
         reason: String,
+        #[serde(flatten)]
+        proof: Option<RefusalProof>,
     }
-    let reason = || serde_json::from_slice::<Reason>(bytes).ok().map(|r| r.reason);
+    let parsed = || serde_json::from_slice::<Reason>(bytes).ok();
+    let reason = || parsed().map(|r| r.reason);
     match status {
         StatusCode::OK => match serde_json::from_slice::<Answer>(bytes) {
             Ok(a) if !a.answer.trim().is_empty() => Ok(a.answer),
             _ => Err(JoinError::BadResponse("an answer without SDP".into())),
         },
-        StatusCode::FORBIDDEN => match reason().as_deref() {
-            Some("invalid_token") => Err(JoinError::Rejected(RejectReason::InvalidToken)),
-            Some("session_ended") => Err(JoinError::Rejected(RejectReason::SessionEnded)),
-            Some("device_in_use") => Err(JoinError::Rejected(RejectReason::DeviceInUse)),
-            other => Err(JoinError::BadResponse(format!("403 with reason {other:?}"))),
-        },
+        StatusCode::FORBIDDEN => {
+            let (why, proof) = parsed().map_or((None, None), |r| (Some(r.reason), r.proof));
+            let refused = |r| Err(JoinError::Refused(r, proof.clone()));
+            match why.as_deref() {
+                Some("invalid_token") => refused(RejectReason::InvalidToken),
+                Some("session_ended") => refused(RejectReason::SessionEnded),
+                Some("device_in_use") => refused(RejectReason::DeviceInUse),
+                other => Err(JoinError::BadResponse(format!("403 with reason {other:?}"))),
+            }
+        }
         // For these the status alone is unambiguous.
         StatusCode::BAD_REQUEST => Err(JoinError::Rejected(RejectReason::BadRequest)),
         StatusCode::PAYLOAD_TOO_LARGE => Err(JoinError::Rejected(RejectReason::TooLarge)),

@@ -9,11 +9,12 @@
 //! answering [`JoinOutcome::SessionEnded`] for an ended session until another one starts.
 //!
 //! Modules: `wire` (the request body and the refusals, as both ends see them), `server` (the
-//! listener), `client` (the Follower's request), `page` (the browser Follower's page and the
-//! page images it shows).
+//! listener), `client` (the Follower's request), `proof` (the Master's signed refusals), `page`
+//! (the browser Follower's page and the page images it shows).
 
 mod client;
 pub mod page;
+pub mod proof;
 mod server;
 mod wire;
 

@@ -22,6 +22,7 @@ use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use tokio::task::{JoinHandle, JoinSet};
 
 use super::page::{self, PAGE_PATH, PageOutcome, PageSource};
+use super::proof::RefusalProof;
 use super::{JOIN_PATH, JoinOutcome, JoinRequestBody, MAX_BODY_BYTES};
 
 /// A boxed future as [`JoinHandler::join`] returns it.
@@ -511,6 +512,14 @@ fn reason(status: StatusCode, reason: &str) -> Response {
     json(status, serde_json::json!({ "reason": reason }))
 }
 
+/// A refusal with the Master's proof, when it has one: `{"reason", "cert", "sig"}`.
+fn refused(status: StatusCode, why: &str, proof: Option<RefusalProof>) -> Response {
+    match proof {
+        Some(p) => json(status, serde_json::json!({ "reason": why, "cert": p.cert, "sig": p.sig })),
+        None => reason(status, why),
+    }
+}
+
 fn json(status: StatusCode, value: serde_json::Value) -> Response {
     let mut response = (status, value.to_string()).into_response();
     response
@@ -529,7 +538,7 @@ async fn join_route(
     let ip = peer.ip();
     let config = &shared.config;
     // Every refusal counts toward the address's limit, checked and recorded in one step.
-    let refuse = |status: StatusCode, why: &str| refusal(&shared.limiter, ip, status, why);
+    let refuse = |status: StatusCode, why: &str| refusal(&shared.limiter, ip, status, why, None);
     // Checked before reading anything, so a client past the limit costs us almost nothing.
     if shared.limiter.is_limited(ip, Instant::now()) {
         return reason(StatusCode::TOO_MANY_REQUESTS, "too_many_attempts");
@@ -572,20 +581,30 @@ async fn join_route(
         JoinOutcome::Answer(answer) => {
             json(StatusCode::OK, serde_json::json!({ "answer": answer }))
         }
-        JoinOutcome::InvalidToken => refuse(StatusCode::FORBIDDEN, "invalid_token"),
+        JoinOutcome::InvalidToken(proof) => {
+            refusal(&shared.limiter, ip, StatusCode::FORBIDDEN, "invalid_token", proof)
+        }
         // Said of a session id whatever the token: no evidence of guessing, and a singer whose
         // phone slept through the end must not be locked out of the next session.
-        JoinOutcome::SessionEnded => reason(StatusCode::FORBIDDEN, "session_ended"),
-        JoinOutcome::DeviceInUse => refuse(StatusCode::FORBIDDEN, "device_in_use"),
+        JoinOutcome::SessionEnded(proof) => refused(StatusCode::FORBIDDEN, "session_ended", proof),
+        JoinOutcome::DeviceInUse(proof) => {
+            refusal(&shared.limiter, ip, StatusCode::FORBIDDEN, "device_in_use", proof)
+        }
         JoinOutcome::BadRequest => refuse(StatusCode::BAD_REQUEST, "bad_request"),
         JoinOutcome::Unavailable => reason(StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
     }
 }
 
 /// A refusal of a request from `ip`, counted toward its limit: `429` once past it.
-fn refusal(limiter: &RateLimiter, ip: IpAddr, status: StatusCode, why: &str) -> Response {
+fn refusal(
+    limiter: &RateLimiter,
+    ip: IpAddr,
+    status: StatusCode,
+    why: &str,
+    proof: Option<RefusalProof>,
+) -> Response {
     if limiter.record_checked(ip, Instant::now()) {
-        reason(status, why)
+        refused(status, why, proof)
     } else {
         reason(StatusCode::TOO_MANY_REQUESTS, "too_many_attempts")
     }
@@ -610,7 +629,7 @@ async fn page_route(
     if shared.limiter.is_limited(ip, Instant::now()) {
         return reason(StatusCode::TOO_MANY_REQUESTS, "too_many_attempts");
     }
-    let refuse = |status: StatusCode, why: &str| refusal(&shared.limiter, ip, status, why);
+    let refuse = |status: StatusCode, why: &str| refusal(&shared.limiter, ip, status, why, None);
     let Some(pages) = shared.pages.as_ref() else {
         return reason(StatusCode::NOT_FOUND, "not_found");
     };

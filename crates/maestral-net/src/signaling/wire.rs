@@ -6,6 +6,8 @@ use std::fmt;
 use maestral_protocol::SessionToken;
 use serde::{Deserialize, Serialize};
 
+use super::proof::RefusalProof;
+
 /// The body of `POST /v1/join`: the Follower's offer with the session id and token from the join
 /// code, and the Follower's Device ID the link will be bound to.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -37,12 +39,13 @@ impl fmt::Debug for JoinRequestBody {
 pub enum JoinOutcome {
     /// Accepted: the Master's complete SDP answer (`200 {"answer": …}`).
     Answer(String),
-    /// Wrong token or unknown session (`403 invalid_token`).
-    InvalidToken,
-    /// The session has ended (`403 session_ended`).
-    SessionEnded,
-    /// The device id joined this session from another certificate (`403 device_in_use`).
-    DeviceInUse,
+    /// Wrong token or unknown session (`403 invalid_token`), with the Master's proof.
+    InvalidToken(Option<RefusalProof>),
+    /// The session has ended (`403 session_ended`), with the Master's proof.
+    SessionEnded(Option<RefusalProof>),
+    /// The device id joined this session from another certificate (`403 device_in_use`), with
+    /// the Master's proof.
+    DeviceInUse(Option<RefusalProof>),
     /// The offer could not be applied (`400 bad_request`).
     BadRequest,
     /// The sync thread cannot decide now (gone, or too slow):

@@ -137,13 +137,22 @@ pub enum StartError {
 /// Why a join (a Follower's, or a Solo call-back) got no link.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum JoinFailure {
-    /// The listener refused it.
+    /// The listener refused it: a `403` with the proof of the certificate the join code pins,
+    /// or a refusal for the request's shape or the listener's load.
     #[error("{0}")]
     Refused(RejectReason),
-    /// The answer's certificate is not the one the join code names.
+    /// A `403` without the pinned certificate's proof: any device at that address can say it,
+    /// so it is only a failed attempt (the join goes on, and asks where the Master is).
+    #[error(
+        "a device at the conductor's address refused this join ({}) but could not prove it is the conductor's device",
+        .0.as_str()
+    )]
+    Unproven(RejectReason),
+    /// The answer's certificate is not the one the join code names. Any device at that address
+    /// can answer so: a failed attempt, as [`Self::Unproven`].
     #[error(
         "the device that answered is not the conductor's device named by this join code \
-         (certificate fingerprint mismatch) — refused; scan the QR code on the conductor's screen again"
+         (certificate fingerprint mismatch)"
     )]
     Forged,
     /// Anything else: unreachable, timed out, did not open (the text says which).
@@ -152,18 +161,15 @@ pub enum JoinFailure {
 }
 
 impl JoinFailure {
-    /// Failures a retry cannot fix: a refusal for good, or a forged answer.
-    pub(crate) fn is_final(&self) -> bool {
-        matches!(
+    /// The Master was not surely reached: worth asking where it is (a locate query) beside the
+    /// next attempt. Only a proven refusal is surely the Master's; a busy answer (`503`, `429`)
+    /// or a refusal of the request's shape can come from any device at that address.
+    pub(crate) fn unreached(&self) -> bool {
+        !matches!(
             self,
-            JoinFailure::Forged
-                | JoinFailure::Refused(
-                    RejectReason::InvalidToken
-                        | RejectReason::SessionEnded
-                        | RejectReason::DeviceInUse
-                        | RejectReason::BadRequest
-                        | RejectReason::TooLarge
-                )
+            JoinFailure::Refused(
+                RejectReason::InvalidToken | RejectReason::SessionEnded | RejectReason::DeviceInUse
+            )
         )
     }
 
@@ -176,8 +182,8 @@ impl JoinFailure {
             JoinFailure::Refused(RejectReason::SessionEnded) => {
                 Some(maestral_protocol::RejectReason::SessionEnded)
             }
-            // Over HTTP, so not the Master's authenticated word: a rejoin refused so is tried
-            // again for minutes, as after a `403 invalid_token`.
+            // Handled as the protocol's other refusals: a rejoin refused so is tried again for
+            // minutes, as after a `403 invalid_token`.
             JoinFailure::Refused(RejectReason::DeviceInUse) => {
                 Some(maestral_protocol::RejectReason::Other)
             }

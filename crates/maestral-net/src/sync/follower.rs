@@ -38,7 +38,7 @@ pub(crate) struct FollowerIo {
     /// (kept in `follower-identity.json`, and with the session): the Master binds this device's
     /// id to it for the whole session, and refuses the id from any other certificate.
     cert: Option<(String, DtlsCert)>,
-    /// The last first-join attempt did not reach the Master (the next asks where it is).
+    /// The last first-join attempt did not surely reach the Master (the next asks where it is).
     unreached: bool,
     /// Where a locate answer last said the Master is, until a link opens: every later attempt
     /// tries there too, beside the stored address (an attempt that fails fast at the old
@@ -197,7 +197,8 @@ impl FollowerIo {
     /// The engine wants an attempt of the first join (abandoning any still running). After an
     /// attempt that did not reach the Master, it is asked where it is beside the next, as on a
     /// rejoin: a code scanned before the Master's address changed still finds it
-    /// ([`Self::located`]). A busy or refusing Master was reached: nothing to ask.
+    /// ([`Self::located`]). Only after the Master's proven refusal is there nothing to ask (and
+    /// no next attempt).
     pub(crate) fn join_by_code(&mut self, ctx: &mut Ctx) {
         let Some(code) = self.joining.clone() else { return };
         let cert = self.cert(ctx, &code.session_id);
@@ -235,8 +236,8 @@ impl FollowerIo {
         self.master = Some((master.clone(), code));
     }
 
-    /// A join attempt failed. The engine decides what follows: a refusal sends it back to local
-    /// mode, a code that cannot work ends the join, anything else is retried on its backoff.
+    /// A join attempt failed. The engine decides what follows: the Master's proven refusal sends
+    /// it back to local mode; anything else is retried on its backoff.
     pub(crate) fn join_failed(
         &mut self,
         ctx: &mut Ctx,
@@ -249,7 +250,7 @@ impl FollowerIo {
         }
         let now = ctx.now();
         let Some(master) = master else {
-            self.unreached = matches!(error, JoinFailure::Other(_));
+            self.unreached = error.unreached();
             match error.protocol_reason() {
                 Some(reason) => {
                     if reason == maestral_protocol::RejectReason::Other {
@@ -258,11 +259,7 @@ impl FollowerIo {
                     }
                     ctx.engine.handle_join_refused(now, reason)
                 }
-                None if error.is_final() => {
-                    self.joining = None;
-                    ctx.error(SyncError::Join(error));
-                    ctx.engine.handle_join_failed(now, true);
-                }
+                // Nothing else ends a join: only the Master's proven refusal can.
                 None => {
                     if !std::mem::replace(&mut self.told, true) {
                         // Once: the app shows it; the retries stay quiet.

@@ -479,11 +479,19 @@ pub(crate) async fn dial(
     let (link, offer, mut events) = Link::offer(cfg, cert)
         .await
         .map_err(|e| JoinFailure::Other(format!("could not prepare a connection: {e}")))?;
-    let answer = match post_join(callee.host, &body(offer), timeout).await {
+    let request = body(offer);
+    let answer = match post_join(callee.host, &request, timeout).await {
         Ok(a) => a,
         Err(e) => {
             link.close().await;
             return Err(match e {
+                // The callee's word only with its proof; anyone else's refusal is a failed try.
+                JoinError::Refused(r, Some(proof))
+                    if crate::signaling::proof::verify(callee.fingerprint, r, &request, &proof) =>
+                {
+                    JoinFailure::Refused(r)
+                }
+                JoinError::Refused(r, _) => JoinFailure::Unproven(r),
                 JoinError::Rejected(r) => JoinFailure::Refused(r),
                 other => JoinFailure::Other(other.to_string()),
             });

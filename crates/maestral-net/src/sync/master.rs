@@ -19,7 +19,8 @@ use super::worker::{Ctx, Internal, ReadyKind};
 use crate::joincode::{JoinCode, fingerprints_match};
 use crate::rtc::{DtlsCert, Link, RtcConfig, sha256_fingerprint};
 use crate::signaling::{
-    ChannelHandler, JoinOutcome, PendingJoin, SignalingServer, channel_handler,
+    ChannelHandler, JoinOutcome, JoinRequestBody, PendingJoin, RejectReason, SignalingServer,
+    channel_handler,
 };
 use crate::state::files;
 
@@ -288,9 +289,9 @@ impl MasterIo {
             match &self.session {
                 Some((id, token)) if r.session_id == *id && r.token == *token => None,
                 _ if self.ended_session.as_deref() == Some(r.session_id.as_str()) => {
-                    Some(JoinOutcome::SessionEnded)
+                    Some(JoinOutcome::SessionEnded(None))
                 }
-                _ => Some(JoinOutcome::InvalidToken),
+                _ => Some(JoinOutcome::InvalidToken(None)),
             }
         };
         let peer = DeviceId::new(p.request.device_id.clone());
@@ -341,7 +342,7 @@ impl MasterIo {
                 Binding::Same | Binding::New => None,
                 Binding::Other => {
                     tracing::warn!("a join named {peer:?}, a member's id, from another device");
-                    Some(JoinOutcome::DeviceInUse)
+                    Some(JoinOutcome::DeviceInUse(None))
                 }
                 Binding::Full => {
                     tracing::warn!("a join under a new id refused: {MAX_BOUND} ids joined");
@@ -351,7 +352,8 @@ impl MasterIo {
         });
         let Some(cert) = self.cert.clone().filter(|_| refusal.is_none()) else {
             // The listener gone means the client gets `503` anyway.
-            let _ = p.reply.send(refusal.unwrap_or(JoinOutcome::Unavailable));
+            let refusal = refusal.unwrap_or(JoinOutcome::Unavailable);
+            let _ = p.reply.send(self.proved(refusal, &p.request));
             return;
         };
         let (cfg, timeout, tx) = (ctx.cfg.rtc, ctx.cfg.join_timeout, ctx.internal.clone());
@@ -374,6 +376,25 @@ impl MasterIo {
                 }
             }
         });
+    }
+
+    /// `refusal` with this session's proof when it is one of the refusals a Follower takes for
+    /// good (`signaling::proof`): signed with the certificate its join code pins.
+    fn proved(&self, refusal: JoinOutcome, request: &JoinRequestBody) -> JoinOutcome {
+        use crate::signaling::proof::prove;
+        let Some(cert) = &self.cert else { return refusal };
+        match refusal {
+            JoinOutcome::InvalidToken(None) => {
+                JoinOutcome::InvalidToken(prove(cert, RejectReason::InvalidToken, request))
+            }
+            JoinOutcome::SessionEnded(None) => {
+                JoinOutcome::SessionEnded(prove(cert, RejectReason::SessionEnded, request))
+            }
+            JoinOutcome::DeviceInUse(None) => {
+                JoinOutcome::DeviceInUse(prove(cert, RejectReason::DeviceInUse, request))
+            }
+            other => other,
+        }
     }
 
     /// What `peer`'s binding says of a link from the certificate `fingerprint`.

@@ -452,19 +452,19 @@ impl SoloIo {
         let r = &p.request;
         let me = &ctx.cfg.device_id;
         // Not paired (yet, or any more): nobody may call back.
-        let Some(sp) = self.peer.as_mut() else { return Some(JoinOutcome::InvalidToken) };
+        let Some(sp) = self.peer.as_mut() else { return Some(JoinOutcome::InvalidToken(None)) };
         if r.session_id != SOLO_SESSION || r.device_id != sp.id.as_str() {
-            return Some(JoinOutcome::InvalidToken);
+            return Some(JoinOutcome::InvalidToken(None));
         }
         let pinned =
             sha256_fingerprint(&r.offer).filter(|fp| fingerprints_match(fp, &sp.fingerprint));
-        let Some(offer_fp) = pinned else { return Some(JoinOutcome::InvalidToken) };
+        let Some(offer_fp) = pinned else { return Some(JoinOutcome::InvalidToken(None)) };
         let Some(counter) = verify(r.token.expose(), &sp.my_key, &sp.id, me, &offer_fp) else {
-            return Some(JoinOutcome::InvalidToken);
+            return Some(JoinOutcome::InvalidToken(None));
         };
         if counter <= sp.seen {
             // A replay (or an older call overtaken by a newer one).
-            return Some(JoinOutcome::InvalidToken);
+            return Some(JoinOutcome::InvalidToken(None));
         }
         // Never replace a link that works.
         if ctx.engine.link(&sp.id).is_up() {

@@ -55,21 +55,32 @@ pub fn forge_403s(
     rt: &tokio::runtime::Runtime,
     addr: std::net::SocketAddr,
 ) -> std::sync::Arc<std::sync::atomic::AtomicUsize> {
+    pretend(rt, addr, "403 Forbidden", r#"{"reason":"invalid_token"}"#.to_owned())
+}
+
+/// A listener on `addr` that answers every request with `status` (`"403 Forbidden"`) and the
+/// JSON `body`, whatever was asked. Returns how many it answered so far.
+pub fn pretend(
+    rt: &tokio::runtime::Runtime,
+    addr: std::net::SocketAddr,
+    status: &'static str,
+    body: String,
+) -> std::sync::Arc<std::sync::atomic::AtomicUsize> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let listener = rt.block_on(tokio::net::TcpListener::bind(addr)).expect("the port is free");
     let n = count.clone();
+    let reply = format!(
+        "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let reply = std::sync::Arc::new(reply);
     rt.spawn(async move {
         while let Ok((mut s, _)) = listener.accept().await {
-            let n = n.clone();
+            let (n, reply) = (n.clone(), reply.clone());
             tokio::spawn(async move {
                 let mut buf = [0u8; 8192];
                 let _ = s.read(&mut buf).await;
-                let body = r#"{"reason":"invalid_token"}"#;
-                let reply = format!(
-                    "HTTP/1.1 403 Forbidden\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                    body.len()
-                );
                 let _ = s.write_all(reply.as_bytes()).await;
                 n.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             });
