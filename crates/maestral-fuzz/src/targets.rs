@@ -429,8 +429,9 @@ impl Target for PageQuery {
 // ---- signed refusals ------------------------------------------------------------------------
 
 /// A `403` body as a Follower reads it (`{"reason", "cert", "sig"}`), checked against the code's
-/// pinned fingerprint and the request the Follower sent. Property: whatever was changed, a
-/// refusal is believed only with the pinned certificate, for the refused request's reason.
+/// pinned fingerprint and the request the Follower sent. The corpus holds the Master's signed
+/// `invalid_token` and `session_ended`. Property: whatever was changed, a refusal is believed only
+/// with the pinned certificate and for a reason the Master signed (never `device_in_use`).
 struct Refusals {
     master: rtc::DtlsCert,
     request: JoinRequestBody,
@@ -457,7 +458,7 @@ impl Target for Refusals {
 
     fn corpus(&self) -> Vec<Vec<u8>> {
         use maestral_net::signaling::{RejectReason, proof::prove};
-        [RejectReason::InvalidToken, RejectReason::SessionEnded, RejectReason::DeviceInUse]
+        [RejectReason::InvalidToken, RejectReason::SessionEnded]
             .into_iter()
             .filter_map(|r| {
                 let p = prove(&self.master, r, &self.request)?;
@@ -494,6 +495,7 @@ impl Target for Refusals {
                 Some(self.master.der()),
                 "believed another certificate"
             );
+            assert_ne!(reason, RejectReason::DeviceInUse, "believed a reason never signed");
         }
         // Accepted: read far enough to be checked.
         true

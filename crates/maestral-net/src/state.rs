@@ -17,6 +17,10 @@ pub mod files {
     pub const POSITIONS: &str = "positions.json";
     /// A Choir Master's session: certificate (private key), id, token, address, position.
     pub const MASTER_SESSION: &str = "master-session.json";
+    /// A Choir Master's certificate (with its private key), kept across its sessions and
+    /// restarts: it signs the Master's refusals, so a singer holding a code of an earlier
+    /// session is told for good that it no longer works.
+    pub const MASTER_IDENTITY: &str = "master-identity.json";
     /// A Follower's session: the join code (with its token) and what it last showed.
     pub const FOLLOWER_SESSION: &str = "follower-session.json";
     /// A Follower's certificate (with its private key) and the session it was made for: the

@@ -343,3 +343,32 @@ fn the_masters_refusals_prove_themselves_only_for_the_request_refused() {
     };
     assert!(verify(&code.fingerprint, RejectReason::SessionEnded, &asked, &proof));
 }
+
+/// A Master keeps its certificate across sessions and restarts: a singer holding the code of a
+/// session that has ended is told for good that it no longer works, with the Master's proof,
+/// even after the Master app restarted.
+#[test]
+fn a_code_of_an_ended_session_is_refused_for_good_after_the_master_restarts() {
+    let dir = temp_dir("hostile-identity");
+    let mut m = master_in(&dir);
+    let old: JoinCode = m.join_code.clone().expect("code").parse().expect("parses");
+    m.local(LocalAction::EndSession);
+    m.wait_phase(Phase::MasterSessionEnded);
+    m.h.shutdown();
+    // Started again where it listened (an app that is told its port, as the app's `--listen`).
+    let mut cfg = config("M");
+    cfg.state_dir = Some(dir.clone());
+    let mut m = Peer::with(Role::Master, cfg);
+    m.h.send(SyncCommand::StartChoir { listen: old.host });
+    m.wait("a join code", |s| s.join_code.is_some());
+    let new: JoinCode = m.join_code.clone().expect("code").parse().expect("parses");
+    assert_ne!(new.session_id, old.session_id, "another session");
+    assert_eq!(new.fingerprint, old.fingerprint, "the same certificate");
+    assert_eq!(new.host, old.host, "the same address");
+    let mut f = Peer::start("F", Role::Follower);
+    f.h.send(SyncCommand::Join(old));
+    f.wait("the refusal", |f| f.rejected.is_some());
+    assert_eq!(f.rejected, Some(maestral_protocol::RejectReason::InvalidToken));
+    f.wait("back to playing alone", |f| f.phase == Some(Phase::FollowerIdleLocal));
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -332,9 +332,10 @@ impl Follower {
             core.event(Event::JoinRejected { reason });
             return;
         }
-        // A rejoin refused over HTTP: the answer is not authenticated (any device can answer for
-        // the Master's address), so the membership holds; retried on a longer backoff, and
-        // ended only by refusals repeated over minutes (or by the pinned link's own word).
+        // A rejoin refused over HTTP: the membership holds for a while (the browser Follower
+        // cannot check the Master's signature; a native one passes only signed refusals);
+        // retried on a longer backoff, and ended only by refusals repeated over minutes (or by
+        // the pinned link's own word).
         let since = *s.refused_since.get_or_insert(now);
         if now.saturating_sub(since) >= core.timing().refused_rejoin_give_up_ms {
             self.exit_to_local(core, now);

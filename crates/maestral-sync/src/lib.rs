@@ -377,8 +377,10 @@ impl Engine {
     }
 
     /// Follower: a first join by the join code (`TransportRequest::JoinByCode`) failed before
-    /// any link opened. Retried on the backoff, or, `for_good` (e.g. the answer's fingerprint
-    /// does not match the code), back to local mode.
+    /// any link opened. Retried on the backoff, or, `for_good` (a transport that knows the code
+    /// cannot work), back to local mode. `maestral-net` never says `for_good`: only the Master's
+    /// signed refusal ([`Self::handle_join_refused`]) ends a join there, since any device at the
+    /// code's address can answer anything else.
     pub fn handle_join_failed(&mut self, now: u64, for_good: bool) {
         if let RoleState::Follower(f) = &mut self.role {
             f.on_join_failed(&mut self.core, now, for_good);

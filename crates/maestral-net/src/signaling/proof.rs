@@ -6,8 +6,10 @@
 //!
 //! What is signed binds the refusal to the request it answers, so a token holder cannot collect
 //! a signed refusal and replay it to a singer: the reason, the session id, the token presented,
-//! the device id, and the certificate fingerprint of the offer. A Master refuses a singer's own
-//! request (its right token, its own certificate) only when the refusal is true.
+//! the device id, and the certificate fingerprint of the offer. A Master never signs
+//! `invalid_token` or `session_ended` for a singer's own request (its right token, in a running
+//! session). `device_in_use` is signed too, but a Follower lets it end nothing (a token holder
+//! who learned a singer's id first can make it true: `sync::error`).
 
 use base64::Engine as _;
 use ring::signature::{ECDSA_P256_SHA256_ASN1, UnparsedPublicKey};

@@ -94,6 +94,9 @@ fn consequence(name: &str) -> &'static str {
         crate::state::files::MASTER_SESSION => "a new session starts",
         crate::state::files::FOLLOWER_SESSION => "join the session again with its code",
         crate::state::files::SOLO_PAIRING => "pair the two devices again",
+        crate::state::files::MASTER_IDENTITY => {
+            "a new certificate is made (codes of earlier sessions are no longer refused for good)"
+        }
         _ => "it is not used",
     }
 }
@@ -182,11 +185,11 @@ impl JoinFailure {
             JoinFailure::Refused(RejectReason::SessionEnded) => {
                 Some(maestral_protocol::RejectReason::SessionEnded)
             }
-            // Handled as the protocol's other refusals: a rejoin refused so is tried again for
-            // minutes, as after a `403 invalid_token`.
-            JoinFailure::Refused(RejectReason::DeviceInUse) => {
-                Some(maestral_protocol::RejectReason::Other)
-            }
+            // Not even the Master's proven `device_in_use` ends a join: a device id is bound to
+            // the first certificate that joins under it, and a token holder who learned a
+            // singer's id (it travels in every join request) before that singer's first join
+            // could have taken it. The singer is told (the app shows it once) and the join goes
+            // on, as after any other failed attempt.
             _ => None,
         }
     }

@@ -25,8 +25,8 @@ pub(crate) struct FollowerIo {
     master: Option<(DeviceId, JoinCode)>,
     /// A first join under way: the scanned code (the Master's id is not known yet).
     joining: Option<JoinCode>,
-    /// The first join's trouble was told once; its retries stay quiet.
-    told: bool,
+    /// What the first join's trouble was told as: each kind once, its retries stay quiet.
+    told: Option<String>,
     /// The join attempt whose result is still wanted. A result of any other attempt (finished
     /// after `leave`, an end, a refusal or a newer attempt) is closed and dropped.
     attempt: Arc<AtomicU64>,
@@ -145,7 +145,7 @@ impl FollowerIo {
         self.master = None;
         self.saved = None;
         ctx.store(|w| w.remove(files::FOLLOWER_SESSION));
-        self.told = false;
+        self.told = None;
         self.unreached = false;
         self.located = None;
         let join = LocalAction::JoinByCode {
@@ -252,17 +252,13 @@ impl FollowerIo {
         let Some(master) = master else {
             self.unreached = error.unreached();
             match error.protocol_reason() {
-                Some(reason) => {
-                    if reason == maestral_protocol::RejectReason::Other {
-                        // The engine knows it only as a refusal: the app hears why.
-                        ctx.error(SyncError::Join(error));
-                    }
-                    ctx.engine.handle_join_refused(now, reason)
-                }
+                Some(reason) => ctx.engine.handle_join_refused(now, reason),
                 // Nothing else ends a join: only the Master's proven refusal can.
                 None => {
-                    if !std::mem::replace(&mut self.told, true) {
-                        // Once: the app shows it; the retries stay quiet.
+                    let text = error.to_string();
+                    if self.told.as_deref() != Some(text.as_str()) {
+                        // Once a kind: the app shows it; the retries stay quiet.
+                        self.told = Some(text);
                         ctx.error(SyncError::JoinRetrying(error));
                     }
                     ctx.engine.handle_join_failed(now, false);
@@ -306,7 +302,7 @@ impl FollowerIo {
             }
         };
         self.joining = None;
-        self.told = false;
+        self.told = None;
         // The certificate the Master bound this device's id to (a broken one: the identity
         // file's, else a new one, which the Master refuses for this session).
         let cert = kept.cert_pem.as_deref().and_then(|pem| DtlsCert::from_pem(pem).ok());

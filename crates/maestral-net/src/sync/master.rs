@@ -14,7 +14,7 @@ use super::error::{StartError, SyncError};
 use super::handle::SyncEvent;
 use super::link::wait_open;
 use super::locate;
-use super::store::{self, SavedSession};
+use super::store::{self, SavedMasterIdentity, SavedSession};
 use super::worker::{Ctx, Internal, ReadyKind};
 use crate::joincode::{JoinCode, fingerprints_match};
 use crate::rtc::{DtlsCert, Link, RtcConfig, sha256_fingerprint};
@@ -139,7 +139,7 @@ impl MasterIo {
         }
         let resumed = resumed.filter(|_| self.cert.is_some());
         if self.cert.is_none() {
-            match DtlsCert::generate() {
+            match self.identity(ctx) {
                 Ok(c) => self.cert = Some(c),
                 Err(e) => {
                     ctx.emit(SyncEvent::StartFailed(StartError::Certificate(e)));
@@ -210,6 +210,30 @@ impl MasterIo {
             }
         }
         ctx.local(LocalAction::StartSession { session_id: None, token: None });
+    }
+
+    /// This Master's certificate: the one kept in the state directory, else a new one, kept
+    /// from now on. One across sessions and restarts, so its refusals of a code from an earlier
+    /// session verify against that code's fingerprint (`signaling::proof`): the singer is told
+    /// the code no longer works instead of trying for ever.
+    fn identity(&self, ctx: &mut Ctx) -> Result<DtlsCert, crate::rtc::RtcError> {
+        let dir = ctx.cfg.state_dir.clone();
+        let kept = dir.as_deref().and_then(|dir| {
+            store::load::<SavedMasterIdentity>(dir, files::MASTER_IDENTITY).unwrap_or_else(|e| {
+                ctx.error(e);
+                None
+            })
+        });
+        match kept.map(|k| DtlsCert::from_pem(&k.cert_pem)) {
+            Some(Ok(cert)) => return Ok(cert),
+            // Expired or damaged: a new one (codes of earlier sessions no longer verify).
+            Some(Err(e)) => tracing::warn!("the kept certificate is not usable ({e}); a new one"),
+            None => {}
+        }
+        let cert = DtlsCert::generate()?;
+        let identity = SavedMasterIdentity { cert_pem: cert.to_pem().to_owned() };
+        ctx.store(|w| w.save(files::MASTER_IDENTITY, &identity));
+        Ok(cert)
     }
 
     fn load(&self, ctx: &Ctx) -> Option<SavedSession> {

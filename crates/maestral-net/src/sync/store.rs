@@ -54,6 +54,12 @@ pub(crate) struct SavedIdentity {
     pub(crate) cert_pem: String,
 }
 
+/// A Choir Master's certificate, kept across sessions ([`files::MASTER_IDENTITY`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct SavedMasterIdentity {
+    pub(crate) cert_pem: String,
+}
+
 /// A Solo pairing as kept in the state directory.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub(crate) struct SavedPairing {

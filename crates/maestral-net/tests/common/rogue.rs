@@ -79,8 +79,29 @@ pub fn pretend(
         while let Ok((mut s, _)) = listener.accept().await {
             let (n, reply) = (n.clone(), reply.clone());
             tokio::spawn(async move {
+                // The whole request first (its head, then Content-Length bytes), so the reply is
+                // read as an answer and not lost to a reset.
+                let mut got = Vec::new();
                 let mut buf = [0u8; 8192];
-                let _ = s.read(&mut buf).await;
+                let whole = |got: &[u8]| {
+                    let text = String::from_utf8_lossy(got);
+                    let Some(end) = text.find("\r\n\r\n") else { return false };
+                    let length = text[..end]
+                        .lines()
+                        .find_map(|l| {
+                            let (k, v) = l.split_once(':')?;
+                            k.eq_ignore_ascii_case("content-length")
+                                .then(|| v.trim().parse().ok())?
+                        })
+                        .unwrap_or(0usize);
+                    got.len() >= end + 4 + length
+                };
+                while !whole(&got) && got.len() < 128 * 1024 {
+                    match tokio::time::timeout(Duration::from_secs(2), s.read(&mut buf)).await {
+                        Ok(Ok(n)) if n > 0 => got.extend_from_slice(&buf[..n]),
+                        _ => break,
+                    }
+                }
                 let _ = s.write_all(reply.as_bytes()).await;
                 n.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             });
