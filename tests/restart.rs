@@ -99,19 +99,20 @@ fn a_killed_solo_device_restarted_with_only_its_state_dir_calls_its_partner_back
     let (mut a, b) = solo_pair((&a_dir, &b_dir));
     let song = show_song(&mut a, "lanterns-on-the-water.pdf");
     let mut b = b;
-    both_halves(&mut a, &mut b, &song);
+    let (pa0, _) = both_halves(&mut a, &mut b, &song);
 
-    // B dies; A turns alone; B comes back and shows its half of A's spread (the latest change).
+    // B dies; A, alone, shows every page and turns one; B comes back and shows the other half
+    // of the spread of A's page (the latest change), A still on its page.
     let (mut b, _) = restart_solo(&mut a, b, &b_dir, &song, "next");
     let (pa, pb) = both_halves(&mut a, &mut b, &song);
-    assert_eq!(pa / 2, 1, "A's turn to the second spread stands: {pa} {pb}");
-    // Now A dies; B turns alone; A comes back to B's spread.
+    assert_eq!(pa, pa0 + 1, "A's turn alone moved one page, and A keeps it: {pa} {pb}");
+    // Now A dies; B turns alone; A comes back to the other half of B's page.
     let (mut a, _) = restart_solo(&mut b, a, &a_dir, &song, "next");
-    let (pa, pb) = both_halves(&mut a, &mut b, &song);
-    assert_eq!(pb / 2, 2, "B's turn to the third spread stands: {pa} {pb}");
-    // Still one book: either turns both.
-    a.send("prev");
-    b.wait("B follows A's turn", |e| is_show(e, &song, pb - 2));
+    let (pa2, pb2) = both_halves(&mut a, &mut b, &song);
+    assert_eq!(pb2, pb + 1, "B's turn alone stands: {pa2} {pb2}");
+    // One book again: either turns both, by spreads.
+    a.send("next");
+    b.wait("B follows A's turn", |e| is_show(e, &song, pb2 + 2));
 
     // Unpair forgets the pairing on this device: a restart plays alone.
     a.send("unpair");

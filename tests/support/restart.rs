@@ -151,9 +151,9 @@ pub fn both_halves(a: &mut App, b: &mut App, song: &str) -> (u64, u64) {
     }
 }
 
-/// One Solo device is killed; its partner turns alone (`turn`); the device is started again
-/// with only `dir`. Returns it once it is paired again and shows its half of the partner's
-/// spread (the latest change).
+/// One Solo device is killed; its partner, alone, turns one page (`turn`); the device is
+/// started again with only `dir`. Returns it once it is paired again and shows the other half
+/// of the spread of the partner's page (the latest change), the partner still on its page.
 pub fn restart_solo(
     partner: &mut App,
     victim: App,
@@ -162,14 +162,14 @@ pub fn restart_solo(
     turn: &str,
 ) -> (App, Duration) {
     let name = victim.name.clone();
-    let victim_half = last_page(&victim).expect("the device showed a page") % 2;
     // Its pairing is on disk, with the way back to the partner (its PAIR_INFO).
     kept(dir, "solo-pairing.json", |v| v["partner"]["their_key"].is_string());
     kill(victim);
     partner.wait("the drop-out", |e| is_phase(e, "SOLO_PAIRED_RECONNECTING"));
     partner.send(turn);
     let page = page_after(partner);
-    let want = page - page % 2 + victim_half;
+    // The partner turned last: it keeps its page, the device back shows the spread's other.
+    let want = page ^ 1;
     let spawned = Instant::now();
     let mut v = spawn(&name, dir, &[]);
     let ready = v.wait("ready", |e| e["event"] == "ready");
@@ -181,6 +181,7 @@ pub fn restart_solo(
     };
     v.seen_or_wait("paired again", |e| is_phase(e, "SOLO_PAIRED_CONNECTED"));
     partner.wait("paired again", |e| is_phase(e, "SOLO_PAIRED_CONNECTED"));
+    assert_eq!(last_page(partner), Some(page), "no jump for the performer who turned last");
     (v, at - spawned)
 }
 

@@ -248,7 +248,11 @@ fn a_device_asking_for_the_score_over_and_over_is_refused_and_one_that_reads_not
                     ch.close().await;
                     continue;
                 }
-                ch.send_text(&ask).await.expect("sent");
+                // The same race can close it between opening and the request.
+                if ch.send_text(&ask).await.is_err() {
+                    ch.close().await;
+                    continue;
+                }
                 let mut got = 0;
                 let answered = loop {
                     if got == small_bytes.len() {

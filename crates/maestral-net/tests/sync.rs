@@ -161,6 +161,9 @@ fn solo_pairs_by_codes_and_turns_mirror_both_ways() {
     a.h.send(SyncCommand::SoloAccept(answer));
     a.wait_phase(Phase::SoloPairedConnected);
     b.wait_phase(Phase::SoloPairedConnected);
+    // One book once each has merged the other's state (until then each turns alone).
+    a.wait("one book", |s| s.pager.step() == 2);
+    b.wait("one book", |s| s.pager.step() == 2);
 
     a.local(song("duet"));
     a.local(LocalAction::NextPage);
@@ -190,20 +193,24 @@ fn solo_after_a_drop_out_both_navigate_then_reconnect_by_themselves_and_the_late
     let (mut a, mut b) = pair("A", "B");
     a.local(song("duet"));
     both_halves(&mut a, &mut b, 0);
+    let (ha, hb) = (a.page(), b.page());
     // The connection fails (closed abruptly on A's side).
     a.h.send(SyncCommand::Fault(Fault::DropLink(DeviceId::new("B"))));
     a.wait("the drop-out", |s| s.phases.contains(&Phase::SoloPairedReconnecting));
     b.wait("the drop-out", |s| s.phases.contains(&Phase::SoloPairedReconnecting));
-    // Both keep turning alone; B turns last (after A's turn has happened).
+    // Both keep turning alone, one page at a time; B turns last (after A's turn happened).
     a.local(LocalAction::NextPage);
-    a.wait("A's own turn", |s| s.page() / 2 == 1);
+    a.wait("A's own turn, one page", |s| s.page() == ha + 1);
     std::thread::sleep(Duration::from_millis(2));
     b.local(LocalAction::NextPage);
     b.local(LocalAction::NextPage);
-    // They find each other again without a new scan, and agree on B's page (spread 4).
+    b.wait("B's two turns, a page each", |s| s.page() == hb + 2);
+    // They find each other again without a new scan and agree on B's page: B keeps it, A
+    // shows the other half of its spread ({2, 3}).
     a.wait_phase(Phase::SoloPairedConnected);
     b.wait_phase(Phase::SoloPairedConnected);
-    both_halves(&mut a, &mut b, 4);
+    both_halves(&mut a, &mut b, 2);
+    assert_eq!(b.page(), hb + 2, "B turned last: no jump");
 }
 
 /// Two Solo devices paired by offer and answer codes.

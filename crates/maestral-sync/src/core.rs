@@ -116,6 +116,11 @@ pub enum PlantedBreak {
     /// A Follower applies a copied `SET_PAGE` of the current epoch whatever its revision (a
     /// late copy moves it back).
     StaleCopyApplied,
+    /// Solo: a paired device whose partner is gone keeps turning by spreads, showing its half.
+    AloneKeepsItsHalf,
+    /// Solo: back together, the device that turned last alone takes its half of the spread
+    /// (jumping off the page it turned to).
+    ReturnJumps,
 }
 
 impl EngineConfig {

@@ -139,7 +139,7 @@ impl Engine {
     /// The song and page this device shows now.
     pub fn view(&self) -> View {
         match &self.role {
-            RoleState::Solo(s) => s.view(self.core.me()),
+            RoleState::Solo(s) => s.view(&self.core),
             RoleState::Master(m) => m.view(),
             RoleState::Follower(f) => f.view(),
         }
@@ -148,7 +148,7 @@ impl Engine {
     /// How this device's page follows the position: the rule the app predicts its turns with.
     pub fn pager(&self) -> Pager {
         match &self.role {
-            RoleState::Solo(s) => s.pager(self.core.me()),
+            RoleState::Solo(s) => s.pager(&self.core),
             RoleState::Master(_) | RoleState::Follower(_) => Pager::SINGLE,
         }
     }
@@ -205,10 +205,17 @@ impl Engine {
     }
 
     /// Solo: take back the pairing and shared state kept across a restart; it calls the
-    /// partner back by itself.
-    pub fn resume_solo(&mut self, now: u64, partner: &DeviceId, state: &SoloState) {
+    /// partner back by itself. `shown`: the page this device showed (alone until the partner
+    /// answers, it shows that page; `None`, from an older file: its half of the kept spread).
+    pub fn resume_solo(
+        &mut self,
+        now: u64,
+        partner: &DeviceId,
+        state: &SoloState,
+        shown: Option<u32>,
+    ) {
         if let RoleState::Solo(s) = &mut self.role {
-            s.resume(&mut self.core, now, partner, state);
+            s.resume(&mut self.core, now, partner, state, shown);
         }
         self.settle(now);
     }

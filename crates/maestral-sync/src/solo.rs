@@ -5,6 +5,14 @@
 //! `sender_id`): the song and page (`last_page_change`) and the layout (`last_layout_change`).
 //! A layout change never undoes a later page turn, nor a page turn a later layout change. A
 //! snapshot exchanged on every new link settles both, whichever order the messages cross in.
+//!
+//! A paired device whose partner is gone (the link down, past the degraded threshold) is one
+//! half of the book alone (docs/behaviour.md §5.1): it shows every page and turns one page at a
+//! time. While alone its register holds the page it shows; on the next link it keeps showing
+//! that page until the partner's snapshot is merged, and then both show the halves of the
+//! spread of the latest change. If that change is this device's own, made alone on the page it
+//! shows, and no later layout change stands against it, it takes the half that keeps the page
+//! (a layout change stamped as that page change), so the performer who turned last sees no jump.
 
 use std::cmp::Ordering;
 
@@ -28,6 +36,9 @@ pub(crate) struct Solo {
     retry: Option<Retry>,
     /// Retries ran out (docs/behaviour.md §10.2): local until the partner returns.
     gave_up: bool,
+    /// Set from the moment a link to the partner opens until the partner's snapshot on it has
+    /// been merged: this device still shows the page it showed alone (`state.page_index`).
+    resync: bool,
     /// A song this device's app can stream to the partner (id, size, title): offered
     /// (`STREAM_PREPARE`, an extension beyond V1) while it is the shared song.
     stream: Option<(SongId, u64, Option<String>)>,
@@ -53,6 +64,7 @@ impl Solo {
             partner: None,
             retry: None,
             gave_up: false,
+            resync: false,
             stream: None,
         }
     }
@@ -63,16 +75,27 @@ impl Solo {
 
     /// A restarted device takes back its pairing and the shared state it kept (with their
     /// stamps, so latest-change-wins still holds across the restart), and calls its partner
-    /// back at once, then on the usual backoff, as after a drop-out.
-    pub fn resume(&mut self, core: &mut Core, now: u64, partner: &DeviceId, state: &SoloState) {
+    /// back at once, then on the usual backoff, as after a drop-out. Until the partner answers
+    /// it is alone, on `shown` (the page it showed before the restart); without it, on its half
+    /// of the kept spread.
+    pub fn resume(
+        &mut self,
+        core: &mut Core,
+        now: u64,
+        partner: &DeviceId,
+        state: &SoloState,
+        shown: Option<u32>,
+    ) {
         if partner == core.me() {
             return;
         }
         self.state = state.clone();
-        // Paired again: the state is a spread (kept while alone, it may name one page).
-        self.state.page_index &= !1;
+        self.state.page_index = shown.unwrap_or_else(|| {
+            Pager::solo(&state.layout, core.me(), partner).page(state.page_index & !1)
+        });
         self.partner = Some(partner.clone());
         self.gave_up = false;
+        self.resync = false;
         self.retry = Some(Retry::running(now, core));
         core.set_link(now, partner, LinkState::Reconnecting);
         core.request(TransportRequest::Connect { peer: partner.clone() });
@@ -81,20 +104,37 @@ impl Solo {
     /// The performer unpairs: the partner is forgotten and its link closed; this device plays
     /// alone, one page at a time, on the page it shows.
     fn unpair(&mut self, core: &mut Core, now: u64) {
-        // Its half of the spread, worked out while still paired.
-        let shown = self.view(core.me()).page_index;
+        if self.partner.is_none() {
+            return;
+        }
+        self.go_alone(core);
         let Some(partner) = self.partner.take() else { return };
         self.retry = None;
         self.gave_up = false;
-        self.state.page_index = shown;
         core.set_link(now, &partner, LinkState::Ended);
         core.request(TransportRequest::Disconnect { peer: partner.clone() });
         core.forget_link(&partner);
     }
 
-    /// Paired: page turns move the shared spread by two.
+    /// Paired: retries run while the partner is gone (the shared position is a spread).
     fn paired(&self) -> bool {
         self.partner.is_some() && !self.gave_up
+    }
+
+    /// The pager of this device's half of each spread while the book is whole: paired, the link
+    /// to the partner up (connected or degraded) and the state merged on it.
+    fn together(&self, core: &Core) -> Option<Pager> {
+        let partner = self.partner.as_ref().filter(|_| self.paired())?;
+        let whole = core.link(partner).is_up() && !self.resync;
+        (whole || core.planted(PlantedBreak::AloneKeepsItsHalf))
+            .then(|| Pager::solo(&self.state.layout, core.me(), partner))
+    }
+
+    /// The book loses its other half (or the two halves are about to be merged again): the
+    /// register takes the page this device shows, so nothing moves on screen. Not a change (no
+    /// stamp): the spread is found again from it (`page & !1`) when the two are together.
+    fn go_alone(&mut self, core: &Core) {
+        self.state.page_index = self.view(core).page_index;
     }
 
     pub fn phase(&self, core: &Core) -> Phase {
@@ -108,18 +148,15 @@ impl Solo {
         }
     }
 
-    /// How this device's page follows the shared position: its half of each spread when paired
-    /// (docs/behaviour.md §5.1), one page at a time alone.
-    pub fn pager(&self, me: &DeviceId) -> Pager {
-        match &self.partner {
-            Some(partner) if self.paired() => Pager::solo(&self.state.layout, me, partner),
-            _ => Pager::SINGLE,
-        }
+    /// How this device's page follows the shared position: its half of each spread while the
+    /// book is whole (docs/behaviour.md §5.1), one page at a time alone, partner gone or not.
+    pub fn pager(&self, core: &Core) -> Pager {
+        self.together(core).unwrap_or(Pager::SINGLE)
     }
 
     /// This device's page.
-    pub fn view(&self, me: &DeviceId) -> View {
-        let page_index = self.pager(me).page(self.state.page_index);
+    pub fn view(&self, core: &Core) -> View {
+        let page_index = self.pager(core).page(self.state.page_index);
         View { song_id: self.state.song_id.clone(), page_index }
     }
 
@@ -156,6 +193,8 @@ impl Solo {
                     core.set_link(now, peer, LinkState::Connected);
                     return;
                 }
+                // Alone until the partner's state is merged: the page shown stays.
+                self.go_alone(core);
                 if !is_partner {
                     if let Some(old) = self.partner.take() {
                         core.forget_link(&old);
@@ -164,12 +203,12 @@ impl Solo {
                 }
                 self.gave_up = false;
                 self.retry = None;
-                self.state.page_index &= !1;
+                self.resync = true;
                 core.set_link(now, peer, LinkState::Connected);
                 // Every new link: HELLO, then the whole state; the peer keeps the newer one.
                 let hello = core.hello(Mode::Solo);
                 core.send(now, &no_session(), peer, hello);
-                core.send(now, &no_session(), peer, Message::SoloSnapshot(self.state.clone()));
+                self.send_snapshot(core, now, peer);
                 // The partner may lack the shared song: it can fetch it from here.
                 if let Some(prepare) = self.prepare() {
                     core.send(now, &no_session(), peer, prepare);
@@ -185,6 +224,9 @@ impl Solo {
                     core.forget_link(peer);
                     return;
                 }
+                // The partner is gone: this device shows every page, from the one it shows.
+                self.go_alone(core);
+                self.resync = false;
                 core.set_link(now, peer, LinkState::Reconnecting);
                 match &mut self.retry {
                     // A running attempt failed: back off and try again.
@@ -238,17 +280,24 @@ impl Solo {
         let later = |a: &PageChangeStamp, b: &PageChangeStamp| order(core, a, b);
         let behind = match env.message {
             Message::SoloSnapshot(mut theirs) => {
-                if self.paired() {
-                    theirs.page_index &= !1;
+                theirs.page_index &= !1;
+                // The first snapshot on a new link: the two halves are merged again.
+                let alone_on = self.resync.then_some(self.state.page_index);
+                if alone_on.is_some() {
+                    self.resync = false;
+                    self.state.page_index &= !1;
                 }
                 let page = self.merge_page(core, &theirs);
                 let layout = self.merge_layout(core, &theirs);
+                if let Some(shown) = alone_on {
+                    self.keep_the_page_turned_last(core, shown);
+                }
                 page == Merge::TheyAreBehind || layout == Merge::TheyAreBehind
             }
             Message::SoloSetSong(SoloSetSong { song_id }) => {
                 if later(&stamp, &self.state.last_page_change).is_gt() {
                     self.state.song_id = song_id;
-                    self.state.page_index = 0;
+                    self.take_partners_page(core, 0);
                     self.state.last_page_change = stamp.clone();
                 }
                 later(&stamp, &self.state.last_page_change).is_lt()
@@ -256,7 +305,7 @@ impl Solo {
             Message::SoloSetPage(SoloSetPage { song_id, page_index }) => {
                 if later(&stamp, &self.state.last_page_change).is_gt() {
                     self.state.song_id = song_id;
-                    self.state.page_index = page_index & !1;
+                    self.take_partners_page(core, page_index);
                     self.state.last_page_change = stamp.clone();
                 }
                 later(&stamp, &self.state.last_page_change).is_lt()
@@ -286,6 +335,48 @@ impl Solo {
         if behind && answer {
             self.send_snapshot(core, now, from);
         }
+    }
+
+    /// A page change of the partner: its spread. Before the partner's snapshot on a new link
+    /// (a copy that overtook it) this device is still alone: it moves straight to the half it
+    /// will show once merged.
+    fn take_partners_page(&mut self, core: &Core, page_index: u32) {
+        let spread = page_index & !1;
+        self.state.page_index = match &self.partner {
+            Some(partner) if self.resync => {
+                Pager::solo(&self.state.layout, core.me(), partner).page(spread)
+            }
+            _ => spread,
+        };
+    }
+
+    /// Merged again after a time alone, during which this device showed `shown`. If the latest
+    /// page change is this device's own on that page, and no later layout change stands against
+    /// it, the device takes the half that keeps the page: the performer who turned last sees no
+    /// jump, and the partner shows the other half.
+    ///
+    /// That layout is the one the page change implies, so it carries the page change's stamp:
+    /// ordered as that change, it loses to any layout change made after it and wins over any
+    /// made before, on both devices alike, whichever order the messages cross in.
+    fn keep_the_page_turned_last(&mut self, core: &mut Core, shown: u32) {
+        let Some(partner) = self.partner.clone() else { return };
+        let s = &self.state;
+        let mine = s.last_page_change.sender_id == *core.me() && s.page_index == shown & !1;
+        let stands = order(core, &s.last_page_change, &s.last_layout_change).is_gt();
+        if core.planted(PlantedBreak::ReturnJumps)
+            || !mine
+            || !stands
+            || Pager::solo(&s.layout, core.me(), &partner).page(s.page_index) == shown
+        {
+            return;
+        }
+        // The leader with `odd` shows the spread's first page, with `even` its second.
+        let parity = if shown.is_multiple_of(2) { Parity::Odd } else { Parity::Even };
+        let layout = Layout { leader_device_id: core.me().clone(), parity };
+        self.state.layout = layout.clone();
+        self.state.last_layout_change = self.state.last_page_change.clone();
+        let ts = self.state.last_layout_change.ts;
+        core.send_stamped(ts, &no_session(), &partner, Message::SetLayoutParity(layout));
     }
 
     /// The song and page of a snapshot, judged by `last_page_change` alone.
@@ -327,8 +418,11 @@ impl Solo {
         }
     }
 
+    /// The whole state; its position is always a spread (alone, the register holds a page).
     fn send_snapshot(&self, core: &mut Core, now: u64, to: &DeviceId) {
-        core.send(now, &no_session(), to, Message::SoloSnapshot(self.state.clone()));
+        let mut state = self.state.clone();
+        state.page_index &= !1;
+        core.send(now, &no_session(), to, Message::SoloSnapshot(state));
     }
 
     pub fn on_local(
@@ -338,7 +432,7 @@ impl Solo {
         action: LocalAction,
     ) -> Result<(), ActionError> {
         // The shared position is a spread's first page when paired (the pager's rule).
-        let pager = self.pager(core.me());
+        let pager = self.pager(core);
         let (page, step) = (self.state.page_index, pager.step());
         match action {
             LocalAction::SetSong { song_id } => self.change(core, now, Change::Song(song_id)),

@@ -211,12 +211,22 @@ fn a_join_by_code_is_driven_through_joining_refusal_and_retry() {
 #[test]
 fn solo_lines_show_the_spread_and_own_half() {
     let t = 1_735_689_600_000u64;
+    // A fresh partner's state: its defaults, stamped at time 0.
+    let b_state = json!({
+        "song_id": null, "page_index": 0,
+        "layout": {"leader_device_id": "B", "parity": "odd"},
+        "last_page_change": {"sender_id": "B", "ts": 0},
+        "last_layout_change": {"sender_id": "B", "ts": 0},
+    });
     let out = drive(
         "solo",
         "A",
         &[
             l(json!({"do": "local", "t": t, "action": {"kind": "set_page", "page": 3}})),
             l(json!({"do": "link", "t": t + 1, "peer": "B", "state": "up"})),
+            l(
+                json!({"do": "recv", "t": t + 1, "from": "B", "msg": env("B", "", "STATE_SNAPSHOT", 0, b_state)}),
+            ),
             l(
                 json!({"do": "local", "t": t + 2, "action": {"kind": "set_parity", "parity": "even"}}),
             ),
@@ -236,12 +246,15 @@ fn solo_lines_show_the_spread_and_own_half() {
         .map(|s| s["msg"]["type"].as_str().unwrap_or(""))
         .collect();
     assert_eq!(types, ["HELLO", "STATE_SNAPSHOT"]);
-    assert_eq!(out[1]["state"]["page_index"], 2, "paired: the spread's first index");
-    assert_eq!(out[2]["state"]["layout"], json!({"leader_device_id": "A", "parity": "even"}));
-    assert_eq!(out[2]["view"]["page_index"], 3, "leader with even shows 2k+1");
-    assert_eq!(out[3]["state"]["page_index"], 4);
-    assert_eq!(out[3]["view"]["page_index"], 5);
-    assert_eq!(out[3]["state"]["last_page_change"], json!({"sender_id": "A", "ts": t + 3}));
+    assert_eq!(out[1]["state"]["page_index"], 3, "linked, not merged yet: still alone on 3");
+    assert_eq!(out[1]["view"]["page_index"], 3);
+    assert_eq!(out[2]["state"]["page_index"], 2, "merged: the spread's first index");
+    assert_eq!(out[2]["view"]["page_index"], 3, "A turned last: it keeps its page");
+    assert_eq!(out[3]["state"]["layout"], json!({"leader_device_id": "A", "parity": "even"}));
+    assert_eq!(out[3]["view"]["page_index"], 3, "leader with even shows 2k+1");
+    assert_eq!(out[4]["state"]["page_index"], 4);
+    assert_eq!(out[4]["view"]["page_index"], 5);
+    assert_eq!(out[4]["state"]["last_page_change"], json!({"sender_id": "A", "ts": t + 3}));
 }
 
 #[test]

@@ -129,7 +129,7 @@ fn a_restarted_solo_device_calls_back_and_the_latest_change_wins_across_the_rest
     a.take_sent();
     let mut b2 = Dev::new("B", Role::Solo);
     b2.now = b.now + 100;
-    b2.e.resume_solo(b2.now, &id("A"), &kept);
+    b2.e.resume_solo(b2.now, &id("A"), &kept, Some(b.page()));
     b2.drain_now();
     assert_eq!(b2.phase(), Phase::SoloPairedReconnecting);
     assert_eq!(b2.view().song_id, song("x"));
@@ -144,7 +144,7 @@ fn a_restarted_solo_device_calls_back_and_the_latest_change_wins_across_the_rest
     let kept = solo_state(&b2);
     let mut b3 = Dev::new("B", Role::Solo);
     b3.now = b2.now + 1_000;
-    b3.e.resume_solo(b3.now, &id("A"), &kept);
+    b3.e.resume_solo(b3.now, &id("A"), &kept, Some(b2.page()));
     b3.drain_now();
     b3.local(LocalAction::SetPage { page: 12 });
     connect(&mut a, &mut b3);
@@ -172,12 +172,42 @@ fn a_kept_change_never_sent_before_the_restart_still_beats_an_older_one() {
     let kept = solo_state(&b);
     let mut b2 = Dev::new("B", Role::Solo);
     b2.now = b.now + 50;
-    b2.e.resume_solo(b2.now, &id("A"), &kept);
+    b2.e.resume_solo(b2.now, &id("A"), &kept, Some(b.page()));
     b2.drain_now();
     assert_eq!(b2.page() / 2, 5, "its kept spread shows at once");
     connect(&mut a, &mut b2);
     assert_eq!(solo_state(&a).page_index, 10, "B's kept turn was the latest");
     assert_eq!(solo_state(&a), solo_state(&b2));
+}
+
+/// A restarted half of the book is alone until its partner answers: it shows the page it
+/// showed before (kept beside the state), turns one page at a time, and an older file without
+/// that page gives its half of the kept spread.
+#[test]
+fn a_restarted_half_shows_the_page_it_showed_and_turns_alone_until_the_partner_answers() {
+    let mut a = Dev::new("A", Role::Solo);
+    let mut b = Dev::new("B", Role::Solo);
+    connect(&mut a, &mut b);
+    b.local(LocalAction::SetPage { page: 4 });
+    pump(&mut a, &mut b);
+    assert_eq!(a.page(), 5, "A shows the second half (B leads with `odd`)");
+    let kept = solo_state(&a);
+    let mut a2 = Dev::new("A", Role::Solo);
+    a2.now = a.now + 100;
+    a2.e.resume_solo(a2.now, &id("B"), &kept, Some(a.page()));
+    a2.drain_now();
+    assert_eq!(a2.page(), 5, "the page it showed");
+    assert_eq!(a2.e.pager(), maestral_sync::Pager::SINGLE, "alone: every page");
+    a2.local(LocalAction::NextPage);
+    assert_eq!(a2.page(), 6);
+    let mut a3 = Dev::new("A", Role::Solo);
+    a3.e.resume_solo(a3.now, &id("B"), &kept, None);
+    a3.drain_now();
+    assert_eq!(a3.page(), 5, "an older file: its half of the kept spread");
+    // B answers: A's turn alone was the latest, A keeps page 6, B shows 7.
+    b.link("A", LinkSignal::Down);
+    connect(&mut a2, &mut b);
+    assert_eq!((a2.page(), b.page()), (6, 7));
 }
 
 #[test]

@@ -203,12 +203,134 @@ fn s10_2_reconnect_failure_timeout_stays_local_until_the_partner_returns() {
     a.take_requests();
     a.tick(120_000);
     assert_eq!(connects(&a.take_requests(), "B"), 0, "no more retries until a manual action");
+    let shown = a.page();
+    assert_eq!(shown, 1, "its half of the first spread (B leads with `odd`), kept alone");
     a.local(LocalAction::NextPage);
-    assert_eq!(solo_state(&a).page_index, 1, "alone again: one page at a time");
+    assert_eq!(a.page(), 2, "alone again: one page at a time");
     // The partner comes back by itself (its own retries): paired again.
     b.link("A", Down);
     connect(&mut a, &mut b);
     assert_eq!(a.phase(), Phase::SoloPairedConnected);
+}
+
+// ---- §5.1 Solo: one half of the book alone ---------------------------------------------------
+
+#[test]
+fn s5_1_a_device_whose_partner_is_gone_shows_every_page_from_the_one_it_showed() {
+    let (mut a, mut b) = solo_pair();
+    b.local(LocalAction::SetPage { page: 4 });
+    pump(&mut a, &mut b);
+    // B leads with `odd` (the higher id's defaults): B shows 4, A shows 5.
+    assert_eq!((a.page(), b.page()), (5, 4));
+    a.link("B", Degraded);
+    assert_eq!(a.e.pager().step(), 2, "degraded is still up: still one half of the book");
+    a.tick(Timing::LAN.degraded_timeout_ms);
+    assert_eq!(a.phase(), Phase::SoloPairedReconnecting);
+    assert_eq!(a.e.pager(), Pager::SINGLE, "past the degraded threshold: every page");
+    assert_eq!(a.page(), 5, "no jump: the page it showed");
+    assert!(a.take_events().contains(&Event::Pager(Pager::SINGLE)), "the app is told");
+    a.local(LocalAction::NextPage);
+    assert_eq!(a.page(), 6, "one page at a time, the pedal live");
+    a.local(LocalAction::PrevPage);
+    a.local(LocalAction::PrevPage);
+    assert_eq!(a.page(), 4);
+    assert!(a.take_sent().is_empty(), "nobody to tell");
+    // The other half alone too, from its own page.
+    b.link("A", Down);
+    b.local(LocalAction::NextPage);
+    assert_eq!(b.page(), 5);
+}
+
+#[test]
+fn s5_1_back_together_the_device_that_turned_last_alone_keeps_its_page() {
+    let (mut a, mut b) = solo_pair();
+    a.link("B", Down);
+    b.link("A", Down);
+    // Apart: B turns to 7 first, A later to 10. A showed the second half (B leads `odd`).
+    b.at(100).local(LocalAction::SetPage { page: 7 });
+    a.at(200).local(LocalAction::SetPage { page: 10 });
+    a.take_sent();
+    b.take_sent();
+    a.link("B", Up);
+    b.link("A", Up);
+    assert_eq!((a.page(), b.page()), (10, 7), "linked, not merged yet: nothing moves");
+    pump(&mut a, &mut b);
+    assert_eq!(a.page(), 10, "A turned last: no jump it did not ask for");
+    assert_eq!(b.page(), 11, "B takes the other half of A's spread");
+    for d in [&a, &b] {
+        let st = solo_state(d);
+        assert_eq!(st.page_index, 10);
+        assert_eq!((st.layout.leader_device_id.as_str(), st.layout.parity), ("A", Parity::Odd));
+        assert_eq!(st.last_layout_change, st.last_page_change, "the layout the turn implies");
+        assert_eq!(d.e.pager().step(), 2, "one book again");
+    }
+    assert_eq!(solo_state(&a), solo_state(&b));
+    // Turning on: spreads again, from A's spread.
+    a.local(LocalAction::NextPage);
+    pump(&mut a, &mut b);
+    assert_eq!((a.page(), b.page()), (12, 13));
+}
+
+#[test]
+fn s5_1_back_together_a_turn_alone_on_its_own_half_changes_no_layout() {
+    let (mut a, mut b) = solo_pair();
+    a.link("B", Down);
+    b.link("A", Down);
+    a.at(200).local(LocalAction::SetPage { page: 9 });
+    a.take_sent();
+    let layout = solo_state(&a).last_layout_change;
+    connect(&mut a, &mut b);
+    assert_eq!((a.page(), b.page()), (9, 8), "9 is A's half of spread 8 already");
+    assert_eq!(solo_state(&a).last_layout_change, layout, "no layout change needed");
+}
+
+#[test]
+fn s5_1_a_layout_change_made_after_the_turn_alone_stands() {
+    let (mut a, mut b) = solo_pair();
+    a.local(LocalAction::SetParity { parity: Parity::Even });
+    pump(&mut a, &mut b);
+    a.link("B", Down);
+    b.link("A", Down);
+    a.at(100).local(LocalAction::SetPage { page: 10 });
+    // Later, B's performer makes B the leader with `odd`: B shows the spread's first page.
+    b.at(200).local(LocalAction::SetParity { parity: Parity::Odd });
+    a.take_sent();
+    b.take_sent();
+    connect(&mut a, &mut b);
+    assert_eq!(solo_state(&a).page_index, 10, "A's turn is the latest page change");
+    assert_eq!(solo_state(&a).layout.leader_device_id, id("B"), "B's later layout stands");
+    assert_eq!((a.page(), b.page()), (11, 10));
+    assert_eq!(solo_state(&a), solo_state(&b));
+}
+
+#[test]
+fn s5_1_the_partners_turn_during_the_merge_takes_this_devices_half_at_once() {
+    let (mut a, mut b) = solo_pair();
+    a.link("B", Down);
+    b.link("A", Down);
+    a.link("B", Up);
+    b.link("A", Up);
+    // B's snapshot reaches A; then B turns, and the copy of B's turn overtakes nothing else.
+    pump(&mut a, &mut b);
+    b.local(LocalAction::SetPage { page: 6 });
+    pump(&mut a, &mut b);
+    assert_eq!((a.page(), b.page()), (7, 6));
+    // Alone again, A turns; before B's snapshot on the next link, a copy of B's later turn
+    // arrives: A goes straight to its half of B's spread, never to the spread's first page.
+    a.link("B", Down);
+    b.link("A", Down);
+    a.at(10).local(LocalAction::SetPage { page: 3 });
+    a.take_sent();
+    a.link("B", Up);
+    a.take_sent();
+    let turn = Envelope::new(
+        SessionId::default(),
+        id("B"),
+        a.now + 50,
+        Message::SoloSetPage(SoloSetPage { song_id: None, page_index: 20 }),
+    );
+    a.recv_copy_env("B", turn).expect("a copy of B's turn");
+    assert_eq!(a.page(), 21, "A's half of B's spread 20, at once");
 }
 
 // ---- §10.3 Master ----------------------------------------------------------------------------

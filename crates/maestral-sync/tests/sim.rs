@@ -104,8 +104,15 @@ fn planted_rule_breaks_are_caught_by_their_checkers() {
         (PlantedBreak::RevisionAtLeast, "§11.2 a stale or duplicate SET_PAGE changes nothing"),
         (PlantedBreak::FreeFollowsSetPage, "§11.4 free Followers ignore SET_PAGE"),
         (PlantedBreak::SoloTieBreakReversed, "§11.1 Solo: the latest page change wins"),
-        (PlantedBreak::LayoutStampsPage, "§11.1 Solo: the latest page change wins"),
+        // Caught by whichever §11.1 checker sees it first: the page register's winner, or the
+        // two devices holding different stamps for one content.
+        (PlantedBreak::LayoutStampsPage, "§11.1 Solo"),
         (PlantedBreak::StaleCopyApplied, "PROTOCOL §3.2 a copy never moves a Follower back"),
+        (
+            PlantedBreak::AloneKeepsItsHalf,
+            "§5.1 a Solo device whose partner is gone shows every page",
+        ),
+        (PlantedBreak::ReturnJumps, "§5.1 the device that turned last alone keeps its page"),
     ];
     for (rule, checker) in planted {
         let caught = (0..DEFAULT_SEEDS).find_map(|seed| run_seed_with(seed, 1, Some(rule)).err());

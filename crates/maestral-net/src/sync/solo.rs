@@ -111,7 +111,7 @@ impl SoloIo {
         self.listen_at = kept.listen;
         self.peer = Some(kept.partner.clone());
         let partner = kept.partner.id.clone();
-        let state = kept.state.clone();
+        let (state, shown) = (kept.state.clone(), kept.shown);
         self.saved = Some(kept);
         self.listen(ctx);
         let state = state.or_else(|| match ctx.engine.state() {
@@ -120,7 +120,7 @@ impl SoloIo {
         });
         if let Some(state) = state {
             let now = ctx.now();
-            ctx.engine.resume_solo(now, &partner, &state);
+            ctx.engine.resume_solo(now, &partner, &state, shown);
         }
     }
 
@@ -137,6 +137,7 @@ impl SoloIo {
             listen,
             partner: peer.clone(),
             state: Some(state),
+            shown: Some(ctx.engine.view().page_index),
         };
         if self.saved.as_ref() == Some(&now) {
             return;

@@ -71,6 +71,10 @@ pub(crate) struct SavedPairing {
     pub(crate) partner: SavedPartner,
     /// The shared position and layout, with their stamps.
     pub(crate) state: Option<SoloState>,
+    /// The page this device showed: after a restart it is alone until the partner answers,
+    /// and shows that page (absent in older files: its half of the kept spread).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) shown: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -22,6 +22,8 @@ pub struct Peer {
     pub h: SyncHandle,
     pub phase: Option<Phase>,
     pub view: Option<View>,
+    /// The engine's pager: a Solo device turns by spreads only while the book is whole.
+    pub pager: maestral_sync::Pager,
     pub links: HashMap<DeviceId, LinkState>,
     pub join_code: Option<String>,
     pub pair_code: Option<String>,
@@ -63,6 +65,7 @@ impl Peer {
             h,
             phase: None,
             view: None,
+            pager: maestral_sync::Pager::SINGLE,
             links: HashMap::new(),
             join_code: None,
             pair_code: None,
@@ -84,6 +87,7 @@ impl Peer {
                 self.phases.push(p);
             }
             SyncEvent::Engine(Event::Show { view: v, .. }) => self.view = Some(v),
+            SyncEvent::Engine(Event::Pager(p)) => self.pager = p,
             SyncEvent::Engine(Event::Link { peer, state }) => {
                 self.links.insert(peer, state);
             }
@@ -214,5 +218,8 @@ pub fn pair_up(mut a: Peer, mut b: Peer) -> (Peer, Peer) {
     a.h.send(SyncCommand::SoloAccept(b.pair_code.take().expect("answer")));
     a.wait_phase(Phase::SoloPairedConnected);
     b.wait_phase(Phase::SoloPairedConnected);
+    // One book once each has merged the other's state (until then each turns alone).
+    a.wait("one book", |s| s.pager.step() == 2);
+    b.wait("one book", |s| s.pager.step() == 2);
     (a, b)
 }

@@ -11,8 +11,21 @@ use crate::{Phase, StateView, View};
 /// Per Solo pair: the latest change of each register, with what it made.
 #[derive(Default)]
 pub(super) struct SoloLatest {
-    page: Option<(PageChangeStamp, Option<SongId>, u32)>,
+    page: Option<SoloPageChange>,
+    /// The latest layout: a performer's change, or the one an engine took to keep the page of
+    /// the latest change made alone.
     layout: Option<(PageChangeStamp, maestral_protocol::Layout)>,
+    /// The stamp of the latest layout change a performer made.
+    performer_layout: Option<PageChangeStamp>,
+}
+
+/// A performer's page change: its stamp, the song and page it made, and, for one made alone
+/// (the device turning one page at a time), the device and the page it showed.
+struct SoloPageChange {
+    stamp: PageChangeStamp,
+    song: Option<SongId>,
+    page: u32,
+    alone: Option<(usize, u32)>,
 }
 
 /// A Follower's session, the Master's position it knows, and its state and view.
@@ -51,16 +64,53 @@ impl Sim {
             // Recorded by what the performer did, not by which stamp the engine moved.
             if !is_layout
                 && s.last_page_change != b.last_page_change
-                && newer(l.page.as_ref().map(|x| &x.0), &s.last_page_change)
+                && newer(l.page.as_ref().map(|x| &x.stamp), &s.last_page_change)
             {
-                l.page = Some((s.last_page_change.clone(), s.song_id.clone(), s.page_index));
+                let engine = &self.nodes[node].engine;
+                let alone = (engine.pager().step() == 1).then(|| (node, engine.view().page_index));
+                l.page = Some(SoloPageChange {
+                    stamp: s.last_page_change.clone(),
+                    song: s.song_id.clone(),
+                    page: s.page_index,
+                    alone,
+                });
             }
             if is_layout
                 && s.last_layout_change != b.last_layout_change
                 && newer(l.layout.as_ref().map(|x| &x.0), &s.last_layout_change)
             {
                 l.layout = Some((s.last_layout_change.clone(), s.layout.clone()));
+                l.performer_layout = Some(s.last_layout_change.clone());
             }
+        }
+    }
+
+    /// Solo, after every input: a layout the engine took by itself (its own stamp, newer than
+    /// any recorded) is the pair's latest layout change; and a device whose partner is gone
+    /// shows every page (docs/behaviour.md §5.1).
+    pub(super) fn check_solo_step(&mut self, node: usize) {
+        let Kind::Solo { pair } = self.nodes[node].kind else { return };
+        let engine = &self.nodes[node].engine;
+        let (StateView::Solo(s), phase, step) =
+            (engine.state(), engine.phase(), engine.pager().step())
+        else {
+            return;
+        };
+        if matches!(phase, Phase::SoloPairedReconnecting | Phase::SoloLocalOnly) && step != 1 {
+            let d = format!(
+                "{} is {} with a pager of step {step}",
+                self.nodes[node].id,
+                phase.as_str()
+            );
+            self.violation("§5.1 a Solo device whose partner is gone shows every page", d);
+        }
+        let l = self.solo_latest.entry(pair).or_default();
+        // (Stamped 0: a device's defaults, not a change.)
+        if s.last_layout_change.sender_id == self.nodes[node].id
+            && s.last_layout_change.ts > 0
+            && l.layout.as_ref().is_none_or(|(stamp, _)| s.last_layout_change > *stamp)
+        {
+            l.layout = Some((s.last_layout_change.clone(), s.layout.clone()));
         }
     }
 
@@ -372,7 +422,8 @@ impl Sim {
             // page of the latest page change, the layout of the latest layout change (a layout
             // change never undoes a later turn, nor a turn a later layout change).
             let latest = self.solo_latest.get(&p);
-            if let Some((stamp, song, page)) = latest.and_then(|l| l.page.as_ref())
+            if let Some(SoloPageChange { stamp, song, page, .. }) =
+                latest.and_then(|l| l.page.as_ref())
                 && (sa.last_page_change != *stamp
                     || sa.song_id != *song
                     || sa.page_index != page & !1)
@@ -393,6 +444,21 @@ impl Sim {
                         "pair {p}: have {sa:?}, latest layout change {stamp:?} made {layout:?}"
                     ),
                 );
+                continue;
+            }
+            // The performer who turned last, alone, still sees that page, unless a performer's
+            // layout change made after it moved the halves.
+            if let Some(l) = latest
+                && let Some(SoloPageChange { stamp, alone: Some((x, shown)), .. }) = &l.page
+                && l.performer_layout.as_ref().is_none_or(|pl| stamp > pl)
+                && self.nodes[*x].engine.view().page_index != *shown
+            {
+                let d = format!(
+                    "pair {p}: {} turned last, alone, to page {shown} and now shows {}",
+                    self.nodes[*x].id,
+                    self.nodes[*x].engine.view().page_index
+                );
+                self.violation("§5.1 the device that turned last alone keeps its page", d);
                 continue;
             }
             let mut pages = [va.page_index, vb.page_index];

@@ -447,6 +447,7 @@ impl Sim {
     fn after_input(&mut self, i: usize) {
         self.drain(i);
         self.check_step(i);
+        self.check_solo_step(i);
     }
 
     fn drain(&mut self, i: usize) {
