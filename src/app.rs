@@ -93,7 +93,8 @@ impl Plugin for AppPlugin {
         let resume = matches!(options.frontend, Frontend::Window(_))
             && matches!(options.sync.mode, SyncMode::Solo)
             && !resumes(&options.sync);
-        app.add_plugins(persistence::PositionsPlugin { resume });
+        app.add_plugins(persistence::PositionsPlugin { resume })
+            .add_plugins(crate::setlist::plugin);
         if control {
             app.insert_resource(ControlInput::stdin(waker)).add_plugins(control::plugin);
         }

@@ -18,6 +18,7 @@ use bevy::window::{MonitorSelection, WindowMode};
 use bevy_egui::input::EguiWantsInput;
 
 use crate::model::{Gesture, NavigationSystems, NumberEntry, PageTurnRequested, Turn, UiVisible};
+use crate::setlist::PieceRequested;
 use crate::ui::UiState;
 
 /// Needs Bevy's `InputPlugin` (part of `DefaultPlugins`) for the key, mouse and touch messages.
@@ -159,6 +160,16 @@ pub fn key_turn(key: KeyCode) -> Option<Turn> {
     })
 }
 
+/// What a key does to the piece, if anything: a pedal's second pair of keys (`]` / `[`, or the
+/// media keys "next track" / "previous track" that pedals in media mode send).
+pub fn key_piece(key: KeyCode) -> Option<PieceRequested> {
+    Some(match key {
+        KeyCode::BracketRight | KeyCode::MediaTrackNext => PieceRequested::Next,
+        KeyCode::BracketLeft | KeyCode::MediaTrackPrevious => PieceRequested::Prev,
+        _ => return None,
+    })
+}
+
 fn digit(key: KeyCode) -> Option<char> {
     use KeyCode::*;
     let d = match key {
@@ -180,6 +191,7 @@ fn digit(key: KeyCode) -> Option<char> {
 fn keyboard_turns(
     mut keys: MessageReader<KeyboardInput>,
     mut turns: MessageWriter<PageTurnRequested>,
+    mut pieces: MessageWriter<PieceRequested>,
     mut debounce: ResMut<Debounce>,
     mut entry: ResMut<NumberEntry>,
     mut ui: ResMut<UiVisible>,
@@ -247,6 +259,11 @@ fn keyboard_turns(
             && debounce.press(code, debounce_now(&time, strategy.as_deref()))
         {
             turns.write(PageTurnRequested(turn));
+        }
+        if let Some(step) = key_piece(code)
+            && debounce.press(code, debounce_now(&time, strategy.as_deref()))
+        {
+            pieces.write(step);
         }
     }
 }

@@ -37,6 +37,7 @@ pub mod no_display;
 pub mod open;
 pub mod persistence;
 pub mod score;
+pub mod setlist;
 pub mod stream;
 pub mod sync;
 pub mod ui;

@@ -163,7 +163,7 @@ pub struct SavedPositions {
     /// The start position was offered already (only the first score shown resumes).
     resumed: bool,
     /// Started at the first change.
-    writer: Option<PositionsWriter>,
+    writer: Option<RecordWriter>,
 }
 
 impl SavedPositions {
@@ -245,26 +245,30 @@ impl SavedPositions {
         let text =
             serde_json::json!({"last_song": self.last_song, "pages": self.pages}).to_string();
         let path = self.path.clone();
-        self.writer.get_or_insert_with(|| PositionsWriter::start(path)).send(text);
+        let lost = "the app will not open at this position next time";
+        self.writer.get_or_insert_with(|| RecordWriter::start(path, lost)).send(text);
     }
 }
 
-/// The thread that writes `positions.json`: only the newest record is written (older ones
-/// still queued are skipped), atomically ([`state::write_atomically`]). Dropped with the app, it writes what
-/// is queued before it goes.
+/// A thread that keeps one file of the state directory: only the newest record is written
+/// (older ones still queued are skipped), atomically ([`state::write_atomically`]). A failure
+/// is reported once (by [`RecordWriter::failures`]) until a write works again. Dropped with the
+/// app, it writes what is queued before it goes.
 #[derive(Debug)]
-struct PositionsWriter {
+pub(crate) struct RecordWriter {
     records: Option<Sender<String>>,
     failures: Receiver<String>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
-impl PositionsWriter {
-    fn start(path: PathBuf) -> Self {
+impl RecordWriter {
+    /// `lost`: what the performer loses while writes fail, for the message.
+    pub(crate) fn start(path: PathBuf, lost: &'static str) -> Self {
         let (tx, rx) = crossbeam_channel::unbounded::<String>();
         let (fail_tx, failures) = crossbeam_channel::unbounded();
+        let name = path.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned());
         let thread = std::thread::Builder::new()
-            .name("maestral-positions".into())
+            .name(format!("maestral-{name}"))
             .spawn(move || {
                 let mut failing = false;
                 while let Ok(mut text) = rx.recv() {
@@ -278,7 +282,7 @@ impl PositionsWriter {
                         Err(error) if !failing => {
                             failing = true;
                             let _ = fail_tx.send(format!(
-                                "could not keep the position in {} ({error}); the app will not open there next time",
+                                "could not write {} ({error}); {lost}",
                                 path.display()
                             ));
                         }
@@ -286,19 +290,24 @@ impl PositionsWriter {
                     }
                 }
             })
-            .map_err(|error| warn!("could not start the thread that keeps positions ({error})"))
+            .map_err(|error| warn!("could not start the thread that writes {name} ({error})"))
             .ok();
-        PositionsWriter { records: thread.is_some().then_some(tx), failures, thread }
+        RecordWriter { records: thread.is_some().then_some(tx), failures, thread }
     }
 
-    fn send(&self, text: String) {
+    pub(crate) fn send(&self, text: String) {
         if let Some(records) = &self.records {
             let _ = records.send(text);
         }
     }
+
+    /// Write failures not yet reported.
+    pub(crate) fn failures(&self) -> impl Iterator<Item = String> + '_ {
+        self.failures.try_iter()
+    }
 }
 
-impl Drop for PositionsWriter {
+impl Drop for RecordWriter {
     fn drop(&mut self) {
         self.records = None;
         if let Some(thread) = self.thread.take() {
@@ -333,7 +342,7 @@ fn note_positions(
 
 fn report_write_errors(positions: Res<SavedPositions>, mut errors: MessageWriter<AppError>) {
     if let Some(writer) = &positions.writer {
-        for message in writer.failures.try_iter() {
+        for message in writer.failures() {
             warn!("{message}");
             errors.write(AppError(message));
         }

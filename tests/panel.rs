@@ -321,3 +321,49 @@ fn the_roster_line_counts_who_shows_the_masters_page() {
     s.phase = Some(Phase::MasterSessionEnded);
     assert_eq!(ui::roster_summary(&s, &here), None);
 }
+
+#[test]
+fn the_set_list_section_marks_the_piece_shown_and_edits_by_its_buttons() {
+    use maestral::setlist::{PieceRequested, SetListEdit};
+    let other = SongId::new("cd".repeat(32));
+    let mut m = model(Role::Master, Phase::MasterSessionActive, true);
+    m.set_lists = ui::SetListsView {
+        in_use: Some((
+            "Sunday".into(),
+            vec![(other.clone(), Some("Harbour Lights".into())), (song(), None)],
+        )),
+        current: Some(0),
+        names: vec!["Sunday".into(), "Encores".into()],
+    };
+    let mut h = harness(m);
+    h.run();
+    // Each piece, numbered; one this device lacks says so.
+    h.get_by_label("1. Harbour Lights");
+    h.get_by_label("2. (not on this device)");
+    h.get_by_label(ui::NEXT_PIECE).click();
+    h.run();
+    h.get_by_label(ui::ADD_SHOWN).click();
+    h.run();
+    h.get_by_label("Encores").click();
+    h.run();
+    h.get_by_label("↓").click();
+    h.run();
+    let actions = take(&mut h);
+    let edits: Vec<String> = actions
+        .iter()
+        .filter_map(|a| match a {
+            UiAction::Piece(p) => Some(format!("{p:?}")),
+            UiAction::SetList(e) => Some(format!("{e:?}")),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        edits,
+        [
+            format!("{:?}", PieceRequested::Next),
+            format!("{:?}", SetListEdit::Add(song())),
+            format!("{:?}", SetListEdit::Use("Encores".into())),
+            format!("{:?}", SetListEdit::Move { from: 0, to: 1 }),
+        ]
+    );
+}

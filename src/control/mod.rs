@@ -17,7 +17,7 @@ mod run;
 pub mod window;
 mod write;
 
-pub use parse::{ControlCommand, ControlEvent, WindowCommand, parse_command};
+pub use parse::{ControlCommand, ControlEvent, SetListCommand, WindowCommand, parse_command};
 pub use read::{ControlInput, ControlLine, read_lines};
 pub use run::{PendingLines, WindowControl};
 #[cfg(feature = "test-support")]
@@ -31,6 +31,9 @@ pub fn plugin(app: &mut App) {
         .init_resource::<ControlOutput>()
         .init_resource::<PendingLines>()
         .add_message::<WindowCommand>()
+        // Carried out by the set lists' and navigation's plugins.
+        .add_message::<crate::setlist::SetListEdit>()
+        .add_message::<crate::setlist::PieceRequested>()
         .add_message::<ControlEvent>()
         .add_systems(
             PreUpdate,

@@ -6,6 +6,7 @@ use bevy::prelude::*;
 use serde_json::Value;
 
 use crate::model::SyncMode;
+use crate::setlist::PieceRequested;
 
 /// A command as read from a line.
 #[derive(Debug, Clone, PartialEq)]
@@ -25,8 +26,26 @@ pub enum ControlCommand {
     Switch(SyncMode),
     /// Solo: the other device's answer code (a line starting `M1A:`).
     Answer(String),
+    /// Set lists: an edit, or `setlist` alone (say the set lists).
+    SetList(Option<SetListCommand>),
+    /// `piece next|prev`: the set list's next or previous piece.
+    Piece(PieceRequested),
     /// Window only.
     Window(WindowCommand),
+}
+
+/// `setlist …` (docs/headless.md): an edit of the set lists, its song still as typed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SetListCommand {
+    New(String),
+    Use(String),
+    Rename(String),
+    Delete,
+    Off,
+    /// A song id, or `None`: the song shown.
+    Add(Option<String>),
+    Remove(usize),
+    Move(usize, usize),
 }
 
 /// Commands that only make sense with a window (`--control`).
@@ -49,7 +68,7 @@ pub enum WindowCommand {
 pub struct ControlEvent(pub Value);
 
 /// The headless commands, for messages that list them.
-pub(super) const COMMANDS: &str = "next, prev, page N, song SONG_ID|PATH, follow, free, end, leave, unpair, start, join CODE, alone, quit";
+pub(super) const COMMANDS: &str = "next, prev, page N, song SONG_ID|PATH, piece next|prev, setlist [new NAME|use NAME|rename NAME|delete|off|add [SONG_ID]|remove N|move FROM TO], follow, free, end, leave, unpair, start, join CODE, alone, quit";
 
 /// Parses one command line.
 pub fn parse_command(line: &str) -> Result<ControlCommand, String> {
@@ -78,6 +97,12 @@ pub fn parse_command(line: &str) -> Result<ControlCommand, String> {
             .map_err(|_| format!("`page` takes a page index counted from 0, not {rest:?}")),
         "song" if !rest.is_empty() => Ok(ControlCommand::Song(rest.to_owned())),
         "song" => Err("`song` takes a song id (64 hex digits) or the path of a score".into()),
+        "piece" => match rest {
+            "next" => Ok(ControlCommand::Piece(PieceRequested::Next)),
+            "prev" => Ok(ControlCommand::Piece(PieceRequested::Prev)),
+            _ => Err("`piece` takes `next` or `prev`".into()),
+        },
+        "setlist" => parse_setlist(rest).map(ControlCommand::SetList),
         "key" => key_code(rest)
             .map(|k| ControlCommand::Window(WindowCommand::Key(k)))
             .ok_or_else(|| format!("unknown key {rest:?}: try PageDown, PageUp, Space, Home, End, Enter, Tab, F11, 0–9")),
@@ -116,6 +141,47 @@ pub fn parse_command(line: &str) -> Result<ControlCommand, String> {
     }
 }
 
+/// The words after `setlist`.
+fn parse_setlist(rest: &str) -> Result<Option<SetListCommand>, String> {
+    let (verb, arg) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
+    let arg = arg.trim();
+    let index = |s: &str| {
+        s.parse::<usize>()
+            .map_err(|_| format!("a piece is given by its place counted from 0, not {s:?}"))
+    };
+    let named = |make: fn(String) -> SetListCommand| {
+        if arg.is_empty() {
+            Err(format!("`setlist {verb}` takes a name"))
+        } else {
+            Ok(Some(make(arg.to_owned())))
+        }
+    };
+    let bare = |cmd: SetListCommand| {
+        if arg.is_empty() {
+            Ok(Some(cmd))
+        } else {
+            Err(format!("`setlist {verb}` takes no argument"))
+        }
+    };
+    match verb {
+        "" => Ok(None),
+        "new" => named(SetListCommand::New),
+        "use" => named(SetListCommand::Use),
+        "rename" => named(SetListCommand::Rename),
+        "delete" => bare(SetListCommand::Delete),
+        "off" => bare(SetListCommand::Off),
+        "add" => Ok(Some(SetListCommand::Add((!arg.is_empty()).then(|| arg.to_owned())))),
+        "remove" => index(arg).map(|i| Some(SetListCommand::Remove(i))),
+        "move" => match arg.split_whitespace().collect::<Vec<_>>().as_slice() {
+            [from, to] => Ok(Some(SetListCommand::Move(index(from)?, index(to)?))),
+            _ => Err("`setlist move` takes FROM TO, places counted from 0".into()),
+        },
+        other => Err(format!(
+            "unknown set list command {other:?}: new NAME, use NAME, rename NAME, delete, off, add [SONG_ID], remove N, move FROM TO"
+        )),
+    }
+}
+
 fn key_code(name: &str) -> Option<KeyCode> {
     let lower = name.to_ascii_lowercase();
     Some(match lower.as_str() {
@@ -133,6 +199,10 @@ fn key_code(name: &str) -> Option<KeyCode> {
         "tab" => KeyCode::Tab,
         "backspace" => KeyCode::Backspace,
         "f11" => KeyCode::F11,
+        "bracketright" | "]" => KeyCode::BracketRight,
+        "bracketleft" | "[" => KeyCode::BracketLeft,
+        "mediatracknext" => KeyCode::MediaTrackNext,
+        "mediatrackprevious" => KeyCode::MediaTrackPrevious,
         "0" => KeyCode::Digit0,
         "1" => KeyCode::Digit1,
         "2" => KeyCode::Digit2,

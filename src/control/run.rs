@@ -10,13 +10,16 @@ use maestral_net::SyncCommand;
 use maestral_protocol::{FollowMode, SongId};
 use maestral_sync::{LocalAction, Role};
 
-use super::parse::{COMMANDS, ControlCommand, WindowCommand, parse_command};
+use super::parse::{
+    COMMANDS, ControlCommand, ControlEvent, SetListCommand, WindowCommand, parse_command,
+};
 use super::read::{ControlInput, ControlLine};
 use crate::model::{
     AppError, OpenScore, PageTurnRequested, Position, SongChangeRequested, SongLibrary, SwitchRole,
     Turn,
 };
 use crate::score::PendingOpens;
+use crate::setlist::{PieceRequested, SetListEdit, SetLists};
 use crate::sync::SyncBridge;
 use crate::wake::Waker;
 
@@ -33,6 +36,9 @@ pub(super) struct Actions<'w> {
     window: MessageWriter<'w, WindowCommand>,
     switches: MessageWriter<'w, SwitchRole>,
     exit: MessageWriter<'w, AppExit>,
+    set_lists: MessageWriter<'w, SetListEdit>,
+    pieces: MessageWriter<'w, PieceRequested>,
+    said: MessageWriter<'w, ControlEvent>,
 }
 
 /// Lines read but not yet carried out: one command a frame, so each sees the state the one
@@ -49,6 +55,7 @@ pub(super) fn run_commands(
     bridge: Option<Res<SyncBridge>>,
     window_control: Option<Res<WindowControl>>,
     opens: Option<Res<PendingOpens>>,
+    sets: Option<Res<SetLists>>,
     waker: Res<Waker>,
 ) {
     pending.0.extend(input.0.try_iter());
@@ -158,6 +165,23 @@ pub(super) fn run_commands(
                     ));
                 }
             },
+            ControlCommand::Piece(step) => {
+                actions.pieces.write(step);
+            }
+            ControlCommand::SetList(None) => {
+                let sets = sets.as_deref().cloned().unwrap_or_default();
+                actions.said.write(ControlEvent(crate::setlist::event_line(&sets, &library)));
+            }
+            ControlCommand::SetList(Some(command)) => {
+                match set_list_edit(command, position.song.as_ref(), &library) {
+                    Ok(edit) => {
+                        actions.set_lists.write(edit);
+                    }
+                    Err(message) => {
+                        actions.errors.write(AppError(message));
+                    }
+                }
+            }
             ControlCommand::Window(command) => {
                 if window_control.is_some() {
                     actions.window.write(command);
@@ -169,6 +193,37 @@ pub(super) fn run_commands(
             }
         }
     }
+}
+
+/// A `setlist` command as an edit: its song (an id, or the song shown) looked up.
+fn set_list_edit(
+    command: SetListCommand,
+    shown: Option<&SongId>,
+    library: &SongLibrary,
+) -> Result<SetListEdit, String> {
+    Ok(match command {
+        SetListCommand::New(name) => SetListEdit::New(name),
+        SetListCommand::Use(name) => SetListEdit::Use(name),
+        SetListCommand::Rename(name) => SetListEdit::Rename(name),
+        SetListCommand::Delete => SetListEdit::Delete,
+        SetListCommand::Off => SetListEdit::Off,
+        SetListCommand::Remove(at) => SetListEdit::Remove(at),
+        SetListCommand::Move(from, to) => SetListEdit::Move { from, to },
+        SetListCommand::Add(None) => match shown {
+            Some(song) => SetListEdit::Add(song.clone()),
+            None => {
+                return Err(
+                    "no song is shown: `setlist add` adds the song shown, or give a song id".into(),
+                );
+            }
+        },
+        SetListCommand::Add(Some(what)) => match song_target(&what, library)? {
+            SongTarget::Known(id) => SetListEdit::Add(id),
+            SongTarget::File(_) => {
+                return Err("`setlist add` takes a song id; open the file with `song PATH` first, then `setlist add`".into());
+            }
+        },
+    })
 }
 
 enum SongTarget {

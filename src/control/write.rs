@@ -14,6 +14,7 @@ use crate::model::{
     AppError, LinkChanged, PhaseChanged, Position, RosterChanged, RosterState, SessionCodes,
     SongLibrary, StreamChanged, SyncMode, SyncSettings,
 };
+use crate::setlist::SetLists;
 
 /// Where event lines go: standard output (written by a thread of its own, so a slow reader
 /// never holds up a frame), or (`test-support`) a buffer a test reads.
@@ -135,6 +136,8 @@ pub struct ControlState {
     last_show: Option<Value>,
     /// The join code last said (in `ready`, or in a `join_code` line since).
     last_code: Option<String>,
+    /// The `setlist` line last said.
+    last_setlist: Option<Value>,
 }
 
 fn mode_name(mode: &SyncMode) -> &'static str {
@@ -169,6 +172,7 @@ pub(super) fn write_events(
     mut roster: Roster,
     mut errors: MessageReader<AppError>,
     mut extra: MessageReader<ControlEvent>,
+    sets: Option<Res<SetLists>>,
 ) {
     let mut lines = Vec::new();
     for PhaseChanged(phase) in phases.read() {
@@ -198,6 +202,15 @@ pub(super) fn write_events(
     {
         state.last_show = Some(show.clone());
         lines.push(show);
+    }
+    // The set lists, on every change (and at start where there are some).
+    if let Some(sets) = sets.filter(|s| s.is_changed()) {
+        let line = crate::setlist::event_line(&sets, &library);
+        let said = state.last_setlist.as_ref();
+        if said != Some(&line) && (said.is_some() || !sets.lists.is_empty()) {
+            state.last_setlist = Some(line.clone());
+            lines.push(line);
+        }
     }
     for ControlEvent(value) in extra.read() {
         lines.push(value.clone());

@@ -7,17 +7,19 @@
 mod overlay;
 mod panel;
 mod qr;
+mod setlist;
 mod together;
 mod view;
 mod words;
 
 pub use overlay::{ROOM_VIEW, roster_summary};
 pub use qr::QR_ALT;
+pub use setlist::{ADD_SHOWN, DELETE_LIST, NEW_LIST, NEXT_PIECE, NO_LIST, PREV_PIECE, RENAME_LIST};
 pub use together::{
     ALONE, CANCEL, END, END_YES, FOLLOW, FREE, JOIN, JOIN_CODE, LEAVE, OPEN_QR, PAIR, PAIR_CODE,
     ROOM, START, UNPAIR,
 };
-pub use view::{AfterEnd, SongRow, SyncView, UiAction, UiModel, UiState};
+pub use view::{AfterEnd, SetListsView, SongRow, SyncView, UiAction, UiModel, UiState};
 
 use bevy::ecs::system::SystemParam;
 use bevy::prelude::*;
@@ -35,7 +37,9 @@ use crate::open::{OpenDialog, Pick};
 use crate::sync::SyncBridge;
 
 pub fn plugin(app: &mut App) {
-    app.init_resource::<Problems>()
+    app.add_message::<crate::setlist::SetListEdit>()
+        .add_message::<crate::setlist::PieceRequested>()
+        .init_resource::<Problems>()
         .init_resource::<UiState>()
         .init_resource::<Receiving>()
         .add_systems(
@@ -178,6 +182,7 @@ struct Shown<'w> {
     progress: Res<'w, crate::model::StreamProgress>,
     bridge: Option<Res<'w, SyncBridge>>,
     time: Res<'w, Time<Real>>,
+    sets: Option<Res<'w, crate::setlist::SetLists>>,
 }
 
 impl Shown<'_> {
@@ -219,6 +224,7 @@ impl Shown<'_> {
             fresh_problem,
             indicator: self.link.indicator(),
             sync: self.bridge.as_deref().map(|b| self.sync_view(b.role())),
+            set_lists: self.sets.as_deref().map(|s| set_lists_view(s, library)).unwrap_or_default(),
         }
     }
 
@@ -242,6 +248,21 @@ impl Shown<'_> {
     }
 }
 
+fn set_lists_view(sets: &crate::setlist::SetLists, library: &SongLibrary) -> SetListsView {
+    SetListsView {
+        in_use: sets.in_use().map(|l| {
+            let pieces = l
+                .songs
+                .iter()
+                .map(|s| (s.clone(), library.get(s).map(|x| x.title.clone())))
+                .collect();
+            (l.name.clone(), pieces)
+        }),
+        current: sets.current,
+        names: sets.lists.iter().map(|l| l.name.clone()).collect(),
+    }
+}
+
 /// What the UI changes and asks for.
 #[derive(SystemParam)]
 struct Edits<'w> {
@@ -255,6 +276,8 @@ struct Edits<'w> {
     switches: MessageWriter<'w, SwitchRole>,
     dialog: Option<ResMut<'w, OpenDialog>>,
     waker: Res<'w, crate::wake::Waker>,
+    set_lists: MessageWriter<'w, crate::setlist::SetListEdit>,
+    pieces: MessageWriter<'w, crate::setlist::PieceRequested>,
 }
 
 fn draw_ui(mut contexts: EguiContexts, shown: Shown, mut edits: Edits) -> Result {
@@ -318,6 +341,13 @@ fn apply(action: UiAction, edits: &mut Edits, bridge: Option<&SyncBridge>) {
         },
         UiAction::Error(message) => {
             edits.errors.write(AppError(message));
+        }
+        UiAction::SetList(edit) => {
+            edits.set_lists.write(edit);
+        }
+        UiAction::Piece(step) => {
+            edits.pieces.write(step);
+            edits.visible.0 = false;
         }
     }
 }

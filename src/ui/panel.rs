@@ -1,4 +1,4 @@
-//! The panel: the library (open a score, pick one), layout and projector settings, playing
+//! The panel: the library (open a score, pick one), the set list, layout and projector settings, playing
 //! together (see `together`), recent problems. Hidden while performing.
 
 use bevy_egui::egui;
@@ -17,6 +17,8 @@ pub fn draw(ctx: &egui::Context, model: &UiModel, state: &mut UiState, out: &mut
         .collapsible(false)
         .show(ctx, |ui| {
             library(ui, model, state, out);
+            ui.separator();
+            super::setlist::draw(ui, model, state, out);
             ui.separator();
             layout(ui, model, out);
             if let Some(sync) = &model.sync {

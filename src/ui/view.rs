@@ -40,6 +40,20 @@ pub struct UiModel {
     pub indicator: LinkIndicator,
     /// `None`: this app runs without sync.
     pub sync: Option<SyncView>,
+    /// The set lists.
+    pub set_lists: SetListsView,
+}
+
+/// The set lists as the panel shows them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SetListsView {
+    /// The list in use: its name, and its pieces (id, title: `None` for a piece this device
+    /// does not hold).
+    pub in_use: Option<(String, Vec<(SongId, Option<String>)>)>,
+    /// The marked piece.
+    pub current: Option<usize>,
+    /// Every list's name.
+    pub names: Vec<String>,
 }
 
 /// One song of the library.
@@ -109,6 +123,8 @@ pub enum UiAction {
     Command(SyncCommand),
     Local(LocalAction),
     Error(String),
+    SetList(crate::setlist::SetListEdit),
+    Piece(crate::setlist::PieceRequested),
 }
 
 impl UiAction {
@@ -125,6 +141,8 @@ pub struct UiState {
     pub pair_text: String,
     /// A join code pasted (joining a session).
     pub join_text: String,
+    /// A set list's name being typed.
+    pub set_list_name: String,
     /// Asking "end the session for everyone?" before the role switch (or plain end) it names.
     pub confirm_end: Option<AfterEnd>,
     /// The room view: the join QR over the whole screen.

@@ -15,6 +15,8 @@ pub mod files {
     pub const DEVICE_ID: &str = "device-id";
     /// The last song and the last page per song.
     pub const POSITIONS: &str = "positions.json";
+    /// The performer's set lists (concert programs) and the one in use.
+    pub const SET_LISTS: &str = "setlists.json";
     /// A Choir Master's session: certificate (private key), id, token, address, position.
     pub const MASTER_SESSION: &str = "master-session.json";
     /// A Choir Master's certificate (with its private key), kept across its sessions and
