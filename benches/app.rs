@@ -5,9 +5,13 @@
 //! - page turn → presented frame, prefetched and cold (a jump to a page not drawn yet): wall
 //!   time from writing the key to the app's `frame_presented` line, and frames from the input
 //!   to the swap (0: the turn's own frame); cold: a jump to a page never drawn, a song change;
-//! - idle: frames drawn and CPU used over 10 s with a score open and nothing happening.
+//! - idle: frames drawn and CPU used over 10 s with a score open and nothing happening;
+//! - half-page turns (`--layout half`, a second window): the first press (the next page's top
+//!   half over this page's bottom half) and the second (the whole next page), each from the
+//!   key to its presented frame, in wall time and frames.
 //!
-//! Goals: prefetched turn ≤ 1 frame, idle CPU < 1 % of a core. Results: target/bench/app.json.
+//! Goals: prefetched turn ≤ 1 frame, each half-page turn press ≤ 1 frame, idle CPU < 1 % of a
+//! core. Results: target/bench/app.json.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -37,6 +41,23 @@ fn timed_turn(app: &mut App, lines: &[String], page: u64) -> (f64, u64) {
     let (_, at) = app.wait_at("frame_presented", |e| e["event"] == "frame_presented");
     let frames = presented["since_turn_frames"].as_u64().unwrap_or(u64::MAX);
     (ms(at.duration_since(sent)), frames)
+}
+
+/// One half-page turn from `page`: the first press (`page + 1`'s top over `page`'s bottom),
+/// then the second (`page + 1` whole); each as (ms to the presented frame, frames to the swap).
+fn timed_half_turn(app: &mut App, page: u64) -> [(f64, u64); 2] {
+    let mut press = |want: &[(u64, u64)], parts: usize| {
+        let sent = Instant::now();
+        app.send("key PageDown");
+        let presented = app.wait_presented(want);
+        assert_eq!(presented["pages"].as_array().map(Vec::len), Some(parts), "{presented}");
+        let (_, at) = app.wait_at("frame_presented", |e| e["event"] == "frame_presented");
+        (ms(at.duration_since(sent)), presented["since_turn_frames"].as_u64().unwrap_or(u64::MAX))
+    };
+    let first = press(&[(0, page + 1), (0, page)], 2);
+    std::thread::sleep(Duration::from_millis(300));
+    let second = press(&[(0, page + 1)], 1);
+    [first, second]
 }
 
 /// The summary of a sample of milliseconds (null if there is none).
@@ -99,6 +120,26 @@ fn main() {
     let status = app.quit();
     assert!(status.success());
 
+    // Half-page turns, in a window of their own.
+    let mut command = display.command();
+    command
+        .args(["--control", "--layout", "half", "--window-size", "1280x800", "--state-dir"])
+        .arg(&dir.0)
+        .arg(&score);
+    let mut app = App::spawn(command);
+    app.wait_presented(&[(0, 0)]);
+    let (mut halves, mut completions) = (Vec::new(), Vec::new());
+    let (mut half_frames, mut completion_frames) = (Vec::new(), Vec::new());
+    for page in 0..6u64 {
+        std::thread::sleep(Duration::from_millis(600));
+        let [(h_ms, h_frames), (c_ms, c_frames)] = timed_half_turn(&mut app, page);
+        halves.push(h_ms);
+        half_frames.push(h_frames);
+        completions.push(c_ms);
+        completion_frames.push(c_frames);
+    }
+    assert!(app.quit().success());
+
     let result = json!({
         "profile": if cfg!(debug_assertions) { "dev" } else { "release" },
         "renderer": "Mesa lavapipe (software Vulkan) under Xvfb",
@@ -111,11 +152,19 @@ fn main() {
         "idle_seconds": idle_wall.as_secs_f64(),
         "idle_frames": frames,
         "idle_cpu_percent_of_a_core": cpu_percent,
+        "half_turn_first_press_ms": summary(&halves),
+        "half_turn_first_press_frames_to_swap": half_frames,
+        "half_turn_second_press_ms": summary(&completions),
+        "half_turn_second_press_frames_to_swap": completion_frames,
     });
     println!("{}", serde_json::to_string_pretty(&result).unwrap_or_default());
     let goals = [
         ("prefetched turn ≤ 1 frame", prefetched_frames.iter().all(|&f| f <= 1)),
         ("idle CPU < 1 % of a core", cpu_percent.is_some_and(|c| c < 1.0)),
+        (
+            "each half-page turn press ≤ 1 frame",
+            half_frames.iter().chain(&completion_frames).all(|&f| f <= 1),
+        ),
     ];
     for (goal, met) in goals {
         println!("{goal}: {}", if met { "met" } else { "NOT met" });

@@ -129,6 +129,9 @@ pub struct WindowArgs {
 pub enum LayoutArg {
     /// One page at a time.
     Single,
+    /// One page, turned in halves: the first press shows the next page's top half above this
+    /// page's bottom half, the second completes the turn.
+    Half,
     /// Two pages side by side (a spread: odd page left, even page right).
     TwoUp,
     /// One window per monitor: odd page on the first, even page on the second.
@@ -259,6 +262,7 @@ impl Cli {
             (_, true) | (LayoutArg::Dual, _) => LayoutMode::DualWindow,
             (LayoutArg::TwoUp, _) => LayoutMode::TwoUp,
             (LayoutArg::Single, _) => LayoutMode::Single,
+            (LayoutArg::Half, _) => LayoutMode::HalfTurns,
         };
         let frontend = if self.headless {
             Frontend::Headless

@@ -13,9 +13,9 @@ use bevy::prelude::*;
 use maestral_score::{PageKey, PixelSize, SongId};
 
 use crate::model::{
-    AppError, EnginePager, LastTurn, LayoutMode, LayoutSystems, PageTexture, PageTextures,
-    PageWindow, PagesPresented, PixelRect, Position, PresentedPage, Projector, Rotation,
-    SongLibrary, TextureKey, WantedPages,
+    AppError, EnginePager, HalfTurn, LastTurn, LayoutMode, LayoutSystems, PagePart, PageTexture,
+    PageTextures, PageWindow, PagesPresented, PixelRect, Position, PresentedPage, Projector,
+    Rotation, SongLibrary, TextureKey, WantedPages,
 };
 use crate::navigation;
 
@@ -37,6 +37,9 @@ pub struct SlotPlan {
     pub slot: u8,
     /// `None`: nothing here (past the end of the score, or a song this device does not have).
     pub page: Option<u32>,
+    /// The part of the page drawn: a half-page turn draws halves of two pages, each where it
+    /// would be on the page as a whole (the page is rasterized whole, for `rect`).
+    pub part: PagePart,
     /// The slot's box in content space (before rotation), in physical pixels.
     pub rect: PixelRect,
     /// The content space's size (the window's, axes swapped by a quarter turn).
@@ -113,10 +116,13 @@ pub struct ShownPage {
     pub size: PixelSize,
     pub drawn_for: PixelSize,
     pub image: Handle<Image>,
+    /// The part of it drawn.
+    pub part: PagePart,
 }
 
 fn plan_pages(
     position: Res<Position>,
+    half: Res<HalfTurn>,
     mode: Res<LayoutMode>,
     projector: Res<Projector>,
     library: Res<SongLibrary>,
@@ -139,26 +145,37 @@ fn plan_pages(
         let content = if projector.rotation.swaps_axes() { (h, w) } else { (w, h) };
         let scale_factor_milli = (window.scale_factor() * 1000.0).round().max(1.0) as u32;
         let whole = PixelRect { x: 0, y: 0, width: content.0, height: content.1 };
-        let mut add = |slot: u8, page: u32, rect: PixelRect| {
+        let mut add = |slot: u8, page: u32, rect: PixelRect, part: PagePart| {
             let page = song.and(Some(page)).filter(|&p| count.is_none_or(|c| p < c));
             slots.push(SlotPlan {
                 window: entity,
                 window_index: page_window.index,
                 slot,
                 page,
+                part,
                 rect,
                 content,
                 scale_factor_milli,
             });
         };
-        match (*mode, page_window.index) {
-            (LayoutMode::Single, 0) => add(0, position.page, whole),
-            (LayoutMode::TwoUp, 0) => {
-                let left = content.0 / 2;
-                add(0, spread, PixelRect { width: left, ..whole });
-                add(1, spread + 1, PixelRect { x: left, width: content.0 - left, ..whole });
+        let whole_page = PagePart::Whole;
+        match (*mode, page_window.index, half.next(&position)) {
+            (LayoutMode::HalfTurns, 0, Some(next)) => {
+                add(0, next, whole, PagePart::Top);
+                add(1, position.page, whole, PagePart::Bottom);
             }
-            (LayoutMode::DualWindow, i @ (0 | 1)) => add(0, spread + u32::from(i), whole),
+            (LayoutMode::Single | LayoutMode::HalfTurns, 0, _) => {
+                add(0, position.page, whole, whole_page);
+            }
+            (LayoutMode::TwoUp, 0, _) => {
+                let left = content.0 / 2;
+                add(0, spread, PixelRect { width: left, ..whole }, whole_page);
+                let right = PixelRect { x: left, width: content.0 - left, ..whole };
+                add(1, spread + 1, right, whole_page);
+            }
+            (LayoutMode::DualWindow, i @ (0 | 1), _) => {
+                add(0, spread + u32::from(i), whole, whole_page);
+            }
             // Windows the layout does not use show nothing.
             _ => {}
         }
@@ -252,7 +269,8 @@ fn present_pages(
                     if let (Some(shown), Some(planned)) =
                         (&page_slot.shown, plan_for(&plan, &page_slot))
                     {
-                        place(&plan, planned, shown.size, &mut sprite, &mut transform);
+                        let at = (shown.size, shown.part);
+                        place(&plan, planned, at, &mut sprite, &mut transform);
                     }
                 }
                 return;
@@ -272,6 +290,7 @@ fn present_pages(
             size: texture.size,
             drawn_for: key.page.target,
             image: texture.image.clone(),
+            part: planned.part,
         });
         let existing = slots
             .iter_mut()
@@ -290,7 +309,7 @@ fn present_pages(
                     );
                     page_slot.shown = shown.clone();
                 } else if let Some(s) = &shown {
-                    place(&plan, planned, s.size, &mut sprite, &mut transform);
+                    place(&plan, planned, (s.size, s.part), &mut sprite, &mut transform);
                 }
                 entity
             }
@@ -320,7 +339,8 @@ fn present_pages(
             window_index: planned.window_index,
             slot: planned.slot,
             page: shown.as_ref().map(|s| s.page),
-            rect: screen_rect(&plan, planned, shown.as_ref().map(|s| s.size)),
+            part: planned.part,
+            rect: screen_rect(&plan, planned, shown.as_ref().map(|s| (s.size, s.part))),
             exact: shown.as_ref().is_none_or(|s| Some(s.drawn_for) == planned.target()),
         });
     }
@@ -357,7 +377,7 @@ fn apply(
     match shown {
         Some(shown) => {
             sprite.image = shown.image.clone();
-            place(plan, planned, shown.size, sprite, transform);
+            place(plan, planned, (shown.size, shown.part), sprite, transform);
             *visibility = Visibility::Inherited;
         }
         None => *visibility = Visibility::Hidden,
@@ -380,21 +400,39 @@ fn fitted_size(planned: &SlotPlan, size: PixelSize) -> Option<PixelSize> {
     Some(PixelSize::new(side(size.width, bw), side(size.height, bh)))
 }
 
-/// The drawn page's top-left corner and size in content space (whole pixels).
-fn content_rect(planned: &SlotPlan, size: PixelSize) -> Option<PixelRect> {
+/// The drawn page's (or, in a half-page turn, the drawn half's) top-left corner and size in
+/// content space (whole pixels).
+fn content_rect(planned: &SlotPlan, size: PixelSize, part: PagePart) -> Option<PixelRect> {
     let fitted = fitted_size(planned, size)?;
     let r = planned.rect;
-    Some(PixelRect {
+    let page = PixelRect {
         x: r.x + (r.width - fitted.width) / 2,
         y: r.y + (r.height - fitted.height) / 2,
         width: fitted.width,
         height: fitted.height,
+    };
+    let top = page.height / 2;
+    Some(match part {
+        PagePart::Whole => page,
+        PagePart::Top => PixelRect { height: top, ..page },
+        PagePart::Bottom => PixelRect { y: page.y + top, height: page.height - top, ..page },
     })
 }
 
+/// The part of a texture of `size` a slot draws, in texture pixels (`None`: all of it).
+fn texture_part(part: PagePart, size: PixelSize) -> Option<Rect> {
+    let (w, h) = (size.width as f32, size.height as f32);
+    let top = (size.height / 2) as f32;
+    match part {
+        PagePart::Whole => None,
+        PagePart::Top => Some(Rect::new(0.0, 0.0, w, top)),
+        PagePart::Bottom => Some(Rect::new(0.0, top, w, h)),
+    }
+}
+
 /// Where a drawn page lands on screen (window pixels), rotation included.
-fn screen_rect(plan: &Plan, planned: &SlotPlan, size: Option<PixelSize>) -> PixelRect {
-    let Some(rect) = size.and_then(|s| content_rect(planned, s)) else {
+fn screen_rect(plan: &Plan, planned: &SlotPlan, at: Option<(PixelSize, PagePart)>) -> PixelRect {
+    let Some(rect) = at.and_then(|(size, part)| content_rect(planned, size, part)) else {
         return PixelRect::default();
     };
     let (cw, ch) = (planned.content.0 as f32, planned.content.1 as f32);
@@ -417,16 +455,16 @@ fn screen_rect(plan: &Plan, planned: &SlotPlan, size: Option<PixelSize>) -> Pixe
     }
 }
 
-/// Puts a sprite showing a texture of `size` into its slot: centred, whole physical pixels
-/// (so a page drawn for its box is shown pixel for pixel), rotated for a projector.
+/// Puts a sprite showing `part` of a texture of `size` into its slot: centred, whole physical
+/// pixels (so a page drawn for its box is shown pixel for pixel), rotated for a projector.
 fn place(
     plan: &Plan,
     planned: &SlotPlan,
-    size: PixelSize,
+    (size, part): (PixelSize, PagePart),
     sprite: &mut Sprite,
     transform: &mut Transform,
 ) {
-    let Some(rect) = content_rect(planned, size) else { return };
+    let Some(rect) = content_rect(planned, size, part) else { return };
     let s = planned.scale_factor();
     let (cw, ch) = (planned.content.0 as f32, planned.content.1 as f32);
     let (ox, oy) = (
@@ -437,6 +475,10 @@ fn place(
     let custom = Some(Vec2::new(rect.width as f32 / s, rect.height as f32 / s));
     if sprite.custom_size != custom {
         sprite.custom_size = custom;
+    }
+    let texture = texture_part(part, size);
+    if sprite.rect != texture {
+        sprite.rect = texture;
     }
     let next = Transform {
         translation: Vec3::new(sx / s, -sy / s, 0.0),

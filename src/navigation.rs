@@ -16,7 +16,7 @@ use maestral_protocol::SongId;
 use maestral_sync::{LocalAction, Pager, Role};
 
 use crate::model::{
-    AppError, EnginePager, FollowedRemote, LastTurn, LayoutMode, NavigationSystems,
+    AppError, EnginePager, FollowedRemote, HalfTurn, LastTurn, LayoutMode, NavigationSystems,
     PageTurnRequested, Position, RemoteShow, SongChangeRequested, SongLibrary, Turn,
 };
 use crate::setlist::{PieceRequested, Reached, SetLists};
@@ -100,10 +100,34 @@ fn apply_turns(
     mut nav: Navigate,
     sets: Res<SetLists>,
     mut reached: ResMut<Reached>,
+    mut half: ResMut<HalfTurn>,
 ) {
     for PageTurnRequested(turn) in turns.read() {
         let count = nav.library.page_count(nav.position.song.as_ref());
-        let Some(page) = nav.pager().turn(nav.position.page, *turn, count) else {
+        let pager = nav.pager();
+        // Half-page turns: the first "next" shows the next page's top half over this page's
+        // bottom half, the position not moved; the second completes the turn; "previous"
+        // takes the half back. Only on one page at a time (not a Solo pair's halves).
+        let halfway = half.next(&nav.position);
+        if halfway.is_some() || half.0.is_some() {
+            half.0 = None;
+        }
+        let halves = *nav.layout == LayoutMode::HalfTurns && pager.step() == 1;
+        match (turn, halfway) {
+            (Turn::Prev, Some(_)) => {
+                nav.turned();
+                continue;
+            }
+            (Turn::Next, None) if halves => {
+                if let Some(next) = pager.turn(nav.position.page, Turn::Next, count) {
+                    half.0 = Some((nav.position.clone(), next));
+                    nav.turned();
+                    continue;
+                }
+            }
+            _ => {}
+        }
+        let Some(page) = pager.turn(nav.position.page, *turn, count) else {
             // Past a piece's last page, or back from its first, in a set list: the piece
             // beside it (only where the count is known, so "past the end" is sure).
             let step = match turn {

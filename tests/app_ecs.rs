@@ -18,7 +18,7 @@ use maestral::control::{self, ControlCommand, ControlInput, ControlLine, Control
 use maestral::input::{self, GestureAction, gesture_action};
 use maestral::layout::{self, PageSlot, Plan};
 use maestral::model::{
-    AppError, EnginePager, LayoutMode, LinkIndicator, LinkStatus, ModelPlugin, OpenScore,
+    AppError, EnginePager, LayoutMode, LinkIndicator, LinkStatus, ModelPlugin, OpenScore, PagePart,
     PageTextures, PageTurnRequested, PageWindow, PagesPresented, PhaseChanged, Position, Projector,
     SessionCodes, SongChangeRequested, SongLibrary, Turn, UiVisible, WantedPages,
 };
@@ -950,4 +950,49 @@ fn dark_pages_replace_the_light_ones_in_one_swap() {
         shown.dark
     });
     assert_eq!(t.presented().len(), 1);
+}
+
+#[test]
+fn a_half_page_turn_waits_for_the_next_page_then_swaps_both_halves_in_one_frame() {
+    let (mut t, _) = drawing_app(LayoutMode::HalfTurns);
+    t.presented();
+    t.sent();
+    // Pages 7 and 8 not drawn yet (a jump, then the first press of a half turn): page 0 stays
+    // whole until both are ready, then both halves swap in together.
+    t.app.world().resource::<RenderBridge>().client().pause();
+    t.turn(Turn::To(7));
+    assert_eq!(t.set_pages(), vec![7]);
+    t.turn(Turn::Next);
+    t.app.world().resource::<RenderBridge>().client().resume();
+    let whole = vec![(Some(0), PagePart::Whole)];
+    let half = vec![(Some(8), PagePart::Top), (Some(7), PagePart::Bottom)];
+    t.update_until("the half turn on screen", |t| {
+        let shown = parts(t);
+        assert!(shown == whole || shown == half, "a half-drawn frame: {shown:?}");
+        shown == half
+    });
+    assert_eq!(t.presented().len(), 1, "one swap");
+    assert_eq!(t.page(), 7, "the position is not moved by the first press");
+    assert!(t.set_pages().is_empty(), "nothing is sent by the first press");
+    // The second press: page 8 whole, in the frame of the press (its texture is on show).
+    t.turn(Turn::Next);
+    assert_eq!(parts(&mut t), vec![(Some(8), PagePart::Whole)]);
+    assert_eq!(t.presented()[0].since_turn.map(|(_, f)| f), Some(0));
+    assert_eq!(t.set_pages(), vec![8], "the completed turn is a whole page turn");
+    // A half taken back: page 8 whole again, nothing sent.
+    t.update_until("page 9 prefetched", |t| has_texture(t, 9));
+    t.turn(Turn::Next);
+    assert_eq!(parts(&mut t), vec![(Some(9), PagePart::Top), (Some(8), PagePart::Bottom)]);
+    t.turn(Turn::Prev);
+    assert_eq!(parts(&mut t), vec![(Some(8), PagePart::Whole)]);
+    assert_eq!((t.page(), t.set_pages()), (8, vec![]));
+}
+
+/// What each slot shows: its page and the part drawn.
+fn parts(t: &mut TestApp) -> Vec<(Option<u32>, PagePart)> {
+    t.slots().iter().map(|s| (s.shown.as_ref().map(|p| p.page), part(s))).collect()
+}
+
+fn part(slot: &PageSlot) -> PagePart {
+    slot.shown.as_ref().map_or(PagePart::Whole, |s| s.part)
 }

@@ -125,6 +125,86 @@ fn a_key_turns_the_page_and_the_window_shows_exactly_what_maestral_render_draws(
     assert!(app.quit().success());
 }
 
+/// The part (`top`, `bottom`) of page `page` in a `presented` event: its rectangle.
+fn part_rect(presented: &Value, page: u64, part: &str) -> (u32, u32, u32, u32) {
+    let p = presented["pages"]
+        .as_array()
+        .and_then(|ps| ps.iter().find(|p| p["page"] == page && p["part"] == part))
+        .unwrap_or_else(|| panic!("page {page}'s {part} half in {presented}"));
+    let n = |k: &str| p[k].as_u64().expect("a number") as u32;
+    (n("x"), n("y"), n("width"), n("height"))
+}
+
+/// The mean difference of a band of rows of the shot and the same rows of a reference page,
+/// the reference drawn at `at` in the window.
+fn band_difference(
+    shot: &RgbaImage,
+    at: (u32, u32),
+    reference: &RgbaImage,
+    rows: std::ops::Range<u32>,
+) -> f64 {
+    let mut sum = 0u64;
+    for y in rows.clone() {
+        for x in 0..reference.width() {
+            let (s, r) = (shot.get_pixel(at.0 + x, at.1 + y), reference.get_pixel(x, y));
+            for c in 0..3 {
+                sum += u64::from(s[c].abs_diff(r[c]));
+            }
+        }
+    }
+    sum as f64 / (f64::from(reference.width()) * f64::from(rows.len() as u32) * 3.0)
+}
+
+#[test]
+fn a_half_page_turn_shows_the_next_pages_top_over_this_pages_bottom_then_the_whole_page() {
+    let display = VirtualDisplay::start();
+    let dir = TempDir::new("half");
+    let score = demo_score("lanterns-on-the-water.pdf");
+    let mut command = display.command();
+    command
+        .args(["--control", "--layout", "half", "--window-size", "800x600", "--state-dir"])
+        .arg(&dir.0)
+        .arg(&score);
+    let mut app = App::spawn(command);
+    app.wait("ready", |e| e["event"] == "ready");
+    let whole = app.wait_presented(&[(0, 0)]);
+    let (x, y, w, h) = page_rect(&whole, 0);
+
+    // The first press: page 1's top half above page 0's bottom half, in one swap, each where
+    // it is on its page, and the position not moved (nothing is told to anyone).
+    app.send("key PageDown");
+    let half = app.wait_presented(&[(0, 1), (0, 0)]);
+    assert_eq!(half["pages"].as_array().map(Vec::len), Some(2), "{half}");
+    let top = part_rect(&half, 1, "top");
+    let bottom = part_rect(&half, 0, "bottom");
+    assert_eq!(top, (x, y, w, h / 2), "the top half where the whole page's top is");
+    assert_eq!(bottom, (x, y + h / 2, w, h - h / 2), "the bottom half below it");
+    app.seen_or_wait("the half turn said", |e| e["event"] == "half" && e["next"] == 1);
+    let shot_path = dir.0.join("half.png");
+    app.send(&format!("screenshot {}", shot_path.display()));
+    app.wait("screenshot", |e| e["event"] == "screenshot");
+    let shot = image::open(&shot_path).expect("the screenshot opens").to_rgba8();
+    let next = render(&score, 1, 800, 600, &dir.0.join("ref1.png"));
+    let this = render(&score, 0, 800, 600, &dir.0.join("ref0.png"));
+    assert_eq!(next.dimensions(), (w, h), "drawn at the whole page's size");
+    let upper = 0..h / 2;
+    let lower = h / 2..h;
+    let d_top = band_difference(&shot, (x, y), &next, upper.clone());
+    let d_bottom = band_difference(&shot, (x, y), &this, lower.clone());
+    assert!(d_top < 3.0, "the upper half is page 1's ({d_top:.2})");
+    assert!(d_bottom < 3.0, "the lower half is page 0's ({d_bottom:.2})");
+    let d_wrong = band_difference(&shot, (x, y), &this, upper);
+    assert!(d_wrong > 3.0, "and not page 0's top ({d_wrong:.2})");
+
+    // The second press completes the turn: page 1 whole, in one swap.
+    app.send("key PageDown");
+    let done = app.wait_presented(&[(0, 1)]);
+    assert_eq!(done["pages"].as_array().map(Vec::len), Some(1), "{done}");
+    assert_eq!(part_rect(&done, 1, "whole"), (x, y, w, h));
+    app.seen_or_wait("page 1 shown", |e| e["event"] == "show" && e["page_index"] == 1);
+    assert!(app.quit().success());
+}
+
 #[test]
 fn two_windows_show_the_odd_and_the_even_page_of_the_spread() {
     let display = VirtualDisplay::start();

@@ -142,6 +142,7 @@ fn report_presented(
                     "window": page.window_index,
                     "slot": page.slot,
                     "page": page.page,
+                    "part": page.part.as_str(),
                     "x": page.rect.x,
                     "y": page.rect.y,
                     "width": page.rect.width,

@@ -11,8 +11,8 @@ use serde_json::{Value, json};
 
 use super::parse::ControlEvent;
 use crate::model::{
-    AppError, LinkChanged, PhaseChanged, Position, RosterChanged, RosterState, SessionCodes,
-    SongLibrary, StreamChanged, SyncMode, SyncSettings,
+    AppError, HalfTurn, LinkChanged, PhaseChanged, Position, RosterChanged, RosterState,
+    SessionCodes, SongLibrary, StreamChanged, SyncMode, SyncSettings,
 };
 use crate::setlist::SetLists;
 
@@ -138,6 +138,8 @@ pub struct ControlState {
     last_code: Option<String>,
     /// The `setlist` line last said.
     last_setlist: Option<Value>,
+    /// The half-page turn last said (the next page whose top half is shown).
+    last_half: Option<u32>,
 }
 
 fn mode_name(mode: &SyncMode) -> &'static str {
@@ -173,6 +175,7 @@ pub(super) fn write_events(
     mut errors: MessageReader<AppError>,
     mut extra: MessageReader<ControlEvent>,
     sets: Option<Res<SetLists>>,
+    half: Res<HalfTurn>,
 ) {
     let mut lines = Vec::new();
     for PhaseChanged(phase) in phases.read() {
@@ -211,6 +214,13 @@ pub(super) fn write_events(
             state.last_setlist = Some(line.clone());
             lines.push(line);
         }
+    }
+    // A half-page turn begun (the next page's top half over this page's bottom half) or taken
+    // back; completed, it is a `show`.
+    let halfway = half.next(&position);
+    if halfway != state.last_half {
+        state.last_half = halfway;
+        lines.push(json!({"event": "half", "page_index": position.page, "next": halfway}));
     }
     for ControlEvent(value) in extra.read() {
         lines.push(value.clone());

@@ -23,11 +23,11 @@ pub use link::{
     StreamProgress, StreamState, SwitchRole, SyncMode, SyncSettings,
 };
 pub use position::{
-    FollowedRemote, LastTurn, PageTurnRequested, Position, SongChangeRequested, Turn,
+    FollowedRemote, HalfTurn, LastTurn, PageTurnRequested, Position, SongChangeRequested, Turn,
 };
 pub use screen::{
-    Gesture, LayoutMode, NumberEntry, PageWindow, PagesPresented, PixelRect, PresentedPage,
-    Projector, Rotation, UiVisible,
+    Gesture, LayoutMode, NumberEntry, PagePart, PageWindow, PagesPresented, PixelRect,
+    PresentedPage, Projector, Rotation, UiVisible,
 };
 
 /// The model. It holds the app's [`Waker`], so an app cannot be built without one: a page
@@ -42,6 +42,7 @@ impl Plugin for ModelPlugin {
         app.insert_resource(self.waker.clone())
             .init_resource::<Position>()
             .init_resource::<LastTurn>()
+            .init_resource::<HalfTurn>()
             .init_resource::<SongLibrary>()
             .init_resource::<PageTextures>()
             .init_resource::<WantedPages>()

@@ -21,6 +21,20 @@ impl Position {
     }
 }
 
+/// A half-page turn under way (layout [`crate::model::LayoutMode::HalfTurns`]): the top half
+/// of page `next` is shown above the bottom half of the page at `at`, the position itself not
+/// moved yet (nobody else is told: the second press turns the page, as a whole). It holds only
+/// while the position is still `at`: any other move ends it.
+#[derive(Resource, Debug, Clone, Default, PartialEq, Eq)]
+pub struct HalfTurn(pub Option<(Position, u32)>);
+
+impl HalfTurn {
+    /// The next page, shown in its top half, while the position is still the one it started at.
+    pub fn next(&self, position: &Position) -> Option<u32> {
+        self.0.as_ref().filter(|(at, _)| at == position).map(|(_, next)| *next)
+    }
+}
+
 /// A page turn asked for by the performer (or a script).
 #[derive(Message, Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PageTurnRequested(pub Turn);

@@ -17,12 +17,15 @@ pub enum LayoutMode {
     /// One window per monitor (or two windows side by side): odd page in the first, even page
     /// in the second.
     DualWindow,
+    /// One page, turned in two halves: the first "next" shows the top half of the next page
+    /// above the bottom half of this one ([`crate::model::HalfTurn`]), the second completes it.
+    HalfTurns,
 }
 
 impl LayoutMode {
     /// Two pages on show at once, so turns move by a spread.
     pub fn shows_spread(self) -> bool {
-        !matches!(self, LayoutMode::Single)
+        matches!(self, LayoutMode::TwoUp | LayoutMode::DualWindow)
     }
 
     pub fn label(self) -> &'static str {
@@ -30,6 +33,7 @@ impl LayoutMode {
             LayoutMode::Single => "Single page",
             LayoutMode::TwoUp => "Two pages",
             LayoutMode::DualWindow => "Two windows",
+            LayoutMode::HalfTurns => "Half-page turns",
         }
     }
 }
@@ -116,10 +120,33 @@ pub struct PresentedPage {
     pub window_index: u8,
     pub slot: u8,
     pub page: Option<u32>,
+    /// Which part of the page is drawn (all of it but in a half-page turn).
+    pub part: PagePart,
     /// Where the page is drawn on screen (window pixels, after rotation).
     pub rect: PixelRect,
     /// The texture was drawn for exactly this box (not an older size shown scaled).
     pub exact: bool,
+}
+
+/// The part of a page a slot draws, where the page as a whole would be.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum PagePart {
+    #[default]
+    Whole,
+    /// The top half (the next page, in a half-page turn).
+    Top,
+    /// The bottom half (the page being left).
+    Bottom,
+}
+
+impl PagePart {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PagePart::Whole => "whole",
+            PagePart::Top => "top",
+            PagePart::Bottom => "bottom",
+        }
+    }
 }
 
 /// A finished pointer or touch movement, in a window's logical pixels: a tap when it barely

@@ -96,7 +96,9 @@ fn library(ui: &mut egui::Ui, model: &UiModel, state: &mut UiState, out: &mut Ve
 fn layout(ui: &mut egui::Ui, model: &UiModel, out: &mut Vec<UiAction>) {
     ui.heading("Layout");
     ui.horizontal(|ui| {
-        for mode in [LayoutMode::Single, LayoutMode::TwoUp, LayoutMode::DualWindow] {
+        for mode in
+            [LayoutMode::Single, LayoutMode::HalfTurns, LayoutMode::TwoUp, LayoutMode::DualWindow]
+        {
             if ui.radio(model.layout == mode, mode.label()).clicked() {
                 out.push(UiAction::Layout(mode));
             }
