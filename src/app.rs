@@ -33,6 +33,7 @@ pub struct AppOptions {
     pub frontend: Frontend,
     pub layout: LayoutMode,
     pub projector: Projector,
+    pub ui_size: crate::model::UiSize,
     pub sync: SyncSettings,
 }
 
@@ -77,6 +78,7 @@ impl Plugin for AppPlugin {
         app.add_plugins(ModelPlugin { waker: waker.clone() })
             .insert_resource(options.layout)
             .insert_resource(options.projector)
+            .insert_resource(options.ui_size)
             .insert_resource(sync_settings)
             .insert_resource(web_pages)
             .add_systems(PreUpdate, crate::web_pages::follow_library)

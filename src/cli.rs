@@ -111,6 +111,15 @@ pub struct WindowArgs {
     #[arg(long)]
     pub dark: bool,
 
+    /// Draw the controls and text this many times larger (1 to 3; the panel offers 100 %,
+    /// 150 % and 200 %): for a dense screen, or one read from further away.
+    #[arg(long, value_name = "FACTOR", default_value_t = 1.0, value_parser = parse_ui_scale)]
+    pub ui_scale: f32,
+
+    /// A large page number on the performing screen, readable from a music stand's distance.
+    #[arg(long)]
+    pub large_page_number: bool,
+
     /// Start in fullscreen.
     #[arg(long)]
     pub fullscreen: bool,
@@ -195,6 +204,16 @@ fn parse_rotation(s: &str) -> Result<u16, String> {
         "180" => Ok(180),
         "270" => Ok(270),
         other => Err(format!("rotation is 0, 90, 180 or 270 degrees, not {other:?}")),
+    }
+}
+
+fn parse_ui_scale(s: &str) -> Result<f32, String> {
+    let range = crate::ui::touch::MIN_SCALE..=crate::ui::touch::MAX_SCALE;
+    match s.trim().parse::<f32>() {
+        Ok(v) if range.contains(&v) => Ok(v),
+        _ => Err(format!(
+            "the UI size is a factor from 1 to 3 (1.5: half as large again), not {s:?}"
+        )),
     }
 }
 
@@ -283,6 +302,10 @@ impl Cli {
             frontend,
             layout,
             projector: Projector { rotation: Rotation::from_degrees(w.rotate), dark: w.dark },
+            ui_size: crate::model::UiSize {
+                scale: w.ui_scale,
+                large_page_number: w.large_page_number,
+            },
             sync: SyncSettings {
                 mode,
                 device_name: self.device_name.unwrap_or_else(persistence::host_name),

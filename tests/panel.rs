@@ -7,7 +7,7 @@
 use bevy_egui::egui;
 use egui::accesskit::Role as A11y;
 use egui_kittest::Harness;
-use egui_kittest::kittest::Queryable;
+use egui_kittest::kittest::{NodeT, Queryable};
 use maestral::model::{LinkIndicator, Position, SyncMode};
 use maestral::ui::{self, SyncView, UiAction, UiModel, UiState};
 use maestral_net::SyncCommand;
@@ -20,8 +20,10 @@ struct Screen {
     actions: Vec<UiAction>,
 }
 
+/// A screen tall enough for the whole panel (on a real screen it scrolls; a test clicks only
+/// what is in view).
 fn harness(model: UiModel) -> Harness<'static, Screen> {
-    Harness::builder().with_size(egui::vec2(1280.0, 900.0)).build_ui_state(
+    Harness::builder().with_size(egui::vec2(1280.0, 2400.0)).build_ui_state(
         |ui, s: &mut Screen| {
             let actions = ui::draw(ui.ctx(), &s.model, &mut s.state);
             s.actions.extend(actions);
@@ -366,4 +368,78 @@ fn the_set_list_section_marks_the_piece_shown_and_edits_by_its_buttons() {
             format!("{:?}", SetListEdit::Move { from: 0, to: 1 }),
         ]
     );
+}
+
+/// Every control drawn for `model`, by role and label, with its size in logical pixels.
+fn controls(model: UiModel, pixels_per_point: f32) -> Vec<(String, egui::Vec2)> {
+    let mut h = Harness::builder()
+        .with_size(egui::vec2(1280.0, 2400.0))
+        .with_pixels_per_point(pixels_per_point)
+        .build_ui_state(
+            |ui, s: &mut Screen| {
+                let actions = ui::draw(ui.ctx(), &s.model, &mut s.state);
+                s.actions.extend(actions);
+            },
+            Screen { model, state: UiState::default(), actions: Vec::new() },
+        );
+    h.run();
+    let mut found = Vec::new();
+    for role in [A11y::Button, A11y::CheckBox, A11y::RadioButton, A11y::TextInput] {
+        for node in h.query_all_by_role(role) {
+            let label = NodeT::accesskit_node(&node).label().unwrap_or_default();
+            found.push((format!("{role:?} {label:?}"), node.rect().size()));
+        }
+    }
+    found
+}
+
+/// The screens a performer meets: the panel as each role, with a set list in use, and the
+/// performing screen of a free singer (its Follow control and the Master marker).
+fn screens() -> Vec<(&'static str, UiModel)> {
+    let with_set_list = |mut m: UiModel| {
+        m.set_lists = ui::SetListsView {
+            in_use: Some(("Sunday".into(), vec![(song(), Some("Lanterns".into()))])),
+            current: Some(0),
+            names: vec!["Sunday".into()],
+        };
+        m
+    };
+    let mut master = model(Role::Master, Phase::MasterSessionActive, true);
+    if let Some(s) = master.sync.as_mut() {
+        s.join_code = Some(CODE.into());
+    }
+    let mut free = model(Role::Follower, Phase::FollowerConnectedFree, false);
+    if let Some(s) = free.sync.as_mut() {
+        s.master = Some(View { song_id: Some(song()), page_index: 6 });
+    }
+    vec![
+        ("solo panel", with_set_list(model(Role::Solo, Phase::SoloLocalOnly, true))),
+        ("master panel", with_set_list(master)),
+        ("singer panel", model(Role::Follower, Phase::FollowerConnectedFollow, true)),
+        ("free singer performing", free),
+    ]
+}
+
+#[test]
+fn every_control_is_at_least_a_fingers_width_at_two_scale_factors_and_larger_when_asked() {
+    for pixels_per_point in [1.0, 2.0] {
+        for (screen, m) in screens() {
+            let found = controls(m, pixels_per_point);
+            assert!(found.len() >= 2, "{screen}: controls found: {found:?}");
+            for (what, size) in &found {
+                assert!(
+                    size.x >= ui::touch::MIN_TARGET - 0.5 && size.y >= ui::touch::MIN_TARGET - 0.5,
+                    "{screen} at {pixels_per_point}×: {what} is {size:?}, under {} px",
+                    ui::touch::MIN_TARGET
+                );
+            }
+        }
+    }
+    // The UI size setting: everything half as large again.
+    let mut m = model(Role::Follower, Phase::FollowerConnectedFree, false);
+    m.size = maestral::model::UiSize { scale: 1.5, large_page_number: true };
+    for (what, size) in controls(m, 1.0) {
+        let least = 1.5 * ui::touch::MIN_TARGET - 0.5;
+        assert!(size.x >= least && size.y >= least, "{what} is {size:?} at 150 %");
+    }
 }

@@ -54,18 +54,23 @@ fn window_id(display: &VirtualDisplay) -> String {
     }
 }
 
-/// Clicks, with the real pointer, the middle of the UI's button `label`.
+/// Clicks, with the real pointer, the middle of the UI's button `label`, once it is drawn in
+/// view at the same place twice running (a panel just opened settles its size and scroll over
+/// a frame or two; one scrolled to the button moves it).
 fn click(app: &mut App, display: &VirtualDisplay, window: &str, label: &str) {
     let deadline = Instant::now() + support::WAIT;
+    let place = |e: &Value| [&e["x"], &e["y"], &e["width"], &e["height"]].map(|v| v.as_f64());
+    let mut last: Option<Value> = None;
     let widget = loop {
         app.send(&format!("widget {label}"));
         let got = app.wait(&format!("where {label:?} is"), |e| {
             e["event"] == "widget" && e["label"] == label
         });
-        if got["drawn"] == true {
+        if got["drawn"] == true && last.as_ref().is_some_and(|l| place(l) == place(&got)) {
             break got;
         }
-        assert!(Instant::now() < deadline, "no button {label:?}: {got}");
+        assert!(Instant::now() < deadline, "no button {label:?} that stays put: {got}");
+        last = (got["drawn"] == true).then_some(got);
         std::thread::sleep(Duration::from_millis(200));
     };
     let n = |k: &str| widget[k].as_f64().expect("a number");

@@ -83,13 +83,16 @@ class App {
     return this.next((e) => e.event === name, name, fromStart);
   }
 
-  // Waits until the UI draws the widget `label` (asked each frame), and says where it is.
+  // Waits until the UI draws the widget `label` in view at the same place twice running (a
+  // panel just opened settles, one scrolled to the widget moves it), and says where it is.
   async drawn(label) {
     const deadline = Date.now() + WAIT_MS;
+    let last = null;
     for (;;) {
       this.send('widget ' + label);
       const e = await this.next((e) => e.event === 'widget' && e.label === label, `where "${label}" is`);
-      if (e.drawn) return e;
+      if (e.drawn && last && last.x === e.x && last.y === e.y && last.width === e.width && last.height === e.height) return e;
+      last = e.drawn ? e : null;
       if (Date.now() > deadline) throw new Error(`${this.name} never drew "${label}"`);
     }
   }

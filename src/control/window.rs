@@ -51,7 +51,7 @@ fn window_commands(
     textures: Res<PageTextures>,
     position: Res<Position>,
     frame: Res<FrameCount>,
-    ui: Option<Res<UiState>>,
+    mut ui: Option<ResMut<UiState>>,
 ) {
     let window_of = |index: u8| windows.iter().find(|(_, w)| w.index == index).map(|(e, _)| e);
     for command in commands.read() {
@@ -81,7 +81,14 @@ fn window_commands(
             WindowCommand::Widget(label) => {
                 // Always a `widget` event, never an `AppError`: a question from automation is
                 // not a problem for the performer (an error would show in the panel).
-                let rect = ui.as_ref().and_then(|ui| ui.widgets.get(label));
+                let rect = ui.as_ref().and_then(|ui| ui.widgets.get(label)).copied();
+                // Not wholly in view (a panel scrolled elsewhere): scrolled to it by the next
+                // frame, as a performer would; this answer says it is not drawn yet.
+                if rect.is_none()
+                    && let Some(ui) = ui.as_mut()
+                {
+                    ui.reveal = Some(label.clone());
+                }
                 let mut event =
                     json!({ "event": "widget", "label": label, "drawn": rect.is_some() });
                 if let Some(rect) = rect {

@@ -27,7 +27,7 @@ pub use position::{
 };
 pub use screen::{
     Gesture, LayoutMode, NumberEntry, PagePart, PageWindow, PagesPresented, PixelRect,
-    PresentedPage, Projector, Rotation, UiVisible,
+    PresentedPage, Projector, Rotation, UiSize, UiVisible,
 };
 
 /// The model. It holds the app's [`Waker`], so an app cannot be built without one: a page

@@ -162,6 +162,20 @@ pub struct Gesture {
 #[derive(Resource, Debug, Clone, Default, PartialEq, Eq)]
 pub struct NumberEntry(pub String);
 
+/// How large the UI is drawn: `scale` times the finger-sized least (`crate::ui::touch`), and
+/// whether the page number on the performing screen is large enough to read from a distance.
+#[derive(Resource, Debug, Clone, Copy, PartialEq)]
+pub struct UiSize {
+    pub scale: f32,
+    pub large_page_number: bool,
+}
+
+impl Default for UiSize {
+    fn default() -> Self {
+        UiSize { scale: 1.0, large_page_number: false }
+    }
+}
+
 /// Whether the panel is shown.
 #[derive(Resource, Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct UiVisible(pub bool);

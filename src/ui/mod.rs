@@ -9,6 +9,7 @@ mod panel;
 mod qr;
 mod setlist;
 mod together;
+pub mod touch;
 mod view;
 mod words;
 
@@ -37,7 +38,8 @@ use crate::open::{OpenDialog, Pick};
 use crate::sync::SyncBridge;
 
 pub fn plugin(app: &mut App) {
-    app.add_message::<crate::setlist::SetListEdit>()
+    app.init_resource::<crate::model::UiSize>()
+        .add_message::<crate::setlist::SetListEdit>()
         .add_message::<crate::setlist::PieceRequested>()
         .init_resource::<Problems>()
         .init_resource::<UiState>()
@@ -225,6 +227,7 @@ impl Shown<'_> {
             indicator: self.link.indicator(),
             sync: self.bridge.as_deref().map(|b| self.sync_view(b.role())),
             set_lists: self.sets.as_deref().map(|s| set_lists_view(s, library)).unwrap_or_default(),
+            size: crate::model::UiSize::default(),
         }
     }
 
@@ -276,13 +279,15 @@ struct Edits<'w> {
     switches: MessageWriter<'w, SwitchRole>,
     dialog: Option<ResMut<'w, OpenDialog>>,
     waker: Res<'w, crate::wake::Waker>,
+    size: ResMut<'w, crate::model::UiSize>,
     set_lists: MessageWriter<'w, crate::setlist::SetListEdit>,
     pieces: MessageWriter<'w, crate::setlist::PieceRequested>,
 }
 
 fn draw_ui(mut contexts: EguiContexts, shown: Shown, mut edits: Edits) -> Result {
     let ctx = contexts.ctx_mut()?;
-    let model = shown.model(edits.visible.0, *edits.layout, *edits.projector);
+    let mut model = shown.model(edits.visible.0, *edits.layout, *edits.projector);
+    model.size = *edits.size;
     let actions = draw(ctx, &model, &mut edits.state);
     for action in actions {
         apply(action, &mut edits, shown.bridge.as_deref());
@@ -295,6 +300,7 @@ pub fn draw(ctx: &egui::Context, model: &UiModel, state: &mut UiState) -> Vec<Ui
     let mut out = Vec::new();
     state.widgets.clear();
     state.areas.clear();
+    touch::apply(ctx, model.size.scale);
     overlay::draw(ctx, model, state, &mut out);
     panel::draw(ctx, model, state, &mut out);
     out
@@ -349,5 +355,6 @@ fn apply(action: UiAction, edits: &mut Edits, bridge: Option<&SyncBridge>) {
             edits.pieces.write(step);
             edits.visible.0 = false;
         }
+        UiAction::Size(size) => *edits.size = size,
     }
 }

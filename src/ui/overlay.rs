@@ -9,11 +9,17 @@ use maestral_protocol::FollowMode;
 use maestral_sync::{Role, View};
 
 use super::view::{SyncView, UiAction, UiModel, UiState};
-use super::{qr, words};
+use super::{qr, touch, words};
 use crate::model::LinkIndicator;
 
 /// The room view's label for `--control`'s `widget` command.
 pub const ROOM_VIEW: &str = "room view";
+/// The large page number's text size, in points at UI size 100 %.
+pub const LARGE_PAGE_NUMBER: f32 = 48.0;
+
+/// The performing screen's Follow/Free control (a Follower).
+pub const FOLLOW_CHIP: &str = "Follow";
+pub const FREE_CHIP: &str = "Free";
 
 /// The colour of the quiet marks.
 pub fn faint(model: &UiModel) -> egui::Color32 {
@@ -61,13 +67,18 @@ fn corner_marks(ctx: &egui::Context, model: &UiModel) {
     };
     let text = if model.entry.is_empty() { text } else { format!("go to page {}_", model.entry) };
     if !text.is_empty() {
+        // Large: readable from a music stand's distance (the size setting's own choice).
+        let rich = if model.size.large_page_number {
+            let size = LARGE_PAGE_NUMBER * model.size.scale;
+            egui::RichText::new(text).size(size).strong().color(faint)
+        } else {
+            egui::RichText::new(text).small().color(faint)
+        };
         egui::Area::new(egui::Id::new("page-indicator"))
             .anchor(egui::Align2::RIGHT_BOTTOM, egui::vec2(-8.0, -6.0))
             .interactable(false)
             // Never wrapped: an anchored area near the edge would break "2 / 11" in two lines.
-            .show(ctx, |ui| {
-                ui.add(egui::Label::new(egui::RichText::new(text).small().color(faint)).extend())
-            });
+            .show(ctx, |ui| ui.add(egui::Label::new(rich).extend()));
     }
     let (colour, words) = match model.indicator {
         LinkIndicator::Alone => return,
@@ -133,22 +144,23 @@ fn follower_control(
         return;
     }
     let free = sync.phase == Some(maestral_sync::Phase::FollowerConnectedFree);
+    // Finger-sized and readable, quiet in colour: hit mid-piece without looking twice.
     let shown = egui::Area::new(egui::Id::new("follow-control"))
         .anchor(egui::Align2::LEFT_TOP, egui::vec2(8.0, 6.0))
         .show(ctx, |ui| {
             ui.horizontal(|ui| {
-                let small = |t: &str| egui::RichText::new(t).small().color(faint(model));
+                let quiet = |t: &str| egui::RichText::new(t).color(faint(model));
                 if free {
-                    if ui.small_button(small("Follow")).clicked() {
+                    if touch::button(ui, quiet(FOLLOW_CHIP)).clicked() {
                         out.push(UiAction::follow(FollowMode::Follow));
                     }
                     if let Some(master) = &sync.master {
                         let at = format!("Master: p. {}", master.page_index.saturating_add(1));
-                        if ui.small_button(small(&at)).clicked() {
+                        if touch::button(ui, quiet(&at)).clicked() {
                             out.push(UiAction::follow(FollowMode::Follow));
                         }
                     }
-                } else if ui.small_button(small("Free")).clicked() {
+                } else if touch::button(ui, quiet(FREE_CHIP)).clicked() {
                     out.push(UiAction::follow(FollowMode::Free));
                 }
             });

@@ -27,7 +27,7 @@ pub fn image(ui: &mut egui::Ui, state: &mut UiState, code: &str, side: f32) {
 /// The code as text to select, and a button that copies it.
 pub fn text(ui: &mut egui::Ui, code: &str) {
     ui.horizontal(|ui| {
-        if ui.button("Copy").clicked() {
+        if super::touch::button(ui, "Copy").clicked() {
             ui.ctx().copy_text(code.to_owned());
         }
         ui.add(egui::Label::new(egui::RichText::new(code).monospace().small()).wrap());

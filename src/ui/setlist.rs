@@ -4,6 +4,7 @@
 
 use bevy_egui::egui;
 
+use super::touch;
 use super::view::{SetListsView, UiAction, UiModel, UiState};
 use crate::setlist::{PieceRequested, SetListEdit};
 
@@ -20,12 +21,12 @@ pub fn draw(ui: &mut egui::Ui, model: &UiModel, state: &mut UiState, out: &mut V
     let sets = &model.set_lists;
     ui.heading("Set list");
     ui.horizontal_wrapped(|ui| {
-        if ui.selectable_label(sets.in_use.is_none(), NO_LIST).clicked() && sets.in_use.is_some() {
+        if touch::choice(ui, sets.in_use.is_none(), NO_LIST).clicked() && sets.in_use.is_some() {
             out.push(UiAction::SetList(SetListEdit::Off));
         }
         for name in &sets.names {
             let chosen = sets.in_use.as_ref().is_some_and(|(n, _)| n == name);
-            if ui.selectable_label(chosen, name).clicked() && !chosen {
+            if touch::choice(ui, chosen, name).clicked() && !chosen {
                 out.push(UiAction::SetList(SetListEdit::Use(name.clone())));
             }
         }
@@ -49,11 +50,8 @@ pub fn draw(ui: &mut egui::Ui, model: &UiModel, state: &mut UiState, out: &mut V
         });
     }
     ui.horizontal(|ui| {
-        ui.add(
-            egui::TextEdit::singleline(&mut state.set_list_name)
-                .hint_text("a set list's name")
-                .desired_width(180.0),
-        );
+        let field = touch::text_field(&mut state.set_list_name, ui);
+        ui.add(field.hint_text("a set list's name").desired_width(180.0));
         let name = state.set_list_name.trim().to_owned();
         if state.button(ui, NEW_LIST).clicked() && !name.is_empty() {
             out.push(UiAction::SetList(SetListEdit::New(name.clone())));
@@ -87,16 +85,16 @@ fn pieces_list(
                 let current = sets.current == Some(i);
                 let name = title.clone().unwrap_or_else(|| "(not on this device)".into());
                 let label = format!("{}. {name}", i + 1);
-                if ui.selectable_label(current, label).clicked() && title.is_some() {
+                if touch::choice(ui, current, label).clicked() && title.is_some() {
                     out.push(UiAction::Song(song.clone()));
                 }
-                if i > 0 && ui.small_button("↑").clicked() {
+                if i > 0 && touch::button(ui, "↑").clicked() {
                     out.push(UiAction::SetList(SetListEdit::Move { from: i, to: i - 1 }));
                 }
-                if i + 1 < pieces.len() && ui.small_button("↓").clicked() {
+                if i + 1 < pieces.len() && touch::button(ui, "↓").clicked() {
                     out.push(UiAction::SetList(SetListEdit::Move { from: i, to: i + 1 }));
                 }
-                if ui.small_button("✕").clicked() {
+                if touch::button(ui, "✕").clicked() {
                     out.push(UiAction::SetList(SetListEdit::Remove(i)));
                 }
             });

@@ -9,7 +9,7 @@ use maestral_protocol::{FollowMode, Parity};
 use maestral_sync::{LocalAction, Phase, Role};
 
 use super::view::{AfterEnd, SyncView, UiAction, UiModel, UiState};
-use super::{overlay, qr, words};
+use super::{overlay, qr, touch, words};
 use crate::model::SyncMode;
 
 pub const PAIR: &str = "Pair with another device";
@@ -82,7 +82,7 @@ fn solo(ui: &mut egui::Ui, sync: &SyncView, state: &mut UiState, out: &mut Vec<U
             ui.label("This device shows the");
             for (p, words) in [(Parity::Odd, "odd"), (Parity::Even, "even")] {
                 let chosen = sync.shows_second == Some(p == Parity::Even);
-                if ui.selectable_label(chosen, words).clicked() {
+                if touch::choice(ui, chosen, words).clicked() {
                     out.push(UiAction::Local(LocalAction::SetParity { parity: p }));
                 }
             }
@@ -101,13 +101,9 @@ fn solo(ui: &mut egui::Ui, sync: &SyncView, state: &mut UiState, out: &mut Vec<U
         }
         ui.horizontal(|ui| {
             let label = ui.label(PAIR_CODE);
-            ui.add(
-                egui::TextEdit::singleline(&mut state.pair_text)
-                    .hint_text("M1O:… or M1A:…")
-                    .desired_width(240.0),
-            )
-            .labelled_by(label.id);
-            if ui.button("Pair").clicked() {
+            let field = touch::text_field(&mut state.pair_text, ui);
+            ui.add(field.hint_text("M1O:… or M1A:…").desired_width(240.0)).labelled_by(label.id);
+            if touch::button(ui, "Pair").clicked() {
                 let code = state.pair_text.trim();
                 if let Some(command) = pairing_command(code) {
                     out.push(UiAction::Command(command));
@@ -143,12 +139,9 @@ pub fn pairing_command(code: &str) -> Option<SyncCommand> {
 fn join_box(ui: &mut egui::Ui, state: &mut UiState, out: &mut Vec<UiAction>) {
     ui.horizontal(|ui| {
         let label = ui.label(JOIN_CODE);
+        let field = touch::text_field(&mut state.join_text, ui);
         let edit = ui
-            .add(
-                egui::TextEdit::singleline(&mut state.join_text)
-                    .hint_text("paste the code (http://…/#1.…)")
-                    .desired_width(240.0),
-            )
+            .add(field.hint_text("paste the code (http://…/#1.…)").desired_width(240.0))
             .labelled_by(label.id);
         let go = state.button(ui, JOIN).clicked()
             || (edit.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter)));
@@ -239,10 +232,10 @@ fn follower(ui: &mut egui::Ui, sync: &SyncView, state: &mut UiState, out: &mut V
     if words::follower_connected(phase) {
         let free = phase == Some(Phase::FollowerConnectedFree);
         ui.horizontal(|ui| {
-            if ui.selectable_label(!free, FOLLOW).clicked() && free {
+            if touch::choice(ui, !free, FOLLOW).clicked() && free {
                 out.push(UiAction::follow(FollowMode::Follow));
             }
-            if ui.selectable_label(free, FREE).clicked() && !free {
+            if touch::choice(ui, free, FREE).clicked() && !free {
                 out.push(UiAction::follow(FollowMode::Free));
             }
         });

@@ -11,7 +11,7 @@ use maestral_net::SyncCommand;
 use maestral_protocol::{FollowMode, SongId};
 use maestral_sync::{LinkState, LocalAction, Phase, Role, Roster, View};
 
-use crate::model::{LayoutMode, LinkIndicator, Position, Projector, Rotation, SyncMode};
+use crate::model::{LayoutMode, LinkIndicator, Position, Projector, Rotation, SyncMode, UiSize};
 
 /// Everything the UI shows.
 #[derive(Debug, Clone, Default)]
@@ -42,6 +42,8 @@ pub struct UiModel {
     pub sync: Option<SyncView>,
     /// The set lists.
     pub set_lists: SetListsView,
+    /// How large the UI is drawn, and whether the page number is large.
+    pub size: UiSize,
 }
 
 /// The set lists as the panel shows them.
@@ -125,6 +127,7 @@ pub enum UiAction {
     Error(String),
     SetList(crate::setlist::SetListEdit),
     Piece(crate::setlist::PieceRequested),
+    Size(UiSize),
 }
 
 impl UiAction {
@@ -152,6 +155,9 @@ pub struct UiState {
     /// Where each button drawn this frame is, by its label, in points (`--control`'s `widget`
     /// command tells a test where to click).
     pub widgets: std::collections::BTreeMap<String, egui::Rect>,
+    /// A button to scroll into view (asked for by `--control`'s `widget`, as a performer would
+    /// scroll the panel to it).
+    pub reveal: Option<String>,
     /// The parts of the screen the UI took last frame (the panel, the small controls, the room
     /// view), in logical pixels: a tap there is the UI's, never a page turn, even when the
     /// pointer arrives with the tap (a touchscreen has no hover).
@@ -164,10 +170,19 @@ impl UiState {
         self.areas.iter().any(|r| r.contains(egui::pos2(x, y)))
     }
 
-    /// A button, remembered by its label.
+    /// A button sized for a finger, remembered by its label while it is wholly in view (in a
+    /// panel that scrolls it may not be); asked to be revealed, it is scrolled into view.
     pub fn button(&mut self, ui: &mut egui::Ui, label: &str) -> egui::Response {
-        let response = ui.button(label);
-        self.widgets.insert(label.to_owned(), response.rect);
+        let response = super::touch::button(ui, label);
+        if ui.clip_rect().contains_rect(response.rect) {
+            self.widgets.insert(label.to_owned(), response.rect);
+            if self.reveal.as_deref() == Some(label) {
+                self.reveal = None;
+            }
+        } else if self.reveal.as_deref() == Some(label) {
+            // At once: where it is said to be is where it stays.
+            response.scroll_to_me_animation(None, egui::style::ScrollAnimation::none());
+        }
         response
     }
 }

@@ -50,6 +50,17 @@ const IDENTITY = `new Promise((resolve) => {
   };
 })`;
 
+// Every visible control (button, text field) smaller than a finger (56 CSS px, about 9 mm on
+// a phone), as "id: w×h".
+const SMALL_CONTROLS = `[...document.querySelectorAll('button, input')]
+  .filter((e) => !e.hidden && e.offsetParent !== null && getComputedStyle(e).visibility !== 'hidden')
+  .map((e) => [e.id || e.textContent, e.getBoundingClientRect()])
+  .filter(([, r]) => r.width < 56 || r.height < 56)
+  .map(([id, r]) => id + ': ' + Math.round(r.width) + 'x' + Math.round(r.height))`;
+
+// A phone's screen: 390×844 CSS px at three device pixels each, touch.
+const PHONE = { width: 390, height: 844, deviceScaleFactor: 3, mobile: true };
+
 async function masterShows(song) {
   master.send('song ' + song);
   const shown = await master.next((e) => e.event === 'show' && e.song_id !== null, 'the song shown');
@@ -60,8 +71,10 @@ test('a phone joins from the code, follows, goes free and back, rejoins, and see
   assert.match(code, /^HTTP:\/\/10\.253\.0\.1:\d+\/#1\./, 'the code is the web address');
   const first = await masterShows(FIRST);
   const tab = await browser.tab({ ownContext: true });
+  await tab.send('Emulation.setDeviceMetricsOverride', PHONE);
   await tab.navigate(code.toLowerCase().slice(0, 7) + code.slice(7));
   await tab.until(READY, 'the page');
+  assert.deepEqual(await tab.eval(SMALL_CONTROLS), [], 'the join screen: every control finger-sized');
   assert.equal(await tab.eval('window.isSecureContext'), false, 'a LAN page, as on a phone');
   assert.equal(await tab.eval('location.hash'), '', 'the code leaves the address bar at once');
   const name = await tab.eval("document.getElementById('name').value");
@@ -84,6 +97,7 @@ test('a phone joins from the code, follows, goes free and back, rejoins, and see
   await tab.until("document.body.dataset.phase === 'FOLLOWER_CONNECTED_FREE'", 'free');
   master.send('next');
   await tab.until("document.getElementById('master-page').textContent === 'Master: p. 3' && !document.getElementById('master-page').hidden", 'the marker');
+  assert.deepEqual(await tab.eval(SMALL_CONTROLS), [], 'performing, free: Follow, the marker, Leave finger-sized');
   const held = await tab.eval(SHOWN);
   assert.deepEqual({ song: held.song, page: held.page }, { song: first, page: 1 }, 'free holds the page');
   await tab.eval("document.getElementById('master-page').click()");
