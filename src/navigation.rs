@@ -29,7 +29,13 @@ pub fn plugin(app: &mut App) {
         .add_message::<PieceRequested>()
         .add_systems(
             Update,
-            (apply_song_changes, apply_pieces, apply_turns, apply_remote_views)
+            (
+                apply_song_changes,
+                apply_pieces,
+                apply_turns,
+                apply_remote_views,
+                end_stale_half_turn,
+            )
                 .chain()
                 .in_set(NavigationSystems::Apply),
         );
@@ -82,16 +88,43 @@ impl Navigate<'_> {
         }
     }
 
-    /// A piece of the set list in use, if there is one that way and this role changes songs
-    /// (a Follower follows its Master's program).
-    fn piece(&mut self, sets: &SetLists, reached: &mut Reached, step: PieceRequested) -> bool {
+    /// The piece of the set list in use that way, shown (from its last page going back);
+    /// or why not: this role does not change songs (a Follower follows its Master's
+    /// program), there is no piece that way, or this device does not hold it (a Master would
+    /// move its choir to a score it cannot send).
+    fn piece(
+        &mut self,
+        sets: &SetLists,
+        reached: &mut Reached,
+        step: PieceRequested,
+    ) -> Result<(), String> {
         if self.bridge.as_ref().is_some_and(|b| b.role() == Role::Follower) {
-            return false;
+            return Err(
+                "a singer follows the conductor's program: the Master moves on to the next piece"
+                    .into(),
+            );
         }
-        let Some((at, song)) = sets.neighbour(step) else { return false };
+        // The piece reached earlier this frame, if any: the mark follows only after navigation.
+        let Some((at, song)) = sets.neighbour(reached.0.or(sets.current), step) else {
+            return Err(match (sets.in_use(), step) {
+                (None, _) => {
+                    "no set list is in use: choose one in the panel (or `setlist use NAME`)"
+                }
+                (Some(_), PieceRequested::Next) => "this is the set list's last piece",
+                (Some(_), PieceRequested::Prev) => "this is the set list's first piece",
+                (Some(_), PieceRequested::At(_)) => "the set list has no piece there",
+            }
+            .into());
+        };
+        if self.library.get(&song).is_none() {
+            return Err(format!(
+                "piece {} of the set list is not on this device: open its score first",
+                at + 1
+            ));
+        }
         self.song(Some(song), step == PieceRequested::Prev);
         reached.0 = Some(at);
-        true
+        Ok(())
     }
 }
 
@@ -101,6 +134,7 @@ fn apply_turns(
     sets: Res<SetLists>,
     mut reached: ResMut<Reached>,
     mut half: ResMut<HalfTurn>,
+    mut errors: MessageWriter<AppError>,
 ) {
     for PageTurnRequested(turn) in turns.read() {
         let count = nav.library.page_count(nav.position.song.as_ref());
@@ -135,8 +169,14 @@ fn apply_turns(
                 Turn::Prev => PieceRequested::Prev,
                 _ => continue,
             };
-            if count.is_some() && sets.current.is_some() {
-                nav.piece(&sets, &mut reached, step);
+            if count.is_some()
+                && reached.0.or(sets.current).is_some()
+                && let Err(why) = nav.piece(&sets, &mut reached, step)
+                && why.contains("not on this device")
+            {
+                // Only a piece that cannot be shown is worth a word; the end of the
+                // program is just the end.
+                errors.write(AppError(why));
             }
             continue;
         };
@@ -155,6 +195,21 @@ fn apply_song_changes(mut changes: MessageReader<SongChangeRequested>, mut nav: 
     }
 }
 
+/// A half-page turn holds only while nothing else moved: the position it began at, the
+/// half-turn layout, one page at a time (a Solo pair back together turns by spreads). Anything
+/// else ends it, so it never comes back when the position does.
+fn end_stale_half_turn(
+    mut half: ResMut<HalfTurn>,
+    position: Res<Position>,
+    layout: Res<LayoutMode>,
+    engine: Res<EnginePager>,
+) {
+    let Some((at, _)) = &half.0 else { return };
+    if *at != *position || *layout != LayoutMode::HalfTurns || pager(*layout, *engine).step() != 1 {
+        half.0 = None;
+    }
+}
+
 /// "Next piece" / "previous piece": the set list's neighbour, whatever the page.
 fn apply_pieces(
     mut pieces: MessageReader<PieceRequested>,
@@ -164,19 +219,9 @@ fn apply_pieces(
     mut errors: MessageWriter<AppError>,
 ) {
     for step in pieces.read() {
-        if nav.piece(&sets, &mut reached, *step) {
-            continue;
+        if let Err(why) = nav.piece(&sets, &mut reached, *step) {
+            errors.write(AppError(why));
         }
-        let why = if nav.bridge.as_ref().is_some_and(|b| b.role() == Role::Follower) {
-            "a singer follows the conductor's program: the Master moves on to the next piece"
-        } else if sets.in_use().is_none() {
-            "no set list is in use: choose one in the panel (or `setlist use NAME`)"
-        } else if *step == PieceRequested::Next {
-            "this is the set list's last piece"
-        } else {
-            "this is the set list's first piece"
-        };
-        errors.write(AppError(why.into()));
     }
 }
 

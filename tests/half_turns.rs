@@ -6,10 +6,19 @@
 mod support;
 
 use support::TempDir;
-use support::restart::{follower, is_show, show_song, spawn};
+use support::restart::{is_phase, is_show, show_song, spawn};
 
 fn is_half(e: &serde_json::Value, page: u64, next: Option<u64>) -> bool {
     e["event"] == "half" && e["page_index"] == page && e["next"].as_u64() == next
+}
+
+/// Every page `app` said it showed, in order.
+fn pages_shown(app: &support::App) -> Vec<u64> {
+    app.seen
+        .iter()
+        .filter(|e| e["event"] == "show")
+        .filter_map(|e| e["page_index"].as_u64())
+        .collect()
 }
 
 #[test]
@@ -29,13 +38,7 @@ fn the_first_press_shows_half_the_next_page_and_the_second_turns_it() {
     a.wait("taken back", |e| is_half(e, 1, None));
     a.send("prev");
     a.wait("a whole page back", |e| is_show(e, &song, 0));
-    let shows: Vec<u64> = a
-        .seen
-        .iter()
-        .filter(|e| e["event"] == "show")
-        .filter_map(|e| e["page_index"].as_u64())
-        .collect();
-    assert_eq!(shows, [0, 1, 0], "a half turn never moves the page by itself");
+    assert_eq!(pages_shown(&a), [0, 1, 0], "a half turn never moves the page by itself");
     assert!(a.quit().success());
 }
 
@@ -50,7 +53,10 @@ fn a_master_turning_in_halves_moves_its_singers_by_whole_pages() {
     let ready = m.wait("ready", |e| e["event"] == "ready");
     let code = ready["join_code"].as_str().expect("a join code").to_owned();
     let song = show_song(&mut m, "lanterns-on-the-water.pdf");
-    let mut f = follower("singer", &root.0.join("f"), &code, &song, 0);
+    // The singer turns in halves too: what it is sent still arrives as whole pages.
+    let mut f = spawn("singer", &root.0.join("f"), &["--join", &code, "--layout", "half"]);
+    f.wait("the Master's page", |e| is_show(e, &song, 0));
+    f.seen_or_wait("following", |e| is_phase(e, "FOLLOWER_CONNECTED_FOLLOW"));
     // Half, taken back, half again, completed: the singer sees one turn, to page 1.
     m.send("next");
     m.wait("half", |e| is_half(e, 0, Some(1)));
@@ -63,13 +69,7 @@ fn a_master_turning_in_halves_moves_its_singers_by_whole_pages() {
     f.wait("the singer on page 1", |e| is_show(e, &song, 1));
     m.send("page 3");
     f.wait("the singer on page 3", |e| is_show(e, &song, 3));
-    let shows: Vec<u64> = f
-        .seen
-        .iter()
-        .filter(|e| e["event"] == "show")
-        .filter_map(|e| e["page_index"].as_u64())
-        .collect();
-    assert_eq!(shows, [0, 1, 3], "whole pages only, no half ever sent");
+    assert_eq!(pages_shown(&f), [0, 1, 3], "whole pages only, no half ever sent");
     assert!(!f.seen.iter().any(|e| e["event"] == "half"), "the singer's pages are whole");
     assert!(f.quit().success());
     assert!(m.quit().success());

@@ -435,11 +435,14 @@ fn every_control_is_at_least_a_fingers_width_at_two_scale_factors_and_larger_whe
             }
         }
     }
-    // The UI size setting: everything half as large again.
-    let mut m = model(Role::Follower, Phase::FollowerConnectedFree, false);
-    m.size = maestral::model::UiSize { scale: 1.5, large_page_number: true };
-    for (what, size) in controls(m, 1.0) {
-        let least = 1.5 * ui::touch::MIN_TARGET - 0.5;
-        assert!(size.x >= least && size.y >= least, "{what} is {size:?} at 150 %");
+    // The UI size setting: everything half as large again, on every screen.
+    for (screen, mut m) in screens() {
+        m.size = maestral::model::UiSize { scale: 1.5, large_page_number: true };
+        let found = controls(m, 1.0);
+        assert!(found.len() >= 2, "{screen}: controls found: {found:?}");
+        for (what, size) in found {
+            let least = 1.5 * ui::touch::MIN_TARGET - 0.5;
+            assert!(size.x >= least && size.y >= least, "{screen}: {what} is {size:?} at 150 %");
+        }
     }
 }

@@ -27,7 +27,7 @@ fn a_set_list_built_by_commands_turns_from_piece_to_piece_and_survives_a_restart
     let mut a = spawn("alone", &dir, &[]);
     a.wait("ready", |e| e["event"] == "ready");
     a.send("setlist add");
-    a.wait("nothing shown to add", |e| is_error(e, "no song is shown"));
+    a.wait("nothing shown to add", |e| is_error(e, "no score is shown"));
     a.send("setlist rename Sunday");
     a.wait("no list in use", |e| is_error(e, "setlist new NAME"));
     a.send("setlist new Sunday concert");
@@ -62,7 +62,11 @@ fn a_set_list_built_by_commands_turns_from_piece_to_piece_and_survives_a_restart
     let kept = std::fs::read_to_string(dir.join("setlists.json")).expect("kept");
     assert!(kept.contains("Sunday concert"), "{kept}");
     let mut a = spawn("alone", &dir, &[]);
-    let line = a.wait("the set lists at start", |e| e["event"] == "setlist");
+    // Said at start, and again once the library has read the pieces' scores (their titles).
+    let line = a.wait("the set lists, their scores read", |e| {
+        e["event"] == "setlist"
+            && e["pieces"].as_array().is_some_and(|p| p.iter().all(|x| x["title"].is_string()))
+    });
     assert_eq!(line["in_use"], "Sunday concert", "{line}");
     assert_eq!(line["lists"], serde_json::json!(["Sunday concert"]), "{line}");
     let pieces: Vec<&str> = line["pieces"]

@@ -212,9 +212,7 @@ fn set_list_edit(
         SetListCommand::Add(None) => match shown {
             Some(song) => SetListEdit::Add(song.clone()),
             None => {
-                return Err(
-                    "no song is shown: `setlist add` adds the song shown, or give a song id".into(),
-                );
+                return Err(crate::setlist::NOTHING_SHOWN.into());
             }
         },
         SetListCommand::Add(Some(what)) => match song_target(&what, library)? {

@@ -206,8 +206,9 @@ pub(super) fn write_events(
         state.last_show = Some(show.clone());
         lines.push(show);
     }
-    // The set lists, on every change (and at start where there are some).
-    if let Some(sets) = sets.filter(|s| s.is_changed()) {
+    // The set lists, on every change (and at start where there are some), and when the library
+    // learns a piece's title.
+    if let Some(sets) = sets.filter(|s| s.is_changed() || library.is_changed()) {
         let line = crate::setlist::event_line(&sets, &library);
         let said = state.last_setlist.as_ref();
         if said != Some(&line) && (said.is_some() || !sets.lists.is_empty()) {
@@ -215,8 +216,8 @@ pub(super) fn write_events(
             lines.push(line);
         }
     }
-    // A half-page turn begun (the next page's top half over this page's bottom half) or taken
-    // back; completed, it is a `show`.
+    // A half-page turn begun (the next page's top half over this page's bottom half) or ended
+    // (taken back, ended by another move, or completed: then a `show` comes with it).
     let halfway = half.next(&position);
     if halfway != state.last_half {
         state.last_half = halfway;

@@ -6,7 +6,7 @@
 //! role: a Master's moves its choir on, a paired Solo device's its partner.
 //!
 //! The lists are plain data ([`SetLists`], edited only through [`SetListEdit`], so the panel
-//! and the headless commands share one set of rules and one error text each); `store` keeps
+//! and the headless commands share one set of rules and their words); `store` keeps
 //! them in `setlists.json`.
 
 use bevy::prelude::*;
@@ -86,12 +86,18 @@ pub enum SetListEdit {
     Move { from: usize, to: usize },
 }
 
-/// Next or previous piece of the set list in use.
+/// Next or previous piece of the set list in use, or the piece at a place in it (a tap on
+/// it in the panel: a piece listed twice is told apart by its place).
 #[derive(Message, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PieceRequested {
     Next,
     Prev,
+    At(usize),
 }
+
+/// Said when there is no song shown to add to a set list.
+pub const NOTHING_SHOWN: &str =
+    "no score is shown: show the score to add (or give `setlist add` a song id)";
 
 impl SetLists {
     /// The list in use.
@@ -213,11 +219,16 @@ impl SetLists {
         }
     }
 
-    /// The piece after (or before) the one shown, in the list in use: its index and song.
-    /// With the song shown not in the list, "next" is the list's first piece.
-    pub fn neighbour(&self, step: PieceRequested) -> Option<(usize, SongId)> {
+    /// The piece after (or before) `current` (the piece shown), in the list in use: its index
+    /// and song. With none shown, "next" is the list's first piece.
+    pub fn neighbour(
+        &self,
+        current: Option<usize>,
+        step: PieceRequested,
+    ) -> Option<(usize, SongId)> {
         let list = self.in_use()?;
-        let at = match (self.current, step) {
+        let at = match (current, step) {
+            (_, PieceRequested::At(at)) => at,
             (Some(c), PieceRequested::Next) => c.checked_add(1)?,
             (Some(c), PieceRequested::Prev) => c.checked_sub(1)?,
             (None, PieceRequested::Next) => 0,

@@ -105,7 +105,8 @@ fn is_song_id(id: &SongId) -> bool {
     s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
-fn text(lists: &SetLists) -> String {
+/// The file's text for `lists`.
+pub(super) fn text(lists: &SetLists) -> String {
     let file = File { in_use: lists.in_use().map(|l| l.name.clone()), lists: lists.lists.clone() };
     serde_json::to_string_pretty(&file).unwrap_or_default()
 }

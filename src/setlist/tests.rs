@@ -52,15 +52,18 @@ fn using_a_list_shows_its_first_piece_unless_the_song_shown_is_in_it() {
 fn neighbours_are_the_pieces_beside_the_marked_one() {
     let mut sets = with_list(&[1, 2, 3]);
     sets.follow(Some(&id(2)), None);
-    assert_eq!(sets.neighbour(PieceRequested::Next), Some((2, id(3))));
-    assert_eq!(sets.neighbour(PieceRequested::Prev), Some((0, id(1))));
+    let c = sets.current;
+    assert_eq!(sets.neighbour(c, PieceRequested::Next), Some((2, id(3))));
+    assert_eq!(sets.neighbour(c, PieceRequested::Prev), Some((0, id(1))));
+    assert_eq!(sets.neighbour(c, PieceRequested::At(2)), Some((2, id(3))));
+    assert_eq!(sets.neighbour(c, PieceRequested::At(3)), None);
     sets.follow(Some(&id(3)), None);
-    assert_eq!(sets.neighbour(PieceRequested::Next), None, "the last piece");
+    assert_eq!(sets.neighbour(sets.current, PieceRequested::Next), None, "the last piece");
     // A song not in the list: "next" starts the list, "previous" goes nowhere.
     sets.follow(Some(&id(9)), None);
     assert_eq!(sets.current, None);
-    assert_eq!(sets.neighbour(PieceRequested::Next), Some((0, id(1))));
-    assert_eq!(sets.neighbour(PieceRequested::Prev), None);
+    assert_eq!(sets.neighbour(None, PieceRequested::Next), Some((0, id(1))));
+    assert_eq!(sets.neighbour(None, PieceRequested::Prev), None);
 }
 
 #[test]
@@ -68,7 +71,7 @@ fn a_piece_listed_twice_is_told_apart_by_how_it_was_reached() {
     let mut sets = with_list(&[1, 2, 1, 3]);
     sets.follow(Some(&id(1)), Some(2));
     assert_eq!(sets.current, Some(2));
-    assert_eq!(sets.neighbour(PieceRequested::Next), Some((3, id(3))));
+    assert_eq!(sets.neighbour(sets.current, PieceRequested::Next), Some((3, id(3))));
     // Shown again by other means, it stays where it was marked.
     sets.follow(Some(&id(1)), None);
     assert_eq!(sets.current, Some(2));
@@ -110,7 +113,7 @@ fn the_file_keeps_the_lists_and_a_damaged_one_is_set_aside() {
     std::fs::create_dir_all(&dir).expect("dir");
     let path = dir.join("setlists.json");
     let sets = with_list(&[1, 2]);
-    std::fs::write(&path, store_text(&sets)).expect("written");
+    std::fs::write(&path, store::text(&sets)).expect("written");
     let got = read(&path).expect("reads");
     assert_eq!((got.lists, got.active), (sets.lists.clone(), sets.active));
     for bad in [
@@ -128,12 +131,4 @@ fn the_file_keeps_the_lists_and_a_damaged_one_is_set_aside() {
     let aside = std::fs::read_dir(&dir).expect("dir").count();
     assert_eq!(aside, 5, "every damaged file is kept");
     let _ = std::fs::remove_dir_all(&dir);
-}
-
-fn store_text(sets: &SetLists) -> String {
-    serde_json::json!({
-        "in_use": sets.in_use().map(|l| l.name.clone()),
-        "lists": sets.lists,
-    })
-    .to_string()
 }

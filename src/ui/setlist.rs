@@ -38,7 +38,7 @@ pub fn draw(ui: &mut egui::Ui, model: &UiModel, state: &mut UiState, out: &mut V
             if state.button(ui, ADD_SHOWN).clicked() {
                 match shown {
                     Some(song) => out.push(UiAction::SetList(SetListEdit::Add(song))),
-                    None => out.push(UiAction::Error("no score is shown to add".into())),
+                    None => out.push(UiAction::Error(crate::setlist::NOTHING_SHOWN.into())),
                 }
             }
             if state.button(ui, PREV_PIECE).clicked() {
@@ -80,13 +80,13 @@ fn pieces_list(
         return;
     }
     egui::ScrollArea::vertical().id_salt("set list").max_height(220.0).show(ui, |ui| {
-        for (i, (song, title)) in pieces.iter().enumerate() {
+        for (i, (_, title)) in pieces.iter().enumerate() {
             ui.horizontal(|ui| {
                 let current = sets.current == Some(i);
                 let name = title.clone().unwrap_or_else(|| "(not on this device)".into());
                 let label = format!("{}. {name}", i + 1);
                 if touch::choice(ui, current, label).clicked() && title.is_some() {
-                    out.push(UiAction::Song(song.clone()));
+                    out.push(UiAction::Piece(PieceRequested::At(i)));
                 }
                 if i > 0 && touch::button(ui, "↑").clicked() {
                     out.push(UiAction::SetList(SetListEdit::Move { from: i, to: i - 1 }));

@@ -48,7 +48,8 @@ pub fn apply(ctx: &egui::Context, scale: f32) {
         s.icon_width_inner = 14.0 * scale;
         s.icon_spacing = 8.0 * scale;
         s.text_edit_width = 280.0 * scale;
-        // A scroll bar is a control too: a finger must be able to drag it.
+        // The one narrower control: a finger scrolls the panel by dragging its content, and the
+        // bar (wider than egui's own, never floating over buttons) is for a mouse.
         s.scroll.bar_width = 16.0 * scale;
         s.scroll.floating = false;
     });

@@ -39,6 +39,10 @@ pub(crate) struct Solo {
     /// Set from the moment a link to the partner opens until the partner's snapshot on it has
     /// been merged: this device still shows the page it showed alone (`state.page_index`).
     resync: bool,
+    /// This device's page change made alone (its stamp) and the page it showed: kept by
+    /// [`Solo::keep_the_page_turned_last`] while that change is the latest, against layout
+    /// changes made before it that arrive after the merge.
+    kept: Option<(PageChangeStamp, u32)>,
     /// A song this device's app can stream to the partner (id, size, title): offered
     /// (`STREAM_PREPARE`, an extension beyond V1) while it is the shared song.
     stream: Option<(SongId, u64, Option<String>)>,
@@ -65,6 +69,7 @@ impl Solo {
             retry: None,
             gave_up: false,
             resync: false,
+            kept: None,
             stream: None,
         }
     }
@@ -111,6 +116,7 @@ impl Solo {
         let Some(partner) = self.partner.take() else { return };
         self.retry = None;
         self.gave_up = false;
+        self.resync = false;
         core.set_link(now, &partner, LinkState::Ended);
         core.request(TransportRequest::Disconnect { peer: partner.clone() });
         core.forget_link(&partner);
@@ -193,8 +199,14 @@ impl Solo {
                     core.set_link(now, peer, LinkState::Connected);
                     return;
                 }
-                // Alone until the partner's state is merged: the page shown stays.
-                self.go_alone(core);
+                // The partner's link back from `DEGRADED` (still up): still one book. Its state
+                // goes over again all the same, for a partner that took the link for lost.
+                let recovered = is_partner && core.link(peer).is_up();
+                // Otherwise alone until the partner's state is merged: the page shown stays.
+                if !recovered {
+                    self.go_alone(core);
+                    self.resync = true;
+                }
                 if !is_partner {
                     if let Some(old) = self.partner.take() {
                         core.forget_link(&old);
@@ -203,7 +215,6 @@ impl Solo {
                 }
                 self.gave_up = false;
                 self.retry = None;
-                self.resync = true;
                 core.set_link(now, peer, LinkState::Connected);
                 // Every new link: HELLO, then the whole state; the peer keeps the newer one.
                 let hello = core.hello(Mode::Solo);
@@ -290,8 +301,12 @@ impl Solo {
                 let page = self.merge_page(core, &theirs);
                 let layout = self.merge_layout(core, &theirs);
                 if let Some(shown) = alone_on {
-                    self.keep_the_page_turned_last(core, shown);
+                    let s = &self.state;
+                    let mine = s.last_page_change.sender_id == *core.me();
+                    self.kept = (mine && s.page_index == shown & !1)
+                        .then(|| (s.last_page_change.clone(), shown));
                 }
+                self.keep_the_page_turned_last(core);
                 page == Merge::TheyAreBehind || layout == Merge::TheyAreBehind
             }
             Message::SoloSetSong(SoloSetSong { song_id }) => {
@@ -311,19 +326,30 @@ impl Solo {
                 later(&stamp, &self.state.last_page_change).is_lt()
             }
             Message::SetLayoutParity(layout) => {
-                if later(&stamp, &self.state.last_layout_change).is_gt() {
+                let took = later(&stamp, &self.state.last_layout_change).is_gt();
+                if took {
                     self.state.layout = layout;
                     self.state.last_layout_change = stamp.clone();
                 }
-                later(&stamp, &self.state.last_layout_change).is_lt()
+                let behind = later(&stamp, &self.state.last_layout_change).is_lt();
+                if took {
+                    self.keep_the_page_turned_last(core);
+                }
+                behind
             }
             // The partner can stream the shared song (beyond V1): the app fetches it if it lacks it.
             Message::StreamPrepare(prepare) => {
                 core.event(crate::types::Event::StreamPrepare(prepare));
                 false
             }
+            // The partner starts on this link (a new one to it) and waits for our state before
+            // it shows its half again: if we did not take the link for new (ours came back from
+            // `DEGRADED`, or never faltered), our state goes now.
             Message::Hello(hello) => {
                 core.event(crate::types::Event::PeerHello { peer: from.clone(), hello });
+                if !self.resync {
+                    self.send_snapshot(core, now, from);
+                }
                 false
             }
             // Choir messages, unknown types: not Solo's business.
@@ -350,21 +376,24 @@ impl Solo {
         };
     }
 
-    /// Merged again after a time alone, during which this device showed `shown`. If the latest
-    /// page change is this device's own on that page, and no later layout change stands against
-    /// it, the device takes the half that keeps the page: the performer who turned last sees no
-    /// jump, and the partner shows the other half.
+    /// Merged again after a time alone, during which this device showed `shown` (`kept`): if
+    /// the latest page change is this device's own on that page, and no later layout change
+    /// stands against it, the device takes the half that keeps the page: the performer who
+    /// turned last sees no jump, and the partner shows the other half. Checked again whenever a
+    /// layout change is taken while that change is the latest (one made before it may arrive
+    /// after the merge).
     ///
     /// That layout is the one the page change implies, so it carries the page change's stamp:
     /// ordered as that change, it loses to any layout change made after it and wins over any
     /// made before, on both devices alike, whichever order the messages cross in.
-    fn keep_the_page_turned_last(&mut self, core: &mut Core, shown: u32) {
+    fn keep_the_page_turned_last(&mut self, core: &mut Core) {
         let Some(partner) = self.partner.clone() else { return };
+        let Some((stamp, shown)) = self.kept.clone() else { return };
         let s = &self.state;
-        let mine = s.last_page_change.sender_id == *core.me() && s.page_index == shown & !1;
         let stands = order(core, &s.last_page_change, &s.last_layout_change).is_gt();
         if core.planted(PlantedBreak::ReturnJumps)
-            || !mine
+            || self.resync
+            || s.last_page_change != stamp
             || !stands
             || Pager::solo(&s.layout, core.me(), &partner).page(s.page_index) == shown
         {

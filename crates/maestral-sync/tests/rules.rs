@@ -5,7 +5,7 @@ mod common;
 
 use common::*;
 use maestral_protocol::{
-    ChoirSetSong, ChoirSnapshot, Envelope, FollowMode, JoinAccept, JoinReject, JoinRequest,
+    ChoirSetSong, ChoirSnapshot, Envelope, FollowMode, JoinAccept, JoinReject, JoinRequest, Layout,
     Message, PageRevision, Parity, RejectReason, SessionId, SessionToken, SetFollowMode,
     SoloSetPage, SongEpoch, SongId, StreamClear, StreamPrepare,
 };
@@ -242,6 +242,39 @@ fn s5_1_a_device_whose_partner_is_gone_shows_every_page_from_the_one_it_showed()
 }
 
 #[test]
+fn s5_1_a_link_back_from_degraded_is_still_one_book() {
+    let (mut a, mut b) = solo_pair();
+    b.local(LocalAction::SetPage { page: 4 });
+    pump(&mut a, &mut b);
+    // Only A saw the link falter; it comes back (the transport says `up` again).
+    a.link("B", Degraded);
+    a.link("B", Up);
+    assert_eq!(a.phase(), Phase::SoloPairedConnected);
+    assert_eq!(a.e.pager().step(), 2, "never alone: nothing was lost");
+    assert_eq!(a.page(), 5);
+    pump(&mut a, &mut b);
+    b.local(LocalAction::NextPage);
+    pump(&mut a, &mut b);
+    assert_eq!((a.page(), b.page()), (7, 6), "turns still move the spread on both");
+}
+
+#[test]
+fn s5_1_a_new_link_only_one_side_took_for_new_still_makes_one_book() {
+    let (mut a, mut b) = solo_pair();
+    // Only A lost the link (and turned alone); B never noticed. A's new link: A waits for B's
+    // state, and B sends it on A's HELLO.
+    a.link("B", Down);
+    a.local(LocalAction::SetPage { page: 9 });
+    a.take_sent();
+    a.link("B", Up);
+    assert_eq!(a.e.pager(), Pager::SINGLE, "alone until B's state is merged");
+    pump(&mut a, &mut b);
+    assert_eq!(a.e.pager().step(), 2, "one book again");
+    assert_eq!((a.page(), b.page()), (9, 8));
+    assert_eq!(solo_state(&a), solo_state(&b));
+}
+
+#[test]
 fn s5_1_back_together_the_device_that_turned_last_alone_keeps_its_page() {
     let (mut a, mut b) = solo_pair();
     a.link("B", Down);
@@ -282,6 +315,31 @@ fn s5_1_back_together_a_turn_alone_on_its_own_half_changes_no_layout() {
     connect(&mut a, &mut b);
     assert_eq!((a.page(), b.page()), (9, 8), "9 is A's half of spread 8 already");
     assert_eq!(solo_state(&a).last_layout_change, layout, "no layout change needed");
+}
+
+#[test]
+fn s5_1_a_layout_change_made_before_the_turn_alone_that_arrives_late_moves_nothing() {
+    let (mut a, mut b) = solo_pair();
+    a.link("B", Down);
+    b.link("A", Down);
+    a.at(200).local(LocalAction::SetPage { page: 9 });
+    a.take_sent();
+    connect(&mut a, &mut b);
+    assert_eq!((a.page(), b.page()), (9, 8), "9 is A's half already");
+    // A layout change of B's made before A's turn (B's clock behind) reaches A only now.
+    let turn = solo_state(&a).last_page_change;
+    let late = Envelope::new(
+        SessionId::default(),
+        id("B"),
+        turn.ts - 50,
+        Message::SetLayoutParity(Layout { leader_device_id: id("B"), parity: Parity::Even }),
+    );
+    a.recv_env("B", late);
+    assert_eq!(a.page(), 9, "A turned last: it keeps its page");
+    assert_eq!(solo_state(&a).last_layout_change, turn, "the layout A's turn implies");
+    pump(&mut a, &mut b);
+    assert_eq!((a.page(), b.page()), (9, 8));
+    assert_eq!(solo_state(&a), solo_state(&b));
 }
 
 #[test]

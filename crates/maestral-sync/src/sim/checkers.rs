@@ -454,7 +454,7 @@ impl Sim {
                 && self.nodes[*x].engine.view().page_index != *shown
             {
                 let d = format!(
-                    "pair {p}: {} turned last, alone, to page {shown} and now shows {}",
+                    "pair {p}: {} turned last, alone, to page {shown} ({stamp:?}) and now shows {} ({sa:?})",
                     self.nodes[*x].id,
                     self.nodes[*x].engine.view().page_index
                 );

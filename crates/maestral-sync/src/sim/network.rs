@@ -107,6 +107,21 @@ impl Sim {
         }
     }
 
+    /// `node` alone sees its link to `peer` falter and come back before the degraded timeout
+    /// (the transport's `up` again); the link itself never broke.
+    pub(super) fn falter(&mut self, node: usize, peer: usize) {
+        let Some(l) = self.links.get(&key(node, peer)).filter(|l| l.up) else { return };
+        let g = l.generation;
+        self.trace(|s| format!("{} sees its link to {} falter", s.name(node), s.name(peer)));
+        let degraded = self.now + self.rng.random_range(10..100);
+        let back = degraded + self.rng.random_range(50..2_000);
+        self.schedule(
+            degraded,
+            What::Link { node, peer, signal: LinkSignal::Degraded, generation: g },
+        );
+        self.schedule(back, What::Link { node, peer, signal: LinkSignal::Up, generation: g });
+    }
+
     /// The requester closed the link gracefully: what is in flight still arrives, then the other
     /// side sees it close.
     pub(super) fn close(&mut self, a: usize, b: usize) {

@@ -34,6 +34,9 @@ pub(super) enum Act {
     Garbage,
     Forged,
     Cut,
+    /// One side of a link sees it falter (`DEGRADED`) and recover (`up` again) while the other
+    /// sees nothing.
+    Falter,
     Isolate(u64),
 }
 
@@ -126,13 +129,14 @@ impl Sim {
             for &n in &[a, b] {
                 for _ in 0..self.rng.random_range(2..25) {
                     let at = self.now + self.rng.random_range(0..span);
-                    let act = match self.rng.random_range(0..20) {
+                    let act = match self.rng.random_range(0..21) {
                         0..=11 => Act::SoloTurn,
                         12..=13 => Act::SoloSong,
                         14 => Act::SoloParity,
                         15 => Act::Garbage,
                         16 => Act::Forged,
                         17..=18 => Act::Cut,
+                        19 => Act::Falter,
                         _ => Act::Isolate(self.rng.random_range(200..8_000)),
                     };
                     self.schedule(at, What::Act { node: n, act });
@@ -242,6 +246,11 @@ impl Sim {
             Act::Cut => {
                 if let Some(peer) = self.some_linked_peer(node) {
                     self.cut(node, peer);
+                }
+            }
+            Act::Falter => {
+                if let Some(peer) = self.some_linked_peer(node) {
+                    self.falter(node, peer);
                 }
             }
             Act::Isolate(ms) => self.isolate(node, ms),
