@@ -377,6 +377,9 @@ fn a_solo_partner_stamping_a_change_far_in_the_future_is_refused() {
     };
     let hello = r#"{"v":1,"session_id":"","sender_id":"rogue","type":"HELLO","ts":1,"payload":{"mode":"solo","device_name":"rogue","app_version":"0","capabilities":[]}}"#;
     rt.block_on(link.send_text(hello)).expect("sent");
+    // Its state, as every partner sends on a new link (until then the device stays alone).
+    let state = r#"{"v":1,"session_id":"","sender_id":"rogue","type":"STATE_SNAPSHOT","ts":1,"payload":{"song_id":null,"page_index":0,"layout":{"leader_device_id":"rogue","parity":"odd"},"last_page_change":{"sender_id":"rogue","ts":0},"last_layout_change":{"sender_id":"rogue","ts":0}}}"#;
+    rt.block_on(link.send_text(state)).expect("sent");
     left.wait("paired", |e| is_phase(e, "SOLO_PAIRED_CONNECTED"));
     // Far in the future: refused. Then a change at the present time: taken.
     send(u64::MAX, 8);

@@ -3,7 +3,9 @@
 //! file that does not hold valid set lists is set aside with one message and the app starts
 //! with none; nothing else is lost.
 //!
-//!     {"in_use": "Sunday concert", "lists": [{"name": "Sunday concert", "songs": ["<64 hex>", …]}]}
+//! ```text
+//! {"in_use": "Sunday concert", "lists": [{"name": "Sunday concert", "songs": ["<64 hex>", …]}]}
+//! ```
 
 use std::path::{Path, PathBuf};
 
