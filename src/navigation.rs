@@ -89,42 +89,69 @@ impl Navigate<'_> {
     }
 
     /// The piece of the set list in use that way, shown (from its last page going back);
-    /// or why not: this role does not change songs (a Follower follows its Master's
-    /// program), there is no piece that way, or this device does not hold it (a Master would
-    /// move its choir to a score it cannot send).
+    /// or why not.
     fn piece(
         &mut self,
         sets: &SetLists,
         reached: &mut Reached,
         step: PieceRequested,
-    ) -> Result<(), String> {
+    ) -> Result<(), PieceRefused> {
         if self.bridge.as_ref().is_some_and(|b| b.role() == Role::Follower) {
-            return Err(
-                "a singer follows the conductor's program: the Master moves on to the next piece"
-                    .into(),
-            );
+            return Err(PieceRefused::Follower);
         }
         // The piece reached earlier this frame, if any: the mark follows only after navigation.
         let Some((at, song)) = sets.neighbour(reached.0.or(sets.current), step) else {
-            return Err(match (sets.in_use(), step) {
-                (None, _) => {
-                    "no set list is in use: choose one in the panel (or `setlist use NAME`)"
-                }
-                (Some(_), PieceRequested::Next) => "this is the set list's last piece",
-                (Some(_), PieceRequested::Prev) => "this is the set list's first piece",
-                (Some(_), PieceRequested::At(_)) => "the set list has no piece there",
-            }
-            .into());
+            return Err(match sets.in_use() {
+                None => PieceRefused::NoList,
+                Some(_) => PieceRefused::NoneThere(step),
+            });
         };
         if self.library.get(&song).is_none() {
-            return Err(format!(
-                "piece {} of the set list is not on this device: open its score first",
-                at + 1
-            ));
+            return Err(PieceRefused::NotHere(at));
         }
         self.song(Some(song), step == PieceRequested::Prev);
         reached.0 = Some(at);
         Ok(())
+    }
+}
+
+/// Why a piece of the set list is not shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PieceRefused {
+    /// A Follower follows its Master's program.
+    Follower,
+    NoList,
+    /// No piece that way (the end or the start of the list, or no such place).
+    NoneThere(PieceRequested),
+    /// The piece at this place: this device does not hold its score (a Master would move its
+    /// choir to a score it cannot send).
+    NotHere(usize),
+}
+
+impl PieceRefused {
+    fn words(self) -> String {
+        match self {
+            PieceRefused::Follower => {
+                "a singer follows the conductor's program: the Master moves on to the next piece"
+                    .into()
+            }
+            PieceRefused::NoList => {
+                "no set list is in use: choose one in the panel (or `setlist use NAME`)".into()
+            }
+            PieceRefused::NoneThere(PieceRequested::Next) => {
+                "this is the set list's last piece".into()
+            }
+            PieceRefused::NoneThere(PieceRequested::Prev) => {
+                "this is the set list's first piece".into()
+            }
+            PieceRefused::NoneThere(PieceRequested::At(_)) => {
+                "the set list has no piece there".into()
+            }
+            PieceRefused::NotHere(at) => format!(
+                "piece {} of the set list is not on this device: open its score first",
+                at + 1
+            ),
+        }
     }
 }
 
@@ -143,9 +170,8 @@ fn apply_turns(
         // bottom half, the position not moved; the second completes the turn; "previous"
         // takes the half back. Only on one page at a time (not a Solo pair's halves).
         let halfway = half.next(&nav.position);
-        if halfway.is_some() || half.0.is_some() {
-            half.0 = None;
-        }
+        // Any turn ends a half under way (completing it, taking it back or going elsewhere).
+        half.0 = None;
         let halves = *nav.layout == LayoutMode::HalfTurns && pager.step() == 1;
         match (turn, halfway) {
             (Turn::Prev, Some(_)) => {
@@ -171,12 +197,11 @@ fn apply_turns(
             };
             if count.is_some()
                 && reached.0.or(sets.current).is_some()
-                && let Err(why) = nav.piece(&sets, &mut reached, step)
-                && why.contains("not on this device")
+                && let Err(why @ PieceRefused::NotHere(_)) = nav.piece(&sets, &mut reached, step)
             {
                 // Only a piece that cannot be shown is worth a word; the end of the
                 // program is just the end.
-                errors.write(AppError(why));
+                errors.write(AppError(why.words()));
             }
             continue;
         };
@@ -220,7 +245,7 @@ fn apply_pieces(
 ) {
     for step in pieces.read() {
         if let Err(why) = nav.piece(&sets, &mut reached, *step) {
-            errors.write(AppError(why));
+            errors.write(AppError(why.words()));
         }
     }
 }

@@ -301,9 +301,12 @@ impl RecordWriter {
         }
     }
 
-    /// Write failures not yet reported.
-    pub(crate) fn failures(&self) -> impl Iterator<Item = String> + '_ {
-        self.failures.try_iter()
+    /// Reports the write failures not yet reported: in the log, and to the performer.
+    pub(crate) fn report_failures(&self, errors: &mut MessageWriter<AppError>) {
+        for message in self.failures.try_iter() {
+            warn!("{message}");
+            errors.write(AppError(message));
+        }
     }
 }
 
@@ -342,9 +345,6 @@ fn note_positions(
 
 fn report_write_errors(positions: Res<SavedPositions>, mut errors: MessageWriter<AppError>) {
     if let Some(writer) = &positions.writer {
-        for message in writer.failures() {
-            warn!("{message}");
-            errors.write(AppError(message));
-        }
+        writer.report_failures(&mut errors);
     }
 }

@@ -240,16 +240,18 @@ impl SetLists {
     /// The song shown changed: the marked piece follows it. A piece reached through the list
     /// (`reached`) is marked by its index; another song shown is found by its first place.
     pub fn follow(&mut self, shown: Option<&SongId>, reached: Option<usize>) {
-        let Some(list) = self.in_use() else {
-            self.current = None;
-            return;
-        };
+        self.current = self.marked(shown, reached);
+    }
+
+    /// The piece [`SetLists::follow`] marks for `shown`, without changing anything.
+    pub fn marked(&self, shown: Option<&SongId>, reached: Option<usize>) -> Option<usize> {
+        let list = self.in_use()?;
         let on = |i: usize| list.songs.get(i).is_some_and(|s| Some(s) == shown);
-        self.current = match (reached, self.current) {
+        match (reached, self.current) {
             (Some(r), _) if on(r) => Some(r),
             (_, Some(c)) if on(c) => Some(c),
             _ => shown.and_then(|s| list.songs.iter().position(|x| x == s)),
-        };
+        }
     }
 
     fn find(&self, name: &str) -> Option<usize> {
@@ -351,12 +353,10 @@ fn track_current(
         return;
     }
     let reached = reached.and_then(|mut r| r.0.take());
-    let before = (lists.active, lists.current);
-    let mut next = lists.clone();
-    next.follow(position.song.as_ref(), reached);
+    let marked = lists.marked(position.song.as_ref(), reached);
     // Only a real change marks the resource changed (its writer and event line watch it).
-    if (next.active, next.current) != before {
-        *lists = next;
+    if lists.current != marked {
+        lists.current = marked;
     }
 }
 

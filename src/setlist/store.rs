@@ -130,9 +130,6 @@ pub(super) fn keep(
         }
     }
     if let Some(writer) = &store.writer {
-        for message in writer.failures() {
-            warn!("{message}");
-            errors.write(AppError(message));
-        }
+        writer.report_failures(&mut errors);
     }
 }
