@@ -1,6 +1,7 @@
 //! Scores streamed in a Choir session (docs/behaviour.md §8.3), the app's part. A Master hands the
-//! sync thread the bytes of the song it shows (read off the frame, on a thread of their own); a
-//! Follower that lacks the Master's song asks for it, and once it arrives (whole, its SHA-256
+//! sync thread the bytes of the song it shows (read off the frame, on a thread of their own), and
+//! those of the next piece of its set list, which Followers lacking it fetch ahead of the song
+//! change (§8.4); a Follower that lacks the Master's song asks for it, and once it arrives (whole, its SHA-256
 //! checked by the sync thread) opens it from memory (PDFium reads the buffer) into the library,
 //! marked streamed. Nothing streamed is ever written anywhere; it is dropped on `STREAM_CLEAR`, at
 //! the session's end, on Leave, on a role switch and with the app.
@@ -19,14 +20,16 @@ use crate::model::{
     SongLibrary, StreamChanged, StreamProgress, StreamState,
 };
 use crate::score::RenderBridge;
+use crate::setlist::{PieceRequested, SetLists};
 use crate::sync::SyncBridge;
 use crate::wake::Waker;
 
 /// A score that arrived, opened (or not) on a thread, with the clear count when it started.
 type Opened = (SongId, Arc<[u8]>, Result<Song, String>, u64);
 
-/// A Master's song read from its file, for the sync thread.
-type Read = (SongId, Result<Arc<[u8]>, String>, String);
+/// A Master's song read from its file, for the sync thread: the song it shows, or (`true`) the
+/// next piece of its set list.
+type Read = (SongId, Result<Arc<[u8]>, String>, String, bool);
 
 #[derive(Resource)]
 struct Threads {
@@ -35,6 +38,9 @@ struct Threads {
     /// The song whose bytes were handed to the sync thread (or are being read), per bridge
     /// (and per pairing, for a Solo device).
     served: Option<SongId>,
+    /// A Master's next piece (of its set list) handed to the sync thread (or being read), per
+    /// bridge.
+    next: Option<SongId>,
     /// A Solo device was paired when it last looked.
     paired: bool,
     /// The bridge it last served for.
@@ -48,13 +54,14 @@ pub fn plugin(app: &mut App) {
         opened: crossbeam_channel::unbounded(),
         read: crossbeam_channel::unbounded(),
         served: None,
+        next: None,
         paired: false,
         bridge: 0,
         clears: 0,
     })
     .add_systems(
         PreUpdate,
-        (open_arrived, serve_shown_song, clear_on_leave, clear_streamed)
+        (open_arrived, serve_shown_song, serve_next_piece, clear_on_leave, clear_streamed)
             .chain()
             .run_if(resource_exists::<SyncBridge>),
     );
@@ -129,17 +136,25 @@ fn serve_shown_song(
     );
     if bridge.generation() != threads.bridge || paired != threads.paired {
         threads.served = None;
+        threads.next = None;
         threads.paired = paired;
         threads.bridge = bridge.generation();
     }
     let reads: Vec<Read> = threads.read.1.try_iter().collect();
-    for (song, bytes, title) in reads {
+    for (song, bytes, title, next) in reads {
+        let title = Some(title);
         match bytes {
             // Still the song shown: the sync thread takes it (it checks the size limit).
-            Ok(bytes) if position.song.as_ref() == Some(&song) => {
-                bridge.send(SyncCommand::Serve { song_id: song, bytes, title: Some(title) });
+            Ok(bytes) if !next && position.song.as_ref() == Some(&song) => {
+                bridge.send(SyncCommand::Serve { song_id: song, bytes, title });
+            }
+            // Still the next piece: offered ahead (one over the limit is not).
+            Ok(bytes) if next && threads.next.as_ref() == Some(&song) => {
+                bridge.send(SyncCommand::ServeNext { song_id: song, bytes, title });
             }
             Ok(_) => {}
+            // The next piece is told about if it still cannot be streamed once it is shown.
+            Err(e) if next => warn!("the next piece cannot be streamed ahead: {e}"),
             Err(e) => {
                 errors.write(AppError(format!("the score cannot be streamed to singers: {e}")));
             }
@@ -160,16 +175,57 @@ fn serve_shown_song(
         bridge.send(SyncCommand::Serve { song_id: song.id.clone(), bytes, title });
         return;
     }
+    read_in_background(&threads, waker.clone(), song, false);
+}
+
+/// Reads `song`'s file on a thread of its own, for [`serve_shown_song`] to hand over.
+fn read_in_background(threads: &Threads, waker: Waker, song: &Song, next: bool) {
     let (id, path, title) = (song.id.clone(), song.path.clone(), song.title.clone());
-    let (tx, waker) = (threads.read.0.clone(), waker.clone());
+    let tx = threads.read.0.clone();
     let spawned = std::thread::Builder::new().name("maestral-serve".into()).spawn(move || {
         let read = read_to_serve(&path, &id);
-        let _ = tx.send((id, read, title));
+        let _ = tx.send((id, read, title, next));
         waker.wake();
     });
     if let Err(e) = spawned {
         warn!("could not read the score to stream: {e}");
     }
+}
+
+/// A Master with a set list in use offers the piece `piece next` would show (docs/behaviour.md
+/// §8.4), so that every Follower lacking it holds it when the conductor moves on; none (no set
+/// list, the end of it, a piece this device lacks) withdraws the offer.
+fn serve_next_piece(
+    mut threads: ResMut<Threads>,
+    bridge: Res<SyncBridge>,
+    position: Res<Position>,
+    library: Res<SongLibrary>,
+    sets: Option<Res<SetLists>>,
+    waker: Res<Waker>,
+) {
+    if bridge.role() != Role::Master {
+        return;
+    }
+    let next = sets
+        .as_deref()
+        .and_then(|s| s.neighbour(s.current, PieceRequested::Next))
+        .map(|(_, song)| song)
+        .filter(|song| position.song.as_ref() != Some(song))
+        .and_then(|song| library.get(&song));
+    if next.map(|s| &s.id) == threads.next.as_ref() {
+        return;
+    }
+    threads.next = next.map(|s| s.id.clone());
+    let Some(song) = next else {
+        bridge.send(SyncCommand::WithdrawNext);
+        return;
+    };
+    if let Some(bytes) = library.streamed_bytes(&song.id) {
+        let title = Some(song.title.clone());
+        bridge.send(SyncCommand::ServeNext { song_id: song.id.clone(), bytes, title });
+        return;
+    }
+    read_in_background(&threads, waker.clone(), song, true);
 }
 
 /// The bytes of the score at `path` to serve as song `id`: refused, with the reason in words,

@@ -168,3 +168,57 @@ fn a_solo_partner_without_the_score_gets_it_from_the_other_device() {
     assert!(b.quit().success());
     assert!(a.quit().success());
 }
+
+/// Beyond V1 (docs/behaviour.md §8.4): a conductor with a set list in use streams its next piece
+/// ahead to singers that lack it, while the current one is sung. The singer holds it before the
+/// conductor moves on, stays on the piece sung now meanwhile, and when the conductor moves on it
+/// shows the first page drawn from the copy it already holds: nothing is received after the move.
+#[test]
+fn a_singer_lacking_the_next_piece_of_the_set_list_holds_it_before_the_conductor_moves_on() {
+    let root = TempDir::new("streaming-next");
+    let empty = root.0.join("no-scores");
+    std::fs::create_dir_all(&empty).expect("an empty library");
+    let (mut master, code) = support::restart::master(&root.0.join("master"));
+    master.send("setlist new Concert");
+    let first = support::restart::show_song(&mut master, "lanterns-on-the-water.pdf");
+    master.send("setlist add");
+    let second = support::restart::show_song(&mut master, "harbour-lights-jig.pdf");
+    master.send("setlist add");
+    master.send("piece prev");
+    master.wait("the first piece", |e| {
+        e["event"] == "show" && e["song_id"] == first.as_str() && e["page_index"] == 10
+    });
+
+    let mut s = singer("singer", &empty, &root.0.join("singer"), &code);
+    let ready = |song: &str| {
+        let song = song.to_owned();
+        move |e: &serde_json::Value| {
+            e["event"] == "stream" && e["song_id"] == song.as_str() && e["state"] == "ready"
+        }
+    };
+    s.wait("the piece sung now", ready(&first));
+    s.wait("the next piece, ahead", ready(&second));
+    // Still on the conductor's piece and page: holding the next piece moves nothing.
+    let last_show = s.seen.iter().rev().find(|e| e["event"] == "show").cloned();
+    let last_show = last_show.expect("a page shown");
+    assert_eq!(
+        (&last_show["song_id"], &last_show["page_index"]),
+        (&first.as_str().into(), &10.into())
+    );
+
+    let seen_before = s.seen.len();
+    master.send("piece next");
+    s.wait("the next piece's first page, drawn from the copy held", |e| {
+        e["event"] == "show"
+            && e["song_id"] == second.as_str()
+            && e["page_index"] == 0
+            && e["page_count"].is_u64()
+    });
+    let received_after = s.seen[seen_before..]
+        .iter()
+        .filter(|e| e["event"] == "stream" && e["state"] == "receiving")
+        .count();
+    assert_eq!(received_after, 0, "nothing streamed after the move: {:?}", &s.seen[seen_before..]);
+    assert!(s.quit().success());
+    assert!(master.quit().success());
+}

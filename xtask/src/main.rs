@@ -19,7 +19,7 @@ usage: cargo xtask <command>
   test                   set up and run every test (what CI runs)
   sim [--seeds N] [--seed S] [--start S]
                          run the sync-engine simulation for more seeds
-  bench engine|render|sync|stream|app|roster|restart|hostile|browser [--dev]
+  bench engine|render|sync|stream|app|roster|restart|hostile|setlist|browser [--dev]
                          run a benchmark (release; `app --dev`: the dev build, which is
                          much quicker to build); results under target/bench/
   fuzz [--minutes N] [--seed S]
@@ -429,7 +429,7 @@ fn browser_bench(rest: &[String]) -> Result<()> {
 fn bench(rest: &[String]) -> Result<()> {
     let Some(which) = rest.first() else {
         bail!(
-            "which benchmark? `cargo xtask bench engine`, `render`, `sync`, `stream`, `app`, `roster`, `restart`, `hostile` or `browser`"
+            "which benchmark? `cargo xtask bench engine`, `render`, `sync`, `stream`, `app`, `roster`, `restart`, `hostile`, `setlist` or `browser`"
         );
     };
     std::fs::create_dir_all(root().join("target/bench"))?;
@@ -460,13 +460,15 @@ fn bench(rest: &[String]) -> Result<()> {
         "restart" => app_bench("restart", rest),
         // An honest singer joining while issue 32's attacks run (benches/hostile.rs).
         "hostile" => app_bench("hostile", rest),
+        // A conductor's next piece, with and without streaming it ahead (benches/setlist.rs).
+        "setlist" => app_bench("setlist", rest),
         // A real window under Xvfb with Mesa's software Vulkan (see tests/window.rs).
         "app" => app_bench("app", rest),
         // Headless Chromium tabs as phones joining a headless Master (tests/browser/bench.mjs).
         "browser" => browser_bench(rest),
         other => {
             bail!(
-                "unknown benchmark `{other}`: try `engine`, `render`, `sync`, `stream`, `app`, `roster`, `restart`, `hostile` or `browser`"
+                "unknown benchmark `{other}`: try `engine`, `render`, `sync`, `stream`, `app`, `roster`, `restart`, `hostile`, `setlist` or `browser`"
             )
         }
     }

@@ -116,6 +116,7 @@ fn a_score_over_the_limit_is_refused_once_on_the_master_and_nothing_is_offered()
         sha256: song.as_str().to_owned(),
         channel: "maestral-stream".into(),
         title: None,
+        next: false,
     };
     s.h.send(SyncCommand::Fetch(prepare));
     // Given up and told (the two events may come in either order).
@@ -435,6 +436,7 @@ fn a_rogue_masters_bad_chunks_wrong_bytes_silence_and_refusal_each_end_the_fetch
         sha256: song.as_str().to_owned(),
         channel: "maestral-stream".into(),
         title: None,
+        next: false,
     };
     let first = bytes[..1000].to_vec();
     // A chunk that is not the next one: the part before it is kept for a resume.
@@ -508,4 +510,73 @@ fn a_stream_of_a_song_the_master_left_stops_and_the_new_song_streams() {
     f.wait("the new score", |s| s.streamed.contains_key(&new));
     f.wait("the old one given up", |s| s.gave_up.contains(&old));
     assert!(!f.streamed.contains_key(&old), "the song the Master left was not sent to its end");
+}
+
+fn serve_next(m: &Peer, song: &SongId, bytes: &Arc<[u8]>) {
+    let bytes = Arc::clone(bytes);
+    m.h.send(SyncCommand::ServeNext { song_id: song.clone(), bytes, title: None });
+}
+
+/// Beyond V1 (§8.4): a Master's next piece, offered ahead, is fetched by a Follower that lacks
+/// it after the song sung now (which it lacks too): the next one's stream starts only once the
+/// current one is whole. When the Master moves to the next piece while it streams, its stream
+/// goes on to the end (it is the current song now, not a song the Master left).
+#[test]
+fn the_next_piece_streams_after_the_current_one_and_goes_on_when_the_master_moves_to_it() {
+    let (m, code) = master();
+    let mut f = follower("F", &code);
+    let (now, now_bytes) = score(2 * 1024 * 1024, 11);
+    let (next, next_bytes) = score(24 * 1024 * 1024, 12);
+    serve(&m, &now, &now_bytes);
+    serve_next(&m, &next, &next_bytes);
+    f.wait("both offers", |s| {
+        s.prepares.iter().any(|p| p.song_id == now && !p.next)
+            && s.prepares.iter().any(|p| p.song_id == next && p.next)
+    });
+    // The app asks for every offered song it lacks, the next one included.
+    let offers: Vec<_> = f.prepares.clone();
+    for p in offers {
+        f.h.send(SyncCommand::Fetch(p));
+    }
+    f.wait("the current score", |s| s.streamed.contains_key(&now));
+    f.wait("a first part of the next one", |s| {
+        s.progress.iter().any(|(song, got)| *song == next && *got >= 1024 * 1024)
+    });
+    let whole = |song: &SongId, len: usize| {
+        f.progress.iter().position(|(s, got)| s == song && *got == len as u64)
+    };
+    let now_done = whole(&now, now_bytes.len()).expect("the current score's last report");
+    let next_began = f.progress.iter().position(|(s, _)| *s == next).expect("next reports");
+    assert!(next_began > now_done, "the next piece waited for the current one: {:?}", f.progress);
+    assert!(!f.streamed.contains_key(&next), "the next piece is still on its way");
+
+    // The conductor moves on: the stream of the piece now sung goes on to its end.
+    m.local(LocalAction::SetSong { song_id: Some(next.clone()) });
+    f.wait("the next piece whole", |s| s.streamed.contains_key(&next) || !s.gave_up.is_empty());
+    assert!(f.gave_up.is_empty(), "nothing given up: {:?} {:?}", f.gave_up, f.errors);
+    assert!(f.streamed[&next][..] == next_bytes[..], "the bytes differ");
+    assert!(f.errors.is_empty(), "{:?}", f.errors);
+}
+
+/// A next piece that changes while a Follower fetches it (the conductor edited the set list)
+/// stops quietly: nothing is told to the singer, and the new next piece streams.
+#[test]
+fn a_next_piece_that_changes_while_it_streams_stops_quietly_and_the_new_one_streams() {
+    let (m, code) = master();
+    let mut f = follower("F", &code);
+    let (now, now_bytes) = score(1024, 13);
+    let (old, old_bytes) = score(24 * 1024 * 1024, 14);
+    let (new, new_bytes) = score(1024 * 1024, 15);
+    serve(&m, &now, &now_bytes);
+    serve_next(&m, &old, &old_bytes);
+    fetch(&mut f, &old);
+    f.wait("a first part", |s| {
+        s.progress.iter().any(|(song, got)| *song == old && *got >= 1024 * 1024)
+    });
+    serve_next(&m, &new, &new_bytes);
+    fetch(&mut f, &new);
+    f.wait("the new next piece", |s| s.streamed.contains_key(&new));
+    f.wait("the old one given up", |s| s.gave_up.contains(&old));
+    assert!(!f.streamed.contains_key(&old), "a piece no longer next was not sent to its end");
+    assert!(f.errors.is_empty(), "given up without a word to the singer: {:?}", f.errors);
 }

@@ -209,7 +209,7 @@ const PAYLOADS = {
     return { kind: 'SET_FOLLOW_MODE', mode: enumOf(o, 'mode', ['follow', 'free']) };
   },
   STREAM_PREPARE(p) {
-    const o = struct(p, 'payload', ['song_id', 'song_epoch', 'size_bytes', 'sha256', 'channel', 'title']);
+    const o = struct(p, 'payload', ['song_id', 'song_epoch', 'size_bytes', 'sha256', 'channel', 'title', 'next']);
     const prepare = {
       song_id: str(o, 'song_id'),
       song_epoch: u64(o, 'song_epoch'),
@@ -219,6 +219,12 @@ const PAYLOADS = {
     };
     // `title` came later: absent and null both mean none.
     if (o.has('title') && o.get('title') !== null) prepare.title = str(o, 'title');
+    // `next` (the Master's next piece, offered ahead) came later too: absent means false, and
+    // anything but a boolean is refused, as the native decoder does.
+    if (o.has('next')) {
+      if (typeof o.get('next') !== 'boolean') refuse('wrong_type', '`next` must be a boolean');
+      if (o.get('next')) prepare.next = true;
+    }
     return { kind: 'STREAM_PREPARE', prepare };
   },
   STREAM_CLEAR(p) {

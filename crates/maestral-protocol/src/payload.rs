@@ -201,6 +201,12 @@ pub struct StreamPrepare {
     /// a peer that predates it, and then not written).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub title: Option<String>,
+    /// `true`: not the current song but the one the Master will show next (its set list's next
+    /// piece), offered ahead so that a Follower lacking it holds it before the song change. An
+    /// optional field added to V1: written only when `true`; a peer that predates it fetches
+    /// the song as any other offered score.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub next: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -323,12 +323,28 @@ fn stream_prepare_encodes_exactly_as_documented() {
             sha256: sha.into(),
             channel: "maestral-stream-2".into(),
             title: None,
+            next: false,
         }),
     );
     let expected = format!(
         r#"{{"v":1,"session_id":"S1","sender_id":"M","type":"STREAM_PREPARE","ts":1735689600000,"payload":{{"song_id":"{sha}","song_epoch":2,"size_bytes":1048576,"sha256":"{sha}","channel":"maestral-stream-2"}}}}"#
     );
     assert_wire(&e, &expected);
+    // The next piece, offered ahead: `"next": true` last; `false` is never written.
+    let Message::StreamPrepare(mut next) = e.message.clone() else { unreachable!() };
+    next.next = true;
+    let e = env("S1", "M", Message::StreamPrepare(next));
+    let expected =
+        expected.replace(r#""maestral-stream-2"}"#, r#""maestral-stream-2","next":true}"#);
+    assert_wire(&e, &expected);
+    // `false` written by another writer reads as absent; anything but a boolean is refused.
+    let written_false = expected.replace(r#""next":true"#, r#""next":false"#);
+    let Ok(read) = decode(written_false.as_bytes()) else { panic!("{written_false}") };
+    assert!(matches!(read.message, Message::StreamPrepare(StreamPrepare { next: false, .. })));
+    for bad in ["null", "1", r#""yes""#] {
+        let text = expected.replace(r#""next":true"#, &format!(r#""next":{bad}"#));
+        assert!(decode(text.as_bytes()).is_err(), "{text}");
+    }
 }
 
 #[test]

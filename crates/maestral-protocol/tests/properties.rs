@@ -147,8 +147,8 @@ fn message() -> impl Strategy<Value = Message> {
         }),
         layout().prop_map(Message::SetLayoutParity),
         follow_mode().prop_map(|mode| Message::SetFollowMode(SetFollowMode { mode })),
-        (text(), u64_edge(), u64_edge(), text(), text()).prop_map(
-            |(song, epoch, size_bytes, sha256, channel)| {
+        (text(), u64_edge(), u64_edge(), text(), text(), any::<bool>()).prop_map(
+            |(song, epoch, size_bytes, sha256, channel, next)| {
                 Message::StreamPrepare(StreamPrepare {
                     song_id: SongId(song),
                     song_epoch: SongEpoch(epoch),
@@ -156,6 +156,7 @@ fn message() -> impl Strategy<Value = Message> {
                     sha256,
                     channel,
                     title: None,
+                    next,
                 })
             }
         ),

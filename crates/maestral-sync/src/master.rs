@@ -14,7 +14,7 @@ use crate::core::Core;
 use crate::roster::{Roster, RosterBook, RosterMember};
 use crate::showing::Shown;
 use crate::types::{
-    ActionError, Event, LinkSignal, LinkState, LocalAction, Phase, TransportRequest, View,
+    ActionError, Event, LinkSignal, LinkState, LocalAction, Offered, Phase, TransportRequest, View,
 };
 
 /// docs/behaviour.md §9.2, as the conformance driver prints it (`session_id`/`session_token` null
@@ -61,9 +61,13 @@ pub(crate) struct Master {
     /// is O(1) however many Followers there are).
     away: usize,
     roster: RosterBook,
-    /// The current song as the app can stream it (its id and size): offered (`STREAM_PREPARE`)
-    /// to every member there when it is set, and to each Follower that joins or rejoins.
-    stream: Option<(SongId, u64, Option<String>)>,
+    /// The current song as the app can stream it: offered (`STREAM_PREPARE`) to every member
+    /// there when it is set, and to each Follower that joins or rejoins.
+    stream: Option<Offered>,
+    /// The song the app will show next (its set list's next piece), offered the same way with
+    /// `"next": true` so that Followers lacking it fetch it ahead; it becomes `stream` when the
+    /// Master moves to it.
+    next: Option<Offered>,
     /// Links up from devices that are not members, and since when: closed once they have not
     /// joined within `Timing::join_deadline_ms`.
     unjoined: BTreeMap<DeviceId, u64>,
@@ -82,6 +86,7 @@ impl Master {
             away: 0,
             roster: RosterBook::default(),
             stream: None,
+            next: None,
             unjoined: BTreeMap::new(),
         }
     }
@@ -177,21 +182,37 @@ impl Master {
 
     /// `STREAM_PREPARE` for the current song, if the app can stream it.
     fn prepare(&self) -> Option<Message> {
-        let (song, size, title) =
-            self.stream.as_ref().filter(|(s, ..)| self.song_id.as_ref() == Some(s))?;
-        Some(Message::StreamPrepare(StreamPrepare {
-            song_id: song.clone(),
+        let current = self.stream.as_ref().filter(|o| self.song_id.as_ref() == Some(&o.song_id))?;
+        Some(self.prepare_of(current, false))
+    }
+
+    /// `STREAM_PREPARE` for the next song, if the app can stream it.
+    fn prepare_next(&self) -> Option<Message> {
+        let next = self.next.as_ref().filter(|o| self.song_id.as_ref() != Some(&o.song_id))?;
+        Some(self.prepare_of(next, true))
+    }
+
+    fn prepare_of(&self, offered: &Offered, next: bool) -> Message {
+        Message::StreamPrepare(StreamPrepare {
+            song_id: offered.song_id.clone(),
             song_epoch: self.song_epoch,
-            size_bytes: *size,
+            size_bytes: offered.size_bytes,
             // A song's id is the SHA-256 of its file.
-            sha256: song.as_str().to_owned(),
+            sha256: offered.song_id.as_str().to_owned(),
             channel: STREAM_CHANNEL_LABEL.to_owned(),
-            title: title.clone(),
-        }))
+            title: offered.title.clone(),
+            next,
+        })
     }
 
     fn offer_stream(&self, core: &mut Core, now: u64) {
         if let Some(prepare) = self.prepare() {
+            core.broadcast_up(now, &self.session_id(), self.members.keys(), prepare);
+        }
+    }
+
+    fn offer_next(&self, core: &mut Core, now: u64) {
+        if let Some(prepare) = self.prepare_next() {
             core.broadcast_up(now, &self.session_id(), self.members.keys(), prepare);
         }
     }
@@ -392,6 +413,10 @@ impl Master {
                         if let Some(prepare) = self.prepare() {
                             core.send(now, &self.session_id(), from, prepare);
                         }
+                        // And the next piece, fetched once the current one is there.
+                        if let Some(prepare) = self.prepare_next() {
+                            core.send(now, &self.session_id(), from, prepare);
+                        }
                     }
                     Err(reason) => {
                         self.remove_member(from);
@@ -475,8 +500,13 @@ impl Master {
                 self.page_index = 0;
                 self.page_revision = PageRevision(0);
                 self.turned(core, now);
-                if self.stream.as_ref().map(|(s, ..)| s) != song_id.as_ref() {
+                if self.stream.as_ref().map(|o| &o.song_id) != song_id.as_ref() {
+                    // The next piece, offered ahead, is the current one now: Followers that
+                    // are still fetching it go on.
                     self.stream = None;
+                    if self.next.as_ref().map(|o| &o.song_id) == song_id.as_ref() {
+                        self.stream = self.next.take();
+                    }
                 }
                 let msg =
                     Message::ChoirSetSong(ChoirSetSong { song_id, song_epoch: self.song_epoch });
@@ -486,8 +516,15 @@ impl Master {
             }
             LocalAction::OfferStream { song_id, size_bytes, title } => {
                 if self.song_id.as_ref() == Some(&song_id) {
-                    self.stream = Some((song_id, size_bytes, title));
+                    self.stream = Some(Offered { song_id, size_bytes, title });
                     self.offer_stream(core, now);
+                }
+            }
+            LocalAction::OfferNext { next } => {
+                let next = next.filter(|o| self.song_id.as_ref() != Some(&o.song_id));
+                if next != self.next {
+                    self.next = next;
+                    self.offer_next(core, now);
                 }
             }
             LocalAction::SetPage { page } => self.set_page(core, now, page)?,

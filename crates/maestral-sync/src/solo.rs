@@ -177,6 +177,7 @@ impl Solo {
             sha256: song.as_str().to_owned(),
             channel: STREAM_CHANNEL_LABEL.to_owned(),
             title: title.clone(),
+            next: false,
         }))
     }
 

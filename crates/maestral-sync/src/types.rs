@@ -152,6 +152,21 @@ pub enum LocalAction {
         /// Shown by the Followers while it arrives.
         title: Option<String>,
     },
+    /// Master: the app holds the bytes of the song it will show next (the next piece of its
+    /// set list) and can stream them ahead to Followers that lack it; `None`: there is no such
+    /// song any more (an extension of V1's actions). Ignored for the current song.
+    OfferNext {
+        next: Option<Offered>,
+    },
+}
+
+/// A song the app can stream: its id (the SHA-256 of its file), size and title.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Offered {
+    pub song_id: SongId,
+    pub size_bytes: u64,
+    /// Shown by the Followers while it arrives.
+    pub title: Option<String>,
 }
 
 impl LocalAction {
@@ -182,6 +197,7 @@ impl LocalAction {
             LocalAction::Unpair => "unpair",
             LocalAction::SetFollowMode { .. } => "set_follow_mode",
             LocalAction::OfferStream { .. } => "offer_stream",
+            LocalAction::OfferNext { .. } => "offer_next",
         }
     }
 }

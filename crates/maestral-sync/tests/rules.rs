@@ -1317,6 +1317,7 @@ fn s14_streams_are_announced_and_cleared_only_by_the_master() {
         sha256: "00".repeat(32),
         channel: "score-1".into(),
         title: None,
+        next: false,
     };
     f.take_events();
     f.recv("M", "S", Message::StreamPrepare(prep.clone()));

@@ -125,3 +125,69 @@ fn a_solo_device_offers_the_shared_song_to_its_partner() {
     connect(&mut a, &mut b);
     assert!(prepares(&b.take_events()).is_empty());
 }
+
+fn offer_next(song: &str, size: u64) -> LocalAction {
+    LocalAction::OfferNext {
+        next: Some(maestral_sync::Offered {
+            song_id: SongId::new(song),
+            size_bytes: size,
+            title: Some(format!("Song {song}")),
+        }),
+    }
+}
+
+fn offered(events: &[Event]) -> Vec<(String, bool)> {
+    prepares(events).into_iter().map(|p| (p.song_id.as_str().to_owned(), p.next)).collect()
+}
+
+/// Beyond V1 (§8.4): the Master's next piece is offered ahead (`"next": true`) to the members
+/// there and to each Follower that joins, after the current song; once the Master moves to it,
+/// it is the current song's offer (no new one needed), and the app offers the piece after it.
+#[test]
+fn the_next_piece_is_offered_ahead_and_is_the_current_offer_once_the_master_moves_to_it() {
+    let mut m = master();
+    let mut f = joined("F", &mut m);
+    m.local(LocalAction::SetSong { song_id: song("a") });
+    m.local(offer("a", 10));
+    pump(&mut m, &mut f);
+    f.take_events();
+
+    m.local(offer_next("b", 20));
+    pump(&mut m, &mut f);
+    let got = prepares(&f.take_events());
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!((got[0].song_id.as_str(), got[0].size_bytes, got[0].next), ("b", 20, true));
+    assert_eq!(got[0].title.as_deref(), Some("Song b"));
+    // The same offer again sends nothing; the current song is never "next".
+    m.local(offer_next("b", 20));
+    m.local(offer_next("a", 10));
+    pump(&mut m, &mut f);
+    assert!(offered(&f.take_events()).is_empty());
+    m.local(offer_next("b", 20));
+    pump(&mut m, &mut f);
+    f.take_events();
+
+    // A Follower that joins is offered the current song, then the next one.
+    let mut g = joined("G", &mut m);
+    assert_eq!(offered(&g.take_events()), [("a".to_owned(), false), ("b".to_owned(), true)]);
+
+    // The Master moves to b: b is offered as the current song with the song change, at once.
+    m.local(LocalAction::SetSong { song_id: song("b") });
+    relay(&mut m, &mut [&mut f, &mut g]);
+    for d in [&mut f, &mut g] {
+        assert_eq!(offered(&d.take_events()), [("b".to_owned(), false)]);
+    }
+    // Nothing is "next" now until the app says what comes after b; a joiner gets b only.
+    let mut h = joined("H", &mut m);
+    assert_eq!(offered(&h.take_events()), [("b".to_owned(), false)]);
+
+    // Withdrawn: a later joiner is offered no next piece.
+    m.local(offer_next("c", 30));
+    m.local(LocalAction::OfferNext { next: None });
+    relay(&mut m, &mut [&mut f, &mut g, &mut h]);
+    let mut k = joined("K", &mut m);
+    assert_eq!(offered(&k.take_events()), [("b".to_owned(), false)]);
+
+    // A Follower hands a next offer to its app as it came (the app fetches what it lacks).
+    assert!(prepares(&f.take_events()).iter().any(|p| p.song_id.as_str() == "c" && p.next));
+}

@@ -97,6 +97,11 @@ pub enum SyncCommand {
     SoloAccept(String),
     /// Master: the app holds the current song's bytes; Followers that lack it fetch them.
     Serve { song_id: maestral_protocol::SongId, bytes: Arc<[u8]>, title: Option<String> },
+    /// Master: the app holds the bytes of the song it will show next (its set list's next
+    /// piece); Followers that lack it fetch them ahead of the song change.
+    ServeNext { song_id: maestral_protocol::SongId, bytes: Arc<[u8]>, title: Option<String> },
+    /// Master: there is no next song to offer ahead any more.
+    WithdrawNext,
     /// Follower: this device lacks the song of this `STREAM_PREPARE`: fetch it into memory.
     Fetch(maestral_protocol::StreamPrepare),
     /// Fault injection for tests and the fault campaign.

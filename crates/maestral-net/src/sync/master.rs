@@ -256,7 +256,7 @@ impl MasterIo {
                 self.addr_of.clear();
                 // Nothing of the session is served after its end: a stream running stops at
                 // its next chunk (`not_current`), and its link is closed with the others.
-                self.served.set(None);
+                self.served.clear();
                 if let Ok(mut b) = self.beacon.lock() {
                     *b = None;
                 }

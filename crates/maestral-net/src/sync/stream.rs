@@ -1,6 +1,7 @@
 //! Score streaming (docs/behaviour.md §8.3; docs/protocol.md §5): the Master serves the current
-//! song's bytes to each Follower that asks, the Follower fetches what it lacks into memory,
-//! checks its SHA-256 and hands it to the app. Never written to disk.
+//! song's bytes to each Follower that asks (and those of the next piece of its set list, offered
+//! ahead: §8.4), the Follower fetches what it lacks into memory, checks its SHA-256 and hands it
+//! to the app. Never written to disk.
 //!
 //! # The transfer
 //!
@@ -93,39 +94,72 @@ pub(crate) struct Served {
     pub(crate) bytes: Arc<[u8]>,
 }
 
-/// What every serving task reads: the current song's bytes, or nothing; how many streams are
-/// sending now (they share [`BUDGET`]); and how much of the current song each device has asked
-/// for ([`MAX_SERVED_PER_DEVICE`]).
+/// The songs served: the current one, and the one the Master will show next (offered ahead
+/// with `"next": true`), each with its bytes.
+#[derive(Clone, Default)]
+struct Songs {
+    current: Option<Served>,
+    next: Option<Served>,
+}
+
+impl Songs {
+    fn find(&self, song: &SongId) -> Option<&Served> {
+        [&self.current, &self.next].into_iter().flatten().find(|s| s.song == *song)
+    }
+}
+
+/// What every serving task reads: the songs served now, with their bytes; how many streams are
+/// sending now (they share [`BUDGET`]); and how much of each song served each device has been
+/// sent ([`MAX_SERVED_PER_DEVICE`]).
 #[derive(Clone, Default)]
 pub(crate) struct ServedSlot(
-    Arc<Mutex<Option<Served>>>,
+    Arc<Mutex<Songs>>,
     Arc<AtomicUsize>,
-    Arc<Mutex<std::collections::HashMap<DeviceId, u64>>>,
+    Arc<Mutex<std::collections::HashMap<(DeviceId, SongId), u64>>>,
 );
 
 impl ServedSlot {
-    pub(crate) fn set(&self, served: Option<Served>) {
-        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = served;
-        // Each song its own allowance.
-        self.2.lock().unwrap_or_else(PoisonError::into_inner).clear();
+    fn songs(&self) -> std::sync::MutexGuard<'_, Songs> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Whether `peer` may ask for more of the current song of `size` bytes: what it was sent
-    /// of it so far is under its allowance.
-    fn may_ask(&self, peer: &DeviceId, size: u64) -> bool {
-        let sent = self.2.lock().unwrap_or_else(PoisonError::into_inner);
-        sent.get(peer).copied().unwrap_or(0) < size.max(1).saturating_mul(MAX_SERVED_PER_DEVICE)
-    }
-
-    /// `bytes` more of the current song went to `peer`.
-    fn charge(&self, peer: &DeviceId, bytes: u64) {
+    /// Each song its own allowance, kept while the song is served.
+    fn forget_allowances(&self, songs: &Songs) {
         let mut sent = self.2.lock().unwrap_or_else(PoisonError::into_inner);
-        let total = sent.entry(peer.clone()).or_default();
+        sent.retain(|(_, song), _| songs.find(song).is_some());
+    }
+
+    /// Nothing is served any more (the session ended): a stream running stops at its next
+    /// chunk (`not_current`).
+    pub(crate) fn clear(&self) {
+        let mut songs = self.songs();
+        *songs = Songs::default();
+        self.forget_allowances(&songs);
+    }
+
+    /// Whether `peer` may ask for more of `song`, of `size` bytes: what it was sent of it so
+    /// far is under its allowance.
+    fn may_ask(&self, peer: &DeviceId, song: &SongId, size: u64) -> bool {
+        let sent = self.2.lock().unwrap_or_else(PoisonError::into_inner);
+        let had = sent.get(&(peer.clone(), song.clone())).copied().unwrap_or(0);
+        had < size.max(1).saturating_mul(MAX_SERVED_PER_DEVICE)
+    }
+
+    /// `bytes` more of `song` went to `peer`.
+    fn charge(&self, peer: &DeviceId, song: &SongId, bytes: u64) {
+        let mut sent = self.2.lock().unwrap_or_else(PoisonError::into_inner);
+        let total = sent.entry((peer.clone(), song.clone())).or_default();
         *total = total.saturating_add(bytes);
     }
 
-    fn get(&self) -> Option<Served> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    /// The song `song` with its bytes, if it is served (current or next).
+    fn get(&self, song: &SongId) -> Option<Served> {
+        self.songs().find(song).cloned()
+    }
+
+    /// Whether `song` is still served.
+    fn serves(&self, song: &SongId) -> bool {
+        self.songs().find(song).is_some()
     }
 
     /// What one stream may keep queued now.
@@ -133,19 +167,19 @@ impl ServedSlot {
         (BUDGET / self.1.load(Ordering::Relaxed).max(1)).clamp(MIN_WINDOW, MAX_WINDOW)
     }
 
-    /// The song served now.
-    pub(crate) fn song(&self) -> Option<SongId> {
-        self.get().map(|s| s.song)
-    }
-
-    /// The current song is `song`: another one's bytes are no longer served (a request for
-    /// it is refused).
+    /// The current song is `song`: the next song, offered ahead, becomes the current one when it
+    /// is `song` (its streams go on); another song's bytes are no longer served (a request for
+    /// it is refused, a stream of it stops).
     pub(crate) fn keep_only(&self, song: Option<&SongId>) {
-        if let Some(served) = self.song()
-            && song != Some(&served)
-        {
-            self.set(None);
+        let mut songs = self.songs();
+        if songs.current.as_ref().map(|s| &s.song) == song {
+            return;
         }
+        songs.current = None;
+        if songs.next.as_ref().map(|s| &s.song) == song {
+            songs.current = songs.next.take();
+        }
+        self.forget_allowances(&songs);
     }
 
     /// The app holds the current song's bytes: served from now on, and offered by the engine
@@ -159,13 +193,43 @@ impl ServedSlot {
     ) {
         let size = bytes.len() as u64;
         if size > ctx.cfg.max_stream_bytes {
-            self.set(None);
+            let mut songs = self.songs();
+            songs.current = None;
+            self.forget_allowances(&songs);
+            drop(songs);
             return ctx.error(SyncError::StreamTooLarge { size, max: ctx.cfg.max_stream_bytes });
         }
-        if self.song().as_ref() != Some(&song_id) {
-            self.set(Some(Served { song: song_id.clone(), bytes }));
+        {
+            let mut songs = self.songs();
+            if songs.current.as_ref().map(|s| &s.song) != Some(&song_id) {
+                songs.current = Some(Served { song: song_id.clone(), bytes });
+                self.forget_allowances(&songs);
+            }
         }
         ctx.local(maestral_sync::LocalAction::OfferStream { song_id, size_bytes: size, title });
+    }
+
+    /// The app holds the bytes of the song it will show next (`None`: there is none now):
+    /// served from now on beside the current one, and offered by the engine ahead of the song
+    /// change (`STREAM_PREPARE` with `"next": true`). A score over the limit is not offered;
+    /// the app hears why once, when it becomes the current song.
+    pub(crate) fn offer_next(
+        &self,
+        ctx: &mut Ctx,
+        next: Option<(SongId, Arc<[u8]>, Option<String>)>,
+    ) {
+        let next = next.filter(|(_, bytes, _)| bytes.len() as u64 <= ctx.cfg.max_stream_bytes);
+        let offered = next.as_ref().map(|(song_id, bytes, title)| maestral_sync::Offered {
+            song_id: song_id.clone(),
+            size_bytes: bytes.len() as u64,
+            title: title.clone(),
+        });
+        {
+            let mut songs = self.songs();
+            songs.next = next.map(|(song, bytes, _)| Served { song, bytes });
+            self.forget_allowances(&songs);
+        }
+        ctx.local(maestral_sync::LocalAction::OfferNext { next: offered });
     }
 }
 
@@ -257,8 +321,8 @@ async fn serve(
     let mut progressed = tokio::time::Instant::now();
     loop {
         if let Some((served, offset)) = &mut sending {
-            // The Master moved on: the old song is not sent to its end.
-            if slot.song().as_ref() != Some(&served.song) {
+            // The Master moved on: a song no longer served is not sent to its end.
+            if !slot.serves(&served.song) {
                 let refusal = serde_json::json!({ "error": "not_current" }).to_string();
                 let _ = channel.send_text(&refusal).await;
                 let closed = async { while channel.next().await != StreamEvent::Closed {} };
@@ -288,7 +352,7 @@ async fn serve(
                 if channel.send_binary(&frame).await.is_err() {
                     return;
                 }
-                slot.charge(&peer, (end - *offset) as u64);
+                slot.charge(&peer, &served.song, (end - *offset) as u64);
                 *offset = end;
                 progressed = tokio::time::Instant::now();
             }
@@ -323,11 +387,11 @@ async fn serve(
             StreamEvent::Closed => return,
             StreamEvent::Text(text) => {
                 let request = serde_json::from_str::<Request>(&text);
-                let current = slot.get();
-                let (answer, why) = match (&request, current) {
-                    (Ok(r), Some(s)) if s.song == r.song_id && r.offset <= s.bytes.len() as u64 => {
+                let served = request.as_ref().ok().and_then(|r| slot.get(&r.song_id));
+                let (answer, why) = match (&request, served) {
+                    (Ok(r), Some(s)) if r.offset <= s.bytes.len() as u64 => {
                         let size = s.bytes.len() as u64;
-                        if !slot.may_ask(&peer, size) {
+                        if !slot.may_ask(&peer, &s.song, size) {
                             let why = "it asked for the same score over and over";
                             ("too_many_requests", why)
                         } else {
@@ -337,9 +401,7 @@ async fn serve(
                             continue;
                         }
                     }
-                    (Ok(_), _) => {
-                        ("not_current", "it asked for a song that is not the current one")
-                    }
+                    (Ok(_), _) => ("not_current", "it asked for a song that is not served now"),
                     (Err(_), _) => ("bad_request", "its stream request is not one"),
                 };
                 let refusal = serde_json::json!({ "error": answer }).to_string();

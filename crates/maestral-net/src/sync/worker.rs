@@ -296,6 +296,13 @@ impl Worker {
                 let partner = s.partner();
                 s.fetches.want(ctx, partner.as_ref(), prepare);
             }
+            (SyncCommand::ServeNext { song_id, bytes, title }, RoleIo::Master(m)) => {
+                m.served.offer_next(ctx, Some((song_id, bytes, title)));
+            }
+            (SyncCommand::WithdrawNext, RoleIo::Master(m)) => m.served.offer_next(ctx, None),
+            (SyncCommand::ServeNext { .. } | SyncCommand::WithdrawNext, _) => {
+                ctx.error(SyncError::WrongRole("only a Master offers its next piece ahead"));
+            }
             (SyncCommand::Serve { .. }, RoleIo::Follower(_)) => {
                 ctx.error(SyncError::WrongRole("a Follower streams nothing to others"));
             }

@@ -45,6 +45,9 @@ test('every message of the catalog decodes to its kind and fields', () => {
   const prep = m('STREAM_PREPARE', { song_id: 'a', song_epoch: 1, size_bytes: 10, sha256: 'ab', channel: 'maestral-stream', title: null });
   assert.deepEqual(prep.prepare, { song_id: 'a', song_epoch: 1, size_bytes: 10, sha256: 'ab', channel: 'maestral-stream' });
   assert.equal(m('STREAM_PREPARE', { song_id: 'a', song_epoch: 1, size_bytes: 10, sha256: 'ab', channel: 'c', title: 'Ave' }).prepare.title, 'Ave');
+  assert.equal(m('STREAM_PREPARE', { song_id: 'a', song_epoch: 1, size_bytes: 10, sha256: 'ab', channel: 'c', next: true }).prepare.next, true);
+  assert.equal(m('STREAM_PREPARE', { song_id: 'a', song_epoch: 1, size_bytes: 10, sha256: 'ab', channel: 'c', next: false }).prepare.next, undefined);
+  refused(JSON.stringify({ v: 1, session_id: 'S', sender_id: 'M', type: 'STREAM_PREPARE', ts: 1, payload: { song_id: 'a', song_epoch: 1, size_bytes: 10, sha256: 'ab', channel: 'c', next: null } }), 'wrong_type');
   assert.equal(m('STREAM_CLEAR', { song_id: null }).song_id, null);
   assert.equal(m('PAIR_INFO', { host: '1.2.3.4:5', proof_key: 'k' }).kind, 'PAIR_INFO');
   assert.equal(m('SHOWING', { song_id: null, song_epoch: 0, page_index: 1 }).kind, 'SHOWING');

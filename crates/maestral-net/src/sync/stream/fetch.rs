@@ -109,6 +109,9 @@ struct Fetch {
     running: Option<(u64, tokio::task::AbortHandle)>,
     /// Offered again while a task ran: started again when it stops.
     pending: bool,
+    /// The Master's next song (offered ahead), waiting for the current song's fetch to end so
+    /// that it takes none of its bandwidth.
+    waiting: bool,
     retries: u32,
 }
 
@@ -139,9 +142,10 @@ impl Fetches {
         let song = prepare.song_id.clone();
         // What was fetched of another song is kept for a resume only until a new song is
         // offered: at most one partial score is held, besides those whose task still runs
-        // (ended by the Master's `not_current`).
+        // (ended by the Master's `not_current`) and the next song waiting its turn (until
+        // another next song is offered).
         let others: Vec<SongId> = (self.by_song.iter())
-            .filter(|(s, f)| **s != song && f.running.is_none())
+            .filter(|(s, f)| **s != song && f.running.is_none() && (prepare.next || !f.waiting))
             .map(|(s, _)| s.clone())
             .collect();
         let dropped: Vec<Fetch> = others.iter().filter_map(|s| self.by_song.remove(s)).collect();
@@ -151,6 +155,7 @@ impl Fetches {
             have: Partial::default(),
             running: None,
             pending: false,
+            waiting: false,
             retries: 0,
         });
         if fetch.prepare.size_bytes != prepare.size_bytes || fetch.prepare.sha256 != prepare.sha256
@@ -165,7 +170,31 @@ impl Fetches {
             fetch.pending = true;
             return;
         }
+        if fetch.prepare.next && self.fetching_current() {
+            // The song sung now first: the next one is fetched once it is here.
+            if let Some(f) = self.by_song.get_mut(&song) {
+                f.waiting = true;
+            }
+            return;
+        }
         self.start(ctx, master, &song);
+    }
+
+    /// Whether a song offered as the current one is being fetched.
+    fn fetching_current(&self) -> bool {
+        self.by_song.values().any(|f| f.running.is_some() && !f.prepare.next)
+    }
+
+    /// Starts the next songs waiting their turn, once no current song is being fetched.
+    fn start_waiting(&mut self, ctx: &mut Ctx, master: Option<&DeviceId>) {
+        if self.fetching_current() {
+            return;
+        }
+        let waiting: Vec<SongId> =
+            self.by_song.iter().filter(|(_, f)| f.waiting).map(|(s, _)| s.clone()).collect();
+        for song in waiting {
+            self.start(ctx, master, &song);
+        }
     }
 
     fn start(&mut self, ctx: &mut Ctx, master: Option<&DeviceId>, song: &SongId) {
@@ -177,6 +206,7 @@ impl Fetches {
         self.next_task += 1;
         let task = self.next_task;
         fetch.pending = false;
+        fetch.waiting = false;
         let have = std::mem::take(&mut fetch.have);
         let prepare = fetch.prepare.clone();
         ctx.emit(SyncEvent::Stream {
@@ -223,6 +253,11 @@ impl Fetches {
                 self.by_song.remove(&song);
                 ctx.emit(SyncEvent::Streamed { song_id: song, bytes });
             }
+            Err((_, Stop::Refused(why))) if fetch.prepare.next && why == "not_current" => {
+                // The Master's next piece changed (its set list did): nothing to tell.
+                self.by_song.remove(&song);
+                ctx.emit(SyncEvent::StreamGaveUp { song_id: song });
+            }
             Err((have, stop)) => {
                 fetch.have = if stop == Stop::HashMismatch { Partial::default() } else { have };
                 let up = master.is_some_and(|m| ctx.links.contains(m));
@@ -243,6 +278,7 @@ impl Fetches {
                 }
             }
         }
+        self.start_waiting(ctx, master);
     }
 
     /// Everything streamed or being streamed is dropped (a session's end, Leave); running
