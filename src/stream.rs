@@ -38,9 +38,12 @@ struct Threads {
     /// The song whose bytes were handed to the sync thread (or are being read), per bridge
     /// (and per pairing, for a Solo device).
     served: Option<SongId>,
-    /// A Master's next piece (of its set list) handed to the sync thread (or being read), per
+    /// A Master's next piece (of its set list) handed to the sync thread or being read, per
     /// bridge.
     next: Option<SongId>,
+    /// The next piece whose bytes the sync thread holds: when the Master moves to it, the sync
+    /// thread serves it as the current song already (nothing is read again).
+    handed_next: Option<SongId>,
     /// A Solo device was paired when it last looked.
     paired: bool,
     /// The bridge it last served for.
@@ -55,6 +58,7 @@ pub fn plugin(app: &mut App) {
         read: crossbeam_channel::unbounded(),
         served: None,
         next: None,
+        handed_next: None,
         paired: false,
         bridge: 0,
         clears: 0,
@@ -84,6 +88,7 @@ fn open_in_background(threads: &Threads, waker: Waker, song: SongId, bytes: Arc<
 /// The sync thread's `Streamed` events: opened off the frame, then into the library.
 fn open_arrived(
     threads: Res<Threads>,
+    position: Res<Position>,
     mut arrived: MessageReader<Arrived>,
     mut library: ResMut<SongLibrary>,
     mut progress: ResMut<StreamProgress>,
@@ -108,6 +113,11 @@ fn open_arrived(
             }
             Ok(_) => {
                 errors.write(AppError("the streamed score is not the Master's song".into()));
+            }
+            // The Master's next piece, offered ahead: the singer hears of it if it is still
+            // missing once it is sung.
+            Err(e) if position.song.as_ref() != Some(&song) => {
+                warn!("a score streamed ahead could not be opened: {e}");
             }
             Err(e) => {
                 errors.write(AppError(format!("the streamed score could not be opened: {e}")));
@@ -137,6 +147,7 @@ fn serve_shown_song(
     if bridge.generation() != threads.bridge || paired != threads.paired {
         threads.served = None;
         threads.next = None;
+        threads.handed_next = None;
         threads.paired = paired;
         threads.bridge = bridge.generation();
     }
@@ -150,6 +161,7 @@ fn serve_shown_song(
             }
             // Still the next piece: offered ahead (one over the limit is not).
             Ok(bytes) if next && threads.next.as_ref() == Some(&song) => {
+                threads.handed_next = Some(song.clone());
                 bridge.send(SyncCommand::ServeNext { song_id: song, bytes, title });
             }
             Ok(_) => {}
@@ -169,6 +181,11 @@ fn serve_shown_song(
         return;
     }
     threads.served.clone_from(&position.song);
+    if position.song.is_some() && position.song == threads.handed_next {
+        // The next piece, reached: the sync thread serves it as the current song already.
+        threads.handed_next = None;
+        return;
+    }
     let Some(song) = position.song.as_ref().and_then(|id| library.get(id)) else { return };
     if let Some(bytes) = library.streamed_bytes(&song.id) {
         let title = Some(song.title.clone());
@@ -216,11 +233,14 @@ fn serve_next_piece(
         return;
     }
     threads.next = next.map(|s| s.id.clone());
-    let Some(song) = next else {
+    // The piece offered so far is withdrawn at once, not left offered while the new one is
+    // read (or for good if it cannot be).
+    if threads.handed_next.take().is_some() || next.is_none() {
         bridge.send(SyncCommand::WithdrawNext);
-        return;
-    };
+    }
+    let Some(song) = next else { return };
     if let Some(bytes) = library.streamed_bytes(&song.id) {
+        threads.handed_next = Some(song.id.clone());
         let title = Some(song.title.clone());
         bridge.send(SyncCommand::ServeNext { song_id: song.id.clone(), bytes, title });
         return;

@@ -515,8 +515,12 @@ impl Master {
                 self.offer_stream(core, now);
             }
             LocalAction::OfferStream { song_id, size_bytes, title } => {
-                if self.song_id.as_ref() == Some(&song_id) {
-                    self.stream = Some(Offered { song_id, size_bytes, title });
+                let offered = Some(Offered { song_id, size_bytes, title });
+                // Offered already (the next piece, promoted by the song change): once is enough.
+                if self.song_id == offered.as_ref().map(|o| o.song_id.clone())
+                    && self.stream != offered
+                {
+                    self.stream = offered;
                     self.offer_stream(core, now);
                 }
             }

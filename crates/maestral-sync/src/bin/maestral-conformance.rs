@@ -218,6 +218,19 @@ fn parse_action(a: &Map<String, Value>) -> Result<LocalAction, String> {
                 .ok_or("`size_bytes` (u64) is required")?,
             title: opt_str(a, "title")?,
         },
+        "offer_next" => LocalAction::OfferNext {
+            next: match opt_str(a, "song_id")? {
+                None => None,
+                Some(song) => Some(maestral_sync::Offered {
+                    song_id: SongId::new(song),
+                    size_bytes: a
+                        .get("size_bytes")
+                        .and_then(Value::as_u64)
+                        .ok_or("`size_bytes` (u64) is required with a `song_id`")?,
+                    title: opt_str(a, "title")?,
+                }),
+            },
+        },
         other => return Err(format!("unknown action kind `{other}`")),
     })
 }

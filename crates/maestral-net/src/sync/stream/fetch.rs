@@ -137,15 +137,17 @@ impl Fetches {
         let max = ctx.cfg.max_stream_bytes;
         if prepare.size_bytes > max {
             ctx.emit(SyncEvent::StreamGaveUp { song_id: prepare.song_id.clone() });
-            return ctx.error(SyncError::StreamTooLarge { size: prepare.size_bytes, max });
+            let error = SyncError::StreamTooLarge { size: prepare.size_bytes, max };
+            // A next piece is told about once it is the song sung.
+            return quiet_if_next(ctx, prepare.next, error);
         }
         let song = prepare.song_id.clone();
-        // What was fetched of another song is kept for a resume only until a new song is
-        // offered: at most one partial score is held, besides those whose task still runs
-        // (ended by the Master's `not_current`) and the next song waiting its turn (until
-        // another next song is offered).
+        // What was fetched of another song is kept for a resume only until another song of
+        // its kind (current, or next offered ahead) is offered: at most one partial score of
+        // each kind is held, besides those whose task still runs (ended by the Master's
+        // `not_current`).
         let others: Vec<SongId> = (self.by_song.iter())
-            .filter(|(s, f)| **s != song && f.running.is_none() && (prepare.next || !f.waiting))
+            .filter(|(s, f)| **s != song && f.running.is_none() && f.prepare.next == prepare.next)
             .map(|(s, _)| s.clone())
             .collect();
         let dropped: Vec<Fetch> = others.iter().filter_map(|s| self.by_song.remove(s)).collect();
@@ -170,13 +172,6 @@ impl Fetches {
             fetch.pending = true;
             return;
         }
-        if fetch.prepare.next && self.fetching_current() {
-            // The song sung now first: the next one is fetched once it is here.
-            if let Some(f) = self.by_song.get_mut(&song) {
-                f.waiting = true;
-            }
-            return;
-        }
         self.start(ctx, master, &song);
     }
 
@@ -197,8 +192,15 @@ impl Fetches {
         }
     }
 
+    /// Starts (or goes on with) the fetch of `song`; a next song waits while a current one is
+    /// being fetched (the song sung now first).
     fn start(&mut self, ctx: &mut Ctx, master: Option<&DeviceId>, song: &SongId) {
+        let current_running = self.fetching_current();
         let Some(fetch) = self.by_song.get_mut(song) else { return };
+        if fetch.prepare.next && current_running {
+            fetch.waiting = true;
+            return;
+        }
         let Some(link) = master.and_then(|m| ctx.links.link(m)) else {
             // No link now: the rejoin's STREAM_PREPARE brings it back.
             return;
@@ -253,28 +255,22 @@ impl Fetches {
                 self.by_song.remove(&song);
                 ctx.emit(SyncEvent::Streamed { song_id: song, bytes });
             }
-            Err((_, Stop::Refused(why))) if fetch.prepare.next && why == "not_current" => {
-                // The Master's next piece changed (its set list did): nothing to tell.
-                self.by_song.remove(&song);
-                ctx.emit(SyncEvent::StreamGaveUp { song_id: song });
-            }
             Err((have, stop)) => {
                 fetch.have = if stop == Stop::HashMismatch { Partial::default() } else { have };
                 let up = master.is_some_and(|m| ctx.links.contains(m));
+                let next = fetch.prepare.next;
                 if fetch.pending {
                     // Offered again meanwhile: go on from what it has.
                     self.start(ctx, master, &song);
                 } else if let Stop::Refused(_) = stop {
                     self.by_song.remove(&song);
-                    ctx.error(SyncError::StreamStopped { song: song.clone(), why: stop.words() });
-                    ctx.emit(SyncEvent::StreamGaveUp { song_id: song });
+                    gave_up(ctx, song, &stop, next);
                 } else if (stop.retry() || up) && fetch.retries < MAX_RETRIES {
                     fetch.retries += 1;
                     self.start(ctx, master, &song);
                 } else {
                     // What it has is kept: the next STREAM_PREPARE (a rejoin) resumes it.
-                    ctx.error(SyncError::StreamStopped { song: song.clone(), why: stop.words() });
-                    ctx.emit(SyncEvent::StreamGaveUp { song_id: song });
+                    gave_up(ctx, song, &stop, next);
                 }
             }
         }
@@ -294,6 +290,24 @@ impl Fetches {
             }
         }
         drop_elsewhere(gone);
+    }
+}
+
+/// A fetch stopped for good: the app hears it, and the singer why, unless it was the
+/// Master's next piece (offered ahead: the singer sees nothing of it, and a piece still
+/// missing once it is sung is told about then).
+fn gave_up(ctx: &mut Ctx, song: SongId, stop: &Stop, next: bool) {
+    let error = SyncError::StreamStopped { song: song.clone(), why: stop.words() };
+    ctx.emit(SyncEvent::StreamGaveUp { song_id: song });
+    quiet_if_next(ctx, next, error);
+}
+
+/// Tells `error` to the app, or only logs it for a next piece offered ahead (`next`).
+fn quiet_if_next(ctx: &mut Ctx, next: bool, error: SyncError) {
+    if next {
+        tracing::info!("the next piece, offered ahead, is not fetched: {error}");
+    } else {
+        ctx.error(error);
     }
 }
 
