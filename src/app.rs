@@ -18,9 +18,7 @@ use crossbeam_channel::Receiver;
 
 use crate::control::{self, ControlInput};
 use crate::display::{self, WindowSetup};
-use crate::model::{
-    AppError, LayoutMode, ModelPlugin, OpenScore, Projector, SyncMode, SyncSettings,
-};
+use crate::model::{AppError, ModelPlugin, OpenScore, SyncMode, SyncSettings};
 use crate::score::{self, PageImageUsage, RenderBridge};
 use crate::wake::Waker;
 use crate::{input, layout, navigation, open, persistence, sync, ui};
@@ -31,9 +29,8 @@ pub struct AppOptions {
     /// A score or a folder of scores.
     pub library: PathBuf,
     pub frontend: Frontend,
-    pub layout: LayoutMode,
-    pub projector: Projector,
-    pub ui_size: crate::model::UiSize,
+    /// The screen settings the command line gave (the window keeps the rest: `settings`).
+    pub screen: crate::settings::Given,
     pub sync: SyncSettings,
 }
 
@@ -75,10 +72,17 @@ impl Plugin for AppPlugin {
         let renderer: std::sync::Arc<dyn maestral_net::PageImages> =
             std::sync::Arc::new(web_pages.clone());
         sync_settings.pages = Some(maestral_net::PageRenderer(renderer));
-        app.add_plugins(ModelPlugin { waker: waker.clone() })
-            .insert_resource(options.layout)
-            .insert_resource(options.projector)
-            .insert_resource(options.ui_size)
+        app.add_plugins(ModelPlugin { waker: waker.clone() });
+        // The window opens as it was left; a headless app runs as it is told.
+        let screen = match &options.frontend {
+            Frontend::Window(_) => {
+                crate::settings::install(app, options.sync.state_dir.as_deref(), options.screen)
+            }
+            Frontend::Headless => options.screen.over(Default::default()),
+        };
+        app.insert_resource(screen.layout)
+            .insert_resource(screen.projector)
+            .insert_resource(screen.ui_size)
             .insert_resource(sync_settings)
             .insert_resource(web_pages)
             .add_systems(PreUpdate, crate::web_pages::follow_library)

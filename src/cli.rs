@@ -8,7 +8,7 @@ use std::str::FromStr;
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
 use crate::app::{AppOptions, Frontend, WindowOptions};
-use crate::model::{LayoutMode, Projector, Rotation, SyncMode, SyncSettings};
+use crate::model::{LayoutMode, Rotation, SyncMode, SyncSettings};
 use crate::persistence;
 
 /// How a join link starts (the scheme an OS URL handler registers for the app).
@@ -94,9 +94,9 @@ pub struct ModeArgs {
 /// Window and projector options (ignored with `--headless`).
 #[derive(Debug, Args)]
 pub struct WindowArgs {
-    /// How pages are laid out.
-    #[arg(long, value_enum, default_value_t = LayoutArg::Single)]
-    pub layout: LayoutArg,
+    /// How pages are laid out (default: as the window was last left, else single).
+    #[arg(long, value_enum)]
+    pub layout: Option<LayoutArg>,
 
     /// Two windows side by side, odd page left and even page right (for one monitor; with two
     /// monitors `--layout dual` puts one window on each).
@@ -104,8 +104,8 @@ pub struct WindowArgs {
     pub dual_window: bool,
 
     /// Turn the pages on screen by this many degrees clockwise (a projector on its side).
-    #[arg(long, value_name = "DEGREES", default_value_t = 0, value_parser = parse_rotation)]
-    pub rotate: u16,
+    #[arg(long, value_name = "DEGREES", value_parser = parse_rotation)]
+    pub rotate: Option<u16>,
 
     /// Dark pages: light notes on black (inverted), for dim stages and projectors.
     #[arg(long)]
@@ -113,8 +113,8 @@ pub struct WindowArgs {
 
     /// Draw the controls and text this many times larger (1 to 3; the panel offers 100 %,
     /// 150 % and 200 %): for a dense screen, or one read from further away.
-    #[arg(long, value_name = "FACTOR", default_value_t = 1.0, value_parser = parse_ui_scale)]
-    pub ui_scale: f32,
+    #[arg(long, value_name = "FACTOR", value_parser = parse_ui_scale)]
+    pub ui_scale: Option<f32>,
 
     /// A large page number on the performing screen, readable from a music stand's distance.
     #[arg(long)]
@@ -278,10 +278,19 @@ impl Cli {
         };
         let w = self.window;
         let layout = match (w.layout, w.dual_window) {
-            (_, true) | (LayoutArg::Dual, _) => LayoutMode::DualWindow,
-            (LayoutArg::TwoUp, _) => LayoutMode::TwoUp,
-            (LayoutArg::Single, _) => LayoutMode::Single,
-            (LayoutArg::Half, _) => LayoutMode::HalfTurns,
+            (_, true) | (Some(LayoutArg::Dual), _) => Some(LayoutMode::DualWindow),
+            (Some(LayoutArg::TwoUp), _) => Some(LayoutMode::TwoUp),
+            (Some(LayoutArg::Single), _) => Some(LayoutMode::Single),
+            (Some(LayoutArg::Half), _) => Some(LayoutMode::HalfTurns),
+            (None, false) => None,
+        };
+        // A flag not given leaves the setting to what the window kept (crate::settings).
+        let screen = crate::settings::Given {
+            layout,
+            rotation: w.rotate.map(Rotation::from_degrees),
+            dark: w.dark.then_some(true),
+            ui_scale: w.ui_scale,
+            large_page_number: w.large_page_number.then_some(true),
         };
         let frontend = if self.headless {
             Frontend::Headless
@@ -300,12 +309,7 @@ impl Cli {
                 .filter(|_| link.is_none())
                 .unwrap_or_else(crate::score::demo_library),
             frontend,
-            layout,
-            projector: Projector { rotation: Rotation::from_degrees(w.rotate), dark: w.dark },
-            ui_size: crate::model::UiSize {
-                scale: w.ui_scale,
-                large_page_number: w.large_page_number,
-            },
+            screen,
             sync: SyncSettings {
                 mode,
                 device_name: self.device_name.unwrap_or_else(persistence::host_name),
@@ -467,6 +471,31 @@ mod tests {
         let dir =
             persistence::StateDir::open(cli.state_dir()).expect("a state directory of its own");
         cli.app_options(&dir)
+    }
+
+    /// A screen flag not given is left to what the window kept (`crate::settings`).
+    #[test]
+    fn screen_flags_not_given_are_none_and_given_ones_are_taken() {
+        let none = options(&[]).screen;
+        assert_eq!(none, crate::settings::Given::default());
+        let given = options(&[
+            "--layout",
+            "half",
+            "--rotate",
+            "90",
+            "--dark",
+            "--ui-scale",
+            "1.5",
+            "--large-page-number",
+        ])
+        .screen;
+        assert_eq!(given.layout, Some(LayoutMode::HalfTurns));
+        assert_eq!(given.rotation, Some(Rotation::Cw90));
+        assert_eq!(
+            (given.dark, given.ui_scale, given.large_page_number),
+            (Some(true), Some(1.5), Some(true))
+        );
+        assert_eq!(options(&["--dual-window"]).screen.layout, Some(LayoutMode::DualWindow));
     }
 
     #[test]

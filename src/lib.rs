@@ -38,6 +38,7 @@ pub mod open;
 pub mod persistence;
 pub mod score;
 pub mod setlist;
+pub mod settings;
 pub mod stream;
 pub mod sync;
 pub mod ui;

@@ -210,3 +210,55 @@ fn wait_gone(app: &mut App, label: &str) {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+/// The screen settings chosen in the panel are kept: a window started again with the same
+/// state directory (and nothing on the command line) opens with them. Here "Controls 150 %",
+/// clicked with the real pointer: every control is drawn half as large again after the restart.
+#[test]
+fn controls_made_larger_in_the_panel_are_as_large_after_a_restart() {
+    let display = VirtualDisplay::start();
+    let dir = TempDir::new("window-settings");
+    let start = |display: &VirtualDisplay| {
+        let mut command = display.command();
+        command.args(["--control", "--window-size", "1000x800", "--state-dir"]);
+        command.arg(dir.0.join("state")).arg(demo_score("lanterns-on-the-water.pdf"));
+        let mut app = App::spawn(command);
+        app.name = "the window".into();
+        app.wait("ready", |e| e["event"] == "ready");
+        app.wait_presented(&[(0, 0)]);
+        let window = window_id(display);
+        xdotool(display, &["windowfocus", &window]);
+        // The panel, by a real tap on the top strip.
+        xdotool(display, &["mousemove", "--window", &window, "500", "4"]);
+        xdotool(display, &["click", "1"]);
+        (app, window)
+    };
+    // The height of the chip `label` once it is drawn in view (the panel scrolls it there).
+    let height = |app: &mut App, label: &str| {
+        let deadline = Instant::now() + support::WAIT;
+        loop {
+            app.send(&format!("widget {label}"));
+            let got = app.wait("its size", |e| e["event"] == "widget" && e["label"] == label);
+            if let Some(h) = got["height"].as_f64().filter(|_| got["drawn"] == true) {
+                return h;
+            }
+            assert!(Instant::now() < deadline, "{label:?} was never drawn: {got}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    let (mut app, window) = start(&display);
+    let before = height(&mut app, "100 %");
+    click(&mut app, &display, &window, "150 %");
+    // Drawn larger at once: the click was taken.
+    let deadline = Instant::now() + support::WAIT;
+    while height(&mut app, "100 %") < before * 1.4 {
+        assert!(Instant::now() < deadline, "150 % never took effect");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(app.quit().success());
+
+    let (mut again, _) = start(&display);
+    let after = height(&mut again, "100 %");
+    assert!(after >= before * 1.4, "{before} px before, {after} px after the restart");
+    assert!(again.quit().success());
+}

@@ -38,7 +38,7 @@ fn contents(ui: &mut egui::Ui, model: &UiModel, state: &mut UiState, out: &mut V
     ui.separator();
     super::setlist::draw(ui, model, state, out);
     ui.separator();
-    layout(ui, model, out);
+    layout(ui, model, state, out);
     if let Some(sync) = &model.sync {
         ui.separator();
         together::draw(ui, model, sync, state, out);
@@ -105,13 +105,13 @@ fn library(ui: &mut egui::Ui, model: &UiModel, state: &mut UiState, out: &mut Ve
     ui.label(egui::RichText::new("or drop a PDF or a folder on the window").small());
 }
 
-fn layout(ui: &mut egui::Ui, model: &UiModel, out: &mut Vec<UiAction>) {
+fn layout(ui: &mut egui::Ui, model: &UiModel, state: &mut UiState, out: &mut Vec<UiAction>) {
     ui.heading("Layout");
     ui.horizontal_wrapped(|ui| {
         for mode in
             [LayoutMode::Single, LayoutMode::HalfTurns, LayoutMode::TwoUp, LayoutMode::DualWindow]
         {
-            if touch::choice(ui, model.layout == mode, mode.label()).clicked() {
+            if state.choice(ui, model.layout == mode, mode.label()).clicked() {
                 out.push(UiAction::Layout(mode));
             }
         }
@@ -120,12 +120,12 @@ fn layout(ui: &mut egui::Ui, model: &UiModel, out: &mut Vec<UiAction>) {
         ui.label("Rotate");
         for r in [Rotation::None, Rotation::Cw90, Rotation::Cw180, Rotation::Cw270] {
             let chosen = model.projector.rotation == r;
-            if touch::choice(ui, chosen, format!("{}°", r.degrees())).clicked() {
+            if state.choice(ui, chosen, &format!("{}°", r.degrees())).clicked() {
                 out.push(UiAction::Rotation(r));
             }
         }
         let dark = model.projector.dark;
-        if touch::choice(ui, dark, "Dark pages").clicked() {
+        if state.choice(ui, dark, "Dark pages").clicked() {
             out.push(UiAction::Dark(!dark));
         }
     });
@@ -134,12 +134,12 @@ fn layout(ui: &mut egui::Ui, model: &UiModel, out: &mut Vec<UiAction>) {
         let size = model.size;
         for scale in touch::SIZES {
             let chosen = (size.scale - scale).abs() < 0.01;
-            if touch::choice(ui, chosen, format!("{:.0} %", scale * 100.0)).clicked() {
+            if state.choice(ui, chosen, &format!("{:.0} %", scale * 100.0)).clicked() {
                 out.push(UiAction::Size(crate::model::UiSize { scale, ..size }));
             }
         }
         let large = size.large_page_number;
-        if touch::choice(ui, large, LARGE_PAGE_NUMBER).clicked() {
+        if state.choice(ui, large, LARGE_PAGE_NUMBER).clicked() {
             out.push(UiAction::Size(crate::model::UiSize { large_page_number: !large, ..size }));
         }
     });

@@ -174,6 +174,17 @@ impl UiState {
     /// panel that scrolls it may not be); asked to be revealed, it is scrolled into view.
     pub fn button(&mut self, ui: &mut egui::Ui, label: &str) -> egui::Response {
         let response = super::touch::button(ui, label);
+        self.remember(ui, label, response)
+    }
+
+    /// A choice chip sized for a finger (`selected`: the choice in effect), remembered by its
+    /// label like [`UiState::button`].
+    pub fn choice(&mut self, ui: &mut egui::Ui, selected: bool, label: &str) -> egui::Response {
+        let response = super::touch::choice(ui, selected, label);
+        self.remember(ui, label, response)
+    }
+
+    fn remember(&mut self, ui: &egui::Ui, label: &str, response: egui::Response) -> egui::Response {
         if ui.clip_rect().contains_rect(response.rect) {
             self.widgets.insert(label.to_owned(), response.rect);
             if self.reveal.as_deref() == Some(label) {

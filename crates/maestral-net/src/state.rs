@@ -17,6 +17,8 @@ pub mod files {
     pub const POSITIONS: &str = "positions.json";
     /// The performer's set lists (concert programs) and the one in use.
     pub const SET_LISTS: &str = "setlists.json";
+    /// The window's screen settings: layout, rotation, dark pages, UI size, large page number.
+    pub const SETTINGS: &str = "settings.json";
     /// A Choir Master's session: certificate (private key), id, token, address, position.
     pub const MASTER_SESSION: &str = "master-session.json";
     /// A Choir Master's certificate (with its private key), kept across its sessions and
