@@ -1,7 +1,8 @@
 //! The screen settings a performer chooses in the panel (layout, turned or dark pages, the size
 //! of the controls, a large page number), kept in `settings.json` in the state directory so the
-//! window opens as it was left (docs/guide.md §5). What the command line gives wins for that run;
-//! what it leaves out comes from the file, else the defaults. Written on every change by a
+//! window opens as it was left (docs/guide.md §5). What the command line gives wins for that run,
+//! and is not kept unless the performer changes that setting in the panel; what it leaves out
+//! comes from the file, else the defaults. Written on every change by a
 //! thread of its own (atomically, the newest record only), read once at start; a file that does
 //! not hold valid settings is set aside with one message and the defaults are used.
 //!
@@ -38,6 +39,46 @@ pub struct Given {
 }
 
 impl Given {
+    /// What to keep when `now` is in effect: a setting the command line gave for this run
+    /// (`start` being what the run started with) stays as `kept` unless it was changed since.
+    fn to_keep(self, now: Screen, start: Screen, kept: Screen) -> Screen {
+        fn pick<T: PartialEq>(given: bool, now: T, start: T, kept: T) -> T {
+            if given && now == start { kept } else { now }
+        }
+        let (n, s, k) = (now, start, kept);
+        Screen {
+            layout: pick(self.layout.is_some(), n.layout, s.layout, k.layout),
+            projector: Projector {
+                rotation: pick(
+                    self.rotation.is_some(),
+                    n.projector.rotation,
+                    s.projector.rotation,
+                    k.projector.rotation,
+                ),
+                dark: pick(
+                    self.dark.is_some(),
+                    n.projector.dark,
+                    s.projector.dark,
+                    k.projector.dark,
+                ),
+            },
+            ui_size: UiSize {
+                scale: pick(
+                    self.ui_scale.is_some(),
+                    n.ui_size.scale,
+                    s.ui_size.scale,
+                    k.ui_size.scale,
+                ),
+                large_page_number: pick(
+                    self.large_page_number.is_some(),
+                    n.ui_size.large_page_number,
+                    s.ui_size.large_page_number,
+                    k.ui_size.large_page_number,
+                ),
+            },
+        }
+    }
+
     /// The settings in effect: each one given, else kept (`kept`), else the default.
     pub fn over(self, kept: Screen) -> Screen {
         Screen {
@@ -55,8 +96,8 @@ impl Given {
 }
 
 /// The file's form: every field optional (a missing one is the default).
+/// A field it does not know (written by a later version) is ignored.
 #[derive(Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
 struct File {
     #[serde(default)]
     layout: Option<String>,
@@ -147,7 +188,12 @@ pub fn read(path: &Path) -> Result<Screen, String> {
 #[derive(Resource, Debug)]
 pub struct SettingsStore {
     path: PathBuf,
-    /// The text last handed to the writer (or in effect at start).
+    /// What the command line gave this run, the settings kept when it started, and those it
+    /// started with.
+    given: Given,
+    file: Screen,
+    start: Screen,
+    /// The text last handed to the writer (or read).
     kept: String,
     writer: Option<RecordWriter>,
 }
@@ -163,8 +209,9 @@ pub fn install(app: &mut App, dir: Option<&Path>, given: Given) -> Screen {
         Err(message) => (Screen::default(), Some(message)),
     };
     let screen = given.over(kept);
-    app.insert_resource(SettingsStore { path, kept: text(&screen), writer: None })
-        .add_systems(Last, keep);
+    let store =
+        SettingsStore { path, given, file: kept, start: screen, kept: text(&kept), writer: None };
+    app.insert_resource(store).add_systems(Last, keep);
     if let Some(message) = problem {
         warn!("{message}");
         app.add_systems(Startup, move |mut errors: MessageWriter<AppError>| {
@@ -183,7 +230,8 @@ fn keep(
     mut errors: MessageWriter<AppError>,
 ) {
     if layout.is_changed() || projector.is_changed() || ui_size.is_changed() {
-        let now = text(&Screen { layout: *layout, projector: *projector, ui_size: *ui_size });
+        let now = Screen { layout: *layout, projector: *projector, ui_size: *ui_size };
+        let now = text(&store.given.to_keep(now, store.start, store.file));
         if now != store.kept {
             let path = store.path.clone();
             let lost = "layout and size changes will be lost when the app closes";
@@ -226,6 +274,22 @@ mod tests {
     }
 
     #[test]
+    fn a_setting_given_for_one_run_is_kept_only_once_changed_in_the_panel() {
+        let kept = Screen::default();
+        let given = Given { dark: Some(true), ui_scale: Some(2.0), ..Given::default() };
+        let start = given.over(kept);
+        // Another setting changed: the given ones stay as they were kept.
+        let now = Screen { layout: LayoutMode::TwoUp, ..start };
+        let keep = given.to_keep(now, start, kept);
+        assert_eq!(keep.layout, LayoutMode::TwoUp);
+        assert_eq!((keep.projector.dark, keep.ui_size.scale), (false, 1.0));
+        // A given one changed in the panel: that one is kept as changed.
+        let now = Screen { ui_size: UiSize { scale: 1.5, ..start.ui_size }, ..start };
+        let keep = given.to_keep(now, start, kept);
+        assert_eq!((keep.projector.dark, keep.ui_size.scale), (false, 1.5));
+    }
+
+    #[test]
     fn settings_written_are_read_back_and_missing_fields_are_the_defaults() {
         let dir = temp("roundtrip");
         let path = dir.join(files::SETTINGS);
@@ -258,7 +322,6 @@ mod tests {
             r#"{"rotate": 45}"#,
             r#"{"ui_scale": 9}"#,
             r#"{"ui_scale": "big"}"#,
-            r#"{"colour": "red"}"#,
         ] {
             std::fs::write(&path, bad).expect("write");
             let message = read(&path).expect_err(bad);
@@ -267,7 +330,10 @@ mod tests {
             assert_eq!(read(&path), Ok(Screen::default()), "{bad}: gone, the defaults after");
         }
         let aside = std::fs::read_dir(&dir).expect("list").count();
-        assert_eq!(aside, 6, "each damaged file kept aside");
+        assert_eq!(aside, 5, "each damaged file kept aside");
+        // A field of a later version is ignored, the rest taken.
+        std::fs::write(&path, r#"{"colour": "red", "dark": true}"#).expect("write");
+        assert!(read(&path).expect("read").projector.dark);
         let _ = std::fs::remove_dir_all(&dir);
     }
 
@@ -294,7 +360,7 @@ mod tests {
         let kept = read(&path).expect("kept");
         assert_eq!(kept.ui_size.scale, 2.0);
         assert_eq!(kept.layout, LayoutMode::HalfTurns);
-        assert!(kept.projector.dark, "what was in effect is kept with the change");
+        assert!(!kept.projector.dark, "--dark was for that run only: not kept");
         // The next start, with nothing on the command line.
         let mut again = App::new();
         again.add_plugins(MinimalPlugins).add_message::<AppError>();

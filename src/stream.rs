@@ -16,8 +16,8 @@ use maestral_score::{Song, SongId};
 use maestral_sync::{Phase, Role};
 
 use crate::model::{
-    AppError, Arrived, ClearStreamed, LinkStatus, PageTextures, PhaseChanged, Position,
-    SongLibrary, StreamChanged, StreamProgress, StreamState,
+    AppError, Arrived, ClearStreamed, LinkStatus, MasterPosition, PageTextures, PhaseChanged,
+    Position, SongLibrary, StreamChanged, StreamProgress, StreamState,
 };
 use crate::score::RenderBridge;
 use crate::setlist::{PieceRequested, SetLists};
@@ -41,9 +41,10 @@ struct Threads {
     /// A Master's next piece (of its set list) handed to the sync thread or being read, per
     /// bridge.
     next: Option<SongId>,
-    /// The next piece whose bytes the sync thread holds: when the Master moves to it, the sync
-    /// thread serves it as the current song already (nothing is read again).
-    handed_next: Option<SongId>,
+    /// The next piece whose bytes the sync thread holds, with them and its title: when the
+    /// Master moves to it they are handed over as the current song's (nothing is read again,
+    /// and the sync thread, serving them already, offers them once).
+    handed_next: Option<(SongId, Arc<[u8]>, String)>,
     /// A Solo device was paired when it last looked.
     paired: bool,
     /// The bridge it last served for.
@@ -88,7 +89,7 @@ fn open_in_background(threads: &Threads, waker: Waker, song: SongId, bytes: Arc<
 /// The sync thread's `Streamed` events: opened off the frame, then into the library.
 fn open_arrived(
     threads: Res<Threads>,
-    position: Res<Position>,
+    master: Res<MasterPosition>,
     mut arrived: MessageReader<Arrived>,
     mut library: ResMut<SongLibrary>,
     mut progress: ResMut<StreamProgress>,
@@ -116,7 +117,7 @@ fn open_arrived(
             }
             // The Master's next piece, offered ahead: the singer hears of it if it is still
             // missing once it is sung.
-            Err(e) if position.song.as_ref() != Some(&song) => {
+            Err(e) if master.0.as_ref().is_some_and(|m| m.song_id.as_ref() != Some(&song)) => {
                 warn!("a score streamed ahead could not be opened: {e}");
             }
             Err(e) => {
@@ -153,16 +154,15 @@ fn serve_shown_song(
     }
     let reads: Vec<Read> = threads.read.1.try_iter().collect();
     for (song, bytes, title, next) in reads {
-        let title = Some(title);
         match bytes {
             // Still the song shown: the sync thread takes it (it checks the size limit).
             Ok(bytes) if !next && position.song.as_ref() == Some(&song) => {
-                bridge.send(SyncCommand::Serve { song_id: song, bytes, title });
+                bridge.send(SyncCommand::Serve { song_id: song, bytes, title: Some(title) });
             }
             // Still the next piece: offered ahead (one over the limit is not).
             Ok(bytes) if next && threads.next.as_ref() == Some(&song) => {
-                threads.handed_next = Some(song.clone());
-                bridge.send(SyncCommand::ServeNext { song_id: song, bytes, title });
+                threads.handed_next = Some((song.clone(), bytes.clone(), title.clone()));
+                bridge.send(SyncCommand::ServeNext { song_id: song, bytes, title: Some(title) });
             }
             Ok(_) => {}
             // The next piece is told about if it still cannot be streamed once it is shown.
@@ -181,9 +181,11 @@ fn serve_shown_song(
         return;
     }
     threads.served.clone_from(&position.song);
-    if position.song.is_some() && position.song == threads.handed_next {
-        // The next piece, reached: the sync thread serves it as the current song already.
-        threads.handed_next = None;
+    if let Some((song, bytes, title)) =
+        threads.handed_next.take_if(|(s, ..)| position.song.as_ref() == Some(s))
+    {
+        // The next piece, reached: its bytes, handed over already, are the current song's now.
+        bridge.send(SyncCommand::Serve { song_id: song, bytes, title: Some(title) });
         return;
     }
     let Some(song) = position.song.as_ref().and_then(|id| library.get(id)) else { return };
@@ -240,7 +242,7 @@ fn serve_next_piece(
     }
     let Some(song) = next else { return };
     if let Some(bytes) = library.streamed_bytes(&song.id) {
-        threads.handed_next = Some(song.id.clone());
+        threads.handed_next = Some((song.id.clone(), bytes.clone(), song.title.clone()));
         let title = Some(song.title.clone());
         bridge.send(SyncCommand::ServeNext { song_id: song.id.clone(), bytes, title });
         return;

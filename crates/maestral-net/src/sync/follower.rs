@@ -111,7 +111,7 @@ impl FollowerIo {
         true
     }
 
-    pub(crate) fn engine_event(&mut self, _ctx: &mut Ctx, e: &Event) {
+    pub(crate) fn engine_event(&mut self, ctx: &mut Ctx, e: &Event) {
         match e {
             Event::SessionEnded | Event::JoinRejected { .. } => {
                 self.master = None;
@@ -119,7 +119,12 @@ impl FollowerIo {
                 self.drop_attempts();
                 self.fetches.clear(None);
             }
-            Event::StreamClear { song_id } => self.fetches.clear(song_id.as_ref()),
+            Event::StreamClear { song_id } => {
+                self.fetches.clear(song_id.as_ref());
+                // A next piece waiting for the fetch cleared goes on now.
+                let master = self.master.as_ref().map(|(m, _)| m.clone());
+                self.fetches.start_waiting(ctx, master.as_ref());
+            }
             _ => {}
         }
     }

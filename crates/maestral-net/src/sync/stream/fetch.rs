@@ -181,7 +181,7 @@ impl Fetches {
     }
 
     /// Starts the next songs waiting their turn, once no current song is being fetched.
-    fn start_waiting(&mut self, ctx: &mut Ctx, master: Option<&DeviceId>) {
+    pub(crate) fn start_waiting(&mut self, ctx: &mut Ctx, master: Option<&DeviceId>) {
         if self.fetching_current() {
             return;
         }
