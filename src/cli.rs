@@ -107,18 +107,20 @@ pub struct WindowArgs {
     #[arg(long, value_name = "DEGREES", value_parser = parse_rotation)]
     pub rotate: Option<u16>,
 
-    /// Dark pages: light notes on black (inverted), for dim stages and projectors.
-    #[arg(long)]
-    pub dark: bool,
+    /// Dark pages: light notes on black (inverted), for dim stages and projectors
+    /// (`--dark=false`: light pages, whatever the window kept).
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub dark: Option<bool>,
 
     /// Draw the controls and text this many times larger (1 to 3; the panel offers 100 %,
     /// 150 % and 200 %): for a dense screen, or one read from further away.
     #[arg(long, value_name = "FACTOR", value_parser = parse_ui_scale)]
     pub ui_scale: Option<f32>,
 
-    /// A large page number on the performing screen, readable from a music stand's distance.
-    #[arg(long)]
-    pub large_page_number: bool,
+    /// A large page number on the performing screen, readable from a music stand's distance
+    /// (`--large-page-number=false`: the small one, whatever the window kept).
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub large_page_number: Option<bool>,
 
     /// Start in fullscreen.
     #[arg(long)]
@@ -288,9 +290,9 @@ impl Cli {
         let screen = crate::settings::Given {
             layout,
             rotation: w.rotate.map(Rotation::from_degrees),
-            dark: w.dark.then_some(true),
+            dark: w.dark,
             ui_scale: w.ui_scale,
-            large_page_number: w.large_page_number.then_some(true),
+            large_page_number: w.large_page_number,
         };
         let frontend = if self.headless {
             Frontend::Headless
@@ -496,6 +498,11 @@ mod tests {
             (Some(true), Some(1.5), Some(true))
         );
         assert_eq!(options(&["--dual-window"]).screen.layout, Some(LayoutMode::DualWindow));
+        // Turned off for one run, whatever the window kept; a score after the flag is no value.
+        let off = options(&["--dark=false", "--large-page-number=false"]).screen;
+        assert_eq!((off.dark, off.large_page_number), (Some(false), Some(false)));
+        let score = options(&["--dark", "score.pdf"]);
+        assert_eq!((score.screen.dark, score.library), (Some(true), PathBuf::from("score.pdf")));
     }
 
     #[test]

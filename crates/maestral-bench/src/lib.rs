@@ -1,5 +1,6 @@
 //! What Maestral's benchmarks share: one percentile definition, summaries of a sample, CPU use
-//! sampled from `/proc` (Linux), and the JSON report under `<workspace>/target/bench/`.
+//! sampled from `/proc` (Linux), the JSON report under `<workspace>/target/bench/`, and synthetic
+//! PDF files (`pdf`, for the benchmarks and the score tests).
 //!
 //! A dev-dependency only: nothing here is in the app.
 
@@ -8,6 +9,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+pub mod pdf;
 mod proc;
 
 pub use proc::{Load, LoadPer, cpu_time, own_cpu_time};
