@@ -310,6 +310,40 @@ impl RecordWriter {
     }
 }
 
+/// A state file kept as text: whenever the text handed to [`KeptFile::keep`] differs from the
+/// last kept (or read), it goes to a [`RecordWriter`], started on the first change.
+#[derive(Debug)]
+pub(crate) struct KeptFile {
+    path: PathBuf,
+    /// What the performer loses while writes fail, for the message.
+    lost: &'static str,
+    kept: String,
+    writer: Option<RecordWriter>,
+}
+
+impl KeptFile {
+    /// The file at `path`, holding `kept` now.
+    pub(crate) fn new(path: PathBuf, kept: String, lost: &'static str) -> Self {
+        KeptFile { path, lost, kept, writer: None }
+    }
+
+    /// Writes `text` unless it is what the file holds already.
+    pub(crate) fn keep(&mut self, text: String) {
+        if text != self.kept {
+            let (path, lost) = (self.path.clone(), self.lost);
+            self.writer.get_or_insert_with(|| RecordWriter::start(path, lost)).send(text.clone());
+            self.kept = text;
+        }
+    }
+
+    /// Reports the write failures not yet reported.
+    pub(crate) fn report_failures(&self, errors: &mut MessageWriter<AppError>) {
+        if let Some(writer) = &self.writer {
+            writer.report_failures(errors);
+        }
+    }
+}
+
 impl Drop for RecordWriter {
     fn drop(&mut self) {
         self.records = None;

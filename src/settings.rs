@@ -12,13 +12,13 @@
 //! {"layout": "half", "rotate": 0, "dark": false, "ui_scale": 1.5, "large_page_number": true}
 //! ```
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use bevy::prelude::*;
 use maestral_net::state::{self, files};
 
 use crate::model::{AppError, LayoutMode, Projector, Rotation, UiSize};
-use crate::persistence::RecordWriter;
+use crate::persistence::KeptFile;
 
 /// The screen settings in effect.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
@@ -184,18 +184,14 @@ pub fn read(path: &Path) -> Result<Screen, String> {
     validate(file).map_err(|reason| format!("{}; {starting}", state::broken(path, reason)))
 }
 
-/// Where the settings are kept, and the writer keeping them.
+/// The settings file, and what the command line gave this run, the settings kept when it
+/// started, and those it started with.
 #[derive(Resource, Debug)]
 pub struct SettingsStore {
-    path: PathBuf,
-    /// What the command line gave this run, the settings kept when it started, and those it
-    /// started with.
+    record: KeptFile,
     given: Given,
     file: Screen,
     start: Screen,
-    /// The text last handed to the writer (or read).
-    kept: String,
-    writer: Option<RecordWriter>,
 }
 
 /// The settings in effect for a window with the state directory `dir` (`None`: nothing is
@@ -209,8 +205,9 @@ pub fn install(app: &mut App, dir: Option<&Path>, given: Given) -> Screen {
         Err(message) => (Screen::default(), Some(message)),
     };
     let screen = given.over(kept);
-    let store =
-        SettingsStore { path, given, file: kept, start: screen, kept: text(&kept), writer: None };
+    let lost = "layout and size changes will be lost when the app closes";
+    let record = KeptFile::new(path, text(&kept), lost);
+    let store = SettingsStore { record, given, file: kept, start: screen };
     app.insert_resource(store).add_systems(Last, keep);
     if let Some(message) = problem {
         warn!("{message}");
@@ -232,20 +229,15 @@ fn keep(
     if layout.is_changed() || projector.is_changed() || ui_size.is_changed() {
         let now = Screen { layout: *layout, projector: *projector, ui_size: *ui_size };
         let now = text(&store.given.to_keep(now, store.start, store.file));
-        if now != store.kept {
-            let path = store.path.clone();
-            let lost = "layout and size changes will be lost when the app closes";
-            store.writer.get_or_insert_with(|| RecordWriter::start(path, lost)).send(now.clone());
-            store.kept = now;
-        }
+        store.record.keep(now);
     }
-    if let Some(writer) = &store.writer {
-        writer.report_failures(&mut errors);
-    }
+    store.record.report_failures(&mut errors);
 }
 
 #[cfg(test)]
 mod tests {
+    use std::path::PathBuf;
+
     use super::*;
 
     fn temp(name: &str) -> PathBuf {

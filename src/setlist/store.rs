@@ -7,7 +7,7 @@
 //! {"in_use": "Sunday concert", "lists": [{"name": "Sunday concert", "songs": ["<64 hex>", …]}]}
 //! ```
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use bevy::prelude::*;
 use maestral_net::state::{self, files};
@@ -15,16 +15,11 @@ use maestral_protocol::SongId;
 
 use super::{MAX_LISTS, MAX_PIECES, SetList, SetLists, valid_name};
 use crate::model::{AppError, SyncSettings};
-use crate::persistence::RecordWriter;
+use crate::persistence::KeptFile;
 
-/// Where the set lists are kept, and the writer keeping them.
+/// Where the set lists are kept.
 #[derive(Resource, Debug)]
-pub struct SetListStore {
-    path: PathBuf,
-    /// The text last handed to the writer (or read).
-    kept: String,
-    writer: Option<RecordWriter>,
-}
+pub struct SetListStore(KeptFile);
 
 #[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 struct File {
@@ -41,8 +36,9 @@ pub(super) fn install(app: &mut App) {
         Ok(lists) => (lists, None),
         Err(message) => (SetLists::default(), Some(message)),
     };
-    let kept = text(&lists);
-    app.insert_resource(lists).insert_resource(SetListStore { path, kept, writer: None });
+    let lost = "set list changes will be lost when the app closes";
+    let store = SetListStore(KeptFile::new(path, text(&lists), lost));
+    app.insert_resource(lists).insert_resource(store);
     if let Some(message) = problem {
         warn!("{message}");
         app.add_systems(Startup, move |mut errors: MessageWriter<AppError>| {
@@ -121,15 +117,7 @@ pub(super) fn keep(
     mut errors: MessageWriter<AppError>,
 ) {
     if lists.is_changed() {
-        let now = text(&lists);
-        if now != store.kept {
-            let path = store.path.clone();
-            let lost = "set list changes will be lost when the app closes";
-            store.writer.get_or_insert_with(|| RecordWriter::start(path, lost)).send(now.clone());
-            store.kept = now;
-        }
+        store.0.keep(text(&lists));
     }
-    if let Some(writer) = &store.writer {
-        writer.report_failures(&mut errors);
-    }
+    store.0.report_failures(&mut errors);
 }
