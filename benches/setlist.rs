@@ -33,7 +33,7 @@ const BIG: usize = 10 * 1024 * 1024;
 
 /// A PDF of four A4 pages with a line each, and an unused stream of `padding` bytes of noise
 /// (`seed`), so that each one is another score, `padding` bytes larger.
-fn padded_pdf(padding: usize, seed: u64) -> Vec<u8> {
+fn padded_pdf(padding: usize, seed: u32) -> Vec<u8> {
     let content = "0 0 0 RG 2 w 72 400 m 520 400 l S\n";
     let mut objects: Vec<Vec<u8>> = vec![
         b"<< /Type /Catalog /Pages 2 0 R >>".to_vec(),
@@ -52,15 +52,7 @@ fn padded_pdf(padding: usize, seed: u64) -> Vec<u8> {
             format!("<< /Length {} >>\nstream\n{content}endstream", content.len()).into_bytes(),
         );
     }
-    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let noise: Vec<u8> = (0..padding)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect();
+    let noise = maestral_bench::noise(padding, seed);
     let mut padded = format!("<< /Length {padding} >>\nstream\n").into_bytes();
     padded.extend_from_slice(&noise);
     padded.extend_from_slice(b"\nendstream");
@@ -125,14 +117,17 @@ fn main() {
     std::fs::write(singer_library.join("lanterns.pdf"), &lanterns).expect("write");
     // The pieces moved to: each a score the singers never had (a seed of its own).
     let mut pieces: Vec<(String, bool, String)> = Vec::new();
+    let mut files = Vec::new();
     for ahead in [false, true] {
         for round in 0..ROUNDS {
             for (size, padding) in [("64 KB", SMALL), ("10 MB", BIG)] {
-                let seed = (u64::from(ahead) << 32) | ((round as u64) << 8) | padding as u64 >> 16;
+                let seed =
+                    (u32::from(ahead) << 24) | ((round as u32) << 16) | (padding >> 16) as u32;
                 let bytes = padded_pdf(padding, seed);
                 let path = library.join(format!("piece-{seed:x}.pdf"));
                 std::fs::write(&path, &bytes).expect("write");
                 let id = maestral_score::song_id(&bytes).as_str().to_owned();
+                files.push((path, id.clone()));
                 pieces.push((size.into(), ahead, id));
             }
         }
@@ -147,6 +142,12 @@ fn main() {
     m.name = "the Master".into();
     let ready = m.wait("ready", |e| e["event"] == "ready");
     let code = ready["join_code"].as_str().expect("a join code").to_owned();
+    // Each piece opened before the singers come, so the Master holds every one when a round
+    // asks for it by id (its scan of the folder may still be hashing the large files).
+    for (path, id) in &files {
+        m.send(&format!("song {}", path.display()));
+        m.wait("the piece open", |e| is_show_of(e, id) && e["page_count"].is_u64());
+    }
     m.send(&format!("song {first}"));
     m.wait("the first piece", |e| is_show_of(e, &first));
     let mut singers: Vec<App> = (0..SINGERS)

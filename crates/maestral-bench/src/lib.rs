@@ -1,6 +1,6 @@
 //! What Maestral's benchmarks share: one percentile definition, summaries of a sample, CPU use
 //! sampled from `/proc` (Linux), the JSON report under `<workspace>/target/bench/`, and synthetic
-//! PDF files (`pdf`, for the benchmarks and the score tests).
+//! data: PDF files (`pdf`) and noise standing for a score's bytes ([`noise`]).
 //!
 //! A dev-dependency only: nothing here is in the app.
 
@@ -11,6 +11,20 @@ use serde_json::{Value, json};
 
 pub mod pdf;
 mod proc;
+
+/// `len` bytes of noise, different per `seed` and the same for the same seed (xorshift): bytes
+/// that stand for a score's, which compress to nothing less.
+pub fn noise(len: usize, seed: u32) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(2_654_435_761) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as u8
+        })
+        .collect()
+}
 
 pub use proc::{Load, LoadPer, cpu_time, own_cpu_time};
 

@@ -196,15 +196,7 @@ pub fn follower(name: &str, code: &JoinCode) -> Peer {
 /// `seed`, and the song id they get (their SHA-256, as a real score's).
 pub fn noise_score(len: usize, seed: u8) -> (SongId, std::sync::Arc<[u8]>) {
     use sha2::Digest;
-    let mut x = u32::from(seed).wrapping_mul(2_654_435_761) | 1;
-    let bytes: Vec<u8> = (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            x as u8
-        })
-        .collect();
+    let bytes = maestral_bench::noise(len, u32::from(seed));
     let id: String = sha2::Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
     (SongId::new(id), bytes.into())
 }
